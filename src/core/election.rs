@@ -1,0 +1,215 @@
+//! Terms, pre-vote, votes and role changes (§5.1, §5.2, §5.4.1, dissertation §9.6).
+
+use super::{Message, NodeId, Progress, RaftCore, Role};
+use crate::wire::{EntryType, RequestVote, RequestVoteResponse};
+use bytes::Bytes;
+
+impl RaftCore {
+    /// Applies the term rules to an incoming message; returns whether to handle it further.
+    pub(super) fn step_term(&mut self, from: &str, msg: &Message) -> bool {
+        let term = msg.term();
+        match msg {
+            // A pre-vote never changes anyone's term: its term is only a proposal.
+            Message::RequestVote(m) if m.pre_vote => return true,
+            Message::RequestVoteResponse(m) if m.pre_vote && m.granted => return true,
+            _ => {}
+        }
+        if term > self.term {
+            if let Message::RequestVote(_) = msg {
+                if self.in_leader_lease() {
+                    // A leader is alive: a disruptive candidate must not depose it (§9.6).
+                    return false;
+                }
+            }
+            let leader = matches!(msg, Message::AppendEntries(_)).then(|| from.to_string());
+            self.become_follower(term, leader);
+            return true;
+        }
+        if term < self.term {
+            self.reject_stale(from, msg);
+            return false;
+        }
+        true
+    }
+
+    /// Tells the sender of a stale request that a newer term exists, so it steps down.
+    fn reject_stale(&mut self, from: &str, msg: &Message) {
+        match msg {
+            Message::AppendEntries(m) => {
+                let reply = self.append_response(false, 0, m.prev_log_index);
+                self.send(from, reply);
+            }
+            Message::RequestVote(m) => {
+                let reply = self.vote_response(false, m.pre_vote, self.term);
+                self.send(from, reply);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this node has heard from a live leader within an election timeout.
+    pub(super) fn in_leader_lease(&self) -> bool {
+        self.cfg.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.cfg.election_ticks
+    }
+
+    pub(super) fn handle_request_vote(&mut self, from: &str, m: RequestVote) {
+        let log_ok = self.log.is_up_to_date(m.last_log_index, m.last_log_term);
+        if m.pre_vote {
+            let grant = m.term > self.term && log_ok && !self.in_leader_lease();
+            let term = if grant { m.term } else { self.term };
+            let reply = self.vote_response(grant, true, term);
+            self.send(from, reply);
+            return;
+        }
+        let free_to_vote = self.vote.as_deref() == Some(from)
+            || (self.vote.is_none() && self.leader.is_none());
+        if free_to_vote && log_ok {
+            self.vote = Some(from.to_string());
+            self.election_elapsed = 0;
+            let reply = self.vote_response(true, false, self.term);
+            // The vote must be durable before the candidate can count it (§5.2).
+            self.send_after_persist(from, reply);
+        } else {
+            let reply = self.vote_response(false, false, self.term);
+            self.send(from, reply);
+        }
+    }
+
+    pub(super) fn handle_vote_response(&mut self, from: &str, m: RequestVoteResponse) {
+        let counts = match (self.role, m.pre_vote) {
+            (Role::PreCandidate, true) => !m.granted || m.term == self.term + 1,
+            (Role::Candidate, false) => m.term == self.term,
+            _ => false,
+        };
+        if !counts {
+            return;
+        }
+        self.votes.insert(from.to_string(), m.granted);
+        let granted = self.votes.values().filter(|g| **g).count();
+        let rejected = self.votes.len() - granted;
+        if granted >= self.quorum() {
+            match self.role {
+                Role::PreCandidate => self.become_candidate(),
+                _ => self.become_leader(),
+            }
+        } else if rejected >= self.quorum() {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    fn vote_response(&self, granted: bool, pre_vote: bool, term: u64) -> Message {
+        Message::RequestVoteResponse(RequestVoteResponse {
+            term,
+            granted,
+            pre_vote,
+            from: self.cfg.id.clone(),
+        })
+    }
+
+    /// Starts an election after an election timeout without hearing from a leader.
+    pub(super) fn campaign(&mut self) {
+        if self.cfg.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.start_tally();
+        self.reset_randomized_timeout();
+        self.request_votes(true);
+        if self.votes.len() >= self.quorum() {
+            self.become_candidate();
+        }
+    }
+
+    fn become_candidate(&mut self) {
+        self.role = Role::Candidate;
+        self.term += 1;
+        self.vote = Some(self.cfg.id.clone());
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.start_tally();
+        self.reset_randomized_timeout();
+        self.request_votes(false);
+        if self.votes.len() >= self.quorum() {
+            self.become_leader();
+        }
+    }
+
+    fn start_tally(&mut self) {
+        self.votes.clear();
+        self.votes.insert(self.cfg.id.clone(), true);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        let term = if pre_vote { self.term + 1 } else { self.term };
+        for peer in self.peers() {
+            let msg = Message::RequestVote(RequestVote {
+                term,
+                candidate: self.cfg.id.clone(),
+                last_log_index: self.log.last_index(),
+                last_log_term: self.log.last_term(),
+                pre_vote,
+            });
+            if pre_vote {
+                self.send(&peer, msg);
+            } else {
+                // Our own vote and the new term must be durable first.
+                self.send_after_persist(&peer, msg);
+            }
+        }
+    }
+
+    pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.election_elapsed = 0;
+        self.votes.clear();
+        self.progress.clear();
+        self.reset_randomized_timeout();
+    }
+
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id.clone());
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.votes.clear();
+        let next = self.log.last_index() + 1;
+        self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
+        // Entries of earlier terms commit only through one of ours (§5.4.2).
+        self.append_local(EntryType::EntryNoop as i32, Bytes::new());
+        self.broadcast_append(false);
+    }
+
+    /// Heartbeats and, with check-quorum, stepping down when a majority is silent.
+    pub(super) fn tick_leader(&mut self) {
+        self.election_elapsed += 1;
+        self.heartbeat_elapsed += 1;
+        if self.election_elapsed >= self.cfg.election_ticks {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+                if active < self.quorum() {
+                    self.become_follower(self.term, None);
+                    return;
+                }
+                self.progress.values_mut().for_each(|p| p.recent_active = false);
+            }
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.send_heartbeats();
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The pure Raft state machine: messages and ticks in; state to persist,
+//! messages to send and entries to apply out. No threads, clocks, sockets or
+//! disk live here, so every rule can be stepped by hand in a test.
+//!
+//! Driving it: call [`RaftCore::tick`] at a fixed period, [`RaftCore::step`]
+//! for every message received and [`RaftCore::propose`] for client commands,
+//! then take [`RaftCore::ready`]. Persist its `hard_state` and log changes
+//! (in the order Readies were taken), send `messages` at once and
+//! `messages_after_persist` only once that persistence is durable, then report
+//! it with [`RaftCore::on_persisted`]. Apply entries up to
+//! [`RaftCore::applicable_index`] and report them with [`RaftCore::on_applied`].
+
+mod election;
+mod log;
+mod progress;
+mod replication;
+#[cfg(test)]
+mod tests;
+
+pub use log::RaftLog;
+pub use progress::{Progress, ProgressState};
+
+use crate::wire::{AppendEntries, AppendEntriesResponse, Entry, RequestVote, RequestVoteResponse};
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+/// A member's name: its `"ip:port"`.
+pub type NodeId = String;
+
+/// The Raft messages exchanged between members.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    RequestVote(RequestVote),
+    RequestVoteResponse(RequestVoteResponse),
+    AppendEntries(AppendEntries),
+    AppendEntriesResponse(AppendEntriesResponse),
+}
+
+impl Message {
+    /// The sender's term carried by the message.
+    pub fn term(&self) -> u64 {
+        match self {
+            Message::RequestVote(m) => m.term,
+            Message::RequestVoteResponse(m) => m.term,
+            Message::AppendEntries(m) => m.term,
+            Message::AppendEntriesResponse(m) => m.term,
+        }
+    }
+}
+
+/// A message with its destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub to: NodeId,
+    pub msg: Message,
+}
+
+/// The state that must be durable before the node acts on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: Option<NodeId>,
+    pub commit: u64,
+}
+
+/// Role of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+/// Static configuration of the core. Times are in ticks.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every voting member, this node included.
+    pub voters: Vec<NodeId>,
+    /// Base election timeout; the real one is random in `[base, 2 * base)`.
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub max_entries_per_message: usize,
+    pub max_bytes_per_message: u64,
+    /// AppendEntries a leader may have unacknowledged per follower.
+    pub max_inflight: usize,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+}
+
+impl Config {
+    /// A configuration with LAN-appropriate defaults for tests and simulations.
+    pub fn new(id: impl Into<NodeId>, voters: Vec<NodeId>) -> Self {
+        Config {
+            id: id.into(),
+            voters,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            max_entries_per_message: 256,
+            max_bytes_per_message: 1 << 20,
+            max_inflight: 64,
+            pre_vote: true,
+            check_quorum: true,
+        }
+    }
+}
+
+/// What the core needs restored after a restart.
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    pub hard_state: HardState,
+    /// The whole persisted log, contiguous from index 1.
+    pub entries: Vec<Entry>,
+    /// Highest index already applied to the state machine.
+    pub applied: u64,
+}
+
+/// The work the core hands to the runtime. See the module docs for the order.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// New (term, vote, commit), if any of them changed.
+    pub hard_state: Option<HardState>,
+    /// Delete every log entry from this index on, before appending `entries`.
+    pub truncate_from: Option<u64>,
+    pub entries: Vec<Entry>,
+    /// Whether this Ready must be fsynced before `messages_after_persist` go out
+    /// (true when term, vote or log changed; a commit-only change need not be).
+    pub must_sync: bool,
+    /// Messages that may leave at once.
+    pub messages: Vec<Envelope>,
+    /// Messages that depend on persistence (votes, acks): they leave only once
+    /// this Ready and every earlier one are durable, even if this one writes nothing.
+    pub messages_after_persist: Vec<Envelope>,
+}
+
+impl Ready {
+    /// Whether anything must be written to disk.
+    pub fn needs_persist(&self) -> bool {
+        self.hard_state.is_some() || self.truncate_from.is_some() || !self.entries.is_empty()
+    }
+
+    /// Last log (index, term) this Ready makes durable, if it writes entries.
+    pub fn persisted_position(&self) -> Option<(u64, u64)> {
+        self.entries.last().map(|e| (e.index, e.term))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.needs_persist() && self.messages.is_empty() && self.messages_after_persist.is_empty()
+    }
+}
+
+/// Why a proposal was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotLeader {
+    pub leader: Option<NodeId>,
+}
+
+/// A snapshot of the core's state, for status pages and invariant checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreStatus {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub vote: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub last_log_index: u64,
+    pub last_log_term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub stable_index: u64,
+}
+
+/// The Raft state machine of one node.
+pub struct RaftCore {
+    cfg: Config,
+    rng: SmallRng,
+    role: Role,
+    term: u64,
+    vote: Option<NodeId>,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    commit: u64,
+    applied: u64,
+    /// Ticks since the last election reset (follower/candidate) or quorum check (leader).
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_election_ticks: u32,
+    /// Votes received in the current (pre-)campaign.
+    votes: BTreeMap<NodeId, bool>,
+    /// Replication state per peer (leader only).
+    progress: BTreeMap<NodeId, Progress>,
+    /// Hard state as last handed out in a Ready.
+    last_hard_state: HardState,
+    ready: Ready,
+}
+
+impl RaftCore {
+    /// Creates a node from its persisted state. `seed` drives the randomized timeouts.
+    pub fn new(cfg: Config, restored: Restored, seed: u64) -> Self {
+        assert!(cfg.voters.contains(&cfg.id), "a node must be one of the voters");
+        assert!(cfg.election_ticks > cfg.heartbeat_ticks && cfg.heartbeat_ticks > 0);
+        let hs = restored.hard_state;
+        let log = RaftLog::restore(restored.entries);
+        let commit = hs.commit.min(log.last_index());
+        let mut core = RaftCore {
+            rng: SmallRng::seed_from_u64(seed),
+            role: Role::Follower,
+            term: hs.term,
+            vote: hs.vote.clone(),
+            leader: None,
+            commit,
+            applied: restored.applied.min(commit),
+            log,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_election_ticks: cfg.election_ticks,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            last_hard_state: HardState { commit, ..hs },
+            ready: Ready::default(),
+            cfg,
+        };
+        core.reset_randomized_timeout();
+        core
+    }
+
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+    pub fn commit(&self) -> u64 {
+        self.commit
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn progress(&self, peer: &str) -> Option<&Progress> {
+        self.progress.get(peer)
+    }
+
+    pub fn status(&self) -> CoreStatus {
+        CoreStatus {
+            id: self.cfg.id.clone(),
+            role: self.role,
+            term: self.term,
+            vote: self.vote.clone(),
+            leader: self.leader.clone(),
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            commit: self.commit,
+            applied: self.applied,
+            stable_index: self.log.stable_index(),
+        }
+    }
+
+    /// Highest index that may be applied: committed and durable here.
+    pub fn applicable_index(&self) -> u64 {
+        self.commit.min(self.log.stable_index())
+    }
+
+    /// Committed entries after `applied`, up to `max_count` of them.
+    pub fn entries_to_apply(&self, max_count: usize) -> Vec<Entry> {
+        let hi = self.applicable_index();
+        self.log.slice(self.applied + 1, hi, max_count, u64::MAX)
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.randomized_election_ticks {
+                self.election_elapsed = 0;
+                self.campaign();
+            }
+        }
+    }
+
+    /// Handles one message from `from`.
+    pub fn step(&mut self, from: &str, msg: Message) {
+        if from == self.cfg.id || !self.cfg.voters.iter().any(|v| v == from) {
+            return; // not a member of this cluster: ignore
+        }
+        if !self.step_term(from, &msg) {
+            return;
+        }
+        match msg {
+            Message::RequestVote(m) => self.handle_request_vote(from, m),
+            Message::RequestVoteResponse(m) => self.handle_vote_response(from, m),
+            Message::AppendEntries(m) => self.handle_append_entries(from, m),
+            Message::AppendEntriesResponse(m) => self.handle_append_response(from, m),
+        }
+    }
+
+    /// Appends client commands to the leader's log; returns each one's (index, term).
+    pub fn propose(&mut self, payloads: Vec<Bytes>) -> Result<Vec<(u64, u64)>, NotLeader> {
+        if self.role != Role::Leader {
+            return Err(NotLeader { leader: self.leader.clone() });
+        }
+        let kind = crate::wire::EntryType::EntryCommand as i32;
+        let positions = payloads
+            .into_iter()
+            .map(|payload| self.append_local(kind, payload))
+            .collect();
+        self.broadcast_append(false);
+        Ok(positions)
+    }
+
+    /// Takes everything produced since the last call.
+    pub fn ready(&mut self) -> Ready {
+        let hs = HardState { term: self.term, vote: self.vote.clone(), commit: self.commit };
+        if hs != self.last_hard_state {
+            if hs.term != self.last_hard_state.term || hs.vote != self.last_hard_state.vote {
+                self.ready.must_sync = true;
+            }
+            self.last_hard_state = hs.clone();
+            self.ready.hard_state = Some(hs);
+        }
+        if self.ready.truncate_from.is_some() || !self.ready.entries.is_empty() {
+            self.ready.must_sync = true;
+        }
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Reports that the log up to `index` (whose entry had `term`) is durable.
+    pub fn on_persisted(&mut self, index: u64, term: u64) {
+        self.log.mark_stable(index, term);
+        if self.role == Role::Leader && self.maybe_commit() {
+            self.broadcast_append(true);
+        }
+    }
+
+    /// Reports that entries up to `index` have been applied.
+    pub fn on_applied(&mut self, index: u64) {
+        debug_assert!(index <= self.applicable_index());
+        self.applied = self.applied.max(index);
+    }
+
+    fn quorum(&self) -> usize {
+        self.cfg.voters.len() / 2 + 1
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.cfg.voters.iter().filter(|v| **v != self.cfg.id).cloned().collect()
+    }
+
+    fn reset_randomized_timeout(&mut self) {
+        let base = self.cfg.election_ticks;
+        self.randomized_election_ticks = self.rng.random_range(base..2 * base);
+    }
+
+    fn send(&mut self, to: &str, msg: Message) {
+        self.ready.messages.push(Envelope { to: to.to_string(), msg });
+    }
+
+    fn send_after_persist(&mut self, to: &str, msg: Message) {
+        self.ready.messages_after_persist.push(Envelope { to: to.to_string(), msg });
+    }
+
+    /// Appends one entry of the current term to the local log, to be persisted.
+    fn append_local(&mut self, entry_type: i32, payload: Bytes) -> (u64, u64) {
+        let entry = Entry {
+            term: self.term,
+            index: self.log.last_index() + 1,
+            r#type: entry_type,
+            payload,
+        };
+        let pos = (entry.index, entry.term);
+        self.ready.entries.push(entry.clone());
+        self.log.append([entry]);
+        pos
+    }
+
+    /// Replaces the log from `index` on (a conflict found by a follower).
+    fn truncate_log(&mut self, index: u64) {
+        assert!(index > self.commit, "attempt to truncate committed entry {index} (commit {})", self.commit);
+        self.log.truncate_from(index);
+        self.ready.entries.retain(|e| e.index < index);
+        self.ready.truncate_from = Some(self.ready.truncate_from.map_or(index, |t| t.min(index)));
+    }
+}

@@ -1,0 +1,96 @@
+//! What a leader knows about one follower's log.
+
+use std::collections::VecDeque;
+
+/// How the leader is sending to a follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressState {
+    /// The match point is unknown: one AppendEntries at a time until one succeeds.
+    Probe,
+    /// The follower is in step: AppendEntries are pipelined up to the in-flight window.
+    Replicate,
+}
+
+/// Replication progress of one follower.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Highest index known to be replicated on the follower.
+    pub match_index: u64,
+    /// Next index to send.
+    pub next_index: u64,
+    pub state: ProgressState,
+    /// In Probe: a probe is outstanding, wait for its answer or the next heartbeat.
+    pub probe_sent: bool,
+    /// In Replicate: last index of every unacknowledged AppendEntries, oldest first.
+    pub inflight: VecDeque<u64>,
+    /// Heard from since the last check-quorum round.
+    pub recent_active: bool,
+    /// Acknowledged something since the last heartbeat (a full window without
+    /// acknowledgements for a whole heartbeat means messages were lost).
+    pub acked_since_heartbeat: bool,
+}
+
+impl Progress {
+    pub fn new(next_index: u64) -> Self {
+        Progress {
+            match_index: 0,
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            recent_active: true,
+            acked_since_heartbeat: false,
+        }
+    }
+
+    /// Whether another AppendEntries with entries may be sent now.
+    pub fn is_paused(&self, max_inflight: usize) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflight.len() >= max_inflight,
+        }
+    }
+
+    pub fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.next_index = self.match_index + 1;
+    }
+
+    pub fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.next_index = self.match_index + 1;
+    }
+
+    /// Records an acknowledgement up to `index`; returns whether it was news.
+    pub fn acknowledge(&mut self, index: u64) -> bool {
+        self.acked_since_heartbeat = true;
+        while self.inflight.front().is_some_and(|&i| i <= index) {
+            self.inflight.pop_front();
+        }
+        if index > self.match_index {
+            self.match_index = index;
+            self.next_index = self.next_index.max(index + 1);
+            self.probe_sent = false;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records that entries up to `last` were sent.
+    pub fn sent(&mut self, last: u64) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if last >= self.next_index {
+                    self.inflight.push_back(last);
+                    self.next_index = last + 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! AppendEntries on both sides, per-follower progress and the commit rule
+//! (§5.3, Figure 7, §5.4.2, Figure 8).
+
+use super::{Message, ProgressState, RaftCore, Role};
+use crate::wire::{AppendEntries, AppendEntriesResponse};
+
+impl RaftCore {
+    /// Sends what each follower is missing; with `carry_commit`, an empty
+    /// AppendEntries to followers that are up to date, so they learn the commit index.
+    pub(super) fn broadcast_append(&mut self, carry_commit: bool) {
+        for peer in self.peers() {
+            if !self.send_append(&peer) && carry_commit {
+                self.send_empty_append(&peer);
+            }
+        }
+    }
+
+    /// Sends the next batch of entries to `peer` if its progress allows; returns
+    /// whether anything was sent.
+    fn send_append(&mut self, peer: &str) -> bool {
+        let max_inflight = self.cfg.max_inflight;
+        let Some(pr) = self.progress.get(peer) else { return false };
+        if pr.is_paused(max_inflight) {
+            return false;
+        }
+        let next = pr.next_index;
+        let probing = pr.state == ProgressState::Probe;
+        let entries = self.log.slice(
+            next,
+            self.log.last_index(),
+            self.cfg.max_entries_per_message,
+            self.cfg.max_bytes_per_message,
+        );
+        if entries.is_empty() && !probing {
+            return false;
+        }
+        let last = entries.last().map_or(next - 1, |e| e.index);
+        let msg = self.append_message(next - 1, entries);
+        self.send(peer, msg);
+        if let Some(pr) = self.progress.get_mut(peer) {
+            pr.sent(last);
+        }
+        true
+    }
+
+    /// An AppendEntries without entries at the follower's known match point:
+    /// always accepted by a healthy follower, it carries the commit index.
+    fn send_empty_append(&mut self, peer: &str) {
+        let Some(pr) = self.progress.get(peer) else { return };
+        let prev = match pr.state {
+            ProgressState::Probe => pr.next_index - 1,
+            ProgressState::Replicate => pr.match_index,
+        };
+        let msg = self.append_message(prev, Vec::new());
+        self.send(peer, msg);
+    }
+
+    fn append_message(&self, prev: u64, entries: Vec<crate::wire::Entry>) -> Message {
+        Message::AppendEntries(AppendEntries {
+            term: self.term,
+            leader: self.cfg.id.clone(),
+            prev_log_index: prev,
+            prev_log_term: self.log.term(prev).expect("next_index stays within the leader's log"),
+            entries,
+            leader_commit: self.commit,
+        })
+    }
+
+    pub(super) fn send_heartbeats(&mut self) {
+        for peer in self.peers() {
+            let Some(pr) = self.progress.get_mut(&peer) else { continue };
+            match pr.state {
+                ProgressState::Probe => pr.probe_sent = false,
+                ProgressState::Replicate => {
+                    if pr.inflight.len() >= self.cfg.max_inflight && !pr.acked_since_heartbeat {
+                        // A full window with no answer for a whole heartbeat: assume loss.
+                        pr.become_probe();
+                    }
+                }
+            }
+            pr.acked_since_heartbeat = false;
+            if !self.send_append(&peer) {
+                self.send_empty_append(&peer);
+            }
+        }
+    }
+
+    pub(super) fn append_response(&self, success: bool, match_index: u64, prev: u64) -> Message {
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            term: self.term,
+            success,
+            from: self.cfg.id.clone(),
+            match_index,
+            last_log_index: self.log.last_index(),
+            conflict_term: 0,
+            conflict_index: 0,
+            rejected_prev_index: prev,
+        })
+    }
+
+    /// Follower side of AppendEntries: consistency check, truncation only on a real conflict.
+    pub(super) fn handle_append_entries(&mut self, from: &str, m: AppendEntries) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(from.to_string()));
+        }
+        self.leader = Some(from.to_string());
+        self.election_elapsed = 0;
+        let prev = m.prev_log_index;
+        match self.log.term(prev) {
+            Some(t) if t == m.prev_log_term => {}
+            other => {
+                let mut reply = self.append_response(false, 0, prev);
+                if let (Message::AppendEntriesResponse(r), Some(t)) = (&mut reply, other) {
+                    r.conflict_term = t;
+                    r.conflict_index = self.log.first_index_of_term_at(prev, self.commit + 1);
+                }
+                self.send(from, reply);
+                return;
+            }
+        }
+        let last_new = prev + m.entries.len() as u64;
+        let mut new_entries = Vec::new();
+        for e in m.entries {
+            if !new_entries.is_empty() {
+                new_entries.push(e);
+                continue;
+            }
+            match self.log.term(e.index) {
+                Some(t) if t == e.term => {} // already have it: a duplicate or reordered message
+                Some(_) => {
+                    self.truncate_log(e.index);
+                    new_entries.push(e);
+                }
+                None => new_entries.push(e),
+            }
+        }
+        self.ready.entries.extend(new_entries.iter().cloned());
+        self.log.append(new_entries);
+        let new_commit = m.leader_commit.min(last_new);
+        if new_commit > self.commit {
+            self.commit = new_commit;
+        }
+        let reply = self.append_response(true, last_new, prev);
+        // The leader may count this acknowledgement: it must be durable.
+        self.send_after_persist(from, reply);
+    }
+
+    /// Leader side: progress, fast back-off on rejection, commit.
+    pub(super) fn handle_append_response(&mut self, from: &str, m: AppendEntriesResponse) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(from) else { return };
+        pr.recent_active = true;
+        if m.success {
+            let news = pr.acknowledge(m.match_index);
+            if pr.state == ProgressState::Probe && m.match_index >= pr.match_index {
+                pr.become_replicate();
+            }
+            if news && self.maybe_commit() {
+                self.broadcast_append(true);
+            } else {
+                self.send_append(from);
+            }
+            return;
+        }
+        let stale = m.rejected_prev_index <= pr.match_index
+            || (pr.state == ProgressState::Probe && m.rejected_prev_index + 1 != pr.next_index);
+        if stale {
+            return;
+        }
+        let hint = if m.conflict_term == 0 {
+            m.last_log_index + 1
+        } else {
+            match self.log.last_index_of_term(m.conflict_term) {
+                Some(i) => i + 1,
+                None => m.conflict_index,
+            }
+        };
+        let pr = self.progress.get_mut(from).expect("checked above");
+        pr.become_probe();
+        pr.next_index = hint.min(m.rejected_prev_index).max(pr.match_index + 1);
+        self.send_append(from);
+    }
+
+    /// Commits the highest index stored on a quorum, if it is of the current term.
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let mut matched: Vec<u64> = self.progress.values().map(|p| p.match_index).collect();
+        matched.push(self.log.stable_index());
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matched[self.quorum() - 1];
+        // Figure 8: counting replicas commits only entries of the current term.
+        if quorum_index > self.commit && self.log.term(quorum_index) == Some(self.term) {
+            self.commit = quorum_index;
+            return true;
+        }
+        false
+    }
+}

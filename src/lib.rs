@@ -1,0 +1,31 @@
+//! floyd: an embeddable Raft library — a replicated, durable, linearizable
+//! key-value store inside your own process.
+//!
+//! ```text
+//!  Floyd (floyd.rs) ── write/read ──► runtime::proposals ──► primary thread (NewCommand: group commit)
+//!        │ follower? forward to leader over transport            │ core.propose → Ready
+//!        ▼                                                       ▼
+//!  transport (frames, handshake, server, peer links) ◄── peer workers ◄── core (pure Raft)
+//!        │ responses → core.step                                 │ commit
+//!        ▼                                                       ▼
+//!  storage (RocksDB: log + meta)                     apply thread → state_machine (RocksDB KV)
+//! ```
+//!
+//! The Raft algorithm lives in [`core`], a pure state machine with no threads,
+//! clocks, sockets or disk; the threads in `runtime` drive it.
+
+pub mod core;
+pub mod error;
+pub mod options;
+pub mod state_machine;
+pub mod storage;
+pub mod transport;
+
+/// Messages on the wire and in the log, generated from `proto/floyd.proto`.
+pub mod wire {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/floyd.wire.rs"));
+}
+
+pub use error::{Error, Result};
+pub use options::Options;

@@ -1,0 +1,1 @@
+//! The built-in key-value state machine.

@@ -1,0 +1,1 @@
+//! RocksDB storage of the Raft log and metadata.

@@ -1,0 +1,1 @@
+//! Frames, handshake, the RPC server and peer connections.
