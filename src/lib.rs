@@ -16,7 +16,9 @@
 
 pub mod core;
 pub mod error;
+mod floyd;
 pub mod options;
+pub mod runtime;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
@@ -28,4 +30,5 @@ pub mod wire {
 }
 
 pub use error::{Error, Result};
+pub use floyd::{Floyd, ServerStatus, STATUS_HEADER};
 pub use options::Options;

@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn bad_options_are_rejected() {
         for (members, port) in [("", 1), ("nonsense", 1), ("127.0.0.1:2", 1), ("127.0.0.1:0", 0)] {
-            assert!(matches!(opts(members, port).validate(), Err(Error::InvalidArgument(_))), "{members}");
+            assert!(
+                matches!(opts(members, port).validate(), Err(Error::InvalidArgument(_))),
+                "{members}"
+            );
         }
         let mut o = opts("127.0.0.1:1,127.0.0.1:2", 1);
         o.heartbeat_us = 500_000;

@@ -49,9 +49,7 @@ impl RaftCore {
 
     /// Whether this node has heard from a live leader within an election timeout.
     pub(super) fn in_leader_lease(&self) -> bool {
-        self.cfg.check_quorum
-            && self.leader.is_some()
-            && self.election_elapsed < self.cfg.election_ticks
+        self.cfg.check_quorum && self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks
     }
 
     pub(super) fn handle_request_vote(&mut self, from: &str, m: RequestVote) {
@@ -63,8 +61,8 @@ impl RaftCore {
             self.send(from, reply);
             return;
         }
-        let free_to_vote = self.vote.as_deref() == Some(from)
-            || (self.vote.is_none() && self.leader.is_none());
+        let free_to_vote =
+            self.vote.as_deref() == Some(from) || (self.vote.is_none() && self.leader.is_none());
         if free_to_vote && log_ok {
             self.vote = Some(from.to_string());
             self.election_elapsed = 0;
@@ -186,7 +184,11 @@ impl RaftCore {
         self.heartbeat_elapsed = 0;
         self.votes.clear();
         let next = self.log.last_index() + 1;
-        self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
+        self.progress = self
+            .peers()
+            .into_iter()
+            .map(|p| (p, Progress::new(next)))
+            .collect();
         // Entries of earlier terms commit only through one of ours (§5.4.2).
         self.append_local(EntryType::EntryNoop as i32, Bytes::new());
         self.broadcast_append(false);

@@ -20,7 +20,10 @@ impl RaftLog {
     pub fn restore(entries: Vec<Entry>) -> Self {
         debug_assert!(entries.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1));
         let stable_index = entries.len() as u64;
-        RaftLog { entries, stable_index }
+        RaftLog {
+            entries,
+            stable_index,
+        }
     }
 
     pub fn last_index(&self) -> u64 {
@@ -72,8 +75,7 @@ impl RaftLog {
     /// Whether a log ending at (`last_index`, `last_term`) is at least as up
     /// to date as this one (§5.4.1).
     pub fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
-        last_term > self.last_term()
-            || (last_term == self.last_term() && last_index >= self.last_index())
+        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
     }
 
     /// Whether the log holds an entry at `index` with `term`.
@@ -94,7 +96,11 @@ impl RaftLog {
 
     /// Last index whose term is `term`, if the log has any such entry.
     pub fn last_index_of_term(&self, term: u64) -> Option<u64> {
-        self.entries.iter().rev().find(|e| e.term == term).map(|e| e.index)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.term == term)
+            .map(|e| e.index)
     }
 
     /// Appends entries that follow the last one.

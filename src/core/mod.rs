@@ -321,7 +321,9 @@ impl RaftCore {
     /// Appends client commands to the leader's log; returns each one's (index, term).
     pub fn propose(&mut self, payloads: Vec<Bytes>) -> Result<Vec<(u64, u64)>, NotLeader> {
         if self.role != Role::Leader {
-            return Err(NotLeader { leader: self.leader.clone() });
+            return Err(NotLeader {
+                leader: self.leader.clone(),
+            });
         }
         let kind = crate::wire::EntryType::EntryCommand as i32;
         let positions = payloads
@@ -334,7 +336,11 @@ impl RaftCore {
 
     /// Takes everything produced since the last call.
     pub fn ready(&mut self) -> Ready {
-        let hs = HardState { term: self.term, vote: self.vote.clone(), commit: self.commit };
+        let hs = HardState {
+            term: self.term,
+            vote: self.vote.clone(),
+            commit: self.commit,
+        };
         if hs != self.last_hard_state {
             if hs.term != self.last_hard_state.term || hs.vote != self.last_hard_state.vote {
                 self.ready.must_sync = true;
@@ -367,7 +373,12 @@ impl RaftCore {
     }
 
     fn peers(&self) -> Vec<NodeId> {
-        self.cfg.voters.iter().filter(|v| **v != self.cfg.id).cloned().collect()
+        self.cfg
+            .voters
+            .iter()
+            .filter(|v| **v != self.cfg.id)
+            .cloned()
+            .collect()
     }
 
     fn reset_randomized_timeout(&mut self) {
@@ -376,11 +387,17 @@ impl RaftCore {
     }
 
     fn send(&mut self, to: &str, msg: Message) {
-        self.ready.messages.push(Envelope { to: to.to_string(), msg });
+        self.ready.messages.push(Envelope {
+            to: to.to_string(),
+            msg,
+        });
     }
 
     fn send_after_persist(&mut self, to: &str, msg: Message) {
-        self.ready.messages_after_persist.push(Envelope { to: to.to_string(), msg });
+        self.ready.messages_after_persist.push(Envelope {
+            to: to.to_string(),
+            msg,
+        });
     }
 
     /// Appends one entry of the current term to the local log, to be persisted.
@@ -399,7 +416,11 @@ impl RaftCore {
 
     /// Replaces the log from `index` on (a conflict found by a follower).
     fn truncate_log(&mut self, index: u64) {
-        assert!(index > self.commit, "attempt to truncate committed entry {index} (commit {})", self.commit);
+        assert!(
+            index > self.commit,
+            "attempt to truncate committed entry {index} (commit {})",
+            self.commit
+        );
         self.log.truncate_from(index);
         self.ready.entries.retain(|e| e.index < index);
         self.ready.truncate_from = Some(self.ready.truncate_from.map_or(index, |t| t.min(index)));

@@ -19,7 +19,9 @@ impl RaftCore {
     /// whether anything was sent.
     fn send_append(&mut self, peer: &str) -> bool {
         let max_inflight = self.cfg.max_inflight;
-        let Some(pr) = self.progress.get(peer) else { return false };
+        let Some(pr) = self.progress.get(peer) else {
+            return false;
+        };
         if pr.is_paused(max_inflight) {
             return false;
         }
@@ -60,7 +62,10 @@ impl RaftCore {
             term: self.term,
             leader: self.cfg.id.clone(),
             prev_log_index: prev,
-            prev_log_term: self.log.term(prev).expect("next_index stays within the leader's log"),
+            prev_log_term: self
+                .log
+                .term(prev)
+                .expect("next_index stays within the leader's log"),
             entries,
             leader_commit: self.commit,
         })
@@ -68,7 +73,9 @@ impl RaftCore {
 
     pub(super) fn send_heartbeats(&mut self) {
         for peer in self.peers() {
-            let Some(pr) = self.progress.get_mut(&peer) else { continue };
+            let Some(pr) = self.progress.get_mut(&peer) else {
+                continue;
+            };
             match pr.state {
                 ProgressState::Probe => pr.probe_sent = false,
                 ProgressState::Replicate => {
@@ -150,7 +157,9 @@ impl RaftCore {
         if self.role != Role::Leader {
             return;
         }
-        let Some(pr) = self.progress.get_mut(from) else { return };
+        let Some(pr) = self.progress.get_mut(from) else {
+            return;
+        };
         pr.recent_active = true;
         if m.success {
             let news = pr.acknowledge(m.match_index);

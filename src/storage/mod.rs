@@ -1,1 +1,188 @@
-//! RocksDB storage of the Raft log and metadata.
+//! RocksDB storage of the Raft log and metadata (`<path>/log`).
+//!
+//! Keys: `e` + big-endian index for entries (so the first and last index are
+//! one seek each), `m:term`, `m:vote`, `m:commit` for the hard state. Every
+//! write is one WriteBatch; a Ready's log changes and (term, vote) are synced
+//! together before anything that depends on them leaves the node.
+
+mod keys;
+
+use crate::core::HardState;
+use crate::error::{Error, Result};
+use crate::wire::Entry;
+use prost::Message as _;
+use rocksdb::{IteratorMode, Options as DbOptions, WriteBatch, WriteOptions, DB};
+use std::path::Path;
+
+pub use keys::{entry_key, ENTRY_PREFIX};
+
+/// What the log store holds after a restart.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedLog {
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+}
+
+/// The Raft log and metadata in RocksDB. Thread-safe; writes are serialised by the caller
+/// (one persisting thread) so that Readies reach the disk in the order they were taken.
+pub struct LogStore {
+    db: DB,
+}
+
+/// Changes accumulated from one or more Readies, written as one WriteBatch.
+#[derive(Default)]
+pub struct LogBatch {
+    batch: WriteBatch,
+    ops: usize,
+}
+
+impl LogBatch {
+    /// Adds one Ready's worth of changes: truncation first, then entries, then hard state.
+    pub fn add(&mut self, hard_state: Option<&HardState>, truncate_from: Option<u64>, entries: &[Entry]) {
+        if let Some(from) = truncate_from {
+            self.batch.delete_range(entry_key(from), entry_key(u64::MAX));
+            self.ops += 1;
+        }
+        for e in entries {
+            self.batch.put(entry_key(e.index), e.encode_to_vec());
+            self.ops += 1;
+        }
+        if let Some(hs) = hard_state {
+            self.batch.put(keys::TERM, hs.term.to_be_bytes());
+            match &hs.vote {
+                Some(v) => self.batch.put(keys::VOTE, v.as_bytes()),
+                None => self.batch.delete(keys::VOTE),
+            }
+            self.batch.put(keys::COMMIT, hs.commit.to_be_bytes());
+            self.ops += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the log store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let mut opts = DbOptions::default();
+        opts.create_if_missing(true);
+        opts.set_paranoid_checks(true);
+        opts.set_keep_log_file_num(4);
+        let db = DB::open(&opts, dir).map_err(|e| annotate(e, dir))?;
+        Ok(LogStore { db })
+    }
+
+    /// Writes a batch; with `sync`, returns only once it is on stable storage.
+    pub fn write(&self, batch: LogBatch, sync: bool) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(batch.batch, &wo)?;
+        Ok(())
+    }
+
+    /// Reads the hard state and the whole log, checking that it is contiguous from 1.
+    pub fn load(&self) -> Result<LoadedLog> {
+        let hard_state = self.hard_state()?;
+        let mut entries = Vec::new();
+        let iter = self
+            .db
+            .iterator(IteratorMode::From(&entry_key(0), rocksdb::Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(ENTRY_PREFIX) {
+                break;
+            }
+            let index = keys::index_of(&key)?;
+            let entry = decode_entry(index, &value)?;
+            if index != entries.len() as u64 + 1 {
+                return Err(Error::Corruption(format!(
+                    "log is not contiguous: expected index {}, found {index}",
+                    entries.len() + 1
+                )));
+            }
+            entries.push(entry);
+        }
+        Ok(LoadedLog { hard_state, entries })
+    }
+
+    /// The persisted (term, vote, commit).
+    pub fn hard_state(&self) -> Result<HardState> {
+        let term = self.get_u64(keys::TERM)?;
+        let commit = self.get_u64(keys::COMMIT)?;
+        let vote = match self.db.get(keys::VOTE)? {
+            None => None,
+            Some(v) => Some(String::from_utf8(v).map_err(|_| Error::Corruption("vote is not UTF-8".into()))?),
+        };
+        Ok(HardState { term, vote, commit })
+    }
+
+    /// Index of the first entry (0 when the log is empty): one seek.
+    pub fn first_index(&self) -> Result<u64> {
+        let mut it = self.db.raw_iterator();
+        it.seek(entry_key(0));
+        self.index_at(&it)
+    }
+
+    /// Index of the last entry (0 when the log is empty): one seek.
+    pub fn last_index(&self) -> Result<u64> {
+        let mut it = self.db.raw_iterator();
+        it.seek_for_prev(entry_key(u64::MAX));
+        self.index_at(&it)
+    }
+
+    /// The entry at `index`, if present.
+    pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
+        match self.db.get_pinned(entry_key(index))? {
+            Some(v) => Ok(Some(decode_entry(index, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn index_at(&self, it: &rocksdb::DBRawIterator<'_>) -> Result<u64> {
+        match it.key() {
+            Some(k) if k.starts_with(ENTRY_PREFIX) => keys::index_of(k),
+            _ => {
+                it.status()?;
+                Ok(0)
+            }
+        }
+    }
+
+    fn get_u64(&self, key: &[u8]) -> Result<u64> {
+        match self.db.get_pinned(key)? {
+            None => Ok(0),
+            Some(v) => keys::decode_u64(&v).ok_or_else(|| {
+                Error::Corruption(format!(
+                    "{} is not an 8-byte integer",
+                    String::from_utf8_lossy(key)
+                ))
+            }),
+        }
+    }
+}
+
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry> {
+    let entry = Entry::decode(bytes)
+        .map_err(|e| Error::Corruption(format!("log entry {index} does not decode: {e}")))?;
+    if entry.index != index {
+        return Err(Error::Corruption(format!(
+            "log key {index} holds entry {}",
+            entry.index
+        )));
+    }
+    Ok(entry)
+}
+
+/// Adds the directory to an open error so the user knows which store failed.
+pub(crate) fn annotate(e: rocksdb::Error, dir: &Path) -> Error {
+    match Error::from(e) {
+        Error::Io(m) => Error::Io(format!("{}: {m}", dir.display())),
+        Error::Corruption(m) => Error::Corruption(format!("{}: {m}", dir.display())),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! The public handle: open a node, then write, read and query it.
+
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::runtime::forward::result_from_response;
+use crate::runtime::node::Node;
+use crate::runtime::{self, Runtime};
+use crate::state_machine::{encode_command, CommandKind};
+use crate::wire::{frame::Body, ClientRequest};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A member of a floyd cluster, running inside this process.
+///
+/// Thread-safe: every method may be called from many threads at once.
+/// Dropping it (or [`Floyd::close`]) stops and joins every thread it started.
+pub struct Floyd {
+    node: Arc<Node>,
+    runtime: Mutex<Runtime>,
+}
+
+impl Floyd {
+    /// Validates `options`, opens (or creates) the data under `options.path`,
+    /// and starts the node's threads. The node joins the cluster at once.
+    pub fn open(options: Options) -> Result<Floyd> {
+        let rt = runtime::start(options)?;
+        Ok(Floyd {
+            node: rt.node.clone(),
+            runtime: Mutex::new(rt),
+        })
+    }
+
+    /// Stores `value` under `key` once a majority has it. Linearizable.
+    pub fn write(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let cmd = CommandKind::Put {
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::copy_from_slice(value),
+        };
+        self.execute(cmd).map(|_| ())
+    }
+
+    /// Removes `key` (deleting a missing key succeeds).
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.execute(CommandKind::Delete {
+            key: Bytes::copy_from_slice(key),
+        })
+        .map(|_| ())
+    }
+
+    /// The value of `key`, linearizable: the read goes through the log.
+    pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
+        self.execute(CommandKind::Get {
+            key: Bytes::copy_from_slice(key),
+        })
+        .map(|v| v.to_vec())
+    }
+
+    /// The value of `key` in this node's state machine: fast, possibly stale.
+    pub fn dirty_read(&self, key: &[u8]) -> Result<Vec<u8>> {
+        CommandKind::Get {
+            key: Bytes::copy_from_slice(key),
+        }
+        .validate()?;
+        self.node.check_usable()?;
+        self.node.state_machine.get(key)?.ok_or(Error::NotFound)
+    }
+
+    /// The leader's `"ip:port"`, if one is known.
+    pub fn get_leader(&self) -> Option<String> {
+        self.node.leader()
+    }
+
+    pub fn has_leader(&self) -> bool {
+        self.node.leader().is_some()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.is_leader()
+    }
+
+    /// This node's view: role, term, leader, vote, log and commit positions.
+    pub fn server_status(&self) -> ServerStatus {
+        let s = self.node.status();
+        ServerStatus {
+            node: s.id,
+            role: s.role.as_str().to_string(),
+            term: s.term,
+            leader: s.leader,
+            voted_for: s.vote,
+            last_log_term: s.last_log_term,
+            last_log_index: s.last_log_index,
+            commit_index: s.commit,
+            last_applied: s.applied,
+        }
+    }
+
+    /// Stops and joins every thread of the node. Idempotent; later calls fail with `Stopped`.
+    pub fn close(&self) {
+        self.runtime.lock().close();
+    }
+
+    /// Runs a command on the leader (forwarding it if this node is a follower),
+    /// retrying while it is certain the command was not applied.
+    fn execute(&self, cmd: CommandKind) -> Result<Bytes> {
+        cmd.validate()?;
+        let start = Instant::now();
+        let deadline = start + self.node.opts.request_timeout;
+        let leader_deadline = (start + self.node.opts.leader_wait).min(deadline);
+        loop {
+            self.node.check_usable()?;
+            let Some(leader) = self.node.wait_for_leader(leader_deadline) else {
+                self.node.check_usable()?;
+                return Err(Error::NoLeader(format!(
+                    "no leader known after {:?}",
+                    self.node.opts.leader_wait.min(self.node.opts.request_timeout)
+                )));
+            };
+            let result = if leader == self.node.id {
+                self.execute_local(cmd.clone(), deadline)
+            } else {
+                self.forward(&leader, cmd.clone(), deadline)
+            };
+            match result {
+                // Not applied for certain: safe to try again once the leader changes.
+                Err(Error::NoLeader(m)) => {
+                    if !self.node.wait_for_leader_change(Some(&leader), leader_deadline) {
+                        return Err(Error::NoLeader(m));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn execute_local(&self, cmd: CommandKind, deadline: Instant) -> Result<Bytes> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.node.submit(
+            encode_command(cmd),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.recv_deadline(deadline) {
+            Ok(r) => r.map(Option::unwrap_or_default),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    fn forward(&self, leader: &str, cmd: CommandKind, deadline: Instant) -> Result<Bytes> {
+        let (id, rx) = self.node.forwards.register();
+        let req = ClientRequest {
+            request_id: id,
+            command: Some(cmd.into_wire()),
+        };
+        if !self.node.send_frame(leader, Body::ClientRequest(req)) {
+            self.node.forwards.abandon(id);
+            return Err(Error::Busy(format!("the queue to leader {leader} is full")));
+        }
+        match rx.recv_deadline(deadline) {
+            Ok(resp) => result_from_response(resp),
+            Err(_) => {
+                self.node.forwards.abandon(id);
+                Err(self.timeout())
+            }
+        }
+    }
+
+    fn timeout(&self) -> Error {
+        if let Err(e) = self.node.check_usable() {
+            return e;
+        }
+        Error::Timeout(format!(
+            "no result within {:?}; the command may or may not have been applied",
+            self.node.opts.request_timeout
+        ))
+    }
+}
+
+impl Drop for Floyd {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// One node's view of the cluster, as printed by `GetServerStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub node: String,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub voted_for: Option<String>,
+    pub last_log_term: u64,
+    pub last_log_index: u64,
+    pub commit_index: u64,
+    pub last_applied: u64,
+}
+
+/// The original Floyd's status header.
+pub const STATUS_HEADER: &str = "      Node           |    Role    | Term |      Leader      |      VoteFor      | LastLogTerm | LastLogIdx | CommitIndex | LastApplied |";
+
+impl ServerStatus {
+    /// The status as one JSON object.
+    pub fn to_json(&self) -> String {
+        let opt = |o: &Option<String>| o.as_ref().map_or("null".to_string(), |s| format!("\"{s}\""));
+        format!(
+            "{{\"node\":\"{}\",\"role\":\"{}\",\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{}}}",
+            self.node, self.role, self.term, opt(&self.leader), opt(&self.voted_for),
+            self.last_log_term, self.last_log_index, self.commit_index, self.last_applied
+        )
+    }
+
+    /// One row under [`STATUS_HEADER`].
+    pub fn row(&self) -> String {
+        format!(
+            "{:>20} | {:>10} | {:>4} | {:>16} | {:>17} | {:>11} | {:>10} | {:>11} | {:>11} |",
+            self.node,
+            self.role,
+            self.term,
+            self.leader.as_deref().unwrap_or("-"),
+            self.voted_for.as_deref().unwrap_or("-"),
+            self.last_log_term,
+            self.last_log_index,
+            self.commit_index,
+            self.last_applied
+        )
+    }
+}
+
+impl fmt::Display for ServerStatus {
+    /// Floyd's header line and this node's row.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{STATUS_HEADER}")?;
+        write!(f, "{}", self.row())
+    }
+}

@@ -1,0 +1,193 @@
+//! The threads that drive the core, in the original Floyd's shape:
+//! `floyd-primary-<port>` (CheckLeader, HeartBeat, NewCommand, log writes),
+//! `floyd-peer-<port>-><peer>` (one per member), `floyd-apply-<port>`, and the
+//! RPC server's `floyd-listen-<port>` with one `floyd-conn-<port>-<n>` per connection.
+
+mod apply;
+pub mod forward;
+pub mod node;
+mod primary;
+pub mod proposals;
+
+use crate::core::{Config, RaftCore, Restored};
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::state_machine::KvStateMachine;
+use crate::storage::LogStore;
+use crate::transport::{PeerConfig, PeerLink, Server, ServerConfig};
+use node::{Inbound, Node};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A started node and its threads. `close` stops and joins all of them.
+pub struct Runtime {
+    pub node: Arc<Node>,
+    server: Option<Server>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The core's tick: a tenth of the heartbeat interval, within [1 ms, 10 ms].
+fn tick_of(opts: &Options) -> Duration {
+    Duration::from_micros((opts.heartbeat_us / 10).clamp(1_000, 10_000))
+}
+
+fn core_config(opts: &Options, tick: Duration) -> Config {
+    let tick_us = tick.as_micros() as u64;
+    let mut cfg = Config::new(opts.local_id(), opts.members.clone());
+    cfg.heartbeat_ticks = (opts.heartbeat_us / tick_us).max(1) as u32;
+    cfg.election_ticks = (opts.check_leader_us / tick_us).max(cfg.heartbeat_ticks as u64 + 1) as u32;
+    cfg.max_entries_per_message = opts.append_entries_count_once as usize;
+    cfg.max_bytes_per_message = opts.append_entries_size_once;
+    cfg
+}
+
+/// Opens the stores, restores the core and starts every thread.
+pub fn start(mut opts: Options) -> Result<Runtime> {
+    opts.validate()?;
+    std::fs::create_dir_all(&opts.path)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.path.display())))?;
+    let log_store = LogStore::open(&opts.path.join("log"))?;
+    let state_machine = KvStateMachine::open(&opts.path.join("db"))?;
+    let loaded = log_store.load()?;
+    let applied = state_machine.applied_index()?;
+    if applied > loaded.entries.len() as u64 {
+        return Err(Error::Corruption(format!(
+            "state machine applied index {applied} is past the end of the log ({})",
+            loaded.entries.len()
+        )));
+    }
+    let tick = tick_of(&opts);
+    let restored = Restored {
+        hard_state: loaded.hard_state,
+        entries: loaded.entries,
+        applied,
+    };
+    let core = RaftCore::new(core_config(&opts, tick), restored, rand::random());
+    let local_ip: IpAddr = opts
+        .local_ip
+        .parse()
+        .map_err(|_| Error::InvalidArgument("bad local_ip".into()))?;
+    let listener = TcpListener::bind(SocketAddr::new(local_ip, opts.local_port))
+        .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.local_id())))?;
+
+    let (primary_tx, primary_rx) = crossbeam_channel::unbounded();
+    let (apply_tx, apply_rx) = crossbeam_channel::bounded(1);
+    let node = Arc::new(Node::new(
+        opts,
+        core,
+        log_store,
+        state_machine,
+        primary_tx,
+        apply_tx,
+    ));
+    let handler = Arc::new(Inbound(Arc::downgrade(&node)));
+    node.set_peers(spawn_peers(&node, local_ip, handler.clone())?);
+    let name = node.opts.local_port.to_string();
+    let server_cfg = ServerConfig {
+        name: name.clone(),
+        cluster_id: node.opts.cluster_id.clone(),
+        members: node.opts.members.iter().cloned().collect(),
+        max_frame_bytes: node.opts.max_frame_bytes(),
+        idle_timeout: Duration::from_micros(node.opts.check_leader_us * 3).max(Duration::from_secs(3)),
+    };
+    let server = Server::start(listener, server_cfg, handler)?;
+    let mut threads = Vec::new();
+    let n = node.clone();
+    threads.push(spawn_guarded(
+        &node,
+        format!("floyd-primary-{name}"),
+        move || primary::run(n, primary_rx, tick),
+    )?);
+    let n = node.clone();
+    threads.push(spawn_guarded(&node, format!("floyd-apply-{name}"), move || {
+        apply::run(n, apply_rx)
+    })?);
+    node.wake_apply();
+    tracing::info!(node = %node.id, members = ?node.opts.members, "node started");
+    Ok(Runtime {
+        node,
+        server: Some(server),
+        threads: Mutex::new(threads),
+    })
+}
+
+fn spawn_peers(
+    node: &Arc<Node>,
+    local_ip: IpAddr,
+    handler: Arc<Inbound>,
+) -> Result<HashMap<String, PeerLink>> {
+    let opts = &node.opts;
+    let heartbeat = Duration::from_micros(opts.heartbeat_us);
+    let mut peers = HashMap::new();
+    for peer in opts.members.iter().filter(|m| **m != node.id) {
+        let cfg = PeerConfig {
+            name: opts.local_port.to_string(),
+            local_ip,
+            my_id: node.id.clone(),
+            peer: peer.clone(),
+            cluster_id: opts.cluster_id.clone(),
+            connect_timeout: heartbeat.max(Duration::from_millis(200)),
+            write_timeout: Duration::from_micros(opts.check_leader_us),
+            keepalive: heartbeat,
+            max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
+        };
+        peers.insert(peer.clone(), PeerLink::spawn(cfg, handler.clone())?);
+    }
+    Ok(peers)
+}
+
+/// Spawns a named thread whose panic marks the node failed instead of vanishing.
+fn spawn_guarded(
+    node: &Arc<Node>,
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let n = Arc::downgrade(node);
+    let thread_name = name.clone();
+    Ok(std::thread::Builder::new().name(name).spawn(move || {
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(body)) {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            if let Some(node) = n.upgrade() {
+                node.fail(Error::Internal(format!("thread {thread_name} panicked: {what}")));
+            }
+        }
+    })?)
+}
+
+impl Runtime {
+    /// Stops every thread and joins it; pending callers get `Stopped`. Idempotent.
+    pub fn close(&mut self) {
+        if self.server.is_none() {
+            return;
+        }
+        self.node.begin_stop();
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        for link in self.node.peers() {
+            link.stop();
+        }
+        let stopped = Error::Stopped("the node was closed".into());
+        self.node.proposals.fail_all(&stopped);
+        self.node.forwards.fail_all(&stopped);
+        tracing::info!(node = %self.node.id, "node closed");
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,159 @@
+//! Log store tests: append, conflict truncation, read-back across reopen,
+//! (term, vote) persistence, corruption reported as an error.
+
+use super::*;
+use bytes::Bytes;
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term,
+        index,
+        r#type: 1,
+        payload: Bytes::from(format!("v{index}-{term}")),
+    }
+}
+
+fn append(store: &LogStore, hs: Option<&HardState>, truncate: Option<u64>, entries: &[Entry]) {
+    let mut b = LogBatch::default();
+    b.add(hs, truncate, entries);
+    store.write(b, true).unwrap();
+}
+
+#[test]
+fn empty_store_loads_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.hard_state, HardState::default());
+    assert!(l.entries.is_empty());
+    assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (0, 0));
+}
+
+#[test]
+fn append_and_read_back_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+    let hs = HardState {
+        term: 3,
+        vote: Some("127.0.0.1:7".into()),
+        commit: 4,
+    };
+    {
+        let s = LogStore::open(dir.path()).unwrap();
+        append(&s, Some(&hs), None, &entries);
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 5));
+    }
+    let s = LogStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.entries, entries);
+    assert_eq!(l.hard_state, hs);
+    assert_eq!(s.entry(3).unwrap(), Some(entry(3, 1)));
+    assert_eq!(s.entry(6).unwrap(), None);
+}
+
+#[test]
+fn conflict_truncation_replaces_the_suffix() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    append(&s, None, None, &(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>());
+    append(&s, None, Some(4), &[entry(4, 2), entry(5, 2)]);
+    let l = s.load().unwrap();
+    let terms: Vec<_> = l.entries.iter().map(|e| (e.index, e.term)).collect();
+    assert_eq!(terms, vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]);
+    assert_eq!(s.last_index().unwrap(), 5);
+}
+
+#[test]
+fn several_readies_in_one_batch_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    let mut b = LogBatch::default();
+    b.add(None, None, &[entry(1, 1), entry(2, 1), entry(3, 1)]);
+    b.add(
+        Some(&HardState {
+            term: 2,
+            vote: None,
+            commit: 1,
+        }),
+        Some(2),
+        &[entry(2, 2)],
+    );
+    assert!(!b.is_empty());
+    s.write(b, true).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.entries, vec![entry(1, 1), entry(2, 2)]);
+    assert_eq!(l.hard_state.term, 2);
+}
+
+#[test]
+fn vote_can_be_cleared_and_term_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = LogStore::open(dir.path()).unwrap();
+        append(
+            &s,
+            Some(&HardState {
+                term: 5,
+                vote: Some("a:1".into()),
+                commit: 0,
+            }),
+            None,
+            &[],
+        );
+        append(
+            &s,
+            Some(&HardState {
+                term: 6,
+                vote: None,
+                commit: 0,
+            }),
+            None,
+            &[],
+        );
+    }
+    let s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(
+        s.hard_state().unwrap(),
+        HardState {
+            term: 6,
+            vote: None,
+            commit: 0
+        }
+    );
+}
+
+#[test]
+fn undecodable_entry_is_corruption_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = LogStore::open(dir.path()).unwrap();
+        append(&s, None, None, &[entry(1, 1)]);
+        s.db.put(entry_key(2), b"\xff\xff\xff garbage").unwrap();
+    }
+    let s = LogStore::open(dir.path()).unwrap();
+    assert!(matches!(s.load(), Err(Error::Corruption(_))));
+}
+
+#[test]
+fn gap_in_log_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    append(&s, None, None, &[entry(1, 1), entry(3, 1)]);
+    assert!(matches!(s.load(), Err(Error::Corruption(_))));
+}
+
+#[test]
+fn malformed_meta_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    s.db.put(keys::TERM, b"abc").unwrap();
+    assert!(matches!(s.hard_state(), Err(Error::Corruption(_))));
+}
+
+#[test]
+fn unopenable_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(LogStore::open(&file.join("log")).is_err());
+}

@@ -1,0 +1,162 @@
+//! A local cluster of in-process nodes on loopback, for integration tests.
+//! Everything waits on conditions with deadlines; nothing sleeps a fixed time.
+#![allow(dead_code)]
+
+use floyd::{Error, Floyd, Options};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Generous: CI machines have two cores and tests run in parallel.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `cond` until it holds or `DEADLINE` passes; panics with `what` on timeout.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// `n` ports that were free a moment ago on 127.0.0.1.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub ports: Vec<u16>,
+    pub nodes: Vec<Option<Floyd>>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with test-speed timers.
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(n);
+        let mut c = Cluster {
+            dir,
+            ports,
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            c.restart(i);
+        }
+        c
+    }
+
+    pub fn members(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn id(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i])
+    }
+
+    pub fn options(&self, i: usize) -> Options {
+        let mut o = Options::new(&self.members(), "127.0.0.1", self.ports[i], self.path(i));
+        o.heartbeat_us = 30_000;
+        o.check_leader_us = 300_000;
+        o.request_timeout = Duration::from_secs(10);
+        o.leader_wait = Duration::from_secs(5);
+        o
+    }
+
+    pub fn path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    /// (Re)starts node `i` from its data directory.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none());
+        self.nodes[i] = Some(Floyd::open(self.options(i)).expect("open node"));
+    }
+
+    /// Stops node `i` (its data stays).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.close();
+        }
+    }
+
+    pub fn node(&self, i: usize) -> &Floyd {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = (usize, &Floyd)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    /// Waits until exactly one running node leads and every running node agrees on it.
+    pub fn wait_for_leader(&self) -> usize {
+        let mut leader = 0;
+        wait_until("one agreed leader", || {
+            let leaders: Vec<usize> = self
+                .running()
+                .filter(|(_, n)| n.is_leader())
+                .map(|(i, _)| i)
+                .collect();
+            if leaders.len() != 1 {
+                return false;
+            }
+            leader = leaders[0];
+            let id = self.id(leader);
+            self.running()
+                .all(|(_, n)| n.get_leader().as_deref() == Some(id.as_str()))
+        });
+        leader
+    }
+
+    /// Some running node that is not `leader`.
+    pub fn follower_of(&self, leader: usize) -> usize {
+        self.running()
+            .map(|(i, _)| i)
+            .find(|i| *i != leader)
+            .expect("a follower")
+    }
+
+    /// Retries a write that failed with a retryable error (as a client would).
+    pub fn write_retrying(&self, i: usize, key: &[u8], value: &[u8]) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self.node(i).write(key, value) {
+                Ok(()) => return,
+                Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+    }
+
+    /// Waits until node `i` has applied everything the leader has.
+    pub fn wait_caught_up(&self, i: usize, leader: usize) {
+        wait_until("follower catching up", || {
+            let l = self.node(leader).server_status();
+            let f = self.node(i).server_status();
+            f.last_applied >= l.commit_index && f.last_log_index >= l.commit_index
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut().filter_map(Option::take) {
+            n.close();
+        }
+    }
+}
+
+pub fn is_not_found(r: &Result<Vec<u8>, Error>) -> bool {
+    matches!(r, Err(Error::NotFound))
+}
