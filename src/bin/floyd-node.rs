@@ -1,0 +1,87 @@
+//! One floyd node as its own process, driven by a line protocol on stdin.
+//!
+//! ```text
+//! floyd-node --members 127.0.0.1:8901,127.0.0.1:8902,127.0.0.1:8903 \
+//!            --ip 127.0.0.1 --port 8901 --path /tmp/n1 [--heartbeat-us N] [--check-leader-us N]
+//! ```
+//! Commands, one per line; each answer is one line starting with `OK`,
+//! `NOT_FOUND` or `ERR <kind>: <message>`:
+//! `put K V`, `get K`, `dirty K`, `del K`, `leader`, `status`, `quit`.
+
+use floyd::{Error, Floyd, Options};
+use std::io::{BufRead, Write};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let need = |name: &str| arg(args, name).ok_or(format!("missing {name}"));
+    let port = need("--port")?.parse().map_err(|_| "bad --port".to_string())?;
+    let mut o = Options::new(&need("--members")?, &need("--ip")?, port, need("--path")?);
+    if let Some(v) = arg(args, "--heartbeat-us") {
+        o.heartbeat_us = v.parse().map_err(|_| "bad --heartbeat-us".to_string())?;
+    }
+    if let Some(v) = arg(args, "--check-leader-us") {
+        o.check_leader_us = v.parse().map_err(|_| "bad --check-leader-us".to_string())?;
+    }
+    Ok(o)
+}
+
+fn answer(r: Result<Option<Vec<u8>>, Error>) -> String {
+    match r {
+        Ok(None) => "OK".to_string(),
+        Ok(Some(v)) => format!("OK {}", String::from_utf8_lossy(&v)),
+        Err(Error::NotFound) => "NOT_FOUND".to_string(),
+        Err(e) => format!("ERR {e:?}"),
+    }
+}
+
+fn execute(f: &Floyd, line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Some(match words.as_slice() {
+        ["put", k, v] => answer(f.write(k.as_bytes(), v.as_bytes()).map(|_| None)),
+        ["get", k] => answer(f.read(k.as_bytes()).map(Some)),
+        ["dirty", k] => answer(f.dirty_read(k.as_bytes()).map(Some)),
+        ["del", k] => answer(f.delete(k.as_bytes()).map(|_| None)),
+        ["leader"] => format!("OK {}", f.get_leader().unwrap_or_default()),
+        ["status"] => format!("OK {}", f.server_status().to_json()),
+        ["quit"] => return None,
+        _ => format!("ERR unknown command {line:?}"),
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("floyd-node: {e}\nusage: floyd-node --members A,B,C --ip IP --port PORT --path DIR");
+            std::process::exit(2);
+        }
+    };
+    let f = match Floyd::open(opts) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("floyd-node: cannot open: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("READY");
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        match execute(&f, &line) {
+            Some(reply) => {
+                let _ = writeln!(out, "{reply}");
+                let _ = out.flush();
+            }
+            None => break,
+        }
+    }
+    f.close();
+}
