@@ -1,0 +1,148 @@
+//! Write and read throughput of an in-process cluster, with latency percentiles:
+//! the counterpart of the original Floyd's `t1` / `read_bench`.
+//!
+//! ```text
+//! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128] [--via-follower] [--reads]
+//! ```
+
+use floyd::{Floyd, Options};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Args {
+    nodes: usize,
+    threads: usize,
+    items: usize,
+    value_size: usize,
+    via_follower: bool,
+    reads: bool,
+}
+
+fn parse_args() -> Args {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Args {
+        nodes: num("--nodes", 5),
+        threads: num("--threads", 20),
+        items: num("--items", 2000),
+        value_size: num("--value-size", 128),
+        via_follower: args.iter().any(|a| a == "--via-follower"),
+        reads: args.iter().any(|a| a == "--reads"),
+    }
+}
+
+fn start_cluster(n: usize, dir: &std::path::Path) -> Vec<Floyd> {
+    let holds: Vec<_> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = holds.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(holds);
+    let members = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let opts = Options::new(&members, "127.0.0.1", *p, dir.join(format!("n{i}")));
+            Floyd::open(opts).expect("open")
+        })
+        .collect()
+}
+
+fn wait_for_leader(nodes: &[Floyd]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(i) = nodes.iter().position(|n| n.is_leader()) {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `op(thread, item)` from `threads` threads and reports rate and latency.
+fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) + Send + Sync + 'static) {
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let op = op.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(items);
+                for i in 0..items {
+                    let t0 = Instant::now();
+                    op(t, i);
+                    lat.push(t0.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let elapsed = start.elapsed();
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "{label}: {} ops in {:.2?} = {:.0} ops/s | latency p50 {:.2?} p90 {:.2?} p99 {:.2?} max {:.2?}",
+        lat.len(),
+        elapsed,
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+}
+
+fn main() {
+    let a = parse_args();
+    let dir = std::env::temp_dir().join(format!("floyd-bench-{}", std::process::id()));
+    let nodes = Arc::new(start_cluster(a.nodes, &dir));
+    let leader = wait_for_leader(&nodes);
+    let target = if a.via_follower {
+        (leader + 1) % a.nodes
+    } else {
+        leader
+    };
+    println!(
+        "{} nodes, {} threads x {} items of {} bytes, writing to the {} (synced log, group commit)",
+        a.nodes,
+        a.threads,
+        a.items,
+        a.value_size,
+        if a.via_follower { "follower" } else { "leader" }
+    );
+    let value = vec![b'x'; a.value_size];
+    let n = nodes.clone();
+    measure("write", a.threads, a.items, move |t, i| {
+        n[target]
+            .write(format!("bench-{t}-{i}").as_bytes(), &value)
+            .expect("write");
+    });
+    if a.reads {
+        let n = nodes.clone();
+        measure("read (through the log)", a.threads, a.items, move |t, i| {
+            n[target].read(format!("bench-{t}-{i}").as_bytes()).expect("read");
+        });
+        let n = nodes.clone();
+        measure("dirty_read (local)", a.threads, a.items, move |t, i| {
+            n[target]
+                .dirty_read(format!("bench-{t}-{i}").as_bytes())
+                .expect("dirty read");
+        });
+    }
+    for n in nodes.iter() {
+        n.close();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
