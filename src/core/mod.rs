@@ -215,7 +215,9 @@ impl RaftCore {
         assert!(cfg.election_ticks > cfg.heartbeat_ticks && cfg.heartbeat_ticks > 0);
         let hs = restored.hard_state;
         let log = RaftLog::restore(restored.entries);
-        let commit = hs.commit.min(log.last_index());
+        // Applied entries were committed, even if the commit index written with
+        // them was not synced.
+        let commit = hs.commit.max(restored.applied).min(log.last_index());
         let mut core = RaftCore {
             rng: SmallRng::seed_from_u64(seed),
             role: Role::Follower,

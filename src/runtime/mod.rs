@@ -151,11 +151,7 @@ fn spawn_guarded(
     let thread_name = name.clone();
     Ok(std::thread::Builder::new().name(name).spawn(move || {
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(body)) {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let what = crate::transport::panic_message(&*panic);
             if let Some(node) = n.upgrade() {
                 node.fail(Error::Internal(format!("thread {thread_name} panicked: {what}")));
             }

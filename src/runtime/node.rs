@@ -270,6 +270,12 @@ impl Handler for Inbound {
         }
     }
 
+    fn on_thread_panic(&self, thread: &str, message: &str) {
+        if let Some(node) = self.0.upgrade() {
+            node.fail(Error::Internal(format!("thread {thread} panicked: {message}")));
+        }
+    }
+
     fn on_undeliverable(&self, to: &str, req: ClientRequest) {
         if let Some(node) = self.0.upgrade() {
             let err = Error::NoLeader(format!("leader {to} is unreachable; the command was not sent"));

@@ -26,4 +26,23 @@ pub trait Handler: Send + Sync + 'static {
     fn on_client_response(&self, from: &str, resp: ClientResponse);
     /// A forwarded command that could not be sent to `to` at all (no connection).
     fn on_undeliverable(&self, to: &str, req: ClientRequest);
+    /// A transport thread panicked (a bug): the node can no longer be trusted.
+    fn on_thread_panic(&self, thread: &str, message: &str);
+}
+
+/// Runs `body`, reporting a panic to `handler` instead of letting it vanish with the thread.
+pub(crate) fn guarded(handler: &dyn Handler, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let thread = std::thread::current().name().unwrap_or("floyd").to_string();
+        handler.on_thread_panic(&thread, &panic_message(&*panic));
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string())
 }

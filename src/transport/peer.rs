@@ -57,7 +57,7 @@ impl PeerLink {
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name(format!("floyd-peer-{}->{}", cfg.name, cfg.peer))
-            .spawn(move || PeerWorker::new(cfg, handler).run(rx))?;
+            .spawn(move || super::guarded(&*handler.clone(), || PeerWorker::new(cfg, handler).run(rx)))?;
         Ok(PeerLink {
             tx,
             thread: parking_lot::Mutex::new(Some(thread)),

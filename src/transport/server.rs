@@ -65,7 +65,10 @@ impl Server {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("floyd-listen-{}", shared.cfg.name))
-            .spawn(move || accept_loop(listener, s))?;
+            .spawn(move || {
+                let handler = s.handler.clone();
+                super::guarded(&*handler, || accept_loop(listener, s))
+            })?;
         Ok(Server {
             shared,
             addr,
@@ -130,7 +133,7 @@ fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
     let mut conns = shared.conns.lock();
     let thread = std::thread::Builder::new()
         .name(format!("floyd-conn-{}-{id}", shared.cfg.name))
-        .spawn(move || serve_connection(stream, &s))?;
+        .spawn(move || super::guarded(&*s.handler.clone(), || serve_connection(stream, &s)))?;
     conns.insert(id, (registered, thread));
     Ok(())
 }
