@@ -128,12 +128,17 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let registered = stream.try_clone()?;
+    let closer = stream.try_clone()?;
     let s = shared.clone();
     // Register before the thread runs so `stop` always sees it.
     let mut conns = shared.conns.lock();
     let thread = std::thread::Builder::new()
         .name(format!("floyd-conn-{}-{id}", shared.cfg.name))
-        .spawn(move || super::guarded(&*s.handler.clone(), || serve_connection(stream, &s)))?;
+        .spawn(move || {
+            super::guarded(&*s.handler.clone(), || serve_connection(stream, &s));
+            // The registry holds a clone of the socket: close it now, not at reaping.
+            let _ = closer.shutdown(Shutdown::Both);
+        })?;
     conns.insert(id, (registered, thread));
     Ok(())
 }
