@@ -45,14 +45,14 @@ impl RaftCore {
         true
     }
 
-    /// An AppendEntries without entries at the follower's known match point:
-    /// always accepted by a healthy follower, it carries the commit index.
+    /// An AppendEntries without entries just after what was last sent: it
+    /// carries the commit index, and a follower that is missing entries rejects it.
     fn send_empty_append(&mut self, peer: &str) {
         let Some(pr) = self.progress.get(peer) else { return };
-        let prev = match pr.state {
-            ProgressState::Probe => pr.next_index - 1,
-            ProgressState::Replicate => pr.match_index,
-        };
+        // In Replicate, at the end of what was sent, not at the match point: a
+        // follower that lost an AppendEntries then rejects it and is repaired;
+        // at the match point it would accept it and stay behind while idle.
+        let prev = pr.next_index - 1;
         let msg = self.append_message(prev, Vec::new());
         self.send(peer, msg);
     }
