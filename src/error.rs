@@ -20,6 +20,8 @@ pub enum Error {
     Io(String),
     #[error("corruption: {0}")]
     Corruption(String),
+    /// The node is closing or closed. A command that was already in flight
+    /// may or may not have been applied.
     #[error("stopped: {0}")]
     Stopped(String),
     #[error("busy: {0}")]

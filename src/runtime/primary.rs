@@ -33,6 +33,10 @@ pub fn run(node: Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
         }
         round.drain(&rx);
         if round.stop {
+            // A clean close still writes what the core already produced.
+            if !round.readies.is_empty() {
+                persist(&node, round.readies);
+            }
             return;
         }
         if Instant::now() >= next_tick {
