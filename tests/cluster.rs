@@ -219,7 +219,12 @@ fn bad_options_and_busy_ports_are_clear_errors() {
     let busy = Floyd::open(Options::new(&member, "127.0.0.1", port, dir.path()));
     assert!(matches!(busy, Err(Error::Io(_))), "{:?}", busy.err());
     let p = free_ports(1)[0];
-    let unwritable = Floyd::open(Options::new(&format!("127.0.0.1:{p}"), "127.0.0.1", p, "/proc/floyd-data"));
+    let unwritable = Floyd::open(Options::new(
+        &format!("127.0.0.1:{p}"),
+        "127.0.0.1",
+        p,
+        "/proc/floyd-data",
+    ));
     assert!(matches!(unwritable, Err(Error::Io(_))), "{:?}", unwritable.err());
     let empty_key = {
         let p = free_ports(1)[0];
