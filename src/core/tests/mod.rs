@@ -1,0 +1,340 @@
+//! Hand-stepped tests of the pure core, named after the rule of the Raft paper
+//! (§) or of Ongaro's dissertation they check.
+//!
+//! `Net` is a tiny deterministic harness: it takes every node's `Ready`,
+//! "persists" it at once to an in-memory disk, reports it with `on_persisted`,
+//! applies what is applicable and queues every outgoing message. Tests then
+//! deliver the messages they choose (all of them, a filtered subset, or in a
+//! random order) and assert concrete terms, roles, commit indexes and logs.
+
+use super::*;
+use crate::wire::{AppendEntries, AppendEntriesResponse, EntryType, RequestVote, RequestVoteResponse};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+mod commitment;
+mod election;
+mod replication;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn id(i: usize) -> NodeId {
+    format!("n{i}")
+}
+
+fn ids(n: usize) -> Vec<NodeId> {
+    (1..=n).map(id).collect()
+}
+
+/// A command entry whose payload names its position, so two entries are equal
+/// exactly when their (index, term) are.
+fn ent(index: u64, term: u64) -> Entry {
+    Entry {
+        term,
+        index,
+        r#type: EntryType::EntryCommand as i32,
+        payload: Bytes::from(format!("{index}@{term}")),
+    }
+}
+
+/// A log holding one entry per element of `terms`, from index 1.
+fn log_of(terms: &[u64]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| ent(i as u64 + 1, t))
+        .collect()
+}
+
+fn entries_of(core: &RaftCore) -> Vec<Entry> {
+    core.log().slice(1, core.log().last_index(), usize::MAX, u64::MAX)
+}
+
+fn terms_of(core: &RaftCore) -> Vec<u64> {
+    entries_of(core).iter().map(|e| e.term).collect()
+}
+
+fn cfg(me: &str, n: usize) -> Config {
+    Config::new(me, ids(n))
+}
+
+fn restored(term: u64, terms: &[u64]) -> Restored {
+    Restored {
+        hard_state: HardState {
+            term,
+            vote: None,
+            commit: 0,
+        },
+        entries: log_of(terms),
+        applied: 0,
+    }
+}
+
+fn append(term: u64, leader: &str, prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Message {
+    Message::AppendEntries(AppendEntries {
+        term,
+        leader: leader.to_string(),
+        prev_log_index: prev.0,
+        prev_log_term: prev.1,
+        entries,
+        leader_commit: commit,
+    })
+}
+
+fn vote_request(term: u64, candidate: &str, last: (u64, u64), pre_vote: bool) -> Message {
+    Message::RequestVote(RequestVote {
+        term,
+        candidate: candidate.to_string(),
+        last_log_index: last.0,
+        last_log_term: last.1,
+        pre_vote,
+    })
+}
+
+fn vote_responses(msgs: &[Envelope]) -> Vec<(&str, &RequestVoteResponse)> {
+    msgs.iter()
+        .filter_map(|e| match &e.msg {
+            Message::RequestVoteResponse(r) => Some((e.to.as_str(), r)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn append_responses(msgs: &[Envelope]) -> Vec<(&str, &AppendEntriesResponse)> {
+    msgs.iter()
+        .filter_map(|e| match &e.msg {
+            Message::AppendEntriesResponse(r) => Some((e.to.as_str(), r)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes a Ready to an in-memory disk the way a key-value store keyed by
+/// index would: truncate, then put every entry at its index.
+fn persist(disk: &mut Restored, rd: &Ready) {
+    if let Some(hs) = &rd.hard_state {
+        disk.hard_state = hs.clone();
+    }
+    if let Some(from) = rd.truncate_from {
+        disk.entries.truncate(from as usize - 1);
+    }
+    for e in &rd.entries {
+        let i = e.index as usize;
+        assert!(
+            i >= 1 && i <= disk.entries.len() + 1,
+            "Ready leaves a gap before entry {i}"
+        );
+        if i <= disk.entries.len() {
+            disk.entries[i - 1] = e.clone();
+        } else {
+            disk.entries.push(e.clone());
+        }
+    }
+}
+
+struct Node {
+    core: RaftCore,
+    cfg: Config,
+    disk: Restored,
+    applied: Vec<Entry>,
+    seed: u64,
+}
+
+/// A network of cores with instant persistence and a message queue the test controls.
+struct Net {
+    nodes: BTreeMap<NodeId, Node>,
+    queue: VecDeque<(NodeId, Envelope)>,
+    /// Directed links that drop every message.
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Every message delivered so far, in order.
+    delivered: Vec<(NodeId, Envelope)>,
+}
+
+impl Net {
+    /// `n` fresh nodes `n1..nN`.
+    fn new(n: usize, tweak: impl Fn(&mut Config)) -> Net {
+        let logs: Vec<(u64, Vec<u64>)> = (0..n).map(|_| (0, Vec::new())).collect();
+        Net::with_logs(&logs, tweak)
+    }
+
+    /// One node per element: (persisted term, terms of its persisted log).
+    fn with_logs(logs: &[(u64, Vec<u64>)], tweak: impl Fn(&mut Config)) -> Net {
+        let n = logs.len();
+        let mut nodes = BTreeMap::new();
+        for (i, (term, terms)) in logs.iter().enumerate() {
+            let mut c = cfg(&id(i + 1), n);
+            tweak(&mut c);
+            let disk = restored(*term, terms);
+            let seed = i as u64 + 1;
+            let core = RaftCore::new(c.clone(), disk.clone(), seed);
+            nodes.insert(
+                id(i + 1),
+                Node {
+                    core,
+                    cfg: c,
+                    disk,
+                    applied: Vec::new(),
+                    seed,
+                },
+            );
+        }
+        Net {
+            nodes,
+            queue: VecDeque::new(),
+            blocked: BTreeSet::new(),
+            delivered: Vec::new(),
+        }
+    }
+
+    fn core(&self, node: &str) -> &RaftCore {
+        &self.nodes[node].core
+    }
+
+    fn core_mut(&mut self, node: &str) -> &mut RaftCore {
+        &mut self.nodes.get_mut(node).unwrap().core
+    }
+
+    /// Takes the node's Ready, persists it, reports it, queues its messages and
+    /// applies what became applicable, until the node has nothing more to say.
+    fn flush(&mut self, node: &str) {
+        let n = self.nodes.get_mut(node).unwrap();
+        loop {
+            let rd = n.core.ready();
+            let to_apply = n.core.entries_to_apply(usize::MAX);
+            if rd.is_empty() && to_apply.is_empty() {
+                break;
+            }
+            persist(&mut n.disk, &rd);
+            if let Some((index, term)) = rd.persisted_position() {
+                n.core.on_persisted(index, term);
+            }
+            for env in rd.messages.into_iter().chain(rd.messages_after_persist) {
+                self.queue.push_back((node.to_string(), env));
+            }
+            let to_apply = n.core.entries_to_apply(usize::MAX);
+            if let Some(last) = to_apply.last() {
+                n.core.on_applied(last.index);
+            }
+            n.applied.extend(to_apply);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let names: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for name in names {
+            self.flush(&name);
+        }
+    }
+
+    fn deliver(&mut self, from: NodeId, env: Envelope) {
+        if self.blocked.contains(&(from.clone(), env.to.clone())) {
+            return;
+        }
+        self.delivered.push((from.clone(), env.clone()));
+        let to = env.to.clone();
+        self.core_mut(&to).step(&from, env.msg);
+        self.flush(&to);
+    }
+
+    /// Delivers queued messages in FIFO order until the network is quiet;
+    /// messages for which `keep` says false are dropped.
+    fn deliver_where(&mut self, mut keep: impl FnMut(&str, &Envelope) -> bool) {
+        self.flush_all();
+        let mut steps = 0;
+        while let Some((from, env)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the network never went quiet");
+            if keep(&from, &env) {
+                self.deliver(from, env);
+            }
+        }
+    }
+
+    fn deliver_all(&mut self) {
+        self.deliver_where(|_, _| true);
+    }
+
+    /// Delivers one queued message picked at random.
+    fn deliver_random(&mut self, rng: &mut SmallRng) -> bool {
+        self.flush_all();
+        if self.queue.is_empty() {
+            return false;
+        }
+        let i = rng.random_range(0..self.queue.len());
+        let (from, env) = self.queue.remove(i).unwrap();
+        self.deliver(from, env);
+        true
+    }
+
+    fn tick(&mut self, node: &str) {
+        self.core_mut(node).tick();
+        self.flush(node);
+    }
+
+    fn isolate(&mut self, node: &str) {
+        for other in self.nodes.keys() {
+            if other != node {
+                self.blocked.insert((node.to_string(), other.clone()));
+                self.blocked.insert((other.clone(), node.to_string()));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// Ticks `node` until it starts a (pre-)campaign.
+    fn campaign(&mut self, node: &str) {
+        let limit = 2 * self.nodes[node].cfg.election_ticks + 1;
+        for _ in 0..limit {
+            self.tick(node);
+            if self.core(node).role() != Role::Follower {
+                return;
+            }
+        }
+        panic!("{node} never campaigned");
+    }
+
+    /// Makes `node` campaign until it wins, delivering every message.
+    fn elect(&mut self, node: &str) {
+        for _ in 0..5 {
+            self.campaign(node);
+            self.deliver_all();
+            if self.core(node).role() == Role::Leader {
+                return;
+            }
+        }
+        panic!("{node} could not win an election: {:?}", self.core(node).status());
+    }
+
+    /// Crashes and restarts `node` from its disk (nothing unpersisted survives:
+    /// `flush` persists everything at once, so only the queue loses messages to it).
+    fn restart(&mut self, node: &str) {
+        let n = self.nodes.get_mut(node).unwrap();
+        n.seed += 1000;
+        let applied = n.applied.len() as u64;
+        let mut r = n.disk.clone();
+        r.applied = applied;
+        n.core = RaftCore::new(n.cfg.clone(), r, n.seed);
+    }
+
+    fn propose(&mut self, node: &str, payloads: &[&str]) -> Vec<(u64, u64)> {
+        let payloads = payloads.iter().map(|p| Bytes::from(p.to_string())).collect();
+        let pos = self
+            .core_mut(node)
+            .propose(payloads)
+            .expect("proposer is the leader");
+        self.flush(node);
+        pos
+    }
+
+    fn leaders(&self) -> Vec<(NodeId, u64)> {
+        self.nodes
+            .values()
+            .filter(|n| n.core.role() == Role::Leader)
+            .map(|n| (n.core.id().to_string(), n.core.term()))
+            .collect()
+    }
+}

@@ -1,0 +1,266 @@
+//! Log replication (§5.3): Figure 7 repair, reordered or duplicated
+//! AppendEntries, fast back-off, acknowledging only durable entries, and
+//! resending lost entries.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// §5.3 Log replication
+// ---------------------------------------------------------------------------
+
+#[test]
+fn figure_7_follower_repair() {
+    // Figure 7: the leader (term 8) and followers (a)–(f).
+    let leader = vec![1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    let followers = [
+        vec![1, 1, 1, 4, 4, 5, 5, 6, 6],          // (a) missing one entry
+        vec![1, 1, 1, 4],                         // (b) missing many
+        vec![1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],    // (c) one extra uncommitted entry
+        vec![1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], // (d) extra entries of a later term
+        vec![1, 1, 1, 4, 4, 4, 4],                // (e) missing and extra
+        vec![1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],    // (f) divergent since index 4
+    ];
+    let mut logs = vec![(7, leader.clone())];
+    logs.extend(followers.iter().map(|f| (7, f.clone())));
+    let mut net = Net::with_logs(&logs, |c| c.max_entries_per_message = 3);
+    net.elect("n1");
+    assert_eq!(net.core("n1").term(), 8);
+    net.tick("n1");
+    net.deliver_all();
+
+    let mut want = leader.clone();
+    want.push(8); // the new leader's no-op
+    let want_entries = entries_of(net.core("n1"));
+    assert_eq!(terms_of(net.core("n1")), want);
+    for n in 2..=7 {
+        let node = &net.nodes[&id(n)];
+        assert_eq!(terms_of(&node.core), want, "follower {} was not repaired", id(n));
+        assert_eq!(entries_of(&node.core), want_entries);
+        assert_eq!(
+            node.disk.entries,
+            want_entries,
+            "{}'s disk disagrees with its log",
+            id(n)
+        );
+        assert_eq!(node.core.commit(), 11);
+        assert_eq!(
+            node.applied,
+            want_entries,
+            "{} applied a different sequence",
+            id(n)
+        );
+    }
+}
+
+#[test]
+fn reordered_or_duplicated_append_entries_never_truncate() {
+    let mut f = RaftCore::new(cfg("n2", 3), restored(1, &[]), 2);
+    let ae1 = append(1, "n1", (0, 0), vec![ent(1, 1), ent(2, 1)], 0);
+    let ae2 = append(1, "n1", (2, 1), vec![ent(3, 1)], 1);
+
+    // ae2 overtakes ae1: refused (prev missing), nothing appended.
+    f.step("n1", ae2.clone());
+    assert_eq!(f.log().last_index(), 0);
+    let rd = f.ready();
+    let rsp = append_responses(&rd.messages);
+    assert!(rsp.len() == 1 && !rsp[0].1.success);
+    assert_eq!(
+        (
+            rsp[0].1.last_log_index,
+            rsp[0].1.conflict_term,
+            rsp[0].1.rejected_prev_index
+        ),
+        (0, 0, 2)
+    );
+
+    f.step("n1", ae1.clone());
+    f.step("n1", ae2.clone());
+    assert_eq!(terms_of(&f), vec![1, 1, 1]);
+    let rd = f.ready();
+    assert_eq!(rd.entries, log_of(&[1, 1, 1]));
+    let (index, term) = rd.persisted_position().unwrap();
+    f.on_persisted(index, term);
+
+    // Duplicates and stale prefixes of what we hold: acknowledged, nothing removed.
+    for m in [
+        ae1.clone(),
+        ae2.clone(),
+        append(1, "n1", (0, 0), vec![ent(1, 1)], 0),
+        ae1,
+    ] {
+        f.step("n1", m);
+        assert_eq!(terms_of(&f), vec![1, 1, 1]);
+        let rd = f.ready();
+        assert!(rd.truncate_from.is_none() && rd.entries.is_empty());
+        assert!(rd.messages.is_empty());
+        let acks = append_responses(&rd.messages_after_persist);
+        assert!(acks.len() == 1 && acks[0].1.success);
+    }
+    assert_eq!(f.commit(), 1);
+    assert_eq!(f.log().stable_index(), 3);
+
+    // A real conflict (a later leader's different entry 3) does truncate, only the suffix.
+    f.step("n3", append(2, "n3", (2, 1), vec![ent(3, 2), ent(4, 2)], 1));
+    assert_eq!(terms_of(&f), vec![1, 1, 2, 2]);
+    let rd = f.ready();
+    assert_eq!(rd.truncate_from, Some(3));
+    assert_eq!(rd.entries, vec![ent(3, 2), ent(4, 2)]);
+    assert!(rd.must_sync);
+    assert_eq!(
+        f.log().stable_index(),
+        2,
+        "the replaced entry is no longer durable"
+    );
+}
+
+#[test]
+fn follower_acknowledges_only_after_persist_and_applies_only_durable_entries() {
+    let mut f = RaftCore::new(cfg("n2", 3), restored(1, &[]), 2);
+    f.step("n1", append(1, "n1", (0, 0), vec![ent(1, 1), ent(2, 1)], 2));
+    assert_eq!(f.commit(), 2);
+    assert_eq!(f.applicable_index(), 0, "committed but not yet durable here");
+    assert!(f.entries_to_apply(10).is_empty());
+    let rd = f.ready();
+    assert!(rd.must_sync);
+    assert!(rd.messages.is_empty());
+    let acks = append_responses(&rd.messages_after_persist);
+    assert!(acks.len() == 1 && acks[0].1.success && acks[0].1.match_index == 2);
+    f.on_persisted(2, 1);
+    assert_eq!(f.applicable_index(), 2);
+    assert_eq!(f.entries_to_apply(10), log_of(&[1, 1]));
+    f.on_applied(2);
+    assert_eq!(f.status().applied, 2);
+}
+
+#[test]
+fn fast_back_off_converges_in_few_round_trips() {
+    // Case 1: the follower's divergent term is unknown to the leader.
+    // Leader: 1..=10 term 1, 11..=100 term 3. Follower: 1..=10 term 1, 11..=60 term 2.
+    let mut leader_log = vec![1; 10];
+    leader_log.extend(vec![3; 90]);
+    let mut follower_log = vec![1; 10];
+    follower_log.extend(vec![2; 50]);
+    let mut net = Net::with_logs(
+        &[
+            (3, leader_log.clone()),
+            (3, follower_log),
+            (3, leader_log.clone()),
+        ],
+        |c| c.max_entries_per_message = 1000,
+    );
+    net.isolate("n2");
+    net.elect("n1");
+    net.heal();
+    net.tick("n1");
+    net.deliver_all();
+    let rejections: Vec<AppendEntriesResponse> = net
+        .delivered
+        .iter()
+        .filter(|(from, _)| from == "n2")
+        .filter_map(|(_, e)| match &e.msg {
+            Message::AppendEntriesResponse(r) if !r.success => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejections.len(), 2, "{rejections:?}");
+    // First: the follower's log is too short; it says where it ends.
+    assert_eq!(
+        (
+            rejections[0].conflict_term,
+            rejections[0].last_log_index,
+            rejections[0].rejected_prev_index
+        ),
+        (0, 60, 100)
+    );
+    // Then: term 2 at 60, first held at 11; the leader has no term 2, so it jumps to 11.
+    assert_eq!(
+        (
+            rejections[1].conflict_term,
+            rejections[1].conflict_index,
+            rejections[1].rejected_prev_index
+        ),
+        (2, 11, 60)
+    );
+    let mut want = leader_log.clone();
+    want.push(4);
+    assert_eq!(terms_of(net.core("n2")), want);
+    assert_eq!(entries_of(net.core("n2")), entries_of(net.core("n1")));
+
+    // Case 2: the leader holds the conflicting term, so it resumes after its last entry of it.
+    // Leader: 1..=5 t1, 6..=8 t2, 9..=20 t4. Follower: 1..=5 t1, 6..=15 t2.
+    let mut leader_log = vec![1; 5];
+    leader_log.extend([2, 2, 2]);
+    leader_log.extend(vec![4; 12]);
+    let mut follower_log = vec![1; 5];
+    follower_log.extend(vec![2; 10]);
+    let mut net = Net::with_logs(
+        &[
+            (4, leader_log.clone()),
+            (4, follower_log),
+            (4, leader_log.clone()),
+        ],
+        |_| {},
+    );
+    net.isolate("n2");
+    net.elect("n1");
+    net.heal();
+    net.tick("n1");
+    net.deliver_all();
+    let rejections: Vec<AppendEntriesResponse> = net
+        .delivered
+        .iter()
+        .filter(|(from, _)| from == "n2")
+        .filter_map(|(_, e)| match &e.msg {
+            Message::AppendEntriesResponse(r) if !r.success => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejections.len(), 2, "{rejections:?}");
+    assert_eq!(
+        (rejections[1].conflict_term, rejections[1].conflict_index),
+        (2, 6)
+    );
+    // The next probe is at prev = 8 (the leader's last term-2 entry), which matches.
+    let probes: Vec<u64> = net
+        .delivered
+        .iter()
+        .filter(|(from, e)| from == "n1" && e.to == "n2")
+        .filter_map(|(_, e)| match &e.msg {
+            Message::AppendEntries(a) => Some(a.prev_log_index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(&probes[..3], &[20, 15, 8]);
+    let mut want = leader_log;
+    want.push(5);
+    assert_eq!(terms_of(net.core("n2")), want);
+}
+
+// ---------------------------------------------------------------------------
+// Liveness after loss
+// ---------------------------------------------------------------------------
+
+#[test]
+fn lost_append_entries_are_resent_by_heartbeats_without_new_proposals() {
+    // A pipelined AppendEntries to n2 is lost while n3 is down; the cluster stays
+    // idle. Heartbeats alone must get the entry to n2 so that it commits.
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.deliver_all();
+    assert_eq!(
+        net.core("n1").progress("n2").unwrap().state,
+        ProgressState::Replicate
+    );
+    net.isolate("n3");
+    net.propose("n1", &["lost"]);
+    net.queue
+        .retain(|(_, e)| !matches!(&e.msg, Message::AppendEntries(a) if !a.entries.is_empty()));
+    assert_eq!(net.core("n1").commit(), 1);
+    for _ in 0..5 {
+        net.tick("n1");
+        net.deliver_all();
+    }
+    assert_eq!(net.core("n2").log().last_index(), 2);
+    assert_eq!(net.core("n1").commit(), 2);
+    assert_eq!(net.core("n2").commit(), 2);
+}

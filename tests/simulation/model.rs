@@ -1,0 +1,354 @@
+//! The simulated world: a network that loses, duplicates and reorders
+//! messages, per-node disks and state machines, and the cores they drive.
+//! Ready handling, faults and clients, and the driving loop live in the
+//! submodules, as further `impl Sim` blocks.
+
+use crate::checker::{Checker, Verdict};
+use bytes::Bytes;
+use floyd::core::{Config, Envelope, HardState, Message, NodeId, RaftCore, Restored, Role};
+use floyd::wire::Entry;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+// ---------------------------------------------------------------------------
+// The simulated world.
+// ---------------------------------------------------------------------------
+
+/// A Ready taken from a core but not yet written to its disk.
+struct Pending {
+    hard_state: Option<HardState>,
+    truncate_from: Option<u64>,
+    entries: Vec<Entry>,
+    must_sync: bool,
+    position: Option<(u64, u64)>,
+    after_persist: Vec<Envelope>,
+}
+
+#[derive(Default)]
+struct Disk {
+    /// Durable hard state.
+    hard_state: HardState,
+    /// A commit-only hard state written without fsync: a crash may lose it.
+    unsynced: Option<HardState>,
+    entries: Vec<Entry>,
+}
+
+impl Disk {
+    fn latest_hard_state(&self) -> &HardState {
+        self.unsynced.as_ref().unwrap_or(&self.hard_state)
+    }
+}
+
+struct SimNode {
+    id: NodeId,
+    core: Option<RaftCore>,
+    cfg: Config,
+    pending: VecDeque<Pending>,
+    disk: Disk,
+    /// The state machine: applied (index, term, payload), persisted atomically with `applied`.
+    sm: Vec<(u64, u64, Bytes)>,
+    applied: u64,
+    incarnation: u64,
+    /// Probability that a Ready is persisted as soon as it is taken.
+    persist_at_once: f64,
+    // What this incarnation showed last, to check monotonicity.
+    last_term: u64,
+    last_vote: Option<NodeId>,
+    last_commit: u64,
+    last_hard_state: HardState,
+}
+
+struct InFlight {
+    from: usize,
+    to: usize,
+    msg: Message,
+}
+
+struct Proposal {
+    incarnation: u64,
+    term: u64,
+    payload: Bytes,
+}
+
+/// Deliberate driver bugs, to show that the checks catch them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Mutation {
+    /// Sends `messages_after_persist` at once, before the Ready is durable.
+    SendBeforePersist,
+    /// Ignores `truncate_from` when writing a Ready.
+    IgnoreTruncate,
+    /// Restores a restarted node without its durable vote.
+    ForgetVoteOnRestart,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Stats {
+    pub(crate) nodes: usize,
+    pub(crate) committed: usize,
+    /// Committed entries that are client proposals (not no-ops).
+    pub(crate) committed_proposals: usize,
+    pub(crate) acked: usize,
+    pub(crate) proposals: usize,
+    pub(crate) crashes: usize,
+    pub(crate) partitions: usize,
+    pub(crate) max_term: u64,
+    /// Terms that had a leader.
+    pub(crate) leaders: usize,
+    pub(crate) truncations: usize,
+    pub(crate) unsynced_lost: usize,
+    /// Longest the network queue got.
+    pub(crate) max_in_flight: usize,
+    pub(crate) delivered: usize,
+    pub(crate) dropped: usize,
+}
+
+struct Sim {
+    seed: u64,
+    rng: SmallRng,
+    nodes: Vec<SimNode>,
+    index_of: HashMap<NodeId, usize>,
+    net: VecDeque<InFlight>,
+    /// Directed links that drop every message.
+    blocked: BTreeSet<(usize, usize)>,
+    loss: f64,
+    duplication: f64,
+    crash_rate: f64,
+    /// While healing: no loss, no duplication, no crash.
+    calm: bool,
+    mutation: Option<Mutation>,
+    checker: Checker,
+    proposals: HashMap<(usize, u64), Proposal>,
+    /// Acknowledged proposals: (index, term, payload).
+    acked: Vec<(u64, u64, Bytes)>,
+    next_payload: u64,
+    violation: Option<String>,
+    trace: VecDeque<String>,
+    /// `FLOYD_SIM_TRACE=1`: print every event as it happens.
+    verbose: bool,
+    step: usize,
+    stats: Stats,
+}
+
+macro_rules! trace {
+    ($sim:expr, $($arg:tt)*) => {{
+        let line = format!("[{}] {}", $sim.step, format_args!($($arg)*));
+        if $sim.verbose {
+            eprintln!("{line}");
+        }
+        if $sim.trace.len() == 60 {
+            $sim.trace.pop_front();
+        }
+        $sim.trace.push_back(line);
+    }};
+}
+
+// Declared after `trace!`, so that they can use it.
+mod driver;
+mod faults;
+mod ready;
+
+pub(crate) use driver::run_seed;
+
+fn summary(m: &Message) -> String {
+    match m {
+        Message::RequestVote(r) => format!(
+            "{}Vote t{} last ({}, {})",
+            if r.pre_vote { "Pre" } else { "" },
+            r.term,
+            r.last_log_index,
+            r.last_log_term
+        ),
+        Message::RequestVoteResponse(r) => format!(
+            "{}VoteResp t{} granted={}",
+            if r.pre_vote { "Pre" } else { "" },
+            r.term,
+            r.granted
+        ),
+        Message::AppendEntries(a) => format!(
+            "Append t{} prev ({}, {}) entries {:?} commit {}",
+            a.term,
+            a.prev_log_index,
+            a.prev_log_term,
+            a.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+            a.leader_commit
+        ),
+        Message::AppendEntriesResponse(r) => format!(
+            "AppendResp t{} ok={} match {} last {} conflict ({}, {}) prev {}",
+            r.term,
+            r.success,
+            r.match_index,
+            r.last_log_index,
+            r.conflict_term,
+            r.conflict_index,
+            r.rejected_prev_index
+        ),
+    }
+}
+
+impl Sim {
+    fn new(seed: u64, mutation: Option<Mutation>) -> Sim {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let n = *[3, 3, 4, 5, 5, 6, 7].get(rng.random_range(0..7)).unwrap();
+        let names: Vec<NodeId> = (1..=n).map(|i| format!("n{i}")).collect();
+        let heartbeat_ticks = rng.random_range(1..=3);
+        let max_inflight = rng.random_range(1..=8);
+        let max_entries = rng.random_range(1..=8);
+        let pre_vote = rng.random_bool(0.8);
+        let check_quorum = rng.random_bool(0.7);
+        let nodes = names
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut cfg = Config::new(id.clone(), names.clone());
+                cfg.election_ticks = 10;
+                cfg.heartbeat_ticks = heartbeat_ticks;
+                cfg.max_inflight = max_inflight;
+                cfg.max_entries_per_message = max_entries;
+                cfg.max_bytes_per_message = 256;
+                cfg.pre_vote = pre_vote;
+                cfg.check_quorum = check_quorum;
+                let core = RaftCore::new(cfg.clone(), Restored::default(), node_seed(seed, i, 0));
+                SimNode {
+                    id: id.clone(),
+                    core: Some(core),
+                    cfg,
+                    pending: VecDeque::new(),
+                    disk: Disk::default(),
+                    sm: Vec::new(),
+                    applied: 0,
+                    incarnation: 0,
+                    persist_at_once: rng.random_range(0.2..0.9),
+                    last_term: 0,
+                    last_vote: None,
+                    last_commit: 0,
+                    last_hard_state: HardState::default(),
+                }
+            })
+            .collect();
+        let loss = rng.random_range(0.0..0.2);
+        let duplication = rng.random_range(0.0..0.05);
+        let crash_rate = rng.random_range(0.0005..0.003);
+        Sim {
+            seed,
+            rng,
+            nodes,
+            index_of: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
+            net: VecDeque::new(),
+            blocked: BTreeSet::new(),
+            loss,
+            duplication,
+            crash_rate,
+            calm: false,
+            mutation,
+            checker: Checker::default(),
+            proposals: HashMap::new(),
+            acked: Vec::new(),
+            next_payload: 0,
+            violation: None,
+            trace: VecDeque::new(),
+            verbose: std::env::var_os("FLOYD_SIM_TRACE").is_some(),
+            step: 0,
+            stats: Stats {
+                nodes: n,
+                ..Stats::default()
+            },
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+
+    fn note(&mut self, verdict: Verdict) {
+        if let Err(e) = verdict {
+            if self.violation.is_none() {
+                self.violation = Some(e);
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].core.is_some())
+            .collect()
+    }
+
+    // -- the network ------------------------------------------------------
+
+    fn send(&mut self, from: usize, env: Envelope) {
+        let from_id = self.nodes[from].id.clone();
+        match &env.msg {
+            Message::AppendEntries(a) => {
+                let v = self.checker.append_sent(&from_id, a.term);
+                self.note(v);
+            }
+            Message::RequestVoteResponse(r) if r.granted && !r.pre_vote => {
+                let v = self.checker.vote_granted(&from_id, r.term, &env.to);
+                self.note(v);
+            }
+            _ => {}
+        }
+        let Some(&to) = self.index_of.get(&env.to) else {
+            self.note(Err(format!("{from_id} sent to unknown node {}", env.to)));
+            return;
+        };
+        if !self.calm && self.rng.random_bool(self.loss) {
+            self.stats.dropped += 1;
+            return;
+        }
+        if !self.calm && self.rng.random_bool(self.duplication) {
+            self.net.push_back(InFlight {
+                from,
+                to,
+                msg: env.msg.clone(),
+            });
+        }
+        self.net.push_back(InFlight {
+            from,
+            to,
+            msg: env.msg,
+        });
+        self.stats.max_in_flight = self.stats.max_in_flight.max(self.net.len());
+    }
+
+    /// Delivers one message: usually one of the oldest, sometimes any (reordering).
+    fn deliver_one(&mut self) {
+        if self.net.is_empty() {
+            return;
+        }
+        let k = if self.calm {
+            0
+        } else if self.rng.random_bool(0.7) {
+            self.rng.random_range(0..self.net.len().min(3))
+        } else {
+            self.rng.random_range(0..self.net.len())
+        };
+        let m = self.net.remove(k).unwrap();
+        self.deliver(m);
+    }
+
+    fn deliver(&mut self, m: InFlight) {
+        if self.blocked.contains(&(m.from, m.to)) || self.nodes[m.to].core.is_none() {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.delivered += 1;
+        trace!(
+            self,
+            "{} -> {}: {}",
+            self.nodes[m.from].id,
+            self.nodes[m.to].id,
+            summary(&m.msg)
+        );
+        let from = self.nodes[m.from].id.clone();
+        self.nodes[m.to].core.as_mut().unwrap().step(&from, m.msg);
+        self.process(m.to);
+    }
+}
+
+fn node_seed(seed: u64, node: usize, incarnation: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ ((node as u64) << 32)
+        ^ incarnation.wrapping_mul(0xD6E8_FEB8_6659_FD93)
+}

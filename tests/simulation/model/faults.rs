@@ -1,0 +1,140 @@
+//! Faults (crashes, restarts, partitions) and clients.
+
+use super::*;
+use rand::seq::SliceRandom;
+
+impl Sim {
+    // -- faults and clients ---------------------------------------------------
+
+    pub(super) fn crash(&mut self, i: usize) {
+        let keep_unsynced = self.rng.random_bool(0.5);
+        let node = &mut self.nodes[i];
+        node.core = None;
+        node.pending.clear();
+        if let Some(hs) = node.disk.unsynced.take() {
+            if keep_unsynced {
+                node.disk.hard_state = hs;
+            } else {
+                self.stats.unsynced_lost += 1;
+            }
+        }
+        node.incarnation += 1;
+        self.stats.crashes += 1;
+        trace!(self, "{} crashed", self.nodes[i].id);
+    }
+
+    pub(super) fn restart(&mut self, i: usize) {
+        let seed = node_seed(self.seed, i, self.nodes[i].incarnation);
+        let forget_vote = self.mutation == Some(Mutation::ForgetVoteOnRestart);
+        let node = &mut self.nodes[i];
+        let mut restored = Restored {
+            hard_state: node.disk.hard_state.clone(),
+            entries: node.disk.entries.clone(),
+            applied: node.applied,
+        };
+        if forget_vote {
+            restored.hard_state.vote = None;
+        }
+        let hs = restored.hard_state.clone();
+        let core = RaftCore::new(node.cfg.clone(), restored, seed);
+        let s = core.status();
+        node.last_term = s.term;
+        node.last_vote = s.vote.clone();
+        node.last_commit = s.commit;
+        node.last_hard_state = HardState {
+            commit: s.commit,
+            ..hs.clone()
+        };
+        node.core = Some(core);
+        let id = node.id.clone();
+        if (s.role, s.term, &s.vote, &s.leader) != (Role::Follower, hs.term, &hs.vote, &None) {
+            self.note(Err(format!("{id} restarted as {s:?} from {hs:?}")));
+        }
+        trace!(
+            self,
+            "{id} restarted: term {} vote {:?} commit {} log {} applied {}",
+            s.term,
+            s.vote,
+            s.commit,
+            s.last_log_index,
+            s.applied
+        );
+    }
+
+    pub(super) fn partition(&mut self) {
+        let n = self.nodes.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut self.rng);
+        let mut cut = self.rng.random_range(1..n);
+        // Half the time, cut a leader off in a minority, so that terms change and logs diverge.
+        let leader = order.iter().position(|&i| {
+            self.nodes[i]
+                .core
+                .as_ref()
+                .is_some_and(|c| c.role() == Role::Leader)
+        });
+        if let (Some(k), true) = (leader, self.rng.random_bool(0.5)) {
+            order.swap(0, k);
+            cut = self.rng.random_range(1..=n - self.quorum());
+        }
+        let (a, b) = order.split_at(cut);
+        let one_way = self.rng.random_bool(0.2);
+        self.blocked.clear();
+        for &x in a {
+            for &y in b {
+                self.blocked.insert((x, y));
+                if !one_way {
+                    self.blocked.insert((y, x));
+                }
+            }
+        }
+        self.stats.partitions += 1;
+        let names = |s: &[usize]| s.iter().map(|&i| self.nodes[i].id.clone()).collect::<Vec<_>>();
+        trace!(
+            self,
+            "partition {:?} | {:?}{}",
+            names(a),
+            names(b),
+            if one_way { " (one-way)" } else { "" }
+        );
+    }
+
+    pub(super) fn propose(&mut self) {
+        let leaders: Vec<usize> = self
+            .live()
+            .into_iter()
+            .filter(|&i| self.nodes[i].core.as_ref().unwrap().role() == Role::Leader)
+            .collect();
+        if leaders.is_empty() {
+            return;
+        }
+        let i = leaders[self.rng.random_range(0..leaders.len())];
+        let count = self.rng.random_range(1..=3);
+        let payloads: Vec<Bytes> = (0..count)
+            .map(|_| {
+                self.next_payload += 1;
+                let pad = self.rng.random_range(0..24);
+                Bytes::from(format!("p{}-{}", self.next_payload, "x".repeat(pad)))
+            })
+            .collect();
+        let core = self.nodes[i].core.as_mut().unwrap();
+        match core.propose(payloads.clone()) {
+            Ok(positions) => {
+                for ((index, term), payload) in positions.into_iter().zip(payloads) {
+                    let incarnation = self.nodes[i].incarnation;
+                    self.proposals.insert(
+                        (i, index),
+                        Proposal {
+                            incarnation,
+                            term,
+                            payload,
+                        },
+                    );
+                    self.stats.proposals += 1;
+                }
+                trace!(self, "{} proposed {count}", self.nodes[i].id);
+            }
+            Err(e) => self.note(Err(format!("a leader refused a proposal: {e:?}"))),
+        }
+    }
+}

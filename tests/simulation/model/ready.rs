@@ -1,0 +1,226 @@
+//! Ready handling (check it, send, queue, persist) and the state machine.
+
+use super::*;
+
+impl Sim {
+    // -- Ready handling ---------------------------------------------------
+
+    /// Takes a node's Ready: checks it, sends what may leave at once, queues the
+    /// rest for persistence, and maybe persists at once.
+    pub(super) fn process(&mut self, i: usize) {
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let rd = core.ready();
+        if rd.is_empty() {
+            return;
+        }
+        let node = &self.nodes[i];
+        let core = node.core.as_ref().unwrap();
+        let id = node.id.clone();
+        let mut verdicts = Vec::new();
+        let role = core.role();
+        if role == Role::Leader {
+            verdicts.push(self.checker.leader(core.term(), &id));
+        }
+        // The Ready's log part is the core's log, contiguous, each entry checked for log matching.
+        for (k, e) in rd.entries.iter().enumerate() {
+            if k > 0 && e.index != rd.entries[k - 1].index + 1 {
+                verdicts.push(Err(format!("{id}: Ready entries not contiguous at {}", e.index)));
+            }
+            if core.log().entry(e.index) != Some(e) {
+                verdicts.push(Err(format!("{id}: Ready entry {} is not the core's", e.index)));
+            }
+            let prev_term = core.log().term(e.index - 1).unwrap_or(u64::MAX);
+            verdicts.push(self.checker.entry_written(&id, e, prev_term));
+        }
+        // must_sync whenever term, vote or the log change.
+        let hs_changed = rd
+            .hard_state
+            .as_ref()
+            .is_some_and(|hs| (hs.term, &hs.vote) != (node.last_hard_state.term, &node.last_hard_state.vote));
+        if (hs_changed || rd.truncate_from.is_some() || !rd.entries.is_empty()) && !rd.must_sync {
+            verdicts.push(Err(format!(
+                "{id}: Ready changes term, vote or log but must_sync is false"
+            )));
+        }
+        // Votes, vote requests and acknowledgements must wait for persistence.
+        for env in &rd.messages {
+            let early = match &env.msg {
+                Message::RequestVote(r) => !r.pre_vote,
+                Message::RequestVoteResponse(r) => r.granted && !r.pre_vote,
+                Message::AppendEntriesResponse(r) => r.success,
+                Message::AppendEntries(_) => false,
+            };
+            if early {
+                verdicts.push(Err(format!(
+                    "{id} may send before persisting: {}",
+                    summary(&env.msg)
+                )));
+            }
+        }
+        for v in verdicts {
+            self.note(v);
+        }
+        if let Some(hs) = &rd.hard_state {
+            self.nodes[i].last_hard_state = hs.clone();
+        }
+        let position = rd.persisted_position();
+        for env in rd.messages {
+            self.send(i, env);
+        }
+        let mut pending = Pending {
+            hard_state: rd.hard_state,
+            truncate_from: rd.truncate_from,
+            entries: rd.entries,
+            must_sync: rd.must_sync,
+            position,
+            after_persist: rd.messages_after_persist,
+        };
+        if self.mutation == Some(Mutation::SendBeforePersist) {
+            for env in std::mem::take(&mut pending.after_persist) {
+                self.send(i, env);
+            }
+        }
+        let writes =
+            pending.hard_state.is_some() || pending.truncate_from.is_some() || !pending.entries.is_empty();
+        if !writes && self.nodes[i].pending.is_empty() {
+            for env in pending.after_persist {
+                self.send(i, env);
+            }
+            return;
+        }
+        self.nodes[i].pending.push_back(pending);
+        if self.calm || self.rng.random_bool(self.nodes[i].persist_at_once) {
+            self.persist(i, usize::MAX);
+        }
+    }
+
+    /// Writes up to `count` of the node's pending Readies, oldest first.
+    pub(super) fn persist(&mut self, i: usize, count: usize) {
+        for _ in 0..count {
+            let Some(p) = self.nodes[i].pending.pop_front() else {
+                break;
+            };
+            let id = self.nodes[i].id.clone();
+            let ignore_truncate = self.mutation == Some(Mutation::IgnoreTruncate);
+            let node = &mut self.nodes[i];
+            let disk = &mut node.disk;
+            if p.must_sync {
+                // An fsync makes every earlier write durable too.
+                if let Some(hs) = p.hard_state.clone().or(disk.unsynced.take()) {
+                    disk.hard_state = hs;
+                }
+                disk.unsynced = None;
+            } else if let Some(hs) = &p.hard_state {
+                disk.unsynced = Some(hs.clone());
+            }
+            if let Some(from) = p.truncate_from {
+                self.stats.truncations += 1;
+                if !ignore_truncate {
+                    disk.entries.truncate(from as usize - 1);
+                }
+            }
+            let mut verdicts = Vec::new();
+            for e in &p.entries {
+                let k = e.index as usize;
+                if k <= disk.entries.len() {
+                    disk.entries[k - 1] = e.clone(); // a put by index overwrites
+                } else if k == disk.entries.len() + 1 {
+                    disk.entries.push(e.clone());
+                } else {
+                    verdicts.push(Err(format!(
+                        "{id}: Ready writes entry {k} past the end of the disk log"
+                    )));
+                }
+            }
+            if let Some(hs) = &p.hard_state {
+                verdicts.push(self.checker.hard_state_written(&id, hs));
+            }
+            // Once every taken Ready is written, the disk holds exactly the core's state.
+            let node = &self.nodes[i];
+            if node.pending.is_empty() {
+                let core = node.core.as_ref().unwrap();
+                let log = core.log().slice(1, core.log().last_index(), usize::MAX, u64::MAX);
+                if node.disk.entries != log {
+                    verdicts.push(Err(format!(
+                        "{id}: disk log ({} entries) differs from the core's ({} entries) with nothing pending",
+                        node.disk.entries.len(),
+                        log.len()
+                    )));
+                }
+                let hs = node.disk.latest_hard_state();
+                let s = core.status();
+                if (hs.term, &hs.vote) != (s.term, &s.vote) {
+                    verdicts.push(Err(format!(
+                        "{id}: disk hard state {hs:?} differs from the core's ({}, {:?})",
+                        s.term, s.vote
+                    )));
+                }
+            }
+            for v in verdicts {
+                self.note(v);
+            }
+            trace!(
+                self,
+                "{id} persisted {:?} trunc {:?} pos {:?} sync {}",
+                p.hard_state.as_ref().map(|h| (h.term, h.vote.clone(), h.commit)),
+                p.truncate_from,
+                p.position,
+                p.must_sync
+            );
+            for env in p.after_persist {
+                self.send(i, env);
+            }
+            if let Some((index, term)) = p.position {
+                self.nodes[i].core.as_mut().unwrap().on_persisted(index, term);
+            }
+        }
+    }
+
+    // -- the state machine --------------------------------------------------
+
+    pub(super) fn apply(&mut self, i: usize, max: usize) {
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return;
+        };
+        let id = self.nodes[i].id.clone();
+        let commit = core.commit();
+        let v = self
+            .checker
+            .commit(&id, core.term(), commit, |k| core.log().entry(k).cloned());
+        let entries = core.entries_to_apply(max);
+        self.note(v);
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        for e in entries {
+            let v = self.checker.applying(&id, self.nodes[i].applied, &e);
+            self.note(v);
+            // Only entries durable in this node's own log may be applied.
+            if self.nodes[i].disk.entries.get(e.index as usize - 1) != Some(&e) {
+                self.note(Err(format!(
+                    "{id} applies entry {} before it is on its disk",
+                    e.index
+                )));
+            }
+            let node = &mut self.nodes[i];
+            node.sm.push((e.index, e.term, e.payload.clone()));
+            node.applied = e.index;
+            if let Some(p) = self.proposals.remove(&(i, e.index)) {
+                if p.incarnation == node.incarnation && p.term == e.term {
+                    if p.payload != e.payload {
+                        let msg = format!(
+                            "{id} applied ({}, {}) with another payload than proposed",
+                            e.index, e.term
+                        );
+                        self.note(Err(msg));
+                    }
+                    self.acked.push((e.index, e.term, e.payload));
+                }
+            }
+        }
+        trace!(self, "{id} applied up to {last}");
+        self.nodes[i].core.as_mut().unwrap().on_applied(last);
+    }
+}
