@@ -97,6 +97,16 @@ impl Floyd {
         }
     }
 
+    /// Changes the lowest level written to `<path>/LOG` and the log callback.
+    pub fn set_log_level(&self, level: crate::logging::LogLevel) {
+        self.node.log.set_level(level);
+    }
+
+    /// Every member of the cluster, as `"ip:port"`.
+    pub fn get_all_servers(&self) -> Vec<String> {
+        self.node.opts.members.clone()
+    }
+
     /// Stops and joins every thread of the node. Idempotent; later calls fail with `Stopped`.
     pub fn close(&self) {
         self.runtime.lock().close();

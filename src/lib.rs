@@ -16,7 +16,9 @@
 
 pub mod core;
 pub mod error;
+pub mod ffi;
 mod floyd;
+pub mod logging;
 pub mod options;
 pub mod runtime;
 pub mod state_machine;
@@ -31,4 +33,5 @@ pub mod wire {
 
 pub use error::{Error, Result};
 pub use floyd::{Floyd, ServerStatus, STATUS_HEADER};
+pub use logging::{LogCallback, LogLevel};
 pub use options::Options;

@@ -1,6 +1,7 @@
 //! Options of a node: the original Floyd's fields, with LAN-appropriate defaults.
 
 use crate::error::{Error, Result};
+use crate::logging::{LogCallback, LogLevel};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub struct Options {
     pub request_timeout: Duration,
     /// How long a call waits for a leader to be known before `NoLeader` (default 3 s).
     pub leader_wait: Duration,
+    /// Lowest level written to `<path>/LOG` and the callback (default Info).
+    pub log_level: LogLevel,
+    /// Also receives every log line (for example, a C callback).
+    pub log_callback: Option<LogCallback>,
 }
 
 impl Options {
@@ -65,6 +70,8 @@ impl Options {
             cluster_id: "floyd".to_string(),
             request_timeout: Duration::from_secs(5),
             leader_wait: Duration::from_secs(3),
+            log_level: LogLevel::Info,
+            log_callback: None,
         }
     }
 

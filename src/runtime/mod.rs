@@ -11,6 +11,7 @@ pub mod proposals;
 
 use crate::core::{Config, RaftCore, Restored};
 use crate::error::{Error, Result};
+use crate::logging::NodeLog;
 use crate::options::Options;
 use crate::state_machine::KvStateMachine;
 use crate::storage::LogStore;
@@ -46,11 +47,22 @@ fn core_config(opts: &Options, tick: Duration) -> Config {
     cfg
 }
 
-/// Opens the stores, restores the core and starts every thread.
+/// Opens the stores, restores the core and starts every thread, all of them
+/// logging through the node's own log.
 pub fn start(mut opts: Options) -> Result<Runtime> {
     opts.validate()?;
     std::fs::create_dir_all(&opts.path)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.path.display())))?;
+    let log = NodeLog::open(&opts.path, opts.log_level, opts.log_callback.clone());
+    let dispatch = log.dispatch();
+    let started = tracing::dispatcher::with_default(&dispatch, || start_logged(opts, log.clone()));
+    if let Err(e) = &started {
+        tracing::dispatcher::with_default(&dispatch, || tracing::error!(error = %e, "node failed to start"));
+    }
+    started
+}
+
+fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
     let log_store = LogStore::open(&opts.path.join("log"))?;
     let state_machine = KvStateMachine::open(&opts.path.join("db"))?;
     let loaded = log_store.load()?;
@@ -84,6 +96,7 @@ pub fn start(mut opts: Options) -> Result<Runtime> {
         state_machine,
         primary_tx,
         apply_tx,
+        log,
     ));
     let handler = Arc::new(Inbound(Arc::downgrade(&node)));
     node.set_peers(spawn_peers(&node, local_ip, handler.clone())?);
@@ -149,7 +162,7 @@ fn spawn_guarded(
 ) -> Result<JoinHandle<()>> {
     let n = Arc::downgrade(node);
     let thread_name = name.clone();
-    Ok(std::thread::Builder::new().name(name).spawn(move || {
+    Ok(crate::transport::spawn_named(name, move || {
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(body)) {
             let what = crate::transport::panic_message(&*panic);
             if let Some(node) = n.upgrade() {

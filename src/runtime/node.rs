@@ -5,6 +5,7 @@ use super::forward::{response_from_result, Forwards};
 use super::proposals::{Completion, Proposals};
 use crate::core::{CoreStatus, Envelope, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
+use crate::logging::NodeLog;
 use crate::options::Options;
 use crate::state_machine::{encode_command, CommandKind, KvStateMachine};
 use crate::storage::LogStore;
@@ -15,7 +16,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// Work for the primary thread.
 pub enum PrimaryEvent {
@@ -44,6 +45,7 @@ pub struct Node {
     leader_changed: Condvar,
     stopping: AtomicBool,
     failure: Mutex<Option<Error>>,
+    pub log: Arc<NodeLog>,
 }
 
 impl Node {
@@ -54,6 +56,7 @@ impl Node {
         state_machine: KvStateMachine,
         primary_tx: Sender<PrimaryEvent>,
         apply_tx: Sender<()>,
+        log: Arc<NodeLog>,
     ) -> Self {
         Node {
             id: opts.local_id(),
@@ -70,6 +73,7 @@ impl Node {
             leader_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
+            log,
         }
     }
 

@@ -30,6 +30,18 @@ pub trait Handler: Send + Sync + 'static {
     fn on_thread_panic(&self, thread: &str, message: &str);
 }
 
+/// Starts a named thread that logs where its creator logs (the node's own
+/// `tracing` dispatcher, not a global one).
+pub(crate) fn spawn_named<T: Send + 'static>(
+    name: String,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || tracing::dispatcher::with_default(&dispatch, body))
+}
+
 /// Runs `body`, reporting a panic to `handler` instead of letting it vanish with the thread.
 pub(crate) fn guarded(handler: &dyn Handler, body: impl FnOnce()) {
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {

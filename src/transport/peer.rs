@@ -55,9 +55,9 @@ impl PeerLink {
     /// Starts the worker thread `floyd-peer-<port>-><peer>`.
     pub fn spawn(cfg: PeerConfig, handler: Arc<dyn Handler>) -> io::Result<PeerLink> {
         let (tx, rx) = bounded(QUEUE_CAPACITY);
-        let thread = std::thread::Builder::new()
-            .name(format!("floyd-peer-{}->{}", cfg.name, cfg.peer))
-            .spawn(move || super::guarded(&*handler.clone(), || PeerWorker::new(cfg, handler).run(rx)))?;
+        let thread = super::spawn_named(format!("floyd-peer-{}->{}", cfg.name, cfg.peer), move || {
+            super::guarded(&*handler.clone(), || PeerWorker::new(cfg, handler).run(rx))
+        })?;
         Ok(PeerLink {
             tx,
             thread: parking_lot::Mutex::new(Some(thread)),

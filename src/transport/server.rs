@@ -63,12 +63,10 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("floyd-listen-{}", shared.cfg.name))
-            .spawn(move || {
-                let handler = s.handler.clone();
-                super::guarded(&*handler, || accept_loop(listener, s))
-            })?;
+        let thread = super::spawn_named(format!("floyd-listen-{}", shared.cfg.name), move || {
+            let handler = s.handler.clone();
+            super::guarded(&*handler, || accept_loop(listener, s))
+        })?;
         Ok(Server {
             shared,
             addr,
@@ -132,13 +130,11 @@ fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
     let s = shared.clone();
     // Register before the thread runs so `stop` always sees it.
     let mut conns = shared.conns.lock();
-    let thread = std::thread::Builder::new()
-        .name(format!("floyd-conn-{}-{id}", shared.cfg.name))
-        .spawn(move || {
-            super::guarded(&*s.handler.clone(), || serve_connection(stream, &s));
-            // The registry holds a clone of the socket: close it now, not at reaping.
-            let _ = closer.shutdown(Shutdown::Both);
-        })?;
+    let thread = super::spawn_named(format!("floyd-conn-{}-{id}", shared.cfg.name), move || {
+        super::guarded(&*s.handler.clone(), || serve_connection(stream, &s));
+        // The registry holds a clone of the socket: close it now, not at reaping.
+        let _ = closer.shutdown(Shutdown::Both);
+    })?;
     conns.insert(id, (registered, thread));
     Ok(())
 }

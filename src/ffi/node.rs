@@ -1,0 +1,199 @@
+//! `floyd_t`: a running node, and the calls made on it.
+
+use super::args::{alloc_bytes, bytes, key as key_arg, out as out_arg};
+use super::options::floyd_options_t;
+use super::{boundary, boundary_value};
+use crate::error::Error;
+use crate::floyd::Floyd;
+use crate::logging::LogLevel;
+use std::ffi::{c_char, c_int};
+
+/// A node (opaque). Thread-safe: any function may be called on it from many
+/// threads at once. Created by `floyd_open`, closed and freed by `floyd_close`.
+#[allow(non_camel_case_types)]
+pub struct floyd_t {
+    floyd: Floyd,
+}
+
+unsafe fn node<'a>(f: *const floyd_t) -> Result<&'a Floyd, Error> {
+    f.as_ref()
+        .map(|n| &n.floyd)
+        .ok_or_else(|| Error::InvalidArgument("floyd handle is NULL".into()))
+}
+
+/// Opens a node and starts its threads; on `FLOYD_OK`, `*out` is the new handle.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_open(
+    opts: *const floyd_options_t,
+    out: *mut *mut floyd_t,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || {
+        let slot = out_arg(out, "out")?;
+        let o = opts
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("options are NULL".into()))?;
+        if let Some(why) = &o.invalid {
+            return Err(Error::InvalidArgument(why.clone()));
+        }
+        let floyd = Floyd::open(o.opts.clone())?;
+        *slot = Box::into_raw(Box::new(floyd_t { floyd }));
+        Ok(())
+    })
+}
+
+/// Closes a node: stops and joins all its threads, then frees it. NULL-safe.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_close(f: *mut floyd_t) {
+    if !f.is_null() {
+        let handle = Box::from_raw(f);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(handle)));
+    }
+}
+
+/// Stores `value` under `key` once a majority has it (forwarded to the leader if needed).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_write(
+    f: *mut floyd_t,
+    key: *const c_char,
+    key_len: usize,
+    value: *const c_char,
+    value_len: usize,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || {
+        let n = node(f)?;
+        let (k, v) = (key_arg(key, key_len)?, bytes(value, value_len, "value")?);
+        n.write(k, v)
+    })
+}
+
+/// Deletes `key` (deleting a missing key succeeds).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_delete(
+    f: *mut floyd_t,
+    key: *const c_char,
+    key_len: usize,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || node(f)?.delete(key_arg(key, key_len)?))
+}
+
+/// Shared body of the two reads: checks, reads, hands the value out.
+unsafe fn read_with(
+    f: *mut floyd_t,
+    key: *const c_char,
+    key_len: usize,
+    value: *mut *mut c_char,
+    value_len: *mut usize,
+    errmsg: *mut *mut c_char,
+    read: fn(&Floyd, &[u8]) -> Result<Vec<u8>, Error>,
+) -> c_int {
+    boundary(errmsg, || {
+        let n = node(f)?;
+        let k = key_arg(key, key_len)?;
+        let (value_slot, len_slot) = (out_arg(value, "value")?, out_arg(value_len, "value_len")?);
+        let v = read(n, k)?;
+        *value_slot = alloc_bytes(&v)?;
+        *len_slot = v.len();
+        Ok(())
+    })
+}
+
+/// Linearizable read; `*value` (free with `floyd_free`, NUL-terminated) and
+/// `*value_len` are set on `FLOYD_OK` only.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_read(
+    f: *mut floyd_t,
+    key: *const c_char,
+    key_len: usize,
+    value: *mut *mut c_char,
+    value_len: *mut usize,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    read_with(f, key, key_len, value, value_len, errmsg, Floyd::read)
+}
+
+/// Local read of this node's copy: fast, possibly stale.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_dirty_read(
+    f: *mut floyd_t,
+    key: *const c_char,
+    key_len: usize,
+    value: *mut *mut c_char,
+    value_len: *mut usize,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    read_with(f, key, key_len, value, value_len, errmsg, Floyd::dirty_read)
+}
+
+/// The leader's "ip:port" in `*ip_port` (free with `floyd_free`); `FLOYD_NO_LEADER` when none.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_char) -> c_int {
+    boundary(std::ptr::null_mut(), || {
+        let n = node(f)?;
+        let slot = out_arg(ip_port, "ip_port")?;
+        let leader = n
+            .get_leader()
+            .ok_or_else(|| Error::NoLeader("no leader".into()))?;
+        *slot = alloc_bytes(leader.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// Whether a leader is known. False for a NULL handle.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_has_leader(f: *mut floyd_t) -> bool {
+    boundary_value(false, || node(f).ok().map(Floyd::has_leader))
+}
+
+/// Whether this node is the leader. False for a NULL handle.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_is_leader(f: *mut floyd_t) -> bool {
+    boundary_value(false, || node(f).ok().map(Floyd::is_leader))
+}
+
+/// Floyd's status header line plus this node's row, in `*text` (free with `floyd_free`).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_get_server_status(f: *mut floyd_t, text: *mut *mut c_char) -> c_int {
+    boundary(std::ptr::null_mut(), || {
+        let status = node(f)?.server_status().to_string();
+        *out_arg(text, "text")? = alloc_bytes(status.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// This node's status as one JSON object, in `*json` (free with `floyd_free`).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mut *mut c_char) -> c_int {
+    boundary(std::ptr::null_mut(), || {
+        let status = node(f)?.server_status().to_json();
+        *out_arg(json, "json")? = alloc_bytes(status.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// Every member as "ip:port,ip:port" in `*servers_csv` (free with `floyd_free`).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_get_all_servers(
+    f: *mut floyd_t,
+    servers_csv: *mut *mut c_char,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || {
+        let csv = node(f)?.get_all_servers().join(",");
+        *out_arg(servers_csv, "servers_csv")? = alloc_bytes(csv.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// Lowest level written to `<path>/LOG` and the log callback: DEBUG=1 INFO=2
+/// WARN=3 ERROR=4 FATAL=5 NONE=6. Ignored for a NULL handle.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_set_log_level(f: *mut floyd_t, level: c_int) {
+    boundary_value((), || {
+        node(f)
+            .ok()
+            .map(|n| n.set_log_level(LogLevel::from_number(level)))
+    });
+}

@@ -1,0 +1,166 @@
+//! `floyd_options_t`: how to open a node.
+
+use super::args::text;
+use super::{boundary, FLOYD_INVALID_ARGUMENT};
+use crate::logging::{LogCallback, LogLevel};
+use crate::options::Options;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Arc;
+
+/// Options for `floyd_open` (opaque). Not thread-safe: fill it on one thread.
+/// Created by `floyd_options_new`, freed by `floyd_options_free`.
+#[allow(non_camel_case_types)]
+pub struct floyd_options_t {
+    pub(super) opts: Options,
+    /// Why the arguments of `floyd_options_new` were unusable; reported by `floyd_open`.
+    pub(super) invalid: Option<String>,
+}
+
+/// A log callback: `level` is FLOYD_LOG_*, `msg` is NUL-terminated and `msg_len` long.
+#[allow(non_camel_case_types)]
+pub type floyd_log_callback_t =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, msg: *const c_char, msg_len: usize)>;
+
+/// The C callback and its user data, called from library threads.
+struct CLogCallback {
+    cb: unsafe extern "C" fn(*mut c_void, c_int, *const c_char, usize),
+    user_data: *mut c_void,
+}
+
+impl CLogCallback {
+    fn call(&self, level: LogLevel, msg: &str) {
+        let mut line = Vec::with_capacity(msg.len() + 1);
+        line.extend_from_slice(msg.as_bytes());
+        line.push(0);
+        // SAFETY: the caller promised `cb` is callable with its user data from any thread.
+        unsafe { (self.cb)(self.user_data, level as c_int, line.as_ptr().cast(), msg.len()) };
+    }
+}
+
+// SAFETY: the API contract makes the callback and its user data usable from any thread.
+unsafe impl Send for CLogCallback {}
+unsafe impl Sync for CLogCallback {}
+
+/// New options: `members` is `"ip:port,ip:port,..."`, `path` the data directory.
+/// Never NULL unless out of memory; unusable arguments (NULL, bad port) are
+/// reported by `floyd_open` as `FLOYD_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_new(
+    members: *const c_char,
+    local_ip: *const c_char,
+    local_port: c_int,
+    path: *const c_char,
+) -> *mut floyd_options_t {
+    let built = std::panic::catch_unwind(|| {
+        let args = (|| {
+            let members = text(members, "members").map_err(|e| e.to_string())?;
+            let ip = text(local_ip, "local_ip").map_err(|e| e.to_string())?;
+            let path = text(path, "path").map_err(|e| e.to_string())?;
+            let port =
+                u16::try_from(local_port).map_err(|_| format!("local_port {local_port} is out of range"))?;
+            Ok::<_, String>(Options::new(members, ip, port, path))
+        })();
+        let (opts, invalid) = match args {
+            Ok(o) => (o, None),
+            Err(why) => (Options::new("", "", 0, ""), Some(why)),
+        };
+        Box::into_raw(Box::new(floyd_options_t { opts, invalid }))
+    });
+    built.unwrap_or(std::ptr::null_mut())
+}
+
+/// Frees options. NULL-safe.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_free(opts: *mut floyd_options_t) {
+    if !opts.is_null() {
+        drop(Box::from_raw(opts));
+    }
+}
+
+/// Applies `set` to the options behind `opts`.
+unsafe fn with_options(opts: *mut floyd_options_t, set: impl FnOnce(&mut Options)) -> c_int {
+    match opts.as_mut() {
+        Some(o) => boundary(std::ptr::null_mut(), || {
+            set(&mut o.opts);
+            Ok(())
+        }),
+        None => FLOYD_INVALID_ARGUMENT,
+    }
+}
+
+/// Election timeout base in microseconds (default 1 s; random in [1x, 2x)).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_check_leader_us(opts: *mut floyd_options_t, us: u64) -> c_int {
+    with_options(opts, |o| o.check_leader_us = us)
+}
+
+/// Leader heartbeat interval in microseconds (default 100 ms).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_heartbeat_us(opts: *mut floyd_options_t, us: u64) -> c_int {
+    with_options(opts, |o| o.heartbeat_us = us)
+}
+
+/// Payload bytes per AppendEntries (default 4 MiB).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_append_entries_size_once(
+    opts: *mut floyd_options_t,
+    bytes: u64,
+) -> c_int {
+    with_options(opts, |o| o.append_entries_size_once = bytes)
+}
+
+/// Entries per AppendEntries (default 4096).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_append_entries_count_once(
+    opts: *mut floyd_options_t,
+    count: u64,
+) -> c_int {
+    with_options(opts, |o| o.append_entries_count_once = count)
+}
+
+/// One-member cluster that leads itself (forced on when members holds only this node).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_single_mode(opts: *mut floyd_options_t, on: bool) -> c_int {
+    with_options(opts, |o| o.single_mode = on)
+}
+
+/// Routes log lines (at or above the node's level) to `cb`, on library threads;
+/// `cb` must be quick and must not call this node's API. NULL `cb` removes it.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_log_callback(
+    opts: *mut floyd_options_t,
+    cb: floyd_log_callback_t,
+    user_data: *mut c_void,
+) -> c_int {
+    let callback = cb.map(|cb| {
+        let c = CLogCallback { cb, user_data };
+        LogCallback(Arc::new(move |level: LogLevel, msg: &str| c.call(level, msg)))
+    });
+    with_options(opts, |o| o.log_callback = callback)
+}
+
+/// Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_*; default INFO).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_log_level(opts: *mut floyd_options_t, level: c_int) -> c_int {
+    with_options(opts, |o| o.log_level = LogLevel::from_number(level))
+}
+
+/// How long consistent calls wait for their result, in milliseconds (default 5000);
+/// past it they fail with FLOYD_TIMEOUT (outcome unknown).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_request_timeout_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
+    with_options(opts, |o| o.request_timeout = std::time::Duration::from_millis(ms))
+}
+
+/// The cluster name checked in every connection handshake (default "floyd").
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_cluster_id(
+    opts: *mut floyd_options_t,
+    cluster_id: *const c_char,
+) -> c_int {
+    let id = match text(cluster_id, "cluster_id") {
+        Ok(id) => id.to_string(),
+        Err(_) => return FLOYD_INVALID_ARGUMENT,
+    };
+    with_options(opts, |o| o.cluster_id = id)
+}
