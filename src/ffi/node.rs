@@ -79,6 +79,9 @@ pub unsafe extern "C" fn floyd_delete(
     boundary(errmsg, || node(f)?.delete(key_arg(key, key_len)?))
 }
 
+// Output slots are always taken before anything is allocated for them, so a
+// NULL output pointer never leaks a buffer.
+
 /// Shared body of the two reads: checks, reads, hands the value out.
 unsafe fn read_with(
     f: *mut floyd_t,
@@ -157,8 +160,8 @@ pub unsafe extern "C" fn floyd_is_leader(f: *mut floyd_t) -> bool {
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_server_status(f: *mut floyd_t, text: *mut *mut c_char) -> c_int {
     boundary(std::ptr::null_mut(), || {
-        let status = node(f)?.server_status().to_string();
-        *out_arg(text, "text")? = alloc_bytes(status.as_bytes())?;
+        let (n, slot) = (node(f)?, out_arg(text, "text")?);
+        *slot = alloc_bytes(n.server_status().to_string().as_bytes())?;
         Ok(())
     })
 }
@@ -167,8 +170,8 @@ pub unsafe extern "C" fn floyd_get_server_status(f: *mut floyd_t, text: *mut *mu
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mut *mut c_char) -> c_int {
     boundary(std::ptr::null_mut(), || {
-        let status = node(f)?.server_status().to_json();
-        *out_arg(json, "json")? = alloc_bytes(status.as_bytes())?;
+        let (n, slot) = (node(f)?, out_arg(json, "json")?);
+        *slot = alloc_bytes(n.server_status().to_json().as_bytes())?;
         Ok(())
     })
 }
@@ -181,8 +184,8 @@ pub unsafe extern "C" fn floyd_get_all_servers(
     errmsg: *mut *mut c_char,
 ) -> c_int {
     boundary(errmsg, || {
-        let csv = node(f)?.get_all_servers().join(",");
-        *out_arg(servers_csv, "servers_csv")? = alloc_bytes(csv.as_bytes())?;
+        let (n, slot) = (node(f)?, out_arg(servers_csv, "servers_csv")?);
+        *slot = alloc_bytes(n.get_all_servers().join(",").as_bytes())?;
         Ok(())
     })
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system packages floyd's build and tests need, if any is missing:
+# clang/libclang-dev (RocksDB's bindings), gcc/g++ and pkg-config (the C/C++
+# side), and pytest (the Python binding's tests). Debian/Ubuntu.
+set -euo pipefail
+packages="clang libclang-dev pkg-config gcc g++ python3 python3-pip"
+if ! dpkg -s $packages >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages
+fi
+python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest
