@@ -1,0 +1,179 @@
+"""Loading libfloyd and declaring its C API (include/floyd.h) for ctypes.
+
+Every function's argtypes and restype are declared here, so ctypes never
+guesses. Memory the library hands back (values, messages, status text) is
+received as ``c_void_p`` -- never ``c_char_p``, which would convert it to
+``bytes`` and lose the pointer that must go back to ``floyd_free`` (and would
+stop at the first NUL of a binary value). Only the two static strings
+(``floyd_status_str``, ``floyd_version``) use ``c_char_p``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    c_bool,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+
+__all__ = ["lib", "lib_path", "LOG_CALLBACK", "candidate_paths", "has"]
+
+
+def _file_name() -> str:
+    if sys.platform == "darwin":
+        return "libfloyd.dylib"
+    if sys.platform == "win32":
+        return "floyd.dll"
+    return "libfloyd.so"
+
+
+def candidate_paths() -> list[Path]:
+    """Where the library is looked for, in order (FLOYD_LIB and find_library aside)."""
+    name = _file_name()
+    roots: list[Path] = []
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        roots.append(Path(target))
+    roots.append(Path.home() / ".cache" / "floyd" / "target")
+    # bindings/python/floyd/_lib.py -> parents[3] is the repository root.
+    here = Path(__file__).resolve()
+    if len(here.parents) > 3:
+        roots.append(here.parents[3] / "target")
+    return [root / profile / name for root in roots for profile in ("release", "debug")]
+
+
+def _load() -> tuple[ctypes.CDLL, str]:
+    tried: list[str] = []
+
+    explicit = os.environ.get("FLOYD_LIB")
+    if explicit:
+        # An explicit choice is final: do not silently fall back to another build.
+        try:
+            return ctypes.CDLL(explicit), explicit
+        except OSError as e:
+            raise ImportError(
+                f"floyd: cannot load FLOYD_LIB={explicit!r}: {e}. "
+                "Set FLOYD_LIB to the full path of libfloyd.so, or unset it to search the usual places."
+            ) from e
+    tried.append("FLOYD_LIB (not set)")
+
+    for path in candidate_paths():
+        if path.is_file():
+            try:
+                return ctypes.CDLL(str(path)), str(path)
+            except OSError as e:
+                tried.append(f"{path} (exists but failed to load: {e})")
+        else:
+            tried.append(str(path))
+
+    found = ctypes.util.find_library("floyd")
+    if found:
+        try:
+            return ctypes.CDLL(found), found
+        except OSError as e:
+            tried.append(f"find_library('floyd') -> {found} (failed to load: {e})")
+    else:
+        tried.append("ctypes.util.find_library('floyd') (nothing found)")
+
+    raise ImportError(
+        "floyd: cannot find the floyd shared library. Build it with `cargo build` "
+        "(or `cargo build --release`) in the floyd repository, or set FLOYD_LIB to "
+        "the full path of libfloyd.so. Looked in:\n  " + "\n  ".join(tried)
+    )
+
+
+lib, lib_path = _load()
+
+# void (*floyd_log_callback_t)(void* user_data, int level, const char* msg, size_t msg_len)
+# msg is c_void_p so that ctypes does not convert it: it is read with string_at(msg, msg_len).
+LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_int, c_void_p, c_size_t)
+
+_P = POINTER(c_void_p)  # char** / floyd_t** out parameters: read as raw pointers
+
+# name: (restype, argtypes). Everything in include/floyd.h.
+_REQUIRED = {
+    "floyd_free": (None, [c_void_p]),
+    "floyd_status_str": (c_char_p, [c_int]),  # static string: auto-conversion is fine
+    "floyd_version": (c_char_p, []),  # static string
+    "floyd_open": (c_int, [c_void_p, _P, _P]),
+    "floyd_close": (None, [c_void_p]),
+    "floyd_write": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, _P]),
+    "floyd_delete": (c_int, [c_void_p, c_char_p, c_size_t, _P]),
+    "floyd_read": (c_int, [c_void_p, c_char_p, c_size_t, _P, POINTER(c_size_t), _P]),
+    "floyd_dirty_read": (c_int, [c_void_p, c_char_p, c_size_t, _P, POINTER(c_size_t), _P]),
+    "floyd_get_leader": (c_int, [c_void_p, _P]),
+    "floyd_has_leader": (c_bool, [c_void_p]),
+    "floyd_is_leader": (c_bool, [c_void_p]),
+    "floyd_get_server_status": (c_int, [c_void_p, _P]),
+    "floyd_get_server_status_json": (c_int, [c_void_p, _P]),
+    "floyd_get_all_servers": (c_int, [c_void_p, _P, _P]),
+    "floyd_set_log_level": (None, [c_void_p, c_int]),
+    "floyd_options_new": (c_void_p, [c_char_p, c_char_p, c_int, c_char_p]),
+    "floyd_options_free": (None, [c_void_p]),
+    "floyd_options_set_check_leader_us": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_heartbeat_us": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_append_entries_size_once": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_append_entries_count_once": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_single_mode": (c_int, [c_void_p, c_bool]),
+    "floyd_options_set_log_callback": (c_int, [c_void_p, LOG_CALLBACK, c_void_p]),
+    "floyd_options_set_log_level": (c_int, [c_void_p, c_int]),
+    "floyd_options_set_request_timeout_ms": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_cluster_id": (c_int, [c_void_p, c_char_p]),
+}
+
+# In the C API contract (shared/c-api.md) but not yet in include/floyd.h:
+# declared when the loaded library exports them, otherwise the Python methods
+# that need them raise NotImplementedError.
+_OPTIONAL = {
+    "floyd_options_set_join": (c_int, [c_void_p, c_bool]),
+    "floyd_try_lock": (
+        c_int,
+        [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, POINTER(c_uint64), _P],
+    ),
+    "floyd_unlock": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, _P]),
+    "floyd_add_server": (c_int, [c_void_p, c_char_p, _P]),
+    "floyd_remove_server": (c_int, [c_void_p, c_char_p, _P]),
+}
+
+
+def _declare() -> set[str]:
+    missing = []
+    for name, (restype, argtypes) in _REQUIRED.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    if missing:
+        raise ImportError(
+            f"floyd: {lib_path} does not export {', '.join(missing)}; "
+            "it is older than this binding: rebuild it or point FLOYD_LIB at a newer build"
+        )
+    present = set()
+    for name, (restype, argtypes) in _OPTIONAL.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = restype
+            fn.argtypes = argtypes
+            present.add(name)
+    return present
+
+
+_optional_present = _declare()
+
+
+def has(name: str) -> bool:
+    """Whether the loaded library exports the optional function `name`."""
+    return name in _REQUIRED or name in _optional_present

@@ -1,0 +1,536 @@
+"""Tests of the Python binding against the real libfloyd: nodes in this process,
+on loopback, with free ports and temporary data directories. Every wait is a
+condition polled against a deadline."""
+
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import floyd  # noqa: E402
+
+FAST = dict(heartbeat_us=30_000, check_leader_us=300_000)
+DEADLINE = 15.0  # seconds; generous for a loaded machine, never reached when all is well
+
+
+def free_ports(n):
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_until(cond, what, timeout=DEADLINE, interval=0.01):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def agreed_leader(nodes):
+    """The leader every node agrees on, if any (and it knows it leads)."""
+    leaders = {n.get_leader() for n in nodes}
+    if len(leaders) != 1:
+        return None
+    (leader,) = leaders
+    if leader is None:
+        return None
+    by_name = {n.name: n for n in nodes}
+    node = by_name.get(leader)
+    return node if node is not None and node.is_leader() else None
+
+
+class Node(floyd.Floyd):
+    """A Floyd that remembers its "ip:port"."""
+
+    def __init__(self, members, port, path, **kw):
+        self.name = f"127.0.0.1:{port}"
+        super().__init__(members, "127.0.0.1", port, str(path), **kw)
+
+
+def start_cluster(tmp_path, n=3, **kw):
+    ports = free_ports(n)
+    members = [f"127.0.0.1:{p}" for p in ports]
+    nodes = []
+    try:
+        for i, p in enumerate(ports):
+            opts = dict(FAST)
+            opts.update(kw.get("per_node", {}).get(i, {}))
+            opts.update({k: v for k, v in kw.items() if k != "per_node"})
+            nodes.append(Node(members, p, tmp_path / f"node{i}", **opts))
+    except BaseException:
+        for node in nodes:
+            node.close()
+        raise
+    return members, nodes
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    members, nodes = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        wait_until(lambda: agreed_leader(nodes), "a leader")
+        yield members, nodes
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def leader_and_followers(nodes):
+    leader = wait_until(lambda: agreed_leader(nodes), "a leader")
+    return leader, [n for n in nodes if n is not leader]
+
+
+# -- module-level API ----------------------------------------------------------
+
+
+def test_version():
+    assert re.fullmatch(r"\d+\.\d+\.\d+", floyd.version())
+
+
+def test_constants_and_status_names():
+    assert (floyd.LOG_DEBUG, floyd.LOG_INFO, floyd.LOG_WARN) == (1, 2, 3)
+    assert (floyd.LOG_ERROR, floyd.LOG_FATAL, floyd.LOG_NONE) == (4, 5, 6)
+    assert floyd.status_str(floyd.NOT_FOUND) == "NOT_FOUND"
+    assert floyd.status_str(99) == "UNKNOWN"
+    for cls in (
+        floyd.NotFoundError,
+        floyd.NoLeaderError,
+        floyd.FloydTimeoutError,
+        floyd.LockedError,
+        floyd.NotHolderError,
+        floyd.InvalidArgumentError,
+        floyd.FloydIOError,
+        floyd.CorruptionError,
+        floyd.StoppedError,
+        floyd.BusyError,
+        floyd.InternalError,
+    ):
+        assert issubclass(cls, floyd.FloydError)
+        assert floyd.status_str(cls.code) == cls("x").status
+    assert issubclass(floyd.NotFoundError, KeyError)
+    assert issubclass(floyd.InvalidArgumentError, ValueError)
+    assert issubclass(floyd.FloydTimeoutError, TimeoutError)
+    assert issubclass(floyd.FloydIOError, OSError)
+
+
+# -- the shared 3-node cluster -------------------------------------------------
+
+
+def test_write_read_through_leader_and_follower(cluster):
+    _, nodes = cluster
+    leader, followers = leader_and_followers(nodes)
+    leader.write(b"via-leader", b"L")
+    followers[0].write("via-follower", "F")
+    for node in nodes:
+        assert node.read(b"via-leader") == b"L"
+        assert node.read("via-follower") == b"F"
+
+
+def test_read_from_every_node(cluster):
+    _, nodes = cluster
+    for i, node in enumerate(nodes):
+        node.write(f"every-{i}", f"value-{i}")
+    for node in nodes:
+        for i in range(len(nodes)):
+            assert node.read(f"every-{i}") == f"value-{i}".encode()
+
+
+def test_not_found(cluster):
+    _, nodes = cluster
+    for node in nodes:
+        with pytest.raises(floyd.NotFoundError) as e:
+            node.read(b"no-such-key")
+        assert e.value.code == floyd.NOT_FOUND
+        with pytest.raises(KeyError):
+            node.read(b"no-such-key")
+
+
+def test_delete(cluster):
+    _, nodes = cluster
+    nodes[0].write(b"doomed", b"x")
+    assert nodes[1].read(b"doomed") == b"x"
+    nodes[2].delete(b"doomed")
+    for node in nodes:
+        with pytest.raises(floyd.NotFoundError):
+            node.read(b"doomed")
+    nodes[1].delete(b"doomed")  # deleting a missing key succeeds
+
+
+def test_dirty_read_converges(cluster):
+    _, nodes = cluster
+    nodes[0].write(b"dirty", b"v1")
+    for node in nodes:
+
+        def caught_up(node=node):
+            try:
+                return node.dirty_read(b"dirty") == b"v1"
+            except floyd.NotFoundError:
+                return False
+
+        wait_until(caught_up, f"{node.name} to apply the write")
+    with pytest.raises(floyd.NotFoundError):
+        nodes[1].dirty_read(b"never-written")
+
+
+def test_binary_values_round_trip(cluster):
+    _, nodes = cluster
+    values = [
+        (b"\x00", b""),
+        (b"bin\x00key", b"\x00\x01\x02\x00\xff\xfe\x00"),
+        (b"nul-only", b"\x00" * 1000),
+        ("unicode-\u00e9", "caf\u00e9 \u2603"),
+        (b"all-bytes", bytes(range(256)) * 4),
+        (bytearray(b"ba"), memoryview(b"mv\x00")),
+    ]
+    for k, v in values:
+        nodes[1].write(k, v)
+    for node in nodes:
+        for k, v in values:
+            expected = v.encode() if isinstance(v, str) else bytes(v)
+            got = node.read(k)
+            assert type(got) is bytes
+            assert got == expected
+
+
+def test_empty_key_is_invalid(cluster):
+    _, nodes = cluster
+    for call in (
+        lambda: nodes[0].write(b"", b"v"),
+        lambda: nodes[0].read(""),
+        lambda: nodes[0].dirty_read(b""),
+        lambda: nodes[0].delete(b""),
+    ):
+        with pytest.raises(floyd.InvalidArgumentError) as e:
+            call()
+        assert e.value.code == floyd.INVALID_ARGUMENT
+        assert "key" in e.value.message
+    with pytest.raises(TypeError):
+        nodes[0].write(123, b"v")
+
+
+def test_oversized_value_is_invalid(cluster):
+    _, nodes = cluster
+    with pytest.raises(floyd.InvalidArgumentError) as e:
+        nodes[0].write(b"big", b"\x00" * (16 * 1024 * 1024 + 1))
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(floyd.NotFoundError):
+        nodes[0].read(b"big")
+
+
+def test_leader_queries_are_consistent(cluster):
+    members, nodes = cluster
+    leader, followers = leader_and_followers(nodes)
+    assert leader.is_leader() and leader.has_leader()
+    assert leader.get_leader() == leader.name
+    for f in followers:
+        assert f.has_leader()
+        assert not f.is_leader()
+        assert f.get_leader() == leader.name
+    assert leader.get_leader() in members
+
+
+def test_server_status(cluster):
+    _, nodes = cluster
+    leader, followers = leader_and_followers(nodes)
+    for node in nodes:
+        text = node.server_status()
+        header, row = text.splitlines()
+        for column in ("Node", "Role", "Term", "Leader", "VoteFor", "CommitIndex", "LastApplied"):
+            assert column in header
+        assert node.name in row
+    status = leader.server_status_json()
+    for key in ("role", "term", "commit_index", "node", "leader", "last_applied"):
+        assert key in status
+    assert status["role"] == "leader"
+    assert status["node"] == leader.name
+    assert status["leader"] == leader.name
+    assert isinstance(status["term"], int) and status["term"] >= 1
+    assert followers[0].server_status_json()["role"] == "follower"
+
+
+def test_all_servers(cluster):
+    members, nodes = cluster
+    for node in nodes:
+        assert sorted(node.all_servers()) == sorted(members)
+
+
+def test_concurrent_calls(cluster):
+    _, nodes = cluster
+    errors = []
+
+    def worker(i):
+        try:
+            node = nodes[i % len(nodes)]
+            for j in range(10):
+                node.write(f"c-{i}-{j}", f"{i}:{j}")
+                assert node.read(f"c-{i}-{j}") == f"{i}:{j}".encode()
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+# -- nodes of their own --------------------------------------------------------
+
+
+def test_single_member_leads_itself(tmp_path):
+    (port,) = free_ports(1)
+    member = f"127.0.0.1:{port}"
+    with floyd.Floyd([member], "127.0.0.1", port, tmp_path, **FAST) as node:
+        wait_until(node.is_leader, "the single node to lead")
+        assert node.get_leader() == member
+        assert node.all_servers() == [member]
+        node.write(b"solo", b"yes")
+        assert node.read(b"solo") == b"yes"
+        assert node.dirty_read(b"solo") == b"yes"
+    (port,) = free_ports(1)
+    with floyd.Floyd(
+        f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path / "explicit", single_mode=True, **FAST
+    ) as node:
+        assert node.wait_for_leader(DEADLINE) == f"127.0.0.1:{port}"
+
+
+def test_data_survives_reopen(tmp_path):
+    (port,) = free_ports(1)
+    member = f"127.0.0.1:{port}"
+    with floyd.Floyd(member, "127.0.0.1", port, tmp_path, **FAST) as node:
+        node.write(b"durable", b"\x00kept\x00")
+    with floyd.Floyd(member, "127.0.0.1", port, tmp_path, **FAST) as node:
+        assert node.read(b"durable") == b"\x00kept\x00"
+
+
+def test_context_manager_closes(tmp_path):
+    (port,) = free_ports(1)
+    with floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, **FAST) as node:
+        assert not node.closed
+        node.wait_for_leader(DEADLINE)
+    assert node.closed
+    node.close()  # idempotent
+    for call in (
+        lambda: node.write(b"k", b"v"),
+        lambda: node.read(b"k"),
+        lambda: node.dirty_read(b"k"),
+        lambda: node.delete(b"k"),
+        node.get_leader,
+        node.has_leader,
+        node.is_leader,
+        node.server_status,
+        node.server_status_json,
+        node.all_servers,
+        lambda: node.set_log_level(floyd.LOG_INFO),
+    ):
+        with pytest.raises(floyd.StoppedError) as e:
+            call()
+        assert e.value.code == floyd.STOPPED
+
+
+def test_close_while_calls_are_in_flight(tmp_path):
+    (port,) = free_ports(1)
+    node = floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, **FAST)
+    node.wait_for_leader(DEADLINE)
+    stop = threading.Event()
+    outcomes = []
+
+    def worker(i):
+        j = 0
+        while not stop.is_set():
+            try:
+                node.write(f"w{i}-{j}", b"v")
+                node.read(f"w{i}-{j}")
+            except floyd.StoppedError:
+                outcomes.append("stopped")
+                return
+            except BaseException as e:  # pragma: no cover - reported below
+                outcomes.append(e)
+                return
+            j += 1
+        outcomes.append("done")  # pragma: no cover - close comes first
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: _exists(node, b"w0-1"), "the workers to write")
+    node.close()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert outcomes == ["stopped"] * 4
+
+
+def _exists(node, key):
+    try:
+        node.dirty_read(key)
+        return True
+    except floyd.NotFoundError:
+        return False
+
+
+def test_invalid_members_on_open(tmp_path):
+    (port,) = free_ports(1)
+    for members in ("not-an-address", "127.0.0.1:1,127.0.0.1:2", ""):
+        with pytest.raises(floyd.InvalidArgumentError) as e:
+            floyd.Floyd(members, "127.0.0.1", port, tmp_path, **FAST)
+        assert e.value.message
+    with pytest.raises(floyd.InvalidArgumentError):
+        floyd.Floyd(f"127.0.0.1:{port}", "not-an-ip", port, tmp_path, **FAST)
+    with pytest.raises(floyd.InvalidArgumentError):
+        floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", 70000, tmp_path, **FAST)
+    with pytest.raises(floyd.InvalidArgumentError):  # heartbeat too slow for the election timeout
+        floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, heartbeat_us=300_000, check_leader_us=300_000)
+
+
+def test_unwritable_path_is_io_error():
+    (port,) = free_ports(1)
+    with pytest.raises(floyd.FloydIOError) as e:
+        floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, "/proc/floyd-x", **FAST)
+    assert e.value.code == floyd.IO_ERROR
+    assert "/proc/floyd-x" in e.value.message
+    assert isinstance(e.value, OSError)
+
+
+def test_log_callback_and_set_log_level(tmp_path):
+    lock = threading.Lock()
+    logs = {i: [] for i in range(3)}
+
+    def collector(i):
+        def cb(level, message):
+            assert isinstance(level, int) and isinstance(message, str)
+            with lock:
+                logs[i].append((level, message, threading.get_ident()))
+
+        return cb
+
+    def lines(i):
+        with lock:
+            return [(level, message) for level, message, _ in logs[i]]
+
+    members, nodes = start_cluster(
+        tmp_path, per_node={i: {"log_callback": collector(i)} for i in range(3)}
+    )
+    try:
+        leader, (quiet, loud) = leader_and_followers(nodes)
+        for i in range(3):
+            wait_until(
+                lambda i=i: any(lvl == floyd.LOG_INFO and "leader changed" in m for lvl, m in lines(i)),
+                f"node {i} to log the leader change",
+            )
+        with lock:  # the leader changes are logged on library threads, not this one
+            idents = {t for i in logs for _, m, t in logs[i] if "leader changed" in m}
+        assert idents and threading.get_ident() not in idents
+        iq, il = nodes.index(quiet), nodes.index(loud)
+
+        quiet.set_log_level(floyd.LOG_NONE)
+        with lock:
+            logs[iq].clear()
+            logs[il].clear()
+        old = leader.name
+        leader.close()  # the other two elect a new leader
+        wait_until(
+            lambda: (lambda l: l is not None and l.name != old)(agreed_leader([quiet, loud])),
+            "a new leader",
+        )
+        wait_until(lambda: any("leader changed" in m for _, m in lines(il)), "the loud node to log")
+        assert lines(iq) == []
+
+        quiet.set_log_level(floyd.LOG_INFO)
+        with pytest.raises(floyd.InvalidArgumentError):
+            quiet.set_log_level(42)
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_log_level_option(tmp_path):
+    logs = []
+    (port,) = free_ports(1)
+    with floyd.Floyd(
+        f"127.0.0.1:{port}",
+        "127.0.0.1",
+        port,
+        tmp_path,
+        log_level=floyd.LOG_NONE,
+        log_callback=lambda level, msg: logs.append(msg),
+        **FAST,
+    ) as node:
+        wait_until(node.is_leader, "the single node to lead")
+        node.write(b"k", b"v")
+    assert logs == []
+
+
+def test_log_callback_must_not_call_its_node(tmp_path):
+    seen = []
+    holder = {}
+
+    def cb(level, message):
+        node = holder.get("node")
+        if node is not None:
+            try:
+                node.is_leader()
+            except RuntimeError as e:
+                seen.append(str(e))
+
+    ports = free_ports(2)
+    members = [f"127.0.0.1:{p}" for p in ports]
+    # Two members, so the leader change is logged after open returns.
+    a = floyd.Floyd(members, "127.0.0.1", ports[0], tmp_path / "a", log_callback=cb, **FAST)
+    holder["node"] = a
+    b = floyd.Floyd(members, "127.0.0.1", ports[1], tmp_path / "b", **FAST)
+    try:
+        wait_until(lambda: seen, "the callback to be refused")
+        assert "must not call" in seen[0]
+    finally:
+        holder.clear()
+        a.close()
+        b.close()
+
+
+def test_write_without_quorum_fails(tmp_path):
+    members, nodes = start_cluster(tmp_path, request_timeout_ms=1000)
+    try:
+        leader, followers = leader_and_followers(nodes)
+        leader.write(b"before", b"ok")
+        for f in followers:
+            f.close()
+        with pytest.raises((floyd.FloydTimeoutError, floyd.NoLeaderError)) as e:
+            leader.write(b"after", b"lost")
+        assert e.value.code in (floyd.TIMEOUT, floyd.NO_LEADER)
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_locks_and_membership_need_library_support(tmp_path):
+    (port,) = free_ports(1)
+    with floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, **FAST) as node:
+        for name, call in (
+            ("floyd_try_lock", lambda: node.try_lock(b"l", b"me", 1000)),
+            ("floyd_unlock", lambda: node.unlock(b"l", b"me")),
+            ("floyd_add_server", lambda: node.add_server("127.0.0.1:1")),
+            ("floyd_remove_server", lambda: node.remove_server("127.0.0.1:1")),
+        ):
+            if floyd._lib.has(name):
+                continue  # exercised once the library has it
+            with pytest.raises(NotImplementedError):
+                call()
