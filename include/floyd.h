@@ -151,6 +151,7 @@ int floyd_open(const floyd_options_t *opts, floyd_t **out, char **errmsg);
 
 /**
  * Closes a node: stops and joins all its threads, then frees it. NULL-safe.
+ * Like any free function it must not overlap other calls on the same handle.
  */
 void floyd_close(floyd_t *f);
 
@@ -217,7 +218,7 @@ int floyd_get_all_servers(floyd_t *f, char **servers_csv, char **errmsg);
 
 /**
  * Lowest level written to `<path>/LOG` and the log callback: DEBUG=1 INFO=2
- * WARN=3 ERROR=4 FATAL=5 NONE=6. Ignored for a NULL handle.
+ * WARN=3 ERROR=4 FATAL=5 NONE=6. Ignored for a NULL handle or another number.
  */
 void floyd_set_log_level(floyd_t *f, int level);
 
@@ -262,13 +263,15 @@ int floyd_options_set_append_entries_count_once(floyd_options_t *opts, uint64_t 
 int floyd_options_set_single_mode(floyd_options_t *opts, bool on);
 
 /**
- * Routes log lines (at or above the node's level) to `cb`, on library threads;
- * `cb` must be quick and must not call this node's API. NULL `cb` removes it.
+ * Routes log lines (at or above the node's level) to `cb`, called on the node's
+ * threads and inside `floyd_open`; `cb` must be quick and must not call this node's API.
+ * NULL `cb` removes it.
  */
 int floyd_options_set_log_callback(floyd_options_t *opts, floyd_log_callback_t cb, void *user_data);
 
 /**
- * Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_*; default INFO).
+ * Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_*; default INFO);
+ * FLOYD_INVALID_ARGUMENT outside 1..6.
  */
 int floyd_options_set_log_level(floyd_options_t *opts, int level);
 

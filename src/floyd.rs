@@ -215,11 +215,18 @@ pub const STATUS_HEADER: &str = "      Node           |    Role    | Term |     
 impl ServerStatus {
     /// The status as one JSON object.
     pub fn to_json(&self) -> String {
-        let opt = |o: &Option<String>| o.as_ref().map_or("null".to_string(), |s| format!("\"{s}\""));
+        let opt = |o: &Option<String>| o.as_deref().map_or("null".to_string(), json_string);
         format!(
-            "{{\"node\":\"{}\",\"role\":\"{}\",\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{}}}",
-            self.node, self.role, self.term, opt(&self.leader), opt(&self.voted_for),
-            self.last_log_term, self.last_log_index, self.commit_index, self.last_applied
+            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{}}}",
+            json_string(&self.node),
+            json_string(&self.role),
+            self.term,
+            opt(&self.leader),
+            opt(&self.voted_for),
+            self.last_log_term,
+            self.last_log_index,
+            self.commit_index,
+            self.last_applied
         )
     }
 
@@ -245,5 +252,45 @@ impl fmt::Display for ServerStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{STATUS_HEADER}")?;
         write!(f, "{}", self.row())
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_escapes_strings() {
+        let s = ServerStatus {
+            node: "a\"b\\c\n".into(),
+            role: "leader".into(),
+            term: 3,
+            leader: None,
+            voted_for: Some("x".into()),
+            last_log_term: 3,
+            last_log_index: 9,
+            commit_index: 8,
+            last_applied: 7,
+        };
+        assert_eq!(
+            s.to_json(),
+            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7}"#
+        );
     }
 }

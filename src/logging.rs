@@ -27,16 +27,17 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    /// The level for a C API number; out-of-range numbers are clamped.
-    pub fn from_number(n: i32) -> LogLevel {
-        match n {
-            i32::MIN..=1 => LogLevel::Debug,
+    /// The level for a C API number (1..=6).
+    pub fn from_number(n: i32) -> Option<LogLevel> {
+        Some(match n {
+            1 => LogLevel::Debug,
             2 => LogLevel::Info,
             3 => LogLevel::Warn,
             4 => LogLevel::Error,
             5 => LogLevel::Fatal,
-            _ => LogLevel::None,
-        }
+            6 => LogLevel::None,
+            _ => return None,
+        })
     }
 
     fn of(level: &tracing::Level) -> LogLevel {

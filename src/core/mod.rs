@@ -297,7 +297,9 @@ impl RaftCore {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
-            if self.election_elapsed >= self.randomized_election_ticks {
+            // A lone voter has no leader to hear from: no reason to wait.
+            let alone = self.cfg.voters.len() == 1;
+            if alone || self.election_elapsed >= self.randomized_election_ticks {
                 self.election_elapsed = 0;
                 self.campaign();
             }

@@ -43,6 +43,7 @@ pub unsafe extern "C" fn floyd_open(
 }
 
 /// Closes a node: stops and joins all its threads, then frees it. NULL-safe.
+/// Like any free function it must not overlap other calls on the same handle.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_close(f: *mut floyd_t) {
     if !f.is_null() {
@@ -191,12 +192,11 @@ pub unsafe extern "C" fn floyd_get_all_servers(
 }
 
 /// Lowest level written to `<path>/LOG` and the log callback: DEBUG=1 INFO=2
-/// WARN=3 ERROR=4 FATAL=5 NONE=6. Ignored for a NULL handle.
+/// WARN=3 ERROR=4 FATAL=5 NONE=6. Ignored for a NULL handle or another number.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_set_log_level(f: *mut floyd_t, level: c_int) {
     boundary_value((), || {
-        node(f)
-            .ok()
-            .map(|n| n.set_log_level(LogLevel::from_number(level)))
+        let level = LogLevel::from_number(level)?;
+        node(f).ok().map(|n| n.set_log_level(level))
     });
 }

@@ -124,8 +124,9 @@ pub unsafe extern "C" fn floyd_options_set_single_mode(opts: *mut floyd_options_
     with_options(opts, |o| o.single_mode = on)
 }
 
-/// Routes log lines (at or above the node's level) to `cb`, on library threads;
-/// `cb` must be quick and must not call this node's API. NULL `cb` removes it.
+/// Routes log lines (at or above the node's level) to `cb`, called on the node's
+/// threads and inside `floyd_open`; `cb` must be quick and must not call this node's API.
+/// NULL `cb` removes it.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_log_callback(
     opts: *mut floyd_options_t,
@@ -139,10 +140,14 @@ pub unsafe extern "C" fn floyd_options_set_log_callback(
     with_options(opts, |o| o.log_callback = callback)
 }
 
-/// Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_*; default INFO).
+/// Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_*; default INFO);
+/// FLOYD_INVALID_ARGUMENT outside 1..6.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_log_level(opts: *mut floyd_options_t, level: c_int) -> c_int {
-    with_options(opts, |o| o.log_level = LogLevel::from_number(level))
+    match LogLevel::from_number(level) {
+        Some(level) => with_options(opts, |o| o.log_level = level),
+        None => FLOYD_INVALID_ARGUMENT,
+    }
 }
 
 /// How long consistent calls wait for their result, in milliseconds (default 5000);

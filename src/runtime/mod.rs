@@ -178,6 +178,11 @@ impl Runtime {
         if self.server.is_none() {
             return;
         }
+        let dispatch = self.node.log.dispatch();
+        tracing::dispatcher::with_default(&dispatch, || self.close_logged());
+    }
+
+    fn close_logged(&mut self) {
         self.node.begin_stop();
         if let Some(server) = self.server.take() {
             server.stop();

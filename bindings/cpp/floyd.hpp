@@ -1,0 +1,488 @@
+// floyd.hpp -- the C++ API of floyd, header-only (C++11), over the C API in floyd.h.
+//
+// It reproduces the public C++ API of Qihoo360's Floyd (namespace floyd,
+// struct Options, class Status, class Floyd), so a program written against
+// the original builds against this library by changing only its include line
+// ("floyd/include/floyd.h" -> "floyd.hpp") and its link flags (-lfloyd).
+//
+//   floyd::Options opts("127.0.0.1:8901,127.0.0.1:8902,127.0.0.1:8903",
+//                       "127.0.0.1", 8901, "/var/lib/myapp/floyd");
+//   floyd::Floyd* f = nullptr;
+//   floyd::Status s = floyd::Floyd::Open(opts, &f);
+//   if (s.ok()) s = f->Write("key", "value");
+//   std::string v;
+//   if (s.ok()) s = f->Read("key", &v);
+//   delete f;  // stops and joins every thread of the node
+//
+// Differences from the original Floyd:
+//  - TryLock, UnLock, AddServer and RemoveServer return Status::NotSupported
+//    until the C library has them (a later floyd release).
+//  - Options defaults are floyd's LAN defaults (check_leader_us 1 s,
+//    heartbeat_us 100 ms, 4 MiB / 4096 entries per AppendEntries), not
+//    Floyd's 6 s / 3 s / 10,240,000 bytes / 102,400 entries.
+//  - GetServerStatus returns the header line and this node's row only.
+//  - Status::FromCode and Status::floyd_code() expose the FLOYD_* code.
+//
+// Every method of a Floyd may be called from many threads at once. Keys and
+// values are binary-safe: std::string bytes, embedded NUL bytes included.
+
+#ifndef FLOYD_BINDINGS_CPP_FLOYD_HPP_
+#define FLOYD_BINDINGS_CPP_FLOYD_HPP_
+
+#include <stdint.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "floyd.h"
+
+namespace floyd {
+
+// Log levels for Floyd::set_log_level (the original's names).
+enum {
+  DEBUG_LEVEL = FLOYD_LOG_DEBUG,
+  INFO_LEVEL = FLOYD_LOG_INFO,
+  WARN_LEVEL = FLOYD_LOG_WARN,
+  ERROR_LEVEL = FLOYD_LOG_ERROR,
+  FATAL_LEVEL = FLOYD_LOG_FATAL,
+  NONE_LEVEL = FLOYD_LOG_NONE
+};
+
+// A LevelDB/RocksDB-style status: ok() or an error kind with a message.
+class Status {
+ public:
+  // A success status.
+  Status() : code_(kOk), floyd_code_(FLOYD_OK) {}
+
+  static Status OK() { return Status(); }
+  static Status NotFound(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kNotFound, FLOYD_NOT_FOUND, msg, msg2);
+  }
+  static Status Corruption(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kCorruption, FLOYD_CORRUPTION, msg, msg2);
+  }
+  static Status NotSupported(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kNotSupported, -1, msg, msg2);
+  }
+  static Status InvalidArgument(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kInvalidArgument, FLOYD_INVALID_ARGUMENT, msg, msg2);
+  }
+  static Status IOError(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kIOError, FLOYD_IO_ERROR, msg, msg2);
+  }
+  static Status EndFile(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kEndFile, -1, msg, msg2);
+  }
+  // No leader is known right now (the original's "no leader node!"): retry later.
+  static Status Incomplete(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kIncomplete, FLOYD_NO_LEADER, msg, msg2);
+  }
+  static Status Complete(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kComplete, -1, msg, msg2);
+  }
+  static Status Timeout(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kTimeout, FLOYD_TIMEOUT, msg, msg2);
+  }
+  static Status AuthFailed(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kAuthFailed, -1, msg, msg2);
+  }
+  static Status Busy(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kBusy, FLOYD_BUSY, msg, msg2);
+  }
+
+  // The status of a C API call: the one mapping from FLOYD_* codes to kinds.
+  // `msg` is the library's message (empty: the code's name is used).
+  //   OK -> OK, NOT_FOUND -> NotFound, NO_LEADER -> Incomplete,
+  //   TIMEOUT -> Timeout (the command may or may not have been applied),
+  //   LOCKED -> Busy (the lock is held by another holder),
+  //   NOT_HOLDER -> NotFound (no lock held by this holder, or it expired),
+  //   INVALID_ARGUMENT -> InvalidArgument, IO_ERROR -> IOError,
+  //   CORRUPTION -> Corruption,
+  //   STOPPED -> IOError (the node is closing or closed: it serves nothing more),
+  //   BUSY -> Busy,
+  //   INTERNAL and unknown codes -> Corruption (a library bug: stop trusting
+  //   this node and report it).
+  // Kinds shared by two codes keep the code's name in the message
+  // ("Busy: LOCKED: ...") and floyd_code() tells them apart.
+  static Status FromCode(int code, const std::string& msg = std::string()) {
+    const char* name = floyd_status_str(code);
+    std::string text = msg.empty() ? std::string(name ? name : "UNKNOWN") : msg;
+    switch (code) {
+      case FLOYD_OK: return OK();
+      case FLOYD_NOT_FOUND: return Status(kNotFound, code, text, "");
+      case FLOYD_NO_LEADER: return Status(kIncomplete, code, text, "");
+      case FLOYD_TIMEOUT: return Status(kTimeout, code, text, "");
+      case FLOYD_LOCKED: return Status(kBusy, code, "LOCKED", msg);
+      case FLOYD_NOT_HOLDER: return Status(kNotFound, code, "NOT_HOLDER", msg);
+      case FLOYD_INVALID_ARGUMENT: return Status(kInvalidArgument, code, text, "");
+      case FLOYD_IO_ERROR: return Status(kIOError, code, text, "");
+      case FLOYD_CORRUPTION: return Status(kCorruption, code, text, "");
+      case FLOYD_STOPPED: return Status(kIOError, code, "STOPPED", msg);
+      case FLOYD_BUSY: return Status(kBusy, code, text, "");
+      case FLOYD_INTERNAL: return Status(kCorruption, code, "INTERNAL", msg);
+      default: {
+        std::ostringstream unknown;
+        unknown << "unknown floyd status code " << code;
+        return Status(kCorruption, code, unknown.str(), msg);
+      }
+    }
+  }
+
+  bool ok() const { return code_ == kOk; }
+  bool IsNotFound() const { return code_ == kNotFound; }
+  bool IsCorruption() const { return code_ == kCorruption; }
+  bool IsNotSupported() const { return code_ == kNotSupported; }
+  bool IsInvalidArgument() const { return code_ == kInvalidArgument; }
+  bool IsIOError() const { return code_ == kIOError; }
+  bool IsEndFile() const { return code_ == kEndFile; }
+  bool IsIncomplete() const { return code_ == kIncomplete; }
+  bool IsComplete() const { return code_ == kComplete; }
+  bool IsTimeout() const { return code_ == kTimeout; }
+  bool IsAuthFailed() const { return code_ == kAuthFailed; }
+  bool IsBusy() const { return code_ == kBusy; }
+
+  // The FLOYD_* code behind this status (for example FLOYD_STOPPED for an
+  // IOError of a closed node); -1 for kinds no C call returns (NotSupported, ...).
+  int floyd_code() const { return floyd_code_; }
+
+  // "OK", or the kind and the message, e.g. "NotFound: not found".
+  std::string ToString() const {
+    const char* kind = "";
+    switch (code_) {
+      case kOk: return "OK";
+      case kNotFound: kind = "NotFound: "; break;
+      case kCorruption: kind = "Corruption: "; break;
+      case kNotSupported: kind = "Not implemented: "; break;
+      case kInvalidArgument: kind = "Invalid argument: "; break;
+      case kIOError: kind = "IO error: "; break;
+      case kEndFile: kind = "End file: "; break;
+      case kIncomplete: kind = "Incomplete: "; break;
+      case kComplete: kind = "Complete: "; break;
+      case kTimeout: kind = "Timeout: "; break;
+      case kAuthFailed: kind = "Authorization failed: "; break;
+      case kBusy: kind = "Busy: "; break;
+    }
+    return kind + msg_;
+  }
+
+ private:
+  enum Code {
+    kOk = 0,
+    kNotFound = 1,
+    kCorruption = 2,
+    kNotSupported = 3,
+    kInvalidArgument = 4,
+    kIOError = 5,
+    kEndFile = 6,
+    kIncomplete = 7,
+    kComplete = 8,
+    kTimeout = 9,
+    kAuthFailed = 10,
+    kBusy = 11
+  };
+
+  Status(Code code, int floyd_code, const std::string& msg, const std::string& msg2)
+      : code_(code), floyd_code_(floyd_code), msg_(msg) {
+    if (!msg2.empty()) {
+      msg_ += ": ";
+      msg_ += msg2;
+    }
+  }
+
+  Code code_;
+  int floyd_code_;
+  std::string msg_;
+};
+
+namespace detail {
+
+// The status of a C call; frees the library's message.
+inline Status TakeStatus(int code, char* errmsg) {
+  std::string msg;
+  if (errmsg != nullptr) {
+    msg = errmsg;
+    floyd_free(errmsg);
+  }
+  return Status::FromCode(code, msg);
+}
+
+// Copies a library buffer into `out` (when not NULL) and frees it.
+inline void TakeBytes(char* p, size_t len, std::string* out) {
+  if (out != nullptr && p != nullptr) out->assign(p, len);
+  floyd_free(p);
+}
+
+inline bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+}  // namespace detail
+
+// How to open a node: the original Floyd's fields, with floyd's defaults.
+struct Options {
+  // Every member as "ip:port", this node included
+  // (parsed from the comma-separated "ip1:port1,ip2:port2,...").
+  std::vector<std::string> members;
+  // This node's address: it listens there and connects to peers from local_ip.
+  std::string local_ip;
+  int local_port;
+  // Data directory: <path>/log (Raft log and meta), <path>/db (state machine), <path>/LOG.
+  std::string path;
+  // Election timeout base in microseconds; the real timeout is random in [1x, 2x).
+  uint64_t check_leader_us;
+  // Leader heartbeat interval in microseconds.
+  uint64_t heartbeat_us;
+  // Payload bytes per AppendEntries.
+  uint64_t append_entries_size_once;
+  // Entries per AppendEntries.
+  uint64_t append_entries_count_once;
+  // A one-member cluster that leads itself (forced on with a single member).
+  bool single_mode;
+
+  // Splits "ip:port,ip:port,..." into members (replacing them), trimming blanks.
+  void SetMembers(const std::string& cluster_string) {
+    members.clear();
+    std::string::size_type start = 0;
+    while (start <= cluster_string.size()) {
+      std::string::size_type end = cluster_string.find(',', start);
+      if (end == std::string::npos) end = cluster_string.size();
+      std::string item = cluster_string.substr(start, end - start);
+      const char* blanks = " \t\r\n";
+      std::string::size_type b = item.find_first_not_of(blanks);
+      if (b != std::string::npos) {
+        std::string::size_type e = item.find_last_not_of(blanks);
+        members.push_back(item.substr(b, e - b + 1));
+      }
+      start = end + 1;
+    }
+  }
+
+  // Prints ToString() to stdout.
+  void Dump() const { std::fputs(ToString().c_str(), stdout); }
+
+  std::string ToString() const {
+    std::ostringstream s;
+    for (size_t i = 0; i < members.size(); i++) {
+      s << "                 member " << i << " : " << members[i] << "\n";
+    }
+    s << "                 local_ip : " << local_ip << "\n"
+      << "               local_port : " << local_port << "\n"
+      << "                     path : " << path << "\n"
+      << "          check_leader_us : " << check_leader_us << "\n"
+      << "             heartbeat_us : " << heartbeat_us << "\n"
+      << " append_entries_size_once : " << append_entries_size_once << "\n"
+      << "append_entries_count_once : " << append_entries_count_once << "\n"
+      << "              single_mode : " << (single_mode ? "true" : "false") << "\n";
+    return s.str();
+  }
+
+  Options()
+      : local_ip("127.0.0.1"),
+        local_port(10086),
+        path("/data/floyd"),
+        check_leader_us(1000000),
+        heartbeat_us(100000),
+        append_entries_size_once(4u << 20),
+        append_entries_count_once(4096),
+        single_mode(false) {}
+
+  Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
+          const std::string& _path)
+      : local_ip(_local_ip),
+        local_port(_local_port),
+        path(_path),
+        check_leader_us(1000000),
+        heartbeat_us(100000),
+        append_entries_size_once(4u << 20),
+        append_entries_count_once(4096),
+        single_mode(false) {
+    SetMembers(cluster_string);
+    if (members.size() == 1) single_mode = true;
+  }
+};
+
+// A member of a floyd cluster running inside this process. Open it with
+// Floyd::Open; `delete` closes it (stops and joins its threads).
+// Thread-safe: every method may be called from many threads at once.
+class Floyd {
+ public:
+  // Opens (or creates) the node's data under options.path and starts it.
+  // On success *floyd is the new node; on failure it is NULL.
+  static Status Open(const Options& options, Floyd** floyd) {
+    if (floyd == nullptr) return Status::InvalidArgument("floyd (the output pointer) is NULL");
+    *floyd = nullptr;
+    std::string members;
+    for (size_t i = 0; i < options.members.size(); i++) {
+      if (i > 0) members += ',';
+      members += options.members[i];
+    }
+    if (detail::HasNul(members) || detail::HasNul(options.local_ip) || detail::HasNul(options.path)) {
+      return Status::InvalidArgument("members, local_ip and path must not contain NUL bytes");
+    }
+    floyd_options_t* o = floyd_options_new(members.c_str(), options.local_ip.c_str(),
+                                           options.local_port, options.path.c_str());
+    if (o == nullptr) return Status::IOError("out of memory allocating floyd options");
+    int rc = floyd_options_set_check_leader_us(o, options.check_leader_us);
+    if (rc == FLOYD_OK) rc = floyd_options_set_heartbeat_us(o, options.heartbeat_us);
+    if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_size_once(o, options.append_entries_size_once);
+    if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_count_once(o, options.append_entries_count_once);
+    if (rc == FLOYD_OK) rc = floyd_options_set_single_mode(o, options.single_mode);
+    if (rc != FLOYD_OK) {
+      floyd_options_free(o);
+      return Status::FromCode(rc, "setting options failed");
+    }
+    floyd_t* handle = nullptr;
+    char* errmsg = nullptr;
+    rc = floyd_open(o, &handle, &errmsg);
+    floyd_options_free(o);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    *floyd = new (std::nothrow) Floyd(handle);
+    if (*floyd == nullptr) {
+      floyd_close(handle);
+      return Status::IOError("out of memory allocating a floyd::Floyd");
+    }
+    return Status::OK();
+  }
+
+  // Closes the node: stops and joins every thread it started.
+  ~Floyd() { floyd_close(f_); }
+
+  // Stores value under key once a majority has it (a follower forwards to the leader).
+  Status Write(const std::string& key, const std::string& value) {
+    char* errmsg = nullptr;
+    int rc = floyd_write(f_, key.data(), key.size(), value.data(), value.size(), &errmsg);
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // Deletes key (deleting a missing key succeeds).
+  Status Delete(const std::string& key) {
+    char* errmsg = nullptr;
+    return detail::TakeStatus(floyd_delete(f_, key.data(), key.size(), &errmsg), errmsg);
+  }
+
+  // Linearizable read (through the log). IsNotFound() when the key is missing.
+  // *value is written only on success.
+  Status Read(const std::string& key, std::string* value) {
+    return ReadWith(floyd_read, key, value);
+  }
+
+  // This node's copy: fast, possibly stale. *value is written only on success.
+  Status DirtyRead(const std::string& key, std::string* value) {
+    return ReadWith(floyd_dirty_read, key, value);
+  }
+
+  // Locks (ttl in milliseconds) and membership changes: the C library has no
+  // floyd_try_lock / floyd_unlock / floyd_add_server / floyd_remove_server
+  // yet, so these four return Status::NotSupported until a later floyd release
+  // adds them; then they will call those functions.
+  Status TryLock(const std::string& name, const std::string& holder, uint64_t ttl) {
+    (void)name;
+    (void)holder;
+    (void)ttl;
+    return Status::NotSupported("TryLock arrives in a later floyd release");
+  }
+  Status UnLock(const std::string& name, const std::string& holder) {
+    (void)name;
+    (void)holder;
+    return Status::NotSupported("UnLock arrives in a later floyd release");
+  }
+  Status AddServer(const std::string& new_server) {
+    (void)new_server;
+    return Status::NotSupported("AddServer arrives in a later floyd release");
+  }
+  Status RemoveServer(const std::string& out_server) {
+    (void)out_server;
+    return Status::NotSupported("RemoveServer arrives in a later floyd release");
+  }
+
+  // True and the leader's "ip:port" in *ip_port when a leader is known.
+  bool GetLeader(std::string* ip_port) {
+    char* p = nullptr;
+    if (floyd_get_leader(f_, &p) != FLOYD_OK) return false;
+    detail::TakeBytes(p, p != nullptr ? std::char_traits<char>::length(p) : 0, ip_port);
+    return true;
+  }
+
+  // True and the leader's address split in *ip and *port when a leader is
+  // known (an IPv6 address comes without its brackets).
+  bool GetLeader(std::string* ip, int* port) {
+    std::string ip_port;
+    if (!GetLeader(&ip_port)) return false;
+    std::string::size_type colon = ip_port.rfind(':');
+    if (colon == std::string::npos) return false;
+    std::string host = ip_port.substr(0, colon);
+    if (host.size() >= 2 && host[0] == '[' && host[host.size() - 1] == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    if (ip != nullptr) *ip = host;
+    if (port != nullptr) *port = std::atoi(ip_port.c_str() + colon + 1);
+    return true;
+  }
+
+  // Whether a leader is known.
+  bool HasLeader() { return floyd_has_leader(f_); }
+
+  // Whether this node is the leader.
+  bool IsLeader() { return floyd_is_leader(f_); }
+
+  // Every member of the cluster as "ip:port" (replaces the contents of *nodes).
+  Status GetAllServers(std::set<std::string>* nodes) {
+    if (nodes == nullptr) return Status::InvalidArgument("nodes is NULL");
+    char* csv = nullptr;
+    char* errmsg = nullptr;
+    int rc = floyd_get_all_servers(f_, &csv, &errmsg);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    std::string all;
+    detail::TakeBytes(csv, csv != nullptr ? std::char_traits<char>::length(csv) : 0, &all);
+    nodes->clear();
+    std::string::size_type start = 0;
+    while (start < all.size()) {
+      std::string::size_type end = all.find(',', start);
+      if (end == std::string::npos) end = all.size();
+      if (end > start) nodes->insert(all.substr(start, end - start));
+      start = end + 1;
+    }
+    return Status::OK();
+  }
+
+  // Floyd's status header line and this node's row
+  // (Node, Role, Term, Leader, VoteFor, LastLogTerm, LastLogIdx, CommitIndex, LastApplied).
+  bool GetServerStatus(std::string* msg) {
+    char* text = nullptr;
+    if (floyd_get_server_status(f_, &text) != FLOYD_OK) return false;
+    detail::TakeBytes(text, text != nullptr ? std::char_traits<char>::length(text) : 0, msg);
+    return true;
+  }
+
+  // Lowest level written to <path>/LOG: DEBUG=1 INFO=2 WARN=3 ERROR=4 FATAL=5 NONE=6.
+  void set_log_level(const int log_level) { floyd_set_log_level(f_, log_level); }
+
+ private:
+  explicit Floyd(floyd_t* f) : f_(f) {}
+
+  // No copying allowed.
+  Floyd(const Floyd&) = delete;
+  Floyd& operator=(const Floyd&) = delete;
+
+  typedef int (*ReadFn)(floyd_t*, const char*, size_t, char**, size_t*, char**);
+
+  Status ReadWith(ReadFn read, const std::string& key, std::string* value) {
+    if (value == nullptr) return Status::InvalidArgument("value is NULL");
+    char* p = nullptr;
+    size_t len = 0;
+    char* errmsg = nullptr;
+    int rc = read(f_, key.data(), key.size(), &p, &len, &errmsg);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    detail::TakeBytes(p, len, value);
+    return Status::OK();
+  }
+
+  floyd_t* f_;
+};
+
+}  // namespace floyd
+
+#endif  // FLOYD_BINDINGS_CPP_FLOYD_HPP_
