@@ -104,6 +104,21 @@ unsafe fn read_with(
     })
 }
 
+/// Shared body of the calls that hand out a string made from the node.
+unsafe fn text_out(
+    f: *mut floyd_t,
+    slot: *mut *mut c_char,
+    what: &str,
+    errmsg: *mut *mut c_char,
+    make: impl FnOnce(&Floyd) -> Result<String, Error>,
+) -> c_int {
+    boundary(errmsg, || {
+        let (n, slot) = (node(f)?, out_arg(slot, what)?);
+        *slot = alloc_bytes(make(n)?.as_bytes())?;
+        Ok(())
+    })
+}
+
 /// Linearizable read; `*value` (free with `floyd_free`, NUL-terminated) and
 /// `*value_len` are set on `FLOYD_OK` only.
 #[no_mangle]
@@ -134,14 +149,8 @@ pub unsafe extern "C" fn floyd_dirty_read(
 /// The leader's "ip:port" in `*ip_port` (free with `floyd_free`); `FLOYD_NO_LEADER` when none.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_char) -> c_int {
-    boundary(std::ptr::null_mut(), || {
-        let n = node(f)?;
-        let slot = out_arg(ip_port, "ip_port")?;
-        let leader = n
-            .get_leader()
-            .ok_or_else(|| Error::NoLeader("no leader".into()))?;
-        *slot = alloc_bytes(leader.as_bytes())?;
-        Ok(())
+    text_out(f, ip_port, "ip_port", std::ptr::null_mut(), |n| {
+        n.get_leader().ok_or_else(|| Error::NoLeader("no leader".into()))
     })
 }
 
@@ -160,20 +169,16 @@ pub unsafe extern "C" fn floyd_is_leader(f: *mut floyd_t) -> bool {
 /// Floyd's status header line plus this node's row, in `*text` (free with `floyd_free`).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_server_status(f: *mut floyd_t, text: *mut *mut c_char) -> c_int {
-    boundary(std::ptr::null_mut(), || {
-        let (n, slot) = (node(f)?, out_arg(text, "text")?);
-        *slot = alloc_bytes(n.server_status().to_string().as_bytes())?;
-        Ok(())
+    text_out(f, text, "text", std::ptr::null_mut(), |n| {
+        Ok(n.server_status().to_string())
     })
 }
 
 /// This node's status as one JSON object, in `*json` (free with `floyd_free`).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mut *mut c_char) -> c_int {
-    boundary(std::ptr::null_mut(), || {
-        let (n, slot) = (node(f)?, out_arg(json, "json")?);
-        *slot = alloc_bytes(n.server_status().to_json().as_bytes())?;
-        Ok(())
+    text_out(f, json, "json", std::ptr::null_mut(), |n| {
+        Ok(n.server_status().to_json())
     })
 }
 
@@ -184,10 +189,8 @@ pub unsafe extern "C" fn floyd_get_all_servers(
     servers_csv: *mut *mut c_char,
     errmsg: *mut *mut c_char,
 ) -> c_int {
-    boundary(errmsg, || {
-        let (n, slot) = (node(f)?, out_arg(servers_csv, "servers_csv")?);
-        *slot = alloc_bytes(n.get_all_servers().join(",").as_bytes())?;
-        Ok(())
+    text_out(f, servers_csv, "servers_csv", errmsg, |n| {
+        Ok(n.get_all_servers().join(","))
     })
 }
 
