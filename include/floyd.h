@@ -282,6 +282,12 @@ int floyd_options_set_log_level(floyd_options_t *opts, int level);
 int floyd_options_set_request_timeout_ms(floyd_options_t *opts, uint64_t ms);
 
 /**
+ * How long calls wait for a leader to be known, in milliseconds (default 3000),
+ * before failing with FLOYD_NO_LEADER.
+ */
+int floyd_options_set_leader_wait_ms(floyd_options_t *opts, uint64_t ms);
+
+/**
  * The cluster name checked in every connection handshake (default "floyd").
  */
 int floyd_options_set_cluster_id(floyd_options_t *opts, const char *cluster_id);

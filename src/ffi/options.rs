@@ -157,6 +157,13 @@ pub unsafe extern "C" fn floyd_options_set_request_timeout_ms(opts: *mut floyd_o
     with_options(opts, |o| o.request_timeout = std::time::Duration::from_millis(ms))
 }
 
+/// How long calls wait for a leader to be known, in milliseconds (default 3000),
+/// before failing with FLOYD_NO_LEADER.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_leader_wait_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
+    with_options(opts, |o| o.leader_wait = std::time::Duration::from_millis(ms))
+}
+
 /// The cluster name checked in every connection handshake (default "floyd").
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_cluster_id(

@@ -73,9 +73,14 @@ static floyd_options_t *options_for(int i) {
     char path[512];
     snprintf(path, sizeof path, "%s/node%d", dir, i);
     floyd_options_t *o = floyd_options_new(members, "127.0.0.1", ports[i], path);
-    floyd_options_set_heartbeat_us(o, 30000);
-    floyd_options_set_check_leader_us(o, 300000);
-    floyd_options_set_request_timeout_ms(o, 10000);
+    int rc = floyd_options_set_heartbeat_us(o, 30000) | floyd_options_set_check_leader_us(o, 300000) |
+             floyd_options_set_request_timeout_ms(o, 10000) | floyd_options_set_leader_wait_ms(o, 5000) |
+             floyd_options_set_append_entries_size_once(o, 1 << 20) |
+             floyd_options_set_append_entries_count_once(o, 1024) | floyd_options_set_single_mode(o, false) |
+             floyd_options_set_cluster_id(o, "c-test");
+    CHECK(rc == FLOYD_OK, "every option setter");
+    CHECK(floyd_options_set_log_level(o, 42) == FLOYD_INVALID_ARGUMENT, "log level out of range");
+    CHECK(floyd_options_set_cluster_id(o, NULL) == FLOYD_INVALID_ARGUMENT, "NULL cluster id");
     return o;
 }
 
