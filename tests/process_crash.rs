@@ -177,3 +177,37 @@ fn acknowledged_writes_survive_kill_9_of_the_leader_and_of_the_whole_cluster() {
         assert_eq!(reply, format!("OK v{i}"), "acknowledged write k{i} lost");
     }
 }
+
+#[test]
+fn a_frozen_leader_is_replaced_and_rejoins_as_a_follower_without_losing_writes() {
+    let mut c = ProcessCluster::start(3);
+    let old = c.wait_for_leader();
+    c.put_acknowledged(old, "before", "freeze");
+    let pid = c.proc(old).child.id() as libc::pid_t;
+    // SIGSTOP: the process keeps its sockets but says nothing, like a long GC pause.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let deadline = Instant::now() + DEADLINE;
+    let new = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while the old one is frozen"
+        );
+        let view = c.proc(others[0]).call("leader");
+        let leader = c.ports.iter().position(|p| view.ends_with(&format!(":{p}")));
+        if let Some(l) = leader.filter(|l| *l != old) {
+            break l;
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    };
+    c.put_acknowledged(new, "during", "freeze");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    // The old leader learns the newer term, steps down and catches up.
+    assert_eq!(c.wait_for_leader(), new);
+    let deadline = Instant::now() + DEADLINE;
+    while c.proc(old).call("dirty during") != "OK freeze" {
+        assert!(Instant::now() < deadline, "the old leader never caught up");
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(c.proc(old).call("get before"), "OK freeze");
+}
