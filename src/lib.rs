@@ -20,7 +20,7 @@ pub mod ffi;
 mod floyd;
 pub mod logging;
 pub mod options;
-pub mod runtime;
+mod runtime;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
