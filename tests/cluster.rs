@@ -239,3 +239,21 @@ fn bad_options_and_busy_ports_are_clear_errors() {
     };
     assert!(matches!(empty_key, Err(Error::InvalidArgument(_))));
 }
+
+#[test]
+fn the_largest_value_travels_through_a_follower_and_back() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let follower = c.follower_of(leader);
+    let big: Vec<u8> = (0..floyd::options::MAX_VALUE_BYTES)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    c.node(follower).write(b"big", &big).unwrap();
+    assert!(c.node(leader).read(b"big").unwrap() == big);
+    assert!(c.node(follower).read(b"big").unwrap() == big);
+    let too_big = vec![0u8; floyd::options::MAX_VALUE_BYTES + 1];
+    assert!(matches!(
+        c.node(follower).write(b"big", &too_big),
+        Err(Error::InvalidArgument(_))
+    ));
+}
