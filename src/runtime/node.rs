@@ -89,7 +89,12 @@ impl Node {
     pub fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> T {
         let mut core = self.core.lock();
         let out = f(&mut core);
-        self.dispatch(&mut core);
+        let new_leader = self.dispatch(&mut core);
+        drop(core);
+        // Logged after unlocking: logging may write to disk or call back into the host.
+        if let Some(leader) = new_leader {
+            tracing::info!(node = %self.id, leader = ?leader, "leader changed");
+        }
         out
     }
 
@@ -99,14 +104,13 @@ impl Node {
 
     /// Sends what may go now; queues persistence (and what waits on it) to the
     /// primary thread. Called with the core locked, so Readies queue in order.
-    fn dispatch(&self, core: &mut RaftCore) {
+    /// Returns the new leader if it changed.
+    fn dispatch(&self, core: &mut RaftCore) -> Option<Option<String>> {
         let mut ready = core.ready();
-        self.note_leader(core.leader());
-        if ready.is_empty() {
-            return;
-        }
-        if self.failure.lock().is_some() {
-            return; // a node that cannot persist must not speak
+        let new_leader = self.note_leader(core.leader());
+        if ready.is_empty() || self.failure.lock().is_some() {
+            // (A node that cannot persist must not speak.)
+            return new_leader;
         }
         for env in std::mem::take(&mut ready.messages) {
             self.send_message(env);
@@ -115,15 +119,18 @@ impl Node {
             let _ = self.primary_tx.send(PrimaryEvent::Persist(ready));
         }
         self.wake_apply();
+        new_leader
     }
 
-    fn note_leader(&self, leader: Option<&str>) {
+    /// Records the leader and wakes callers waiting for one; returns it if it changed.
+    fn note_leader(&self, leader: Option<&str>) -> Option<Option<String>> {
         let mut known = self.leader.lock();
-        if known.as_deref() != leader {
-            tracing::info!(node = %self.id, leader = ?leader, "leader changed");
-            *known = leader.map(str::to_string);
-            self.leader_changed.notify_all();
+        if known.as_deref() == leader {
+            return None;
         }
+        *known = leader.map(str::to_string);
+        self.leader_changed.notify_all();
+        Some(known.clone())
     }
 
     pub fn send_message(&self, env: Envelope) {
