@@ -211,3 +211,36 @@ fn a_frozen_leader_is_replaced_and_rejoins_as_a_follower_without_losing_writes()
     }
     assert_eq!(c.proc(old).call("get before"), "OK freeze");
 }
+
+#[test]
+fn a_leader_cut_off_from_its_majority_steps_down_and_serves_nothing() {
+    let mut c = ProcessCluster::start(3);
+    let leader = c.wait_for_leader();
+    c.put_acknowledged(leader, "k", "v");
+    let followers: Vec<libc::pid_t> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| c.proc(i).child.id() as libc::pid_t)
+        .collect();
+    for pid in &followers {
+        assert_eq!(unsafe { libc::kill(*pid, libc::SIGSTOP) }, 0);
+    }
+    // Check-quorum: without a majority the leader steps down within an election timeout.
+    let deadline = Instant::now() + DEADLINE;
+    while c.proc(leader).call("leader") != "OK" {
+        assert!(
+            Instant::now() < deadline,
+            "the isolated leader never stepped down"
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+    let reply = c.proc(leader).call("get k");
+    assert!(
+        reply.starts_with("ERR NoLeader") || reply.starts_with("ERR Timeout"),
+        "{reply}"
+    );
+    for pid in &followers {
+        assert_eq!(unsafe { libc::kill(*pid, libc::SIGCONT) }, 0);
+    }
+    let leader = c.wait_for_leader();
+    assert_eq!(c.proc(leader).call("get k"), "OK v");
+}
