@@ -104,6 +104,13 @@ fn show(what: &str, r: Result<Vec<u8>, Error>) {
     }
 }
 
+fn done(r: Result<(), Error>) {
+    match r {
+        Ok(()) => println!("  OK"),
+        Err(e) => println!("  {e}"),
+    }
+}
+
 fn tour(d: &mut Demo) -> Result<(), String> {
     let leader = d.wait_for_leader().ok_or("no leader elected")?;
     println!(
@@ -182,15 +189,15 @@ fn repl(d: &mut Demo) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let node = |s: &str| s.parse::<usize>().ok().filter(|i| *i < d.nodes.len());
         match words.as_slice() {
-            ["put", k, v] => println!("{:?}", d.any().write(k.as_bytes(), v.as_bytes())),
+            ["put", k, v] => done(d.any().write(k.as_bytes(), v.as_bytes())),
             ["get", k] => show(k, d.any().read(k.as_bytes())),
-            ["del", k] => println!("{:?}", d.any().delete(k.as_bytes())),
+            ["del", k] => done(d.any().delete(k.as_bytes())),
             ["dirty", n, k] => match node(n).and_then(|i| d.nodes[i].as_ref()) {
                 Some(f) => show(k, f.dirty_read(k.as_bytes())),
                 None => println!("no such running node"),
             },
             ["status"] => d.print_status(),
-            ["leader"] => println!("{:?}", d.any().get_leader()),
+            ["leader"] => println!("  {}", d.any().get_leader().unwrap_or_else(|| "no leader".into())),
             ["kill", n] => node(n).map_or_else(|| println!("no such node"), |i| d.kill(i)),
             ["start", n] => match node(n) {
                 Some(i) if d.nodes[i].is_none() => d.open(i),
