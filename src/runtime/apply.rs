@@ -26,9 +26,7 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
                 Err(e) => return node.fail(e),
             };
             node.with_core(|core| core.on_applied(last));
-            for a in applied {
-                node.proposals.complete(a.index, a.term, a.result);
-            }
+            node.proposals.complete(applied);
         }
     }
 }

@@ -120,11 +120,15 @@ fn persist(node: &Node, readies: Vec<Ready>) {
     let mut batch = LogBatch::default();
     let mut sync = false;
     let mut last = None;
+    let mut hard_state = None;
     for r in &readies {
-        batch.add(r.hard_state.as_ref(), r.truncate_from, &r.entries);
+        batch.add(None, r.truncate_from, &r.entries);
         sync |= r.must_sync;
         last = r.persisted_position().or(last);
+        hard_state = r.hard_state.as_ref().or(hard_state);
     }
+    // Only the newest (term, vote, commit) matters; its keys are apart from the entries'.
+    batch.add(hard_state, None, &[]);
     if !batch.is_empty() {
         if let Err(e) = node.log_store.write(batch, sync) {
             node.fail(Error::Io(format!("cannot persist the Raft log: {e}")));

@@ -2,6 +2,7 @@
 //! their entries to be applied.
 
 use crate::error::{Error, Result};
+use crate::state_machine::Applied;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -40,17 +41,24 @@ impl Proposals {
         self.waiting.lock().insert(index, Waiter { term, done });
     }
 
-    /// Hands the outcome of the applied entry (`index`, `term`) to its waiter, if any.
-    /// A waiter whose entry was replaced by another term's learns that its command
-    /// was not applied.
-    pub fn complete(&self, index: u64, term: u64, result: Result<Option<Bytes>>) {
-        let waiter = self.waiting.lock().remove(&index);
-        if let Some(w) = waiter {
-            if w.term == term {
-                (w.done)(result);
+    /// Hands the outcome of each applied entry to its waiter, if any (one lock for
+    /// the whole batch). A waiter whose entry was replaced by another term's learns
+    /// that its command was not applied.
+    pub fn complete(&self, applied: Vec<Applied>) {
+        let found: Vec<(Applied, Waiter)> = {
+            let mut waiting = self.waiting.lock();
+            applied
+                .into_iter()
+                .filter_map(|a| waiting.remove(&a.index).map(|w| (a, w)))
+                .collect()
+        };
+        for (a, w) in found {
+            if w.term == a.term {
+                (w.done)(a.result);
             } else {
                 (w.done)(Err(Error::NoLeader(format!(
-                    "leadership changed before entry {index} committed; the command was not applied"
+                    "leadership changed before entry {} committed; the command was not applied",
+                    a.index
                 ))));
             }
         }

@@ -13,7 +13,7 @@ use super::Handler;
 use crate::wire::{frame::Body, Handshake, Ping};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -185,12 +185,19 @@ impl PeerWorker {
 /// Whether the peer has not closed the connection. The peer never writes
 /// after the handshake, so anything readable means EOF or an error.
 fn still_open(conn: &TcpStream) -> bool {
-    if conn.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let mut byte = [0u8; 1];
-    let open = matches!((&*conn).read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-    conn.set_nonblocking(false).is_ok() && open
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // One non-blocking peek: EAGAIN means open and silent; 0 (EOF), data or an error means not.
+    // SAFETY: a valid socket descriptor and a one-byte buffer that outlives the call.
+    let n = unsafe {
+        libc::recv(
+            conn.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
 /// Connects from `local_ip`, then performs the handshake.
