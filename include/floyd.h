@@ -79,6 +79,12 @@
 #define FLOYD_INTERNAL 11
 
 /**
+ * This node stopped after a fatal error (I/O, corruption or a bug, as the
+ * message says) and takes no further part; close it and open it again.
+ */
+#define FLOYD_FAILED 12
+
+/**
  * Library version, major part.
  */
 #define FLOYD_VERSION_MAJOR 0
@@ -238,17 +244,18 @@ floyd_options_t *floyd_options_new(const char *members,
 void floyd_options_free(floyd_options_t *opts);
 
 /**
- * Election timeout base in microseconds (default 1 s; random in [1x, 2x)).
+ * Election timeout base in microseconds (default 1 s; random in [1x, 2x)); at most
+ * one hour and at least twice the heartbeat, else `floyd_open` fails with FLOYD_INVALID_ARGUMENT.
  */
 int floyd_options_set_check_leader_us(floyd_options_t *opts, uint64_t us);
 
 /**
- * Leader heartbeat interval in microseconds (default 100 ms).
+ * Leader heartbeat interval in microseconds (default 100 ms; 1 ms to one hour).
  */
 int floyd_options_set_heartbeat_us(floyd_options_t *opts, uint64_t us);
 
 /**
- * Payload bytes per AppendEntries (default 4 MiB).
+ * Payload bytes per AppendEntries (default 4 MiB; at most 32 MiB, half the frame limit).
  */
 int floyd_options_set_append_entries_size_once(floyd_options_t *opts, uint64_t bytes);
 
@@ -276,14 +283,14 @@ int floyd_options_set_log_callback(floyd_options_t *opts, floyd_log_callback_t c
 int floyd_options_set_log_level(floyd_options_t *opts, int level);
 
 /**
- * How long consistent calls wait for their result, in milliseconds (default 5000);
- * past it they fail with FLOYD_TIMEOUT (outcome unknown).
+ * How long consistent calls wait for their result, in milliseconds (default 5000,
+ * at most 24 hours); past it they fail with FLOYD_TIMEOUT (outcome unknown).
  */
 int floyd_options_set_request_timeout_ms(floyd_options_t *opts, uint64_t ms);
 
 /**
- * How long calls wait for a leader to be known, in milliseconds (default 3000),
- * before failing with FLOYD_NO_LEADER.
+ * How long calls wait for a leader to be known, in milliseconds (default 3000,
+ * at most 24 hours), before failing with FLOYD_NO_LEADER.
  */
 int floyd_options_set_leader_wait_ms(floyd_options_t *opts, uint64_t ms);
 
@@ -291,6 +298,18 @@ int floyd_options_set_leader_wait_ms(floyd_options_t *opts, uint64_t ms);
  * The cluster name checked in every connection handshake (default "floyd").
  */
 int floyd_options_set_cluster_id(floyd_options_t *opts, const char *cluster_id);
+
+/**
+ * Size in bytes past which `<path>/LOG` is rotated to `LOG.1` (default 64 MiB; 0 is
+ * rejected by `floyd_open` with FLOYD_INVALID_ARGUMENT).
+ */
+int floyd_options_set_log_max_bytes(floyd_options_t *opts, uint64_t bytes);
+
+/**
+ * Rotated LOG files kept, `LOG.1` (newest) to `LOG.<count>` (default 4, at most 1000,
+ * checked by `floyd_open`); 0 keeps none.
+ */
+int floyd_options_set_log_keep_files(floyd_options_t *opts, uint32_t count);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2,9 +2,12 @@
 
 /// Everything that can go wrong in a floyd call.
 ///
-/// `NoLeader`, `Timeout` and `Busy` are retryable; `Io`, `Corruption` and
-/// `Internal` mean this node cannot go on safely; `Timeout` means the outcome
-/// of the command is unknown (it may or may not have been applied).
+/// Retry-safe (the command certainly was not applied): `NoLeader`, `Busy`.
+/// Outcome unknown (it may or may not have been applied): `Timeout`, and
+/// `Stopped` for a command that was in flight when the node closed. A retried
+/// write after those may be applied twice (floyd has no client sessions yet).
+/// Fatal (the node stopped taking part): `Failed` for every call after the
+/// failure; `Io`, `Corruption` and `Internal` name the cause where it happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -28,17 +31,27 @@ pub enum Error {
     Busy(String),
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),
+    /// The node hit a fatal error earlier (the message says which: I/O,
+    /// corruption, a bug) and no longer takes part in the cluster; it answers
+    /// every call with this until it is closed and reopened.
+    #[error("node failed: {0}")]
+    Failed(String),
 }
 
 impl Error {
-    /// Whether the same call may succeed if retried later.
+    /// Whether retrying the same call is safe: the command was certainly not
+    /// applied. `Timeout` is not: its command may have been applied, and a
+    /// retried write could be applied twice.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::NoLeader(_) | Error::Timeout(_) | Error::Busy(_))
+        matches!(self, Error::NoLeader(_) | Error::Busy(_))
     }
 
     /// Whether the node that returned it cannot continue safely.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::Corruption(_) | Error::Internal(_))
+        matches!(
+            self,
+            Error::Io(_) | Error::Corruption(_) | Error::Internal(_) | Error::Failed(_)
+        )
     }
 }
 
@@ -61,3 +74,19 @@ impl From<rocksdb::Error> for Error {
 
 /// Result with floyd's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 6, item 13: a timed-out write may have been applied; retrying it
+    /// blindly could apply it twice, so it is not called retry-safe.
+    #[test]
+    fn only_errors_whose_command_was_certainly_not_applied_are_retryable() {
+        assert!(!Error::Timeout("t".into()).is_retryable());
+        assert!(!Error::Stopped("s".into()).is_retryable());
+        assert!(Error::NoLeader("n".into()).is_retryable());
+        assert!(Error::Busy("b".into()).is_retryable());
+        assert!(Error::Failed("f".into()).is_fatal() && !Error::Failed("f".into()).is_retryable());
+    }
+}

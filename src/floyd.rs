@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::runtime::forward::result_from_response;
+use crate::runtime::forward::{result_from_response, Answer};
 use crate::runtime::node::Node;
 use crate::runtime::{self, Runtime};
 use crate::state_machine::{encode_command, CommandKind};
@@ -12,6 +12,15 @@ use parking_lot::Mutex;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Why a command may be tried again: it certainly was not applied.
+enum Retry {
+    /// The leader refused it or lost it: wait for another leader.
+    OtherLeader(Error),
+    /// It could not be sent to the leader (its link was down): wait for the
+    /// link to come back, or another leader.
+    SameLeader(Error),
+}
 
 /// A member of a floyd cluster, running inside this process.
 ///
@@ -25,6 +34,8 @@ pub struct Floyd {
 impl Floyd {
     /// Validates `options`, opens (or creates) the data under `options.path`,
     /// and starts the node's threads. The node joins the cluster at once.
+    /// All or nothing: on error, whatever had started is stopped and the
+    /// data directory is released.
     pub fn open(options: Options) -> Result<Floyd> {
         let rt = runtime::start(options)?;
         Ok(Floyd {
@@ -107,7 +118,23 @@ impl Floyd {
         self.node.opts.members.clone()
     }
 
-    /// Stops and joins every thread of the node. Idempotent; later calls fail with `Stopped`.
+    /// Test hooks (fault injection): a slow or failing disk, a busy state
+    /// machine. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn faults(&self) -> &crate::Faults {
+        &self.node.faults
+    }
+
+    /// Test hook: drops this node's link to member `peer` and makes none for
+    /// `duration` (a one-way partition). False if `peer` is not a member.
+    #[doc(hidden)]
+    pub fn cut_link_for(&self, peer: &str, duration: std::time::Duration) -> bool {
+        self.node.peer(peer).map(|l| l.cut_for(duration)).is_some()
+    }
+
+    /// Stops and joins every thread of the node and closes its databases, so
+    /// the same path can be opened again at once, even while this handle lives.
+    /// Idempotent; later calls fail with `Stopped`.
     pub fn close(&self) {
         self.runtime.lock().close();
     }
@@ -128,39 +155,45 @@ impl Floyd {
                     self.node.opts.leader_wait.min(self.node.opts.request_timeout)
                 )));
             };
-            let result = if leader == self.node.id {
+            let outcome = if leader == self.node.id {
                 self.execute_local(cmd.clone(), deadline)
             } else {
                 self.forward(&leader, cmd.clone(), deadline)
             };
-            match result {
-                // Not applied for certain: safe to try again once the leader changes.
-                Err(Error::NoLeader(m)) => {
-                    if !self.node.wait_for_leader_change(Some(&leader), leader_deadline) {
-                        return Err(Error::NoLeader(m));
-                    }
-                }
-                other => return other,
+            let (err, or_link_up) = match outcome? {
+                Ok(value) => return Ok(value),
+                Err(Retry::OtherLeader(e)) => (e, false),
+                Err(Retry::SameLeader(e)) => (e, true),
+            };
+            // Within the caller's deadline: a brief disconnect is waited out.
+            let wait_until = if or_link_up { deadline } else { leader_deadline };
+            if !self.node.wait_for_leader_change(&leader, or_link_up, wait_until) {
+                self.node.check_usable()?;
+                return Err(err);
             }
         }
     }
 
-    fn execute_local(&self, cmd: CommandKind, deadline: Instant) -> Result<Bytes> {
+    /// The outer error is final; the inner one says the command may be retried.
+    fn execute_local(&self, cmd: CommandKind, deadline: Instant) -> Result<Result<Bytes, Retry>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.node.submit(
             encode_command(cmd),
+            deadline,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
         );
         match rx.recv_deadline(deadline) {
-            Ok(r) => r.map(Option::unwrap_or_default),
+            Ok(Ok(v)) => Ok(Ok(v.unwrap_or_default())),
+            Ok(Err(Error::NoLeader(m))) => Ok(Err(Retry::OtherLeader(Error::NoLeader(m)))),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(self.timeout()),
         }
     }
 
-    fn forward(&self, leader: &str, cmd: CommandKind, deadline: Instant) -> Result<Bytes> {
-        let (id, rx) = self.node.forwards.register();
+    fn forward(&self, leader: &str, cmd: CommandKind, deadline: Instant) -> Result<Result<Bytes, Retry>> {
+        let (id, rx) = self.node.forwards.register(leader);
         let req = ClientRequest {
             request_id: id,
             command: Some(cmd.into_wire()),
@@ -169,12 +202,23 @@ impl Floyd {
             self.node.forwards.abandon(id);
             return Err(Error::Busy(format!("the queue to leader {leader} is full")));
         }
-        match rx.recv_deadline(deadline) {
-            Ok(resp) => result_from_response(resp),
+        let answer = match rx.recv_deadline(deadline) {
+            Ok(answer) => answer,
             Err(_) => {
                 self.node.forwards.abandon(id);
-                Err(self.timeout())
+                return Err(self.timeout());
             }
+        };
+        match answer {
+            Answer::Response(resp) => match result_from_response(resp) {
+                Ok(v) => Ok(Ok(v)),
+                Err(Error::NoLeader(m)) => Ok(Err(Retry::OtherLeader(Error::NoLeader(m)))),
+                Err(e) => Err(e),
+            },
+            Answer::NotSent => Ok(Err(Retry::SameLeader(Error::NoLeader(format!(
+                "leader {leader} is unreachable; the command was not sent"
+            ))))),
+            Answer::GaveUp(e) => Err(e),
         }
     }
 

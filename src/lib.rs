@@ -35,3 +35,5 @@ pub use error::{Error, Result};
 pub use floyd::{Floyd, ServerStatus, STATUS_HEADER};
 pub use logging::{LogCallback, LogLevel};
 pub use options::Options;
+#[doc(hidden)]
+pub use runtime::faults::Faults;

@@ -2,12 +2,19 @@
 //! user's callback if one is set, and on to whatever `tracing` subscriber was
 //! in force where the node was opened. Nothing global is installed: the
 //! node's dispatcher is the default only on the node's own threads.
+//!
+//! `<path>/LOG` is rotated by size: before a line would take it past
+//! [`Rotation::max_bytes`] (`Options::log_max_bytes`, 64 MiB by default), `LOG`
+//! is renamed to `LOG.1`, `LOG.1` to `LOG.2` and so on, keeping
+//! [`Rotation::keep_files`] old files (`Options::log_keep_files`, 4 by default);
+//! the oldest is overwritten. Lines are written whole, so none is split
+//! between two files.
 
 use parking_lot::Mutex;
 use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
-use std::io::{LineWriter, Write};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use tracing::field::{Field, Visit};
@@ -75,30 +82,115 @@ impl fmt::Debug for LogCallback {
     }
 }
 
+/// When `<dir>/LOG` is rotated and how many old files stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// LOG is rotated before a line would take it past this size (a longer line
+    /// than this is still written whole, alone in its file).
+    pub max_bytes: u64,
+    /// `LOG.1` (newest) .. `LOG.<keep_files>`; 0 keeps no old file.
+    pub keep_files: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: crate::options::DEFAULT_LOG_MAX_BYTES,
+            keep_files: crate::options::DEFAULT_LOG_KEEP_FILES,
+        }
+    }
+}
+
+/// The open `LOG` and how much it holds.
+struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    rotation: Rotation,
+}
+
+impl LogFile {
+    fn open(path: PathBuf, rotation: Rotation) -> LogFile {
+        let file = OpenOptions::new().create(true).append(true).open(&path).ok();
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        LogFile {
+            path,
+            file,
+            size,
+            rotation,
+        }
+    }
+
+    /// Appends one whole line (one write), rotating first if it would not fit.
+    fn append(&mut self, line: &str) {
+        let len = line.len() as u64;
+        if self.size > 0 && self.size.saturating_add(len) > self.rotation.max_bytes {
+            self.rotate();
+        }
+        if let Some(f) = self.file.as_mut() {
+            if f.write_all(line.as_bytes()).is_ok() {
+                self.size = self.size.saturating_add(len);
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        let old = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        // Oldest first, so each rename overwrites a file already moved on (or the one dropped).
+        for n in (1..self.rotation.keep_files).rev() {
+            let _ = std::fs::rename(old(n), old(n + 1));
+        }
+        let moved = if self.rotation.keep_files == 0 {
+            std::fs::remove_file(&self.path)
+        } else {
+            std::fs::rename(&self.path, old(1))
+        };
+        let reopened = moved.and_then(|()| OpenOptions::new().create(true).append(true).open(&self.path));
+        match reopened {
+            Ok(f) => {
+                self.file = Some(f);
+                self.size = 0;
+            }
+            // Keep writing to the file we have (losing no line) and try again
+            // only after another max_bytes, not on every line.
+            Err(_) => self.size = 0,
+        }
+    }
+}
+
 /// The sink of one node. Thread-safe; the level can change at any time.
 pub struct NodeLog {
     level: AtomicU8,
-    file: Mutex<Option<LineWriter<File>>>,
+    file: Mutex<LogFile>,
     callback: Option<LogCallback>,
     /// The subscriber in force where the node was opened, which also gets every event.
     parent: Option<Dispatch>,
 }
 
 impl NodeLog {
-    /// Opens (appending) `<dir>/LOG`; logging still works if it cannot be opened.
-    pub fn open(dir: &Path, level: LogLevel, callback: Option<LogCallback>) -> Arc<NodeLog> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("LOG"))
-            .ok();
+    /// Opens (appending) `<dir>/LOG`, rotated as `rotation` says; logging still
+    /// works if it cannot be opened.
+    pub fn open(
+        dir: &Path,
+        level: LogLevel,
+        callback: Option<LogCallback>,
+        rotation: Rotation,
+    ) -> Arc<NodeLog> {
+        let file = LogFile::open(dir.join("LOG"), rotation);
         let parent = tracing::dispatcher::get_default(|d| {
             d.downcast_ref::<NodeLogger>()
                 .map_or_else(|| Some(d.clone()), |_| None)
         });
         Arc::new(NodeLog {
             level: AtomicU8::new(level as u8),
-            file: Mutex::new(file.map(LineWriter::new)),
+            file: Mutex::new(file),
             callback,
             parent,
         })
@@ -118,9 +210,8 @@ impl NodeLog {
     }
 
     fn write(&self, level: LogLevel, line: &str) {
-        if let Some(f) = self.file.lock().as_mut() {
-            let _ = writeln!(f, "{} {:<5} {line}", utc_timestamp(), level.name());
-        }
+        let text = format!("{} {:<5} {line}\n", utc_timestamp(), level.name());
+        self.file.lock().append(&text);
         if let Some(cb) = &self.callback {
             (cb.0)(level, line);
         }
@@ -237,7 +328,7 @@ mod tests {
         let cb = LogCallback(Arc::new(move |lvl, msg: &str| {
             s.lock().push((lvl, msg.to_string()))
         }));
-        let log = NodeLog::open(dir.path(), LogLevel::Info, Some(cb));
+        let log = NodeLog::open(dir.path(), LogLevel::Info, Some(cb), Rotation::default());
         tracing::dispatcher::with_default(&log.dispatch(), || {
             tracing::debug!("hidden");
             tracing::info!(node = "a:1", "shown");
@@ -253,5 +344,76 @@ mod tests {
         let file = std::fs::read_to_string(dir.path().join("LOG")).unwrap();
         assert_eq!(file.lines().count(), 2);
         assert!(file.contains(" INFO ") && file.contains(" ERROR "));
+    }
+
+    #[test]
+    fn log_is_rotated_by_size_keeping_n_files_and_every_line_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_bytes: 300,
+            keep_files: 2,
+        };
+        let log = NodeLog::open(dir.path(), LogLevel::Info, None, rotation);
+        let lines = 40;
+        tracing::dispatcher::with_default(&log.dispatch(), || {
+            for i in 0..lines {
+                tracing::info!("line {i:03} {}", "x".repeat(i % 7 * 10));
+            }
+        });
+        let name = |f: &str| dir.path().join(f);
+        assert!(!name("LOG.3").exists(), "more old files than keep_files");
+        let mut seen = Vec::new();
+        for f in ["LOG.2", "LOG.1", "LOG"] {
+            let text = std::fs::read_to_string(name(f)).unwrap();
+            assert!(
+                text.len() as u64 <= rotation.max_bytes,
+                "{f} is {} bytes",
+                text.len()
+            );
+            assert!(text.ends_with('\n'), "{f} ends in a partial line");
+            for l in text.lines() {
+                let n: usize = l.split("line ").nth(1).unwrap()[..3].parse().unwrap();
+                assert!(l.ends_with(&"x".repeat(n % 7 * 10)), "split line {l:?}");
+                seen.push(n);
+            }
+        }
+        // The kept files hold the newest lines, in order, without a gap.
+        let first = seen[0];
+        assert!(first > 0, "nothing was rotated away");
+        assert_eq!(seen, (first..lines).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn rotation_with_no_kept_files_starts_over_and_a_long_line_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_bytes: 100,
+            keep_files: 0,
+        };
+        let log = NodeLog::open(dir.path(), LogLevel::Info, None, rotation);
+        tracing::dispatcher::with_default(&log.dispatch(), || {
+            tracing::info!("first");
+            tracing::info!("{}", "y".repeat(200));
+        });
+        let text = std::fs::read_to_string(dir.path().join("LOG")).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.trim_end().ends_with(&"y".repeat(200)));
+        assert!(!dir.path().join("LOG.1").exists());
+    }
+
+    #[test]
+    fn an_existing_log_counts_toward_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("LOG"), "z".repeat(90) + "\n").unwrap();
+        let rotation = Rotation {
+            max_bytes: 100,
+            keep_files: 1,
+        };
+        let log = NodeLog::open(dir.path(), LogLevel::Info, None, rotation);
+        tracing::dispatcher::with_default(&log.dispatch(), || tracing::info!("new"));
+        let old = std::fs::read_to_string(dir.path().join("LOG.1")).unwrap();
+        assert_eq!(old, "z".repeat(90) + "\n");
+        let text = std::fs::read_to_string(dir.path().join("LOG")).unwrap();
+        assert!(text.ends_with("new\n"), "{text}");
     }
 }

@@ -1,8 +1,15 @@
 //! Options of a node: the original Floyd's fields, with LAN-appropriate defaults.
+//!
+//! Addresses are IPv4 (`10.0.0.1:8901`) or IPv6 in brackets (`[::1]:8901`).
+//! [`Options::validate`] rewrites every member to its canonical `SocketAddr`
+//! form, and [`Options::local_id`] produces the same form, because the core and
+//! the connection handshake compare member names as text: after validation,
+//! equal text means the same address.
 
 use crate::error::{Error, Result};
 use crate::logging::{LogCallback, LogLevel};
-use std::net::SocketAddr;
+use crate::transport::MAX_FRAME_BYTES;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,13 +25,29 @@ pub const DEFAULT_APPEND_ENTRIES_COUNT_ONCE: u64 = 4096;
 pub const MAX_KEY_BYTES: usize = 64 << 10;
 /// Largest value accepted.
 pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// Largest `request_timeout` and `leader_wait`: beyond it, deadlines computed
+/// as `now + timeout` could overflow the clock.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Largest `heartbeat_us` and `check_leader_us` (one hour): the runtime
+/// multiplies them, and a longer election timeout is no failure detection at all.
+pub const MAX_TIMER_US: u64 = 3_600_000_000;
+// The cap on append_entries_size_once (half a frame) leaves room for one
+// maximal command past it; checked when compiling.
+const _: () = assert!(MAX_FRAME_BYTES / 2 + MAX_KEY_BYTES + MAX_VALUE_BYTES < MAX_FRAME_BYTES);
+/// Default size at which `<path>/LOG` is rotated.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 << 20;
+/// Default number of rotated LOG files kept (`LOG.1` .. `LOG.4`).
+pub const DEFAULT_LOG_KEEP_FILES: u32 = 4;
+/// Most rotated LOG files kept: each rotation renames every one of them.
+pub const MAX_LOG_KEEP_FILES: u32 = 1000;
 
 /// How to open a node. Plain data: build it, validate it, hand it to `Floyd::open`.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Every member as `"ip:port"`, this node included.
+    /// Every member as `"ip:port"` (IPv6 as `"[ip]:port"`), this node included.
     pub members: Vec<String>,
     /// This node's address: it listens on it and connects to peers from it.
+    /// IPv6 with or without brackets (`::1` or `[::1]`).
     pub local_ip: String,
     pub local_port: u16,
     /// Data directory: `<path>/log` (Raft log and meta) and `<path>/db` (state machine).
@@ -43,15 +66,26 @@ pub struct Options {
     /// Identifies the cluster in every connection handshake, so nodes of two
     /// clusters sharing hosts never talk to each other.
     pub cluster_id: String,
-    /// How long a consistent call waits for its result (default 5 s) before
-    /// failing with `Timeout` ("outcome unknown").
+    /// How long a consistent call waits for its result (default 5 s, at most
+    /// [`MAX_WAIT`]) before failing with `Timeout` ("outcome unknown").
     pub request_timeout: Duration,
-    /// How long a call waits for a leader to be known before `NoLeader` (default 3 s).
+    /// How long a call waits for a leader to be known before `NoLeader`
+    /// (default 3 s, at most [`MAX_WAIT`]).
     pub leader_wait: Duration,
     /// Lowest level written to `<path>/LOG` and the callback (default Info).
     pub log_level: LogLevel,
     /// Also receives every log line (for example, a C callback).
     pub log_callback: Option<LogCallback>,
+    /// `<path>/LOG` is rotated before a line would take it past this many bytes
+    /// (default 64 MiB; must be > 0): `LOG` becomes `LOG.1`, `LOG.1` becomes `LOG.2`, ...
+    pub log_max_bytes: u64,
+    /// Rotated LOG files kept, `LOG.1` (newest) to `LOG.<n>` (default 4, at most
+    /// [`MAX_LOG_KEEP_FILES`]); 0 keeps none: the full LOG is simply started over.
+    pub log_keep_files: u32,
+    /// For tests only: spawning the node thread whose name starts with this
+    /// fails, as if the system refused a thread. Not part of the API.
+    #[doc(hidden)]
+    pub fail_spawn_of: Option<String>,
 }
 
 impl Options {
@@ -72,33 +106,51 @@ impl Options {
             leader_wait: Duration::from_secs(3),
             log_level: LogLevel::Info,
             log_callback: None,
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_keep_files: DEFAULT_LOG_KEEP_FILES,
+            fail_spawn_of: None,
         }
     }
 
-    /// This node's name, `"local_ip:local_port"`.
+    /// This node's name, `"local_ip:local_port"` in the canonical form members
+    /// are normalised to (`127.0.0.1:8901`, `[::1]:8901`).
     pub fn local_id(&self) -> String {
-        format!("{}:{}", self.local_ip, self.local_port)
+        match parse_ip(&self.local_ip) {
+            Some(ip) => SocketAddr::new(ip, self.local_port).to_string(),
+            None => format!("{}:{}", self.local_ip, self.local_port),
+        }
     }
 
-    /// Checks every field; on success the members are normalised (sorted, deduplicated).
+    /// Checks every field; on success the members are normalised (canonical
+    /// address text, sorted, deduplicated) and `local_ip` is bare (`::1`).
     pub fn validate(&mut self) -> Result<()> {
-        let invalid = |m: String| Err(Error::InvalidArgument(m));
+        self.validate_addresses()?;
+        self.validate_limits()
+    }
+
+    fn validate_addresses(&mut self) -> Result<()> {
         if self.members.is_empty() {
             return invalid("members is empty".into());
         }
+        let mut members = Vec::with_capacity(self.members.len());
         for m in &self.members {
-            if m.parse::<SocketAddr>().is_err() {
-                return invalid(format!("member {m:?} is not an ip:port address"));
-            }
+            members.push(canonical_member(m)?);
         }
-        if format!("{}:0", self.local_ip).parse::<SocketAddr>().is_err() {
+        let Some(ip) = parse_ip(&self.local_ip) else {
             return invalid(format!("local_ip {:?} is not an IP address", self.local_ip));
+        };
+        if ip.is_unspecified() {
+            return invalid(format!(
+                "local_ip {ip} is unspecified: give this node's own address, as in members"
+            ));
         }
         if self.local_port == 0 {
             return invalid("local_port must not be 0".into());
         }
-        self.members.sort();
-        self.members.dedup();
+        self.local_ip = ip.to_string();
+        members.sort();
+        members.dedup();
+        self.members = members;
         let me = self.local_id();
         if !self.members.contains(&me) {
             return invalid(format!("this node {me} is not among members {:?}", self.members));
@@ -108,9 +160,24 @@ impl Options {
         } else if self.single_mode {
             return invalid("single_mode needs members to hold only this node".into());
         }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<()> {
         if self.path.as_os_str().is_empty() {
             return invalid("path is empty".into());
         }
+        for (name, us) in [
+            ("heartbeat_us", self.heartbeat_us),
+            ("check_leader_us", self.check_leader_us),
+        ] {
+            if us > MAX_TIMER_US {
+                return invalid(format!(
+                    "{name} {us} is over the limit of {MAX_TIMER_US} (one hour)"
+                ));
+            }
+        }
+        // No overflow: both are at most MAX_TIMER_US here.
         if self.heartbeat_us < 1_000 || self.check_leader_us < 2 * self.heartbeat_us {
             return invalid(format!(
                 "need heartbeat_us >= 1000 and check_leader_us >= 2 * heartbeat_us (got {} and {})",
@@ -120,17 +187,74 @@ impl Options {
         if self.append_entries_size_once == 0 || self.append_entries_count_once == 0 {
             return invalid("append_entries_size_once and append_entries_count_once must be > 0".into());
         }
-        if self.cluster_id.is_empty() || self.request_timeout.is_zero() {
-            return invalid("cluster_id and request_timeout must not be empty".into());
+        // Half the frame cap leaves room for per-entry overhead and one maximal entry
+        // past the soft size limit.
+        let max_batch = (MAX_FRAME_BYTES / 2) as u64;
+        if self.append_entries_size_once > max_batch {
+            return invalid(format!(
+                "append_entries_size_once {} is over the limit of {max_batch} (half the largest frame)",
+                self.append_entries_size_once
+            ));
+        }
+        if self.cluster_id.is_empty() {
+            return invalid("cluster_id must not be empty".into());
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout must not be zero".into());
+        }
+        for (name, d) in [
+            ("request_timeout", self.request_timeout),
+            ("leader_wait", self.leader_wait),
+        ] {
+            if d > MAX_WAIT {
+                return invalid(format!(
+                    "{name} {d:?} is over the limit of {MAX_WAIT:?} (24 hours)"
+                ));
+            }
+        }
+        if self.log_max_bytes == 0 {
+            return invalid("log_max_bytes must be > 0".into());
+        }
+        if self.log_keep_files > MAX_LOG_KEEP_FILES {
+            return invalid(format!(
+                "log_keep_files {} is over the limit of {MAX_LOG_KEEP_FILES}",
+                self.log_keep_files
+            ));
         }
         Ok(())
     }
+}
 
-    /// Largest frame accepted on the wire: one full AppendEntries or one maximal command.
-    pub fn max_frame_bytes(&self) -> usize {
-        let entries = self.append_entries_size_once.min(256 << 20) as usize;
-        entries.max(MAX_KEY_BYTES + MAX_VALUE_BYTES) + (1 << 20)
+fn invalid<T>(message: String) -> Result<T> {
+    Err(Error::InvalidArgument(message))
+}
+
+/// An IP address, IPv6 with or without brackets.
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse().ok()
+}
+
+/// `member` as the text of its `SocketAddr`, rejecting what no node can listen on.
+fn canonical_member(member: &str) -> Result<String> {
+    let Ok(addr) = member.parse::<SocketAddr>() else {
+        return invalid(format!(
+            "member {member:?} is not an ip:port address (IPv6 is written [ip]:port)"
+        ));
+    };
+    if addr.ip().is_unspecified() {
+        return invalid(format!(
+            "member {member:?} has the unspecified address {}: give the node's own address",
+            addr.ip()
+        ));
     }
+    if addr.port() == 0 {
+        return invalid(format!("member {member:?} has port 0"));
+    }
+    Ok(addr.to_string())
 }
 
 /// Splits `"ip:port,ip:port"`, trimming blanks and dropping empty items.
@@ -149,6 +273,13 @@ mod tests {
 
     fn opts(members: &str, port: u16) -> Options {
         Options::new(members, "127.0.0.1", port, "/tmp/x")
+    }
+
+    fn rejected(o: &mut Options) -> String {
+        match o.validate() {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("expected InvalidArgument, got {other:?} for {o:?}"),
+        }
     }
 
     #[test]
@@ -178,5 +309,98 @@ mod tests {
         o.heartbeat_us = 500_000;
         o.check_leader_us = 600_000;
         assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn members_are_compared_as_addresses_not_text() {
+        let mut o = opts("127.0.0.1:08901,127.0.0.1:8901, 127.0.0.1:8902", 8901);
+        o.validate().unwrap();
+        assert_eq!(o.members, vec!["127.0.0.1:8901", "127.0.0.1:8902"]);
+        assert_eq!(o.local_id(), "127.0.0.1:8901");
+    }
+
+    #[test]
+    fn ipv6_members_and_local_ip_are_canonical() {
+        for local_ip in ["::1", "[::1]", "0:0:0:0:0:0:0:1", "[0::1]"] {
+            let mut o = Options::new("[::1]:8901,[0:0::1]:8902,[::1]:08903", local_ip, 8901, "/tmp/x");
+            o.validate().unwrap_or_else(|e| panic!("{local_ip}: {e}"));
+            assert_eq!(o.members, vec!["[::1]:8901", "[::1]:8902", "[::1]:8903"]);
+            assert_eq!(o.local_ip, "::1");
+            assert_eq!(o.local_id(), "[::1]:8901");
+        }
+        // Before validation too: the runtime and the handshake use this exact text.
+        assert_eq!(Options::new("", "[::1]", 7, "/x").local_id(), "[::1]:7");
+        assert_eq!(Options::new("", "::1", 7, "/x").local_id(), "[::1]:7");
+    }
+
+    #[test]
+    fn a_bare_ipv6_member_is_rejected_with_a_hint() {
+        let mut o = Options::new("::1:8901", "::1", 8901, "/tmp/x");
+        assert!(rejected(&mut o).contains("[ip]:port"));
+    }
+
+    #[test]
+    fn unspecified_addresses_and_port_zero_are_rejected() {
+        let mut o = opts("0.0.0.0:8901,127.0.0.1:8902", 8902);
+        assert!(rejected(&mut o).contains("unspecified"));
+        let mut o = Options::new("[::]:8901,[::1]:8902", "::1", 8902, "/tmp/x");
+        assert!(rejected(&mut o).contains("unspecified"));
+        let mut o = opts("127.0.0.1:0,127.0.0.1:8902", 8902);
+        assert!(rejected(&mut o).contains("port 0"));
+        let mut o = Options::new("0.0.0.0:8901", "0.0.0.0", 8901, "/tmp/x");
+        assert!(rejected(&mut o).contains("unspecified"));
+        let mut o = Options::new("[::1]:8901", "::", 8901, "/tmp/x");
+        assert!(rejected(&mut o).contains("local_ip"));
+    }
+
+    #[test]
+    fn huge_timers_are_rejected_not_overflowed() {
+        let mut o = opts("127.0.0.1:1", 1);
+        o.heartbeat_us = u64::MAX;
+        assert!(rejected(&mut o).contains("heartbeat_us"));
+        let mut o = opts("127.0.0.1:1", 1);
+        o.check_leader_us = u64::MAX;
+        assert!(rejected(&mut o).contains("check_leader_us"));
+        let mut o = opts("127.0.0.1:1", 1);
+        o.check_leader_us = MAX_TIMER_US;
+        o.heartbeat_us = MAX_TIMER_US / 2;
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn huge_waits_are_rejected() {
+        let mut o = opts("127.0.0.1:1", 1);
+        o.request_timeout = Duration::MAX;
+        assert!(rejected(&mut o).contains("request_timeout"));
+        let mut o = opts("127.0.0.1:1", 1);
+        o.leader_wait = MAX_WAIT + Duration::from_nanos(1);
+        assert!(rejected(&mut o).contains("leader_wait"));
+        let mut o = opts("127.0.0.1:1", 1);
+        o.request_timeout = MAX_WAIT;
+        o.leader_wait = MAX_WAIT;
+        o.validate().unwrap();
+        // The deadlines a call computes from them stay representable.
+        let _ = std::time::Instant::now() + o.request_timeout;
+    }
+
+    #[test]
+    fn append_entries_size_must_fit_half_a_frame() {
+        let mut o = opts("127.0.0.1:1", 1);
+        o.append_entries_size_once = (MAX_FRAME_BYTES / 2) as u64 + 1;
+        assert!(rejected(&mut o).contains("append_entries_size_once"));
+        o.append_entries_size_once = (MAX_FRAME_BYTES / 2) as u64;
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn log_rotation_limits_are_checked() {
+        let mut o = opts("127.0.0.1:1", 1);
+        o.log_max_bytes = 0;
+        assert!(rejected(&mut o).contains("log_max_bytes"));
+        let mut o = opts("127.0.0.1:1", 1);
+        o.log_keep_files = MAX_LOG_KEEP_FILES + 1;
+        assert!(rejected(&mut o).contains("log_keep_files"));
+        o.log_keep_files = 0;
+        o.validate().unwrap();
     }
 }

@@ -106,7 +106,8 @@ class Status {
   //   STOPPED -> IOError (the node is closing or closed: it serves nothing more),
   //   BUSY -> Busy,
   //   INTERNAL and unknown codes -> Corruption (a library bug: stop trusting
-  //   this node and report it).
+  //   this node and report it),
+  //   FAILED -> IOError (the node stopped after a fatal error: reopen it).
   // Kinds shared by two codes keep the code's name in the message
   // ("Busy: LOCKED: ...") and floyd_code() tells them apart.
   static Status FromCode(int code, const std::string& msg = std::string()) {
@@ -125,6 +126,7 @@ class Status {
       case FLOYD_STOPPED: return Status(kIOError, code, "STOPPED", msg);
       case FLOYD_BUSY: return Status(kBusy, code, text, "");
       case FLOYD_INTERNAL: return Status(kCorruption, code, "INTERNAL", msg);
+      case FLOYD_FAILED: return Status(kIOError, code, "FAILED", msg);
       default: {
         std::ostringstream unknown;
         unknown << "unknown floyd status code " << code;

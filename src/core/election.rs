@@ -77,7 +77,7 @@ impl RaftCore {
 
     pub(super) fn handle_vote_response(&mut self, from: &str, m: RequestVoteResponse) {
         let counts = match (self.role, m.pre_vote) {
-            (Role::PreCandidate, true) => !m.granted || m.term == self.term + 1,
+            (Role::PreCandidate, true) => !m.granted || m.term == self.term.saturating_add(1),
             (Role::Candidate, false) => m.term == self.term,
             _ => false,
         };
@@ -128,7 +128,7 @@ impl RaftCore {
 
     fn become_candidate(&mut self) {
         self.role = Role::Candidate;
-        self.term += 1;
+        self.term = self.term.saturating_add(1);
         self.vote = Some(self.cfg.id.clone());
         self.leader = None;
         self.election_elapsed = 0;
@@ -146,7 +146,11 @@ impl RaftCore {
     }
 
     fn request_votes(&mut self, pre_vote: bool) {
-        let term = if pre_vote { self.term + 1 } else { self.term };
+        let term = if pre_vote {
+            self.term.saturating_add(1)
+        } else {
+            self.term
+        };
         for peer in self.peers() {
             let msg = Message::RequestVote(RequestVote {
                 term,

@@ -16,9 +16,11 @@ mod progress;
 mod replication;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 pub use log::RaftLog;
 pub use progress::{Progress, ProgressState};
+pub use validate::{Rejected, MAX_WIRE_VALUE};
 
 use crate::wire::{AppendEntries, AppendEntriesResponse, Entry, RequestVote, RequestVoteResponse};
 use bytes::Bytes;
@@ -306,13 +308,13 @@ impl RaftCore {
         }
     }
 
-    /// Handles one message from `from`.
-    pub fn step(&mut self, from: &str, msg: Message) {
-        if from == self.cfg.id || !self.cfg.voters.iter().any(|v| v == from) {
-            return; // not a member of this cluster: ignore
-        }
+    /// Handles one message from member `from` (the identity its connection
+    /// proved). A message no honest member could have sent is refused whole,
+    /// changing nothing.
+    pub fn step(&mut self, from: &str, msg: Message) -> Result<(), Rejected> {
+        self.validate(from, &msg)?;
         if !self.step_term(from, &msg) {
-            return;
+            return Ok(());
         }
         match msg {
             Message::RequestVote(m) => self.handle_request_vote(from, m),
@@ -320,6 +322,7 @@ impl RaftCore {
             Message::AppendEntries(m) => self.handle_append_entries(from, m),
             Message::AppendEntriesResponse(m) => self.handle_append_response(from, m),
         }
+        Ok(())
     }
 
     /// Appends client commands to the leader's log; returns each one's (index, term).

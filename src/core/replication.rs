@@ -179,7 +179,7 @@ impl RaftCore {
             return;
         }
         let hint = if m.conflict_term == 0 {
-            m.last_log_index + 1
+            m.last_log_index.saturating_add(1)
         } else {
             match self.log.last_index_of_term(m.conflict_term) {
                 Some(i) => i + 1,

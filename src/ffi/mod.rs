@@ -47,6 +47,9 @@ pub const FLOYD_STOPPED: c_int = 9;
 pub const FLOYD_BUSY: c_int = 10;
 /// A bug: please report.
 pub const FLOYD_INTERNAL: c_int = 11;
+/// This node stopped after a fatal error (I/O, corruption or a bug, as the
+/// message says) and takes no further part; close it and open it again.
+pub const FLOYD_FAILED: c_int = 12;
 
 /// Library version, major part.
 pub const FLOYD_VERSION_MAJOR: c_int = 0;
@@ -75,6 +78,7 @@ pub fn code_of(e: &Error) -> c_int {
         Error::Stopped(_) => FLOYD_STOPPED,
         Error::Busy(_) => FLOYD_BUSY,
         Error::Internal(_) => FLOYD_INTERNAL,
+        Error::Failed(_) => FLOYD_FAILED,
     }
 }
 
@@ -130,6 +134,7 @@ pub extern "C" fn floyd_status_str(code: c_int) -> *const c_char {
         FLOYD_STOPPED => b"STOPPED\0",
         FLOYD_BUSY => b"BUSY\0",
         FLOYD_INTERNAL => b"INTERNAL\0",
+        FLOYD_FAILED => b"FAILED\0",
         _ => b"UNKNOWN\0",
     };
     name.as_ptr().cast()

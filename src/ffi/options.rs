@@ -88,19 +88,20 @@ unsafe fn with_options(opts: *mut floyd_options_t, set: impl FnOnce(&mut Options
     }
 }
 
-/// Election timeout base in microseconds (default 1 s; random in [1x, 2x)).
+/// Election timeout base in microseconds (default 1 s; random in [1x, 2x)); at most
+/// one hour and at least twice the heartbeat, else `floyd_open` fails with FLOYD_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_check_leader_us(opts: *mut floyd_options_t, us: u64) -> c_int {
     with_options(opts, |o| o.check_leader_us = us)
 }
 
-/// Leader heartbeat interval in microseconds (default 100 ms).
+/// Leader heartbeat interval in microseconds (default 100 ms; 1 ms to one hour).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_heartbeat_us(opts: *mut floyd_options_t, us: u64) -> c_int {
     with_options(opts, |o| o.heartbeat_us = us)
 }
 
-/// Payload bytes per AppendEntries (default 4 MiB).
+/// Payload bytes per AppendEntries (default 4 MiB; at most 32 MiB, half the frame limit).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_append_entries_size_once(
     opts: *mut floyd_options_t,
@@ -150,15 +151,15 @@ pub unsafe extern "C" fn floyd_options_set_log_level(opts: *mut floyd_options_t,
     }
 }
 
-/// How long consistent calls wait for their result, in milliseconds (default 5000);
-/// past it they fail with FLOYD_TIMEOUT (outcome unknown).
+/// How long consistent calls wait for their result, in milliseconds (default 5000,
+/// at most 24 hours); past it they fail with FLOYD_TIMEOUT (outcome unknown).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_request_timeout_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
     with_options(opts, |o| o.request_timeout = std::time::Duration::from_millis(ms))
 }
 
-/// How long calls wait for a leader to be known, in milliseconds (default 3000),
-/// before failing with FLOYD_NO_LEADER.
+/// How long calls wait for a leader to be known, in milliseconds (default 3000,
+/// at most 24 hours), before failing with FLOYD_NO_LEADER.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_leader_wait_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
     with_options(opts, |o| o.leader_wait = std::time::Duration::from_millis(ms))
@@ -175,4 +176,18 @@ pub unsafe extern "C" fn floyd_options_set_cluster_id(
         Err(_) => return FLOYD_INVALID_ARGUMENT,
     };
     with_options(opts, |o| o.cluster_id = id)
+}
+
+/// Size in bytes past which `<path>/LOG` is rotated to `LOG.1` (default 64 MiB; 0 is
+/// rejected by `floyd_open` with FLOYD_INVALID_ARGUMENT).
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_log_max_bytes(opts: *mut floyd_options_t, bytes: u64) -> c_int {
+    with_options(opts, |o| o.log_max_bytes = bytes)
+}
+
+/// Rotated LOG files kept, `LOG.1` (newest) to `LOG.<count>` (default 4, at most 1000,
+/// checked by `floyd_open`); 0 keeps none.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_log_keep_files(opts: *mut floyd_options_t, count: u32) -> c_int {
+    with_options(opts, |o| o.log_keep_files = count)
 }

@@ -20,6 +20,7 @@ fn every_error_has_its_code_and_name() {
         (Error::Stopped(String::new()), FLOYD_STOPPED, "STOPPED"),
         (Error::Busy(String::new()), FLOYD_BUSY, "BUSY"),
         (Error::Internal(String::new()), FLOYD_INTERNAL, "INTERNAL"),
+        (Error::Failed(String::new()), FLOYD_FAILED, "FAILED"),
     ];
     for (e, code, name) in cases {
         assert_eq!(code_of(&e), code);
@@ -107,5 +108,53 @@ fn buffers_are_checked_before_anything_happens() {
         let p = args::alloc_bytes(b"a\0b").unwrap();
         assert_eq!(std::slice::from_raw_parts(p.cast::<u8>(), 4), b"a\0b\0");
         floyd_free(p.cast());
+    }
+}
+
+#[test]
+fn huge_option_values_are_invalid_arguments_from_open_not_panics() {
+    type Setter = unsafe extern "C" fn(*mut floyd_options_t, u64) -> c_int;
+    let cases: [(Setter, &str); 6] = [
+        (floyd_options_set_request_timeout_ms, "request_timeout"),
+        (floyd_options_set_leader_wait_ms, "leader_wait"),
+        (floyd_options_set_heartbeat_us, "heartbeat_us"),
+        (floyd_options_set_check_leader_us, "check_leader_us"),
+        (
+            floyd_options_set_append_entries_size_once,
+            "append_entries_size_once",
+        ),
+        (floyd_options_set_log_max_bytes, "log_max_bytes"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+    for (set, field) in cases {
+        let value = if field == "log_max_bytes" { 0 } else { u64::MAX };
+        unsafe {
+            let o = floyd_options_new(c"127.0.0.1:1".as_ptr(), c"127.0.0.1".as_ptr(), 1, path.as_ptr());
+            assert_eq!(set(o, value), FLOYD_OK, "{field}");
+            let mut f: *mut floyd_t = null_mut();
+            let mut msg: *mut c_char = null_mut();
+            assert_eq!(floyd_open(o, &mut f, &mut msg), FLOYD_INVALID_ARGUMENT, "{field}");
+            assert!(f.is_null());
+            let text = CStr::from_ptr(msg).to_str().unwrap().to_string();
+            assert!(text.contains(field), "{field}: {text}");
+            floyd_free(msg.cast());
+            floyd_options_free(o);
+        }
+    }
+    unsafe {
+        let o = floyd_options_new(c"127.0.0.1:1".as_ptr(), c"127.0.0.1".as_ptr(), 1, path.as_ptr());
+        assert_eq!(floyd_options_set_log_keep_files(o, u32::MAX), FLOYD_OK);
+        let mut f: *mut floyd_t = null_mut();
+        assert_eq!(floyd_open(o, &mut f, null_mut()), FLOYD_INVALID_ARGUMENT);
+        floyd_options_free(o);
+        assert_eq!(
+            floyd_options_set_log_max_bytes(null_mut(), 1),
+            FLOYD_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            floyd_options_set_log_keep_files(null_mut(), 1),
+            FLOYD_INVALID_ARGUMENT
+        );
     }
 }

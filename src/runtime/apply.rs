@@ -2,6 +2,9 @@
 //! and hands each proposer its result.
 
 use super::node::Node;
+use crate::error::Result;
+use crate::state_machine::Applied;
+use crate::wire::Entry;
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +24,32 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
             let Some(last) = entries.last().map(|e| e.index) else {
                 break;
             };
-            let applied = match node.state_machine.apply(&entries) {
+            let applied = match apply_retrying(&node, &entries) {
                 Ok(a) => a,
                 Err(e) => return node.fail(e),
             };
             node.with_core(|core| core.on_applied(last));
             node.proposals.complete(applied);
+        }
+    }
+}
+
+/// Applies `entries`, retrying a transient refusal (`Busy`) for up to about a
+/// second before it fails the node: a busy RocksDB is no reason to stop.
+fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match node
+            .faults
+            .before_apply()
+            .and_then(|_| node.state_machine.apply(entries))
+        {
+            Err(e) if e.is_retryable() && delay < Duration::from_secs(1) && !node.is_stopping() => {
+                tracing::warn!(error = %e, retry_in = ?delay, "state machine busy; retrying");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
         }
     }
 }

@@ -1,4 +1,9 @@
 //! Commands a follower forwards to the leader, and their answers.
+//!
+//! Request ids start at a random point in every incarnation of a node, and an
+//! answer is matched by the id *and* the member it was sent to: a reply meant
+//! for an earlier incarnation (sent before a restart) or coming from another
+//! member can never resolve a different request.
 
 use crate::error::{Error, Result};
 use crate::wire::{ClientResponse, ResultCode};
@@ -8,26 +13,81 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+struct Pending {
+    /// The member the request was sent to: only its answer counts.
+    to: String,
+    tx: Sender<Answer>,
+}
+
+/// How a forwarded request ended.
+#[derive(Debug)]
+pub enum Answer {
+    /// The member it was sent to answered.
+    Response(ClientResponse),
+    /// It never left this node: certainly not applied.
+    NotSent,
+    /// This node stopped waiting for the answer (the link broke with it in
+    /// flight, the node failed or closed): `err` says how sure that is.
+    GaveUp(Error),
+}
+
 /// Forwarded commands awaiting the leader's answer. Thread-safe.
-#[derive(Default)]
 pub struct Forwards {
     next_id: AtomicU64,
-    waiting: Mutex<HashMap<u64, Sender<ClientResponse>>>,
+    waiting: Mutex<HashMap<u64, Pending>>,
+}
+
+impl Default for Forwards {
+    fn default() -> Self {
+        // The lower half of the id space: a node would need centuries of
+        // forwards to wrap, and two incarnations collide with odds of 2^-63.
+        Forwards {
+            next_id: AtomicU64::new(rand::random::<u64>() >> 1),
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 impl Forwards {
-    /// Registers a new request; the receiver gets its response.
-    pub fn register(&self) -> (u64, Receiver<ClientResponse>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Registers a new request to member `to`; the receiver gets its response.
+    pub fn register(&self, to: &str) -> (u64, Receiver<Answer>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let (tx, rx) = bounded(1);
-        self.waiting.lock().insert(id, tx);
+        self.waiting.lock().insert(
+            id,
+            Pending {
+                to: to.to_string(),
+                tx,
+            },
+        );
         (id, rx)
     }
 
-    /// Delivers a response to its waiter (ignored if the waiter gave up).
-    pub fn resolve(&self, resp: ClientResponse) {
-        if let Some(tx) = self.waiting.lock().remove(&resp.request_id) {
-            let _ = tx.try_send(resp);
+    /// Delivers a response from member `from` to its waiter. Ignored if the
+    /// waiter gave up, or if the request was not sent to `from`.
+    pub fn resolve(&self, from: &str, resp: ClientResponse) {
+        let id = resp.request_id;
+        self.answer(from, id, Answer::Response(resp));
+    }
+
+    /// Reports that request `id` to `to` could not be sent at all.
+    pub fn not_sent(&self, to: &str, id: u64) {
+        self.answer(to, id, Answer::NotSent);
+    }
+
+    /// Answers with `err` the requests among `ids` sent to `to` that are still waiting.
+    pub fn fail_some(&self, to: &str, ids: &[u64], err: &Error) {
+        for &id in ids {
+            self.answer(to, id, Answer::GaveUp(err.clone()));
+        }
+    }
+
+    fn answer(&self, member: &str, id: u64, answer: Answer) {
+        let mut waiting = self.waiting.lock();
+        if waiting.get(&id).is_some_and(|p| p.to == member) {
+            if let Some(p) = waiting.remove(&id) {
+                let _ = p.tx.try_send(answer);
+            }
         }
     }
 
@@ -38,8 +98,8 @@ impl Forwards {
 
     /// Fails every waiting request.
     pub fn fail_all(&self, err: &Error) {
-        for (id, tx) in self.waiting.lock().drain() {
-            let _ = tx.try_send(response_from_result(id, Err(err.clone()), ""));
+        for (_, p) in self.waiting.lock().drain() {
+            let _ = p.tx.try_send(Answer::GaveUp(err.clone()));
         }
     }
 }
@@ -62,9 +122,16 @@ pub fn response_from_result(
                 Error::Corruption(_) => ResultCode::ResultCorruption,
                 Error::Stopped(_) => ResultCode::ResultStopped,
                 Error::Busy(_) => ResultCode::ResultBusy,
+                // The forwarder should wait for another leader: a failed
+                // leader applies nothing more.
+                Error::Failed(_) => ResultCode::ResultNoLeader,
                 _ => ResultCode::ResultInternal,
             };
-            (code, Bytes::new(), message_of(&e))
+            let message = match &e {
+                Error::Failed(m) => format!("the leader failed: {m}"),
+                _ => message_of(&e),
+            };
+            (code, Bytes::new(), message)
         }
     };
     ClientResponse {
@@ -105,7 +172,8 @@ fn message_of(e: &Error) -> String {
         | Error::Corruption(m)
         | Error::Stopped(m)
         | Error::Busy(m)
-        | Error::Internal(m) => m.clone(),
+        | Error::Internal(m)
+        | Error::Failed(m) => m.clone(),
     }
 }
 
@@ -130,6 +198,8 @@ mod tests {
             let resp = response_from_result(7, Err(e.clone()), "");
             assert_eq!(result_from_response(resp), Err(e));
         }
+        let failed = response_from_result(7, Err(Error::Failed("disk".into())), "");
+        assert!(matches!(result_from_response(failed), Err(Error::NoLeader(_))));
         let ok = response_from_result(1, Ok(Some(Bytes::from_static(b"v"))), "");
         assert_eq!(result_from_response(ok), Ok(Bytes::from_static(b"v")));
     }
@@ -137,13 +207,53 @@ mod tests {
     #[test]
     fn responses_reach_their_waiter_only() {
         let f = Forwards::default();
-        let (a, rx_a) = f.register();
-        let (b, rx_b) = f.register();
-        f.resolve(response_from_result(b, Ok(None), ""));
+        let (a, rx_a) = f.register("l:1");
+        let (b, rx_b) = f.register("l:1");
+        f.resolve("l:1", response_from_result(b, Ok(None), ""));
         assert!(rx_a.try_recv().is_err());
-        assert_eq!(rx_b.try_recv().unwrap().request_id, b);
+        assert!(matches!(rx_b.try_recv().unwrap(), Answer::Response(r) if r.request_id == b));
         f.abandon(a);
-        f.resolve(response_from_result(a, Ok(None), ""));
+        f.resolve("l:1", response_from_result(a, Ok(None), ""));
         assert!(rx_a.try_recv().is_err());
+    }
+
+    /// Issue 6, item 1: a restarted node's first request must not share the
+    /// id of the one its previous incarnation had in flight.
+    #[test]
+    fn request_ids_differ_across_incarnations() {
+        let before_restart = Forwards::default().register("l:1").0;
+        let after_restart = Forwards::default().register("l:1").0;
+        assert_ne!(before_restart, after_restart);
+    }
+
+    /// Issue 6, item 1: only the member a request went to can answer it.
+    #[test]
+    fn a_reply_from_another_member_is_ignored() {
+        let f = Forwards::default();
+        let (id, rx) = f.register("leader:1");
+        f.resolve(
+            "other:2",
+            response_from_result(id, Err(Error::NoLeader("x".into())), ""),
+        );
+        assert!(rx.try_recv().is_err());
+        f.resolve("leader:1", response_from_result(id, Ok(None), ""));
+        assert!(
+            matches!(rx.try_recv().unwrap(), Answer::Response(r) if r.code == ResultCode::ResultOk as i32)
+        );
+    }
+
+    #[test]
+    fn in_doubt_requests_are_answered_once() {
+        let f = Forwards::default();
+        let (a, rx_a) = f.register("l:1");
+        let (b, rx_b) = f.register("m:2");
+        f.fail_some("l:1", &[a, b], &Error::Timeout("link broke".into()));
+        assert!(matches!(
+            rx_a.try_recv().unwrap(),
+            Answer::GaveUp(Error::Timeout(_))
+        ));
+        assert!(rx_b.try_recv().is_err(), "b went to another member");
+        f.not_sent("m:2", b);
+        assert!(matches!(rx_b.try_recv().unwrap(), Answer::NotSent));
     }
 }

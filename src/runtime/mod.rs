@@ -4,6 +4,7 @@
 //! RPC server's `floyd-listen-<port>` with one `floyd-conn-<port>-<n>` per connection.
 
 mod apply;
+pub mod faults;
 pub mod forward;
 pub mod node;
 mod primary;
@@ -11,7 +12,7 @@ pub mod proposals;
 
 use crate::core::{Config, RaftCore, Restored};
 use crate::error::{Error, Result};
-use crate::logging::NodeLog;
+use crate::logging::{NodeLog, Rotation};
 use crate::options::Options;
 use crate::state_machine::KvStateMachine;
 use crate::storage::LogStore;
@@ -25,11 +26,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A started node and its threads. `close` stops and joins all of them.
+/// A started node and its threads. `close` stops and joins all of them and
+/// closes both stores; so does dropping it, which is how a failed start
+/// cleans up what it had started.
 pub struct Runtime {
     pub node: Arc<Node>,
     server: Option<Server>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    closed: bool,
 }
 
 /// The core's tick: a tenth of the heartbeat interval, within [1 ms, 10 ms].
@@ -37,11 +41,14 @@ fn tick_of(opts: &Options) -> Duration {
     Duration::from_micros((opts.heartbeat_us / 10).clamp(1_000, 10_000))
 }
 
+/// The core's timers in ticks. Saturating: `validate` caps the timers, but an
+/// overflow here must never turn into a panic or a wrapped, tiny timeout.
 fn core_config(opts: &Options, tick: Duration) -> Config {
-    let tick_us = tick.as_micros() as u64;
+    let tick_us = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1);
+    let ticks = |us: u64| u32::try_from(us / tick_us).unwrap_or(u32::MAX);
     let mut cfg = Config::new(opts.local_id(), opts.members.clone());
-    cfg.heartbeat_ticks = (opts.heartbeat_us / tick_us).max(1) as u32;
-    cfg.election_ticks = (opts.check_leader_us / tick_us).max(cfg.heartbeat_ticks as u64 + 1) as u32;
+    cfg.heartbeat_ticks = ticks(opts.heartbeat_us).max(1);
+    cfg.election_ticks = ticks(opts.check_leader_us).max(cfg.heartbeat_ticks.saturating_add(1));
     cfg.max_entries_per_message = opts.append_entries_count_once as usize;
     cfg.max_bytes_per_message = opts.append_entries_size_once;
     cfg
@@ -53,7 +60,11 @@ pub fn start(mut opts: Options) -> Result<Runtime> {
     opts.validate()?;
     std::fs::create_dir_all(&opts.path)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.path.display())))?;
-    let log = NodeLog::open(&opts.path, opts.log_level, opts.log_callback.clone());
+    let rotation = Rotation {
+        max_bytes: opts.log_max_bytes,
+        keep_files: opts.log_keep_files,
+    };
+    let log = NodeLog::open(&opts.path, opts.log_level, opts.log_callback.clone(), rotation);
     let dispatch = log.dispatch();
     let started = tracing::dispatcher::with_default(&dispatch, || start_logged(opts, log.clone()));
     if let Err(e) = &started {
@@ -98,6 +109,14 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
         apply_tx,
         log,
     ));
+    // From here on an error drops `rt`, and its close stops whatever was
+    // started and closes the stores: one cleanup path for every failure.
+    let mut rt = Runtime {
+        node: node.clone(),
+        server: None,
+        threads: Mutex::new(Vec::new()),
+        closed: false,
+    };
     let handler = Arc::new(Inbound(Arc::downgrade(&node)));
     node.set_peers(spawn_peers(&node, local_ip, handler.clone())?);
     let name = node.opts.local_port.to_string();
@@ -105,28 +124,25 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
         name: name.clone(),
         cluster_id: node.opts.cluster_id.clone(),
         members: node.opts.members.iter().cloned().collect(),
-        max_frame_bytes: node.opts.max_frame_bytes(),
-        idle_timeout: Duration::from_micros(node.opts.check_leader_us * 3).max(Duration::from_secs(3)),
+        config_id: crate::transport::config_id(&node.opts.members),
+        max_frame_bytes: crate::transport::MAX_FRAME_BYTES,
+        idle_timeout: Duration::from_micros(node.opts.check_leader_us.saturating_mul(3))
+            .max(Duration::from_secs(3)),
     };
-    let server = Server::start(listener, server_cfg, handler)?;
-    let mut threads = Vec::new();
+    rt.server = Some(Server::start(listener, server_cfg, handler)?);
     let n = node.clone();
-    threads.push(spawn_guarded(
-        &node,
-        format!("floyd-primary-{name}"),
-        move || primary::run(n, primary_rx, tick),
-    )?);
+    let primary = spawn_guarded(&node, format!("floyd-primary-{name}"), move || {
+        primary::run(n, primary_rx, tick)
+    })?;
+    rt.threads.get_mut().push(primary);
     let n = node.clone();
-    threads.push(spawn_guarded(&node, format!("floyd-apply-{name}"), move || {
+    let apply = spawn_guarded(&node, format!("floyd-apply-{name}"), move || {
         apply::run(n, apply_rx)
-    })?);
+    })?;
+    rt.threads.get_mut().push(apply);
     node.wake_apply();
     tracing::info!(node = %node.id, members = ?node.opts.members, "node started");
-    Ok(Runtime {
-        node,
-        server: Some(server),
-        threads: Mutex::new(threads),
-    })
+    Ok(rt)
 }
 
 fn spawn_peers(
@@ -144,9 +160,12 @@ fn spawn_peers(
             my_id: node.id.clone(),
             peer: peer.clone(),
             cluster_id: opts.cluster_id.clone(),
+            config_id: crate::transport::config_id(&opts.members),
             connect_timeout: heartbeat.max(Duration::from_millis(200)),
             write_timeout: Duration::from_micros(opts.check_leader_us),
             keepalive: heartbeat,
+            liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
+            in_doubt_window: opts.request_timeout,
             max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
         };
         peers.insert(peer.clone(), PeerLink::spawn(cfg, handler.clone())?);
@@ -160,6 +179,11 @@ fn spawn_guarded(
     name: String,
     body: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle<()>> {
+    if let Some(prefix) = node.opts.fail_spawn_of.as_deref() {
+        if name.starts_with(prefix) {
+            return Err(Error::Io(format!("cannot start thread {name}: injected failure")));
+        }
+    }
     let n = Arc::downgrade(node);
     let thread_name = name.clone();
     Ok(crate::transport::spawn_named(name, move || {
@@ -173,9 +197,10 @@ fn spawn_guarded(
 }
 
 impl Runtime {
-    /// Stops every thread and joins it; pending callers get `Stopped`. Idempotent.
+    /// Stops every thread and joins it, fails pending callers with `Stopped`
+    /// and closes both stores. Idempotent. Also undoes a start that failed midway.
     pub fn close(&mut self) {
-        if self.server.is_none() {
+        if std::mem::replace(&mut self.closed, true) {
             return;
         }
         let dispatch = self.node.log.dispatch();
@@ -187,15 +212,19 @@ impl Runtime {
         if let Some(server) = self.server.take() {
             server.stop();
         }
-        for t in self.threads.lock().drain(..) {
+        for t in self.threads.get_mut().drain(..) {
             let _ = t.join();
         }
         for link in self.node.peers() {
             link.stop();
         }
         let stopped = Error::Stopped("the node was closed".into());
-        self.node.proposals.fail_all(&stopped);
+        self.node.proposals.fail_all(&stopped, &stopped);
         self.node.forwards.fail_all(&stopped);
+        // Only once no thread of the node is left: the `Floyd` handle (and so
+        // the node) may live on, but the directory must open again right away.
+        self.node.log_store.close();
+        self.node.state_machine.close();
         tracing::info!(node = %self.node.id, "node closed");
     }
 }
@@ -203,5 +232,26 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_beyond_the_validated_range_saturate_instead_of_panicking_or_wrapping() {
+        let mut o = Options::new("127.0.0.1:1", "127.0.0.1", 1, "/tmp/x");
+        o.heartbeat_us = u64::MAX;
+        o.check_leader_us = u64::MAX;
+        let tick = tick_of(&o);
+        assert_eq!(tick, Duration::from_millis(10));
+        let cfg = core_config(&o, tick);
+        assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (u32::MAX, u32::MAX));
+        // The largest validated timers still fit without saturating.
+        o.heartbeat_us = crate::options::MAX_TIMER_US / 2;
+        o.check_leader_us = crate::options::MAX_TIMER_US;
+        let cfg = core_config(&o, tick_of(&o));
+        assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (180_000, 360_000));
     }
 }

@@ -1,8 +1,9 @@
 //! A running node: the core behind one lock, the stores, the peer links, and
 //! the glue that turns the core's Readies into sends, writes and wake-ups.
 
+use super::faults::Faults;
 use super::forward::{response_from_result, Forwards};
-use super::proposals::{Completion, Proposals};
+use super::proposals::{Completion, PendingCommand, Proposals};
 use crate::core::{CoreStatus, Envelope, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
@@ -12,19 +13,32 @@ use crate::storage::LogStore;
 use crate::transport::{message_to_body, Handler, PeerLink};
 use crate::wire::{frame::Body, ClientRequest, ClientResponse};
 use bytes::Bytes;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
 /// Work for the primary thread.
 pub enum PrimaryEvent {
-    /// A Ready whose writes (or after-persist messages) are due, in the order taken.
-    Persist(Ready),
     /// Commands are queued in `Proposals`.
     NewCommand,
     Stop,
+}
+
+/// Work for the log writer thread.
+pub enum LogEvent {
+    /// A Ready whose writes (or after-persist messages) are due, in the order taken.
+    Persist(Ready),
+    Stop,
+}
+
+/// What callers wait on: the leader as last seen, and which peer links are up.
+#[derive(Default)]
+struct Watch {
+    leader: Option<String>,
+    links_up: HashSet<String>,
 }
 
 /// Shared state of a node; every thread holds an `Arc` of it.
@@ -39,12 +53,16 @@ pub struct Node {
     pub forwards: Forwards,
     peers: OnceLock<HashMap<String, PeerLink>>,
     primary_tx: Sender<PrimaryEvent>,
+    log_tx: Sender<LogEvent>,
+    /// Taken by the primary thread, which starts the log writer.
+    log_rx: Mutex<Option<Receiver<LogEvent>>>,
     apply_tx: Sender<()>,
-    /// The leader last seen, with a condvar for callers waiting for one.
-    leader: Mutex<Option<String>>,
-    leader_changed: Condvar,
+    /// The leader and the links, with a condvar for callers waiting on them.
+    watch: Mutex<Watch>,
+    watch_changed: Condvar,
     stopping: AtomicBool,
     failure: Mutex<Option<Error>>,
+    pub faults: Faults,
     pub log: Arc<NodeLog>,
 }
 
@@ -58,6 +76,7 @@ impl Node {
         apply_tx: Sender<()>,
         log: Arc<NodeLog>,
     ) -> Self {
+        let (log_tx, log_rx) = crossbeam_channel::unbounded();
         Node {
             id: opts.local_id(),
             opts,
@@ -68,13 +87,25 @@ impl Node {
             forwards: Forwards::default(),
             peers: OnceLock::new(),
             primary_tx,
+            log_tx,
+            log_rx: Mutex::new(Some(log_rx)),
             apply_tx,
-            leader: Mutex::new(None),
-            leader_changed: Condvar::new(),
+            watch: Mutex::new(Watch::default()),
+            watch_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
+            faults: Faults::default(),
             log,
         }
+    }
+
+    pub(super) fn take_log_receiver(&self) -> Option<Receiver<LogEvent>> {
+        self.log_rx.lock().take()
+    }
+
+    /// Lets the log writer finish what is queued, then exit.
+    pub(super) fn stop_log_writer(&self) {
+        let _ = self.log_tx.send(LogEvent::Stop);
     }
 
     pub fn set_peers(&self, peers: HashMap<String, PeerLink>) {
@@ -83,6 +114,10 @@ impl Node {
 
     pub fn peers(&self) -> impl Iterator<Item = &PeerLink> {
         self.peers.get().into_iter().flat_map(|p| p.values())
+    }
+
+    pub(crate) fn peer(&self, id: &str) -> Option<&PeerLink> {
+        self.peers.get().and_then(|p| p.get(id))
     }
 
     /// Runs `f` on the core under its lock, then hands out what it produced.
@@ -116,7 +151,7 @@ impl Node {
             self.send_message(env);
         }
         if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
-            let _ = self.primary_tx.send(PrimaryEvent::Persist(ready));
+            let _ = self.log_tx.send(LogEvent::Persist(ready));
         }
         self.wake_apply();
         new_leader
@@ -124,13 +159,26 @@ impl Node {
 
     /// Records the leader and wakes callers waiting for one; returns it if it changed.
     fn note_leader(&self, leader: Option<&str>) -> Option<Option<String>> {
-        let mut known = self.leader.lock();
-        if known.as_deref() == leader {
+        let mut watch = self.watch.lock();
+        if watch.leader.as_deref() == leader {
             return None;
         }
-        *known = leader.map(str::to_string);
-        self.leader_changed.notify_all();
-        Some(known.clone())
+        watch.leader = leader.map(str::to_string);
+        self.watch_changed.notify_all();
+        Some(watch.leader.clone())
+    }
+
+    /// Records whether the link to `peer` is connected, waking callers waiting for it.
+    pub fn note_link(&self, peer: &str, connected: bool) {
+        let mut watch = self.watch.lock();
+        let changed = if connected {
+            watch.links_up.insert(peer.to_string())
+        } else {
+            watch.links_up.remove(peer)
+        };
+        if changed {
+            self.watch_changed.notify_all();
+        }
     }
 
     pub fn send_message(&self, env: Envelope) {
@@ -138,7 +186,7 @@ impl Node {
     }
 
     pub fn send_frame(&self, to: &str, body: Body) -> bool {
-        match self.peers.get().and_then(|p| p.get(to)) {
+        match self.peer(to) {
             Some(link) => link.send(body),
             None => false,
         }
@@ -154,7 +202,7 @@ impl Node {
 
     /// The leader as last seen by this node.
     pub fn leader(&self) -> Option<String> {
-        self.leader.lock().clone()
+        self.watch.lock().leader.clone()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -162,37 +210,76 @@ impl Node {
     }
 
     /// Waits until a leader is known or `deadline` passes.
-    pub fn wait_for_leader(&self, deadline: std::time::Instant) -> Option<String> {
-        let mut known = self.leader.lock();
-        while known.is_none() && !self.is_stopping() {
-            if self.leader_changed.wait_until(&mut known, deadline).timed_out() {
+    pub fn wait_for_leader(&self, deadline: Instant) -> Option<String> {
+        let mut watch = self.watch.lock();
+        while watch.leader.is_none() && !self.is_stopping() {
+            if self.watch_changed.wait_until(&mut watch, deadline).timed_out() {
                 break;
             }
         }
-        known.clone()
+        watch.leader.clone()
     }
 
-    /// Waits until the known leader differs from `old` (and is some node);
-    /// returns false if `deadline` passed first.
-    pub fn wait_for_leader_change(&self, old: Option<&str>, deadline: std::time::Instant) -> bool {
-        let mut known = self.leader.lock();
+    /// Waits until the known leader differs from `old` (and is some node), or,
+    /// with `or_link_up`, until the link to `old` is connected; returns false
+    /// if `deadline` passed first.
+    pub fn wait_for_leader_change(&self, old: &str, or_link_up: bool, deadline: Instant) -> bool {
+        let ready = |w: &Watch| {
+            w.leader.as_deref().is_some_and(|l| l != old)
+                || (or_link_up && w.leader.as_deref() == Some(old) && w.links_up.contains(old))
+        };
+        let mut watch = self.watch.lock();
         loop {
-            if known.is_some() && known.as_deref() != old {
+            if ready(&watch) {
                 return true;
             }
-            if self.is_stopping() || self.leader_changed.wait_until(&mut known, deadline).timed_out() {
-                return known.is_some() && known.as_deref() != old;
+            if self.is_stopping() || self.watch_changed.wait_until(&mut watch, deadline).timed_out() {
+                return ready(&watch);
             }
         }
     }
 
-    /// Queues a command on this node (which should be the leader).
-    pub fn submit(&self, payload: Bytes, done: Completion) {
+    /// Queues a command on this node (which should be the leader); its caller
+    /// gives up at `deadline`.
+    pub fn submit(&self, payload: Bytes, deadline: Instant, done: Completion) {
         if let Err(e) = self.check_usable() {
             return done(Err(e));
         }
-        if self.proposals.push(payload, done) {
+        let cmd = PendingCommand {
+            payload,
+            deadline,
+            done,
+        };
+        if self.proposals.push(cmd) {
             self.wake_primary();
+        }
+    }
+
+    /// NewCommand: proposes every queued command as one batch.
+    pub fn propose_pending(&self) {
+        let pending = self.proposals.take_pending();
+        if pending.is_empty() {
+            return;
+        }
+        let payloads = pending.iter().map(|c| c.payload.clone()).collect();
+        let refused = self.with_core(|core| match core.propose(payloads) {
+            Ok(positions) => {
+                // Register under the core lock: nothing can be applied before it.
+                for ((index, term), cmd) in positions.into_iter().zip(pending) {
+                    self.proposals.wait_for(index, term, cmd);
+                }
+                None
+            }
+            Err(not_leader) => Some((not_leader, pending)),
+        });
+        if let Some((not_leader, pending)) = refused {
+            let msg = match not_leader.leader {
+                Some(l) => format!("this node is not the leader ({l} is)"),
+                None => "this node is not the leader".to_string(),
+            };
+            for cmd in pending {
+                (cmd.done)(Err(Error::NoLeader(msg.clone())));
+            }
         }
     }
 
@@ -216,12 +303,27 @@ impl Node {
         Ok(())
     }
 
-    /// Records a fatal error: the node stops taking part and fails every caller.
+    /// Records a fatal error: the node stops taking part. Commands in flight
+    /// may still commit elsewhere, so they learn `Timeout` (outcome unknown);
+    /// every later call gets `Failed`.
     pub fn fail(&self, err: Error) {
+        let failed = {
+            let mut failure = self.failure.lock();
+            if failure.is_some() {
+                return;
+            }
+            let failed = Error::Failed(err.to_string());
+            *failure = Some(failed.clone());
+            failed
+        };
         tracing::error!(node = %self.id, error = %err, "node failed; it no longer takes part in the cluster");
-        self.failure.lock().get_or_insert(err.clone());
-        self.proposals.fail_all(&err);
-        self.forwards.fail_all(&err);
+        let in_doubt = Error::Timeout(format!(
+            "this node failed ({err}) with the command in flight; it may or may not have been applied"
+        ));
+        self.proposals.fail_all(&failed, &in_doubt);
+        self.forwards.fail_all(&in_doubt);
+        let _watch = self.watch.lock();
+        self.watch_changed.notify_all();
     }
 
     pub fn failure(&self) -> Option<Error> {
@@ -236,8 +338,8 @@ impl Node {
     pub fn begin_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.primary_tx.send(PrimaryEvent::Stop);
-        let _guard = self.leader.lock();
-        self.leader_changed.notify_all();
+        let _guard = self.watch.lock();
+        self.watch_changed.notify_all();
     }
 }
 
@@ -248,7 +350,9 @@ pub struct Inbound(pub Weak<Node>);
 impl Handler for Inbound {
     fn on_message(&self, from: &str, msg: crate::core::Message) {
         if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
-            node.with_core(|core| core.step(from, msg));
+            if let Err(why) = node.with_core(|core| core.step(from, msg)) {
+                tracing::warn!(node = %node.id, peer = %from, reason = %why, "refused a message");
+            }
         }
     }
 
@@ -272,12 +376,13 @@ impl Handler for Inbound {
                 node.reply(&reply_to, id, result);
             }
         });
-        node.submit(encode_command(cmd), done);
+        let deadline = Instant::now() + node.opts.request_timeout;
+        node.submit(encode_command(cmd), deadline, done);
     }
 
-    fn on_client_response(&self, _from: &str, resp: ClientResponse) {
+    fn on_client_response(&self, from: &str, resp: ClientResponse) {
         if let Some(node) = self.0.upgrade() {
-            node.forwards.resolve(resp);
+            node.forwards.resolve(from, resp);
         }
     }
 
@@ -289,9 +394,30 @@ impl Handler for Inbound {
 
     fn on_undeliverable(&self, to: &str, req: ClientRequest) {
         if let Some(node) = self.0.upgrade() {
-            let err = Error::NoLeader(format!("leader {to} is unreachable; the command was not sent"));
-            node.forwards
-                .resolve(response_from_result(req.request_id, Err(err), ""));
+            node.forwards.not_sent(to, req.request_id);
+        }
+    }
+
+    fn on_in_doubt(&self, to: &str, request_ids: Vec<u64>) {
+        if let Some(node) = self.0.upgrade() {
+            let err = Error::Timeout(format!(
+                "the connection to leader {to} broke with the command in flight; it may or may not have been applied"
+            ));
+            node.forwards.fail_some(to, &request_ids, &err);
+        }
+    }
+
+    fn on_link_state(&self, peer: &str, connected: bool) {
+        if let Some(node) = self.0.upgrade() {
+            node.note_link(peer, connected);
+        }
+    }
+
+    fn on_peer_connected(&self, from: &str) {
+        // A fresh connection from a peer hints that our own link to it may
+        // have died unnoticed (its close lost in a partition): check it.
+        if let Some(link) = self.0.upgrade().as_ref().and_then(|n| n.peer(from)) {
+            link.probe();
         }
     }
 }

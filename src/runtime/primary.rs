@@ -1,9 +1,12 @@
 //! The primary thread: CheckLeader and HeartBeat (the core's logical clock)
-//! and NewCommand (group commit). It is also the one writer of the log store,
-//! so Readies reach the disk in the order the core produced them, batched:
-//! everything pending goes out in one WriteBatch with one fsync.
+//! and NewCommand (proposing queued commands as one batch). It never touches
+//! the disk: the log writer thread (`floyd-log-<port>`, started and joined
+//! here) is the one writer of the log store, so a slow fsync can neither
+//! stop heartbeats nor slow the clock. Readies reach the disk in the order
+//! the core produced them, batched: everything pending goes out in one
+//! WriteBatch with one fsync (group commit).
 
-use super::node::{Node, PrimaryEvent};
+use super::node::{LogEvent, Node, PrimaryEvent};
 use crate::core::Ready;
 use crate::error::Error;
 use crate::storage::LogBatch;
@@ -11,105 +14,124 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs until `PrimaryEvent::Stop`.
+/// The most ticks taken at once after the thread was held up (a stopped
+/// process, an overloaded machine): enough to fire every timer, bounded so
+/// catching up stays quick.
+const MAX_CATCH_UP_TICKS: u32 = 1_000;
+
+/// Runs until `PrimaryEvent::Stop`; the log writer runs as long as it does.
 pub fn run(node: Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
-    let mut next_tick = Instant::now() + tick;
-    // Commands that arrived while the last round was persisting.
-    let mut carried_command = false;
+    let Some(log_rx) = node.take_log_receiver() else {
+        return node.fail(Error::Internal("the log writer was started twice".into()));
+    };
+    let name = format!("floyd-log-{}", node.opts.local_port);
+    let n = node.clone();
+    let writer = match super::spawn_guarded(&node, name, move || run_log_writer(n, log_rx)) {
+        Ok(t) => t,
+        Err(e) => return node.fail(Error::Io(format!("cannot start the log writer thread: {e}"))),
+    };
+    // Stops and joins the writer however the clock ends, a panic included.
+    let _writer = JoinOnDrop(&node, Some(writer));
+    run_clock(&node, rx, tick);
+}
+
+struct JoinOnDrop<'a>(&'a Node, Option<std::thread::JoinHandle<()>>);
+
+impl Drop for JoinOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop_log_writer();
+        if let Some(t) = self.1.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// CheckLeader, HeartBeat and NewCommand until told to stop.
+fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
+    let mut clock = Clock::new(Instant::now(), tick);
     loop {
-        let mut round = Round {
-            new_command: carried_command,
-            ..Round::default()
-        };
-        let wait = if carried_command {
-            Duration::ZERO
-        } else {
-            next_tick.saturating_duration_since(Instant::now())
-        };
-        match rx.recv_timeout(wait) {
-            Ok(ev) => round.take(ev),
+        let mut new_command = false;
+        match rx.recv_timeout(clock.until_next(Instant::now())) {
+            Ok(PrimaryEvent::NewCommand) => new_command = true,
+            Ok(PrimaryEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
         }
-        round.drain(&rx);
-        if round.stop {
-            // A clean close still writes what the core already produced.
-            if !round.readies.is_empty() {
-                persist(&node, round.readies);
-            }
-            return;
-        }
-        if Instant::now() >= next_tick {
-            // CheckLeader and HeartBeat: election and heartbeat timers live in the core.
-            node.with_core(|core| core.tick());
-            next_tick = (next_tick + tick).max(Instant::now());
-        }
-        if round.new_command {
-            new_command(&node);
-        }
-        // Pick up the Readies the tick and the proposals just queued; commands
-        // that arrive meanwhile wait for the next round.
-        let mut late = Round::default();
-        late.drain(&rx);
-        round.readies.append(&mut late.readies);
-        carried_command = late.new_command;
-        if !round.readies.is_empty() {
-            persist(&node, round.readies);
-        }
-        if late.stop {
-            return;
-        }
-    }
-}
-
-#[derive(Default)]
-struct Round {
-    readies: Vec<Ready>,
-    new_command: bool,
-    stop: bool,
-}
-
-impl Round {
-    fn take(&mut self, ev: PrimaryEvent) {
-        match ev {
-            PrimaryEvent::Persist(r) => self.readies.push(r),
-            PrimaryEvent::NewCommand => self.new_command = true,
-            PrimaryEvent::Stop => self.stop = true,
-        }
-    }
-
-    fn drain(&mut self, rx: &Receiver<PrimaryEvent>) {
         while let Ok(ev) = rx.try_recv() {
-            self.take(ev);
+            match ev {
+                PrimaryEvent::NewCommand => new_command = true,
+                PrimaryEvent::Stop => return,
+            }
+        }
+        let now = Instant::now();
+        let due = clock.take_due(now);
+        if due > 0 {
+            // Election and heartbeat timers live in the core.
+            node.with_core(|core| (0..due).for_each(|_| core.tick()));
+            node.proposals.expire(now);
+        }
+        if new_command {
+            node.propose_pending();
         }
     }
 }
 
-/// NewCommand: proposes every queued command as one batch.
-fn new_command(node: &Node) {
-    let pending = node.proposals.take_pending();
-    if pending.is_empty() {
-        return;
-    }
-    let (payloads, completions): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-    let proposed = node.with_core(|core| {
-        let proposed = core.propose(payloads);
-        if let Ok(positions) = &proposed {
-            // Register under the core lock: nothing can be applied before it.
-            for ((index, term), done) in positions.iter().zip(completions) {
-                node.proposals.wait_for(*index, *term, done);
-            }
-            return Ok(());
+/// The logical clock: how many ticks are due, by elapsed time, so that a
+/// late wake-up never loses ticks.
+struct Clock {
+    next: Instant,
+    tick: Duration,
+}
+
+impl Clock {
+    fn new(now: Instant, tick: Duration) -> Self {
+        Clock {
+            next: now + tick,
+            tick,
         }
-        proposed.map(|_| ()).map_err(|e| (e, completions))
-    });
-    if let Err((not_leader, completions)) = proposed {
-        let msg = match not_leader.leader {
-            Some(l) => format!("this node is not the leader ({l} is)"),
-            None => "this node is not the leader".to_string(),
+    }
+
+    fn until_next(&self, now: Instant) -> Duration {
+        self.next.saturating_duration_since(now)
+    }
+
+    /// Ticks that elapsed up to `now` (at most [`MAX_CATCH_UP_TICKS`]); the next one is scheduled.
+    fn take_due(&mut self, now: Instant) -> u32 {
+        if now < self.next {
+            return 0;
+        }
+        let late = now.duration_since(self.next).as_nanos() / self.tick.as_nanos().max(1);
+        let due = (late + 1).min(MAX_CATCH_UP_TICKS as u128) as u32;
+        self.next = if late + 1 > MAX_CATCH_UP_TICKS as u128 {
+            now + self.tick
+        } else {
+            self.next + self.tick * due
         };
-        for done in completions {
-            done(Err(Error::NoLeader(msg.clone())));
+        due
+    }
+}
+
+/// The log writer: takes every Ready queued so far, writes them in one batch,
+/// then the next round takes what arrived meanwhile.
+fn run_log_writer(node: Arc<Node>, rx: Receiver<LogEvent>) {
+    loop {
+        let mut readies = Vec::new();
+        let mut stop = false;
+        match rx.recv() {
+            Ok(LogEvent::Persist(r)) => readies.push(r),
+            Ok(LogEvent::Stop) | Err(_) => stop = true,
+        }
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                LogEvent::Persist(r) => readies.push(r),
+                LogEvent::Stop => stop = true,
+            }
+        }
+        // A clean close still writes what the core already produced.
+        if !readies.is_empty() && node.failure().is_none() {
+            persist(&node, readies);
+        }
+        if stop {
+            return;
         }
     }
 }
@@ -130,7 +152,11 @@ fn persist(node: &Node, readies: Vec<Ready>) {
     // Only the newest (term, vote, commit) matters; its keys are apart from the entries'.
     batch.add(hard_state, None, &[]);
     if !batch.is_empty() {
-        if let Err(e) = node.log_store.write(batch, sync) {
+        let written = node
+            .faults
+            .before_log_write(sync)
+            .and_then(|_| node.log_store.write(batch, sync));
+        if let Err(e) = written {
             node.fail(Error::Io(format!("cannot persist the Raft log: {e}")));
             return;
         }
@@ -144,4 +170,34 @@ fn persist(node: &Node, readies: Vec<Ready>) {
         }
     }
     node.wake_apply();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 6, item 6: a wake-up 10 ticks late takes 10 ticks, not one.
+    #[test]
+    fn late_wake_ups_take_every_elapsed_tick() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(10);
+        let mut c = Clock::new(t0, tick);
+        assert_eq!(c.take_due(t0 + Duration::from_millis(5)), 0);
+        assert_eq!(c.take_due(t0 + Duration::from_millis(10)), 1);
+        assert_eq!(c.take_due(t0 + Duration::from_millis(105)), 9);
+        assert_eq!(
+            c.until_next(t0 + Duration::from_millis(105)),
+            Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn a_long_stall_is_caught_up_in_bounded_ticks() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(1);
+        let mut c = Clock::new(t0, tick);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(c.take_due(later), MAX_CATCH_UP_TICKS);
+        assert_eq!(c.until_next(later), tick);
+    }
 }

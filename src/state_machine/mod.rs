@@ -10,6 +10,7 @@ mod command;
 pub use command::{decode_command, encode_command, CommandKind};
 
 use crate::error::{Error, Result};
+use crate::storage::Db;
 use crate::wire::{command::Op, Entry, EntryType};
 use bytes::Bytes;
 use rocksdb::{Options as DbOptions, WriteBatch, WriteOptions, DB};
@@ -30,8 +31,9 @@ pub struct Applied {
 }
 
 /// The key-value store. Thread-safe: reads may run concurrently with the apply thread.
+/// After [`KvStateMachine::close`] every call fails with `Stopped`.
 pub struct KvStateMachine {
-    db: DB,
+    db: Db,
 }
 
 impl KvStateMachine {
@@ -42,30 +44,31 @@ impl KvStateMachine {
         opts.set_paranoid_checks(true);
         opts.set_keep_log_file_num(4);
         let db = DB::open(&opts, dir).map_err(|e| crate::storage::annotate(e, dir))?;
-        Ok(KvStateMachine { db })
+        Ok(KvStateMachine {
+            db: Db::new(db, "state machine"),
+        })
+    }
+
+    /// Closes the database, releasing its directory; later calls fail with `Stopped`.
+    pub fn close(&self) {
+        self.db.close();
     }
 
     /// Highest log index whose effect is stored here.
     pub fn applied_index(&self) -> Result<u64> {
-        match self.db.get_pinned(APPLIED)? {
-            None => Ok(0),
-            Some(v) => {
-                Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                    Error::Corruption("applied index is not 8 bytes".into())
-                })?))
-            }
-        }
+        applied_index(&*self.db.get()?)
     }
 
     /// The value of `key` as of the last applied entry (a local, possibly stale read).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(data_key(key))?)
+        Ok(self.db.get()?.get(data_key(key))?)
     }
 
     /// Applies committed entries in order, atomically with the new applied index.
     /// Entries already applied (index at or below the stored applied index) are skipped.
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
-        let applied = self.applied_index()?;
+        let db = self.db.get()?;
+        let applied = applied_index(&db)?;
         let mut batch = WriteBatch::default();
         // Writes earlier in this batch, so a read later in it sees them.
         let mut pending: HashMap<Vec<u8>, Option<Bytes>> = HashMap::new();
@@ -80,7 +83,7 @@ impl KvStateMachine {
             }
             last = e.index;
             let result = if e.r#type == EntryType::EntryCommand as i32 {
-                self.apply_command(&e.payload, &mut batch, &mut pending)?
+                apply_command(&db, &e.payload, &mut batch, &mut pending)?
             } else {
                 Ok(None)
             };
@@ -96,43 +99,54 @@ impl KvStateMachine {
             // state machine rolls back with its applied index and replays.
             let mut wo = WriteOptions::default();
             wo.set_sync(false);
-            self.db.write_opt(batch, &wo)?;
+            db.write_opt(batch, &wo)?;
         }
         Ok(out)
     }
+}
 
-    fn apply_command(
-        &self,
-        payload: &[u8],
-        batch: &mut WriteBatch,
-        pending: &mut HashMap<Vec<u8>, Option<Bytes>>,
-    ) -> Result<Result<Option<Bytes>>> {
-        // A command that does not decode was committed everywhere alike: every
-        // replica answers the same error and moves on.
-        let op = match decode_command(payload) {
-            Ok(op) => op,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match op {
-            Op::Put(p) => {
-                batch.put(data_key(&p.key), &p.value);
-                pending.insert(p.key.to_vec(), Some(p.value));
-                Ok(None)
-            }
-            Op::Delete(d) => {
-                batch.delete(data_key(&d.key));
-                pending.insert(d.key.to_vec(), None);
-                Ok(None)
-            }
-            Op::Get(g) => {
-                let value = match pending.get(g.key.as_ref()) {
-                    Some(v) => v.clone(),
-                    None => self.db.get(data_key(&g.key))?.map(Bytes::from),
-                };
-                value.map(Some).ok_or(Error::NotFound)
-            }
-        })
+fn applied_index(db: &DB) -> Result<u64> {
+    match db.get_pinned(APPLIED)? {
+        None => Ok(0),
+        Some(v) => {
+            Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                Error::Corruption("applied index is not 8 bytes".into())
+            })?))
+        }
     }
+}
+
+fn apply_command(
+    db: &DB,
+    payload: &[u8],
+    batch: &mut WriteBatch,
+    pending: &mut HashMap<Vec<u8>, Option<Bytes>>,
+) -> Result<Result<Option<Bytes>>> {
+    // A command that does not decode was committed everywhere alike: every
+    // replica answers the same error and moves on.
+    let op = match decode_command(payload) {
+        Ok(op) => op,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(match op {
+        Op::Put(p) => {
+            batch.put(data_key(&p.key), &p.value);
+            pending.insert(p.key.to_vec(), Some(p.value));
+            Ok(None)
+        }
+        Op::Delete(d) => {
+            batch.delete(data_key(&d.key));
+            pending.insert(d.key.to_vec(), None);
+            Ok(None)
+        }
+        Op::Get(g) => {
+            let value = match pending.get(g.key.as_ref()) {
+                Some(v) => v.clone(),
+                None => db.get(data_key(&g.key))?.map(Bytes::from),
+            };
+            value.map(Some).ok_or(Error::NotFound)
+        }
+    })
 }
 
 fn data_key(key: &[u8]) -> Vec<u8> {

@@ -141,3 +141,17 @@ fn oversized_and_empty_keys_are_rejected_before_proposal() {
     .validate()
     .is_err());
 }
+
+#[test]
+fn a_closed_state_machine_releases_its_directory_and_answers_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sm = KvStateMachine::open(dir.path()).unwrap();
+    sm.apply(&[put(1, "k", "v")]).unwrap();
+    assert!(KvStateMachine::open(dir.path()).is_err());
+    sm.close();
+    assert!(matches!(sm.get(b"k"), Err(Error::Stopped(_))));
+    assert!(matches!(sm.applied_index(), Err(Error::Stopped(_))));
+    assert!(matches!(sm.apply(&[put(2, "k", "w")]), Err(Error::Stopped(_))));
+    let again = KvStateMachine::open(dir.path()).unwrap();
+    assert_eq!(again.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}

@@ -10,6 +10,7 @@ mod keys;
 use crate::core::HardState;
 use crate::error::{Error, Result};
 use crate::wire::Entry;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use prost::Message as _;
 use rocksdb::{IteratorMode, Options as DbOptions, WriteBatch, WriteOptions, DB};
 use std::path::Path;
@@ -25,8 +26,39 @@ pub struct LoadedLog {
 
 /// The Raft log and metadata in RocksDB. Thread-safe; writes are serialised by the caller
 /// (one persisting thread) so that Readies reach the disk in the order they were taken.
+/// After [`LogStore::close`] every call fails with `Stopped`.
 pub struct LogStore {
-    db: DB,
+    db: Db,
+}
+
+/// A RocksDB handle that can be closed while others still hold its owner:
+/// a closed node releases its directory's lock even if its handle lives on.
+/// Using it costs one uncontended read lock.
+pub(crate) struct Db {
+    db: RwLock<Option<DB>>,
+    what: &'static str,
+}
+
+impl Db {
+    pub(crate) fn new(db: DB, what: &'static str) -> Db {
+        Db {
+            db: RwLock::new(Some(db)),
+            what,
+        }
+    }
+
+    /// The open database, or `Stopped` once closed. Hold the guard briefly and
+    /// never take a second one while holding it (a waiting `close` would deadlock).
+    pub(crate) fn get(&self) -> Result<MappedRwLockReadGuard<'_, DB>> {
+        RwLockReadGuard::try_map(self.db.read(), Option::as_ref)
+            .map_err(|_| Error::Stopped(format!("the {} is closed", self.what)))
+    }
+
+    /// Closes the database once every call in progress has finished. Idempotent.
+    pub(crate) fn close(&self) {
+        let db = self.db.write().take();
+        drop(db);
+    }
 }
 
 /// Changes accumulated from one or more Readies, written as one WriteBatch.
@@ -71,14 +103,21 @@ impl LogStore {
         opts.set_paranoid_checks(true);
         opts.set_keep_log_file_num(4);
         let db = DB::open(&opts, dir).map_err(|e| annotate(e, dir))?;
-        Ok(LogStore { db })
+        Ok(LogStore {
+            db: Db::new(db, "log store"),
+        })
+    }
+
+    /// Closes the database, releasing its directory; later calls fail with `Stopped`.
+    pub fn close(&self) {
+        self.db.close();
     }
 
     /// Writes a batch; with `sync`, returns only once it is on stable storage.
     pub fn write(&self, batch: LogBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        self.db.write_opt(batch.batch, &wo)?;
+        self.db.get()?.write_opt(batch.batch, &wo)?;
         Ok(())
     }
 
@@ -86,9 +125,8 @@ impl LogStore {
     pub fn load(&self) -> Result<LoadedLog> {
         let hard_state = self.hard_state()?;
         let mut entries = Vec::new();
-        let iter = self
-            .db
-            .iterator(IteratorMode::From(&entry_key(0), rocksdb::Direction::Forward));
+        let db = self.db.get()?;
+        let iter = db.iterator(IteratorMode::From(&entry_key(0), rocksdb::Direction::Forward));
         for item in iter {
             let (key, value) = item?;
             if !key.starts_with(ENTRY_PREFIX) {
@@ -109,9 +147,10 @@ impl LogStore {
 
     /// The persisted (term, vote, commit).
     pub fn hard_state(&self) -> Result<HardState> {
-        let term = self.get_u64(keys::TERM)?;
-        let commit = self.get_u64(keys::COMMIT)?;
-        let vote = match self.db.get(keys::VOTE)? {
+        let db = self.db.get()?;
+        let term = get_u64(&db, keys::TERM)?;
+        let commit = get_u64(&db, keys::COMMIT)?;
+        let vote = match db.get(keys::VOTE)? {
             None => None,
             Some(v) => Some(String::from_utf8(v).map_err(|_| Error::Corruption("vote is not UTF-8".into()))?),
         };
@@ -120,46 +159,48 @@ impl LogStore {
 
     /// Index of the first entry (0 when the log is empty): one seek.
     pub fn first_index(&self) -> Result<u64> {
-        let mut it = self.db.raw_iterator();
+        let db = self.db.get()?;
+        let mut it = db.raw_iterator();
         it.seek(entry_key(0));
-        self.index_at(&it)
+        index_at(&it)
     }
 
     /// Index of the last entry (0 when the log is empty): one seek.
     pub fn last_index(&self) -> Result<u64> {
-        let mut it = self.db.raw_iterator();
+        let db = self.db.get()?;
+        let mut it = db.raw_iterator();
         it.seek_for_prev(entry_key(u64::MAX));
-        self.index_at(&it)
+        index_at(&it)
     }
 
     /// The entry at `index`, if present.
     pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
-        match self.db.get_pinned(entry_key(index))? {
+        match self.db.get()?.get_pinned(entry_key(index))? {
             Some(v) => Ok(Some(decode_entry(index, &v)?)),
             None => Ok(None),
         }
     }
+}
 
-    fn index_at(&self, it: &rocksdb::DBRawIterator<'_>) -> Result<u64> {
-        match it.key() {
-            Some(k) if k.starts_with(ENTRY_PREFIX) => keys::index_of(k),
-            _ => {
-                it.status()?;
-                Ok(0)
-            }
+fn index_at(it: &rocksdb::DBRawIterator<'_>) -> Result<u64> {
+    match it.key() {
+        Some(k) if k.starts_with(ENTRY_PREFIX) => keys::index_of(k),
+        _ => {
+            it.status()?;
+            Ok(0)
         }
     }
+}
 
-    fn get_u64(&self, key: &[u8]) -> Result<u64> {
-        match self.db.get_pinned(key)? {
-            None => Ok(0),
-            Some(v) => keys::decode_u64(&v).ok_or_else(|| {
-                Error::Corruption(format!(
-                    "{} is not an 8-byte integer",
-                    String::from_utf8_lossy(key)
-                ))
-            }),
-        }
+fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
+    match db.get_pinned(key)? {
+        None => Ok(0),
+        Some(v) => keys::decode_u64(&v).ok_or_else(|| {
+            Error::Corruption(format!(
+                "{} is not an 8-byte integer",
+                String::from_utf8_lossy(key)
+            ))
+        }),
     }
 }
 

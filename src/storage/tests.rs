@@ -128,7 +128,10 @@ fn undecodable_entry_is_corruption_not_panic() {
     {
         let s = LogStore::open(dir.path()).unwrap();
         append(&s, None, None, &[entry(1, 1)]);
-        s.db.put(entry_key(2), b"\xff\xff\xff garbage").unwrap();
+        s.db.get()
+            .unwrap()
+            .put(entry_key(2), b"\xff\xff\xff garbage")
+            .unwrap();
     }
     let s = LogStore::open(dir.path()).unwrap();
     assert!(matches!(s.load(), Err(Error::Corruption(_))));
@@ -146,7 +149,7 @@ fn gap_in_log_is_corruption() {
 fn malformed_meta_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
-    s.db.put(keys::TERM, b"abc").unwrap();
+    s.db.get().unwrap().put(keys::TERM, b"abc").unwrap();
     assert!(matches!(s.hard_state(), Err(Error::Corruption(_))));
 }
 
@@ -156,4 +159,25 @@ fn unopenable_directory_is_an_error() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
     assert!(LogStore::open(&file.join("log")).is_err());
+}
+
+#[test]
+fn a_closed_store_releases_its_directory_and_answers_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    append(&s, None, None, &[entry(1, 1)]);
+    // RocksDB's LOCK: a second open of a held directory fails.
+    assert!(LogStore::open(dir.path()).is_err());
+    s.close();
+    s.close();
+    assert!(matches!(s.load(), Err(Error::Stopped(_))));
+    assert!(matches!(s.last_index(), Err(Error::Stopped(_))));
+    assert!(matches!(s.entry(1), Err(Error::Stopped(_))));
+    assert!(matches!(
+        s.write(LogBatch::default(), true),
+        Err(Error::Stopped(_))
+    ));
+    // Still alive, yet the directory opens again.
+    let again = LogStore::open(dir.path()).unwrap();
+    assert_eq!(again.load().unwrap().entries, vec![entry(1, 1)]);
 }

@@ -1,12 +1,23 @@
 //! Length-prefixed frames: a 4-byte big-endian length, then one encoded `Frame`.
-//! The length is checked against a maximum before anything is allocated.
+//!
+//! [`MAX_FRAME_BYTES`] is one constant for the whole cluster: every node
+//! refuses to encode a larger frame and refuses to read one, so a sender can
+//! never produce a frame its peers drop, and a length prefix never wraps. The
+//! length is checked against the limit before anything is allocated.
 
 use crate::core::Message;
 use crate::wire::{frame::Body, Frame};
 use prost::Message as _;
 use std::io::{self, Read, Write};
 
-/// Why a frame could not be read.
+/// Largest encoded `Frame` (without its 4-byte length prefix) on the wire, on
+/// every node. It must hold one maximal command (a 64 KiB key and a 16 MiB
+/// value, see `options`) and one AppendEntries of `append_entries_size_once`
+/// bytes of entries plus their framing; `Options::validate` keeps the latter
+/// below it. Changing it is a wire-protocol change: bump `PROTOCOL_VERSION`.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// Why a frame could not be encoded or read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -20,19 +31,30 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// Appends one frame to `buf` (several frames can then go out in one write).
-pub fn encode_frame(body: Body, buf: &mut Vec<u8>) {
-    let frame = Frame { body: Some(body) };
-    let len = frame.encoded_len();
+/// The encoded size of `body` as a frame, length prefix included.
+pub fn frame_len(body: &Body) -> usize {
+    4 + body.encoded_len()
+}
+
+/// Appends one frame to `buf`, or refuses a body larger than [`MAX_FRAME_BYTES`]
+/// (leaving `buf` untouched) rather than writing a length that does not fit.
+pub fn encode_frame(body: &Body, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    // A `Frame` holds nothing but its oneof, so its encoding is the body's.
+    let len = body.encoded_len();
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(len, MAX_FRAME_BYTES));
+    }
+    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge(len, MAX_FRAME_BYTES))?;
     buf.reserve(4 + len);
-    buf.extend_from_slice(&(len as u32).to_be_bytes());
-    frame.encode(buf).expect("Vec grows as needed");
+    buf.extend_from_slice(&prefix.to_be_bytes());
+    body.encode(buf);
+    Ok(())
 }
 
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, body: Body) -> io::Result<()> {
     let mut buf = Vec::new();
-    encode_frame(body, &mut buf);
+    encode_frame(&body, &mut buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     w.write_all(&buf)?;
     w.flush()
 }
@@ -80,21 +102,69 @@ pub fn body_to_message(body: Body) -> Result<Message, Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Ping;
+    use crate::wire::{command::Op, ClientRequest, Command, Ping, Put};
+
+    fn request_with_value(len: usize) -> Body {
+        Body::ClientRequest(ClientRequest {
+            request_id: 1,
+            command: Some(Command {
+                op: Some(Op::Put(Put {
+                    key: "k".into(),
+                    value: bytes::Bytes::from(vec![0u8; len]),
+                })),
+            }),
+        })
+    }
 
     #[test]
     fn frames_round_trip() {
         let mut buf = Vec::new();
-        encode_frame(Body::Ping(Ping {}), &mut buf);
+        encode_frame(&Body::Ping(Ping {}), &mut buf).unwrap();
         let msg = Message::RequestVote(crate::wire::RequestVote {
             term: 3,
             ..Default::default()
         });
-        encode_frame(message_to_body(msg.clone()), &mut buf);
+        encode_frame(&message_to_body(msg.clone()), &mut buf).unwrap();
         let mut r = &buf[..];
         assert_eq!(read_frame(&mut r, 1024).unwrap(), Body::Ping(Ping {}));
         assert_eq!(body_to_message(read_frame(&mut r, 1024).unwrap()).unwrap(), msg);
         assert!(matches!(read_frame(&mut r, 1024), Err(FrameError::Closed)));
+    }
+
+    #[test]
+    fn the_encoding_is_a_frame_and_frame_len_is_exact() {
+        let body = request_with_value(1000);
+        let mut buf = Vec::new();
+        encode_frame(&body, &mut buf).unwrap();
+        assert_eq!(buf.len(), frame_len(&body));
+        let frame = Frame {
+            body: Some(body.clone()),
+        };
+        assert_eq!(&buf[4..], &frame.encode_to_vec()[..]);
+        assert_eq!(read_frame(&mut &buf[..], MAX_FRAME_BYTES).unwrap(), body);
+    }
+
+    #[test]
+    fn a_frame_over_the_cluster_limit_is_refused_not_truncated() {
+        // 4 GiB + 10 bytes used to go out as a 10-byte length prefix; 64 MiB + 1 is already too much.
+        let body = request_with_value(MAX_FRAME_BYTES + 1);
+        let mut buf = vec![7u8];
+        match encode_frame(&body, &mut buf) {
+            Err(FrameError::TooLarge(len, MAX_FRAME_BYTES)) => assert!(len > MAX_FRAME_BYTES),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(buf, [7u8], "nothing is appended for a refused frame");
+        assert!(write_frame(&mut Vec::new(), body).is_err());
+    }
+
+    #[test]
+    fn the_largest_command_fits_the_limit() {
+        let most = crate::options::MAX_KEY_BYTES + crate::options::MAX_VALUE_BYTES;
+        let body = request_with_value(most);
+        assert!(frame_len(&body) <= MAX_FRAME_BYTES);
+        let mut buf = Vec::new();
+        encode_frame(&body, &mut buf).unwrap();
+        assert_eq!(read_frame(&mut &buf[..], MAX_FRAME_BYTES).unwrap(), body);
     }
 
     #[test]

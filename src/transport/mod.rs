@@ -3,12 +3,23 @@
 //! Every member keeps one outgoing connection to each peer (a [`PeerLink`])
 //! and serves the peers' connections to it (a [`Server`]). Messages are
 //! one-way: requests go out on our link, answers come back on the peer's.
+//! The only exception is liveness: the server answers each `Ping` with a
+//! `Pong` on the same connection, so a link learns within its liveness
+//! timeout that the connection under it is dead, instead of writing into it.
+//!
+//! The handshake names the cluster, the sender, the protocol version and a
+//! hash of the sender's member list ([`config_id`]); frames are limited to
+//! [`MAX_FRAME_BYTES`] on every node.
 
 mod frame;
+mod outbox;
 mod peer;
 mod server;
 
-pub use frame::{body_to_message, encode_frame, message_to_body, read_frame, write_frame, FrameError};
+pub use frame::{
+    body_to_message, encode_frame, frame_len, message_to_body, read_frame, write_frame, FrameError,
+    MAX_FRAME_BYTES,
+};
 pub use peer::{PeerConfig, PeerLink};
 pub use server::{Server, ServerConfig, PROTOCOL_VERSION};
 
@@ -24,10 +35,65 @@ pub trait Handler: Send + Sync + 'static {
     fn on_client_request(&self, from: &str, req: ClientRequest);
     /// The result of a command this node forwarded to `from`.
     fn on_client_response(&self, from: &str, resp: ClientResponse);
-    /// A forwarded command that could not be sent to `to` at all (no connection).
+    /// A forwarded command that was certainly not delivered to `to`: there was
+    /// no connection, or it was too large to encode, so not a byte of it was written.
     fn on_undeliverable(&self, to: &str, req: ClientRequest);
     /// A transport thread panicked (a bug): the node can no longer be trusted.
     fn on_thread_panic(&self, thread: &str, message: &str);
+    /// Member `from` opened a connection to us and passed the handshake. A
+    /// fresh connection from a peer hints that our own link to it may be
+    /// dead (it may have restarted, or closed our link while we were cut
+    /// off): the node can [`PeerLink::probe`] its link to `from`.
+    fn on_peer_connected(&self, from: &str) {
+        let _ = from;
+    }
+    /// The connection to `to` broke (write error, closed by the peer, no
+    /// answer to pings within the liveness timeout, or replaced) after these
+    /// forwarded requests were written on it within the in-doubt window: they
+    /// may or may not have been received, and no answer will come for those
+    /// that were not. The ids are in the order they were written.
+    fn on_in_doubt(&self, to: &str, request_ids: Vec<u64>) {
+        let _ = (to, request_ids);
+    }
+    /// The link to `peer` connected (`true`) or lost its connection (`false`,
+    /// after any `on_in_doubt` for it; also when the link stops while connected).
+    fn on_link_state(&self, peer: &str, connected: bool) {
+        let _ = (peer, connected);
+    }
+}
+
+/// Identifies a membership: FNV-1a (64-bit) of the sorted, deduplicated
+/// member list joined by `,`. Stable across builds, platforms and Rust
+/// versions (unlike std's `DefaultHasher`), because nodes built apart compare it.
+pub fn config_id(members: &[String]) -> u64 {
+    let mut sorted: Vec<&str> = members.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut hash = Fnv1a::new();
+    for (i, m) in sorted.iter().enumerate() {
+        if i > 0 {
+            hash.write(b",");
+        }
+        hash.write(m.as_bytes());
+    }
+    hash.0
+}
+
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Self {
+        Fnv1a(Self::OFFSET)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(Self::PRIME);
+        }
+    }
 }
 
 /// Starts a named thread that logs where its creator logs (the node's own
@@ -57,4 +123,37 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(members: &[&str]) -> u64 {
+        config_id(&members.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn config_id_is_fnv1a_of_the_sorted_list() {
+        // Published FNV-1a 64 test vectors: a change here breaks mixed-version clusters.
+        assert_eq!(ids(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(ids(&["a"]), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(ids(&["foobar"]), 0x8594_4171_f739_67e8);
+        let mut h = Fnv1a::new();
+        h.write(b"10.0.0.1:1,10.0.0.2:1");
+        assert_eq!(ids(&["10.0.0.2:1", "10.0.0.1:1", "10.0.0.2:1"]), h.0);
+    }
+
+    #[test]
+    fn config_id_ignores_order_and_duplicates_but_not_membership() {
+        let abc = ids(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        assert_eq!(
+            abc,
+            ids(&["127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"])
+        );
+        assert_ne!(abc, ids(&["127.0.0.1:1", "127.0.0.1:2"]));
+        assert_ne!(abc, ids(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:4"]));
+        // The separator keeps "a,b" and "ab" apart.
+        assert_ne!(ids(&["a", "b"]), ids(&["ab"]));
+    }
 }

@@ -1,12 +1,22 @@
 //! The RPC server: a listener thread and one worker thread per connection.
 //!
-//! Every connection starts with a handshake naming the cluster and the
-//! sender; frames from anything else (garbage, another cluster, a stranger)
-//! close the connection with a log line and never reach the core.
+//! Every connection starts with a handshake naming the cluster, the sender,
+//! the protocol version and the sender's membership ([`config_id`](super::config_id));
+//! frames from anything else (garbage, another cluster, a stranger, a node
+//! configured with other members) close the connection with a log line and
+//! never reach the core. After the handshake the server only reads, except
+//! that it answers every `Ping` with a `Pong`: that is how the dialing side
+//! learns its connection is alive.
+//!
+//! Accept errors (EMFILE and the like) back off from 5 ms to 1 s and are
+//! logged once per burst. A connection thread removes itself from the
+//! registry when it ends, so the live count is exact without waiting for the
+//! next accept; `stop` still joins every connection thread.
 
 use super::frame::{body_to_message, read_frame, write_frame, FrameError};
 use super::Handler;
-use crate::wire::{frame::Body, Handshake, HandshakeAck};
+use crate::wire::{frame::Body, Handshake, HandshakeAck, Pong};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -15,10 +25,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Version of the frame protocol, checked in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the frame protocol, checked in the handshake. 2: `config_id` and `Pong`.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Connections served at once; more are refused so a flood cannot exhaust threads.
 const MAX_CONNECTIONS: usize = 256;
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// What the server accepts.
 #[derive(Debug, Clone)]
@@ -27,9 +39,22 @@ pub struct ServerConfig {
     pub name: String,
     pub cluster_id: String,
     pub members: HashSet<String>,
+    /// [`config_id`](super::config_id) of `members`: a peer must send the same one.
+    pub config_id: u64,
+    /// Largest frame read; the node passes [`MAX_FRAME_BYTES`](super::MAX_FRAME_BYTES).
     pub max_frame_bytes: usize,
     /// A connection silent for this long is closed (peers send pings when idle).
     pub idle_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Connections still being served: a clone of the socket (so `stop` can
+    /// close it) and the thread serving it.
+    live: HashMap<u64, (TcpStream, JoinHandle<()>)>,
+    /// Threads that removed themselves from `live` as their last act; joined
+    /// on the next accept or at `stop`.
+    finished: Vec<JoinHandle<()>>,
 }
 
 struct Shared {
@@ -37,7 +62,7 @@ struct Shared {
     handler: Arc<dyn Handler>,
     stopping: AtomicBool,
     next_conn: AtomicU64,
-    conns: Mutex<HashMap<u64, (TcpStream, JoinHandle<()>)>>,
+    conns: Mutex<Registry>,
 }
 
 /// A running server. Thread-safe; `stop` joins every thread it started.
@@ -45,6 +70,8 @@ pub struct Server {
     shared: Arc<Shared>,
     addr: SocketAddr,
     listener_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Dropped at `stop`: wakes the listener out of an accept backoff.
+    wake: Mutex<Option<Sender<()>>>,
 }
 
 impl Server {
@@ -60,18 +87,25 @@ impl Server {
             handler,
             stopping: AtomicBool::new(false),
             next_conn: AtomicU64::new(0),
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(Registry::default()),
         });
+        let (wake, woken) = crossbeam_channel::bounded(1);
         let s = shared.clone();
         let thread = super::spawn_named(format!("floyd-listen-{}", shared.cfg.name), move || {
             let handler = s.handler.clone();
-            super::guarded(&*handler, || accept_loop(listener, s))
+            super::guarded(&*handler, || accept_loop(listener, s, woken))
         })?;
         Ok(Server {
             shared,
             addr,
             listener_thread: Mutex::new(Some(thread)),
+            wake: Mutex::new(Some(wake)),
         })
+    }
+
+    /// Connections currently being served (handshaking or past it).
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.lock().live.len()
     }
 
     /// Stops accepting, closes every connection and joins all server threads.
@@ -79,16 +113,22 @@ impl Server {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.wake.lock().take();
         // Wake the blocking accept.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
         if let Some(t) = self.listener_thread.lock().take() {
             let _ = t.join();
         }
-        let conns: Vec<_> = self.shared.conns.lock().drain().collect();
-        for (_, (stream, _)) in &conns {
+        // No thread can register any more; one that ends now either is still
+        // in `live` (taken here) or has moved itself to `finished` (taken here too).
+        let Registry { live, finished } = std::mem::take(&mut *self.shared.conns.lock());
+        for (stream, _) in live.values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        for (_, (_, thread)) in conns {
+        for (_, (_, thread)) in live {
+            let _ = thread.join();
+        }
+        for thread in finished {
             let _ = thread.join();
         }
     }
@@ -100,20 +140,64 @@ impl Drop for Server {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
+/// Backoff and logging for accept errors: the first error of a burst is
+/// logged, the rest only counted, and the count is logged when the burst ends.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    /// Errors in the current burst.
+    count: u64,
+    delay: Duration,
+}
+
+impl AcceptErrors {
+    /// Records an error; returns how long to wait and whether to log it.
+    fn failed(&mut self) -> (Duration, bool) {
+        self.count += 1;
+        self.delay = if self.count == 1 {
+            ACCEPT_BACKOFF_MIN
+        } else {
+            (self.delay * 2).min(ACCEPT_BACKOFF_MAX)
+        };
+        (self.delay, self.count == 1)
+    }
+
+    /// Records a success; returns the length of the burst it ends, if any.
+    fn succeeded(&mut self) -> Option<u64> {
+        let burst = std::mem::take(&mut self.count);
+        self.delay = Duration::ZERO;
+        (burst > 0).then_some(burst)
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, woken: Receiver<()>) {
+    let mut errors = AcceptErrors::default();
+    loop {
+        let accepted = listener.accept();
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let stream = match stream {
-            Ok(s) => s,
+        let stream = match accepted {
+            Ok((s, _)) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
+                let (delay, log) = errors.failed();
+                if log {
+                    tracing::warn!(error = %e, "accept failed; backing off (further errors counted)");
+                }
+                // Out of descriptors, say: spinning on accept would only burn CPU and flood the log.
+                match woken.recv_timeout(delay) {
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
             }
         };
-        reap_finished(&shared);
-        if shared.conns.lock().len() >= MAX_CONNECTIONS {
+        if let Some(burst) = errors.succeeded() {
+            tracing::warn!(errors = burst, "accept works again after {burst} failures");
+        }
+        let finished = std::mem::take(&mut shared.conns.lock().finished);
+        for t in finished {
+            let _ = t.join();
+        }
+        if shared.conns.lock().live.len() >= MAX_CONNECTIONS {
             tracing::warn!("refusing connection: {MAX_CONNECTIONS} already open");
             continue;
         }
@@ -121,37 +205,32 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             tracing::warn!(error = %e, "could not start a connection thread");
         }
     }
+    if let Some(burst) = errors.succeeded().filter(|n| *n > 1) {
+        tracing::warn!(
+            errors = burst,
+            "stopped while accept was failing ({burst} failures)"
+        );
+    }
 }
 
 fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let registered = stream.try_clone()?;
-    let closer = stream.try_clone()?;
     let s = shared.clone();
-    // Register before the thread runs so `stop` always sees it.
+    // Register before the thread runs so `stop` always sees it, and so the
+    // thread's own removal below always finds its entry.
     let mut conns = shared.conns.lock();
     let thread = super::spawn_named(format!("floyd-conn-{}-{id}", shared.cfg.name), move || {
         super::guarded(&*s.handler.clone(), || serve_connection(stream, &s));
-        // The registry holds a clone of the socket: close it now, not at reaping.
-        let _ = closer.shutdown(Shutdown::Both);
-    })?;
-    conns.insert(id, (registered, thread));
-    Ok(())
-}
-
-/// Drops the entries of connections whose threads have finished.
-fn reap_finished(shared: &Shared) {
-    let mut conns = shared.conns.lock();
-    let done: Vec<u64> = conns
-        .iter()
-        .filter(|(_, (_, t))| t.is_finished())
-        .map(|(id, _)| *id)
-        .collect();
-    for id in done {
-        if let Some((_, t)) = conns.remove(&id) {
-            let _ = t.join();
+        // Last act: leave the registry, closing its clone of the socket now.
+        let mut conns = s.conns.lock();
+        if let Some((sock, me)) = conns.live.remove(&id) {
+            let _ = sock.shutdown(Shutdown::Both);
+            conns.finished.push(me);
         }
-    }
+    })?;
+    conns.live.insert(id, (registered, thread));
+    Ok(())
 }
 
 fn serve_connection(mut stream: TcpStream, shared: &Shared) {
@@ -167,6 +246,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
         }
     };
     tracing::debug!(peer = %from, addr = %peer_addr, "peer connected");
+    shared.handler.on_peer_connected(&from);
     let mut reader = std::io::BufReader::with_capacity(256 << 10, stream);
     loop {
         if shared.stopping.load(Ordering::Relaxed) {
@@ -184,7 +264,12 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             Ok(msg) => shared.handler.on_message(&from, msg),
             Err(Body::ClientRequest(req)) => shared.handler.on_client_request(&from, req),
             Err(Body::ClientResponse(resp)) => shared.handler.on_client_response(&from, resp),
-            Err(Body::Ping(_)) => {}
+            Err(Body::Ping(_)) => {
+                if let Err(e) = write_frame(reader.get_mut(), Body::Pong(Pong {})) {
+                    tracing::debug!(peer = %from, error = %e, "cannot answer a ping; closing connection");
+                    return;
+                }
+            }
             Err(other) => {
                 tracing::warn!(peer = %from, frame = ?other, "unexpected frame; closing connection");
                 return;
@@ -228,5 +313,82 @@ fn handshake_refusal(hs: &Handshake, cfg: &ServerConfig) -> Option<String> {
     if !cfg.members.contains(&hs.from) {
         return Some(format!("{} is not a member of this cluster", hs.from));
     }
+    if hs.config_id != cfg.config_id {
+        let mut ours: Vec<&str> = cfg.members.iter().map(String::as_str).collect();
+        ours.sort_unstable();
+        return Some(format!(
+            "member list differs: {} has configuration {:016x}, ours is {:016x}; ours has {} members: {}",
+            hs.from,
+            hs.config_id,
+            cfg.config_id,
+            ours.len(),
+            ours.join(",")
+        ));
+    }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_exponentially_and_log_once_per_burst() {
+        let mut e = AcceptErrors::default();
+        let ms = Duration::from_millis;
+        let burst: Vec<(Duration, bool)> = (0..10).map(|_| e.failed()).collect();
+        assert_eq!(
+            burst.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+            [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000].map(ms)
+        );
+        assert_eq!(
+            burst.iter().filter(|(_, log)| *log).count(),
+            1,
+            "only the first is logged"
+        );
+        assert!(burst[0].1);
+        // The burst ends with a summary of its length, and the backoff starts over.
+        assert_eq!(e.succeeded(), Some(10));
+        assert_eq!(e.succeeded(), None);
+        assert_eq!(e.failed(), (ms(5), true));
+        assert_eq!(e.succeeded(), Some(1));
+    }
+
+    fn cfg() -> ServerConfig {
+        let members: Vec<String> = ["127.0.0.1:1", "127.0.0.1:2"].map(String::from).to_vec();
+        ServerConfig {
+            name: "t".into(),
+            cluster_id: "c".into(),
+            config_id: super::super::config_id(&members),
+            members: members.into_iter().collect(),
+            max_frame_bytes: 1 << 20,
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn hello(config_id: u64) -> Handshake {
+        Handshake {
+            cluster_id: "c".into(),
+            from: "127.0.0.1:1".into(),
+            protocol_version: PROTOCOL_VERSION,
+            config_id,
+        }
+    }
+
+    #[test]
+    fn a_handshake_from_another_membership_is_refused_with_the_reason() {
+        let c = cfg();
+        assert_eq!(handshake_refusal(&hello(c.config_id), &c), None);
+        let reason = handshake_refusal(&hello(c.config_id ^ 1), &c).unwrap();
+        assert!(reason.starts_with("member list differs"), "{reason}");
+        assert!(
+            reason.contains("ours has 2 members: 127.0.0.1:1,127.0.0.1:2"),
+            "{reason}"
+        );
+        let mut old = hello(c.config_id);
+        old.protocol_version = 1;
+        assert!(handshake_refusal(&old, &c)
+            .unwrap()
+            .contains("protocol version 1"));
+    }
 }

@@ -127,13 +127,19 @@ impl Cluster {
             .expect("a follower")
     }
 
-    /// Retries a write that failed with a retryable error (as a client would).
+    /// Retries a write that failed with a retryable error, and after a
+    /// timeout too: writing the same value twice is harmless here (in general
+    /// a timed-out write may have been applied, so it is not retry-safe).
     pub fn write_retrying(&self, i: usize, key: &[u8], value: &[u8]) {
         let deadline = Instant::now() + DEADLINE;
         loop {
             match self.node(i).write(key, value) {
                 Ok(()) => return,
-                Err(e) if e.is_retryable() && Instant::now() < deadline => continue,
+                Err(e)
+                    if (e.is_retryable() || matches!(e, Error::Timeout(_))) && Instant::now() < deadline =>
+                {
+                    continue
+                }
                 Err(e) => panic!("write failed: {e}"),
             }
         }

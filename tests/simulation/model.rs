@@ -342,7 +342,12 @@ impl Sim {
             summary(&m.msg)
         );
         let from = self.nodes[m.from].id.clone();
-        self.nodes[m.to].core.as_mut().unwrap().step(&from, m.msg);
+        self.nodes[m.to]
+            .core
+            .as_mut()
+            .unwrap()
+            .step(&from, m.msg)
+            .expect("a valid message");
         self.process(m.to);
     }
 }

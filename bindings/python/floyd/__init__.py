@@ -34,6 +34,7 @@ from ._errors import (
     BUSY,
     CORRUPTION,
     INTERNAL,
+    FAILED,
     INVALID_ARGUMENT,
     IO_ERROR,
     LOCKED,
@@ -49,6 +50,7 @@ from ._errors import (
     FloydIOError,
     FloydTimeoutError,
     InternalError,
+    FailedError,
     InvalidArgumentError,
     LockedError,
     NoLeaderError,
@@ -83,6 +85,7 @@ __all__ = [
     "STOPPED",
     "BUSY",
     "INTERNAL",
+    "FAILED",
     "FloydError",
     "NotFoundError",
     "NoLeaderError",
@@ -95,6 +98,7 @@ __all__ = [
     "StoppedError",
     "BusyError",
     "InternalError",
+    "FailedError",
 ]
 
 # Log levels (FLOYD_LOG_*), for set_log_level, log_level= and the log callback.

@@ -15,6 +15,7 @@ CORRUPTION = 8
 STOPPED = 9
 BUSY = 10
 INTERNAL = 11
+FAILED = 12
 
 _NAMES = {
     OK: "OK",
@@ -29,6 +30,7 @@ _NAMES = {
     STOPPED: "STOPPED",
     BUSY: "BUSY",
     INTERNAL: "INTERNAL",
+    FAILED: "FAILED",
 }
 
 
@@ -125,6 +127,13 @@ class InternalError(FloydError):
     code = INTERNAL
 
 
+class FailedError(FloydError):
+    """FLOYD_FAILED: this node stopped after a fatal error (I/O, corruption or a
+    bug, as the message says) and takes no further part; close and reopen it."""
+
+    code = FAILED
+
+
 _BY_CODE: dict[int, type[FloydError]] = {
     cls.code: cls
     for cls in (
@@ -139,6 +148,7 @@ _BY_CODE: dict[int, type[FloydError]] = {
         StoppedError,
         BusyError,
         InternalError,
+        FailedError,
     )
 }
 

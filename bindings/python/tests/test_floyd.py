@@ -121,6 +121,7 @@ def test_constants_and_status_names():
         floyd.StoppedError,
         floyd.BusyError,
         floyd.InternalError,
+        floyd.FailedError,
     ):
         assert issubclass(cls, floyd.FloydError)
         assert floyd.status_str(cls.code) == cls("x").status

@@ -55,7 +55,7 @@ fn section_5_1_higher_term_makes_leader_candidate_and_follower_step_down() {
         from: id(2),
         ..Default::default()
     });
-    net.core_mut("n1").step("n2", rsp);
+    net.core_mut("n1").step("n2", rsp).expect("a valid message");
     let s = net.core("n1").status();
     assert_eq!(
         (s.role, s.term, s.vote, s.leader),
@@ -78,7 +78,8 @@ fn section_5_1_higher_term_makes_leader_candidate_and_follower_step_down() {
         c.tick();
     }
     assert_eq!(c.term(), 1);
-    c.step("n3", append(3, "n3", (0, 0), vec![], 0));
+    c.step("n3", append(3, "n3", (0, 0), vec![], 0))
+        .expect("a valid message");
     assert_eq!((c.role(), c.term(), c.leader()), (Role::Follower, 3, Some("n3")));
 
     // Pre-candidate: a real RequestVote of a later term makes it a follower of that term.
@@ -87,7 +88,8 @@ fn section_5_1_higher_term_makes_leader_candidate_and_follower_step_down() {
         p.tick();
     }
     assert_eq!(p.term(), 0, "a pre-vote campaign does not bump the term");
-    p.step("n3", vote_request(4, "n3", (0, 0), false));
+    p.step("n3", vote_request(4, "n3", (0, 0), false))
+        .expect("a valid message");
     assert_eq!((p.role(), p.term()), (Role::Follower, 4));
 
     // Follower: even a vote response carries news of a later term.
@@ -98,7 +100,7 @@ fn section_5_1_higher_term_makes_leader_candidate_and_follower_step_down() {
         pre_vote: false,
         from: id(3),
     });
-    f.step("n3", rsp);
+    f.step("n3", rsp).expect("a valid message");
     assert_eq!((f.role(), f.term()), (Role::Follower, 2));
 }
 
@@ -108,7 +110,8 @@ fn section_5_1_stale_term_messages_are_rejected() {
     let _ = f.ready();
 
     // A stale leader's AppendEntries is refused and changes nothing.
-    f.step("n1", append(2, "n1", (2, 3), vec![ent(3, 2)], 2));
+    f.step("n1", append(2, "n1", (1, 1), vec![ent(2, 2)], 2))
+        .expect("a valid message");
     assert_eq!(terms_of(&f), vec![1, 3]);
     assert_eq!((f.term(), f.commit(), f.leader()), (3, 0, None));
     let rd = f.ready();
@@ -118,7 +121,8 @@ fn section_5_1_stale_term_messages_are_rejected() {
     assert_eq!((rsp[0].0, rsp[0].1.term, rsp[0].1.success), ("n1", 3, false));
 
     // A stale candidate's RequestVote is refused, even with a longer log.
-    f.step("n3", vote_request(2, "n3", (10, 2), false));
+    f.step("n3", vote_request(2, "n3", (10, 2), false))
+        .expect("a valid message");
     assert_eq!(f.status().vote, None);
     let rd = f.ready();
     assert!(rd.messages_after_persist.is_empty());
@@ -137,7 +141,7 @@ fn section_5_1_stale_term_messages_are_rejected() {
         rejected_prev_index: 1,
         ..Default::default()
     });
-    net.core_mut("n1").step("n2", stale);
+    net.core_mut("n1").step("n2", stale).expect("a valid message");
     assert_eq!(net.core("n1").status(), before);
     assert_eq!(net.core("n1").progress("n2").unwrap().match_index, 1);
 
@@ -264,7 +268,8 @@ fn votes_are_sent_only_after_persist() {
 
     // The voter's grant leaves only with (term, vote) persisted.
     let mut v = RaftCore::new(cfg("n2", 3), Restored::default(), 2);
-    v.step("n1", vote_request(1, "n1", (0, 0), false));
+    v.step("n1", vote_request(1, "n1", (0, 0), false))
+        .expect("a valid message");
     let rd = v.ready();
     assert_eq!(
         rd.hard_state,
@@ -282,7 +287,8 @@ fn votes_are_sent_only_after_persist() {
 
     // A pre-vote grant changes nothing durable and may leave at once.
     let mut p = RaftCore::new(cfg("n3", 3), Restored::default(), 3);
-    p.step("n1", vote_request(1, "n1", (0, 0), true));
+    p.step("n1", vote_request(1, "n1", (0, 0), true))
+        .expect("a valid message");
     let rd = p.ready();
     assert!(rd.hard_state.is_none() && !rd.must_sync && rd.messages_after_persist.is_empty());
     let rsp = vote_responses(&rd.messages);
@@ -298,7 +304,8 @@ fn vote_survives_restart() {
     };
     let mut disk = Restored::default();
     let mut v = RaftCore::new(c.clone(), disk.clone(), 2);
-    v.step("n1", vote_request(1, "n1", (0, 0), false));
+    v.step("n1", vote_request(1, "n1", (0, 0), false))
+        .expect("a valid message");
     let rd = v.ready();
     persist(&mut disk, &rd);
     assert_eq!(
@@ -313,13 +320,15 @@ fn vote_survives_restart() {
     // Crash and restart from disk: still term 1, still voted for n1.
     let mut v = RaftCore::new(c.clone(), disk.clone(), 22);
     assert_eq!((v.term(), v.status().vote), (1, Some(id(1))));
-    v.step("n3", vote_request(1, "n3", (5, 1), false));
+    v.step("n3", vote_request(1, "n3", (5, 1), false))
+        .expect("a valid message");
     let rd = v.ready();
     assert!(rd.hard_state.is_none(), "the vote must not change");
     let rsp = vote_responses(&rd.messages);
     assert!(rsp.len() == 1 && !rsp[0].1.granted && rsp[0].0 == "n3");
     // The same candidate asking again (its first answer may have been lost) is granted again.
-    v.step("n1", vote_request(1, "n1", (0, 0), false));
+    v.step("n1", vote_request(1, "n1", (0, 0), false))
+        .expect("a valid message");
     let rd = v.ready();
     let rsp = vote_responses(&rd.messages_after_persist);
     assert!(rsp.len() == 1 && rsp[0].1.granted && rsp[0].0 == "n1");
@@ -328,11 +337,13 @@ fn vote_survives_restart() {
     // the node may vote for someone else in that term.
     let mut fresh = Restored::default();
     let mut w = RaftCore::new(c.clone(), fresh.clone(), 3);
-    w.step("n1", vote_request(1, "n1", (0, 0), false));
+    w.step("n1", vote_request(1, "n1", (0, 0), false))
+        .expect("a valid message");
     let lost = w.ready();
     assert!(lost.messages.is_empty(), "the grant must wait for persistence");
     let mut w = RaftCore::new(c, fresh.clone(), 33);
-    w.step("n3", vote_request(1, "n3", (0, 0), false));
+    w.step("n3", vote_request(1, "n3", (0, 0), false))
+        .expect("a valid message");
     let rd = w.ready();
     persist(&mut fresh, &rd);
     assert_eq!(fresh.hard_state.vote, Some(id(3)));
@@ -346,20 +357,23 @@ fn vote_survives_restart() {
 fn section_5_4_1_stale_log_candidate_loses_whatever_its_term() {
     // Direct: a voter whose log ends at (3, 2).
     let mut v = RaftCore::new(cfg("n1", 3), restored(2, &[1, 1, 2]), 1);
-    v.step("n2", vote_request(9, "n2", (10, 1), false)); // longer, but older last term
+    v.step("n2", vote_request(9, "n2", (10, 1), false))
+        .expect("a valid message"); // longer, but older last term
     assert_eq!(
         (v.term(), v.status().vote),
         (9, None),
         "adopts the term, refuses the vote"
     );
-    v.step("n2", vote_request(9, "n2", (2, 2), false)); // same last term, shorter
+    v.step("n2", vote_request(9, "n2", (2, 2), false))
+        .expect("a valid message"); // same last term, shorter
     assert_eq!(v.status().vote, None);
     let rd = v.ready();
     assert!(vote_responses(&rd.messages)
         .iter()
         .all(|(_, r)| !r.granted && r.term == 9));
     assert!(rd.messages_after_persist.is_empty());
-    v.step("n3", vote_request(9, "n3", (3, 2), false)); // as up to date: granted
+    v.step("n3", vote_request(9, "n3", (3, 2), false))
+        .expect("a valid message"); // as up to date: granted
     assert_eq!(v.status().vote, Some(id(3)));
 
     // In a cluster: n3 misses every entry and inflates its term while cut off.

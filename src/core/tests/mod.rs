@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 mod commitment;
 mod election;
 mod replication;
+mod validation;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -233,7 +234,7 @@ impl Net {
         }
         self.delivered.push((from.clone(), env.clone()));
         let to = env.to.clone();
-        self.core_mut(&to).step(&from, env.msg);
+        self.core_mut(&to).step(&from, env.msg).expect("a valid message");
         self.flush(&to);
     }
 

@@ -59,7 +59,7 @@ fn reordered_or_duplicated_append_entries_never_truncate() {
     let ae2 = append(1, "n1", (2, 1), vec![ent(3, 1)], 1);
 
     // ae2 overtakes ae1: refused (prev missing), nothing appended.
-    f.step("n1", ae2.clone());
+    f.step("n1", ae2.clone()).expect("a valid message");
     assert_eq!(f.log().last_index(), 0);
     let rd = f.ready();
     let rsp = append_responses(&rd.messages);
@@ -73,8 +73,8 @@ fn reordered_or_duplicated_append_entries_never_truncate() {
         (0, 0, 2)
     );
 
-    f.step("n1", ae1.clone());
-    f.step("n1", ae2.clone());
+    f.step("n1", ae1.clone()).expect("a valid message");
+    f.step("n1", ae2.clone()).expect("a valid message");
     assert_eq!(terms_of(&f), vec![1, 1, 1]);
     let rd = f.ready();
     assert_eq!(rd.entries, log_of(&[1, 1, 1]));
@@ -88,7 +88,7 @@ fn reordered_or_duplicated_append_entries_never_truncate() {
         append(1, "n1", (0, 0), vec![ent(1, 1)], 0),
         ae1,
     ] {
-        f.step("n1", m);
+        f.step("n1", m).expect("a valid message");
         assert_eq!(terms_of(&f), vec![1, 1, 1]);
         let rd = f.ready();
         assert!(rd.truncate_from.is_none() && rd.entries.is_empty());
@@ -100,7 +100,8 @@ fn reordered_or_duplicated_append_entries_never_truncate() {
     assert_eq!(f.log().stable_index(), 3);
 
     // A real conflict (a later leader's different entry 3) does truncate, only the suffix.
-    f.step("n3", append(2, "n3", (2, 1), vec![ent(3, 2), ent(4, 2)], 1));
+    f.step("n3", append(2, "n3", (2, 1), vec![ent(3, 2), ent(4, 2)], 1))
+        .expect("a valid message");
     assert_eq!(terms_of(&f), vec![1, 1, 2, 2]);
     let rd = f.ready();
     assert_eq!(rd.truncate_from, Some(3));
@@ -116,7 +117,8 @@ fn reordered_or_duplicated_append_entries_never_truncate() {
 #[test]
 fn follower_acknowledges_only_after_persist_and_applies_only_durable_entries() {
     let mut f = RaftCore::new(cfg("n2", 3), restored(1, &[]), 2);
-    f.step("n1", append(1, "n1", (0, 0), vec![ent(1, 1), ent(2, 1)], 2));
+    f.step("n1", append(1, "n1", (0, 0), vec![ent(1, 1), ent(2, 1)], 2))
+        .expect("a valid message");
     assert_eq!(f.commit(), 2);
     assert_eq!(f.applicable_index(), 0, "committed but not yet durable here");
     assert!(f.entries_to_apply(10).is_empty());

@@ -1,0 +1,123 @@
+//! Checks on every message before the core acts on it. Anyone who passes the
+//! handshake can send frames, so nothing a message says is trusted: a
+//! message that no honest member could have sent is refused whole — never
+//! persisted, never a panic — and the runtime logs why.
+
+use super::{Message, RaftCore};
+use crate::wire::{AppendEntries, AppendEntriesResponse};
+
+/// Largest term or index accepted from the wire. Honest clusters never get
+/// near it (2^62 elections, or entries at a million a second for 146,000
+/// years), and everything computed from it (`term + 1`, `index + n`) fits in
+/// a u64.
+pub const MAX_WIRE_VALUE: u64 = 1 << 62;
+
+/// Why the core refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    #[error("{0} is not a voting member")]
+    NotMember(String),
+    #[error("a message from this node itself")]
+    FromSelf,
+    #[error("the message names {named} as its sender, but came from {from}")]
+    SenderMismatch { from: String, named: String },
+    #[error("{field} {value} is beyond the largest accepted ({MAX_WIRE_VALUE})")]
+    OutOfRange { field: &'static str, value: u64 },
+    #[error("malformed AppendEntries: {0}")]
+    MalformedAppend(String),
+    #[error("acknowledges index {acked}, past this leader's last index {last}")]
+    AckBeyondLog { acked: u64, last: u64 },
+}
+
+impl RaftCore {
+    /// Checks a message from `from` against everything that does not depend
+    /// on timing: membership, the sender's name, ranges, the shape of entries.
+    pub(super) fn validate(&self, from: &str, msg: &Message) -> Result<(), Rejected> {
+        if from == self.cfg.id {
+            return Err(Rejected::FromSelf);
+        }
+        if !self.cfg.voters.iter().any(|v| v == from) {
+            return Err(Rejected::NotMember(from.to_string()));
+        }
+        let named = match msg {
+            Message::RequestVote(m) => &m.candidate,
+            Message::RequestVoteResponse(m) => &m.from,
+            Message::AppendEntries(m) => &m.leader,
+            Message::AppendEntriesResponse(m) => &m.from,
+        };
+        if named != from {
+            return Err(Rejected::SenderMismatch {
+                from: from.to_string(),
+                named: named.clone(),
+            });
+        }
+        in_range("term", msg.term())?;
+        match msg {
+            Message::RequestVote(m) => {
+                in_range("last_log_index", m.last_log_index)?;
+                in_range("last_log_term", m.last_log_term)
+            }
+            Message::RequestVoteResponse(_) => Ok(()),
+            Message::AppendEntries(m) => validate_append(m),
+            Message::AppendEntriesResponse(m) => self.validate_append_response(m),
+        }
+    }
+
+    fn validate_append_response(&self, m: &AppendEntriesResponse) -> Result<(), Rejected> {
+        in_range("last_log_index", m.last_log_index)?;
+        in_range("conflict_term", m.conflict_term)?;
+        in_range("conflict_index", m.conflict_index)?;
+        // A leader's log only grows within its term, and a response counts only
+        // in the term it answers: an honest member never acknowledges, or
+        // rejects, an index this leader does not have. (A node that led this
+        // term before a crash may have lost unsynced entries, but it is no
+        // leader now, and a follower ignores acknowledgements anyway.)
+        let last = self.log.last_index();
+        if m.term == self.term && self.role == super::Role::Leader {
+            for acked in [m.match_index, m.rejected_prev_index] {
+                if acked > last {
+                    return Err(Rejected::AckBeyondLog { acked, last });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn in_range(field: &'static str, value: u64) -> Result<(), Rejected> {
+    if value > MAX_WIRE_VALUE {
+        return Err(Rejected::OutOfRange { field, value });
+    }
+    Ok(())
+}
+
+/// Entries follow `prev_log_index` one by one, with terms that never go
+/// down, never exceed the leader's term, and never fall below `prev_log_term`.
+fn validate_append(m: &AppendEntries) -> Result<(), Rejected> {
+    let bad = |why: String| Err(Rejected::MalformedAppend(why));
+    in_range("prev_log_index", m.prev_log_index)?;
+    in_range("prev_log_term", m.prev_log_term)?;
+    in_range("leader_commit", m.leader_commit)?;
+    if m.prev_log_term > m.term {
+        return bad(format!("prev_log_term {} above term {}", m.prev_log_term, m.term));
+    }
+    if m.prev_log_index == 0 && m.prev_log_term != 0 {
+        return bad("prev_log_term must be 0 at index 0".into());
+    }
+    let mut prev_term = m.prev_log_term;
+    for (i, e) in m.entries.iter().enumerate() {
+        let expected = m.prev_log_index + 1 + i as u64;
+        if e.index != expected {
+            return bad(format!("entry {} where {expected} was due", e.index));
+        }
+        if e.term == 0 || e.term < prev_term || e.term > m.term {
+            return bad(format!(
+                "entry {} has term {} (previous {prev_term}, leader's {})",
+                e.index, e.term, m.term
+            ));
+        }
+        prev_term = e.term;
+    }
+    Ok(())
+}

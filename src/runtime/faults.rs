@@ -1,0 +1,58 @@
+//! Faults a test can inject into a running node: a slow or failing disk, a
+//! busy state machine, a link cut for a while. Every hook is off unless set
+//! and costs one relaxed atomic load when off.
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Injected faults of one node. Thread-safe.
+#[derive(Debug, Default)]
+pub struct Faults {
+    fsync_delay_us: AtomicU64,
+    fail_log_writes: AtomicBool,
+    busy_applies: AtomicU32,
+}
+
+impl Faults {
+    /// Every synced log write first waits `delay` (zero turns it off).
+    pub fn set_fsync_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.fsync_delay_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Every later log write fails as if the disk had.
+    pub fn set_fail_log_writes(&self, on: bool) {
+        self.fail_log_writes.store(on, Ordering::Relaxed);
+    }
+
+    /// The next `n` state-machine applies are refused as `Busy`.
+    pub fn set_busy_applies(&self, n: u32) {
+        self.busy_applies.store(n, Ordering::Relaxed);
+    }
+
+    /// Called by the log writer before every write.
+    pub fn before_log_write(&self, sync: bool) -> Result<()> {
+        let us = self.fsync_delay_us.load(Ordering::Relaxed);
+        if sync && us > 0 {
+            std::thread::sleep(Duration::from_micros(us));
+        }
+        // Checked after the delay, so a test can fail a write already under way.
+        if self.fail_log_writes.load(Ordering::Relaxed) {
+            return Err(Error::Io("injected log write failure".into()));
+        }
+        Ok(())
+    }
+
+    /// Called by the apply thread before every apply.
+    pub fn before_apply(&self) -> Result<()> {
+        let refused = self
+            .busy_applies
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(Error::Busy("injected busy state machine".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Issue 6, item 3: anyone who passes the handshake (the cluster id and the
+//! member names are no secret) sends forged or corrupt Raft messages to a
+//! live cluster. Nothing is persisted from them, no node panics or fails,
+//! and the cluster goes on electing and serving.
+
+mod common;
+
+use common::{wait_until, Cluster};
+use floyd::transport::{config_id, read_frame, write_frame, PROTOCOL_VERSION};
+use floyd::wire::frame::Body;
+use floyd::wire::{AppendEntries, AppendEntriesResponse, Entry, Handshake, RequestVote};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A connection to node `target` that passed the handshake as member `as_member`.
+fn impostor(c: &Cluster, target: usize, as_member: &str) -> TcpStream {
+    let members: Vec<String> = (0..c.ports.len()).map(|i| c.id(i)).collect();
+    let mut s = TcpStream::connect(("127.0.0.1", c.ports[target])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let hello = Handshake {
+        cluster_id: "floyd".into(),
+        from: as_member.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        config_id: config_id(&members),
+    };
+    write_frame(&mut s, Body::Handshake(hello)).unwrap();
+    match read_frame(&mut s, 1 << 16).unwrap() {
+        Body::HandshakeAck(ack) => assert!(ack.accepted, "{}", ack.reason),
+        other => panic!("expected a handshake ack, got {other:?}"),
+    }
+    s
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        ..Default::default()
+    }
+}
+
+/// Every kind of message no honest member sends, posing as `me` to a node
+/// whose leader is `leader` at `term` with `last` entries.
+fn forgeries(me: &str, leader: &str, term: u64, last: u64) -> Vec<Body> {
+    let append = |term, prev: (u64, u64), entries| {
+        Body::AppendEntries(AppendEntries {
+            term,
+            leader: me.to_string(),
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries,
+            leader_commit: u64::MAX,
+        })
+    };
+    let ack = |match_index| {
+        Body::AppendEntriesResponse(AppendEntriesResponse {
+            term,
+            success: true,
+            from: me.to_string(),
+            match_index,
+            ..Default::default()
+        })
+    };
+    vec![
+        append(u64::MAX, (0, 0), vec![]),
+        append(u64::MAX - 1, (0, 0), vec![]),
+        append(term, (last, term), vec![entry(last + 2, term)]),
+        append(term, (last, term), vec![entry(last + 1, term + 5)]),
+        ack(u64::MAX),
+        ack(last + 1),
+        Body::RequestVote(RequestVote {
+            term: u64::MAX,
+            candidate: me.to_string(),
+            last_log_index: u64::MAX,
+            last_log_term: u64::MAX,
+            pre_vote: false,
+        }),
+        // Over `me`'s connection, but in the leader's name.
+        Body::AppendEntries(AppendEntries {
+            term: term + 1,
+            leader: leader.to_string(),
+            ..Default::default()
+        }),
+    ]
+}
+
+fn refusals_logged(c: &Cluster, i: usize) -> usize {
+    std::fs::read_to_string(c.path(i).join("LOG"))
+        .unwrap_or_default()
+        .matches("refused a message")
+        .count()
+}
+
+#[test]
+fn forged_messages_leave_the_cluster_electing_and_serving() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    c.write_retrying(leader, b"k", b"before");
+    let leader_id = c.id(leader);
+    let mut expected = Vec::new();
+    for target in 0..3 {
+        let me = c.id((target + 1) % 3);
+        let s = c.node(target).server_status();
+        let bodies = forgeries(&me, &leader_id, s.term, s.last_log_index);
+        // The forgeries, and one vote posing as the node itself.
+        expected.push(bodies.len() + 1);
+        let mut conn = impostor(&c, target, &me);
+        for body in bodies {
+            write_frame(&mut conn, body).unwrap();
+        }
+        let mut conn = impostor(&c, target, &c.id(target));
+        let vote = RequestVote {
+            term: u64::MAX,
+            candidate: c.id(target),
+            ..Default::default()
+        };
+        write_frame(&mut conn, Body::RequestVote(vote)).unwrap();
+    }
+    for (i, &n) in expected.iter().enumerate() {
+        // Slack for a term change between reading the status and sending.
+        wait_until("the forgeries to be refused", || refusals_logged(&c, i) >= n - 2);
+    }
+    for (i, n) in c.running() {
+        let s = n.server_status();
+        assert!(s.term < 1000, "node {i} took a forged term: {}", s.term);
+        assert!(n.dirty_read(b"k").is_ok(), "node {i} failed");
+    }
+    // The cluster still elects: stop the leader, a new one takes over and serves.
+    c.stop(leader);
+    let next = c.wait_for_leader();
+    c.write_retrying(next, b"k", b"after");
+    c.restart(leader);
+    c.wait_caught_up(leader, next);
+    assert_eq!(c.node(leader).read(b"k").unwrap(), b"after");
+}
