@@ -5,7 +5,10 @@
 #   make check                  build libfloyd, then test C (also under ASan, and
 #                               statically linked), C++, Python and the examples
 #   make install PREFIX=/usr/local [PROFILE=release]
-#                               headers, libfloyd.so, libfloyd.a and floyd.pc
+#                               headers, libfloyd.so.X.Y.Z (+ .so.X, .so links),
+#                               libfloyd.a, floyd.pc and the CMake package
+#   make abi-check              include/floyd.h against the baseline abi/floyd.h.abi
+#   make abi-bless              rewrite the baseline (refused unless the major version changed)
 #
 # Compile and link flags for your own programs: see README.md, "Use from C / C++".
 
@@ -16,8 +19,11 @@ LIBDIR := $(CARGO_TARGET_DIR)/$(PROFILE)
 OUT := $(CARGO_TARGET_DIR)/bindings-$(PROFILE)
 PREFIX ?= /usr/local
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
 # What a static libfloyd.a needs after it (`cargo rustc -- --print native-static-libs`).
 NATIVE_LIBS := -lstdc++ -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# The same as a CMake list, for floyd::floyd_static.
+CMAKE_NATIVE_LIBS := $(subst $() ,;,$(patsubst -l%,%,$(NATIVE_LIBS)))
 
 CFLAGS := -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude
 CXXFLAGS := -std=c++11 -Wall -Wextra -Werror -pedantic -g -Iinclude -Ibindings/cpp
@@ -26,7 +32,8 @@ STATIC := $(LIBDIR)/libfloyd.a $(NATIVE_LIBS)
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: demo test deps check lib c-test cpp-test python-test examples install install-test
+.PHONY: demo test deps check lib c-test cpp-test python-test examples install install-test \
+	abi-check abi-bless abi-test lib-check
 
 demo: deps
 	cargo run --example cluster_demo -- -i
@@ -38,10 +45,13 @@ test: deps
 deps:
 	@scripts/install-deps.sh
 
-check: c-test cpp-test python-test examples install-test
+check: c-test cpp-test python-test examples install-test lib-check abi-check abi-test
 
+# The libfloyd.so.MAJOR link lets programs linked in the build directory find the
+# library by its SONAME.
 lib:
 	cargo build --lib $(CARGO_FLAGS)
+	ln -sf libfloyd.so $(LIBDIR)/libfloyd.so.$(MAJOR)
 
 $(OUT):
 	mkdir -p $@
@@ -70,18 +80,55 @@ examples: lib | $(OUT)
 	$(OUT)/write_bench 4 128 200
 
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/floyd
 	install -m 644 include/floyd.h bindings/cpp/floyd.hpp $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(LIBDIR)/libfloyd.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIBDIR)/libfloyd.so $(DESTDIR)$(PREFIX)/lib/libfloyd.so.$(VERSION)
+	ln -sf libfloyd.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfloyd.so.$(MAJOR)
+	ln -sf libfloyd.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libfloyd.so
 	install -m 644 $(LIBDIR)/libfloyd.a $(DESTDIR)$(PREFIX)/lib/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@NATIVE_LIBS@|$(NATIVE_LIBS)|' \
 		floyd.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/floyd.pc
+	for f in floydConfig floydConfigVersion; do \
+		sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@CMAKE_NATIVE_LIBS@|$(CMAKE_NATIVE_LIBS)|g' \
+			cmake/$$f.cmake.in > $(DESTDIR)$(PREFIX)/lib/cmake/floyd/$$f.cmake || exit 1; \
+	done
 
-# Installs into a scratch prefix and builds the C example with pkg-config alone.
+# Installs into a scratch prefix; builds and runs the C example with pkg-config
+# alone and the CMake example (shared and static) with find_package alone.
 install-test: | $(OUT)
-	rm -rf $(OUT)/prefix
+	rm -rf $(OUT)/prefix $(OUT)/cmake-example
 	$(MAKE) --no-print-directory install PREFIX=$(OUT)/prefix
 	PKG_CONFIG_PATH=$(OUT)/prefix/lib/pkgconfig sh -c '$(CC) $(CFLAGS) examples/c/cluster.c \
 		$$(pkg-config --cflags floyd) $$(pkg-config --libs floyd) -Wl,-rpath,$(OUT)/prefix/lib \
 		-o $(OUT)/c_cluster_pc'
 	$(OUT)/c_cluster_pc
+	cmake -S examples/cmake -B $(OUT)/cmake-example -DCMAKE_PREFIX_PATH=$(OUT)/prefix \
+		-DCMAKE_BUILD_RPATH=$(OUT)/prefix/lib >/dev/null
+	cmake --build $(OUT)/cmake-example
+	$(OUT)/cmake-example/app
+	$(OUT)/cmake-example/app_static
+	@# The three names of the versioned library, and the installed app loads it by its SONAME.
+	test -f $(OUT)/prefix/lib/libfloyd.so.$(VERSION) -a ! -L $(OUT)/prefix/lib/libfloyd.so.$(VERSION)
+	test "$$(readlink $(OUT)/prefix/lib/libfloyd.so.$(MAJOR))" = libfloyd.so.$(VERSION)
+	test "$$(readlink $(OUT)/prefix/lib/libfloyd.so)" = libfloyd.so.$(MAJOR)
+	objdump -p $(OUT)/cmake-example/app | grep -q 'NEEDED *libfloyd.so.$(MAJOR)$$'
+
+# The built library: SONAME libfloyd.so.MAJOR, only floyd_* exported, and the
+# header's version macros and floyd_version() agree with Cargo.toml.
+lib-check: lib | $(OUT)
+	objdump -p $(LIBDIR)/libfloyd.so | grep -q 'SONAME *libfloyd.so.$(MAJOR)$$' \
+		|| { echo "libfloyd.so: SONAME is not libfloyd.so.$(MAJOR)"; exit 1; }
+	@others="$$(nm -D --defined-only $(LIBDIR)/libfloyd.so | awk '{print $$NF}' | grep -v '^floyd_' || true)"; \
+		if [ -n "$$others" ]; then echo "libfloyd.so exports symbols other than floyd_*:"; echo "$$others"; exit 1; fi
+	printf '#include <floyd.h>\n#include <stdio.h>\n#include <string.h>\nint main(void) { char h[64];\n snprintf(h, sizeof h, "%%d.%%d.%%d", FLOYD_VERSION_MAJOR, FLOYD_VERSION_MINOR, FLOYD_VERSION_PATCH);\n printf("header %%s, library %%s\\n", h, floyd_version());\n return strcmp(h, "$(VERSION)") || strcmp(floyd_version(), "$(VERSION)"); }\n' > $(OUT)/version.c
+	$(CC) $(CFLAGS) $(OUT)/version.c $(SHARED) -o $(OUT)/version
+	$(OUT)/version
+
+abi-check:
+	abi/check.sh
+
+abi-bless:
+	abi/check.sh --bless
+
+abi-test:
+	abi/test.sh

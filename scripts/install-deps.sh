@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages floyd's build and tests need, if any is missing:
 # clang/libclang-dev (RocksDB's bindings), gcc/g++ and pkg-config (the C/C++
-# side), and pytest (the Python binding's tests). Debian/Ubuntu.
+# side), cmake and binutils (the CMake example, objdump/nm in the library
+# checks), and pytest (the Python binding's tests). Debian/Ubuntu.
 set -euo pipefail
-packages="clang libclang-dev pkg-config gcc g++ python3 python3-pip"
+packages="clang libclang-dev pkg-config gcc g++ cmake binutils python3 python3-pip"
 if ! dpkg -s $packages >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
