@@ -29,6 +29,12 @@ pub enum Error {
     Stopped(String),
     #[error("busy: {0}")]
     Busy(String),
+    /// `try_lock`: the lock is held by another holder and has not expired.
+    #[error("locked: {0}")]
+    Locked(String),
+    /// `unlock`: the caller does not hold the lock (another does, it expired, or it is free).
+    #[error("not the holder: {0}")]
+    NotHolder(String),
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),
     /// The node hit a fatal error earlier (the message says which: I/O,

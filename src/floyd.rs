@@ -5,7 +5,7 @@ use crate::options::Options;
 use crate::runtime::forward::{result_from_response, Answer};
 use crate::runtime::node::Node;
 use crate::runtime::{self, Runtime};
-use crate::state_machine::{encode_command, CommandKind};
+use crate::state_machine::CommandKind;
 use crate::wire::{frame::Body, ClientRequest};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -79,6 +79,59 @@ impl Floyd {
         self.node.state_machine.get(key)?.ok_or(Error::NotFound)
     }
 
+    /// Takes lock `name` for `holder` for `ttl_ms` milliseconds (1 ms to a day),
+    /// or renews it if `holder` already holds it. Returns the fencing token:
+    /// the log index of the entry that acquired the lock, larger than every
+    /// token handed out before it; a renewal keeps the token. `Locked` if
+    /// another holder has it and its lease has not run out.
+    ///
+    /// Expiry is judged by the times leaders stamp on log entries, never by a
+    /// replica's clock, so every replica agrees. A holder must still assume
+    /// the lock may be gone `ttl_ms` after it *sent* this call (clocks drift,
+    /// a leader change is not instant) and pass the token to whatever the
+    /// lock protects, which must refuse requests carrying a token lower than
+    /// the highest it has seen: that, not the lease, keeps a paused holder safe.
+    pub fn try_lock(&self, name: &[u8], holder: &[u8], ttl_ms: u64) -> Result<u64> {
+        let value = self.execute(CommandKind::TryLock {
+            name: Bytes::copy_from_slice(name),
+            holder: Bytes::copy_from_slice(holder),
+            ttl_ms,
+        })?;
+        let token: [u8; 8] = value
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::Internal(format!("lock token of {} bytes", value.len())))?;
+        Ok(u64::from_be_bytes(token))
+    }
+
+    /// Releases lock `name` held by `holder`. `NotHolder` if another holds it,
+    /// its lease ran out, or it is not held.
+    pub fn unlock(&self, name: &[u8], holder: &[u8]) -> Result<()> {
+        self.execute(CommandKind::Unlock {
+            name: Bytes::copy_from_slice(name),
+            holder: Bytes::copy_from_slice(holder),
+        })
+        .map(|_| ())
+    }
+
+    /// Adds `server` (`"ip:port"`) to the cluster: the leader first catches it
+    /// up as a learner, then makes it a voter. Returns once it votes (the
+    /// change is committed). `Busy` while another change is in progress;
+    /// succeeds at once if it is a voter already.
+    pub fn add_server(&self, server: &str) -> Result<()> {
+        let server = crate::options::canonical_member(server)?;
+        self.execute(CommandKind::AddServer { server }).map(|_| ())
+    }
+
+    /// Removes `server` from the cluster; returns once the change is
+    /// committed. Removing the leader makes it step down then. `Busy` while
+    /// another change is in progress; `InvalidArgument` for a server that is
+    /// not a member, or the last voter.
+    pub fn remove_server(&self, server: &str) -> Result<()> {
+        let server = crate::options::canonical_member(server)?;
+        self.execute(CommandKind::RemoveServer { server }).map(|_| ())
+    }
+
     /// The leader's `"ip:port"`, if one is known.
     pub fn get_leader(&self) -> Option<String> {
         self.node.leader()
@@ -94,8 +147,36 @@ impl Floyd {
 
     /// This node's view: role, term, leader, vote, log and commit positions.
     pub fn server_status(&self) -> ServerStatus {
-        let s = self.node.status();
+        let (s, m, config_index, pending_change, progress) = self.node.inspect(|core| {
+            let peers: Vec<(String, u64, u64)> = core
+                .membership()
+                .members()
+                .filter_map(|p| core.progress(p).map(|pr| (p.clone(), pr.match_index, pr.next_index)))
+                .collect();
+            (
+                core.status(),
+                core.membership().clone(),
+                core.config_index(),
+                core.pending_conf_change(),
+                peers,
+            )
+        });
+        let peers = progress
+            .into_iter()
+            .map(|(id, match_index, next_index)| PeerStatus {
+                last_contact_ms: self.node.last_contact_ms(&id),
+                id,
+                match_index,
+                next_index,
+            })
+            .collect();
         ServerStatus {
+            voters: m.voters.into_iter().collect(),
+            learners: m.learners.into_iter().collect(),
+            config_index,
+            pending_change,
+            peers,
+            locks_held: self.node.state_machine.locks_held().unwrap_or(0),
             node: s.id,
             role: s.role.as_str().to_string(),
             term: s.term,
@@ -113,9 +194,10 @@ impl Floyd {
         self.node.log.set_level(level);
     }
 
-    /// Every member of the cluster, as `"ip:port"`.
+    /// Every member of the cluster in this node's latest configuration
+    /// (voters and learners), as `"ip:port"`, sorted.
     pub fn get_all_servers(&self) -> Vec<String> {
-        self.node.opts.members.clone()
+        self.node.membership().members().cloned().collect()
     }
 
     /// Test hooks (fault injection): a slow or failing disk, a busy state
@@ -177,8 +259,8 @@ impl Floyd {
     /// The outer error is final; the inner one says the command may be retried.
     fn execute_local(&self, cmd: CommandKind, deadline: Instant) -> Result<Result<Bytes, Retry>> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.node.submit(
-            encode_command(cmd),
+        self.node.submit_command(
+            cmd,
             deadline,
             Box::new(move |r| {
                 let _ = tx.send(r);
@@ -251,17 +333,54 @@ pub struct ServerStatus {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub last_applied: u64,
+    /// The configuration in force here: voters and learners (being caught up).
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+    /// Log index of that configuration's entry (0: the bootstrap member list).
+    pub config_index: u64,
+    /// A membership change not finished yet, if any.
+    pub pending_change: Option<String>,
+    /// On the leader: each other member's replication progress.
+    pub peers: Vec<PeerStatus>,
+    /// Locks held (not expired) in this node's state machine.
+    pub locks_held: u64,
+}
+
+/// What the leader knows of one member's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: String,
+    pub match_index: u64,
+    pub next_index: u64,
+    /// Milliseconds since this node last heard from it; `None` if never.
+    pub last_contact_ms: Option<u64>,
 }
 
 /// The original Floyd's status header.
 pub const STATUS_HEADER: &str = "      Node           |    Role    | Term |      Leader      |      VoteFor      | LastLogTerm | LastLogIdx | CommitIndex | LastApplied |";
 
 impl ServerStatus {
-    /// The status as one JSON object.
+    /// The status as one JSON object: the row's fields, then the
+    /// configuration, the pending change, the leader's view of each peer and
+    /// the number of locks held.
     pub fn to_json(&self) -> String {
         let opt = |o: &Option<String>| o.as_deref().map_or("null".to_string(), json_string);
+        let list = |l: &[String]| format!("[{}]", l.iter().map(|s| json_string(s)).collect::<Vec<_>>().join(","));
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|p| {
+                format!(
+                    "{{\"id\":{},\"match_index\":{},\"next_index\":{},\"last_contact_ms\":{}}}",
+                    json_string(&p.id),
+                    p.match_index,
+                    p.next_index,
+                    p.last_contact_ms.map_or("null".to_string(), |ms| ms.to_string())
+                )
+            })
+            .collect();
         format!(
-            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{}}}",
+            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{},\"voters\":{},\"learners\":{},\"config_index\":{},\"pending_change\":{},\"peers\":[{}],\"locks_held\":{}}}",
             json_string(&self.node),
             json_string(&self.role),
             self.term,
@@ -270,7 +389,13 @@ impl ServerStatus {
             self.last_log_term,
             self.last_log_index,
             self.commit_index,
-            self.last_applied
+            self.last_applied,
+            list(&self.voters),
+            list(&self.learners),
+            self.config_index,
+            opt(&self.pending_change),
+            peers.join(","),
+            self.locks_held
         )
     }
 
@@ -331,10 +456,21 @@ mod tests {
             last_log_index: 9,
             commit_index: 8,
             last_applied: 7,
+            voters: vec!["v:1".into(), "v:2".into()],
+            learners: vec![],
+            config_index: 4,
+            pending_change: None,
+            peers: vec![PeerStatus {
+                id: "v:2".into(),
+                match_index: 9,
+                next_index: 10,
+                last_contact_ms: Some(12),
+            }],
+            locks_held: 1,
         };
         assert_eq!(
             s.to_json(),
-            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7}"#
+            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7,"voters":["v:1","v:2"],"learners":[],"config_index":4,"pending_change":null,"peers":[{"id":"v:2","match_index":9,"next_index":10,"last_contact_ms":12}],"locks_held":1}"#
         );
     }
 }

@@ -32,7 +32,7 @@ pub mod wire {
 }
 
 pub use error::{Error, Result};
-pub use floyd::{Floyd, ServerStatus, STATUS_HEADER};
+pub use floyd::{Floyd, PeerStatus, ServerStatus, STATUS_HEADER};
 pub use logging::{LogCallback, LogLevel};
 pub use options::Options;
 #[doc(hidden)]

@@ -63,6 +63,10 @@ pub struct Options {
     /// A one-member cluster: the node leads itself and commits on local append.
     /// Forced on when `members` holds only this node.
     pub single_mode: bool,
+    /// Start with no configuration and wait, without campaigning, until the
+    /// cluster's leader adds this node (`add_server` on any member). `members`
+    /// then need not name this node. Ignored once the node has a configuration.
+    pub join: bool,
     /// Identifies the cluster in every connection handshake, so nodes of two
     /// clusters sharing hosts never talk to each other.
     pub cluster_id: String,
@@ -101,6 +105,7 @@ impl Options {
             append_entries_size_once: DEFAULT_APPEND_ENTRIES_SIZE_ONCE,
             append_entries_count_once: DEFAULT_APPEND_ENTRIES_COUNT_ONCE,
             single_mode: false,
+            join: false,
             cluster_id: "floyd".to_string(),
             request_timeout: Duration::from_secs(5),
             leader_wait: Duration::from_secs(3),
@@ -129,7 +134,7 @@ impl Options {
     }
 
     fn validate_addresses(&mut self) -> Result<()> {
-        if self.members.is_empty() {
+        if self.members.is_empty() && !self.join {
             return invalid("members is empty".into());
         }
         let mut members = Vec::with_capacity(self.members.len());
@@ -152,6 +157,13 @@ impl Options {
         members.dedup();
         self.members = members;
         let me = self.local_id();
+        if self.join {
+            // A joining node takes its configuration from the leader.
+            if self.single_mode {
+                return invalid("join and single_mode exclude each other".into());
+            }
+            return Ok(());
+        }
         if !self.members.contains(&me) {
             return invalid(format!("this node {me} is not among members {:?}", self.members));
         }
@@ -239,7 +251,7 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
 }
 
 /// `member` as the text of its `SocketAddr`, rejecting what no node can listen on.
-fn canonical_member(member: &str) -> Result<String> {
+pub fn canonical_member(member: &str) -> Result<String> {
     let Ok(addr) = member.parse::<SocketAddr>() else {
         return invalid(format!(
             "member {member:?} is not an ip:port address (IPv6 is written [ip]:port)"

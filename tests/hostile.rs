@@ -22,6 +22,7 @@ fn impostor(c: &Cluster, target: usize, as_member: &str) -> TcpStream {
         from: as_member.to_string(),
         protocol_version: PROTOCOL_VERSION,
         config_id: config_id(&members),
+        cluster_uid: String::new(),
     };
     write_frame(&mut s, Body::Handshake(hello)).unwrap();
     match read_frame(&mut s, 1 << 16).unwrap() {

@@ -8,7 +8,7 @@ mod common;
 use common::wait_until;
 use floyd::core::Message;
 use floyd::transport::{
-    config_id, read_frame, write_frame, Handler, PeerConfig, PeerLink, Server, ServerConfig, MAX_FRAME_BYTES,
+    config_id, read_frame, write_frame, Handler, Identity, PeerConfig, PeerLink, Server, ServerConfig, MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
 };
 use floyd::wire::{
@@ -16,7 +16,6 @@ use floyd::wire::{
     RequestVote,
 };
 use parking_lot::Mutex;
-use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -66,12 +65,17 @@ fn ids(members: &[&str]) -> u64 {
     config_id(&members.iter().map(|m| m.to_string()).collect::<Vec<_>>())
 }
 
+/// A node of cluster `cluster` that has no identity yet and bootstraps `members`.
+fn identity(cluster: &str, members: &[&str]) -> Arc<Identity> {
+    let id = Identity::new(cluster, ids(members));
+    id.update("", members.iter().map(|m| m.to_string()));
+    Arc::new(id)
+}
+
 fn server_cfg() -> ServerConfig {
     ServerConfig {
         name: "test".into(),
-        cluster_id: "c1".into(),
-        members: HashSet::from([CLIENT.to_string()]),
-        config_id: ids(&[CLIENT]),
+        identity: identity("c1", &[CLIENT]),
         max_frame_bytes: MAX_FRAME_BYTES,
         idle_timeout: Duration::from_secs(5),
     }
@@ -87,8 +91,7 @@ fn link_cfg(port: u16, my_id: &str, cluster: &str) -> PeerConfig {
         local_ip: "127.0.0.1".parse().unwrap(),
         my_id: my_id.into(),
         peer: format!("127.0.0.1:{port}"),
-        cluster_id: cluster.into(),
-        config_id: ids(&[CLIENT]),
+        identity: identity(cluster, &[CLIENT]),
         connect_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(1),
         keepalive: Duration::from_millis(50),
@@ -137,6 +140,7 @@ fn handshake(from: &str, config_id: u64) -> Body {
         from: from.into(),
         protocol_version: PROTOCOL_VERSION,
         config_id,
+        cluster_uid: String::new(),
     })
 }
 
@@ -293,9 +297,9 @@ fn links_with_another_member_list_are_refused_and_say_why_once() {
     // members and the other more: they would count quorums differently.
     let (fewer_log, more_log) = (Warnings::default(), Warnings::default());
     let mut fewer = link_cfg(port, CLIENT, "c1");
-    fewer.config_id = ids(&[]);
+    fewer.identity = identity("c1", &["127.0.0.1:3"]);
     let mut more = link_cfg(port, CLIENT, "c1");
-    more.config_id = ids(&[CLIENT, "127.0.0.1:2"]);
+    more.identity = identity("c1", &[CLIENT, "127.0.0.1:2"]);
     let links: Vec<PeerLink> = [(fewer, &fewer_log), (more, &more_log)]
         .into_iter()
         .map(|(cfg, log)| {

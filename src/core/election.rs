@@ -3,11 +3,19 @@
 use super::{Message, NodeId, Progress, RaftCore, Role};
 use crate::wire::{EntryType, RequestVote, RequestVoteResponse};
 use bytes::Bytes;
+use rand::Rng;
 
 impl RaftCore {
     /// Applies the term rules to an incoming message; returns whether to handle it further.
     pub(super) fn step_term(&mut self, from: &str, msg: &Message) -> bool {
         let term = msg.term();
+        if let Message::RequestVote(m) = msg {
+            if !self.membership().is_voter(&m.candidate) {
+                // §4.2.3: a removed server, or one not added yet, gets no
+                // vote and changes no term, however high its own.
+                return false;
+            }
+        }
         match msg {
             // A pre-vote never changes anyone's term: its term is only a proposal.
             Message::RequestVote(m) if m.pre_vote => return true,
@@ -81,7 +89,7 @@ impl RaftCore {
             (Role::Candidate, false) => m.term == self.term,
             _ => false,
         };
-        if !counts {
+        if !counts || !self.membership().is_voter(from) {
             return;
         }
         self.votes.insert(from.to_string(), m.granted);
@@ -142,7 +150,9 @@ impl RaftCore {
 
     fn start_tally(&mut self) {
         self.votes.clear();
-        self.votes.insert(self.cfg.id.clone(), true);
+        if self.is_voter() {
+            self.votes.insert(self.cfg.id.clone(), true);
+        }
     }
 
     fn request_votes(&mut self, pre_vote: bool) {
@@ -151,7 +161,7 @@ impl RaftCore {
         } else {
             self.term
         };
-        for peer in self.peers() {
+        for peer in self.voting_peers() {
             let msg = Message::RequestVote(RequestVote {
                 term,
                 candidate: self.cfg.id.clone(),
@@ -178,6 +188,9 @@ impl RaftCore {
         self.election_elapsed = 0;
         self.votes.clear();
         self.progress.clear();
+        self.catch_up = None;
+        self.deferred_change = None;
+        self.term_start_index = u64::MAX;
         self.reset_randomized_timeout();
     }
 
@@ -194,7 +207,16 @@ impl RaftCore {
             .map(|p| (p, Progress::new(next)))
             .collect();
         // Entries of earlier terms commit only through one of ours (§5.4.2).
-        self.append_local(EntryType::EntryNoop as i32, Bytes::new());
+        // The first leader of a cluster makes it a configuration entry: it
+        // records the bootstrap members and creates the cluster identity.
+        let (index, _) = if self.configs.has_log_config() {
+            self.append_local(EntryType::EntryNoop as i32, Bytes::new())
+        } else {
+            let mut m = self.membership().clone();
+            m.uid = format!("{:016x}{:016x}", self.rng.random::<u64>(), self.rng.random::<u64>());
+            self.append_config(m)
+        };
+        self.term_start_index = index;
         self.broadcast_append(false);
     }
 
@@ -205,7 +227,13 @@ impl RaftCore {
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
-                let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+                let m = self.membership();
+                let active = usize::from(m.is_voter(&self.cfg.id))
+                    + self
+                        .progress
+                        .iter()
+                        .filter(|(p, pr)| pr.recent_active && m.is_voter(p))
+                        .count();
                 if active < self.quorum() {
                     self.become_follower(self.term, None);
                     return;
@@ -217,5 +245,6 @@ impl RaftCore {
             self.heartbeat_elapsed = 0;
             self.send_heartbeats();
         }
+        self.tick_catch_up();
     }
 }

@@ -12,6 +12,7 @@
 
 mod election;
 mod log;
+mod membership;
 mod progress;
 mod replication;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod tests;
 mod validate;
 
 pub use log::RaftLog;
+pub use membership::{CatchUp, ConfChange, ConfChangeAccepted, ConfChangeError, ConfigHistory, Membership};
 pub use progress::{Progress, ProgressState};
 pub use validate::{Rejected, MAX_WIRE_VALUE};
 
@@ -91,7 +93,9 @@ impl Role {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: NodeId,
-    /// Every voting member, this node included.
+    /// The bootstrap configuration: the voters a node starts with while its
+    /// log holds no configuration entry. Empty for a node that joins (it
+    /// waits to be added). Once the log has a configuration, that one rules.
     pub voters: Vec<NodeId>,
     /// Base election timeout; the real one is random in `[base, 2 * base)`.
     pub election_ticks: u32,
@@ -129,6 +133,9 @@ pub struct Restored {
     pub entries: Vec<Entry>,
     /// Highest index already applied to the state machine.
     pub applied: u64,
+    /// The latest configuration as stored in meta, with its index: used
+    /// when the log no longer holds that entry.
+    pub config: Option<(u64, Membership)>,
 }
 
 /// The work the core hands to the runtime. See the module docs for the order.
@@ -147,12 +154,19 @@ pub struct Ready {
     /// Messages that depend on persistence (votes, acks): they leave only once
     /// this Ready and every earlier one are durable, even if this one writes nothing.
     pub messages_after_persist: Vec<Envelope>,
+    /// The configuration in force changed (appended, or reverted by a
+    /// truncation): its index and members, to store with this Ready's log
+    /// changes and to connect to.
+    pub config: Option<(u64, Membership)>,
 }
 
 impl Ready {
     /// Whether anything must be written to disk.
     pub fn needs_persist(&self) -> bool {
-        self.hard_state.is_some() || self.truncate_from.is_some() || !self.entries.is_empty()
+        self.hard_state.is_some()
+            || self.truncate_from.is_some()
+            || !self.entries.is_empty()
+            || self.config.is_some()
     }
 
     /// Last log (index, term) this Ready makes durable, if it writes entries.
@@ -205,6 +219,17 @@ pub struct RaftCore {
     votes: BTreeMap<NodeId, bool>,
     /// Replication state per peer (leader only).
     progress: BTreeMap<NodeId, Progress>,
+    /// Configurations in the log, the one in force last.
+    configs: ConfigHistory,
+    /// Leader: the learner being caught up.
+    catch_up: Option<CatchUp>,
+    /// Leader: a change requested before it committed an entry of its term.
+    deferred_change: Option<ConfChange>,
+    /// Leader: index of its first entry of this term.
+    term_start_index: u64,
+    /// Latest wall-clock time the runtime reported (ms since the epoch),
+    /// stamped on the entries this node appends as leader.
+    clock_ms: u64,
     /// Hard state as last handed out in a Ready.
     last_hard_state: HardState,
     ready: Ready,
@@ -213,9 +238,9 @@ pub struct RaftCore {
 impl RaftCore {
     /// Creates a node from its persisted state. `seed` drives the randomized timeouts.
     pub fn new(cfg: Config, restored: Restored, seed: u64) -> Self {
-        assert!(cfg.voters.contains(&cfg.id), "a node must be one of the voters");
         assert!(cfg.election_ticks > cfg.heartbeat_ticks && cfg.heartbeat_ticks > 0);
         let hs = restored.hard_state;
+        let configs = restore_configs(&cfg, restored.config, &restored.entries);
         let log = RaftLog::restore(restored.entries);
         // Applied entries were committed, even if the commit index written with
         // them was not synced.
@@ -234,6 +259,11 @@ impl RaftCore {
             randomized_election_ticks: cfg.election_ticks,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
+            configs,
+            catch_up: None,
+            deferred_change: None,
+            term_start_index: u64::MAX,
+            clock_ms: 0,
             last_hard_state: HardState { commit, ..hs },
             ready: Ready::default(),
             cfg,
@@ -299,8 +329,12 @@ impl RaftCore {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
+            if !self.is_voter() {
+                // Learners, removed and joining nodes never campaign (§4.2.3).
+                return;
+            }
             // A lone voter has no leader to hear from: no reason to wait.
-            let alone = self.cfg.voters.len() == 1;
+            let alone = self.membership().voters.len() == 1;
             if alone || self.election_elapsed >= self.randomized_election_ticks {
                 self.election_elapsed = 0;
                 self.campaign();
@@ -365,7 +399,7 @@ impl RaftCore {
     pub fn on_persisted(&mut self, index: u64, term: u64) {
         self.log.mark_stable(index, term);
         if self.role == Role::Leader && self.maybe_commit() {
-            self.broadcast_append(true);
+            self.commit_advanced();
         }
     }
 
@@ -375,17 +409,26 @@ impl RaftCore {
         self.applied = self.applied.max(index);
     }
 
-    fn quorum(&self) -> usize {
-        self.cfg.voters.len() / 2 + 1
+    /// Reports the wall clock (ms since the Unix epoch); a leader stamps it
+    /// on the entries it appends. Never goes back.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
     }
 
+    fn quorum(&self) -> usize {
+        self.membership().quorum()
+    }
+
+    /// Everyone the leader replicates to: voters and learners but itself.
     fn peers(&self) -> Vec<NodeId> {
-        self.cfg
-            .voters
-            .iter()
-            .filter(|v| **v != self.cfg.id)
-            .cloned()
-            .collect()
+        let me = &self.cfg.id;
+        self.membership().members().filter(|p| *p != me).cloned().collect()
+    }
+
+    /// The other voters: whom a candidate asks for votes.
+    fn voting_peers(&self) -> Vec<NodeId> {
+        let me = &self.cfg.id;
+        self.membership().voters.iter().filter(|p| *p != me).cloned().collect()
     }
 
     fn reset_randomized_timeout(&mut self) {
@@ -414,10 +457,14 @@ impl RaftCore {
             index: self.log.last_index() + 1,
             r#type: entry_type,
             payload,
+            leader_time_ms: self.clock_ms,
         };
         let pos = (entry.index, entry.term);
         self.ready.entries.push(entry.clone());
-        self.log.append([entry]);
+        self.log.append([entry.clone()]);
+        if entry_type == crate::wire::EntryType::EntryConfig as i32 {
+            self.config_appended(entry.index, &entry.payload);
+        }
         pos
     }
 
@@ -431,5 +478,31 @@ impl RaftCore {
         self.log.truncate_from(index);
         self.ready.entries.retain(|e| e.index < index);
         self.ready.truncate_from = Some(self.ready.truncate_from.map_or(index, |t| t.min(index)));
+        if self.configs.truncate_from(index) {
+            // §4.1: the configuration before the truncated one is back in force.
+            self.config_changed();
+        }
     }
+}
+
+/// The configurations a restarted node has: the bootstrap one, the one
+/// stored in meta if the log no longer holds it, and every one in the log.
+fn restore_configs(cfg: &Config, stored: Option<(u64, Membership)>, entries: &[Entry]) -> ConfigHistory {
+    let mut configs = ConfigHistory::new(Membership::new(cfg.voters.iter().cloned()));
+    let first_in_log = entries.first().map_or(u64::MAX, |e| e.index);
+    if let Some((index, m)) = stored {
+        if index > 0 && index < first_in_log {
+            configs.push(index, m);
+        }
+    }
+    let config = crate::wire::EntryType::EntryConfig as i32;
+    for e in entries.iter().filter(|e| e.r#type == config) {
+        if let Some(mut m) = Membership::decode(&e.payload) {
+            if m.uid.is_empty() {
+                m.uid = configs.latest().1.uid.clone();
+            }
+            configs.push(e.index, m);
+        }
+    }
+    configs
 }

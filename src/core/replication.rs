@@ -142,7 +142,16 @@ impl RaftCore {
             }
         }
         self.ready.entries.extend(new_entries.iter().cloned());
+        let config = crate::wire::EntryType::EntryConfig as i32;
+        let configs: Vec<(u64, bytes::Bytes)> = new_entries
+            .iter()
+            .filter(|e| e.r#type == config)
+            .map(|e| (e.index, e.payload.clone()))
+            .collect();
         self.log.append(new_entries);
+        for (index, payload) in configs {
+            self.config_appended(index, &payload);
+        }
         let new_commit = m.leader_commit.min(last_new);
         if new_commit > self.commit {
             self.commit = new_commit;
@@ -167,9 +176,12 @@ impl RaftCore {
                 pr.become_replicate();
             }
             if news && self.maybe_commit() {
-                self.broadcast_append(true);
+                self.commit_advanced();
             } else {
                 self.send_append(from);
+                if news {
+                    self.advance_catch_up();
+                }
             }
             return;
         }
@@ -192,10 +204,31 @@ impl RaftCore {
         self.send_append(from);
     }
 
-    /// Commits the highest index stored on a quorum, if it is of the current term.
+    /// Leader: tells followers the new commit index, then acts on it.
+    pub(super) fn commit_advanced(&mut self) {
+        self.broadcast_append(true);
+        self.after_leader_commit();
+    }
+
+    /// Commits the highest index stored on a quorum of the voters in force,
+    /// if it is of the current term. A leader outside that configuration
+    /// does not count itself (§4.2.2).
     pub(super) fn maybe_commit(&mut self) -> bool {
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.match_index).collect();
-        matched.push(self.log.stable_index());
+        let m = self.membership();
+        let mut matched: Vec<u64> = m
+            .voters
+            .iter()
+            .map(|v| {
+                if *v == self.cfg.id {
+                    self.log.stable_index()
+                } else {
+                    self.progress.get(v).map_or(0, |p| p.match_index)
+                }
+            })
+            .collect();
+        if matched.is_empty() {
+            return false;
+        }
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let quorum_index = matched[self.quorum() - 1];
         // Figure 8: counting replicas commits only entries of the current term.

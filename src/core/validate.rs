@@ -16,7 +16,7 @@ pub const MAX_WIRE_VALUE: u64 = 1 << 62;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejected {
-    #[error("{0} is not a voting member")]
+    #[error("{0} is not a member of the configuration")]
     NotMember(String),
     #[error("a message from this node itself")]
     FromSelf,
@@ -37,7 +37,12 @@ impl RaftCore {
         if from == self.cfg.id {
             return Err(Rejected::FromSelf);
         }
-        if !self.cfg.voters.iter().any(|v| v == from) {
+        // A leader outside our configuration may be one of a newer one that
+        // we have not received yet (§4.1): its AppendEntries are heard, and
+        // requests for votes from non-voters are ignored by the term rules.
+        // Only answers must come from someone we asked.
+        let answer = matches!(msg, Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_));
+        if answer && !self.membership().contains(from) {
             return Err(Rejected::NotMember(from.to_string()));
         }
         let named = match msg {
@@ -118,6 +123,11 @@ fn validate_append(m: &AppendEntries) -> Result<(), Rejected> {
             ));
         }
         prev_term = e.term;
+        if e.r#type == crate::wire::EntryType::EntryConfig as i32
+            && super::Membership::decode(&e.payload).is_none_or(|m| m.voters.is_empty())
+        {
+            return bad(format!("entry {} is a configuration without voters", e.index));
+        }
     }
     Ok(())
 }

@@ -77,6 +77,8 @@ pub fn code_of(e: &Error) -> c_int {
         Error::Corruption(_) => FLOYD_CORRUPTION,
         Error::Stopped(_) => FLOYD_STOPPED,
         Error::Busy(_) => FLOYD_BUSY,
+        Error::Locked(_) => FLOYD_LOCKED,
+        Error::NotHolder(_) => FLOYD_NOT_HOLDER,
         Error::Internal(_) => FLOYD_INTERNAL,
         Error::Failed(_) => FLOYD_FAILED,
     }

@@ -122,6 +122,8 @@ pub fn response_from_result(
                 Error::Corruption(_) => ResultCode::ResultCorruption,
                 Error::Stopped(_) => ResultCode::ResultStopped,
                 Error::Busy(_) => ResultCode::ResultBusy,
+                Error::Locked(_) => ResultCode::ResultLocked,
+                Error::NotHolder(_) => ResultCode::ResultNotHolder,
                 // The forwarder should wait for another leader: a failed
                 // leader applies nothing more.
                 Error::Failed(_) => ResultCode::ResultNoLeader,
@@ -157,6 +159,8 @@ pub fn result_from_response(resp: ClientResponse) -> Result<Bytes> {
         ResultCode::ResultCorruption => Err(Error::Corruption(m)),
         ResultCode::ResultStopped => Err(Error::Stopped(m)),
         ResultCode::ResultBusy => Err(Error::Busy(m)),
+        ResultCode::ResultLocked => Err(Error::Locked(m)),
+        ResultCode::ResultNotHolder => Err(Error::NotHolder(m)),
         ResultCode::ResultInternal => Err(Error::Internal(m)),
     }
 }
@@ -172,6 +176,8 @@ fn message_of(e: &Error) -> String {
         | Error::Corruption(m)
         | Error::Stopped(m)
         | Error::Busy(m)
+        | Error::Locked(m)
+        | Error::NotHolder(m)
         | Error::Internal(m)
         | Error::Failed(m) => m.clone(),
     }
@@ -192,6 +198,8 @@ mod tests {
             Error::Corruption("e".into()),
             Error::Stopped("f".into()),
             Error::Busy("g".into()),
+            Error::Locked("l".into()),
+            Error::NotHolder("n".into()),
             Error::Internal("h".into()),
         ];
         for e in errors {

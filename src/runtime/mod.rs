@@ -6,6 +6,7 @@
 mod apply;
 pub mod faults;
 pub mod forward;
+mod membership;
 pub mod node;
 mod primary;
 pub mod proposals;
@@ -16,10 +17,9 @@ use crate::logging::{NodeLog, Rotation};
 use crate::options::Options;
 use crate::state_machine::KvStateMachine;
 use crate::storage::LogStore;
-use crate::transport::{PeerConfig, PeerLink, Server, ServerConfig};
+use crate::transport::{Identity, Server, ServerConfig};
 use node::{Inbound, Node};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -43,10 +43,10 @@ fn tick_of(opts: &Options) -> Duration {
 
 /// The core's timers in ticks. Saturating: `validate` caps the timers, but an
 /// overflow here must never turn into a panic or a wrapped, tiny timeout.
-fn core_config(opts: &Options, tick: Duration) -> Config {
+fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>) -> Config {
     let tick_us = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1);
     let ticks = |us: u64| u32::try_from(us / tick_us).unwrap_or(u32::MAX);
-    let mut cfg = Config::new(opts.local_id(), opts.members.clone());
+    let mut cfg = Config::new(opts.local_id(), bootstrap);
     cfg.heartbeat_ticks = ticks(opts.heartbeat_us).max(1);
     cfg.election_ticks = ticks(opts.check_leader_us).max(cfg.heartbeat_ticks.saturating_add(1));
     cfg.max_entries_per_message = opts.append_entries_count_once as usize;
@@ -85,12 +85,28 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
         )));
     }
     let tick = tick_of(&opts);
+    let bootstrap = bootstrap_members(&opts, &log_store, loaded.entries.is_empty())?;
+    let bootstrap_id = match bootstrap.is_empty() {
+        true => 0,
+        false => crate::transport::config_id(&bootstrap),
+    };
     let restored = Restored {
         hard_state: loaded.hard_state,
         entries: loaded.entries,
         applied,
+        config: loaded.config,
     };
-    let core = RaftCore::new(core_config(&opts, tick), restored, rand::random());
+    let mut core = RaftCore::new(core_config(&opts, tick, bootstrap), restored, rand::random());
+    core.set_clock(wall_clock_ms());
+    let membership = core.membership().clone();
+    if core.config_index() > 0 && !opts.join && membership.voters.iter().ne(opts.members.iter()) {
+        tracing::warn!(
+            options = ?opts.members,
+            log = ?membership.voters,
+            "the member list in the options differs from the configuration in the log; the log's configuration is kept"
+        );
+    }
+    let identity = Arc::new(Identity::new(&opts.cluster_id, bootstrap_id));
     let local_ip: IpAddr = opts
         .local_ip
         .parse()
@@ -102,6 +118,8 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
     let (apply_tx, apply_rx) = crossbeam_channel::bounded(1);
     let node = Arc::new(Node::new(
         opts,
+        identity.clone(),
+        local_ip,
         core,
         log_store,
         state_machine,
@@ -118,13 +136,11 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
         closed: false,
     };
     let handler = Arc::new(Inbound(Arc::downgrade(&node)));
-    node.set_peers(spawn_peers(&node, local_ip, handler.clone())?);
+    node.start_links(handler.clone())?;
     let name = node.opts.local_port.to_string();
     let server_cfg = ServerConfig {
         name: name.clone(),
-        cluster_id: node.opts.cluster_id.clone(),
-        members: node.opts.members.iter().cloned().collect(),
-        config_id: crate::transport::config_id(&node.opts.members),
+        identity,
         max_frame_bytes: crate::transport::MAX_FRAME_BYTES,
         idle_timeout: Duration::from_micros(node.opts.check_leader_us.saturating_mul(3))
             .max(Duration::from_secs(3)),
@@ -145,32 +161,31 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
     Ok(rt)
 }
 
-fn spawn_peers(
-    node: &Arc<Node>,
-    local_ip: IpAddr,
-    handler: Arc<Inbound>,
-) -> Result<HashMap<String, PeerLink>> {
-    let opts = &node.opts;
-    let heartbeat = Duration::from_micros(opts.heartbeat_us);
-    let mut peers = HashMap::new();
-    for peer in opts.members.iter().filter(|m| **m != node.id) {
-        let cfg = PeerConfig {
-            name: opts.local_port.to_string(),
-            local_ip,
-            my_id: node.id.clone(),
-            peer: peer.clone(),
-            cluster_id: opts.cluster_id.clone(),
-            config_id: crate::transport::config_id(&opts.members),
-            connect_timeout: heartbeat.max(Duration::from_millis(200)),
-            write_timeout: Duration::from_micros(opts.check_leader_us),
-            keepalive: heartbeat,
-            liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
-            in_doubt_window: opts.request_timeout,
-            max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
-        };
-        peers.insert(peer.clone(), PeerLink::spawn(cfg, handler.clone())?);
+/// The bootstrap member list: the one stored at the first start, else the
+/// options' (stored now). A joining node that has no log has none.
+fn bootstrap_members(opts: &Options, store: &LogStore, log_empty: bool) -> Result<Vec<String>> {
+    if let Some(stored) = store.bootstrap_members()? {
+        if !opts.join && stored != opts.members {
+            tracing::warn!(options = ?opts.members, stored = ?stored,
+                "the member list in the options differs from the one this node bootstrapped with; keeping the stored one");
+        }
+        return Ok(stored);
     }
-    Ok(peers)
+    if opts.join {
+        if log_empty {
+            tracing::info!(node = %opts.local_id(), "joining: waiting for a leader to add this node");
+        }
+        return Ok(Vec::new());
+    }
+    store.set_bootstrap_members(&opts.members)?;
+    Ok(opts.members.clone())
+}
+
+/// Milliseconds since the Unix epoch, as leaders stamp them on entries.
+pub(crate) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Spawns a named thread whose panic marks the node failed instead of vanishing.
@@ -215,12 +230,13 @@ impl Runtime {
         for t in self.threads.get_mut().drain(..) {
             let _ = t.join();
         }
-        for link in self.node.peers() {
+        for link in self.node.take_links() {
             link.stop();
         }
         let stopped = Error::Stopped("the node was closed".into());
         self.node.proposals.fail_all(&stopped, &stopped);
         self.node.forwards.fail_all(&stopped);
+        self.node.config_waiters.fail_all(&stopped);
         // Only once no thread of the node is left: the `Floyd` handle (and so
         // the node) may live on, but the directory must open again right away.
         self.node.log_store.close();
@@ -246,12 +262,12 @@ mod tests {
         o.check_leader_us = u64::MAX;
         let tick = tick_of(&o);
         assert_eq!(tick, Duration::from_millis(10));
-        let cfg = core_config(&o, tick);
+        let cfg = core_config(&o, tick, vec![]);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (u32::MAX, u32::MAX));
         // The largest validated timers still fit without saturating.
         o.heartbeat_us = crate::options::MAX_TIMER_US / 2;
         o.check_leader_us = crate::options::MAX_TIMER_US;
-        let cfg = core_config(&o, tick_of(&o));
+        let cfg = core_config(&o, tick_of(&o), vec![]);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (180_000, 360_000));
     }
 }

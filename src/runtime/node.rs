@@ -3,22 +3,24 @@
 
 use super::faults::Faults;
 use super::forward::{response_from_result, Forwards};
+use super::membership::{ConfigWaiters, Want};
 use super::proposals::{Completion, PendingCommand, Proposals};
-use crate::core::{CoreStatus, Envelope, RaftCore, Ready, Role};
+use crate::core::{ConfChange, ConfChangeError, Envelope, Membership, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
 use crate::options::Options;
 use crate::state_machine::{encode_command, CommandKind, KvStateMachine};
 use crate::storage::LogStore;
-use crate::transport::{message_to_body, Handler, PeerLink};
+use crate::transport::{message_to_body, Handler, Identity, PeerConfig, PeerLink};
 use crate::wire::{frame::Body, ClientRequest, ClientResponse};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Work for the primary thread.
 pub enum PrimaryEvent {
@@ -51,7 +53,19 @@ pub struct Node {
     pub state_machine: KvStateMachine,
     pub proposals: Proposals,
     pub forwards: Forwards,
-    peers: OnceLock<HashMap<String, PeerLink>>,
+    pub config_waiters: ConfigWaiters,
+    /// One link per other member of the configuration in force (and to a
+    /// leader outside it); changed as the configuration changes.
+    peers: RwLock<HashMap<String, Arc<PeerLink>>>,
+    /// Who the links and the server admit, following the configuration.
+    pub identity: Arc<Identity>,
+    local_ip: IpAddr,
+    /// What the links deliver to; set once at start.
+    handler: OnceLock<Arc<Inbound>>,
+    /// When each peer was last heard from (status only).
+    contacts: Mutex<HashMap<String, Instant>>,
+    /// Index of the committed configuration last acted on.
+    committed_config: AtomicU64,
     primary_tx: Sender<PrimaryEvent>,
     log_tx: Sender<LogEvent>,
     /// Taken by the primary thread, which starts the log writer.
@@ -67,8 +81,11 @@ pub struct Node {
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         opts: Options,
+        identity: Arc<Identity>,
+        local_ip: IpAddr,
         core: RaftCore,
         log_store: LogStore,
         state_machine: KvStateMachine,
@@ -85,7 +102,13 @@ impl Node {
             state_machine,
             proposals: Proposals::default(),
             forwards: Forwards::default(),
-            peers: OnceLock::new(),
+            config_waiters: ConfigWaiters::default(),
+            peers: RwLock::new(HashMap::new()),
+            identity,
+            local_ip,
+            handler: OnceLock::new(),
+            contacts: Mutex::new(HashMap::new()),
+            committed_config: AtomicU64::new(0),
             primary_tx,
             log_tx,
             log_rx: Mutex::new(Some(log_rx)),
@@ -108,44 +131,75 @@ impl Node {
         let _ = self.log_tx.send(LogEvent::Stop);
     }
 
-    pub fn set_peers(&self, peers: HashMap<String, PeerLink>) {
-        let _ = self.peers.set(peers);
+    /// Connects to the members of the configuration in force; call once at start.
+    pub fn start_links(&self, handler: Arc<Inbound>) -> Result<()> {
+        let _ = self.handler.set(handler);
+        let core = self.core.lock();
+        let retired = self.reconcile_links(&core)?;
+        drop(core);
+        debug_assert!(retired.is_empty());
+        Ok(())
     }
 
-    pub fn peers(&self) -> impl Iterator<Item = &PeerLink> {
-        self.peers.get().into_iter().flat_map(|p| p.values())
+    /// Every link, for closing.
+    pub fn take_links(&self) -> Vec<Arc<PeerLink>> {
+        self.peers.write().drain().map(|(_, l)| l).collect()
     }
 
-    pub(crate) fn peer(&self, id: &str) -> Option<&PeerLink> {
-        self.peers.get().and_then(|p| p.get(id))
+    pub(crate) fn peer(&self, id: &str) -> Option<Arc<PeerLink>> {
+        self.peers.read().get(id).cloned()
     }
 
     /// Runs `f` on the core under its lock, then hands out what it produced.
     pub fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> T {
         let mut core = self.core.lock();
         let out = f(&mut core);
-        let new_leader = self.dispatch(&mut core);
+        let after = self.dispatch(&mut core);
         drop(core);
-        // Logged after unlocking: logging may write to disk or call back into the host.
-        if let Some(leader) = new_leader {
-            tracing::info!(node = %self.id, leader = ?leader, "leader changed");
-        }
+        after.run(self);
         out
     }
 
-    pub fn status(&self) -> CoreStatus {
-        self.core.lock().status()
+    /// Reads the core under its lock (nothing it produces is sent).
+    pub fn inspect<T>(&self, f: impl FnOnce(&RaftCore) -> T) -> T {
+        f(&self.core.lock())
+    }
+
+    /// The configuration in force on this node.
+    pub fn membership(&self) -> Membership {
+        self.core.lock().membership().clone()
+    }
+
+    /// Milliseconds since `peer` was last heard from.
+    pub fn last_contact_ms(&self, peer: &str) -> Option<u64> {
+        let at = *self.contacts.lock().get(peer)?;
+        Some(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Sends what may go now; queues persistence (and what waits on it) to the
     /// primary thread. Called with the core locked, so Readies queue in order.
-    /// Returns the new leader if it changed.
-    fn dispatch(&self, core: &mut RaftCore) -> Option<Option<String>> {
+    fn dispatch(&self, core: &mut RaftCore) -> AfterUnlock {
         let mut ready = core.ready();
-        let new_leader = self.note_leader(core.leader());
-        if ready.is_empty() || self.failure.lock().is_some() {
+        let mut after = AfterUnlock {
+            new_leader: self.note_leader(core.leader()),
+            ..Default::default()
+        };
+        if self.failure.lock().is_some() {
             // (A node that cannot persist must not speak.)
-            return new_leader;
+            return after;
+        }
+        if ready.config.is_some() || after.new_leader.is_some() {
+            match self.reconcile_links(core) {
+                Ok(retired) => after.retired = retired,
+                Err(e) => after.link_error = Some(e),
+            }
+        }
+        let (committed_index, committed) = core.committed_membership();
+        if self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index {
+            after.changes_done = self.config_waiters.satisfied_by(committed);
+        }
+        if ready.is_empty() {
+            return after;
         }
         for env in std::mem::take(&mut ready.messages) {
             self.send_message(env);
@@ -154,7 +208,49 @@ impl Node {
             let _ = self.log_tx.send(LogEvent::Persist(ready));
         }
         self.wake_apply();
-        new_leader
+        after
+    }
+
+    /// Makes the links match the configuration in force (plus the leader, who
+    /// may be outside it), and the handshake rules follow it. Links no longer
+    /// wanted are returned, to be stopped outside the core lock.
+    fn reconcile_links(&self, core: &RaftCore) -> Result<Vec<Arc<PeerLink>>> {
+        let m = core.membership();
+        self.identity.update(&m.uid, m.members().cloned());
+        let mut wanted: BTreeSet<String> = m.members().cloned().collect();
+        wanted.extend(core.leader().map(str::to_string));
+        wanted.remove(&self.id);
+        let Some(handler) = self.handler.get() else {
+            return Ok(Vec::new());
+        };
+        let mut peers = self.peers.write();
+        let retired: Vec<String> = peers.keys().filter(|p| !wanted.contains(*p)).cloned().collect();
+        let retired = retired.iter().filter_map(|p| peers.remove(p)).collect();
+        for peer in wanted {
+            if !peers.contains_key(&peer) {
+                let link = PeerLink::spawn(self.peer_config(&peer), handler.clone())?;
+                peers.insert(peer, Arc::new(link));
+            }
+        }
+        Ok(retired)
+    }
+
+    fn peer_config(&self, peer: &str) -> PeerConfig {
+        let opts = &self.opts;
+        let heartbeat = Duration::from_micros(opts.heartbeat_us);
+        PeerConfig {
+            name: opts.local_port.to_string(),
+            local_ip: self.local_ip,
+            my_id: self.id.clone(),
+            peer: peer.to_string(),
+            identity: self.identity.clone(),
+            connect_timeout: heartbeat.max(Duration::from_millis(200)),
+            write_timeout: Duration::from_micros(opts.check_leader_us),
+            keepalive: heartbeat,
+            liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
+            in_doubt_window: opts.request_timeout,
+            max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
+        }
     }
 
     /// Records the leader and wakes callers waiting for one; returns it if it changed.
@@ -236,6 +332,42 @@ impl Node {
             if self.is_stopping() || self.watch_changed.wait_until(&mut watch, deadline).timed_out() {
                 return ready(&watch);
             }
+        }
+    }
+
+    /// Runs a client request on this node (which should be the leader):
+    /// membership requests become configuration changes, the rest log commands.
+    pub fn submit_command(&self, cmd: CommandKind, deadline: Instant, done: Completion) {
+        if cmd.is_membership() {
+            self.change_membership(cmd, deadline, done);
+        } else {
+            self.submit(encode_command(cmd), deadline, done);
+        }
+    }
+
+    /// Asks the core for a single-server change; the caller is answered once
+    /// the committed configuration shows it.
+    fn change_membership(&self, cmd: CommandKind, deadline: Instant, done: Completion) {
+        if let Err(e) = self.check_usable() {
+            return done(Err(e));
+        }
+        let (change, want) = match cmd {
+            CommandKind::AddServer { server } => (ConfChange::AddServer(server.clone()), Want::Voter(server)),
+            CommandKind::RemoveServer { server } => {
+                (ConfChange::RemoveServer(server.clone()), Want::Absent(server))
+            }
+            _ => return done(Err(Error::Internal("not a membership request".into()))),
+        };
+        // Registered under the core lock: the commit cannot slip in between.
+        let refused = self.with_core(|core| match core.propose_conf_change(change) {
+            Ok(_) => self
+                .config_waiters
+                .wait(want, core.committed_membership().1, deadline, done)
+                .map(|done| (done, Ok(None))),
+            Err(e) => Some((done, Err(conf_change_error(e)))),
+        });
+        if let Some((done, result)) = refused {
+            done(result);
         }
     }
 
@@ -322,6 +454,7 @@ impl Node {
         ));
         self.proposals.fail_all(&failed, &in_doubt);
         self.forwards.fail_all(&in_doubt);
+        self.config_waiters.fail_all(&in_doubt);
         let _watch = self.watch.lock();
         self.watch_changed.notify_all();
     }
@@ -350,6 +483,7 @@ pub struct Inbound(pub Weak<Node>);
 impl Handler for Inbound {
     fn on_message(&self, from: &str, msg: crate::core::Message) {
         if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
+            node.contacts.lock().insert(from.to_string(), Instant::now());
             if let Err(why) = node.with_core(|core| core.step(from, msg)) {
                 tracing::warn!(node = %node.id, peer = %from, reason = %why, "refused a message");
             }
@@ -377,7 +511,7 @@ impl Handler for Inbound {
             }
         });
         let deadline = Instant::now() + node.opts.request_timeout;
-        node.submit(encode_command(cmd), deadline, done);
+        node.submit_command(cmd, deadline, done);
     }
 
     fn on_client_response(&self, from: &str, resp: ClientResponse) {
@@ -419,5 +553,46 @@ impl Handler for Inbound {
         if let Some(link) = self.0.upgrade().as_ref().and_then(|n| n.peer(from)) {
             link.probe();
         }
+    }
+}
+
+/// What a core call leaves to do once the core lock is released: logging
+/// (which may write to disk or call into the host), stopping links (which
+/// joins threads) and answering callers.
+#[derive(Default)]
+struct AfterUnlock {
+    new_leader: Option<Option<String>>,
+    retired: Vec<Arc<PeerLink>>,
+    link_error: Option<Error>,
+    changes_done: Vec<Completion>,
+}
+
+impl AfterUnlock {
+    fn run(self, node: &Node) {
+        if let Some(leader) = self.new_leader {
+            tracing::info!(node = %node.id, leader = ?leader, "leader changed");
+        }
+        for link in self.retired {
+            tracing::info!(node = %node.id, peer = %link.peer(), "no longer a member: link closed");
+            link.stop();
+        }
+        if let Some(e) = self.link_error {
+            node.fail(Error::Io(format!("cannot start a peer link: {e}")));
+        }
+        for done in self.changes_done {
+            done(Ok(None));
+        }
+    }
+}
+
+/// The caller's view of a refused membership change.
+fn conf_change_error(e: ConfChangeError) -> Error {
+    match e {
+        ConfChangeError::NotLeader { leader: Some(l) } => {
+            Error::NoLeader(format!("this node is not the leader ({l} is)"))
+        }
+        ConfChangeError::NotLeader { leader: None } => Error::NoLeader("this node is not the leader".into()),
+        ConfChangeError::InProgress(m) => Error::Busy(format!("a membership change is in progress: {m}")),
+        e @ (ConfChangeError::NotMember(_) | ConfChangeError::LastVoter(_)) => Error::InvalidArgument(e.to_string()),
     }
 }

@@ -66,8 +66,13 @@ fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
         let due = clock.take_due(now);
         if due > 0 {
             // Election and heartbeat timers live in the core.
-            node.with_core(|core| (0..due).for_each(|_| core.tick()));
+            let now_ms = super::wall_clock_ms();
+            node.with_core(|core| {
+                core.set_clock(now_ms);
+                (0..due).for_each(|_| core.tick())
+            });
             node.proposals.expire(now);
+            node.config_waiters.expire(now);
         }
         if new_command {
             node.propose_pending();
@@ -143,14 +148,19 @@ fn persist(node: &Node, readies: Vec<Ready>) {
     let mut sync = false;
     let mut last = None;
     let mut hard_state = None;
+    let mut config = None;
     for r in &readies {
         batch.add(None, r.truncate_from, &r.entries);
+        config = r.config.as_ref().or(config);
         sync |= r.must_sync;
         last = r.persisted_position().or(last);
         hard_state = r.hard_state.as_ref().or(hard_state);
     }
     // Only the newest (term, vote, commit) matters; its keys are apart from the entries'.
     batch.add(hard_state, None, &[]);
+    if let Some((index, m)) = config {
+        batch.set_config(*index, m);
+    }
     if !batch.is_empty() {
         let written = node
             .faults

@@ -2,40 +2,64 @@
 
 use crate::error::{Error, Result};
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use crate::wire::{command::Op, Command, Delete, Get, Put};
+use crate::wire::{command::Op, AddServer, Command, Delete, Get, Put, RemoveServer, TryLock, Unlock};
 use bytes::Bytes;
 use prost::Message as _;
 
-/// What a client asks the state machine to do.
+/// Longest lock lease: a day. A holder that needs longer renews.
+pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// What a client asks the cluster to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandKind {
     Put { key: Bytes, value: Bytes },
     Delete { key: Bytes },
     Get { key: Bytes },
+    TryLock { name: Bytes, holder: Bytes, ttl_ms: u64 },
+    Unlock { name: Bytes, holder: Bytes },
+    /// Membership requests: the leader turns them into configuration entries.
+    AddServer { server: String },
+    RemoveServer { server: String },
 }
 
 impl CommandKind {
     /// Checks sizes before anything is proposed.
     pub fn validate(&self) -> Result<()> {
-        let (key, value_len) = match self {
-            CommandKind::Put { key, value } => (key, value.len()),
-            CommandKind::Delete { key } | CommandKind::Get { key } => (key, 0),
-        };
-        if key.is_empty() {
-            return Err(Error::InvalidArgument("empty key".into()));
+        match self {
+            CommandKind::Put { key, value } => {
+                check_name(key, "key")?;
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(Error::InvalidArgument(format!(
+                        "value of {} bytes exceeds {MAX_VALUE_BYTES}",
+                        value.len()
+                    )));
+                }
+                Ok(())
+            }
+            CommandKind::Delete { key } | CommandKind::Get { key } => check_name(key, "key"),
+            CommandKind::TryLock { name, holder, ttl_ms } => {
+                check_name(name, "lock name")?;
+                check_name(holder, "lock holder")?;
+                if *ttl_ms == 0 || *ttl_ms > MAX_LOCK_TTL_MS {
+                    return Err(Error::InvalidArgument(format!(
+                        "lock ttl {ttl_ms} ms is outside 1..={MAX_LOCK_TTL_MS}"
+                    )));
+                }
+                Ok(())
+            }
+            CommandKind::Unlock { name, holder } => {
+                check_name(name, "lock name")?;
+                check_name(holder, "lock holder")
+            }
+            CommandKind::AddServer { server } | CommandKind::RemoveServer { server } => {
+                crate::options::canonical_member(server).map(|_| ())
+            }
         }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "key of {} bytes exceeds {MAX_KEY_BYTES}",
-                key.len()
-            )));
-        }
-        if value_len > MAX_VALUE_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "value of {value_len} bytes exceeds {MAX_VALUE_BYTES}"
-            )));
-        }
-        Ok(())
+    }
+
+    /// Whether this is a membership request rather than a state-machine command.
+    pub fn is_membership(&self) -> bool {
+        matches!(self, CommandKind::AddServer { .. } | CommandKind::RemoveServer { .. })
     }
 
     pub fn into_wire(self) -> Command {
@@ -43,6 +67,10 @@ impl CommandKind {
             CommandKind::Put { key, value } => Op::Put(Put { key, value }),
             CommandKind::Delete { key } => Op::Delete(Delete { key }),
             CommandKind::Get { key } => Op::Get(Get { key }),
+            CommandKind::TryLock { name, holder, ttl_ms } => Op::TryLock(TryLock { name, holder, ttl_ms }),
+            CommandKind::Unlock { name, holder } => Op::Unlock(Unlock { name, holder }),
+            CommandKind::AddServer { server } => Op::AddServer(AddServer { server }),
+            CommandKind::RemoveServer { server } => Op::RemoveServer(RemoveServer { server }),
         };
         Command { op: Some(op) }
     }
@@ -55,9 +83,33 @@ impl CommandKind {
             },
             Some(Op::Delete(d)) => CommandKind::Delete { key: d.key },
             Some(Op::Get(g)) => CommandKind::Get { key: g.key },
+            Some(Op::TryLock(t)) => CommandKind::TryLock {
+                name: t.name,
+                holder: t.holder,
+                ttl_ms: t.ttl_ms,
+            },
+            Some(Op::Unlock(u)) => CommandKind::Unlock {
+                name: u.name,
+                holder: u.holder,
+            },
+            Some(Op::AddServer(a)) => CommandKind::AddServer { server: a.server },
+            Some(Op::RemoveServer(r)) => CommandKind::RemoveServer { server: r.server },
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })
     }
+}
+
+fn check_name(name: &[u8], what: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument(format!("empty {what}")));
+    }
+    if name.len() > MAX_KEY_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{what} of {} bytes exceeds {MAX_KEY_BYTES}",
+            name.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Encodes a command as a log entry payload.

@@ -1,13 +1,16 @@
 //! The built-in key-value state machine (`<path>/db`).
 //!
-//! Keys: `d` + user key for data, `m:applied` for the applied index. Each
-//! batch of committed entries is applied in one WriteBatch that also moves the
-//! applied index, so a crash between commit and apply replays every entry
-//! exactly once: entries at or below the stored applied index are skipped.
+//! Keys: `d` + user key for data, `l` + name for locks, `m:applied` for the
+//! applied index, `m:time` for the log's time (the largest leader time of
+//! the entries applied). Each batch of committed entries is applied in one
+//! WriteBatch that also moves the applied index and the time, so a crash
+//! between commit and apply replays every entry exactly once: entries at or
+//! below the stored applied index are skipped.
 
 mod command;
+mod lock;
 
-pub use command::{decode_command, encode_command, CommandKind};
+pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
 
 use crate::error::{Error, Result};
 use crate::storage::Db;
@@ -18,6 +21,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 const APPLIED: &[u8] = b"m:applied";
+const TIME: &[u8] = b"m:time";
 const DATA_PREFIX: u8 = b'd';
 
 /// What applying one entry produced, handed to whoever proposed it.
@@ -59,6 +63,13 @@ impl KvStateMachine {
         applied_index(&*self.db.get()?)
     }
 
+    /// Locks held at the log's time (not expired), as of the last applied entry.
+    pub fn locks_held(&self) -> Result<u64> {
+        let db = self.db.get()?;
+        let now = read_u64(&db, TIME, "log time")?;
+        lock::count_held(&db, now)
+    }
+
     /// The value of `key` as of the last applied entry (a local, possibly stale read).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get()?.get(data_key(key))?)
@@ -69,9 +80,10 @@ impl KvStateMachine {
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
         let db = self.db.get()?;
         let applied = applied_index(&db)?;
+        let mut time = read_u64(&db, TIME, "log time")?;
         let mut batch = WriteBatch::default();
         // Writes earlier in this batch, so a read later in it sees them.
-        let mut pending: HashMap<Vec<u8>, Option<Bytes>> = HashMap::new();
+        let mut pending = Pending::default();
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
         for e in entries.iter().filter(|e| e.index > applied) {
@@ -82,8 +94,12 @@ impl KvStateMachine {
                 )));
             }
             last = e.index;
+            // Carried forward: a leader whose clock is behind its
+            // predecessor's never moves the log's time back.
+            time = time.max(e.leader_time_ms);
             let result = if e.r#type == EntryType::EntryCommand as i32 {
-                apply_command(&db, &e.payload, &mut batch, &mut pending)?
+                let at = At { index: e.index, time };
+                apply_command(&db, &e.payload, at, &mut batch, &mut pending)?
             } else {
                 Ok(None)
             };
@@ -95,6 +111,7 @@ impl KvStateMachine {
         }
         if last > applied {
             batch.put(APPLIED, last.to_be_bytes());
+            batch.put(TIME, time.to_be_bytes());
             // Not synced: the log is the durable source; after a power loss the
             // state machine rolls back with its applied index and replays.
             let mut wo = WriteOptions::default();
@@ -106,21 +123,40 @@ impl KvStateMachine {
 }
 
 fn applied_index(db: &DB) -> Result<u64> {
-    match db.get_pinned(APPLIED)? {
+    read_u64(db, APPLIED, "applied index")
+}
+
+fn read_u64(db: &DB, key: &[u8], what: &str) -> Result<u64> {
+    match db.get_pinned(key)? {
         None => Ok(0),
-        Some(v) => {
-            Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                Error::Corruption("applied index is not 8 bytes".into())
-            })?))
-        }
+        Some(v) => Ok(u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| Error::Corruption(format!("{what} is not 8 bytes")))?,
+        )),
     }
+}
+
+/// Effects earlier in the batch being applied.
+#[derive(Default)]
+struct Pending {
+    data: HashMap<Vec<u8>, Option<Bytes>>,
+    locks: lock::PendingLocks,
+}
+
+/// Where an entry is applied: its index and the log's time there.
+#[derive(Clone, Copy)]
+struct At {
+    index: u64,
+    time: u64,
 }
 
 fn apply_command(
     db: &DB,
     payload: &[u8],
+    at: At,
     batch: &mut WriteBatch,
-    pending: &mut HashMap<Vec<u8>, Option<Bytes>>,
+    pending: &mut Pending,
 ) -> Result<Result<Option<Bytes>>> {
     // A command that does not decode was committed everywhere alike: every
     // replica answers the same error and moves on.
@@ -131,21 +167,29 @@ fn apply_command(
     Ok(match op {
         Op::Put(p) => {
             batch.put(data_key(&p.key), &p.value);
-            pending.insert(p.key.to_vec(), Some(p.value));
+            pending.data.insert(p.key.to_vec(), Some(p.value));
             Ok(None)
         }
         Op::Delete(d) => {
             batch.delete(data_key(&d.key));
-            pending.insert(d.key.to_vec(), None);
+            pending.data.insert(d.key.to_vec(), None);
             Ok(None)
         }
         Op::Get(g) => {
-            let value = match pending.get(g.key.as_ref()) {
+            let value = match pending.data.get(g.key.as_ref()) {
                 Some(v) => v.clone(),
                 None => db.get(data_key(&g.key))?.map(Bytes::from),
             };
             value.map(Some).ok_or(Error::NotFound)
         }
+        Op::TryLock(t) => {
+            return lock::try_lock(db, batch, &mut pending.locks, &t.name, &t.holder, t.ttl_ms, at.index, at.time)
+        }
+        Op::Unlock(u) => return lock::unlock(db, batch, &mut pending.locks, &u.name, &u.holder, at.time),
+        // Membership requests become configuration entries, never commands.
+        Op::AddServer(_) | Op::RemoveServer(_) => Err(Error::InvalidArgument(
+            "a membership request in a command entry".into(),
+        )),
     })
 }
 
@@ -158,3 +202,6 @@ fn data_key(key: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lock_tests;

@@ -7,6 +7,10 @@ pub const ENTRY_PREFIX: &[u8] = b"e";
 pub const TERM: &[u8] = b"m:term";
 pub const VOTE: &[u8] = b"m:vote";
 pub const COMMIT: &[u8] = b"m:commit";
+/// The latest configuration in the log and its index (a `ConfigState`).
+pub const CONFIG: &[u8] = b"m:conf";
+/// The member list this node bootstrapped with, `,`-separated.
+pub const BOOTSTRAP: &[u8] = b"m:bootstrap";
 
 /// The key of the entry at `index`.
 pub fn entry_key(index: u64) -> [u8; 9] {

@@ -1,13 +1,16 @@
 //! RocksDB storage of the Raft log and metadata (`<path>/log`).
 //!
 //! Keys: `e` + big-endian index for entries (so the first and last index are
-//! one seek each), `m:term`, `m:vote`, `m:commit` for the hard state. Every
+//! one seek each), `m:term`, `m:vote`, `m:commit` for the hard state,
+//! `m:conf` for the latest configuration in the log (written with the entries
+//! that bring it), `m:bootstrap` for the member list the node started with. Every
 //! write is one WriteBatch; a Ready's log changes and (term, vote) are synced
 //! together before anything that depends on them leaves the node.
 
 mod keys;
 
-use crate::core::HardState;
+use crate::core::{HardState, Membership};
+use crate::wire::ConfigState;
 use crate::error::{Error, Result};
 use crate::wire::Entry;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
@@ -22,6 +25,8 @@ pub use keys::{entry_key, ENTRY_PREFIX};
 pub struct LoadedLog {
     pub hard_state: HardState,
     pub entries: Vec<Entry>,
+    /// `m:conf`: the latest configuration in the log, with its index.
+    pub config: Option<(u64, Membership)>,
 }
 
 /// The Raft log and metadata in RocksDB. Thread-safe; writes are serialised by the caller
@@ -90,6 +95,16 @@ impl LogBatch {
         }
     }
 
+    /// Records the configuration in force after these changes.
+    pub fn set_config(&mut self, index: u64, m: &Membership) {
+        let state = ConfigState {
+            index,
+            config: Some(m.to_wire()),
+        };
+        self.batch.put(keys::CONFIG, state.encode_to_vec());
+        self.ops += 1;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops == 0
     }
@@ -142,7 +157,43 @@ impl LogStore {
             }
             entries.push(entry);
         }
-        Ok(LoadedLog { hard_state, entries })
+        drop(db);
+        let config = self.stored_config()?;
+        Ok(LoadedLog {
+            hard_state,
+            entries,
+            config,
+        })
+    }
+
+    /// `m:conf`, if a configuration was ever stored.
+    pub fn stored_config(&self) -> Result<Option<(u64, Membership)>> {
+        let Some(v) = self.db.get()?.get(keys::CONFIG)? else {
+            return Ok(None);
+        };
+        let state = ConfigState::decode(v.as_slice())
+            .map_err(|e| Error::Corruption(format!("stored configuration does not decode: {e}")))?;
+        let config = state
+            .config
+            .ok_or_else(|| Error::Corruption("stored configuration is empty".into()))?;
+        Ok(Some((state.index, Membership::from_wire(config))))
+    }
+
+    /// The member list this node bootstrapped with, if it did.
+    pub fn bootstrap_members(&self) -> Result<Option<Vec<String>>> {
+        let Some(v) = self.db.get()?.get(keys::BOOTSTRAP)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(v).map_err(|_| Error::Corruption("bootstrap members are not UTF-8".into()))?;
+        Ok(Some(text.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect()))
+    }
+
+    /// Stores the bootstrap member list, synced.
+    pub fn set_bootstrap_members(&self, members: &[String]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.get()?.put_opt(keys::BOOTSTRAP, members.join(","), &wo)?;
+        Ok(())
     }
 
     /// The persisted (term, vote, commit).

@@ -10,6 +10,7 @@ fn entry(index: u64, term: u64) -> Entry {
         index,
         r#type: 1,
         payload: Bytes::from(format!("v{index}-{term}")),
+        leader_time_ms: 0,
     }
 }
 
@@ -180,4 +181,32 @@ fn a_closed_store_releases_its_directory_and_answers_stopped() {
     // Still alive, yet the directory opens again.
     let again = LogStore::open(dir.path()).unwrap();
     assert_eq!(again.load().unwrap().entries, vec![entry(1, 1)]);
+}
+
+#[test]
+fn the_configuration_and_bootstrap_members_are_stored_and_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap().config, None);
+        assert_eq!(store.bootstrap_members().unwrap(), None);
+        let mut m = Membership::new(["a:1".to_string(), "b:2".to_string()]);
+        m.learners.insert("c:3".into());
+        m.uid = "u".into();
+        let mut batch = LogBatch::default();
+        batch.add(None, None, &[entry(1, 1)]);
+        batch.set_config(1, &m);
+        store.write(batch, true).unwrap();
+        store.set_bootstrap_members(&["a:1".to_string(), "b:2".to_string()]).unwrap();
+    }
+    let store = LogStore::open(dir.path()).unwrap();
+    let (index, m) = store.load().unwrap().config.unwrap();
+    assert_eq!(index, 1);
+    assert_eq!(m.voters.len(), 2);
+    assert!(m.learners.contains("c:3"));
+    assert_eq!(m.uid, "u");
+    assert_eq!(
+        store.bootstrap_members().unwrap().unwrap(),
+        vec!["a:1".to_string(), "b:2".to_string()]
+    );
 }

@@ -7,11 +7,12 @@
 //! `Pong` on the same connection, so a link learns within its liveness
 //! timeout that the connection under it is dead, instead of writing into it.
 //!
-//! The handshake names the cluster, the sender, the protocol version and a
-//! hash of the sender's member list ([`config_id`]); frames are limited to
-//! [`MAX_FRAME_BYTES`] on every node.
+//! The handshake names the cluster, the sender, the protocol version, the
+//! cluster identity and the bootstrap member list ([`config_id`]); the rules
+//! are in [`Identity`]. Frames are limited to [`MAX_FRAME_BYTES`] on every node.
 
 mod frame;
+mod identity;
 mod outbox;
 mod peer;
 mod server;
@@ -20,6 +21,7 @@ pub use frame::{
     body_to_message, encode_frame, frame_len, message_to_body, read_frame, write_frame, FrameError,
     MAX_FRAME_BYTES,
 };
+pub use identity::Identity;
 pub use peer::{PeerConfig, PeerLink};
 pub use server::{Server, ServerConfig, PROTOCOL_VERSION};
 

@@ -21,9 +21,8 @@ use super::outbox::{
     encode_batch, is_client_traffic, next_batch, split_by_written, write_all_vectored, InDoubt, BATCH_BYTES,
     BATCH_FRAMES,
 };
-use super::server::PROTOCOL_VERSION;
 use super::Handler;
-use crate::wire::{frame::Body, Handshake, Ping};
+use crate::wire::{frame::Body, Ping};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -46,9 +45,8 @@ pub struct PeerConfig {
     pub local_ip: IpAddr,
     pub my_id: String,
     pub peer: String,
-    pub cluster_id: String,
-    /// [`config_id`](super::config_id) of our member list, sent in the handshake.
-    pub config_id: u64,
+    /// Our side of the handshake.
+    pub identity: Arc<super::Identity>,
     /// Also how long a [`PeerLink::probe`] waits for its answer.
     pub connect_timeout: Duration,
     pub write_timeout: Duration,
@@ -72,6 +70,7 @@ enum Control {
 
 /// Handle to a peer worker. Thread-safe `send`; `stop` joins the worker.
 pub struct PeerLink {
+    peer: String,
     raft: Sender<Body>,
     client: Sender<Body>,
     control: Sender<Control>,
@@ -99,18 +98,25 @@ impl PeerLink {
         };
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
+        let peer = cfg.peer.clone();
         let thread = super::spawn_named(format!("floyd-peer-{}->{}", cfg.name, cfg.peer), move || {
             super::guarded(&*handler.clone(), || {
                 PeerWorker::new(cfg, handler, flag).run(queues)
             })
         })?;
         Ok(PeerLink {
+            peer,
             raft,
             client,
             control,
             connected,
             thread: parking_lot::Mutex::new(Some(thread)),
         })
+    }
+
+    /// The member this link dials.
+    pub fn peer(&self) -> &str {
+        &self.peer
     }
 
     /// Queues a frame (forwarded commands and their results behind Raft
@@ -508,12 +514,7 @@ fn connect(cfg: &PeerConfig) -> Result<TcpStream, ConnectError> {
     stream.set_write_timeout(Some(cfg.write_timeout))?;
     // Only the handshake is read blocking; afterwards reads never wait.
     stream.set_read_timeout(Some(cfg.connect_timeout))?;
-    let hello = Handshake {
-        cluster_id: cfg.cluster_id.clone(),
-        from: cfg.my_id.clone(),
-        protocol_version: PROTOCOL_VERSION,
-        config_id: cfg.config_id,
-    };
+    let hello = cfg.identity.hello(&cfg.my_id);
     write_frame(&mut stream, Body::Handshake(hello))?;
     match read_frame(&mut stream, 64 << 10) {
         Ok(Body::HandshakeAck(ack)) if ack.accepted => Ok(stream),

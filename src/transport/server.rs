@@ -18,15 +18,17 @@ use super::Handler;
 use crate::wire::{frame::Body, Handshake, HandshakeAck, Pong};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use super::Identity;
+use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Version of the frame protocol, checked in the handshake. 2: `config_id` and `Pong`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of the frame protocol, checked in the handshake. 2: `config_id`
+/// and `Pong`; 3: `cluster_uid`, configuration entries.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Connections served at once; more are refused so a flood cannot exhaust threads.
 const MAX_CONNECTIONS: usize = 256;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -37,10 +39,8 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct ServerConfig {
     /// Name used in thread names (the local port).
     pub name: String,
-    pub cluster_id: String,
-    pub members: HashSet<String>,
-    /// [`config_id`](super::config_id) of `members`: a peer must send the same one.
-    pub config_id: u64,
+    /// Whom to admit: the handshake rules, following the node's configuration.
+    pub identity: Arc<Identity>,
     /// Largest frame read; the node passes [`MAX_FRAME_BYTES`](super::MAX_FRAME_BYTES).
     pub max_frame_bytes: usize,
     /// A connection silent for this long is closed (peers send pings when idle).
@@ -298,34 +298,7 @@ fn accept_handshake(stream: &mut TcpStream, shared: &Shared) -> Result<String, S
 }
 
 fn handshake_refusal(hs: &Handshake, cfg: &ServerConfig) -> Option<String> {
-    if hs.protocol_version != PROTOCOL_VERSION {
-        return Some(format!(
-            "protocol version {} (we speak {PROTOCOL_VERSION})",
-            hs.protocol_version
-        ));
-    }
-    if hs.cluster_id != cfg.cluster_id {
-        return Some(format!(
-            "cluster {:?} is not ours ({:?})",
-            hs.cluster_id, cfg.cluster_id
-        ));
-    }
-    if !cfg.members.contains(&hs.from) {
-        return Some(format!("{} is not a member of this cluster", hs.from));
-    }
-    if hs.config_id != cfg.config_id {
-        let mut ours: Vec<&str> = cfg.members.iter().map(String::as_str).collect();
-        ours.sort_unstable();
-        return Some(format!(
-            "member list differs: {} has configuration {:016x}, ours is {:016x}; ours has {} members: {}",
-            hs.from,
-            hs.config_id,
-            cfg.config_id,
-            ours.len(),
-            ours.join(",")
-        ));
-    }
-    None
+    cfg.identity.refusal(hs)
 }
 
 #[cfg(test)]
@@ -352,43 +325,5 @@ mod tests {
         assert_eq!(e.succeeded(), None);
         assert_eq!(e.failed(), (ms(5), true));
         assert_eq!(e.succeeded(), Some(1));
-    }
-
-    fn cfg() -> ServerConfig {
-        let members: Vec<String> = ["127.0.0.1:1", "127.0.0.1:2"].map(String::from).to_vec();
-        ServerConfig {
-            name: "t".into(),
-            cluster_id: "c".into(),
-            config_id: super::super::config_id(&members),
-            members: members.into_iter().collect(),
-            max_frame_bytes: 1 << 20,
-            idle_timeout: Duration::from_secs(1),
-        }
-    }
-
-    fn hello(config_id: u64) -> Handshake {
-        Handshake {
-            cluster_id: "c".into(),
-            from: "127.0.0.1:1".into(),
-            protocol_version: PROTOCOL_VERSION,
-            config_id,
-        }
-    }
-
-    #[test]
-    fn a_handshake_from_another_membership_is_refused_with_the_reason() {
-        let c = cfg();
-        assert_eq!(handshake_refusal(&hello(c.config_id), &c), None);
-        let reason = handshake_refusal(&hello(c.config_id ^ 1), &c).unwrap();
-        assert!(reason.starts_with("member list differs"), "{reason}");
-        assert!(
-            reason.contains("ours has 2 members: 127.0.0.1:1,127.0.0.1:2"),
-            "{reason}"
-        );
-        let mut old = hello(c.config_id);
-        old.protocol_version = 1;
-        assert!(handshake_refusal(&old, &c)
-            .unwrap()
-            .contains("protocol version 1"));
     }
 }

@@ -32,26 +32,47 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub ports: Vec<u16>,
     pub nodes: Vec<Option<Floyd>>,
+    /// The first `initial` ports are the bootstrap members; the rest are
+    /// for nodes added later.
+    pub initial: usize,
+    /// Options a node was first opened with, if not the default ones: a
+    /// restart reuses them.
+    pub custom: Vec<Option<Options>>,
 }
 
 impl Cluster {
     /// Starts `n` nodes with test-speed timers.
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_partial(n, n)
+    }
+
+    /// Reserves ports for `total` nodes and starts the first `initial` as the cluster.
+    pub fn start_partial(total: usize, initial: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(n);
+        let ports = free_ports(total);
         let mut c = Cluster {
             dir,
             ports,
-            nodes: (0..n).map(|_| None).collect(),
+            nodes: (0..total).map(|_| None).collect(),
+            initial,
+            custom: (0..total).map(|_| None).collect(),
         };
-        for i in 0..n {
+        for i in 0..initial {
             c.restart(i);
         }
         c
     }
 
+    /// Opens node `i` with `opts` (kept for its restarts).
+    pub fn open_with(&mut self, i: usize, opts: Options) {
+        assert!(self.nodes[i].is_none());
+        self.custom[i] = Some(opts.clone());
+        self.nodes[i] = Some(Floyd::open(opts).expect("open node"));
+    }
+
+    /// The bootstrap member list.
     pub fn members(&self) -> String {
-        self.ports
+        self.ports[..self.initial]
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect::<Vec<_>>()
@@ -78,7 +99,8 @@ impl Cluster {
     /// (Re)starts node `i` from its data directory.
     pub fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].is_none());
-        self.nodes[i] = Some(Floyd::open(self.options(i)).expect("open node"));
+        let opts = self.custom[i].clone().unwrap_or_else(|| self.options(i));
+        self.nodes[i] = Some(Floyd::open(opts).expect("open node"));
     }
 
     /// Stops node `i` (its data stays).
@@ -115,6 +137,23 @@ impl Cluster {
             let id = self.id(leader);
             self.running()
                 .all(|(_, n)| n.get_leader().as_deref() == Some(id.as_str()))
+        });
+        leader
+    }
+
+    /// Waits until one of `among` leads and all of them agree on it.
+    pub fn wait_for_leader_among(&self, among: &[usize]) -> usize {
+        let mut leader = 0;
+        wait_until("one agreed leader", || {
+            let leaders: Vec<usize> = among.iter().copied().filter(|i| self.node(*i).is_leader()).collect();
+            if leaders.len() != 1 {
+                return false;
+            }
+            leader = leaders[0];
+            let id = self.id(leader);
+            among
+                .iter()
+                .all(|i| self.node(*i).get_leader().as_deref() == Some(id.as_str()))
         });
         leader
     }
