@@ -1,6 +1,7 @@
 //! A local floyd cluster in one process: it elects a leader, takes writes
-//! through leader and followers, loses its leader, elects another, and brings
-//! the old one back. Then (with `-i`) you can talk to it.
+//! through leader and followers, loses its leader, elects another, brings
+//! the old one back and shows a lock. Then (with `-i`) you can talk to it:
+//! data, locks, and membership (`add` starts a new node that joins).
 //!
 //! ```text
 //! cargo run --example cluster_demo            # the scripted tour
@@ -19,6 +20,8 @@ struct Demo {
     ports: Vec<u16>,
     dir: PathBuf,
     nodes: Vec<Option<Floyd>>,
+    /// Nodes started by `add`: they join (start empty, wait to be added).
+    joined: Vec<bool>,
 }
 
 impl Demo {
@@ -38,6 +41,7 @@ impl Demo {
             ports,
             dir,
             nodes: (0..n).map(|_| None).collect(),
+            joined: vec![false; n],
         };
         for i in 0..n {
             d.open(i);
@@ -46,16 +50,34 @@ impl Demo {
     }
 
     fn open(&mut self, i: usize) {
-        let opts = Options::new(
+        let mut opts = Options::new(
             &self.members,
             "127.0.0.1",
             self.ports[i],
             self.dir.join(format!("node{i}")),
         );
+        opts.join = self.joined[i];
         match Floyd::open(opts) {
             Ok(f) => self.nodes[i] = Some(f),
             Err(e) => println!("node {i} failed to start: {e}"),
         }
+    }
+
+    /// Starts one more node on a free port in join mode (it knows the first
+    /// members, not itself) and asks the cluster to add it.
+    fn add_new(&mut self) {
+        let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => a.port(),
+            Err(e) => return println!("  no free port: {e}"),
+        };
+        let i = self.nodes.len();
+        self.ports.push(port);
+        self.nodes.push(None);
+        self.joined.push(true);
+        self.open(i);
+        let addr = format!("127.0.0.1:{port}");
+        println!("  node {i} ({addr}) started, joining");
+        done(self.any().add_server(&addr));
     }
 
     fn kill(&mut self, i: usize) {
@@ -107,6 +129,13 @@ fn show(what: &str, r: Result<Vec<u8>, Error>) {
 fn done(r: Result<(), Error>) {
     match r {
         Ok(()) => println!("  OK"),
+        Err(e) => println!("  {e}"),
+    }
+}
+
+fn token(r: Result<u64, Error>) {
+    match r {
+        Ok(t) => println!("  OK, fencing token {t}"),
         Err(e) => println!("  {e}"),
     }
 }
@@ -173,11 +202,30 @@ fn tour(d: &mut Demo) -> Result<(), String> {
     };
     println!("== node {leader} caught up: {back}");
     d.print_status();
+
+    println!("\n== a lock: node {leader} takes \"demo\" for alice, then bob tries it");
+    let n = d.nodes[leader].as_ref().ok_or("node gone")?;
+    let t = n.try_lock(b"demo", b"alice", 10_000).map_err(|e| e.to_string())?;
+    println!("  alice holds it, fencing token {t}");
+    match d.nodes[new]
+        .as_ref()
+        .ok_or("node gone")?
+        .try_lock(b"demo", b"bob", 10_000)
+    {
+        Err(Error::Locked(m)) => println!("  bob is refused: {m}"),
+        other => return Err(format!("bob should be refused, got {other:?}")),
+    }
+    n.unlock(b"demo", b"alice").map_err(|e| e.to_string())?;
+    println!("  alice unlocked it; servers: {}", n.get_all_servers().join(","));
     Ok(())
 }
 
 fn repl(d: &mut Demo) {
-    println!("\ncommands: put K V | get K | del K | dirty N K | status | leader | kill N | start N | quit");
+    println!(
+        "\ncommands: put K V | get K | del K | dirty N K | lock NAME HOLDER TTL_MS | unlock NAME HOLDER\n          \
+         | add [IP:PORT] (none: start a new node that joins) | remove IP:PORT | servers\n          \
+         | status | leader | kill N | start N | quit"
+    );
     let stdin = std::io::stdin();
     loop {
         print!("floyd> ");
@@ -196,6 +244,15 @@ fn repl(d: &mut Demo) {
                 Some(f) => show(k, f.dirty_read(k.as_bytes())),
                 None => println!("no such running node"),
             },
+            ["lock", name, holder, ttl] => match ttl.parse::<u64>() {
+                Ok(ttl) => token(d.any().try_lock(name.as_bytes(), holder.as_bytes(), ttl)),
+                Err(_) => println!("TTL_MS is a number of milliseconds"),
+            },
+            ["unlock", name, holder] => done(d.any().unlock(name.as_bytes(), holder.as_bytes())),
+            ["add"] => d.add_new(),
+            ["add", server] => done(d.any().add_server(server)),
+            ["remove", server] => done(d.any().remove_server(server)),
+            ["servers"] => println!("  {}", d.any().get_all_servers().join(",")),
             ["status"] => d.print_status(),
             ["leader"] => println!("  {}", d.any().get_leader().unwrap_or_else(|| "no leader".into())),
             ["kill", n] => node(n).map_or_else(|| println!("no such node"), |i| d.kill(i)),

@@ -193,6 +193,46 @@ int floyd_dirty_read(floyd_t *f,
                      char **errmsg);
 
 /**
+ * Takes lock `name` for `holder` for `ttl_ms` ms (1 ms to 24 h), or renews it if
+ * `holder` holds it; on `FLOYD_OK` the fencing token goes to `*token` (nullable).
+ * `FLOYD_LOCKED` if another holder has it. Thread-safe; inputs are copied.
+ */
+int floyd_try_lock(floyd_t *f,
+                   const char *name,
+                   size_t name_len,
+                   const char *holder,
+                   size_t holder_len,
+                   uint64_t ttl_ms,
+                   uint64_t *token,
+                   char **errmsg);
+
+/**
+ * Releases lock `name` held by `holder`; `FLOYD_NOT_HOLDER` if another holds it,
+ * it expired or it is free. Thread-safe; inputs are copied.
+ */
+int floyd_unlock(floyd_t *f,
+                 const char *name,
+                 size_t name_len,
+                 const char *holder,
+                 size_t holder_len,
+                 char **errmsg);
+
+/**
+ * Adds `server` ("ip:port") to the cluster: caught up as a learner, then a voter;
+ * returns once it votes (`FLOYD_OK` at once if it is a voter already). `FLOYD_BUSY`
+ * while another change is in progress. Thread-safe; `server` is copied.
+ */
+int floyd_add_server(floyd_t *f, const char *server, char **errmsg);
+
+/**
+ * Removes `server` ("ip:port") from the cluster; returns once the change is
+ * committed (a removed leader steps down). `FLOYD_INVALID_ARGUMENT` for a
+ * non-member or the last voter, `FLOYD_BUSY` while another change is in progress.
+ * Thread-safe; `server` is copied.
+ */
+int floyd_remove_server(floyd_t *f, const char *server, char **errmsg);
+
+/**
  * The leader's "ip:port" in `*ip_port` (free with `floyd_free`); `FLOYD_NO_LEADER` when none.
  */
 int floyd_get_leader(floyd_t *f, char **ip_port);
@@ -218,7 +258,8 @@ int floyd_get_server_status(floyd_t *f, char **text);
 int floyd_get_server_status_json(floyd_t *f, char **json);
 
 /**
- * Every member as "ip:port,ip:port" in `*servers_csv` (free with `floyd_free`).
+ * Every member of this node's latest configuration (voters and learners) as
+ * "ip:port,ip:port" in `*servers_csv` (free with `floyd_free`).
  */
 int floyd_get_all_servers(floyd_t *f, char **servers_csv, char **errmsg);
 
@@ -268,6 +309,13 @@ int floyd_options_set_append_entries_count_once(floyd_options_t *opts, uint64_t 
  * One-member cluster that leads itself (forced on when members holds only this node).
  */
 int floyd_options_set_single_mode(floyd_options_t *opts, bool on);
+
+/**
+ * Start with no configuration and wait, without campaigning, to be added by the
+ * cluster's leader (`floyd_add_server` on any member); `members` then need not
+ * name this node. Excludes single_mode. Not thread-safe, like every setter.
+ */
+int floyd_options_set_join(floyd_options_t *opts, bool on);
 
 /**
  * Routes log lines (at or above the node's level) to `cb`, called on the node's

@@ -224,3 +224,34 @@ fn the_last_voter_cannot_be_removed() {
     assert!(matches!(refused, Some(Err(Error::InvalidArgument(_)))), "{refused:?}");
     assert_eq!(n.get_all_servers(), vec![me]);
 }
+
+#[test]
+fn status_shows_the_configuration_each_peers_progress_and_locks_held() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    c.write_retrying(leader, b"k", b"v");
+    c.node(leader).try_lock(b"L", b"me", 60_000).unwrap();
+    let all: BTreeSet<String> = (0..3).map(|i| c.id(i)).collect();
+    wait_until("the leader hearing from both followers", || {
+        let s = c.node(leader).server_status();
+        s.peers.len() == 2
+            && s
+                .peers
+                .iter()
+                .all(|p| p.match_index >= s.commit_index && p.last_contact_ms.is_some())
+    });
+    let s = c.node(leader).server_status();
+    assert_eq!(set(&s.voters), all);
+    assert!(s.learners.is_empty() && s.pending_change.is_none(), "{s:?}");
+    assert!(s.config_index >= 1, "the first leader's configuration entry");
+    assert_eq!(s.locks_held, 1);
+    let json = s.to_json();
+    for field in ["\"voters\":[", "\"learners\":[]", "\"peers\":[{\"id\":", "\"locks_held\":1", "\"config_index\":"] {
+        assert!(json.contains(field), "{field} missing in {json}");
+    }
+    let follower = c.node(c.follower_of(leader)).server_status();
+    assert!(follower.peers.is_empty(), "only the leader tracks progress");
+    assert_eq!(set(&follower.voters), all);
+    // The row keeps the original Floyd's shape.
+    assert_eq!(s.to_string().lines().next(), Some(floyd::STATUS_HEADER));
+}

@@ -15,8 +15,11 @@
 //   delete f;  // stops and joins every thread of the node
 //
 // Differences from the original Floyd:
-//  - TryLock, UnLock, AddServer and RemoveServer return Status::NotSupported
-//    until the C library has them (a later floyd release).
+//  - TryLock returns Busy ("LOCKED: ...") when another holder has the lock and
+//    UnLock returns NotFound ("NOT_HOLDER: ...") for a non-holder or an
+//    expired lock (floyd_code() says which); an overload of TryLock also
+//    returns the lock's fencing token.
+//  - Options has one field more, join (start empty and wait to be added).
 //  - Options defaults are floyd's LAN defaults (check_leader_us 1 s,
 //    heartbeat_us 100 ms, 4 MiB / 4096 entries per AppendEntries), not
 //    Floyd's 6 s / 3 s / 10,240,000 bytes / 102,400 entries.
@@ -243,6 +246,9 @@ struct Options {
   uint64_t append_entries_count_once;
   // A one-member cluster that leads itself (forced on with a single member).
   bool single_mode;
+  // (floyd) Start with no configuration and wait to be added by the cluster's
+  // leader (AddServer on any member); members then need not name this node.
+  bool join;
 
   // Splits "ip:port,ip:port,..." into members (replacing them), trimming blanks.
   void SetMembers(const std::string& cluster_string) {
@@ -277,7 +283,8 @@ struct Options {
       << "             heartbeat_us : " << heartbeat_us << "\n"
       << " append_entries_size_once : " << append_entries_size_once << "\n"
       << "append_entries_count_once : " << append_entries_count_once << "\n"
-      << "              single_mode : " << (single_mode ? "true" : "false") << "\n";
+      << "              single_mode : " << (single_mode ? "true" : "false") << "\n"
+      << "                     join : " << (join ? "true" : "false") << "\n";
     return s.str();
   }
 
@@ -289,7 +296,8 @@ struct Options {
         heartbeat_us(100000),
         append_entries_size_once(4u << 20),
         append_entries_count_once(4096),
-        single_mode(false) {}
+        single_mode(false),
+        join(false) {}
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
@@ -300,7 +308,8 @@ struct Options {
         heartbeat_us(100000),
         append_entries_size_once(4u << 20),
         append_entries_count_once(4096),
-        single_mode(false) {
+        single_mode(false),
+        join(false) {
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
@@ -331,7 +340,9 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_heartbeat_us(o, options.heartbeat_us);
     if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_size_once(o, options.append_entries_size_once);
     if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_count_once(o, options.append_entries_count_once);
-    if (rc == FLOYD_OK) rc = floyd_options_set_single_mode(o, options.single_mode);
+    // A joining node never leads alone, whatever one member forced on.
+    if (rc == FLOYD_OK) rc = floyd_options_set_single_mode(o, options.single_mode && !options.join);
+    if (rc == FLOYD_OK) rc = floyd_options_set_join(o, options.join);
     if (rc != FLOYD_OK) {
       floyd_options_free(o);
       return Status::FromCode(rc, "setting options failed");
@@ -376,29 +387,43 @@ class Floyd {
     return ReadWith(floyd_dirty_read, key, value);
   }
 
-  // Locks (ttl in milliseconds) and membership changes: the C library has no
-  // floyd_try_lock / floyd_unlock / floyd_add_server / floyd_remove_server
-  // yet, so these four return Status::NotSupported until a later floyd release
-  // adds them; then they will call those functions.
+  // Takes lock `name` for `holder` for `ttl` milliseconds (1 ms to 24 h), or
+  // renews it when `holder` holds it already. IsBusy() ("LOCKED: ...",
+  // floyd_code() FLOYD_LOCKED) when another holder has it and its lease has
+  // not run out. Expiry is judged by leader-stamped entry times: treat the
+  // lock as lost `ttl` after sending the call, and pass the fencing token
+  // (see the overload) to what the lock protects.
   Status TryLock(const std::string& name, const std::string& holder, uint64_t ttl) {
-    (void)name;
-    (void)holder;
-    (void)ttl;
-    return Status::NotSupported("TryLock arrives in a later floyd release");
+    return TryLock(name, holder, ttl, nullptr);
   }
+
+  // TryLock that also returns the fencing token in *token (when not NULL, on
+  // success only): it grows with every acquisition, a renewal keeps it.
+  Status TryLock(const std::string& name, const std::string& holder, uint64_t ttl, uint64_t* token) {
+    char* errmsg = nullptr;
+    uint64_t t = 0;
+    int rc = floyd_try_lock(f_, name.data(), name.size(), holder.data(), holder.size(), ttl, &t, &errmsg);
+    if (rc == FLOYD_OK && token != nullptr) *token = t;
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // Releases lock `name` held by `holder`. IsNotFound() ("NOT_HOLDER: ...",
+  // floyd_code() FLOYD_NOT_HOLDER) when another holds it, it expired or it is free.
   Status UnLock(const std::string& name, const std::string& holder) {
-    (void)name;
-    (void)holder;
-    return Status::NotSupported("UnLock arrives in a later floyd release");
+    char* errmsg = nullptr;
+    int rc = floyd_unlock(f_, name.data(), name.size(), holder.data(), holder.size(), &errmsg);
+    return detail::TakeStatus(rc, errmsg);
   }
-  Status AddServer(const std::string& new_server) {
-    (void)new_server;
-    return Status::NotSupported("AddServer arrives in a later floyd release");
-  }
-  Status RemoveServer(const std::string& out_server) {
-    (void)out_server;
-    return Status::NotSupported("RemoveServer arrives in a later floyd release");
-  }
+
+  // Adds "ip:port" to the cluster (caught up as a learner, then a voter);
+  // returns once it votes, at once if it is a voter already. IsBusy() while
+  // another change is in progress; IsInvalidArgument() for a bad address.
+  Status AddServer(const std::string& new_server) { return Change(floyd_add_server, new_server); }
+
+  // Removes "ip:port" from the cluster; returns once the change is committed
+  // (a removed leader steps down). IsInvalidArgument() for a non-member or the
+  // last voter, IsBusy() while another change is in progress.
+  Status RemoveServer(const std::string& out_server) { return Change(floyd_remove_server, out_server); }
 
   // True and the leader's "ip:port" in *ip_port when a leader is known.
   bool GetLeader(std::string* ip_port) {
@@ -430,7 +455,8 @@ class Floyd {
   // Whether this node is the leader.
   bool IsLeader() { return floyd_is_leader(f_); }
 
-  // Every member of the cluster as "ip:port" (replaces the contents of *nodes).
+  // Every member of this node's latest configuration (voters and learners) as
+  // "ip:port" (replaces the contents of *nodes).
   Status GetAllServers(std::set<std::string>* nodes) {
     if (nodes == nullptr) return Status::InvalidArgument("nodes is NULL");
     char* csv = nullptr;
@@ -470,6 +496,14 @@ class Floyd {
   Floyd& operator=(const Floyd&) = delete;
 
   typedef int (*ReadFn)(floyd_t*, const char*, size_t, char**, size_t*, char**);
+  typedef int (*ChangeFn)(floyd_t*, const char*, char**);
+
+  Status Change(ChangeFn change, const std::string& server) {
+    if (detail::HasNul(server)) return Status::InvalidArgument("server must not contain NUL bytes");
+    char* errmsg = nullptr;
+    int rc = change(f_, server.c_str(), &errmsg);
+    return detail::TakeStatus(rc, errmsg);
+  }
 
   Status ReadWith(ReadFn read, const std::string& key, std::string* value) {
     if (value == nullptr) return Status::InvalidArgument("value is NULL");

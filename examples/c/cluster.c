@@ -1,7 +1,7 @@
 /*
  * A 3-node floyd cluster in one C process: elect a leader, write through the
- * leader and a follower, read from every node, print the leader and every
- * node's status.
+ * leader and a follower, read from every node, take a lock (a second holder
+ * is refused), list the members, print the leader and every node's status.
  *
  *   make examples && ./examples/c/cluster     (see README, "Use from C / C++")
  */
@@ -83,6 +83,22 @@ int main(void) {
         printf("node %d read forwarded = %.*s\n", i, (int)len, value);
         floyd_free(value);
     }
+    uint64_t token = 0;
+    rc = floyd_try_lock(nodes[(leader + 1) % NODES], "job", 3, "worker-1", 8, 10000, &token, &msg);
+    if (rc != FLOYD_OK) return fail("try_lock", rc, msg);
+    printf("worker-1 holds lock job, fencing token %llu\n", (unsigned long long)token);
+    rc = floyd_try_lock(nodes[leader], "job", 3, "worker-2", 8, 10000, NULL, &msg);
+    printf("worker-2 tries it: %s (%s)\n", floyd_status_str(rc), msg ? msg : "");
+    floyd_free(msg);
+    msg = NULL;
+    if (rc != FLOYD_LOCKED) return 1;
+    rc = floyd_unlock(nodes[leader], "job", 3, "worker-1", 8, &msg);
+    if (rc != FLOYD_OK) return fail("unlock", rc, msg);
+    char *servers = NULL;
+    rc = floyd_get_all_servers(nodes[0], &servers, &msg);
+    if (rc != FLOYD_OK) return fail("get_all_servers", rc, msg);
+    printf("members: %s\n", servers);
+    floyd_free(servers);
     for (int i = 0; i < NODES; i++) {
         char *text = NULL;
         if (floyd_get_server_status(nodes[i], &text) == FLOYD_OK) printf("%s\n", i ? strchr(text, '\n') + 1 : text);

@@ -2,11 +2,16 @@
 //!
 //! ```text
 //! floyd-node --members 127.0.0.1:8901,127.0.0.1:8902,127.0.0.1:8903 \
-//!            --ip 127.0.0.1 --port 8901 --path /tmp/n1 [--heartbeat-us N] [--check-leader-us N]
+//!            --ip 127.0.0.1 --port 8901 --path /tmp/n1 [--heartbeat-us N] [--check-leader-us N] [--join]
 //! ```
+//! With `--join` the node starts empty and waits to be added (`add` on any
+//! member); `--members` then lists the existing members and need not name it.
+//!
 //! Commands, one per line; each answer is one line starting with `OK`,
-//! `NOT_FOUND` or `ERR <kind>: <message>`:
-//! `put K V`, `get K`, `dirty K`, `del K`, `leader`, `status`, `quit`.
+//! `NOT_FOUND` or `ERR <kind>(<message>)`:
+//! `put K V`, `get K`, `dirty K`, `del K`, `lock NAME HOLDER TTL_MS` (`OK <token>`),
+//! `unlock NAME HOLDER`, `add IP:PORT`, `remove IP:PORT`, `servers` (`OK a,b,…`),
+//! `leader`, `status`, `quit`.
 
 use floyd::{Error, Floyd, Options};
 use std::io::{BufRead, Write};
@@ -28,6 +33,7 @@ fn options(args: &[String]) -> Result<Options, String> {
     if let Some(v) = arg(args, "--check-leader-us") {
         o.check_leader_us = v.parse().map_err(|_| "bad --check-leader-us".to_string())?;
     }
+    o.join = args.iter().any(|a| a == "--join");
     Ok(o)
 }
 
@@ -47,6 +53,17 @@ fn execute(f: &Floyd, line: &str) -> Option<String> {
         ["get", k] => answer(f.read(k.as_bytes()).map(Some)),
         ["dirty", k] => answer(f.dirty_read(k.as_bytes()).map(Some)),
         ["del", k] => answer(f.delete(k.as_bytes()).map(|_| None)),
+        ["lock", name, holder, ttl] => match ttl.parse::<u64>() {
+            Ok(ttl) => answer(
+                f.try_lock(name.as_bytes(), holder.as_bytes(), ttl)
+                    .map(|token| Some(token.to_string().into_bytes())),
+            ),
+            Err(_) => format!("ERR bad ttl_ms {ttl:?}"),
+        },
+        ["unlock", name, holder] => answer(f.unlock(name.as_bytes(), holder.as_bytes()).map(|_| None)),
+        ["add", server] => answer(f.add_server(server).map(|_| None)),
+        ["remove", server] => answer(f.remove_server(server).map(|_| None)),
+        ["servers"] => format!("OK {}", f.get_all_servers().join(",")),
         ["leader"] => format!("OK {}", f.get_leader().unwrap_or_default()),
         ["status"] => format!("OK {}", f.server_status().to_json()),
         ["quit"] => return None,
@@ -59,7 +76,9 @@ fn main() {
     let opts = match options(&args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("floyd-node: {e}\nusage: floyd-node --members A,B,C --ip IP --port PORT --path DIR");
+            eprintln!(
+                "floyd-node: {e}\nusage: floyd-node --members A,B,C --ip IP --port PORT --path DIR [--join]"
+            );
             std::process::exit(2);
         }
     };

@@ -27,11 +27,19 @@ pub unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'
 /// # Safety
 /// As for [`bytes`].
 pub unsafe fn key<'a>(ptr: *const c_char, len: usize) -> Result<&'a [u8], Error> {
-    let k = bytes(ptr, len, "key")?;
-    if k.is_empty() {
-        return Err(invalid("key is empty"));
+    non_empty(ptr, len, "key")
+}
+
+/// A non-empty `(ptr, len)` buffer named `what` (a lock name or holder).
+///
+/// # Safety
+/// As for [`bytes`].
+pub unsafe fn non_empty<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    let b = bytes(ptr, len, what)?;
+    if b.is_empty() {
+        return Err(invalid(&format!("{what} is empty")));
     }
-    Ok(k)
+    Ok(b)
 }
 
 /// A NUL-terminated UTF-8 string.

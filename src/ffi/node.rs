@@ -1,6 +1,6 @@
 //! `floyd_t`: a running node, and the calls made on it.
 
-use super::args::{alloc_bytes, bytes, key as key_arg, out as out_arg};
+use super::args::{alloc_bytes, bytes, key as key_arg, non_empty, out as out_arg, text};
 use super::options::floyd_options_t;
 use super::{boundary, boundary_value};
 use crate::error::Error;
@@ -146,6 +146,87 @@ pub unsafe extern "C" fn floyd_dirty_read(
     read_with(f, key, key_len, value, value_len, errmsg, Floyd::dirty_read)
 }
 
+/// A lock's name and holder: both non-empty `(ptr, len)` buffers.
+unsafe fn lock_args<'a>(
+    name: *const c_char,
+    name_len: usize,
+    holder: *const c_char,
+    holder_len: usize,
+) -> Result<(&'a [u8], &'a [u8]), Error> {
+    Ok((
+        non_empty(name, name_len, "name")?,
+        non_empty(holder, holder_len, "holder")?,
+    ))
+}
+
+/// Takes lock `name` for `holder` for `ttl_ms` ms (1 ms to 24 h), or renews it if
+/// `holder` holds it; on `FLOYD_OK` the fencing token goes to `*token` (nullable).
+/// `FLOYD_LOCKED` if another holder has it. Thread-safe; inputs are copied.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_try_lock(
+    f: *mut floyd_t,
+    name: *const c_char,
+    name_len: usize,
+    holder: *const c_char,
+    holder_len: usize,
+    ttl_ms: u64,
+    token: *mut u64,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || {
+        let n = node(f)?;
+        let (name, holder) = lock_args(name, name_len, holder, holder_len)?;
+        let t = n.try_lock(name, holder, ttl_ms)?;
+        if let Some(slot) = token.as_mut() {
+            *slot = t;
+        }
+        Ok(())
+    })
+}
+
+/// Releases lock `name` held by `holder`; `FLOYD_NOT_HOLDER` if another holds it,
+/// it expired or it is free. Thread-safe; inputs are copied.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_unlock(
+    f: *mut floyd_t,
+    name: *const c_char,
+    name_len: usize,
+    holder: *const c_char,
+    holder_len: usize,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || {
+        let n = node(f)?;
+        let (name, holder) = lock_args(name, name_len, holder, holder_len)?;
+        n.unlock(name, holder)
+    })
+}
+
+/// Adds `server` ("ip:port") to the cluster: caught up as a learner, then a voter;
+/// returns once it votes (`FLOYD_OK` at once if it is a voter already). `FLOYD_BUSY`
+/// while another change is in progress. Thread-safe; `server` is copied.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_add_server(
+    f: *mut floyd_t,
+    server: *const c_char,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || node(f)?.add_server(text(server, "server")?))
+}
+
+/// Removes `server` ("ip:port") from the cluster; returns once the change is
+/// committed (a removed leader steps down). `FLOYD_INVALID_ARGUMENT` for a
+/// non-member or the last voter, `FLOYD_BUSY` while another change is in progress.
+/// Thread-safe; `server` is copied.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_remove_server(
+    f: *mut floyd_t,
+    server: *const c_char,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || node(f)?.remove_server(text(server, "server")?))
+}
+
 /// The leader's "ip:port" in `*ip_port` (free with `floyd_free`); `FLOYD_NO_LEADER` when none.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_char) -> c_int {
@@ -182,7 +263,8 @@ pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mu
     })
 }
 
-/// Every member as "ip:port,ip:port" in `*servers_csv` (free with `floyd_free`).
+/// Every member of this node's latest configuration (voters and learners) as
+/// "ip:port,ip:port" in `*servers_csv` (free with `floyd_free`).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_all_servers(
     f: *mut floyd_t,

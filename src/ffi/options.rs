@@ -125,6 +125,14 @@ pub unsafe extern "C" fn floyd_options_set_single_mode(opts: *mut floyd_options_
     with_options(opts, |o| o.single_mode = on)
 }
 
+/// Start with no configuration and wait, without campaigning, to be added by the
+/// cluster's leader (`floyd_add_server` on any member); `members` then need not
+/// name this node. Excludes single_mode. Not thread-safe, like every setter.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_join(opts: *mut floyd_options_t, on: bool) -> c_int {
+    with_options(opts, |o| o.join = on)
+}
+
 /// Routes log lines (at or above the node's level) to `cb`, called on the node's
 /// threads and inside `floyd_open`; `cb` must be quick and must not call this node's API.
 /// NULL `cb` removes it.

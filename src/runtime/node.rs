@@ -32,7 +32,7 @@ pub enum PrimaryEvent {
 /// Work for the log writer thread.
 pub enum LogEvent {
     /// A Ready whose writes (or after-persist messages) are due, in the order taken.
-    Persist(Ready),
+    Persist(Box<Ready>),
     Stop,
 }
 
@@ -57,6 +57,12 @@ pub struct Node {
     /// One link per other member of the configuration in force (and to a
     /// leader outside it); changed as the configuration changes.
     peers: RwLock<HashMap<String, Arc<PeerLink>>>,
+    /// Links to peers that left the configuration, kept until then: the
+    /// removed server still gets the answer to its own request and the
+    /// acknowledgements that let a removed leader learn the commit.
+    retiring: Mutex<HashMap<String, Instant>>,
+    /// Links told to stop, joined once finished (or at close).
+    stopped_links: Mutex<Vec<Arc<PeerLink>>>,
     /// Who the links and the server admit, following the configuration.
     pub identity: Arc<Identity>,
     local_ip: IpAddr,
@@ -104,6 +110,8 @@ impl Node {
             forwards: Forwards::default(),
             config_waiters: ConfigWaiters::default(),
             peers: RwLock::new(HashMap::new()),
+            retiring: Mutex::new(HashMap::new()),
+            stopped_links: Mutex::new(Vec::new()),
             identity,
             local_ip,
             handler: OnceLock::new(),
@@ -135,15 +143,34 @@ impl Node {
     pub fn start_links(&self, handler: Arc<Inbound>) -> Result<()> {
         let _ = self.handler.set(handler);
         let core = self.core.lock();
-        let retired = self.reconcile_links(&core)?;
-        drop(core);
-        debug_assert!(retired.is_empty());
-        Ok(())
+        self.reconcile_links(&core)
     }
 
     /// Every link, for closing.
     pub fn take_links(&self) -> Vec<Arc<PeerLink>> {
-        self.peers.write().drain().map(|(_, l)| l).collect()
+        let mut links: Vec<Arc<PeerLink>> = self.peers.write().drain().map(|(_, l)| l).collect();
+        links.append(&mut self.stopped_links.lock());
+        links
+    }
+
+    /// Stops links whose peer left the configuration longer than the grace
+    /// period ago (without waiting for them: the caller keeps ticking).
+    pub fn reap_links(&self, now: Instant) {
+        self.stopped_links.lock().retain(|l| !l.is_finished());
+        if self.retiring.lock().values().all(|at| *at > now) {
+            return;
+        }
+        let mut peers = self.peers.write();
+        let mut retiring = self.retiring.lock();
+        let due: Vec<String> = retiring.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        for peer in due {
+            retiring.remove(&peer);
+            if let Some(link) = peers.remove(&peer) {
+                tracing::info!(node = %self.id, peer = %peer, "no longer a member: link closed");
+                link.request_stop();
+                self.stopped_links.lock().push(link);
+            }
+        }
     }
 
     pub(crate) fn peer(&self, id: &str) -> Option<Arc<PeerLink>> {
@@ -170,6 +197,17 @@ impl Node {
         self.core.lock().membership().clone()
     }
 
+    fn note_contact(&self, peer: &str) {
+        let now = Instant::now();
+        let mut contacts = self.contacts.lock();
+        match contacts.get_mut(peer) {
+            Some(at) => *at = now,
+            None => {
+                contacts.insert(peer.to_string(), now);
+            }
+        }
+    }
+
     /// Milliseconds since `peer` was last heard from.
     pub fn last_contact_ms(&self, peer: &str) -> Option<u64> {
         let at = *self.contacts.lock().get(peer)?;
@@ -189,10 +227,7 @@ impl Node {
             return after;
         }
         if ready.config.is_some() || after.new_leader.is_some() {
-            match self.reconcile_links(core) {
-                Ok(retired) => after.retired = retired,
-                Err(e) => after.link_error = Some(e),
-            }
+            after.link_error = self.reconcile_links(core).err();
         }
         let (committed_index, committed) = core.committed_membership();
         if self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index {
@@ -205,7 +240,7 @@ impl Node {
             self.send_message(env);
         }
         if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
-            let _ = self.log_tx.send(LogEvent::Persist(ready));
+            let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
         }
         self.wake_apply();
         after
@@ -213,26 +248,30 @@ impl Node {
 
     /// Makes the links match the configuration in force (plus the leader, who
     /// may be outside it), and the handshake rules follow it. Links no longer
-    /// wanted are returned, to be stopped outside the core lock.
-    fn reconcile_links(&self, core: &RaftCore) -> Result<Vec<Arc<PeerLink>>> {
+    /// wanted retire after a grace period ([`Node::reap_links`]).
+    fn reconcile_links(&self, core: &RaftCore) -> Result<()> {
         let m = core.membership();
         self.identity.update(&m.uid, m.members().cloned());
         let mut wanted: BTreeSet<String> = m.members().cloned().collect();
         wanted.extend(core.leader().map(str::to_string));
         wanted.remove(&self.id);
         let Some(handler) = self.handler.get() else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let mut peers = self.peers.write();
-        let retired: Vec<String> = peers.keys().filter(|p| !wanted.contains(*p)).cloned().collect();
-        let retired = retired.iter().filter_map(|p| peers.remove(p)).collect();
+        let mut retiring = self.retiring.lock();
+        let grace = Instant::now() + link_grace(&self.opts);
+        for p in peers.keys().filter(|p| !wanted.contains(*p)) {
+            retiring.entry(p.clone()).or_insert(grace);
+        }
+        retiring.retain(|p, _| !wanted.contains(p));
         for peer in wanted {
-            if !peers.contains_key(&peer) {
-                let link = PeerLink::spawn(self.peer_config(&peer), handler.clone())?;
-                peers.insert(peer, Arc::new(link));
+            if let std::collections::hash_map::Entry::Vacant(slot) = peers.entry(peer) {
+                let link = PeerLink::spawn(self.peer_config(slot.key()), handler.clone())?;
+                slot.insert(Arc::new(link));
             }
         }
-        Ok(retired)
+        Ok(())
     }
 
     fn peer_config(&self, peer: &str) -> PeerConfig {
@@ -483,7 +522,7 @@ pub struct Inbound(pub Weak<Node>);
 impl Handler for Inbound {
     fn on_message(&self, from: &str, msg: crate::core::Message) {
         if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
-            node.contacts.lock().insert(from.to_string(), Instant::now());
+            node.note_contact(from);
             if let Err(why) = node.with_core(|core| core.step(from, msg)) {
                 tracing::warn!(node = %node.id, peer = %from, reason = %why, "refused a message");
             }
@@ -562,7 +601,6 @@ impl Handler for Inbound {
 #[derive(Default)]
 struct AfterUnlock {
     new_leader: Option<Option<String>>,
-    retired: Vec<Arc<PeerLink>>,
     link_error: Option<Error>,
     changes_done: Vec<Completion>,
 }
@@ -572,10 +610,6 @@ impl AfterUnlock {
         if let Some(leader) = self.new_leader {
             tracing::info!(node = %node.id, leader = ?leader, "leader changed");
         }
-        for link in self.retired {
-            tracing::info!(node = %node.id, peer = %link.peer(), "no longer a member: link closed");
-            link.stop();
-        }
         if let Some(e) = self.link_error {
             node.fail(Error::Io(format!("cannot start a peer link: {e}")));
         }
@@ -583,6 +617,12 @@ impl AfterUnlock {
             done(Ok(None));
         }
     }
+}
+
+/// How long a link to a peer that left the configuration stays: long
+/// enough for the answers and acknowledgements it still has to carry.
+fn link_grace(opts: &Options) -> Duration {
+    Duration::from_micros(opts.check_leader_us.saturating_mul(2)).max(Duration::from_secs(1))
 }
 
 /// The caller's view of a refused membership change.

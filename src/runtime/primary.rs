@@ -73,6 +73,7 @@ fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
             });
             node.proposals.expire(now);
             node.config_waiters.expire(now);
+            node.reap_links(now);
         }
         if new_command {
             node.propose_pending();
@@ -122,12 +123,12 @@ fn run_log_writer(node: Arc<Node>, rx: Receiver<LogEvent>) {
         let mut readies = Vec::new();
         let mut stop = false;
         match rx.recv() {
-            Ok(LogEvent::Persist(r)) => readies.push(r),
+            Ok(LogEvent::Persist(r)) => readies.push(*r),
             Ok(LogEvent::Stop) | Err(_) => stop = true,
         }
         while let Ok(ev) = rx.try_recv() {
             match ev {
-                LogEvent::Persist(r) => readies.push(r),
+                LogEvent::Persist(r) => readies.push(*r),
                 LogEvent::Stop => stop = true,
             }
         }

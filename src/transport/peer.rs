@@ -154,6 +154,16 @@ impl PeerLink {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Asks the worker to stop without waiting for it ([`PeerLink::stop`] joins it).
+    pub fn request_stop(&self) {
+        let _ = self.control.send(Control::Stop);
+    }
+
+    /// Whether the worker thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.lock().as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Stops the worker and joins it; queued messages are dropped.
     pub fn stop(&self) {
         if let Some(t) = self.thread.lock().take() {

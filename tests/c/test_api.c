@@ -1,6 +1,8 @@
 /*
  * Every function of the C API on a 3-node cluster in one process: normal use,
- * writes through a follower, reads from every node, NOT_FOUND, and bad input.
+ * writes through a follower, reads from every node, NOT_FOUND, bad input,
+ * locks (fencing tokens, renewal, expiry), and membership (a fourth node
+ * joins and leaves; a lone node refuses to remove its last voter).
  * Prints one line per check and "N passed, M failed" at the end.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -222,6 +224,177 @@ static void test_bad_input(void) {
     floyd_options_free(o);
 }
 
+static int try_lock(floyd_t *f, const char *name, const char *holder, uint64_t ttl_ms, uint64_t *token) {
+    return floyd_try_lock(f, name, strlen(name), holder, strlen(holder), ttl_ms, token, NULL);
+}
+
+static int unlock(floyd_t *f, const char *name, const char *holder) {
+    return floyd_unlock(f, name, strlen(name), holder, strlen(holder), NULL);
+}
+
+static void test_locks(void) {
+    int leader = wait_for_leader();
+    CHECK(leader >= 0, "a leader for the lock tests");
+    if (leader < 0) return;
+    floyd_t *l = nodes[leader], *f = nodes[(leader + 1) % NODES];
+    uint64_t t1 = 0, t2 = 0, t = 0;
+    char *msg = NULL;
+    CHECK(floyd_try_lock(f, "lk", 2, "alice", 5, 10000, &t1, &msg) == FLOYD_OK && msg == NULL,
+          "try_lock via a follower");
+    CHECK(t1 > 0, "the fencing token is positive");
+    CHECK(try_lock(l, "lk", "alice", 10000, &t) == FLOYD_OK && t == t1, "renewal by the holder keeps the token");
+    t = 12345;
+    CHECK(floyd_try_lock(l, "lk", 2, "bob", 3, 10000, &t, &msg) == FLOYD_LOCKED, "another holder: LOCKED");
+    CHECK(t == 12345, "LOCKED writes no token");
+    CHECK(msg != NULL, "LOCKED sets errmsg");
+    floyd_free(msg);
+    msg = NULL;
+    CHECK(unlock(f, "lk", "bob") == FLOYD_NOT_HOLDER, "unlock by another holder: NOT_HOLDER");
+    CHECK(unlock(l, "lk", "alice") == FLOYD_OK, "unlock by the holder");
+    CHECK(unlock(l, "lk", "alice") == FLOYD_NOT_HOLDER, "unlock of a free lock: NOT_HOLDER");
+    CHECK(try_lock(f, "lk", "bob", 10000, &t2) == FLOYD_OK && t2 > t1, "re-acquired with a larger token");
+    CHECK(try_lock(l, "lk", "bob", 10000, NULL) == FLOYD_OK, "a NULL token pointer is allowed");
+    const char bin[] = {'l', '\0', 'k'};
+    CHECK(floyd_try_lock(l, bin, sizeof bin, "x\0y", 3, 10000, &t, NULL) == FLOYD_OK,
+          "binary lock name and holder");
+    CHECK(floyd_try_lock(l, bin, sizeof bin, "x", 1, 10000, &t, NULL) == FLOYD_LOCKED,
+          "the holder is compared as bytes");
+
+    uint64_t s1 = 0, s2 = 0;
+    CHECK(try_lock(l, "short", "alice", 200, &s1) == FLOYD_OK, "a 200 ms lease");
+    double deadline = now_s() + 15;
+    int rc = FLOYD_LOCKED;
+    while (now_s() < deadline && (rc = try_lock(f, "short", "bob", 10000, &s2)) == FLOYD_LOCKED) pause_ms(20);
+    CHECK(rc == FLOYD_OK && s2 > s1, "the lease runs out and another holder takes the lock");
+    CHECK(unlock(l, "short", "alice") == FLOYD_NOT_HOLDER, "the expired holder: NOT_HOLDER");
+
+    CHECK(floyd_try_lock(l, "", 0, "h", 1, 1000, &t, NULL) == FLOYD_INVALID_ARGUMENT, "empty lock name");
+    CHECK(floyd_try_lock(l, "n", 1, "", 0, 1000, &t, NULL) == FLOYD_INVALID_ARGUMENT, "empty holder");
+    CHECK(try_lock(l, "n", "h", 0, &t) == FLOYD_INVALID_ARGUMENT, "ttl 0");
+    CHECK(try_lock(l, "n", "h", 86400001ull, &t) == FLOYD_INVALID_ARGUMENT, "ttl over 24 h");
+    CHECK(floyd_try_lock(l, NULL, 1, "h", 1, 1000, &t, NULL) == FLOYD_INVALID_ARGUMENT, "NULL lock name");
+    CHECK(floyd_try_lock(l, "n", 1, NULL, 1, 1000, &t, NULL) == FLOYD_INVALID_ARGUMENT, "NULL holder");
+    CHECK(floyd_try_lock(NULL, "n", 1, "h", 1, 1000, &t, &msg) == FLOYD_INVALID_ARGUMENT && msg,
+          "try_lock on a NULL handle");
+    floyd_free(msg);
+    msg = NULL;
+    CHECK(floyd_unlock(l, "", 0, "h", 1, NULL) == FLOYD_INVALID_ARGUMENT, "unlock: empty name");
+    CHECK(floyd_unlock(l, "n", 1, NULL, 0, NULL) == FLOYD_INVALID_ARGUMENT, "unlock: empty holder");
+    CHECK(floyd_unlock(l, NULL, 2, "h", 1, NULL) == FLOYD_INVALID_ARGUMENT, "unlock: NULL name");
+    CHECK(floyd_unlock(NULL, "n", 1, "h", 1, NULL) == FLOYD_INVALID_ARGUMENT, "unlock on a NULL handle");
+    char *json = NULL;
+    CHECK(floyd_get_server_status_json(l, &json) == FLOYD_OK && json && strstr(json, "\"locks_held\":"),
+          "status JSON counts locks");
+    floyd_free(json);
+}
+
+static int servers_equal(floyd_t *f, const char *want) {
+    char *csv = NULL;
+    int ok = floyd_get_all_servers(f, &csv, NULL) == FLOYD_OK && csv && strcmp(csv, want) == 0;
+    floyd_free(csv);
+    return ok;
+}
+
+/* A fourth node started in join mode (knowing only the existing members) is
+ * added through a follower, serves, and is removed through the leader. */
+static void test_join_and_leave(void) {
+    int leader = wait_for_leader();
+    CHECK(leader >= 0, "a leader for the membership tests");
+    if (leader < 0) return;
+    floyd_t *l = nodes[leader], *f = nodes[(leader + 1) % NODES];
+    char *msg = NULL;
+    int port = free_port();
+    char me[64], path[512];
+    snprintf(me, sizeof me, "127.0.0.1:%d", port);
+    snprintf(path, sizeof path, "%s/joiner", dir);
+    floyd_options_t *o = floyd_options_new(members, "127.0.0.1", port, path);
+    int set = floyd_options_set_heartbeat_us(o, 30000) | floyd_options_set_check_leader_us(o, 300000) |
+              floyd_options_set_cluster_id(o, "c-test") | floyd_options_set_join(o, true);
+    CHECK(set == FLOYD_OK, "join options");
+    floyd_t *j = NULL;
+    int rc = floyd_open(o, &j, &msg);
+    CHECK(rc == FLOYD_OK && j, "open a joining node whose members do not name it");
+    if (rc != FLOYD_OK) printf("     %s: %s\n", floyd_status_str(rc), msg ? msg : "");
+    floyd_free(msg);
+    msg = NULL;
+    floyd_options_free(o);
+    if (!j) return;
+    char three[300], *before = NULL;
+    CHECK(floyd_get_all_servers(l, &before, NULL) == FLOYD_OK && before, "the configuration before");
+    snprintf(three, sizeof three, "%s", before ? before : "");
+    floyd_free(before);
+    CHECK(!floyd_is_leader(j), "a joining node does not lead");
+    rc = floyd_add_server(f, me, &msg);
+    CHECK(rc == FLOYD_OK && msg == NULL, "add_server through a follower");
+    if (rc != FLOYD_OK) printf("     %s: %s\n", floyd_status_str(rc), msg ? msg : "");
+    floyd_free(msg);
+    msg = NULL;
+    char *csv = NULL;
+    CHECK(floyd_get_all_servers(l, &csv, NULL) == FLOYD_OK && csv && strstr(csv, me),
+          "the leader lists the new member");
+    char four[300];
+    snprintf(four, sizeof four, "%s", csv ? csv : "");
+    floyd_free(csv);
+    double deadline = now_s() + 30;
+    while (now_s() < deadline && !servers_equal(j, four)) pause_ms(10);
+    CHECK(servers_equal(j, four), "the new member learns the configuration");
+    CHECK(floyd_write(j, "joined", 6, "yes", 3, NULL) == FLOYD_OK, "write through the new member");
+    CHECK(read_equals(l, "joined", "yes", 3, 0), "read it back from the leader");
+    CHECK(floyd_add_server(l, me, NULL) == FLOYD_OK, "adding a voter again: OK");
+    rc = floyd_remove_server(l, me, &msg);
+    CHECK(rc == FLOYD_OK, "remove_server through the leader");
+    if (rc != FLOYD_OK) printf("     %s: %s\n", floyd_status_str(rc), msg ? msg : "");
+    floyd_free(msg);
+    msg = NULL;
+    CHECK(servers_equal(l, three), "the leader lists the original members again");
+    floyd_close(j);
+}
+
+static void test_membership_bad_input(void) {
+    floyd_t *f = nodes[0];
+    char *msg = NULL;
+    char self[64];
+    snprintf(self, sizeof self, "127.0.0.1:%d", ports[0]);
+    CHECK(floyd_add_server(f, self, NULL) == FLOYD_OK, "add of an existing voter: OK");
+    CHECK(floyd_remove_server(f, "127.0.0.1:1", &msg) == FLOYD_INVALID_ARGUMENT && msg, "remove of a non-member");
+    floyd_free(msg);
+    msg = NULL;
+    CHECK(floyd_add_server(f, "not-an-address", NULL) == FLOYD_INVALID_ARGUMENT, "add of a bad address");
+    CHECK(floyd_add_server(f, "127.0.0.1:99999", NULL) == FLOYD_INVALID_ARGUMENT, "add of a bad port");
+    CHECK(floyd_remove_server(f, "", NULL) == FLOYD_INVALID_ARGUMENT, "remove of an empty address");
+    CHECK(floyd_add_server(f, NULL, NULL) == FLOYD_INVALID_ARGUMENT, "add of NULL");
+    CHECK(floyd_remove_server(f, NULL, NULL) == FLOYD_INVALID_ARGUMENT, "remove of NULL");
+    CHECK(floyd_add_server(NULL, self, NULL) == FLOYD_INVALID_ARGUMENT, "add on a NULL handle");
+    CHECK(floyd_remove_server(NULL, self, NULL) == FLOYD_INVALID_ARGUMENT, "remove on a NULL handle");
+    CHECK(floyd_get_all_servers(f, NULL, NULL) == FLOYD_INVALID_ARGUMENT, "get_all_servers with NULL out");
+    CHECK(floyd_options_set_join(NULL, true) == FLOYD_INVALID_ARGUMENT, "set_join on NULL options");
+
+    /* A lone node: it lists itself and cannot remove its last voter. */
+    int p = free_port();
+    char solo[64], path[512];
+    snprintf(solo, sizeof solo, "127.0.0.1:%d", p);
+    snprintf(path, sizeof path, "%s/solo", dir);
+    floyd_options_t *o = floyd_options_new(solo, "127.0.0.1", p, path);
+    floyd_t *g = NULL;
+    CHECK(floyd_open(o, &g, NULL) == FLOYD_OK && g, "open a lone node");
+    if (g) {
+        CHECK(floyd_write(g, "k", 1, "v", 1, NULL) == FLOYD_OK, "the lone node serves");
+        CHECK(servers_equal(g, solo), "get_all_servers lists the lone node");
+        CHECK(floyd_add_server(g, solo, NULL) == FLOYD_OK, "the lone node adds itself: OK");
+        CHECK(floyd_remove_server(g, solo, &msg) == FLOYD_INVALID_ARGUMENT && msg, "remove of the last voter");
+        floyd_free(msg);
+        msg = NULL;
+        CHECK(servers_equal(g, solo), "the last voter stays");
+        floyd_close(g);
+    }
+    /* join and single_mode exclude each other. */
+    CHECK(floyd_options_set_join(o, true) == FLOYD_OK && floyd_options_set_single_mode(o, true) == FLOYD_OK,
+          "set join and single_mode");
+    g = NULL;
+    CHECK(floyd_open(o, &g, NULL) == FLOYD_INVALID_ARGUMENT && g == NULL, "join with single_mode: INVALID_ARGUMENT");
+    floyd_options_free(o);
+}
+
 static void test_codes_and_version(void) {
     CHECK(strcmp(floyd_status_str(FLOYD_OK), "OK") == 0, "status_str(OK)");
     CHECK(strcmp(floyd_status_str(FLOYD_NOT_HOLDER), "NOT_HOLDER") == 0, "status_str(NOT_HOLDER)");
@@ -257,6 +430,9 @@ int main(void) {
     if (nodes[0] && nodes[1] && nodes[2]) {
         test_normal_use();
         test_bad_input();
+        test_locks();
+        test_join_and_leave();
+        test_membership_bad_input();
     }
     for (int i = 0; i < NODES; i++) floyd_close(nodes[i]);
     char cmd[600];

@@ -91,6 +91,20 @@ void PickPorts() {
   Check(bound, "pick 3 free ports (bind 127.0.0.1:0, then close)");
 }
 
+// One more free port (bind 127.0.0.1:0, read it, close); 0 on failure.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  std::memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bool bound = fd >= 0 && bind(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof a) == 0 &&
+               getsockname(fd, reinterpret_cast<struct sockaddr*>(&a), &len) == 0;
+  if (fd >= 0) close(fd);
+  return bound ? ntohs(a.sin_port) : 0;
+}
+
 typedef std::chrono::steady_clock Clock;
 
 bool Expired(const Clock::time_point& deadline) { return Clock::now() >= deadline; }
@@ -186,7 +200,7 @@ void TestStatusAndOptions() {
   floyd::Options d;
   Check(d.members.empty() && d.check_leader_us == 1000000 && d.heartbeat_us == 100000 &&
             d.append_entries_size_once == 4u * 1024 * 1024 && d.append_entries_count_once == 4096 &&
-            !d.single_mode,
+            !d.single_mode && !d.join,
         "Options() defaults");
   floyd::Options o(" 127.0.0.1:1 ,127.0.0.1:2,,127.0.0.1:3", "127.0.0.1", 1, "/tmp/x");
   Check(o.members.size() == 3 && o.members[0] == "127.0.0.1:1" && o.members[2] == "127.0.0.1:3" &&
@@ -213,6 +227,107 @@ void TestOpenFailures() {
   Check(s.IsInvalidArgument() && f == NULL, "Open with a NUL in the path: InvalidArgument", s.ToString());
   s = floyd::Floyd::Open(floyd::Options("127.0.0.1:1", "127.0.0.1", 1, path), NULL);
   Check(s.IsInvalidArgument(), "Open with a NULL output: InvalidArgument", s.ToString());
+}
+
+// Locks through the leader and a follower: tokens, renewal, LOCKED, NOT_HOLDER, expiry, bad input.
+void TestLocks(floyd::Floyd* l, floyd::Floyd* f) {
+  uint64_t t1 = 0, t2 = 0, t = 0;
+  CheckStatus(f->TryLock("lock", "alice", 10000, &t1), "TryLock via a follower");
+  Check(t1 > 0, "the fencing token is positive");
+  CheckStatus(l->TryLock("lock", "alice", 10000, &t), "TryLock renewal by the holder");
+  Check(t == t1, "a renewal keeps the token");
+  CheckStatus(l->TryLock("lock", "alice", 10000), "TryLock without a token (Floyd's signature)");
+  t = 777;
+  floyd::Status s = l->TryLock("lock", "bob", 10000, &t);
+  Check(s.IsBusy() && s.floyd_code() == FLOYD_LOCKED && s.ToString().find("LOCKED") != std::string::npos,
+        "TryLock by another holder: Busy (LOCKED)", s.ToString());
+  Check(t == 777, "a refused TryLock writes no token");
+  s = f->UnLock("lock", "bob");
+  Check(s.IsNotFound() && s.floyd_code() == FLOYD_NOT_HOLDER, "UnLock by another holder: NotFound (NOT_HOLDER)",
+        s.ToString());
+  CheckStatus(l->UnLock("lock", "alice"), "UnLock by the holder");
+  Check(l->UnLock("lock", "alice").floyd_code() == FLOYD_NOT_HOLDER, "UnLock of a free lock: NOT_HOLDER");
+  CheckStatus(f->TryLock("lock", "bob", 10000, &t2), "TryLock by another holder once free");
+  Check(t2 > t1, "re-acquisition gives a larger token");
+  std::string bin_name("lo\0ck", 5);
+  CheckStatus(l->TryLock(bin_name, std::string("h\0x", 3), 10000), "a lock name and holder with NUL bytes");
+  Check(l->TryLock(bin_name, "h", 10000).IsBusy(), "names and holders are compared as bytes");
+
+  uint64_t s1 = 0, s2 = 0;
+  CheckStatus(l->TryLock("short", "alice", 200, &s1), "TryLock with a 200 ms lease");
+  Clock::time_point deadline = Clock::now() + std::chrono::seconds(15);
+  floyd::Status taken;
+  while (!(taken = f->TryLock("short", "bob", 10000, &s2)).ok() && taken.IsBusy() && !Expired(deadline)) Pause();
+  Check(taken.ok() && s2 > s1, "the lease runs out and another holder takes the lock", taken.ToString());
+  Check(l->UnLock("short", "alice").floyd_code() == FLOYD_NOT_HOLDER, "the expired holder: NOT_HOLDER");
+
+  Check(l->TryLock("", "h", 1000).IsInvalidArgument(), "TryLock with an empty name: InvalidArgument");
+  Check(l->TryLock("n", "", 1000).IsInvalidArgument(), "TryLock with an empty holder: InvalidArgument");
+  Check(l->TryLock("n", "h", 0).IsInvalidArgument(), "TryLock with ttl 0: InvalidArgument");
+  Check(l->TryLock("n", "h", 86400001ull).IsInvalidArgument(), "TryLock with ttl over 24 h: InvalidArgument");
+  Check(l->UnLock("", "h").IsInvalidArgument(), "UnLock with an empty name: InvalidArgument");
+  Check(l->UnLock("n", "").IsInvalidArgument(), "UnLock with an empty holder: InvalidArgument");
+}
+
+std::string Join(const std::set<std::string>& s) {
+  std::string out;
+  for (std::set<std::string>::const_iterator i = s.begin(); i != s.end(); ++i) out += (out.empty() ? "" : ",") + *i;
+  return out;
+}
+
+// Membership on the 3-node cluster: bad input, a fourth node that joins and
+// leaves; then a lone node that cannot remove its last voter.
+void TestMembership(int leader, int follower) {
+  floyd::Floyd* l = g_nodes[leader];
+  floyd::Floyd* f = g_nodes[follower];
+  CheckStatus(f->AddServer(Addr(g_ports[follower])), "AddServer of an existing voter: OK");
+  floyd::Status s = l->RemoveServer("127.0.0.1:1");
+  Check(s.IsInvalidArgument(), "RemoveServer of a non-member: InvalidArgument", s.ToString());
+  Check(l->AddServer("not-an-address").IsInvalidArgument(), "AddServer of a bad address: InvalidArgument");
+  Check(l->AddServer(std::string("127.0.0.1:1\0", 12)).IsInvalidArgument(), "AddServer with a NUL: InvalidArgument");
+  Check(l->RemoveServer("").IsInvalidArgument(), "RemoveServer of an empty address: InvalidArgument");
+
+  std::set<std::string> before;
+  CheckStatus(l->GetAllServers(&before), "GetAllServers before the join");
+  int port = FreePort();
+  Check(port > 0, "pick a free port for a fourth node");
+  // The new node knows only the existing members (a single one here: join
+  // must not turn into single_mode).
+  floyd::Options opts(Addr(g_ports[leader]), "127.0.0.1", port, std::string(g_dir) + "/joiner");
+  opts.heartbeat_us = 30000;
+  opts.check_leader_us = 300000;
+  opts.join = true;
+  Check(opts.ToString().find("join : true") != std::string::npos, "Options::ToString shows join", opts.ToString());
+  floyd::Floyd* j = NULL;
+  s = floyd::Floyd::Open(opts, &j);
+  Check(s.ok() && j != NULL, "Open a node with join = true", s.ToString());
+  Check(!j->IsLeader(), "a joining node does not lead");
+  CheckStatus(f->AddServer(Addr(port)), "AddServer of the joining node through a follower");
+  std::set<std::string> four = before, seen;
+  four.insert(Addr(port));
+  CheckStatus(l->GetAllServers(&seen), "GetAllServers after AddServer");
+  Check(seen == four, "the leader lists the new member", Join(seen));
+  Clock::time_point deadline = Clock::now() + std::chrono::seconds(30);
+  while (!(j->GetAllServers(&seen).ok() && seen == four) && !Expired(deadline)) Pause();
+  Check(seen == four, "the new member learns the configuration", Join(seen));
+  CheckStatus(j->Write("joined", "yes"), "Write through the new member");
+  CheckStatus(l->RemoveServer(Addr(port)), "RemoveServer of the new member through the leader");
+  CheckStatus(l->GetAllServers(&seen), "GetAllServers after RemoveServer");
+  Check(seen == before, "the original members are left", Join(seen));
+  delete j;
+
+  port = FreePort();
+  Check(port > 0, "pick a free port for a lone node");
+  floyd::Floyd* solo = NULL;
+  s = floyd::Floyd::Open(floyd::Options(Addr(port), "127.0.0.1", port, std::string(g_dir) + "/solo"), &solo);
+  Check(s.ok() && solo != NULL, "Open a lone node", s.ToString());
+  CheckStatus(solo->Write("k", "v"), "the lone node serves");
+  CheckStatus(solo->GetAllServers(&seen), "GetAllServers on the lone node");
+  Check(seen.size() == 1 && *seen.begin() == Addr(port), "the lone node lists itself", Join(seen));
+  CheckStatus(solo->AddServer(Addr(port)), "the lone node adds itself: OK");
+  s = solo->RemoveServer(Addr(port));
+  Check(s.IsInvalidArgument(), "RemoveServer of the last voter: InvalidArgument", s.ToString());
+  delete solo;
 }
 
 void TestCluster() {
@@ -364,12 +479,8 @@ void TestCluster() {
     Check(stat(log.c_str(), &st) == 0 && st.st_size > 0, "<path>/LOG exists and is not empty", log);
   }
 
-  floyd::Status lock = g_nodes[leader]->TryLock("lock", "me", 1000);
-  Check(lock.IsNotSupported() && !lock.ok() && lock.ToString().find("later") != std::string::npos,
-        "TryLock: NotSupported", lock.ToString());
-  Check(g_nodes[follower]->UnLock("lock", "me").IsNotSupported(), "UnLock: NotSupported");
-  Check(g_nodes[leader]->AddServer("127.0.0.1:1").IsNotSupported(), "AddServer: NotSupported");
-  Check(g_nodes[leader]->RemoveServer(Addr(g_ports[follower])).IsNotSupported(), "RemoveServer: NotSupported");
+  TestLocks(g_nodes[leader], g_nodes[follower]);
+  TestMembership(leader, follower);
 
   CloseAll();
   Check(true, "delete every node (floyd_close joins its threads)");

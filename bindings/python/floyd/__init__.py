@@ -259,7 +259,10 @@ class Floyd:
 
     ``members`` is ``"ip:port,ip:port,..."`` or a list of ``"ip:port"``
     strings, this node (``ip:port``) included; ``path`` is its data directory.
-    Keyword options left at ``None`` keep the library's defaults.
+    Keyword options left at ``None`` keep the library's defaults. With
+    ``join=True`` the node starts empty and waits to be added by the
+    cluster's leader (``add_server`` on any member); ``members`` then need
+    not name it.
 
     Thread-safe: every method may be called from many threads at once.
     :meth:`close` waits for calls in flight on other threads to return, then
@@ -331,8 +334,6 @@ class Floyd:
             if log_level is not None:
                 setopt("floyd_options_set_log_level", _level(log_level))
             if join is not None:
-                if not _lib.has("floyd_options_set_join"):
-                    raise NotImplementedError(f"this libfloyd ({_lib.lib_path}) has no floyd_options_set_join")
                 setopt("floyd_options_set_join", bool(join))
             if log_callback is not None:
                 if not callable(log_callback):
@@ -465,41 +466,37 @@ class Floyd:
         """This node's local copy of ``key``: fast, possibly stale."""
         return self._read(_L.floyd_dirty_read, key)
 
-    # -- locks and membership (when the library has them) --------------------
-
-    def _optional(self, name: str):
-        if not _lib.has(name):
-            raise NotImplementedError(f"this libfloyd ({_lib.lib_path}) has no {name}")
-        return getattr(_L, name)
+    # -- locks and membership ----------------------------------------------
 
     def try_lock(self, name: BytesLike, holder: BytesLike, ttl_ms: int) -> int:
-        """Takes lock ``name`` for ``holder`` for ``ttl_ms`` ms; returns its fencing
-        token. Raises LockedError if another holder has it."""
-        fn = self._optional("floyd_try_lock")
+        """Takes lock ``name`` for ``holder`` for ``ttl_ms`` ms (1 ms to 24 h), or
+        renews it if ``holder`` holds it; returns the fencing token (it grows
+        with every acquisition, a renewal keeps it). Raises LockedError if
+        another holder has it. Treat the lock as lost ``ttl_ms`` after the call
+        was made, and pass the token to whatever the lock protects."""
         n, who, ttl = _to_bytes(name, "name"), _to_bytes(holder, "holder"), _uint64(ttl_ms, "ttl_ms")
         token, errmsg = c_uint64(0), c_void_p()
         h = self._enter()
         try:
-            code = fn(h, n, len(n), who, len(who), ttl, byref(token), byref(errmsg))
+            code = _L.floyd_try_lock(h, n, len(n), who, len(who), ttl, byref(token), byref(errmsg))
         finally:
             self._leave()
         _check(code, errmsg)
         return token.value
 
     def unlock(self, name: BytesLike, holder: BytesLike) -> None:
-        """Releases lock ``name`` held by ``holder``; NotHolderError otherwise."""
-        fn = self._optional("floyd_unlock")
+        """Releases lock ``name`` held by ``holder``; NotHolderError if another
+        holds it, it expired or it is free."""
         n, who = _to_bytes(name, "name"), _to_bytes(holder, "holder")
         errmsg = c_void_p()
         h = self._enter()
         try:
-            code = fn(h, n, len(n), who, len(who), byref(errmsg))
+            code = _L.floyd_unlock(h, n, len(n), who, len(who), byref(errmsg))
         finally:
             self._leave()
         _check(code, errmsg)
 
-    def _membership(self, name: str, server: str) -> None:
-        fn = self._optional(name)
+    def _membership(self, fn, server: str) -> None:
         s = _c_text(server, "server")
         errmsg = c_void_p()
         h = self._enter()
@@ -510,12 +507,16 @@ class Floyd:
         _check(code, errmsg)
 
     def add_server(self, server: str) -> None:
-        """Adds ``"ip:port"`` to the cluster."""
-        self._membership("floyd_add_server", server)
+        """Adds ``"ip:port"`` to the cluster (caught up as a learner, then a
+        voter); returns once it votes, at once if it is a voter already.
+        BusyError while another change is in progress."""
+        self._membership(_L.floyd_add_server, server)
 
     def remove_server(self, server: str) -> None:
-        """Removes ``"ip:port"`` from the cluster."""
-        self._membership("floyd_remove_server", server)
+        """Removes ``"ip:port"`` from the cluster; returns once the change is
+        committed (a removed leader steps down). InvalidArgumentError for a
+        non-member or the last voter, BusyError while another change is in progress."""
+        self._membership(_L.floyd_remove_server, server)
 
     # -- queries -----------------------------------------------------------
 
@@ -571,11 +572,14 @@ class Floyd:
 
     def server_status_json(self) -> dict:
         """This node's status: node, role, term, leader, voted_for,
-        last_log_term, last_log_index, commit_index, last_applied."""
+        last_log_term, last_log_index, commit_index, last_applied, voters,
+        learners, config_index, pending_change, peers (on the leader: id,
+        match_index, next_index, last_contact_ms) and locks_held."""
         return json.loads(self._text(_L.floyd_get_server_status_json))
 
     def all_servers(self) -> list:
-        """Every member, as ``"ip:port"`` strings."""
+        """Every member of this node's latest configuration (voters and
+        learners), as ``"ip:port"`` strings."""
         out, errmsg = c_void_p(), c_void_p()
         h = self._enter()
         try:

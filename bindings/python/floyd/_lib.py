@@ -129,13 +129,8 @@ _REQUIRED = {
     "floyd_options_set_log_level": (c_int, [c_void_p, c_int]),
     "floyd_options_set_request_timeout_ms": (c_int, [c_void_p, c_uint64]),
     "floyd_options_set_cluster_id": (c_int, [c_void_p, c_char_p]),
-}
-
-# In the C API contract (shared/c-api.md) but not yet in include/floyd.h:
-# declared when the loaded library exports them, otherwise the Python methods
-# that need them raise NotImplementedError.
-_OPTIONAL = {
     "floyd_options_set_join": (c_int, [c_void_p, c_bool]),
+    # int floyd_try_lock(f, name, name_len, holder, holder_len, uint64_t ttl_ms, uint64_t* token, char** errmsg)
     "floyd_try_lock": (
         c_int,
         [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, POINTER(c_uint64), _P],
@@ -144,6 +139,12 @@ _OPTIONAL = {
     "floyd_add_server": (c_int, [c_void_p, c_char_p, _P]),
     "floyd_remove_server": (c_int, [c_void_p, c_char_p, _P]),
 }
+
+# Functions of the C API contract (shared/c-api.md) that not every libfloyd
+# exports yet: declared when the loaded library has them, otherwise the Python
+# methods that need them raise NotImplementedError. Empty for now: everything
+# this binding uses is in include/floyd.h.
+_OPTIONAL: dict = {}
 
 
 def _declare() -> set[str]:

@@ -522,16 +522,153 @@ def test_write_without_quorum_fails(tmp_path):
             node.close()
 
 
-def test_locks_and_membership_need_library_support(tmp_path):
+# -- locks -----------------------------------------------------------------------
+
+
+def test_lock_codes_map_to_their_exceptions():
+    assert isinstance(floyd._errors.error_for(4, "x"), floyd.LockedError)
+    assert isinstance(floyd._errors.error_for(5, "x"), floyd.NotHolderError)
+    assert (floyd.LockedError.code, floyd.NotHolderError.code) == (4, 5)
+    assert (floyd.LOCKED, floyd.NOT_HOLDER) == (4, 5)
+
+
+def test_locks_through_leader_and_follower(cluster):
+    _, nodes = cluster
+    leader, followers = leader_and_followers(nodes)
+    f = followers[0]
+    t1 = f.try_lock(b"py-lock", b"alice", 10_000)
+    assert isinstance(t1, int) and t1 > 0
+    assert leader.try_lock("py-lock", "alice", 10_000) == t1  # a renewal keeps the token
+    with pytest.raises(floyd.LockedError) as e:
+        leader.try_lock(b"py-lock", b"bob", 10_000)
+    assert e.value.code == floyd.LOCKED and e.value.message
+    with pytest.raises(floyd.NotHolderError) as e:
+        f.unlock(b"py-lock", b"bob")
+    assert e.value.code == floyd.NOT_HOLDER
+    leader.unlock(b"py-lock", b"alice")
+    with pytest.raises(floyd.NotHolderError):
+        leader.unlock(b"py-lock", b"alice")  # free now
+    t2 = f.try_lock(b"py-lock", b"bob", 10_000)
+    assert t2 > t1
+    # Names and holders are bytes: NULs count.
+    assert leader.try_lock(b"py\x00lock", b"h\x00x", 10_000) > t2
+    with pytest.raises(floyd.LockedError):
+        leader.try_lock(b"py\x00lock", b"h", 10_000)
+
+
+def test_a_lease_runs_out(tmp_path):
     (port,) = free_ports(1)
     with floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, **FAST) as node:
-        for name, call in (
-            ("floyd_try_lock", lambda: node.try_lock(b"l", b"me", 1000)),
-            ("floyd_unlock", lambda: node.unlock(b"l", b"me")),
-            ("floyd_add_server", lambda: node.add_server("127.0.0.1:1")),
-            ("floyd_remove_server", lambda: node.remove_server("127.0.0.1:1")),
+        t1 = node.try_lock(b"short", b"alice", 200)
+
+        def taken_by_bob():
+            try:
+                return node.try_lock(b"short", b"bob", 10_000)
+            except floyd.LockedError:
+                return None
+
+        t2 = wait_until(taken_by_bob, "the 200 ms lease to run out")
+        assert t2 > t1
+        with pytest.raises(floyd.NotHolderError):
+            node.unlock(b"short", b"alice")
+        assert node.server_status_json()["locks_held"] >= 1
+
+
+def test_lock_arguments_are_checked(tmp_path):
+    (port,) = free_ports(1)
+    with floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, **FAST) as node:
+        for call in (
+            lambda: node.try_lock(b"", b"h", 1000),
+            lambda: node.try_lock(b"n", b"", 1000),
+            lambda: node.try_lock(b"n", b"h", 0),
+            lambda: node.try_lock(b"n", b"h", 24 * 3600 * 1000 + 1),
+            lambda: node.try_lock(b"n", b"h", -1),
+            lambda: node.unlock(b"", b"h"),
+            lambda: node.unlock(b"n", b""),
         ):
-            if floyd._lib.has(name):
-                continue  # exercised once the library has it
-            with pytest.raises(NotImplementedError):
+            with pytest.raises(floyd.InvalidArgumentError) as e:
                 call()
+            assert e.value.message
+        with pytest.raises(TypeError):
+            node.try_lock(b"n", b"h", 1.5)
+        with pytest.raises(TypeError):
+            node.unlock(None, b"h")
+        assert node.try_lock(b"n", b"h", 24 * 3600 * 1000) > 0  # a day is allowed
+    with pytest.raises(floyd.StoppedError):
+        node.try_lock(b"n", b"h", 1000)
+    with pytest.raises(floyd.StoppedError):
+        node.unlock(b"n", b"h")
+
+
+# -- membership ------------------------------------------------------------------
+
+
+def test_membership_of_a_single_node(tmp_path):
+    (port,) = free_ports(1)
+    me = f"127.0.0.1:{port}"
+    with floyd.Floyd(me, "127.0.0.1", port, tmp_path, **FAST) as node:
+        node.write(b"k", b"v")  # serving
+        assert node.all_servers() == [me]
+        node.add_server(me)  # already a voter: OK
+        for bad in ("not-an-address", "127.0.0.1", "127.0.0.1:99999", ""):
+            with pytest.raises(floyd.InvalidArgumentError):
+                node.add_server(bad)
+            with pytest.raises(floyd.InvalidArgumentError):
+                node.remove_server(bad)
+        with pytest.raises(floyd.InvalidArgumentError):
+            node.remove_server("127.0.0.1:1")  # not a member
+        with pytest.raises(floyd.InvalidArgumentError) as e:
+            node.remove_server(me)  # the last voter
+        assert e.value.message
+        with pytest.raises(floyd.InvalidArgumentError):
+            node.add_server("127.0.0.1:1\x00")
+        assert node.all_servers() == [me]
+        status = node.server_status_json()
+        assert status["voters"] == [me]
+        assert status["learners"] == []
+        assert status["pending_change"] is None
+        assert isinstance(status["config_index"], int)
+        assert isinstance(status["peers"], list)
+    with pytest.raises(floyd.StoppedError):
+        node.add_server(me)
+
+
+def test_join_then_add_and_remove(tmp_path):
+    a_port, b_port = free_ports(2)
+    a_name, b_name = f"127.0.0.1:{a_port}", f"127.0.0.1:{b_port}"
+    with floyd.Floyd(a_name, "127.0.0.1", a_port, tmp_path / "a", **FAST) as a:
+        a.write(b"before", b"1")
+        # The new node knows the existing member only.
+        with floyd.Floyd([a_name], "127.0.0.1", b_port, tmp_path / "b", join=True, **FAST) as b:
+            assert not b.is_leader()
+            a.add_server(b_name)
+            both = sorted([a_name, b_name])
+            assert a.all_servers() == both
+            wait_until(lambda: b.all_servers() == both, "the new member to learn the configuration")
+            assert b.read(b"before") == b"1"
+            b.write(b"joined", b"yes")
+            a.remove_server(b_name)
+            assert a.all_servers() == [a_name]
+            assert a.read(b"joined") == b"yes"
+
+
+def test_join_excludes_single_mode(tmp_path):
+    (port,) = free_ports(1)
+    with pytest.raises(floyd.InvalidArgumentError) as e:
+        floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, join=True, single_mode=True, **FAST)
+    assert "join" in e.value.message
+
+
+def test_new_node_started_with_members_and_itself_is_added(tmp_path):
+    """Floyd's way: the new node lists the existing members and itself; then
+    add_server on any member."""
+    a_port, b_port = free_ports(2)
+    a_name, b_name = f"127.0.0.1:{a_port}", f"127.0.0.1:{b_port}"
+    with floyd.Floyd(a_name, "127.0.0.1", a_port, tmp_path / "a", **FAST) as a:
+        a.write(b"k", b"v")
+        with floyd.Floyd([a_name, b_name], "127.0.0.1", b_port, tmp_path / "b", **FAST) as b:
+            a.add_server(b_name)
+            wait_until(lambda: b.get_leader() == a_name, "the new member to follow the leader")
+            assert b.read(b"k") == b"v"
+            assert sorted(b.all_servers()) == sorted([a_name, b_name])
+            assert b.server_status_json()["voters"] == sorted([a_name, b_name])
