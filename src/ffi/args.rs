@@ -25,7 +25,7 @@ pub unsafe fn bytes<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'
 /// A non-empty key.
 ///
 /// # Safety
-/// As for [`bytes`].
+/// As for [`bytes()`].
 pub unsafe fn key<'a>(ptr: *const c_char, len: usize) -> Result<&'a [u8], Error> {
     non_empty(ptr, len, "key")
 }
@@ -33,7 +33,7 @@ pub unsafe fn key<'a>(ptr: *const c_char, len: usize) -> Result<&'a [u8], Error>
 /// A non-empty `(ptr, len)` buffer named `what` (a lock name or holder).
 ///
 /// # Safety
-/// As for [`bytes`].
+/// As for [`bytes()`].
 pub unsafe fn non_empty<'a>(ptr: *const c_char, len: usize, what: &str) -> Result<&'a [u8], Error> {
     let b = bytes(ptr, len, what)?;
     if b.is_empty() {

@@ -1,6 +1,6 @@
 //! The C API (`include/floyd.h`, generated from this module by cbindgen).
 //!
-//! Every `extern "C"` body goes through [`boundary`]: NULL and argument checks
+//! Every `extern "C"` body goes through `boundary`: NULL and argument checks
 //! become `FLOYD_INVALID_ARGUMENT`, a panic becomes `FLOYD_INTERNAL`, and Rust
 //! errors are mapped to status codes in [`code_of`], the one place that does it.
 //! Memory handed to C is allocated with `malloc` and freed only by `floyd_free`.
@@ -58,12 +58,19 @@ pub const FLOYD_VERSION_MINOR: c_int = 1;
 /// Library version, patch part.
 pub const FLOYD_VERSION_PATCH: c_int = 0;
 
-/// Log levels for `floyd_set_log_level` and the log callback.
+/// Log level (for `floyd_set_log_level`, `floyd_options_set_log_level` and the
+/// log callback): debugging detail, the lowest.
 pub const FLOYD_LOG_DEBUG: c_int = 1;
+/// Log level: normal events (elections, membership changes, start and close); the default.
 pub const FLOYD_LOG_INFO: c_int = 2;
+/// Log level: something unexpected that floyd handles (a refused message, a retry).
 pub const FLOYD_LOG_WARN: c_int = 3;
+/// Log level: a failure (a node failing is logged at this level).
 pub const FLOYD_LOG_ERROR: c_int = 4;
+/// Log level: fatal, kept from the original Floyd; floyd emits no line at it, so as
+/// a filter it passes nothing.
 pub const FLOYD_LOG_FATAL: c_int = 5;
+/// Log level filter only: log nothing (never passed to the callback).
 pub const FLOYD_LOG_NONE: c_int = 6;
 
 /// The status code of an error: the one mapping from Rust errors to C codes.
@@ -112,7 +119,12 @@ fn boundary_value<T>(fallback: T, body: impl FnOnce() -> Option<T>) -> T {
         .unwrap_or(fallback)
 }
 
-/// Frees memory returned by the library (values, messages, status text). NULL-safe.
+/// Frees memory returned by the library (values, `errmsg` messages, status text, addresses).
+///
+/// Thread-safety: any thread; `p` must not be in use by another thread.
+/// Ownership: takes `p`, which must be NULL or memory this library returned and not yet freed;
+/// never a handle (use `floyd_close` / `floyd_options_free`). NULL-safe.
+/// Returns: nothing.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_free(p: *mut c_void) {
     if !p.is_null() {
@@ -121,6 +133,10 @@ pub unsafe extern "C" fn floyd_free(p: *mut c_void) {
 }
 
 /// A static, NUL-terminated name for a status code ("OK", "NOT_FOUND", ...).
+///
+/// Thread-safety: any thread.
+/// Ownership: the result is static; never free it.
+/// Returns: the name, or "UNKNOWN" for a number that is no FLOYD_* code; never NULL.
 #[no_mangle]
 pub extern "C" fn floyd_status_str(code: c_int) -> *const c_char {
     let name: &'static [u8] = match code {
@@ -142,7 +158,11 @@ pub extern "C" fn floyd_status_str(code: c_int) -> *const c_char {
     name.as_ptr().cast()
 }
 
-/// The library version as a static string, e.g. "0.1.0".
+/// The library version as a static string, e.g. "0.1.0" (the FLOYD_VERSION_* of the build).
+///
+/// Thread-safety: any thread.
+/// Ownership: the result is static; never free it.
+/// Returns: the version, never NULL.
 #[no_mangle]
 pub extern "C" fn floyd_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()

@@ -9,7 +9,8 @@ use crate::logging::LogLevel;
 use std::ffi::{c_char, c_int};
 
 /// A node (opaque). Thread-safe: any function may be called on it from many
-/// threads at once. Created by `floyd_open`, closed and freed by `floyd_close`.
+/// threads at once, except `floyd_close`, which must not overlap any other call.
+/// Created by `floyd_open`, closed and freed by `floyd_close`.
 #[allow(non_camel_case_types)]
 pub struct floyd_t {
     floyd: Floyd,
@@ -22,6 +23,15 @@ unsafe fn node<'a>(f: *const floyd_t) -> Result<&'a Floyd, Error> {
 }
 
 /// Opens a node and starts its threads; on `FLOYD_OK`, `*out` is the new handle.
+///
+/// Thread-safety: any thread; `opts` must not be modified during the call. Blocks while the
+/// databases open; the log callback may run inside it.
+/// Ownership: `opts` is borrowed and copied (free it any time after); on FLOYD_OK the caller owns
+/// `*out` and ends it with `floyd_close`, never `floyd_free`; `errmsg` may be NULL, else on failure
+/// `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `opts` or `out`, an unusable argument or
+/// option); FLOYD_IO_ERROR (the directory, a database or the port cannot be opened, e.g. the path
+/// is in use by another node); FLOYD_CORRUPTION (data on disk failed a check); FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_open(
     opts: *const floyd_options_t,
@@ -42,8 +52,12 @@ pub unsafe extern "C" fn floyd_open(
     })
 }
 
-/// Closes a node: stops and joins all its threads, then frees it. NULL-safe.
-/// Like any free function it must not overlap other calls on the same handle.
+/// Closes a node: stops and joins all its threads, closes its databases, then frees it.
+///
+/// Thread-safety: like any free function it must not overlap other calls on the same handle (let
+/// them return first); blocks until every thread of the node has stopped.
+/// Ownership: takes `f` (from `floyd_open`), invalid afterwards. NULL-safe.
+/// Returns: nothing.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_close(f: *mut floyd_t) {
     if !f.is_null() {
@@ -53,6 +67,15 @@ pub unsafe extern "C" fn floyd_close(f: *mut floyd_t) {
 }
 
 /// Stores `value` under `key` once a majority has it (forwarded to the leader if needed).
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks until it
+/// is applied, at most the request timeout.
+/// Ownership: `key` and `value` are borrowed and copied (`value` may be NULL when `value_len` is
+/// 0); `errmsg` may be NULL, else on failure `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f`, an empty key or one over 64 KiB, a value
+/// over 16 MiB, a NULL pointer with a non-zero length); not applied: FLOYD_NO_LEADER, FLOYD_BUSY
+/// (the queue to the leader is full); outcome unknown: FLOYD_TIMEOUT, FLOYD_STOPPED (the leader
+/// closed); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_write(
     f: *mut floyd_t,
@@ -70,6 +93,14 @@ pub unsafe extern "C" fn floyd_write(
 }
 
 /// Deletes `key` (deleting a missing key succeeds).
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
+/// `floyd_write`.
+/// Ownership: `key` is borrowed and copied; `errmsg` may be NULL, else on failure `*errmsg` gets a
+/// message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f`, an empty key or one over 64 KiB); not
+/// applied: FLOYD_NO_LEADER, FLOYD_BUSY (the queue to the leader is full); outcome unknown:
+/// FLOYD_TIMEOUT, FLOYD_STOPPED (the leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_delete(
     f: *mut floyd_t,
@@ -119,8 +150,18 @@ unsafe fn text_out(
     })
 }
 
-/// Linearizable read; `*value` (free with `floyd_free`, NUL-terminated) and
-/// `*value_len` are set on `FLOYD_OK` only.
+/// Linearizable read (through the log; a follower forwards it to the leader).
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
+/// `floyd_write`.
+/// Ownership: `key` is borrowed; `value` and `value_len` must not be NULL; on FLOYD_OK only, the
+/// caller owns `*value` (NUL-terminated, `*value_len` bytes before the NUL) and frees it with
+/// `floyd_free`; `errmsg` may be NULL, else on failure `*errmsg` gets a message to free with
+/// `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_NOT_FOUND (nothing written); FLOYD_INVALID_ARGUMENT (NULL `f`, `value`
+/// or `value_len`, a bad key); FLOYD_IO_ERROR (out of memory for the value); not applied:
+/// FLOYD_NO_LEADER, FLOYD_BUSY (the queue to the leader is full); outcome unknown: FLOYD_TIMEOUT,
+/// FLOYD_STOPPED (the leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_read(
     f: *mut floyd_t,
@@ -133,7 +174,16 @@ pub unsafe extern "C" fn floyd_read(
     read_with(f, key, key_len, value, value_len, errmsg, Floyd::read)
 }
 
-/// Local read of this node's copy: fast, possibly stale.
+/// Local read of this node's copy: fast, possibly stale; works with no leader.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `key` is borrowed; `value` and `value_len` must not be NULL; on FLOYD_OK only, the
+/// caller owns `*value` (as for `floyd_read`) and frees it with `floyd_free`; `errmsg` may be NULL,
+/// else on failure `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_NOT_FOUND (nothing written); FLOYD_INVALID_ARGUMENT (NULL `f`, `value`
+/// or `value_len`, a bad key); FLOYD_IO_ERROR, FLOYD_CORRUPTION, FLOYD_BUSY (reading the local
+/// database failed; FLOYD_IO_ERROR also for out of memory); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_dirty_read(
     f: *mut floyd_t,
@@ -161,7 +211,16 @@ unsafe fn lock_args<'a>(
 
 /// Takes lock `name` for `holder` for `ttl_ms` ms (1 ms to 24 h), or renews it if
 /// `holder` holds it; on `FLOYD_OK` the fencing token goes to `*token` (nullable).
-/// `FLOYD_LOCKED` if another holder has it. Thread-safe; inputs are copied.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
+/// `floyd_write`.
+/// Ownership: `name` and `holder` are borrowed and copied; `token` may be NULL and is written on
+/// FLOYD_OK only; `errmsg` may be NULL, else on failure `*errmsg` gets a message to free with
+/// `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_LOCKED (another holder has it; nothing written); FLOYD_INVALID_ARGUMENT
+/// (NULL `f`, an empty name or holder, `ttl_ms` out of range); not applied: FLOYD_NO_LEADER,
+/// FLOYD_BUSY (the queue to the leader is full); outcome unknown: FLOYD_TIMEOUT, FLOYD_STOPPED (the
+/// leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_try_lock(
     f: *mut floyd_t,
@@ -184,8 +243,16 @@ pub unsafe extern "C" fn floyd_try_lock(
     })
 }
 
-/// Releases lock `name` held by `holder`; `FLOYD_NOT_HOLDER` if another holds it,
-/// it expired or it is free. Thread-safe; inputs are copied.
+/// Releases lock `name` held by `holder`.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
+/// `floyd_write`.
+/// Ownership: `name` and `holder` are borrowed and copied; `errmsg` may be NULL, else on failure
+/// `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_NOT_HOLDER (another holds it, its lease ran out, or it is free);
+/// FLOYD_INVALID_ARGUMENT (NULL `f`, an empty name or holder); not applied: FLOYD_NO_LEADER,
+/// FLOYD_BUSY (the queue to the leader is full); outcome unknown: FLOYD_TIMEOUT, FLOYD_STOPPED (the
+/// leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_unlock(
     f: *mut floyd_t,
@@ -203,8 +270,15 @@ pub unsafe extern "C" fn floyd_unlock(
 }
 
 /// Adds `server` ("ip:port") to the cluster: caught up as a learner, then a voter;
-/// returns once it votes (`FLOYD_OK` at once if it is a voter already). `FLOYD_BUSY`
-/// while another change is in progress. Thread-safe; `server` is copied.
+/// returns once it votes (`FLOYD_OK` at once if it is a voter already).
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks until the
+/// change is committed, at most the request timeout.
+/// Ownership: `server` (NUL-terminated) is borrowed and copied; `errmsg` may be NULL, else on
+/// failure `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `server`, a bad address); nothing
+/// changed: FLOYD_BUSY (another change is in progress or waiting), FLOYD_NO_LEADER; FLOYD_TIMEOUT
+/// (the change may still finish); FLOYD_STOPPED (the leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_add_server(
     f: *mut floyd_t,
@@ -215,9 +289,15 @@ pub unsafe extern "C" fn floyd_add_server(
 }
 
 /// Removes `server` ("ip:port") from the cluster; returns once the change is
-/// committed (a removed leader steps down). `FLOYD_INVALID_ARGUMENT` for a
-/// non-member or the last voter, `FLOYD_BUSY` while another change is in progress.
-/// Thread-safe; `server` is copied.
+/// committed (a removed leader steps down).
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
+/// `floyd_add_server`.
+/// Ownership: `server` (NUL-terminated) is borrowed and copied; `errmsg` may be NULL, else on
+/// failure `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `server`, a bad address, a non-member,
+/// the last voter); FLOYD_BUSY, FLOYD_NO_LEADER, FLOYD_TIMEOUT, FLOYD_STOPPED, FLOYD_FAILED,
+/// FLOYD_INTERNAL as for `floyd_add_server`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_remove_server(
     f: *mut floyd_t,
@@ -227,7 +307,14 @@ pub unsafe extern "C" fn floyd_remove_server(
     boundary(errmsg, || node(f)?.remove_server(text(server, "server")?))
 }
 
-/// The leader's "ip:port" in `*ip_port` (free with `floyd_free`); `FLOYD_NO_LEADER` when none.
+/// The leader's "ip:port" as this node knows it, in `*ip_port`.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `ip_port` must not be NULL; on FLOYD_OK only, the caller owns `*ip_port`
+/// (NUL-terminated) and frees it with `floyd_free`. No errmsg.
+/// Returns: FLOYD_OK; FLOYD_NO_LEADER (none known; nothing written); FLOYD_INVALID_ARGUMENT (NULL
+/// `f` or `ip_port`); FLOYD_IO_ERROR (out of memory); FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_char) -> c_int {
     text_out(f, ip_port, "ip_port", std::ptr::null_mut(), |n| {
@@ -235,19 +322,36 @@ pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_
     })
 }
 
-/// Whether a leader is known. False for a NULL handle.
+/// Whether a leader is known to this node.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `f` is borrowed; nothing is allocated.
+/// Returns: true or false; false for a NULL handle (or an internal error).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_has_leader(f: *mut floyd_t) -> bool {
     boundary_value(false, || node(f).ok().map(Floyd::has_leader))
 }
 
-/// Whether this node is the leader. False for a NULL handle.
+/// Whether this node is the leader.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `f` is borrowed; nothing is allocated.
+/// Returns: true or false; false for a NULL handle (or an internal error).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_is_leader(f: *mut floyd_t) -> bool {
     boundary_value(false, || node(f).ok().map(Floyd::is_leader))
 }
 
-/// Floyd's status header line plus this node's row, in `*text` (free with `floyd_free`).
+/// Floyd's status header line plus this node's row, in `*text`.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `text` must not be NULL; on FLOYD_OK only, the caller owns `*text` (NUL-terminated)
+/// and frees it with `floyd_free`. No errmsg.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `text`); FLOYD_IO_ERROR (out of memory);
+/// FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_server_status(f: *mut floyd_t, text: *mut *mut c_char) -> c_int {
     text_out(f, text, "text", std::ptr::null_mut(), |n| {
@@ -255,7 +359,14 @@ pub unsafe extern "C" fn floyd_get_server_status(f: *mut floyd_t, text: *mut *mu
     })
 }
 
-/// This node's status as one JSON object, in `*json` (free with `floyd_free`).
+/// This node's status as one JSON object, in `*json` (fields: see README, "Status").
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `json` must not be NULL; on FLOYD_OK only, the caller owns `*json` (NUL-terminated)
+/// and frees it with `floyd_free`. No errmsg.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `json`); FLOYD_IO_ERROR (out of memory);
+/// FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mut *mut c_char) -> c_int {
     text_out(f, json, "json", std::ptr::null_mut(), |n| {
@@ -263,8 +374,16 @@ pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mu
     })
 }
 
-/// Every member of this node's latest configuration (voters and learners) as
-/// "ip:port,ip:port" in `*servers_csv` (free with `floyd_free`).
+/// Every member of this node's latest configuration (voters and learners), sorted, as
+/// "ip:port,ip:port" in `*servers_csv` (empty for a joining node not yet added).
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `servers_csv` must not be NULL; on FLOYD_OK only, the caller owns `*servers_csv`
+/// (NUL-terminated) and frees it with `floyd_free`; `errmsg` may be NULL, else on failure `*errmsg`
+/// gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `servers_csv`); FLOYD_IO_ERROR (out of
+/// memory); FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_all_servers(
     f: *mut floyd_t,
@@ -277,7 +396,11 @@ pub unsafe extern "C" fn floyd_get_all_servers(
 }
 
 /// Lowest level written to `<path>/LOG` and the log callback: DEBUG=1 INFO=2
-/// WARN=3 ERROR=4 FATAL=5 NONE=6. Ignored for a NULL handle or another number.
+/// WARN=3 ERROR=4 FATAL=5 NONE=6 (the FLOYD_LOG_* constants); takes effect at once.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`.
+/// Ownership: `f` is borrowed; nothing is allocated.
+/// Returns: nothing; ignored for a NULL handle or a number outside 1..6.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_set_log_level(f: *mut floyd_t, level: c_int) {
     boundary_value((), || {

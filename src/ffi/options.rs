@@ -8,7 +8,8 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
 /// Options for `floyd_open` (opaque). Not thread-safe: fill it on one thread.
-/// Created by `floyd_options_new`, freed by `floyd_options_free`.
+/// Created by `floyd_options_new`, freed by `floyd_options_free`; the setters
+/// store values, which `floyd_open` checks.
 #[allow(non_camel_case_types)]
 pub struct floyd_options_t {
     pub(super) opts: Options,
@@ -16,7 +17,9 @@ pub struct floyd_options_t {
     pub(super) invalid: Option<String>,
 }
 
-/// A log callback: `level` is FLOYD_LOG_*, `msg` is NUL-terminated and `msg_len` long.
+/// A log callback: `level` is FLOYD_LOG_DEBUG..FLOYD_LOG_FATAL, `msg` is one NUL-terminated
+/// line `msg_len` bytes long, owned by the library and valid only during the call.
+/// Called on library threads, possibly several at once.
 #[allow(non_camel_case_types)]
 pub type floyd_log_callback_t =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, msg: *const c_char, msg_len: usize)>;
@@ -41,9 +44,15 @@ impl CLogCallback {
 unsafe impl Send for CLogCallback {}
 unsafe impl Sync for CLogCallback {}
 
-/// New options: `members` is `"ip:port,ip:port,..."`, `path` the data directory.
-/// Never NULL unless out of memory; unusable arguments (NULL, bad port) are
-/// reported by `floyd_open` as `FLOYD_INVALID_ARGUMENT`.
+/// New options: `members` is `"ip:port,ip:port,..."`, `local_ip`/`local_port` this
+/// node's address, `path` the data directory; everything else at its default.
+///
+/// Thread-safety: any thread; the result is not thread-safe (see `floyd_options_t`).
+/// Ownership: the strings are borrowed and copied; the caller owns the result and frees it with
+/// `floyd_options_free` (at any time after `floyd_open`).
+/// Returns: the new options; NULL only on an internal error (a caught panic). Unusable arguments
+/// (NULL, not UTF-8, a port outside 1..65535) are reported by `floyd_open` as
+/// FLOYD_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_new(
     members: *const c_char,
@@ -69,7 +78,12 @@ pub unsafe extern "C" fn floyd_options_new(
     built.unwrap_or(std::ptr::null_mut())
 }
 
-/// Frees options. NULL-safe.
+/// Frees options.
+///
+/// Thread-safety: no other call may use `opts` at the same time; nodes opened from it are
+/// unaffected.
+/// Ownership: takes `opts` (from `floyd_options_new`, not yet freed). NULL-safe.
+/// Returns: nothing.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_free(opts: *mut floyd_options_t) {
     if !opts.is_null() {
@@ -90,18 +104,32 @@ unsafe fn with_options(opts: *mut floyd_options_t, set: impl FnOnce(&mut Options
 
 /// Election timeout base in microseconds (default 1 s; random in [1x, 2x)); at most
 /// one hour and at least twice the heartbeat, else `floyd_open` fails with FLOYD_INVALID_ARGUMENT.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_check_leader_us(opts: *mut floyd_options_t, us: u64) -> c_int {
     with_options(opts, |o| o.check_leader_us = us)
 }
 
-/// Leader heartbeat interval in microseconds (default 100 ms; 1 ms to one hour).
+/// Leader heartbeat interval in microseconds (default 100 ms; 1 ms to one hour, checked by
+/// `floyd_open`).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_heartbeat_us(opts: *mut floyd_options_t, us: u64) -> c_int {
     with_options(opts, |o| o.heartbeat_us = us)
 }
 
-/// Payload bytes per AppendEntries (default 4 MiB; at most 32 MiB, half the frame limit).
+/// Payload bytes per AppendEntries (default 4 MiB; 1 byte to 32 MiB, half the frame limit,
+/// checked by `floyd_open`).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_append_entries_size_once(
     opts: *mut floyd_options_t,
@@ -110,7 +138,11 @@ pub unsafe extern "C" fn floyd_options_set_append_entries_size_once(
     with_options(opts, |o| o.append_entries_size_once = bytes)
 }
 
-/// Entries per AppendEntries (default 4096).
+/// Entries per AppendEntries (default 4096; 0 is rejected by `floyd_open`).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_append_entries_count_once(
     opts: *mut floyd_options_t,
@@ -119,7 +151,12 @@ pub unsafe extern "C" fn floyd_options_set_append_entries_count_once(
     with_options(opts, |o| o.append_entries_count_once = count)
 }
 
-/// One-member cluster that leads itself (forced on when members holds only this node).
+/// One-member cluster that leads itself (default off; forced on when `members` holds only
+/// this node).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_single_mode(opts: *mut floyd_options_t, on: bool) -> c_int {
     with_options(opts, |o| o.single_mode = on)
@@ -127,7 +164,11 @@ pub unsafe extern "C" fn floyd_options_set_single_mode(opts: *mut floyd_options_
 
 /// Start with no configuration and wait, without campaigning, to be added by the
 /// cluster's leader (`floyd_add_server` on any member); `members` then need not
-/// name this node. Excludes single_mode. Not thread-safe, like every setter.
+/// name this node. Default off; excludes single_mode (checked by `floyd_open`).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_join(opts: *mut floyd_options_t, on: bool) -> c_int {
     with_options(opts, |o| o.join = on)
@@ -136,6 +177,12 @@ pub unsafe extern "C" fn floyd_options_set_join(opts: *mut floyd_options_t, on: 
 /// Routes log lines (at or above the node's level) to `cb`, called on the node's
 /// threads and inside `floyd_open`; `cb` must be quick and must not call this node's API.
 /// NULL `cb` removes it.
+///
+/// Thread-safety: no other call may use `opts` at the same time; `cb` itself must be callable from
+/// any thread, several at once.
+/// Ownership: `user_data` is passed to `cb` untouched and never freed; it must stay valid during
+/// every `floyd_open` of `opts` and until each node opened from it is closed.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_log_callback(
     opts: *mut floyd_options_t,
@@ -149,8 +196,12 @@ pub unsafe extern "C" fn floyd_options_set_log_callback(
     with_options(opts, |o| o.log_callback = callback)
 }
 
-/// Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_*; default INFO);
-/// FLOYD_INVALID_ARGUMENT outside 1..6.
+/// Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_DEBUG..FLOYD_LOG_NONE;
+/// default INFO); change it on a running node with `floyd_set_log_level`.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`, or a level outside 1..6.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_log_level(opts: *mut floyd_options_t, level: c_int) -> c_int {
     match LogLevel::from_number(level) {
@@ -159,21 +210,37 @@ pub unsafe extern "C" fn floyd_options_set_log_level(opts: *mut floyd_options_t,
     }
 }
 
-/// How long consistent calls wait for their result, in milliseconds (default 5000,
-/// at most 24 hours); past it they fail with FLOYD_TIMEOUT (outcome unknown).
+/// How long consistent calls wait for their result, in milliseconds (default 5000;
+/// 1 ms to 24 hours, checked by `floyd_open`); past it they fail with FLOYD_TIMEOUT
+/// (outcome unknown).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_request_timeout_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
     with_options(opts, |o| o.request_timeout = std::time::Duration::from_millis(ms))
 }
 
-/// How long calls wait for a leader to be known, in milliseconds (default 3000,
-/// at most 24 hours), before failing with FLOYD_NO_LEADER.
+/// How long calls wait for a leader to be known, in milliseconds (default 3000;
+/// at most 24 hours, checked by `floyd_open`), before failing with FLOYD_NO_LEADER.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_leader_wait_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
     with_options(opts, |o| o.leader_wait = std::time::Duration::from_millis(ms))
 }
 
-/// The cluster name checked in every connection handshake (default "floyd").
+/// The cluster name checked in every connection handshake (default "floyd"; the empty
+/// name is rejected by `floyd_open`).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` and `cluster_id` (a NUL-terminated string) are borrowed; `cluster_id` is
+/// copied.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`, or a NULL or non-UTF-8
+/// `cluster_id`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_cluster_id(
     opts: *mut floyd_options_t,
@@ -188,6 +255,10 @@ pub unsafe extern "C" fn floyd_options_set_cluster_id(
 
 /// Size in bytes past which `<path>/LOG` is rotated to `LOG.1` (default 64 MiB; 0 is
 /// rejected by `floyd_open` with FLOYD_INVALID_ARGUMENT).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_log_max_bytes(opts: *mut floyd_options_t, bytes: u64) -> c_int {
     with_options(opts, |o| o.log_max_bytes = bytes)
@@ -195,6 +266,10 @@ pub unsafe extern "C" fn floyd_options_set_log_max_bytes(opts: *mut floyd_option
 
 /// Rotated LOG files kept, `LOG.1` (newest) to `LOG.<count>` (default 4, at most 1000,
 /// checked by `floyd_open`); 0 keeps none.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_options_set_log_keep_files(opts: *mut floyd_options_t, count: u32) -> c_int {
     with_options(opts, |o| o.log_keep_files = count)
