@@ -151,7 +151,10 @@ impl Floyd {
             let peers: Vec<(String, u64, u64)> = core
                 .membership()
                 .members()
-                .filter_map(|p| core.progress(p).map(|pr| (p.clone(), pr.match_index, pr.next_index)))
+                .filter_map(|p| {
+                    core.progress(p)
+                        .map(|pr| (p.clone(), pr.match_index, pr.next_index))
+                })
                 .collect();
             (
                 core.status(),
@@ -365,7 +368,12 @@ impl ServerStatus {
     /// the number of locks held.
     pub fn to_json(&self) -> String {
         let opt = |o: &Option<String>| o.as_deref().map_or("null".to_string(), json_string);
-        let list = |l: &[String]| format!("[{}]", l.iter().map(|s| json_string(s)).collect::<Vec<_>>().join(","));
+        let list = |l: &[String]| {
+            format!(
+                "[{}]",
+                l.iter().map(|s| json_string(s)).collect::<Vec<_>>().join(",")
+            )
+        };
         let peers: Vec<String> = self
             .peers
             .iter()

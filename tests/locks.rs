@@ -141,7 +141,10 @@ fn a_lock_survives_a_leader_failover_and_a_full_restart() {
     assert_ne!(new_leader, leader);
     let other = retrying(|| c.node(new_leader).try_lock(b"L", b"b", ttl));
     assert!(matches!(other, Err(Error::Locked(_))), "{other:?}");
-    assert_eq!(retrying(|| c.node(holder_node).try_lock(b"L", b"a", ttl)).unwrap(), token);
+    assert_eq!(
+        retrying(|| c.node(holder_node).try_lock(b"L", b"a", ttl)).unwrap(),
+        token
+    );
     c.restart(leader);
     for i in 0..3 {
         c.stop(i);

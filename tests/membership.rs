@@ -87,7 +87,11 @@ fn servers_added_during_writes_hold_all_data_and_vote_and_removals_survive_a_res
         });
         assert_eq!(voters_of(c.node(i)), all, "node {i} knows the configuration");
         for key in &acked {
-            assert_eq!(c.node(i).dirty_read(key.as_bytes()).unwrap(), b"v", "node {i} lacks {key}");
+            assert_eq!(
+                c.node(i).dirty_read(key.as_bytes()).unwrap(),
+                b"v",
+                "node {i} lacks {key}"
+            );
         }
     }
     for key in acked.iter().step_by(97) {
@@ -110,8 +114,12 @@ fn servers_added_during_writes_hold_all_data_and_vote_and_removals_survive_a_res
     // Remove a follower, then the leader.
     let leader = c.wait_for_leader();
     let removed_follower = c.follower_of(leader);
-    change("remove a follower", || c.node(leader).remove_server(&c.id(removed_follower)));
-    change("remove the leader", || c.node(leader).remove_server(&c.id(leader)));
+    change("remove a follower", || {
+        c.node(leader).remove_server(&c.id(removed_follower))
+    });
+    change("remove the leader", || {
+        c.node(leader).remove_server(&c.id(leader))
+    });
     let members: BTreeSet<String> = all
         .iter()
         .filter(|m| **m != c.id(leader) && **m != c.id(removed_follower))
@@ -164,7 +172,9 @@ fn section_4_2_3_a_removed_server_left_running_does_not_disrupt_the_cluster() {
     let c = Cluster::start(4);
     let leader = c.wait_for_leader();
     let removed = c.follower_of(leader);
-    change("remove a follower", || c.node(leader).remove_server(&c.id(removed)));
+    change("remove a follower", || {
+        c.node(leader).remove_server(&c.id(removed))
+    });
     let rest: Vec<usize> = (0..4).filter(|i| *i != removed).collect();
     // The removed node hears no more heartbeats: its election timeouts
     // (300–600 ms) fire many times in this window.
@@ -198,9 +208,18 @@ fn bad_membership_requests_get_clear_errors() {
     let c = Cluster::start(3);
     let leader = c.wait_for_leader();
     let n = c.node(leader);
-    assert!(matches!(n.add_server("not-an-address"), Err(Error::InvalidArgument(_))));
-    assert!(matches!(n.remove_server("0.0.0.0:1"), Err(Error::InvalidArgument(_))));
-    assert!(matches!(n.remove_server("127.0.0.1:1"), Err(Error::InvalidArgument(_))), "not a member");
+    assert!(matches!(
+        n.add_server("not-an-address"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        n.remove_server("0.0.0.0:1"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(
+        matches!(n.remove_server("127.0.0.1:1"), Err(Error::InvalidArgument(_))),
+        "not a member"
+    );
     // Adding a voter again changes nothing and succeeds.
     n.add_server(&c.id(c.follower_of(leader))).unwrap();
     assert_eq!(n.server_status().voters.len(), 3);
@@ -221,7 +240,10 @@ fn the_last_voter_cannot_be_removed() {
             true
         }
     });
-    assert!(matches!(refused, Some(Err(Error::InvalidArgument(_)))), "{refused:?}");
+    assert!(
+        matches!(refused, Some(Err(Error::InvalidArgument(_)))),
+        "{refused:?}"
+    );
     assert_eq!(n.get_all_servers(), vec![me]);
 }
 
@@ -235,8 +257,7 @@ fn status_shows_the_configuration_each_peers_progress_and_locks_held() {
     wait_until("the leader hearing from both followers", || {
         let s = c.node(leader).server_status();
         s.peers.len() == 2
-            && s
-                .peers
+            && s.peers
                 .iter()
                 .all(|p| p.match_index >= s.commit_index && p.last_contact_ms.is_some())
     });
@@ -246,7 +267,13 @@ fn status_shows_the_configuration_each_peers_progress_and_locks_held() {
     assert!(s.config_index >= 1, "the first leader's configuration entry");
     assert_eq!(s.locks_held, 1);
     let json = s.to_json();
-    for field in ["\"voters\":[", "\"learners\":[]", "\"peers\":[{\"id\":", "\"locks_held\":1", "\"config_index\":"] {
+    for field in [
+        "\"voters\":[",
+        "\"learners\":[]",
+        "\"peers\":[{\"id\":",
+        "\"locks_held\":1",
+        "\"config_index\":",
+    ] {
         assert!(json.contains(field), "{field} missing in {json}");
     }
     let follower = c.node(c.follower_of(leader)).server_status();

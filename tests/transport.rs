@@ -8,8 +8,8 @@ mod common;
 use common::wait_until;
 use floyd::core::Message;
 use floyd::transport::{
-    config_id, read_frame, write_frame, Handler, Identity, PeerConfig, PeerLink, Server, ServerConfig, MAX_FRAME_BYTES,
-    PROTOCOL_VERSION,
+    config_id, read_frame, write_frame, Handler, Identity, PeerConfig, PeerLink, Server, ServerConfig,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use floyd::wire::{
     command::Op, frame::Body, ClientRequest, ClientResponse, Command, Handshake, HandshakeAck, Ping, Put,

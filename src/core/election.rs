@@ -10,9 +10,16 @@ impl RaftCore {
     pub(super) fn step_term(&mut self, from: &str, msg: &Message) -> bool {
         let term = msg.term();
         if let Message::RequestVote(m) = msg {
-            if !self.membership().is_voter(&m.candidate) {
-                // §4.2.3: a removed server, or one not added yet, gets no
-                // vote and changes no term, however high its own.
+            // §4.2.3: a removed server, or one not added yet, gets no vote and
+            // changes no term, however high its own. But a candidate whose log
+            // is ahead of ours may hold a configuration we have not received,
+            // in which it votes (a learner promoted while we lagged): hear it,
+            // or lagging voters could leave the cluster with nobody they would
+            // elect. A removed server's log stops before the entry removing
+            // it, which its successors hold; a new one's is empty.
+            let ahead = m.last_log_term > self.log.last_term()
+                || (m.last_log_term == self.log.last_term() && m.last_log_index > self.log.last_index());
+            if !self.membership().is_voter(&m.candidate) && !ahead {
                 return false;
             }
         }
@@ -161,7 +168,11 @@ impl RaftCore {
         } else {
             self.term
         };
-        for peer in self.voting_peers() {
+        // Learners too, though their votes do not count here: one of ours may
+        // be a voter of a configuration we have not received, and must learn
+        // our term even if it rejects us, or a lagging candidate that cannot
+        // win keeps moving terms ahead of the one that can.
+        for peer in self.peers() {
             let msg = Message::RequestVote(RequestVote {
                 term,
                 candidate: self.cfg.id.clone(),
@@ -213,7 +224,11 @@ impl RaftCore {
             self.append_local(EntryType::EntryNoop as i32, Bytes::new())
         } else {
             let mut m = self.membership().clone();
-            m.uid = format!("{:016x}{:016x}", self.rng.random::<u64>(), self.rng.random::<u64>());
+            m.uid = format!(
+                "{:016x}{:016x}",
+                self.rng.random::<u64>(),
+                self.rng.random::<u64>()
+            );
             self.append_config(m)
         };
         self.term_start_index = index;

@@ -209,6 +209,16 @@ impl RaftCore {
         self.membership().is_voter(&self.cfg.id)
     }
 
+    /// Whether this node starts elections: as a voter of the configuration
+    /// in force, or as a voter of the one before while the one that removes
+    /// it is not committed (§4.2.2: it may still be needed to commit it, as
+    /// the only holder of the longest log; it then does not count its own
+    /// vote, and steps down once it has committed that configuration).
+    pub(super) fn may_campaign(&self) -> bool {
+        let (index, _) = self.configs.latest();
+        self.is_voter() || (index > self.commit && self.configs.at(index - 1).1.is_voter(&self.cfg.id))
+    }
+
     /// Requests a single-server change (leader only).
     pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<ConfChangeAccepted, ConfChangeError> {
         if self.role != Role::Leader {
@@ -288,6 +298,7 @@ impl RaftCore {
             if let Some(change) = self.deferred_change.take() {
                 if let Ok(Some(next)) = next_membership(self.membership(), &change) {
                     self.append_config(next);
+                    self.broadcast_append(false);
                 }
             }
         }
@@ -311,7 +322,9 @@ impl RaftCore {
             self.catch_up = None;
             return;
         };
-        if index > self.commit || self.deferred_change.is_some() {
+        // A promotion is a configuration change: one at a time, and none
+        // before this leader has committed an entry of its term (§4.2).
+        if index > self.commit || self.deferred_change.is_some() || self.commit < self.term_start_index {
             return;
         }
         let last = self.log.last_index();

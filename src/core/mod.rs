@@ -329,12 +329,13 @@ impl RaftCore {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
-            if !self.is_voter() {
-                // Learners, removed and joining nodes never campaign (§4.2.3).
+            if !self.may_campaign() {
+                // Learners, removed and joining nodes never campaign (§4.2.3),
+                // but for a voter whose removal it has not seen committed.
                 return;
             }
             // A lone voter has no leader to hear from: no reason to wait.
-            let alone = self.membership().voters.len() == 1;
+            let alone = self.is_voter() && self.membership().voters.len() == 1;
             if alone || self.election_elapsed >= self.randomized_election_ticks {
                 self.election_elapsed = 0;
                 self.campaign();
@@ -422,13 +423,11 @@ impl RaftCore {
     /// Everyone the leader replicates to: voters and learners but itself.
     fn peers(&self) -> Vec<NodeId> {
         let me = &self.cfg.id;
-        self.membership().members().filter(|p| *p != me).cloned().collect()
-    }
-
-    /// The other voters: whom a candidate asks for votes.
-    fn voting_peers(&self) -> Vec<NodeId> {
-        let me = &self.cfg.id;
-        self.membership().voters.iter().filter(|p| *p != me).cloned().collect()
+        self.membership()
+            .members()
+            .filter(|p| *p != me)
+            .cloned()
+            .collect()
     }
 
     fn reset_randomized_timeout(&mut self) {

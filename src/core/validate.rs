@@ -39,9 +39,13 @@ impl RaftCore {
         }
         // A leader outside our configuration may be one of a newer one that
         // we have not received yet (§4.1): its AppendEntries are heard, and
-        // requests for votes from non-voters are ignored by the term rules.
+        // requests for votes from non-voters are ignored by the term rules
+        // (unless their log is ahead of ours).
         // Only answers must come from someone we asked.
-        let answer = matches!(msg, Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_));
+        let answer = matches!(
+            msg,
+            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_)
+        );
         if answer && !self.membership().contains(from) {
             return Err(Rejected::NotMember(from.to_string()));
         }

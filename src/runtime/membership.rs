@@ -43,7 +43,13 @@ pub struct ConfigWaiters {
 impl ConfigWaiters {
     /// Waits for `want`. If `committed` already meets it, hands `done` back
     /// to be answered `Ok` by the caller (outside its locks).
-    pub fn wait(&self, want: Want, committed: &Membership, deadline: Instant, done: Completion) -> Option<Completion> {
+    pub fn wait(
+        &self,
+        want: Want,
+        committed: &Membership,
+        deadline: Instant,
+        done: Completion,
+    ) -> Option<Completion> {
         if want.met_by(committed) {
             return Some(done);
         }
@@ -69,17 +75,22 @@ impl ConfigWaiters {
             if waiting.is_empty() {
                 return;
             }
-            let (gone, keep): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut *waiting).into_iter().partition(|w| w.deadline <= now);
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|w| w.deadline <= now);
             *waiting = keep;
             gone
         };
         for w in expired {
             let what = match &w.want {
-                Want::Voter(s) => format!("{s} is not a voter yet (a learner is promoted once it has caught up)"),
+                Want::Voter(s) => {
+                    format!("{s} is not a voter yet (a learner is promoted once it has caught up)")
+                }
                 Want::Absent(s) => format!("the removal of {s} is not committed yet"),
             };
-            (w.done)(Err(Error::Timeout(format!("{what}; the change may still complete"))));
+            (w.done)(Err(Error::Timeout(format!(
+                "{what}; the change may still complete"
+            ))));
         }
     }
 
@@ -127,7 +138,12 @@ mod tests {
         let m = Membership::new(["a:1".to_string()]);
         let now = Instant::now();
         assert!(w
-            .wait(Want::Absent("a:1".into()), &m, now, Box::new(move |r| tx.send(r).unwrap()))
+            .wait(
+                Want::Absent("a:1".into()),
+                &m,
+                now,
+                Box::new(move |r| tx.send(r).unwrap())
+            )
             .is_none());
         w.expire(now + Duration::from_millis(1));
         assert!(matches!(rx.try_recv().unwrap(), Err(Error::Timeout(_))));

@@ -162,7 +162,11 @@ impl Node {
         }
         let mut peers = self.peers.write();
         let mut retiring = self.retiring.lock();
-        let due: Vec<String> = retiring.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        let due: Vec<String> = retiring
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
         for peer in due {
             retiring.remove(&peer);
             if let Some(link) = peers.remove(&peer) {
@@ -633,6 +637,8 @@ fn conf_change_error(e: ConfChangeError) -> Error {
         }
         ConfChangeError::NotLeader { leader: None } => Error::NoLeader("this node is not the leader".into()),
         ConfChangeError::InProgress(m) => Error::Busy(format!("a membership change is in progress: {m}")),
-        e @ (ConfChangeError::NotMember(_) | ConfChangeError::LastVoter(_)) => Error::InvalidArgument(e.to_string()),
+        e @ (ConfChangeError::NotMember(_) | ConfChangeError::LastVoter(_)) => {
+            Error::InvalidArgument(e.to_string())
+        }
     }
 }

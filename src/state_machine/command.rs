@@ -12,14 +12,32 @@ pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// What a client asks the cluster to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandKind {
-    Put { key: Bytes, value: Bytes },
-    Delete { key: Bytes },
-    Get { key: Bytes },
-    TryLock { name: Bytes, holder: Bytes, ttl_ms: u64 },
-    Unlock { name: Bytes, holder: Bytes },
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    Get {
+        key: Bytes,
+    },
+    TryLock {
+        name: Bytes,
+        holder: Bytes,
+        ttl_ms: u64,
+    },
+    Unlock {
+        name: Bytes,
+        holder: Bytes,
+    },
     /// Membership requests: the leader turns them into configuration entries.
-    AddServer { server: String },
-    RemoveServer { server: String },
+    AddServer {
+        server: String,
+    },
+    RemoveServer {
+        server: String,
+    },
 }
 
 impl CommandKind {
@@ -59,7 +77,10 @@ impl CommandKind {
 
     /// Whether this is a membership request rather than a state-machine command.
     pub fn is_membership(&self) -> bool {
-        matches!(self, CommandKind::AddServer { .. } | CommandKind::RemoveServer { .. })
+        matches!(
+            self,
+            CommandKind::AddServer { .. } | CommandKind::RemoveServer { .. }
+        )
     }
 
     pub fn into_wire(self) -> Command {

@@ -81,7 +81,10 @@ fn section_6_3_lock_expiry_uses_entry_time_not_the_replica_clock() {
     // lease of b (until 1200) is judged at 1100, not at 500.
     let out = results(&sm, &[try_lock(4, 500, "a", 100), unlock(5, 1250, "b")]);
     assert!(matches!(out[0].result, Err(Error::Locked(_))));
-    assert!(matches!(out[1].result, Err(Error::NotHolder(_))), "b's lease expired");
+    assert!(
+        matches!(out[1].result, Err(Error::NotHolder(_))),
+        "b's lease expired"
+    );
     assert_eq!(sm.locks_held().unwrap(), 0);
 }
 

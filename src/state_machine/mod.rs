@@ -129,11 +129,11 @@ fn applied_index(db: &DB) -> Result<u64> {
 fn read_u64(db: &DB, key: &[u8], what: &str) -> Result<u64> {
     match db.get_pinned(key)? {
         None => Ok(0),
-        Some(v) => Ok(u64::from_be_bytes(
-            v.as_ref()
-                .try_into()
-                .map_err(|_| Error::Corruption(format!("{what} is not 8 bytes")))?,
-        )),
+        Some(v) => {
+            Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                Error::Corruption(format!("{what} is not 8 bytes"))
+            })?))
+        }
     }
 }
 
@@ -183,7 +183,16 @@ fn apply_command(
             value.map(Some).ok_or(Error::NotFound)
         }
         Op::TryLock(t) => {
-            return lock::try_lock(db, batch, &mut pending.locks, &t.name, &t.holder, t.ttl_ms, at.index, at.time)
+            return lock::try_lock(
+                db,
+                batch,
+                &mut pending.locks,
+                &t.name,
+                &t.holder,
+                t.ttl_ms,
+                at.index,
+                at.time,
+            )
         }
         Op::Unlock(u) => return lock::unlock(db, batch, &mut pending.locks, &u.name, &u.holder, at.time),
         // Membership requests become configuration entries, never commands.

@@ -10,8 +10,8 @@
 mod keys;
 
 use crate::core::{HardState, Membership};
-use crate::wire::ConfigState;
 use crate::error::{Error, Result};
+use crate::wire::ConfigState;
 use crate::wire::Entry;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use prost::Message as _;
@@ -184,8 +184,14 @@ impl LogStore {
         let Some(v) = self.db.get()?.get(keys::BOOTSTRAP)? else {
             return Ok(None);
         };
-        let text = String::from_utf8(v).map_err(|_| Error::Corruption("bootstrap members are not UTF-8".into()))?;
-        Ok(Some(text.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect()))
+        let text =
+            String::from_utf8(v).map_err(|_| Error::Corruption("bootstrap members are not UTF-8".into()))?;
+        Ok(Some(
+            text.split(',')
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ))
     }
 
     /// Stores the bootstrap member list, synced.

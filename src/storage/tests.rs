@@ -197,7 +197,9 @@ fn the_configuration_and_bootstrap_members_are_stored_and_recovered() {
         batch.add(None, None, &[entry(1, 1)]);
         batch.set_config(1, &m);
         store.write(batch, true).unwrap();
-        store.set_bootstrap_members(&["a:1".to_string(), "b:2".to_string()]).unwrap();
+        store
+            .set_bootstrap_members(&["a:1".to_string(), "b:2".to_string()])
+            .unwrap();
     }
     let store = LogStore::open(dir.path()).unwrap();
     let (index, m) = store.load().unwrap().config.unwrap();

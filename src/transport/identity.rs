@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(ours.refusal(&hello(A, 7, "")), None);
         let why = ours.refusal(&hello(A, 6, "")).unwrap();
         assert!(why.starts_with("member list differs"), "{why}");
-        assert!(why.contains("ours has 2 members: 127.0.0.1:1,127.0.0.1:2"), "{why}");
+        assert!(
+            why.contains("ours has 2 members: 127.0.0.1:1,127.0.0.1:2"),
+            "{why}"
+        );
         assert!(ours.refusal(&hello(A, 0, "")).unwrap().contains("joining"));
         assert!(ours.refusal(&hello(NEW, 7, "")).unwrap().contains("not a member"));
     }

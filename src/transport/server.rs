@@ -15,10 +15,10 @@
 
 use super::frame::{body_to_message, read_frame, write_frame, FrameError};
 use super::Handler;
+use super::Identity;
 use crate::wire::{frame::Body, Handshake, HandshakeAck, Pong};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use super::Identity;
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

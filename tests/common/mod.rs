@@ -145,7 +145,11 @@ impl Cluster {
     pub fn wait_for_leader_among(&self, among: &[usize]) -> usize {
         let mut leader = 0;
         wait_until("one agreed leader", || {
-            let leaders: Vec<usize> = among.iter().copied().filter(|i| self.node(*i).is_leader()).collect();
+            let leaders: Vec<usize> = among
+                .iter()
+                .copied()
+                .filter(|i| self.node(*i).is_leader())
+                .collect();
             if leaders.len() != 1 {
                 return false;
             }

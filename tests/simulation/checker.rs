@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use floyd::core::{HardState, NodeId};
 use floyd::wire::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 // ---------------------------------------------------------------------------
 // The invariant checker: fed observations, it keeps the whole history.
@@ -170,22 +170,58 @@ impl Checker {
         }
     }
 
-    /// Invariant 6: the last committed entry (hence, by log matching, all) is on a quorum of disks.
+    /// Invariant 6, with membership changes: a leader's commit index `index`
+    /// (an entry of `term`; by log matching, with everything before it) is
+    /// durable on a majority of the voters of one of `configs`, when that
+    /// leader advanced its commit index to it.
+    ///
+    /// Why this formulation: a leader counts acknowledgements in the
+    /// configuration in force in its log, the latest one, committed or not
+    /// (§4.1). That is the configuration in force at its commit index or a
+    /// later one in its log (at most one is ever uncommitted), so `configs`
+    /// are exactly those; a majority of the configuration at the entry's own
+    /// index would be too strict (adding a fifth voter to four lets 3 of 5
+    /// commit what only 2 of the old 4 hold, and safely so: each majority of
+    /// one overlaps each majority of the other). Disks never lose a
+    /// committed entry, so checking when a leader shows the commit, and
+    /// re-checking that quorum afterwards, covers every committed entry.
     pub(crate) fn on_quorum_of_disks<'a>(
         &self,
-        disks: impl Iterator<Item = &'a [Entry]>,
-        quorum: usize,
+        index: u64,
+        term: u64,
+        disks: impl Iterator<Item = (&'a str, &'a [Entry])>,
+        configs: &[&BTreeSet<NodeId>],
+    ) -> Result<BTreeSet<NodeId>, String> {
+        if index == 0 {
+            return Ok(BTreeSet::new());
+        }
+        let holders: BTreeSet<&str> = disks
+            .filter(|(_, d)| d.get(index as usize - 1).is_some_and(|e| e.term == term))
+            .map(|(n, _)| n)
+            .collect();
+        for voters in configs {
+            let held = voters.iter().filter(|v| holders.contains(v.as_str())).count();
+            if held > voters.len() / 2 {
+                return Ok((*voters).clone());
+            }
+        }
+        Err(format!(
+            "committed entry ({index}, {term}) is durable on {holders:?}, no majority of any of {configs:?}"
+        ))
+    }
+
+    /// One change at a time: a log holds at most one configuration entry
+    /// above the highest index committed anywhere.
+    pub(crate) fn one_config_above_commit(
+        &self,
+        node: &str,
+        config_indexes: impl Iterator<Item = u64>,
     ) -> Verdict {
-        let Some((term, _)) = self.committed.last() else {
-            return Ok(());
-        };
-        let index = self.committed.len();
-        let holders = disks
-            .filter(|d| d.get(index - 1).is_some_and(|e| e.term == *term))
-            .count();
-        if holders < quorum {
+        let committed = self.committed.len() as u64;
+        let above: Vec<u64> = config_indexes.filter(|&i| i > committed).collect();
+        if above.len() > 1 {
             return Err(format!(
-                "committed entry ({index}, {term}) is durable on {holders} disks, fewer than a quorum of {quorum}"
+                "{node} holds configurations at {above:?}, all above the commit index {committed}"
             ));
         }
         Ok(())

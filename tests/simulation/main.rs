@@ -1,6 +1,6 @@
 //! A seeded, deterministic, randomized simulation of the pure Raft core.
 //!
-//! 3–7 cores talk through a simulated network that loses, duplicates and
+//! 3–7 cores (and up to two spares) talk through a simulated network that loses, duplicates and
 //! reorders messages and is split by (possibly one-way) partitions that heal.
 //! Nodes crash and restart: each has a simulated disk (hard state + log) that
 //! only holds what the simulation persisted, and Readies are persisted
@@ -13,14 +13,26 @@
 //! proposal is acknowledged when its proposer applies it at the (index, term)
 //! `propose` returned.
 //!
+//! Most seeds also change the membership: spare nodes run from the start
+//! (joining with no configuration, or misconfigured with a member list naming
+//! the cluster and themselves) and clients ask the leader to add a node
+//! outside its configuration (a spare, or a removed node with its old disk)
+//! or to remove a voter or learner; learners are promoted by the leader.
+//! Removed nodes keep running, ticking and crashing (see `model/membership.rs`).
+//!
 //! After every step a [`Checker`] verifies the invariants of
 //! `raft-acceptance.md` that apply to the core (election safety, log
 //! matching, leader completeness, state machine safety, committed entries
-//! never change and stay on a quorum of disks, `applied ≤ commit ≤
+//! never change and stay on a quorum of disks (a majority of the voters the
+//! committing leader counted: see [`Checker::on_quorum_of_disks`]), `applied ≤ commit ≤
 //! last_log_index`, monotonic terms and durable votes, AppendEntries only from
 //! the term's leader, acknowledged proposals applied exactly once, in order),
-//! plus the driving contract of the core's `Ready`. At the end everything
-//! heals and the cluster must converge.
+//! the membership rules (at most one configuration above the commit index in
+//! any log, a leader never leads on with its removal committed, votes only to
+//! voters of the granter's configuration or to candidates whose log is ahead
+//! of the granter's, the stored configuration is the one in force), plus the
+//! driving contract of the core's `Ready`. At the end everything heals and
+//! the members of the final configuration must converge.
 //!
 //! `FLOYD_SIM_SEEDS=N` runs seeds `0..N` (default 200), `FLOYD_SIM_SEED=S`
 //! runs only seed S, `FLOYD_SIM_STEPS=M` sets the number of random steps per
@@ -35,9 +47,10 @@ mod model;
 
 use bytes::Bytes;
 use checker::Checker;
-use floyd::core::HardState;
+use floyd::core::{HardState, NodeId};
 use floyd::wire::Entry;
 use model::{run_seed, Mutation, Stats};
+use std::collections::BTreeSet;
 
 const DEFAULT_SEEDS: u64 = 200;
 const DEFAULT_STEPS: usize = 4000;
@@ -96,6 +109,13 @@ fn simulation_random_seeds() {
         total.max_in_flight = total.max_in_flight.max(stats.max_in_flight);
         total.unsynced_lost += stats.unsynced_lost;
         total.nodes = total.nodes.max(stats.nodes);
+        total.conf_appended += stats.conf_appended;
+        total.conf_deferred += stats.conf_deferred;
+        total.conf_refused += stats.conf_refused;
+        total.promotions += stats.promotions;
+        total.removals += stats.removals;
+        total.outsiders += stats.outsiders;
+        total.non_member_answers += stats.non_member_answers;
     }
     eprintln!("{} seeds x {steps} steps: {total:?}", seeds.len());
     // The runs must not pass vacuously: clients' proposals get committed and
@@ -118,6 +138,13 @@ fn simulation_random_seeds() {
             total.acked * 4 >= total.proposals,
             "too few proposals acknowledged: {total:?}"
         );
+        // Membership changes happened, and went all the way.
+        if seeds.len() >= 20 {
+            assert!(
+                total.promotions > 0 && total.removals > 0 && total.outsiders > 0,
+                "no learner promoted or no member removed: {total:?}"
+            );
+        }
     }
 }
 
@@ -128,6 +155,7 @@ fn checker_detects_fabricated_violations() {
         term,
         r#type: 1,
         payload: Bytes::from(p.to_string()),
+        leader_time_ms: 0,
     };
 
     // Two leaders in one term.
@@ -206,12 +234,43 @@ fn checker_detects_fabricated_violations() {
     assert!(c.hard_state_written("n1", &hs(2, Some("n2"))).is_err());
     assert!(c.hard_state_written("n1", &hs(1, None)).is_err());
 
-    // A committed entry on too few disks.
+    // A committed entry on too few disks: (2, 2) is on n1, n2 and n5, which is
+    // 3 of {n1..n5} but only 2 of {n1..n4}.
     let full: Vec<Entry> = log_a.to_vec();
     let short: Vec<Entry> = log_a[..1].to_vec();
-    let disks = [full.as_slice(), full.as_slice(), short.as_slice()];
-    assert!(c.on_quorum_of_disks(disks.iter().copied(), 2).is_ok());
-    assert!(c.on_quorum_of_disks(disks.iter().copied(), 3).is_err());
+    let disks = [
+        ("n1", full.as_slice()),
+        ("n2", full.as_slice()),
+        ("n3", short.as_slice()),
+        ("n4", short.as_slice()),
+        ("n5", full.as_slice()),
+    ];
+    let set = |ns: &[&str]| ns.iter().map(|n| n.to_string()).collect::<BTreeSet<NodeId>>();
+    let (four, five, three) = (
+        set(&["n1", "n2", "n3", "n4"]),
+        set(&["n1", "n2", "n3", "n4", "n5"]),
+        set(&["n1", "n2", "n3"]),
+    );
+    assert!(c
+        .on_quorum_of_disks(2, 2, disks.iter().copied(), &[&four])
+        .is_err());
+    assert_eq!(
+        c.on_quorum_of_disks(2, 2, disks.iter().copied(), &[&four, &five]),
+        Ok(five.clone())
+    );
+    assert!(c
+        .on_quorum_of_disks(2, 2, disks.iter().copied(), &[&three])
+        .is_ok());
+    assert!(
+        c.on_quorum_of_disks(2, 3, disks.iter().copied(), &[&five])
+            .is_err(),
+        "another term"
+    );
+
+    // Two configurations above the commit index: two changes at once.
+    assert!(c.one_config_above_commit("n1", [1, 2].into_iter()).is_ok());
+    assert!(c.one_config_above_commit("n1", [1, 3].into_iter()).is_ok());
+    assert!(c.one_config_above_commit("n1", [3, 4].into_iter()).is_err());
 }
 
 #[test]

@@ -5,11 +5,16 @@
 
 use crate::checker::{Checker, Verdict};
 use bytes::Bytes;
-use floyd::core::{Config, Envelope, HardState, Message, NodeId, RaftCore, Restored, Role};
+use floyd::core::{
+    Config, Envelope, HardState, Membership, Message, NodeId, RaftCore, Rejected, Restored, Role,
+};
 use floyd::wire::Entry;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// Spare nodes a seed may start beside its initial voters, to add later.
+const MAX_SPARES: usize = 2;
 
 // ---------------------------------------------------------------------------
 // The simulated world.
@@ -23,6 +28,7 @@ struct Pending {
     must_sync: bool,
     position: Option<(u64, u64)>,
     after_persist: Vec<Envelope>,
+    config: Option<(u64, Membership)>,
 }
 
 #[derive(Default)]
@@ -32,6 +38,9 @@ struct Disk {
     /// A commit-only hard state written without fsync: a crash may lose it.
     unsynced: Option<HardState>,
     entries: Vec<Entry>,
+    /// The configuration in force as the Readies reported it, written with
+    /// the log changes it belongs to.
+    config: Option<(u64, Membership)>,
 }
 
 impl Disk {
@@ -101,12 +110,34 @@ pub(crate) struct Stats {
     pub(crate) max_in_flight: usize,
     pub(crate) delivered: usize,
     pub(crate) dropped: usize,
+    /// Membership changes appended, deferred, refused (one at a time, last voter).
+    pub(crate) conf_appended: usize,
+    pub(crate) conf_deferred: usize,
+    pub(crate) conf_refused: usize,
+    /// Learners promoted and members removed, in the final log.
+    pub(crate) promotions: usize,
+    pub(crate) removals: usize,
+    /// Nodes outside the final configuration.
+    pub(crate) outsiders: usize,
+    /// Answers refused because their sender was not a member.
+    pub(crate) non_member_answers: usize,
 }
 
 struct Sim {
     seed: u64,
     rng: SmallRng,
     nodes: Vec<SimNode>,
+    /// The first `initial` nodes are the bootstrap voters; the rest are spares.
+    initial: usize,
+    /// Whether clients ask for membership changes in this seed.
+    changes: bool,
+    /// The highest commit index a leader showed, with the voters it was
+    /// durable on a majority of: it must stay so.
+    commit_quorum: Option<(u64, u64, BTreeSet<NodeId>)>,
+    /// The last request for votes delivered: (to, from, whether it may be granted).
+    vote_request: Option<(usize, NodeId, bool)>,
+    /// (node, term) → the commit index the node had when first seen leading that term.
+    leader_base: HashMap<(usize, u64), u64>,
     index_of: HashMap<NodeId, usize>,
     net: VecDeque<InFlight>,
     /// Directed links that drop every message.
@@ -146,6 +177,7 @@ macro_rules! trace {
 // Declared after `trace!`, so that they can use it.
 mod driver;
 mod faults;
+mod membership;
 mod ready;
 
 pub(crate) use driver::run_seed;
@@ -190,7 +222,14 @@ impl Sim {
     fn new(seed: u64, mutation: Option<Mutation>) -> Sim {
         let mut rng = SmallRng::seed_from_u64(seed);
         let n = *[3, 3, 4, 5, 5, 6, 7].get(rng.random_range(0..7)).unwrap();
-        let names: Vec<NodeId> = (1..=n).map(|i| format!("n{i}")).collect();
+        let changes = rng.random_bool(0.75);
+        let spares = if changes {
+            rng.random_range(0..=MAX_SPARES)
+        } else {
+            0
+        };
+        let initial: Vec<NodeId> = (1..=n).map(|i| format!("n{i}")).collect();
+        let names: Vec<NodeId> = (1..=n + spares).map(|i| format!("n{i}")).collect();
         let heartbeat_ticks = rng.random_range(1..=3);
         let max_inflight = rng.random_range(1..=8);
         let max_entries = rng.random_range(1..=8);
@@ -200,7 +239,16 @@ impl Sim {
             .iter()
             .enumerate()
             .map(|(i, id)| {
-                let mut cfg = Config::new(id.clone(), names.clone());
+                // A spare joins with no configuration, or now and then with
+                // a member list naming the cluster and itself (never added).
+                let bootstrap = if i < n {
+                    initial.clone()
+                } else if rng.random_bool(0.3) {
+                    initial.iter().chain([id]).cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                let mut cfg = Config::new(id.clone(), bootstrap);
                 cfg.election_ticks = 10;
                 cfg.heartbeat_ticks = heartbeat_ticks;
                 cfg.max_inflight = max_inflight;
@@ -233,6 +281,11 @@ impl Sim {
             seed,
             rng,
             nodes,
+            initial: n,
+            changes,
+            commit_quorum: None,
+            leader_base: HashMap::new(),
+            vote_request: None,
             index_of: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
             net: VecDeque::new(),
             blocked: BTreeSet::new(),
@@ -250,14 +303,15 @@ impl Sim {
             verbose: std::env::var_os("FLOYD_SIM_TRACE").is_some(),
             step: 0,
             stats: Stats {
-                nodes: n,
+                nodes: n + spares,
                 ..Stats::default()
             },
         }
     }
 
+    /// A quorum of the latest committed configuration.
     fn quorum(&self) -> usize {
-        self.nodes.len() / 2 + 1
+        self.committed_voters().len() / 2 + 1
     }
 
     fn note(&mut self, verdict: Verdict) {
@@ -342,14 +396,35 @@ impl Sim {
             summary(&m.msg)
         );
         let from = self.nodes[m.from].id.clone();
-        self.nodes[m.to]
-            .core
-            .as_mut()
-            .unwrap()
-            .step(&from, m.msg)
-            .expect("a valid message");
+        let core = self.nodes[m.to].core.as_mut().unwrap();
+        if let Message::RequestVote(r) = &m.msg {
+            self.vote_request = Some((m.to, from.clone(), may_get_vote(core, r)));
+        }
+        match core.step(&from, m.msg) {
+            Ok(()) => {}
+            // An answer from a server outside the receiver's configuration
+            // (removed, or added in an entry the receiver does not have).
+            Err(Rejected::NotMember(who)) if who == from && !core.membership().contains(&from) => {
+                self.stats.non_member_answers += 1;
+                trace!(self, "  refused: {from} is not a member");
+            }
+            Err(e) => {
+                let to = self.nodes[m.to].id.clone();
+                self.note(Err(format!("{to} refused an honest message from {from}: {e}")));
+            }
+        }
         self.process(m.to);
     }
+}
+
+/// §4.2.3: a vote (or pre-vote) goes only to a voter of the granter's
+/// configuration, or to a candidate whose log is ahead of the granter's (it
+/// may be a voter of a configuration the granter has not received).
+fn may_get_vote(core: &RaftCore, r: &floyd::wire::RequestVote) -> bool {
+    let (index, term) = (core.log().last_index(), core.log().last_term());
+    core.membership().is_voter(&r.candidate)
+        || r.last_log_term > term
+        || (r.last_log_term == term && r.last_log_index > index)
 }
 
 fn node_seed(seed: u64, node: usize, incarnation: u64) -> u64 {

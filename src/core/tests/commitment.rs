@@ -149,7 +149,9 @@ fn single_node_cluster_elects_itself_and_commits_on_local_persist() {
         Some((1, Some(id(1))))
     );
     assert_eq!(rd.entries.len(), 1);
-    assert_eq!(rd.entries[0].r#type, EntryType::EntryNoop as i32);
+    // The first leader of a cluster writes the bootstrap configuration in
+    // place of the no-op.
+    assert_eq!(rd.entries[0].r#type, EntryType::EntryConfig as i32);
     assert!(rd.must_sync);
     n.on_persisted(1, 1);
     assert_eq!(n.commit(), 1);
@@ -161,8 +163,13 @@ fn single_node_cluster_elects_itself_and_commits_on_local_persist() {
     assert_eq!(rd.entries.len(), 2);
     n.on_persisted(3, 1);
     assert_eq!(n.commit(), 3);
-    let applied: Vec<Bytes> = n.entries_to_apply(10).into_iter().map(|e| e.payload).collect();
-    assert_eq!(applied, vec![Bytes::new(), Bytes::from("a"), Bytes::from("b")]);
+    let applied: Vec<Bytes> = n
+        .entries_to_apply(10)
+        .into_iter()
+        .skip(1)
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(applied, vec![Bytes::from("a"), Bytes::from("b")]);
 }
 
 #[test]
@@ -177,6 +184,7 @@ fn restart_does_not_reapply_entries_applied_beyond_the_persisted_commit() {
         },
         entries: log_of(&[1, 1, 1, 1]),
         applied: 3,
+        config: None,
     };
     let n = RaftCore::new(cfg("n2", 3), disk, 2);
     let s = n.status();

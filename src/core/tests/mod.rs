@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod commitment;
 mod election;
+mod membership;
+mod membership_catch_up;
+mod membership_removal;
 mod replication;
 mod validation;
 
@@ -36,6 +39,7 @@ fn ent(index: u64, term: u64) -> Entry {
         index,
         r#type: EntryType::EntryCommand as i32,
         payload: Bytes::from(format!("{index}@{term}")),
+        leader_time_ms: 0,
     }
 }
 
@@ -69,6 +73,7 @@ fn restored(term: u64, terms: &[u64]) -> Restored {
         },
         entries: log_of(terms),
         applied: 0,
+        config: None,
     }
 }
 
@@ -120,6 +125,9 @@ fn persist(disk: &mut Restored, rd: &Ready) {
     if let Some(from) = rd.truncate_from {
         disk.entries.truncate(from as usize - 1);
     }
+    if let Some(c) = &rd.config {
+        disk.config = Some(c.clone());
+    }
     for e in &rd.entries {
         let i = e.index as usize;
         assert!(
@@ -150,6 +158,9 @@ struct Net {
     blocked: BTreeSet<(NodeId, NodeId)>,
     /// Every message delivered so far, in order.
     delivered: Vec<(NodeId, Envelope)>,
+    /// Answers refused because their sender is not in the receiver's
+    /// configuration (from, to): legitimate after a removal.
+    refused_non_members: Vec<(NodeId, NodeId)>,
 }
 
 impl Net {
@@ -185,7 +196,45 @@ impl Net {
             queue: VecDeque::new(),
             blocked: BTreeSet::new(),
             delivered: Vec::new(),
+            refused_non_members: Vec::new(),
         }
+    }
+
+    /// Starts node `name` with an empty disk and `voters` as its bootstrap
+    /// configuration (empty: it joins, waiting to be added).
+    fn add_node(&mut self, name: &str, voters: Vec<NodeId>, tweak: impl Fn(&mut Config)) {
+        let mut c = Config::new(name, voters);
+        tweak(&mut c);
+        let seed = 100 + self.nodes.len() as u64;
+        let disk = Restored::default();
+        let core = RaftCore::new(c.clone(), disk.clone(), seed);
+        let node = Node {
+            core,
+            cfg: c,
+            disk,
+            applied: Vec::new(),
+            seed,
+        };
+        assert!(
+            self.nodes.insert(name.to_string(), node).is_none(),
+            "{name} exists"
+        );
+    }
+
+    /// Asks `leader` for a membership change and flushes what it produced.
+    fn change(&mut self, leader: &str, change: ConfChange) -> Result<ConfChangeAccepted, ConfChangeError> {
+        let r = self.core_mut(leader).propose_conf_change(change);
+        self.flush(leader);
+        r
+    }
+
+    /// The voters of `node`'s configuration in force.
+    fn voters(&self, node: &str) -> Vec<NodeId> {
+        self.core(node).membership().voters.iter().cloned().collect()
+    }
+
+    fn learners(&self, node: &str) -> Vec<NodeId> {
+        self.core(node).membership().learners.iter().cloned().collect()
     }
 
     fn core(&self, node: &str) -> &RaftCore {
@@ -234,7 +283,14 @@ impl Net {
         }
         self.delivered.push((from.clone(), env.clone()));
         let to = env.to.clone();
-        self.core_mut(&to).step(&from, env.msg).expect("a valid message");
+        match self.core_mut(&to).step(&from, env.msg) {
+            Ok(()) => {}
+            // An answer from a server the receiver no longer (or not yet) counts.
+            Err(Rejected::NotMember(who)) if who == from && !self.core(&to).membership().contains(&from) => {
+                self.refused_non_members.push((from, to.clone()));
+            }
+            Err(e) => panic!("{to} refused a message from {from}: {e}"),
+        }
         self.flush(&to);
     }
 
@@ -318,7 +374,13 @@ impl Net {
         let applied = n.applied.len() as u64;
         let mut r = n.disk.clone();
         r.applied = applied;
+        let before = (n.core.config_index(), n.core.membership().clone());
         n.core = RaftCore::new(n.cfg.clone(), r, n.seed);
+        let after = (n.core.config_index(), n.core.membership().clone());
+        assert_eq!(
+            after, before,
+            "{node}'s configuration did not survive its restart"
+        );
     }
 
     fn propose(&mut self, node: &str, payloads: &[&str]) -> Vec<(u64, u64)> {

@@ -123,7 +123,30 @@ fn a_message_naming_another_sender_or_from_self_or_a_stranger_is_refused() {
     assert!(matches!(why, Rejected::SenderMismatch { .. }), "{why}");
     let why = refused(&mut net, "n2", "n2", vote_request(t + 1, "n2", (9, 9), false));
     assert_eq!(why, Rejected::FromSelf);
-    let why = refused(&mut net, "n2", "n9", vote_request(t + 1, "n9", (9, 9), false));
-    assert!(matches!(why, Rejected::NotMember(_)), "{why}");
+    // Answers must come from members: a stranger's vote or acknowledgement
+    // (here with a higher term, which would otherwise depose the leader) is refused.
+    let grant = Message::RequestVoteResponse(RequestVoteResponse {
+        term: t + 1,
+        granted: true,
+        pre_vote: false,
+        from: "n9".into(),
+    });
+    let why = refused(&mut net, "n1", "n9", grant);
+    assert_eq!(why, Rejected::NotMember("n9".into()));
+    let why = refused(&mut net, "n1", "n9", ack(t + 1, "n9", false, 0, 0));
+    assert_eq!(why, Rejected::NotMember("n9".into()));
+    // A stranger's request for votes is not refused (it may be a server of a
+    // newer configuration) but, its log not being ahead, ignored: no term
+    // change, no vote (§4.2.3).
+    net.flush_all();
+    let last = (
+        net.core("n2").log().last_index(),
+        net.core("n2").log().last_term(),
+    );
+    net.core_mut("n2")
+        .step("n9", vote_request(t + 1, "n9", last, false))
+        .unwrap();
+    assert_eq!(net.core("n2").term(), t);
+    assert!(net.core_mut("n2").ready().is_empty());
     still_works(&mut net, "n1");
 }

@@ -65,11 +65,7 @@ impl Sim {
             node.last_vote = s.vote;
             node.last_commit = s.commit;
         }
-        let quorum = self.quorum();
-        verdicts.push(
-            self.checker
-                .on_quorum_of_disks(self.nodes.iter().map(|n| n.disk.entries.as_slice()), quorum),
-        );
+        self.check_membership(&mut verdicts);
         for v in verdicts {
             self.note(v);
         }
@@ -117,6 +113,8 @@ impl Sim {
                     self.apply(i, max);
                 }
             }
+            // A client asks a leader for a membership change.
+            850..=855 if self.changes => self.conf_change(),
             // A client proposes to a leader.
             850..=961 => self.propose(),
             // Partitions form and heal.
@@ -132,9 +130,15 @@ impl Sim {
                 let down: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| self.nodes[i].core.is_none())
                     .collect();
-                // Mostly a minority is down at a time; now and then more, up to all.
-                let minority = self.nodes.len() - self.quorum();
-                let may_crash = down.len() < minority || self.rng.random_bool(0.1);
+                // Mostly a minority of the voters is down at a time; now and
+                // then more, up to all.
+                let voters = self.committed_voters();
+                let minority = voters.len() - (voters.len() / 2 + 1);
+                let voters_down = down
+                    .iter()
+                    .filter(|&&i| voters.contains(&self.nodes[i].id))
+                    .count();
+                let may_crash = voters_down < minority || self.rng.random_bool(0.1);
                 if !down.is_empty() && self.rng.random_bool(0.15) {
                     let i = down[self.rng.random_range(0..down.len())];
                     self.restart(i);
@@ -201,8 +205,19 @@ impl Sim {
                 leader.id, leader.commit, leader.last_log_index
             ));
         }
+        let members = lead_core.membership();
+        if !members.is_voter(&leader.id) {
+            return Err(format!("leader {} is not a voter of {members:?}", leader.id));
+        }
+        // Servers outside the configuration (removed, or never added) need not follow.
         for (n, s) in self.nodes.iter().zip(&statuses) {
+            if !members.contains(&n.id) {
+                continue;
+            }
             let core = n.core.as_ref().unwrap();
+            if core.membership() != members {
+                return Err(format!("{} is on configuration {:?}", s.id, core.membership()));
+            }
             if s.term != leader.term || s.leader.as_deref() != Some(leader.id.as_str()) {
                 return Err(format!("{} at term {} follows {:?}", s.id, s.term, s.leader));
             }
@@ -248,12 +263,19 @@ impl Sim {
         )));
     }
 
-    /// After convergence: every acknowledged proposal is applied, once, at its place, everywhere.
+    /// After convergence: every acknowledged proposal is applied, once, at
+    /// its place, on every member (and nothing twice anywhere).
     fn check_final(&mut self) {
         let mut verdicts = Vec::new();
+        let leader = (0..self.nodes.len())
+            .find(|&i| self.nodes[i].core.as_ref().unwrap().role() == Role::Leader)
+            .expect("converged");
+        self.count_changes(leader);
+        let members = self.nodes[leader].core.as_ref().unwrap().membership().clone();
         for n in &self.nodes {
+            let member = members.contains(&n.id);
             let by_index: HashMap<u64, (u64, &Bytes)> = n.sm.iter().map(|(i, t, p)| (*i, (*t, p))).collect();
-            for (index, term, payload) in &self.acked {
+            for (index, term, payload) in self.acked.iter().filter(|_| member) {
                 if by_index.get(index) != Some(&(*term, payload)) {
                     verdicts.push(Err(format!(
                         "{}: acknowledged ({index}, {term}) {payload:?} is not applied",
@@ -262,8 +284,9 @@ impl Sim {
                 }
             }
             let mut seen = HashSet::new();
+            // Client payloads ("p<n>-…") are unique; configurations may repeat.
             for (_, _, p) in &n.sm {
-                if !p.is_empty() && !seen.insert(p.clone()) {
+                if p.starts_with(b"p") && !seen.insert(p.clone()) {
                     verdicts.push(Err(format!("{}: {p:?} applied twice", n.id)));
                 }
             }

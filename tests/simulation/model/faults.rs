@@ -31,12 +31,17 @@ impl Sim {
             hard_state: node.disk.hard_state.clone(),
             entries: node.disk.entries.clone(),
             applied: node.applied,
+            config: node.disk.config.clone(),
         };
         if forget_vote {
             restored.hard_state.vote = None;
         }
         let hs = restored.hard_state.clone();
+        let stored = restored.config.clone();
         let core = RaftCore::new(node.cfg.clone(), restored, seed);
+        // The configuration in force survives the restart.
+        let in_force = (core.config_index(), core.membership().clone());
+        let stored_ok = stored.as_ref().is_none_or(|c| *c == in_force);
         let s = core.status();
         node.last_term = s.term;
         node.last_vote = s.vote.clone();
@@ -49,6 +54,11 @@ impl Sim {
         let id = node.id.clone();
         if (s.role, s.term, &s.vote, &s.leader) != (Role::Follower, hs.term, &hs.vote, &None) {
             self.note(Err(format!("{id} restarted as {s:?} from {hs:?}")));
+        }
+        if !stored_ok {
+            self.note(Err(format!(
+                "{id} restarted with {in_force:?}, stored {stored:?}"
+            )));
         }
         trace!(
             self,

@@ -59,6 +59,11 @@ impl Sim {
                 )));
             }
         }
+        let votes: Vec<&Envelope> = rd.messages.iter().chain(&rd.messages_after_persist).collect();
+        verdicts.extend(self.check_grants(i, &votes));
+        if self.vote_request.as_ref().is_some_and(|r| r.0 == i) {
+            self.vote_request = None;
+        }
         for v in verdicts {
             self.note(v);
         }
@@ -76,14 +81,17 @@ impl Sim {
             must_sync: rd.must_sync,
             position,
             after_persist: rd.messages_after_persist,
+            config: rd.config,
         };
         if self.mutation == Some(Mutation::SendBeforePersist) {
             for env in std::mem::take(&mut pending.after_persist) {
                 self.send(i, env);
             }
         }
-        let writes =
-            pending.hard_state.is_some() || pending.truncate_from.is_some() || !pending.entries.is_empty();
+        let writes = pending.hard_state.is_some()
+            || pending.truncate_from.is_some()
+            || !pending.entries.is_empty()
+            || pending.config.is_some();
         if !writes && self.nodes[i].pending.is_empty() {
             for env in pending.after_persist {
                 self.send(i, env);
@@ -121,6 +129,9 @@ impl Sim {
                     disk.entries.truncate(from as usize - 1);
                 }
             }
+            if let Some(c) = &p.config {
+                disk.config = Some(c.clone());
+            }
             let mut verdicts = Vec::new();
             for e in &p.entries {
                 let k = e.index as usize;
@@ -149,6 +160,13 @@ impl Sim {
                         log.len()
                     )));
                 }
+                let in_force = (core.config_index(), core.membership());
+                let stored = node.disk.config.as_ref().map(|(i, m)| (*i, m));
+                if stored.unwrap_or((0, in_force.1)) != in_force || (stored.is_none() && in_force.0 != 0) {
+                    verdicts.push(Err(format!(
+                        "{id}: stored configuration {stored:?} is not the one in force {in_force:?}"
+                    )));
+                }
                 let hs = node.disk.latest_hard_state();
                 let s = core.status();
                 if (hs.term, &hs.vote) != (s.term, &s.vote) {
@@ -174,6 +192,9 @@ impl Sim {
             }
             if let Some((index, term)) = p.position {
                 self.nodes[i].core.as_mut().unwrap().on_persisted(index, term);
+                // A leader's commit may append (a deferred change, a
+                // promotion): take that Ready before writing the next one.
+                self.process(i);
             }
         }
     }
