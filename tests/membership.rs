@@ -176,9 +176,20 @@ fn section_4_2_3_a_removed_server_left_running_does_not_disrupt_the_cluster() {
         c.node(leader).remove_server(&c.id(removed))
     });
     let rest: Vec<usize> = (0..4).filter(|i| *i != removed).collect();
-    // The removed node hears no more heartbeats: its election timeouts
-    // (300–600 ms) fire many times in this window.
+    // The leader replicated to it until the change committed: it knows it
+    // was removed, and that the removal committed.
+    wait_until("the removed node learning its removal", || {
+        let s = c.node(removed).server_status();
+        !s.voters.contains(&c.id(removed)) && s.commit_index >= s.config_index
+    });
+    // It hears no more heartbeats: its election timeouts (300–600 ms) would
+    // fire many times in this window.
     assert_undisturbed(&c, &rest, Duration::from_secs(3), removed);
+    assert_eq!(
+        c.node(removed).server_status().role,
+        "follower",
+        "it does not campaign"
+    );
     c.write_retrying(leader, b"k", b"v");
     assert!(!c.node(leader).get_all_servers().contains(&c.id(removed)));
 }

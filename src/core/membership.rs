@@ -269,7 +269,9 @@ impl RaftCore {
     }
 
     /// Follows a change of the configuration in force: progress for new
-    /// members, none for removed ones, and a fresh catch-up.
+    /// members, and a fresh catch-up. Removed members keep theirs until the
+    /// change commits, so they receive the entry that removes them (and stop
+    /// campaigning) and learn that it committed.
     pub(super) fn config_changed(&mut self) {
         let (index, m) = self.configs.latest();
         self.ready.config = Some((index, m.clone()));
@@ -277,7 +279,6 @@ impl RaftCore {
             return;
         }
         let members: BTreeSet<NodeId> = m.members().filter(|p| **p != self.cfg.id).cloned().collect();
-        self.progress.retain(|p, _| members.contains(p));
         let next = self.log.last_index() + 1;
         for p in members {
             self.progress.entry(p).or_insert_with(|| Progress::new(next));
@@ -302,7 +303,12 @@ impl RaftCore {
                 }
             }
         }
-        let (index, _) = self.configs.latest();
+        let (index, m) = self.configs.latest();
+        if index <= self.commit {
+            // Removed members have had the entry and the commit index: done with them.
+            let m = m.clone();
+            self.progress.retain(|p, _| m.contains(p));
+        }
         if index <= self.commit && !self.is_voter() {
             // §4.2.2: a leader outside the configuration leads until it commits, then steps down.
             self.become_follower(self.term, None);

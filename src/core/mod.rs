@@ -420,7 +420,13 @@ impl RaftCore {
         self.membership().quorum()
     }
 
-    /// Everyone the leader replicates to: voters and learners but itself.
+    /// Leader: everyone it replicates to, members and those leaving by an
+    /// uncommitted configuration. Empty on other nodes.
+    pub fn replication_targets(&self) -> Vec<NodeId> {
+        self.progress.keys().cloned().collect()
+    }
+
+    /// Voters and learners but this node.
     fn peers(&self) -> Vec<NodeId> {
         let me = &self.cfg.id;
         self.membership()

@@ -8,7 +8,7 @@ impl RaftCore {
     /// Sends what each follower is missing; with `carry_commit`, an empty
     /// AppendEntries to followers that are up to date, so they learn the commit index.
     pub(super) fn broadcast_append(&mut self, carry_commit: bool) {
-        for peer in self.peers() {
+        for peer in self.replication_targets() {
             if !self.send_append(&peer) && carry_commit {
                 self.send_empty_append(&peer);
             }
@@ -72,7 +72,7 @@ impl RaftCore {
     }
 
     pub(super) fn send_heartbeats(&mut self) {
-        for peer in self.peers() {
+        for peer in self.replication_targets() {
             let Some(pr) = self.progress.get_mut(&peer) else {
                 continue;
             };

@@ -46,7 +46,8 @@ impl RaftCore {
             msg,
             Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_)
         );
-        if answer && !self.membership().contains(from) {
+        // (A member leaving by an uncommitted configuration still answers the leader.)
+        if answer && !self.membership().contains(from) && !self.progress.contains_key(from) {
             return Err(Rejected::NotMember(from.to_string()));
         }
         let named = match msg {

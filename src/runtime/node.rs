@@ -230,12 +230,15 @@ impl Node {
             // (A node that cannot persist must not speak.)
             return after;
         }
-        if ready.config.is_some() || after.new_leader.is_some() {
-            after.link_error = self.reconcile_links(core).err();
-        }
         let (committed_index, committed) = core.committed_membership();
-        if self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index {
+        let committed_changed =
+            self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index;
+        if committed_changed {
             after.changes_done = self.config_waiters.satisfied_by(committed);
+        }
+        // (A committed change also ends the leader's replication to removed members.)
+        if ready.config.is_some() || after.new_leader.is_some() || committed_changed {
+            after.link_error = self.reconcile_links(core).err();
         }
         if ready.is_empty() {
             return after;
@@ -258,6 +261,7 @@ impl Node {
         self.identity.update(&m.uid, m.members().cloned());
         let mut wanted: BTreeSet<String> = m.members().cloned().collect();
         wanted.extend(core.leader().map(str::to_string));
+        wanted.extend(core.replication_targets());
         wanted.remove(&self.id);
         let Some(handler) = self.handler.get() else {
             return Ok(());

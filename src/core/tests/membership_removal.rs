@@ -204,3 +204,31 @@ fn section_4_2_2_server_outside_its_latest_config_campaigns_until_it_commits() {
         (Role::Follower, term)
     );
 }
+
+#[test]
+fn section_4_2_3_a_removed_follower_receives_its_removal_and_its_commit() {
+    let mut net = cluster(3, |_| {});
+    let k = appended(net.change("n1", ConfChange::RemoveServer(id(3))));
+    net.deliver_all();
+    assert!(net.core("n1").commit() >= k);
+    // The leader replicated to n3 until the change committed, commit index included.
+    let n3 = net.core("n3");
+    assert!(n3.log().last_index() >= k, "n3 never got the entry removing it");
+    assert!(n3.commit() >= k, "n3 never learned that its removal committed");
+    assert!(!n3.is_voter());
+    assert!(
+        !n3.may_campaign(),
+        "a removed node whose removal committed campaigns"
+    );
+    assert!(net.core("n1").replication_targets().iter().all(|p| p != &id(3)));
+    // From then on the leader sends it nothing.
+    let mark = net.delivered.len();
+    for _ in 0..30 {
+        for n in ["n1", "n2", "n3"] {
+            net.tick(n);
+        }
+        net.deliver_all();
+    }
+    assert!(net.delivered[mark..].iter().all(|(_, env)| env.to != id(3)));
+    assert_eq!(net.core("n3").role(), Role::Follower);
+}
