@@ -9,6 +9,7 @@
 
 mod command;
 mod lock;
+mod snapshot;
 
 pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
 
@@ -38,18 +39,18 @@ pub struct Applied {
 /// After [`KvStateMachine::close`] every call fails with `Stopped`.
 pub struct KvStateMachine {
     db: Db,
+    /// The database directory (`<path>/db`): a restored snapshot takes its place.
+    dir: std::path::PathBuf,
 }
 
 impl KvStateMachine {
     /// Opens (creating if needed) the state machine in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let mut opts = DbOptions::default();
-        opts.create_if_missing(true);
-        opts.set_paranoid_checks(true);
-        opts.set_keep_log_file_num(4);
-        let db = DB::open(&opts, dir).map_err(|e| crate::storage::annotate(e, dir))?;
+        snapshot::finish_interrupted_restore(dir)?;
+        let db = open_db(dir)?;
         Ok(KvStateMachine {
             db: Db::new(db, "state machine"),
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -120,6 +121,14 @@ impl KvStateMachine {
         }
         Ok(out)
     }
+}
+
+fn open_db(dir: &Path) -> Result<DB> {
+    let mut opts = DbOptions::default();
+    opts.create_if_missing(true);
+    opts.set_paranoid_checks(true);
+    opts.set_keep_log_file_num(4);
+    DB::open(&opts, dir).map_err(|e| crate::storage::annotate(e, dir))
 }
 
 fn applied_index(db: &DB) -> Result<u64> {

@@ -59,6 +59,18 @@ impl Db {
             .map_err(|_| Error::Stopped(format!("the {} is closed", self.what)))
     }
 
+    /// Swaps the database for the one `reopen` returns, once every call in
+    /// progress has finished: the old one is closed before `reopen` runs (it
+    /// may move directories). `Stopped` if closed already.
+    pub(crate) fn replace(&self, reopen: impl FnOnce() -> Result<DB>) -> Result<()> {
+        let mut slot = self.db.write();
+        if slot.take().is_none() {
+            return Err(Error::Stopped(format!("the {} is closed", self.what)));
+        }
+        *slot = Some(reopen()?);
+        Ok(())
+    }
+
     /// Closes the database once every call in progress has finished. Idempotent.
     pub(crate) fn close(&self) {
         let db = self.db.write().take();
