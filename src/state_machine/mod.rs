@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::storage::Db;
 use crate::wire::{command::Op, Entry, EntryType};
 use bytes::Bytes;
-use rocksdb::{Options as DbOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -124,11 +124,7 @@ impl KvStateMachine {
 }
 
 fn open_db(dir: &Path) -> Result<DB> {
-    let mut opts = DbOptions::default();
-    opts.create_if_missing(true);
-    opts.set_paranoid_checks(true);
-    opts.set_keep_log_file_num(4);
-    DB::open(&opts, dir).map_err(|e| crate::storage::annotate(e, dir))
+    DB::open(&crate::storage::memory::db_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
 }
 
 fn applied_index(db: &DB) -> Result<u64> {

@@ -8,6 +8,7 @@
 //! together before anything that depends on them leaves the node.
 
 mod keys;
+pub mod memory;
 
 use crate::core::{HardState, Membership};
 use crate::error::{Error, Result};
@@ -15,7 +16,7 @@ use crate::wire::ConfigState;
 use crate::wire::Entry;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use prost::Message as _;
-use rocksdb::{IteratorMode, Options as DbOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 
 pub use keys::{entry_key, ENTRY_PREFIX};
@@ -125,11 +126,7 @@ impl LogBatch {
 impl LogStore {
     /// Opens (creating if needed) the log store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let mut opts = DbOptions::default();
-        opts.create_if_missing(true);
-        opts.set_paranoid_checks(true);
-        opts.set_keep_log_file_num(4);
-        let db = DB::open(&opts, dir).map_err(|e| annotate(e, dir))?;
+        let db = DB::open(&memory::db_options(), dir).map_err(|e| annotate(e, dir))?;
         Ok(LogStore {
             db: Db::new(db, "log store"),
         })

@@ -1,0 +1,49 @@
+//! RocksDB memory, shared by every store in the process: one block cache and
+//! one memtable budget for all nodes' log stores and state machines, so the
+//! memory RocksDB takes is bounded per process, not per database (each
+//! database on its own would keep up to two 64 MiB memtables: with three
+//! nodes in one process, six databases, 768 MiB).
+
+use rocksdb::{BlockBasedOptions, Cache, Options as DbOptions, WriteBufferManager};
+use std::sync::OnceLock;
+
+/// Memtables of every database in the process together: past it, the
+/// largest memtables are flushed.
+pub const MEMTABLE_BUDGET_BYTES: usize = 64 << 20;
+/// The block cache shared by every database in the process (data, index and
+/// filter blocks).
+pub const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// One memtable of one database: small enough that many databases stay
+/// within the budget without stalling.
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
+
+struct Shared {
+    cache: Cache,
+    memtables: WriteBufferManager,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| Shared {
+        cache: Cache::new_lru_cache(BLOCK_CACHE_BYTES),
+        memtables: WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET_BYTES, false),
+    })
+}
+
+/// Options for a floyd database (log store or state machine): created if
+/// missing, checked paranoidly, sharing the process's memory budget.
+pub(crate) fn db_options() -> DbOptions {
+    let s = shared();
+    let mut opts = DbOptions::default();
+    opts.create_if_missing(true);
+    opts.set_paranoid_checks(true);
+    opts.set_keep_log_file_num(4);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_max_write_buffer_number(3);
+    opts.set_write_buffer_manager(&s.memtables);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&s.cache);
+    table.set_cache_index_and_filter_blocks(true);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
