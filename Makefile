@@ -1,6 +1,9 @@
 # floyd's two everyday commands, and the C, C++ and Python sides of floyd.
 #
-#   make demo                   a local 3-node cluster: a scripted tour, then a prompt
+#   make demo [NODES=5]         a local 3-node raftis cluster (Redis protocol and HTTP)
+#                               in the background; prints how to talk to it
+#   make demo-stop              stops it
+#   make tour                   the in-process tour: a scripted 3-node cluster, then a prompt
 #   make test                   every test: Rust (cargo test), C, C++, Python, examples
 #   make check                  build libfloyd, then test C (also under ASan, and
 #                               statically linked), C++, Python and the examples
@@ -32,10 +35,18 @@ STATIC := $(LIBDIR)/libfloyd.a $(NATIVE_LIBS)
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: demo test deps check lib c-test cpp-test python-test examples install install-test \
+.PHONY: demo demo-stop tour test deps check lib c-test cpp-test python-test examples install install-test \
 	abi-check abi-bless abi-test lib-check
 
+NODES ?= 3
+
 demo: deps
+	scripts/demo.sh start --nodes $(NODES)
+
+demo-stop:
+	scripts/demo.sh stop
+
+tour: deps
 	cargo run --example cluster_demo -- -i
 
 test: deps

@@ -1,0 +1,332 @@
+//! The Redis commands raftis understands, each mapped onto one floyd call
+//! (or a few), and floyd's errors mapped onto RESP errors.
+
+use crate::resp::Reply;
+use floyd::{Error, Floyd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every connection shares.
+pub struct Context {
+    pub floyd: Arc<Floyd>,
+    pub port: u16,
+    pub http_port: Option<u16>,
+    pub started: Instant,
+    pub clients: AtomicUsize,
+}
+
+/// What to do after a command.
+pub enum Outcome {
+    Reply(Reply),
+    /// Send the reply, then close the connection.
+    Close(Reply),
+}
+
+/// The commands `COMMAND COUNT` counts (and that `execute` handles).
+const COMMANDS: &[&str] = &[
+    "PING",
+    "ECHO",
+    "SET",
+    "GET",
+    "DEL",
+    "EXISTS",
+    "MSET",
+    "MGET",
+    "INFO",
+    "ROLE",
+    "COMMAND",
+    "QUIT",
+    "SELECT",
+    "CLIENT",
+    "HELLO",
+    "FLOYD.TRYLOCK",
+    "FLOYD.UNLOCK",
+    "FLOYD.LEADER",
+    "FLOYD.SERVERS",
+    "FLOYD.ADDSERVER",
+    "FLOYD.REMOVESERVER",
+    "FLOYD.STATUS",
+    "FLOYD.DIRTYGET",
+];
+
+/// A floyd error as a RESP error: its first word says what kind it is.
+pub fn error_reply(e: &Error) -> Reply {
+    Reply::Error(match e {
+        Error::NoLeader(m) => format!("NOLEADER {m}"),
+        Error::Timeout(m) => format!("TIMEOUT outcome unknown: {m}"),
+        Error::Locked(m) => format!("LOCKED {m}"),
+        Error::NotHolder(m) => format!("NOTHOLDER {m}"),
+        Error::Busy(m) => format!("BUSY {m}"),
+        Error::InvalidArgument(m) => format!("ERR invalid argument: {m}"),
+        Error::Stopped(m) => format!("ERR node stopped, outcome unknown: {m}"),
+        Error::NotFound => "ERR not found".to_string(),
+        other => format!("ERR {other}"),
+    })
+}
+
+fn result(r: Result<Reply, Error>) -> Reply {
+    r.unwrap_or_else(|e| error_reply(&e))
+}
+
+fn wrong_args(name: &str) -> Reply {
+    Reply::err(format!(
+        "ERR wrong number of arguments for '{}' command",
+        name.to_ascii_lowercase()
+    ))
+}
+
+fn text(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+/// Runs one request.
+pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
+    let name = text(&args[0]).to_ascii_uppercase();
+    let a = &args[1..];
+    let f = &*ctx.floyd;
+    let reply = match (name.as_str(), a.len()) {
+        ("PING", 0) => Reply::Simple("PONG".into()),
+        ("PING", 1) => Reply::Bulk(a[0].clone()),
+        ("ECHO", 1) => Reply::Bulk(a[0].clone()),
+        ("QUIT", _) => return Outcome::Close(Reply::ok()),
+        ("SELECT", 1) if a[0] == b"0" => Reply::ok(),
+        ("SELECT", 1) => Reply::err("ERR DB index is out of range (raftis has only database 0)"),
+        ("SET", n) if n >= 2 => set(f, a),
+        ("GET", 1) => get(f.read(&a[0])),
+        ("DEL", n) if n >= 1 => del(f, a),
+        ("EXISTS", n) if n >= 1 => exists(f, a),
+        ("MSET", n) if n >= 2 && n % 2 == 0 => mset(f, a),
+        ("MGET", n) if n >= 1 => mget(f, a),
+        ("INFO", n) if n <= 1 => Reply::Bulk(info(ctx, a.first().map(|s| text(s))).into_bytes()),
+        ("ROLE", 0) => role(f),
+        ("COMMAND", _) => command(a),
+        ("CLIENT", n) if n >= 1 => client(a),
+        ("HELLO", _) => Reply::err("NOPROTO raftis speaks RESP2 only"),
+        ("FLOYD.TRYLOCK", 3) => match text(&a[2]).parse::<u64>() {
+            Ok(ttl) => result(f.try_lock(&a[0], &a[1], ttl).map(|t| Reply::Int(t as i64))),
+            Err(_) => Reply::err("ERR ttl_ms is not a number of milliseconds"),
+        },
+        ("FLOYD.UNLOCK", 2) => result(f.unlock(&a[0], &a[1]).map(|_| Reply::ok())),
+        ("FLOYD.LEADER", 0) => f.get_leader().map_or(Reply::Nil, |l| Reply::Bulk(l.into_bytes())),
+        ("FLOYD.SERVERS", 0) => Reply::Array(
+            f.get_all_servers()
+                .into_iter()
+                .map(|s| Reply::Bulk(s.into_bytes()))
+                .collect(),
+        ),
+        ("FLOYD.ADDSERVER", 1) => result(f.add_server(&text(&a[0])).map(|_| Reply::ok())),
+        ("FLOYD.REMOVESERVER", 1) => result(f.remove_server(&text(&a[0])).map(|_| Reply::ok())),
+        ("FLOYD.STATUS", 0) => Reply::Bulk(f.server_status().to_string().into_bytes()),
+        ("FLOYD.STATUS", 1) if text(&a[0]).eq_ignore_ascii_case("json") => {
+            Reply::Bulk(f.server_status().to_json().into_bytes())
+        }
+        ("FLOYD.DIRTYGET", 1) => get(f.dirty_read(&a[0])),
+        (n, _) if COMMANDS.contains(&n) => wrong_args(n),
+        _ => {
+            let shown: Vec<String> = a.iter().take(3).map(|s| format!("'{}'", text(s))).collect();
+            Reply::err(format!(
+                "ERR unknown command '{}', with args beginning with: {}",
+                text(&args[0]),
+                shown.join(" ")
+            ))
+        }
+    };
+    Outcome::Reply(reply)
+}
+
+fn get(r: Result<Vec<u8>, Error>) -> Reply {
+    match r {
+        Ok(v) => Reply::Bulk(v),
+        Err(Error::NotFound) => Reply::Nil,
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// `SET key value`: a plain replicated put. The options need what floyd's
+/// state machine does not have yet (a conditional put, expiry), so they are
+/// refused rather than half done.
+fn set(f: &Floyd, a: &[Vec<u8>]) -> Reply {
+    if a.len() > 2 {
+        let opt = text(&a[2]).to_ascii_uppercase();
+        return match opt.as_str() {
+            "NX" | "XX" | "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" | "GET" => Reply::err(format!(
+                "ERR not supported yet: SET {opt} needs a conditional put or expiry in floyd's state machine"
+            )),
+            _ => Reply::err("ERR syntax error"),
+        };
+    }
+    result(f.write(&a[0], &a[1]).map(|_| Reply::ok()))
+}
+
+/// `DEL key…`: for each key a linearizable read, then a delete if it was
+/// there; the count is of keys found. Not atomic across keys.
+fn del(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
+    let mut deleted = 0;
+    for k in keys {
+        match f.read(k) {
+            Ok(_) => {}
+            Err(Error::NotFound) => continue,
+            Err(e) => return error_reply(&e),
+        }
+        if let Err(e) = f.delete(k) {
+            return error_reply(&e);
+        }
+        deleted += 1;
+    }
+    Reply::Int(deleted)
+}
+
+fn exists(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
+    let mut found = 0;
+    for k in keys {
+        match f.read(k) {
+            Ok(_) => found += 1,
+            Err(Error::NotFound) => {}
+            Err(e) => return error_reply(&e),
+        }
+    }
+    Reply::Int(found)
+}
+
+/// `MSET k v …`: one write per pair, in order; not atomic. On an error the
+/// pairs before it were written.
+fn mset(f: &Floyd, a: &[Vec<u8>]) -> Reply {
+    let pairs = a.len() / 2;
+    for (i, kv) in a.chunks(2).enumerate() {
+        if let Err(e) = f.write(&kv[0], &kv[1]) {
+            let Reply::Error(msg) = error_reply(&e) else {
+                unreachable!()
+            };
+            return Reply::Error(format!(
+                "{msg} (MSET is not atomic: {i} of {pairs} pairs written before)"
+            ));
+        }
+    }
+    Reply::ok()
+}
+
+fn mget(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        match f.read(k) {
+            Ok(v) => out.push(Reply::Bulk(v)),
+            Err(Error::NotFound) => out.push(Reply::Nil),
+            Err(e) => return error_reply(&e),
+        }
+    }
+    Reply::Array(out)
+}
+
+/// `INFO [section]`: `# Server`, `# Clients` and `# Replication` (this node's
+/// Raft view, with Redis's `role:master`/`role:slave` for tools that read it).
+fn info(ctx: &Context, section: Option<String>) -> String {
+    let section = section.map(|s| s.to_ascii_lowercase());
+    let want = |name: &str| {
+        section
+            .as_deref()
+            .is_none_or(|s| s == name || s == "all" || s == "default" || s == "everything")
+    };
+    let s = ctx.floyd.server_status();
+    let mut out = String::new();
+    if want("server") {
+        out += &format!(
+            "# Server\r\nraftis_version:{}\r\nredis_version:7.0.0-raftis\r\nredis_mode:standalone\r\nprocess_id:{}\r\ntcp_port:{}\r\nhttp_port:{}\r\nuptime_in_seconds:{}\r\nfloyd_node:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            ctx.port,
+            ctx.http_port.map_or(String::new(), |p| p.to_string()),
+            ctx.started.elapsed().as_secs(),
+            s.node,
+        );
+    }
+    if want("clients") {
+        out += &format!(
+            "# Clients\r\nconnected_clients:{}\r\n\r\n",
+            ctx.clients.load(Ordering::Relaxed)
+        );
+    }
+    if want("replication") {
+        let redis_role = if s.role == "leader" { "master" } else { "slave" };
+        out += &format!(
+            "# Replication\r\nrole:{redis_role}\r\nraft_role:{}\r\nleader:{}\r\nterm:{}\r\nvoted_for:{}\r\nlast_log_index:{}\r\nlast_log_term:{}\r\ncommit_index:{}\r\nlast_applied:{}\r\nvoters:{}\r\nlearners:{}\r\npending_change:{}\r\nlocks_held:{}\r\n",
+            s.role,
+            s.leader.as_deref().unwrap_or(""),
+            s.term,
+            s.voted_for.as_deref().unwrap_or(""),
+            s.last_log_index,
+            s.last_log_term,
+            s.commit_index,
+            s.last_applied,
+            s.voters.join(","),
+            s.learners.join(","),
+            s.pending_change.as_deref().unwrap_or(""),
+            s.locks_held,
+        );
+    }
+    out
+}
+
+/// `ROLE`, shaped like Redis's: `master <commit> [[ip, port, match]…]` on the
+/// leader, `slave <leader ip> <leader port> <state> <applied>` elsewhere.
+fn role(f: &Floyd) -> Reply {
+    let s = f.server_status();
+    let split = |addr: &str| -> (String, i64) {
+        match addr.parse::<std::net::SocketAddr>() {
+            Ok(a) => (a.ip().to_string(), i64::from(a.port())),
+            Err(_) => (addr.to_string(), 0),
+        }
+    };
+    if s.role == "leader" {
+        let peers = s
+            .peers
+            .iter()
+            .map(|p| {
+                let (ip, port) = split(&p.id);
+                Reply::Array(vec![
+                    Reply::Bulk(ip.into_bytes()),
+                    Reply::Bulk(port.to_string().into_bytes()),
+                    Reply::Bulk(p.match_index.to_string().into_bytes()),
+                ])
+            })
+            .collect();
+        return Reply::Array(vec![
+            Reply::Bulk(b"master".to_vec()),
+            Reply::Int(s.commit_index as i64),
+            Reply::Array(peers),
+        ]);
+    }
+    let (ip, port, state) = match &s.leader {
+        Some(l) => {
+            let (ip, port) = split(l);
+            (ip, port, "connected")
+        }
+        None => (String::new(), 0, "connect"),
+    };
+    Reply::Array(vec![
+        Reply::Bulk(b"slave".to_vec()),
+        Reply::Bulk(ip.into_bytes()),
+        Reply::Int(port),
+        Reply::Bulk(state.as_bytes().to_vec()),
+        Reply::Int(s.last_applied as i64),
+    ])
+}
+
+/// Just enough of `COMMAND` for redis-cli and client libraries to start.
+fn command(a: &[Vec<u8>]) -> Reply {
+    match a.first().map(|s| text(s).to_ascii_uppercase()).as_deref() {
+        Some("COUNT") => Reply::Int(COMMANDS.len() as i64),
+        Some("INFO") => Reply::Array(a[1..].iter().map(|_| Reply::Nil).collect()),
+        _ => Reply::Array(Vec::new()),
+    }
+}
+
+/// `CLIENT SETNAME/SETINFO/GETNAME`, which client libraries send on connect.
+fn client(a: &[Vec<u8>]) -> Reply {
+    match text(&a[0]).to_ascii_uppercase().as_str() {
+        "SETNAME" | "SETINFO" => Reply::ok(),
+        "GETNAME" => Reply::Nil,
+        "ID" => Reply::Int(0),
+        _ => Reply::err("ERR not supported yet: only CLIENT SETNAME, SETINFO, GETNAME and ID"),
+    }
+}

@@ -1,0 +1,170 @@
+//! The HTTP API, in the style of etcd's raftexample:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `PUT /KEY` (body: the value) | 204 |
+//! | `GET /KEY` | 200 and the value (linearizable), 404 if missing |
+//! | `DELETE /KEY` | 204 |
+//! | `GET /-/status` | 200, this node's status as JSON |
+//! | `GET /-/leader` | 200 and the leader's `ip:port`, 503 if none is known |
+//! | `GET /-/servers` | 200, the members, one a line |
+//! | `POST /-/servers` (body: `ip:port`) | 204 once the server votes |
+//! | `DELETE /-/servers/IP:PORT` | 204 once removed |
+//!
+//! Keys are the percent-decoded path after `/` (a query string is ignored).
+//! Errors: 400 bad input, 404 missing key, 409 locked/busy (another membership
+//! change runs: retry), 413 value too large, 503 no leader or node stopped,
+//! 504 timed out (the outcome is unknown), 500 otherwise; the body says why.
+
+use floyd::{Error, Floyd};
+use std::io::Read;
+use std::sync::Arc;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+/// Worker threads answering HTTP requests (each may block on a floyd call).
+const WORKERS: usize = 4;
+
+type Answer = (u16, Vec<u8>, &'static str);
+
+/// Starts the HTTP workers; the returned server stops them with `unblock`.
+pub fn start(addr: &str, floyd: Arc<Floyd>) -> Result<Arc<Server>, String> {
+    let server = Arc::new(Server::http(addr).map_err(|e| format!("HTTP on {addr}: {e}"))?);
+    for _ in 0..WORKERS {
+        let (s, f) = (server.clone(), floyd.clone());
+        std::thread::Builder::new()
+            .name("raftis-http".into())
+            .spawn(move || {
+                while let Ok(req) = s.recv() {
+                    handle(&f, req);
+                }
+            })
+            .map_err(|e| format!("cannot start an HTTP thread: {e}"))?;
+    }
+    Ok(server)
+}
+
+fn handle(f: &Floyd, mut req: Request) {
+    let (code, body, ctype) = answer(f, &mut req);
+    let header = Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).expect("header");
+    let resp = Response::from_data(body)
+        .with_status_code(code)
+        .with_header(header);
+    let _ = req.respond(resp);
+}
+
+fn text(code: u16, s: impl Into<String>) -> Answer {
+    let mut s = s.into();
+    s.push('\n');
+    (code, s.into_bytes(), "text/plain; charset=utf-8")
+}
+
+fn no_content() -> Answer {
+    (204, Vec::new(), "text/plain; charset=utf-8")
+}
+
+fn error(e: &Error) -> Answer {
+    let code = match e {
+        Error::NotFound => 404,
+        Error::NoLeader(_) | Error::Stopped(_) => 503,
+        Error::Timeout(_) => 504,
+        Error::Locked(_) | Error::NotHolder(_) | Error::Busy(_) => 409,
+        Error::InvalidArgument(_) => 400,
+        _ => 500,
+    };
+    text(code, e.to_string())
+}
+
+fn answer(f: &Floyd, req: &mut Request) -> Answer {
+    let url = req.url().to_string();
+    let path = url.split('?').next().unwrap_or("");
+    let Some(path) = percent_decode(path) else {
+        return text(400, "bad percent-encoding in the path");
+    };
+    let method = req.method().clone();
+    if let Some(api) = path.strip_prefix(b"/-/") {
+        let api = String::from_utf8_lossy(api).into_owned();
+        return match (&method, api.as_str()) {
+            (Method::Get, "status") => (
+                200,
+                (f.server_status().to_json() + "\n").into_bytes(),
+                "application/json",
+            ),
+            (Method::Get, "leader") => match f.get_leader() {
+                Some(l) => text(200, l),
+                None => text(503, "no leader known"),
+            },
+            (Method::Get, "servers") => text(200, f.get_all_servers().join("\n")),
+            (Method::Post, "servers") => match body(req, 256) {
+                Ok(b) => {
+                    let server = String::from_utf8_lossy(&b).trim().to_string();
+                    f.add_server(&server).map_or_else(|e| error(&e), |_| no_content())
+                }
+                Err(a) => a,
+            },
+            (Method::Delete, s) if s.starts_with("servers/") => f
+                .remove_server(&s["servers/".len()..])
+                .map_or_else(|e| error(&e), |_| no_content()),
+            _ => text(404, format!("no such API: {method} /-/{api}")),
+        };
+    }
+    let key = &path[1.min(path.len())..];
+    if key.is_empty() {
+        return text(400, "the key is the path: /KEY");
+    }
+    match method {
+        Method::Get => f
+            .read(key)
+            .map_or_else(|e| error(&e), |v| (200, v, "application/octet-stream")),
+        Method::Put | Method::Post => match body(req, floyd::options::MAX_VALUE_BYTES) {
+            Ok(v) => f.write(key, &v).map_or_else(|e| error(&e), |_| no_content()),
+            Err(a) => a,
+        },
+        Method::Delete => f.delete(key).map_or_else(|e| error(&e), |_| no_content()),
+        other => text(405, format!("method {other} is not allowed on a key")),
+    }
+}
+
+/// The request body, refused (413) past `limit` bytes before reading it all.
+fn body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Answer> {
+    let too_large = || text(413, format!("the body is over the limit of {limit} bytes"));
+    if req.body_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut v = Vec::new();
+    req.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| text(400, format!("cannot read the body: {e}")))?;
+    if v.len() > limit {
+        return Err(too_large());
+    }
+    Ok(v)
+}
+
+/// `%XX` decoded; `None` for a malformed escape.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(super::percent_decode("/a%20b%2F").unwrap(), b"/a b/");
+        assert!(super::percent_decode("/a%2").is_none());
+        assert!(super::percent_decode("/a%zz").is_none());
+    }
+}

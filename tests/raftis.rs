@@ -1,0 +1,399 @@
+//! raftis as separate processes, driven by a real Redis client (the `redis`
+//! crate) and plain HTTP: commands through followers, pipelines, locks,
+//! malformed and oversized requests, the HTTP API, a clean SIGTERM, and
+//! `kill -9` of the leader with every acknowledged SET found afterwards.
+
+mod common;
+
+use common::{free_ports, DEADLINE};
+use redis::{Connection, RedisResult, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    child: Child,
+    raft: String,
+    port: u16,
+    http: u16,
+}
+
+struct Cluster {
+    nodes: Vec<Option<Node>>,
+    _tmp: tempfile::TempDir,
+}
+
+fn spawn(members: &str, raft: &str, port: u16, http: u16, dir: &Path) -> Node {
+    let stderr = std::fs::File::create(dir.with_extension("stderr")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_raftis"))
+        .args(["--members", members, "--local", raft])
+        .arg("--path")
+        .arg(dir)
+        .args(["--port", &port.to_string(), "--http-port", &http.to_string()])
+        .args(["--heartbeat-us", "30000", "--check-leader-us", "300000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn raftis");
+    Node {
+        child,
+        raft: raft.to_string(),
+        port,
+        http,
+    }
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let ports = free_ports(3 * n);
+        let raft: Vec<String> = ports[..n].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let members = raft.join(",");
+        let nodes = (0..n)
+            .map(|i| {
+                let dir = tmp.path().join(format!("n{i}"));
+                Some(spawn(&members, &raft[i], ports[n + i], ports[2 * n + i], &dir))
+            })
+            .collect();
+        let c = Cluster { nodes, _tmp: tmp };
+        for i in 0..n {
+            let mut con = c.connect(i);
+            let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+            assert_eq!(pong, "PONG");
+        }
+        c
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("running")
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    /// A connection to node `i`, waiting until it listens.
+    fn connect(&self, i: usize) -> Connection {
+        let url = format!("redis://127.0.0.1:{}/", self.node(i).port);
+        let client = redis::Client::open(url).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match client.get_connection_with_timeout(Duration::from_secs(5)) {
+                Ok(con) => {
+                    con.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    return con;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "node {i} never listened: {e}"),
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// Index of the leader every running node names.
+    fn wait_for_leader(&self) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        let mut cons: Vec<(usize, Connection)> =
+            self.running().into_iter().map(|i| (i, self.connect(i))).collect();
+        loop {
+            assert!(Instant::now() < deadline, "no agreed leader");
+            let views: Vec<Option<String>> = cons
+                .iter_mut()
+                .map(|(_, c)| redis::cmd("FLOYD.LEADER").query(c).unwrap())
+                .collect();
+            if let Some(Some(l)) = views.first() {
+                if views.iter().all(|v| v.as_deref() == Some(l.as_str())) {
+                    if let Some((i, _)) = cons.iter().find(|(i, _)| &self.node(*i).raft == l) {
+                        return *i;
+                    }
+                }
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self, i: usize) {
+        let mut n = self.nodes[i].take().expect("running");
+        n.child.kill().unwrap();
+        n.child.wait().unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut().filter_map(Option::take) {
+            let mut child = n.child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn error_code(r: RedisResult<Value>) -> String {
+    match r {
+        Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+/// SET until acknowledged, retrying errors that say "not applied" or
+/// "unknown" (the same value written again is harmless).
+fn set_acknowledged(con: &mut Connection, key: &str, value: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match redis::cmd("SET").arg(key).arg(value).query::<String>(con) {
+            Ok(ok) => return assert_eq!(ok, "OK"),
+            Err(e) => {
+                let code = e.code().unwrap_or("").to_string();
+                assert!(
+                    matches!(code.as_str(), "NOLEADER" | "TIMEOUT" | "BUSY"),
+                    "SET {key}: {e}"
+                );
+                assert!(Instant::now() < deadline, "SET {key} never acknowledged: {e}");
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let at = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers")
+        + 4;
+    (code, resp[at..].to_vec())
+}
+
+#[test]
+fn redis_commands_through_any_node_and_the_http_api() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let follower = (leader + 1) % 3;
+    let mut f = c.connect(follower);
+    let mut l = c.connect(leader);
+    let mut all: Vec<Connection> = (0..3).map(|i| c.connect(i)).collect();
+
+    // SET through a follower, GET (linearizable) from every node.
+    let ok: String = redis::cmd("SET").arg("k").arg("v1").query(&mut f).unwrap();
+    assert_eq!(ok, "OK");
+    for con in &mut all {
+        let v: Option<String> = redis::cmd("GET").arg("k").query(con).unwrap();
+        assert_eq!(v.as_deref(), Some("v1"));
+    }
+    let n: i64 = redis::cmd("DEL").arg("k").arg("never-set").query(&mut f).unwrap();
+    assert_eq!(n, 1);
+    for con in &mut all {
+        let v: Option<String> = redis::cmd("GET").arg("k").query(con).unwrap();
+        assert_eq!(v, None);
+    }
+
+    // MSET / MGET / EXISTS.
+    let ok: String = redis::cmd("MSET")
+        .arg(&["a", "1", "b", "2", "c", "3"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let vs: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&["a", "b", "missing", "c"])
+        .query(&mut all[2])
+        .unwrap();
+    assert_eq!(
+        vs,
+        [Some("1"), Some("2"), None, Some("3")].map(|v| v.map(String::from))
+    );
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(&["a", "b", "missing"])
+        .query(&mut l)
+        .unwrap();
+    assert_eq!(n, 2);
+
+    // A pipeline of many commands on one connection, through a follower.
+    let mut p = redis::pipe();
+    for i in 0..200 {
+        p.cmd("SET").arg(format!("p{i}")).arg(i).ignore();
+    }
+    for i in 0..200 {
+        p.cmd("GET").arg(format!("p{i}"));
+    }
+    let got: Vec<i64> = p.query(&mut f).unwrap();
+    assert_eq!(got, (0..200).collect::<Vec<i64>>());
+
+    // Locks: a fencing token, LOCKED for another holder, NOTHOLDER, a larger token after.
+    let t1: i64 = redis::cmd("FLOYD.TRYLOCK")
+        .arg(&["job", "w1", "10000"])
+        .query(&mut f)
+        .unwrap();
+    assert!(t1 > 0);
+    let e = error_code(
+        redis::cmd("FLOYD.TRYLOCK")
+            .arg(&["job", "w2", "10000"])
+            .query(&mut l),
+    );
+    assert!(e.starts_with("LOCKED"), "{e}");
+    let e = error_code(redis::cmd("FLOYD.UNLOCK").arg(&["job", "w2"]).query(&mut l));
+    assert!(e.starts_with("NOTHOLDER"), "{e}");
+    let ok: String = redis::cmd("FLOYD.UNLOCK")
+        .arg(&["job", "w1"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let t2: i64 = redis::cmd("FLOYD.TRYLOCK")
+        .arg(&["job", "w2", "10000"])
+        .query(&mut f)
+        .unwrap();
+    assert!(t2 > t1, "{t2} after {t1}");
+
+    // INFO, ROLE, FLOYD.LEADER, FLOYD.SERVERS, FLOYD.STATUS.
+    let leader_addr = c.node(leader).raft.clone();
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut l).unwrap();
+    assert!(
+        info.contains("role:master\r\n") && info.contains("raft_role:leader"),
+        "{info}"
+    );
+    assert!(info.contains(&format!("leader:{leader_addr}\r\n")), "{info}");
+    let info: String = redis::cmd("INFO").query(&mut f).unwrap();
+    assert!(
+        info.contains("# Replication\r\nrole:slave\r\nraft_role:follower"),
+        "{info}"
+    );
+    let role: Vec<Value> = redis::cmd("ROLE").query(&mut l).unwrap();
+    assert_eq!(role[0], Value::BulkString(b"master".to_vec()));
+    let role: Vec<Value> = redis::cmd("ROLE").query(&mut f).unwrap();
+    assert_eq!(role[0], Value::BulkString(b"slave".to_vec()));
+    for con in &mut all {
+        let named: String = redis::cmd("FLOYD.LEADER").query(con).unwrap();
+        assert_eq!(named, leader_addr);
+        let servers: Vec<String> = redis::cmd("FLOYD.SERVERS").query(con).unwrap();
+        assert_eq!(servers.len(), 3);
+    }
+    let status: String = redis::cmd("FLOYD.STATUS").query(&mut l).unwrap();
+    assert!(
+        status.contains("LastApplied") && status.contains("leader"),
+        "{status}"
+    );
+    let v: Option<String> = redis::cmd("FLOYD.DIRTYGET").arg("a").query(&mut l).unwrap();
+    assert_eq!(v.as_deref(), Some("1"));
+
+    // Malformed requests get an error; the connection stays usable.
+    for bad in [
+        redis::cmd("NOSUCHCOMMAND"),
+        redis::cmd("GET"),
+        redis::cmd("FLOYD.TRYLOCK").arg(&["x", "y", "soon"]).clone(),
+        redis::cmd("MSET").arg(&["odd", "count", "args"]).clone(),
+    ] {
+        let e = error_code(bad.query(&mut f));
+        assert!(e.starts_with("ERR"), "{e}");
+    }
+    let e = error_code(redis::cmd("SET").arg(&["k", "v", "NX"]).query(&mut f));
+    assert!(e.contains("not supported yet"), "{e}");
+    let pong: String = redis::cmd("PING").query(&mut f).unwrap();
+    assert_eq!(pong, "PONG");
+
+    // A bulk string over the value limit is refused; the same connection goes on.
+    let big = vec![b'x'; floyd::options::MAX_VALUE_BYTES + 1];
+    let e = error_code(redis::cmd("SET").arg("big").arg(&big).query(&mut f));
+    assert!(e.contains("over the limit"), "{e}");
+    let pong: String = redis::cmd("PING").query(&mut f).unwrap();
+    assert_eq!(pong, "PONG");
+
+    // Raw bytes: inline commands, then a protocol error that closes the connection.
+    let mut raw = TcpStream::connect(("127.0.0.1", c.node(follower).port)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    raw.write_all(b"PING\r\nECHO \"a b\"\r\n*1\r\n$x\r\nPING\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    raw.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("+PONG\r\n$3\r\na b\r\n-ERR Protocol error"),
+        "{out}"
+    );
+
+    // HTTP: PUT on one node, GET on another, DELETE, status, leader.
+    let (h0, h1) = (c.node(follower).http, c.node(leader).http);
+    assert_eq!(http(h0, "PUT", "/hk", b"hello").0, 204);
+    assert_eq!(http(h1, "GET", "/hk", b""), (200, b"hello".to_vec()));
+    let v: String = redis::cmd("GET").arg("hk").query(&mut l).unwrap();
+    assert_eq!(v, "hello");
+    assert_eq!(http(h1, "DELETE", "/hk", b"").0, 204);
+    assert_eq!(http(h0, "GET", "/hk", b"").0, 404);
+    let (code, body) = http(h0, "GET", "/-/status", b"");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        body.starts_with('{') && body.contains("\"role\":\"follower\""),
+        "{body}"
+    );
+    assert_eq!(
+        http(h0, "GET", "/-/leader", b""),
+        (200, format!("{leader_addr}\n").into_bytes())
+    );
+    assert_eq!(http(h0, "POST", "/-/servers", b"not-an-address").0, 400);
+
+    // SIGTERM: the node closes and exits 0.
+    let mut n = c.nodes[follower].take().unwrap();
+    assert_eq!(
+        unsafe { libc::kill(n.child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(s) = n.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "raftis did not exit on SIGTERM");
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn acknowledged_sets_survive_kill_9_of_the_leader() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let mut cons: Vec<Connection> = (0..3).map(|i| c.connect(i)).collect();
+    let mut acknowledged = Vec::new();
+    for i in 0..60 {
+        set_acknowledged(&mut cons[i % 3], &format!("k{i}"), &format!("v{i}"));
+        acknowledged.push(i);
+    }
+    c.kill9(leader);
+    let new_leader = c.wait_for_leader();
+    assert_ne!(new_leader, leader);
+    let survivors: Vec<usize> = c.running();
+    for i in 60..100 {
+        let via = survivors[i % 2];
+        set_acknowledged(&mut cons[via], &format!("k{i}"), &format!("v{i}"));
+        acknowledged.push(i);
+    }
+    for s in survivors {
+        for i in &acknowledged {
+            let v: Option<String> = redis::cmd("GET")
+                .arg(format!("k{i}"))
+                .query(&mut cons[s])
+                .unwrap();
+            assert_eq!(v, Some(format!("v{i}")), "acknowledged SET k{i} lost (node {s})");
+        }
+    }
+}
