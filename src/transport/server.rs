@@ -16,7 +16,7 @@
 use super::frame::{body_to_message, read_frame, write_frame, FrameError};
 use super::Handler;
 use super::Identity;
-use crate::wire::{frame::Body, Handshake, HandshakeAck, Pong};
+use crate::wire::{frame::Body, HandshakeAck, Pong};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -285,7 +285,7 @@ fn accept_handshake(stream: &mut TcpStream, shared: &Shared) -> Result<String, S
         Ok(other) => return Err(format!("expected a handshake, got {other:?}")),
         Err(e) => return Err(e.to_string()),
     };
-    let refusal = handshake_refusal(&hs, &shared.cfg);
+    let refusal = shared.cfg.identity.refusal(&hs);
     let ack = HandshakeAck {
         accepted: refusal.is_none(),
         reason: refusal.clone().unwrap_or_default(),
@@ -295,10 +295,6 @@ fn accept_handshake(stream: &mut TcpStream, shared: &Shared) -> Result<String, S
         None => Ok(hs.from),
         Some(r) => Err(r),
     }
-}
-
-fn handshake_refusal(hs: &Handshake, cfg: &ServerConfig) -> Option<String> {
-    cfg.identity.refusal(hs)
 }
 
 #[cfg(test)]
