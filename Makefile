@@ -74,12 +74,18 @@ c-test: lib | $(OUT)
 	$(OUT)/test_api_asan
 	$(CC) $(CFLAGS) tests/c/test_api.c $(STATIC) -o $(OUT)/test_api_static
 	$(OUT)/test_api_static
+	$(CC) $(CFLAGS) tests/c/test_state_machine.c $(SHARED) -o $(OUT)/test_state_machine
+	$(OUT)/test_state_machine
+	$(CC) $(CFLAGS) $(ASAN) tests/c/test_state_machine.c $(SHARED) -o $(OUT)/test_state_machine_asan
+	$(OUT)/test_state_machine_asan
 
 cpp-test: lib | $(OUT)
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/standalone.cpp $(SHARED) -o $(OUT)/cpp_standalone
 	$(OUT)/cpp_standalone
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/floyd_test.cpp $(SHARED) -o $(OUT)/cpp_test
 	$(OUT)/cpp_test
+	$(CXX) $(CXXFLAGS) bindings/cpp/test/state_machine_test.cpp $(SHARED) -o $(OUT)/cpp_state_machine_test
+	$(OUT)/cpp_state_machine_test
 
 python-test: lib
 	cd bindings/python && FLOYD_LIB=$(LIBDIR)/libfloyd.so python3 -m pytest -q tests
@@ -87,6 +93,8 @@ python-test: lib
 examples: lib | $(OUT)
 	$(CC) $(CFLAGS) examples/c/cluster.c $(SHARED) -o $(OUT)/c_cluster
 	$(OUT)/c_cluster
+	$(CC) $(CFLAGS) examples/c/ledger.c $(SHARED) -o $(OUT)/c_ledger
+	$(OUT)/c_ledger
 	$(CXX) $(CXXFLAGS) -O2 examples/cpp/write_bench.cpp $(SHARED) -o $(OUT)/write_bench
 	$(OUT)/write_bench 4 128 200
 

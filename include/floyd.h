@@ -89,6 +89,12 @@
 #define FLOYD_FAILED 12
 
 /**
+ * `floyd_propose`: the user-defined state machine's `apply` refused the
+ * command (its message says why); every replica refused it alike.
+ */
+#define FLOYD_STATE_MACHINE 13
+
+/**
  * Library version, major part.
  */
 #define FLOYD_VERSION_MAJOR 0
@@ -155,6 +161,69 @@ typedef struct floyd_t floyd_t;
  * Called on library threads, possibly several at once.
  */
 typedef void (*floyd_log_callback_t)(void *user_data, int level, const char *msg, size_t msg_len);
+
+/**
+ * A user-defined state machine: its callbacks and their `user_data`.
+ * `floyd_open_with_state_machine` copies the struct; floyd then owns
+ * `user_data` until it calls `finalize`.
+ *
+ * Every callback runs on the node's apply thread, one at a time, never two
+ * at once (`finalize`, and an `on_leader_stop` at close, run on the thread
+ * that calls `floyd_close`, after the apply thread has stopped). A callback
+ * must not call into the same `floyd_t` (that deadlocks) and should not
+ * block for long: nothing is applied, and no proposer answered, while it
+ * runs. Every replica applies the same commands in the same order, so
+ * `apply` must be deterministic. floyd keeps no state of the machine on
+ * disk: at every open it calls `snapshot_load` with the latest snapshot, if
+ * there is one, then `apply` for every log entry after it, so the machine
+ * must start empty.
+ */
+typedef struct {
+  /**
+   * Passed to every callback; floyd never looks at it.
+   */
+  void *user_data;
+  /**
+   * Required. Applies the committed command `data` (`len` bytes, as given to `floyd_propose`,
+   * followed by a NUL not counted in `len`; valid only during the call) at log `index`.
+   * Returns 0 when applied, with the answer for the proposer in `*result`/`*result_len` (may be
+   * left NULL/0 for an empty answer); nonzero when refused, with an error message in `*result`
+   * (`*result_len` bytes, or NUL-terminated when `*result_len` is 0; may be left NULL), which
+   * the proposer receives as FLOYD_STATE_MACHINE. `*result` must be allocated with `malloc`;
+   * floyd frees it with `free`. A refusal should leave the state as it was.
+   */
+  int (*apply)(void *user_data,
+               uint64_t index,
+               const char *data,
+               size_t len,
+               char **result,
+               size_t *result_len);
+  /**
+   * Required. Writes the whole state as files into the directory `dir` (NUL-terminated; it
+   * exists and is empty; valid only during the call); floyd syncs and ships them. Returns 0,
+   * or nonzero on failure.
+   */
+  int (*snapshot_save)(void *user_data, const char *dir);
+  /**
+   * Required. Replaces the whole state with the one `snapshot_save` wrote into `dir` (read
+   * it only: it belongs to floyd). Returns 0, or nonzero on failure (leaving the state as it
+   * was).
+   */
+  int (*snapshot_load)(void *user_data, const char *dir);
+  /**
+   * May be NULL. This node became the leader in `term`.
+   */
+  void (*on_leader_start)(void *user_data, uint64_t term);
+  /**
+   * May be NULL. This node is no longer the leader (also called at close if it was).
+   */
+  void (*on_leader_stop)(void *user_data);
+  /**
+   * May be NULL. Called exactly once, last: by `floyd_close`, or before
+   * `floyd_open_with_state_machine` returns if it fails.
+   */
+  void (*finalize)(void *user_data);
+} floyd_state_machine_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -590,6 +659,47 @@ int floyd_options_set_log_max_bytes(floyd_options_t *opts, uint64_t bytes);
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
  */
 int floyd_options_set_log_keep_files(floyd_options_t *opts, uint32_t count);
+
+/**
+ * Opens a node that replicates the user-defined state machine `sm` instead of the key-value
+ * store; on `FLOYD_OK`, `*out` is the new handle. The key-value and lock calls on it return
+ * FLOYD_INVALID_ARGUMENT; `floyd_propose` drives the machine. Every member must run the same
+ * kind of machine.
+ *
+ * Thread-safety: any thread; blocks like `floyd_open`. The callbacks run on library threads (see
+ * `floyd_state_machine_t`).
+ * Ownership: `opts` is borrowed and copied; `*sm` is copied (the struct may be freed at once)
+ * and floyd owns `sm->user_data` from now on: if `sm` is not NULL, `sm->finalize` (when set) is
+ * called exactly once, by `floyd_close`, or before this returns when it fails. On FLOYD_OK the
+ * caller owns `*out` and ends it with `floyd_close`; `errmsg` may be NULL, else on failure
+ * `*errmsg` gets a message to free with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `opts`, `sm` or `out`, a NULL `apply`,
+ * `snapshot_save` or `snapshot_load`, an unusable option); FLOYD_IO_ERROR; FLOYD_CORRUPTION;
+ * FLOYD_INTERNAL, as for `floyd_open`.
+ */
+int floyd_open_with_state_machine(const floyd_options_t *opts,
+                                  const floyd_state_machine_t *sm,
+                                  floyd_t **out,
+                                  char **errmsg);
+
+/**
+ * Has the cluster's user-defined state machine apply `data` once a majority has it, and hands
+ * back what its `apply` answered on the leader (a follower forwards it). Linearizable.
+ *
+ * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks until it
+ * is applied, at most the request timeout. Never call it from a state-machine callback.
+ * Ownership: `data` is borrowed and copied (may be NULL when `len` is 0); `result` and
+ * `result_len` must not be NULL; on FLOYD_OK only, the caller owns `*result` (NUL-terminated,
+ * `*result_len` bytes before the NUL) and frees it with `floyd_free`; `errmsg` may be NULL, else
+ * on failure `*errmsg` gets a message to free with `floyd_free` (for FLOYD_STATE_MACHINE, the
+ * message `apply` gave).
+ * Returns: FLOYD_OK; FLOYD_STATE_MACHINE (`apply` refused it; the node goes on);
+ * FLOYD_INVALID_ARGUMENT (NULL `f`, `result` or `result_len`, a NULL `data` with a non-zero `len`,
+ * over 16 MiB, a node running the key-value store); FLOYD_IO_ERROR (out of memory for the
+ * result); not applied: FLOYD_NO_LEADER, FLOYD_BUSY (the queue to the leader is full); outcome
+ * unknown: FLOYD_TIMEOUT, FLOYD_STOPPED (the leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_propose(floyd_t *f, const char *data, size_t len, char **result, size_t *result_len, char **errmsg);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -37,6 +37,11 @@ pub enum Error {
     NotHolder(String),
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),
+    /// `propose`: the user-defined state machine's `apply` returned this
+    /// error. Deterministic: every replica refused the command alike, and
+    /// the node goes on.
+    #[error("the state machine refused the command: {0}")]
+    StateMachine(String),
     /// The node hit a fatal error earlier (the message says which: I/O,
     /// corruption, a bug) and no longer takes part in the cluster; it answers
     /// every call with this until it is closed and reopened.

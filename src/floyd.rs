@@ -5,7 +5,7 @@ use crate::options::Options;
 use crate::runtime::forward::{result_from_response, Answer};
 use crate::runtime::node::Node;
 use crate::runtime::{self, Runtime};
-use crate::state_machine::CommandKind;
+use crate::state_machine::{CommandKind, StateMachine};
 use crate::wire::{frame::Body, ClientRequest};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -37,15 +37,65 @@ impl Floyd {
     /// All or nothing: on error, whatever had started is stopped and the
     /// data directory is released.
     pub fn open(options: Options) -> Result<Floyd> {
-        let rt = runtime::start(options)?;
+        Floyd::start(options, None)
+    }
+
+    /// Like [`Floyd::open`], but the node replicates `machine` instead of
+    /// the built-in key-value store: [`Floyd::propose`] drives it, and the
+    /// key-value and lock calls answer `InvalidArgument`. Every member of the
+    /// cluster must run the same kind of machine.
+    ///
+    /// The machine's state is volatile as far as floyd knows: at every open
+    /// floyd loads the latest snapshot, if any, with
+    /// [`StateMachine::snapshot_load`], then replays the log after it, so
+    /// the machine must start empty. On error, or at [`Floyd::close`], the
+    /// machine is dropped.
+    pub fn open_with_state_machine(options: Options, machine: Box<dyn StateMachine>) -> Result<Floyd> {
+        Floyd::start(options, Some(machine))
+    }
+
+    fn start(options: Options, machine: Option<Box<dyn StateMachine>>) -> Result<Floyd> {
+        let rt = runtime::start(options, machine)?;
         Ok(Floyd {
             node: rt.node.clone(),
             runtime: Mutex::new(rt),
         })
     }
 
+    /// Has the cluster's user-defined state machine apply `data` once a
+    /// majority has it, and returns what its `apply` answered on the leader
+    /// (every replica applies the same command at the same index).
+    /// Linearizable; a follower forwards it to the leader. `StateMachine`
+    /// with the message if `apply` refused it (the node goes on);
+    /// `InvalidArgument` on a node that runs the key-value store.
+    pub fn propose(&self, data: &[u8]) -> Result<Vec<u8>> {
+        if !self.node.state_machine.is_user() {
+            return Err(Error::InvalidArgument(
+                "propose needs a user-defined state machine (open_with_state_machine); \
+                 this node runs the built-in key-value store"
+                    .into(),
+            ));
+        }
+        self.execute(CommandKind::Custom {
+            data: Bytes::copy_from_slice(data),
+        })
+        .map(|v| v.to_vec())
+    }
+
+    /// Refuses the key-value and lock calls on a node with a user-defined
+    /// state machine, before anything reaches the log.
+    fn key_value_only(&self, call: &str) -> Result<()> {
+        if self.node.state_machine.is_user() {
+            return Err(Error::InvalidArgument(format!(
+                "{call}: this node runs a user-defined state machine, which has no keys or locks; use propose"
+            )));
+        }
+        Ok(())
+    }
+
     /// Stores `value` under `key` once a majority has it. Linearizable.
     pub fn write(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.key_value_only("write")?;
         let cmd = CommandKind::Put {
             key: Bytes::copy_from_slice(key),
             value: Bytes::copy_from_slice(value),
@@ -55,6 +105,7 @@ impl Floyd {
 
     /// Removes `key` (deleting a missing key succeeds).
     pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.key_value_only("delete")?;
         self.execute(CommandKind::Delete {
             key: Bytes::copy_from_slice(key),
         })
@@ -63,6 +114,7 @@ impl Floyd {
 
     /// The value of `key`, linearizable: the read goes through the log.
     pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
+        self.key_value_only("read")?;
         self.execute(CommandKind::Get {
             key: Bytes::copy_from_slice(key),
         })
@@ -71,6 +123,7 @@ impl Floyd {
 
     /// The value of `key` in this node's state machine: fast, possibly stale.
     pub fn dirty_read(&self, key: &[u8]) -> Result<Vec<u8>> {
+        self.key_value_only("dirty_read")?;
         CommandKind::Get {
             key: Bytes::copy_from_slice(key),
         }
@@ -92,6 +145,7 @@ impl Floyd {
     /// lock protects, which must refuse requests carrying a token lower than
     /// the highest it has seen: that, not the lease, keeps a paused holder safe.
     pub fn try_lock(&self, name: &[u8], holder: &[u8], ttl_ms: u64) -> Result<u64> {
+        self.key_value_only("try_lock")?;
         let value = self.execute(CommandKind::TryLock {
             name: Bytes::copy_from_slice(name),
             holder: Bytes::copy_from_slice(holder),
@@ -107,6 +161,7 @@ impl Floyd {
     /// Releases lock `name` held by `holder`. `NotHolder` if another holds it,
     /// its lease ran out, or it is not held.
     pub fn unlock(&self, name: &[u8], holder: &[u8]) -> Result<()> {
+        self.key_value_only("unlock")?;
         self.execute(CommandKind::Unlock {
             name: Bytes::copy_from_slice(name),
             holder: Bytes::copy_from_slice(holder),
@@ -189,6 +244,8 @@ impl Floyd {
             last_log_index: s.last_log_index,
             commit_index: s.commit,
             last_applied: s.applied,
+            first_log_index: s.first_log_index,
+            snapshot_index: self.node.snapshots.store.latest_index(),
         }
     }
 
@@ -336,6 +393,10 @@ pub struct ServerStatus {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub last_applied: u64,
+    /// The oldest entry still in the log (older ones are in a snapshot).
+    pub first_log_index: u64,
+    /// The index of the latest snapshot on disk (0: none).
+    pub snapshot_index: u64,
     /// The configuration in force here: voters and learners (being caught up).
     pub voters: Vec<String>,
     pub learners: Vec<String>,
@@ -388,7 +449,7 @@ impl ServerStatus {
             })
             .collect();
         format!(
-            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{},\"voters\":{},\"learners\":{},\"config_index\":{},\"pending_change\":{},\"peers\":[{}],\"locks_held\":{}}}",
+            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{},\"voters\":{},\"learners\":{},\"config_index\":{},\"pending_change\":{},\"peers\":[{}],\"locks_held\":{},\"first_log_index\":{},\"snapshot_index\":{}}}",
             json_string(&self.node),
             json_string(&self.role),
             self.term,
@@ -403,7 +464,9 @@ impl ServerStatus {
             self.config_index,
             opt(&self.pending_change),
             peers.join(","),
-            self.locks_held
+            self.locks_held,
+            self.first_log_index,
+            self.snapshot_index
         )
     }
 
@@ -475,10 +538,12 @@ mod tests {
                 last_contact_ms: Some(12),
             }],
             locks_held: 1,
+            first_log_index: 2,
+            snapshot_index: 1,
         };
         assert_eq!(
             s.to_json(),
-            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7,"voters":["v:1","v:2"],"learners":[],"config_index":4,"pending_change":null,"peers":[{"id":"v:2","match_index":9,"next_index":10,"last_contact_ms":12}],"locks_held":1}"#
+            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7,"voters":["v:1","v:2"],"learners":[],"config_index":4,"pending_change":null,"peers":[{"id":"v:2","match_index":9,"next_index":10,"last_contact_ms":12}],"locks_held":1,"first_log_index":2,"snapshot_index":1}"#
         );
     }
 }

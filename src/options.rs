@@ -86,6 +86,21 @@ pub struct Options {
     /// Rotated LOG files kept, `LOG.1` (newest) to `LOG.<n>` (default 4, at most
     /// [`MAX_LOG_KEEP_FILES`]); 0 keeps none: the full LOG is simply started over.
     pub log_keep_files: u32,
+    /// Snapshot once the log holds this many entries beyond the last snapshot
+    /// (default 50,000; 0 disables snapshots by count).
+    pub snapshot_log_entries: u64,
+    /// ... or once the entries held in memory exceed this many payload bytes
+    /// (default 32 MiB; 0 disables snapshots by size). With both at 0, the
+    /// log is never compacted and memory and disk grow with history.
+    pub snapshot_log_bytes: u64,
+    /// Entries kept in the log behind a snapshot, so a follower a little
+    /// behind catches up from the log instead of by a snapshot (default 5,000).
+    pub snapshot_keep_entries: u64,
+    /// Bytes per InstallSnapshot chunk (default 1 MiB, at most 8 MiB).
+    pub snapshot_chunk_bytes: u64,
+    /// Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited),
+    /// so a snapshot does not starve replication on a shared link.
+    pub snapshot_bytes_per_sec: u64,
     /// For tests only: spawning the node thread whose name starts with this
     /// fails, as if the system refused a thread. Not part of the API.
     #[doc(hidden)]
@@ -113,6 +128,11 @@ impl Options {
             log_callback: None,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             log_keep_files: DEFAULT_LOG_KEEP_FILES,
+            snapshot_log_entries: 50_000,
+            snapshot_log_bytes: 32 << 20,
+            snapshot_keep_entries: 5_000,
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_bytes_per_sec: 64 << 20,
             fail_spawn_of: None,
         }
     }
@@ -226,6 +246,12 @@ impl Options {
         }
         if self.log_max_bytes == 0 {
             return invalid("log_max_bytes must be > 0".into());
+        }
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > 8 << 20 {
+            return invalid(format!(
+                "snapshot_chunk_bytes {} must be in 1..=8 MiB",
+                self.snapshot_chunk_bytes
+            ));
         }
         if self.log_keep_files > MAX_LOG_KEEP_FILES {
             return invalid(format!(

@@ -98,6 +98,8 @@ fn link_cfg(port: u16, my_id: &str, cluster: &str) -> PeerConfig {
         liveness_timeout: Duration::from_secs(5),
         in_doubt_window: Duration::from_secs(10),
         max_backoff: Duration::from_millis(100),
+        snapshot_chunk_bytes: floyd::transport::DEFAULT_SNAPSHOT_CHUNK_BYTES,
+        snapshot_bytes_per_sec: 64 << 20,
     }
 }
 

@@ -25,6 +25,9 @@
 //    Floyd's 6 s / 3 s / 10,240,000 bytes / 102,400 entries.
 //  - GetServerStatus returns the header line and this node's row only.
 //  - Status::FromCode and Status::floyd_code() expose the FLOYD_* code.
+//  - A node can replicate a state machine of your own instead of the
+//    key-value store: derive from floyd::StateMachine, open the node with
+//    Floyd::open_with_state_machine and drive it with Floyd::propose.
 //
 // Every method of a Floyd may be called from many threads at once. Keys and
 // values are binary-safe: std::string bytes, embedded NUL bytes included.
@@ -36,6 +39,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
 #include <new>
 #include <set>
 #include <sstream>
@@ -110,7 +116,9 @@ class Status {
   //   BUSY -> Busy,
   //   INTERNAL and unknown codes -> Corruption (a library bug: stop trusting
   //   this node and report it),
-  //   FAILED -> IOError (the node stopped after a fatal error: reopen it).
+  //   FAILED -> IOError (the node stopped after a fatal error: reopen it),
+  //   STATE_MACHINE -> InvalidArgument (propose: your StateMachine::apply
+  //   refused the command; the message is its own).
   // Kinds shared by two codes keep the code's name in the message
   // ("Busy: LOCKED: ...") and floyd_code() tells them apart.
   static Status FromCode(int code, const std::string& msg = std::string()) {
@@ -130,6 +138,7 @@ class Status {
       case FLOYD_BUSY: return Status(kBusy, code, text, "");
       case FLOYD_INTERNAL: return Status(kCorruption, code, "INTERNAL", msg);
       case FLOYD_FAILED: return Status(kIOError, code, "FAILED", msg);
+      case FLOYD_STATE_MACHINE: return Status(kInvalidArgument, code, "STATE_MACHINE", msg);
       default: {
         std::ostringstream unknown;
         unknown << "unknown floyd status code " << code;
@@ -223,6 +232,126 @@ inline void TakeBytes(char* p, size_t len, std::string* out) {
 }
 
 inline bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+}  // namespace detail
+
+// A state machine of your own, replicated by floyd: every node applies the
+// same commands (what Floyd::propose was given) in the same order. Open a
+// node with Floyd::open_with_state_machine; floyd then owns the object and
+// deletes it when the node is closed (or when opening fails).
+//
+// The methods run on the node's apply thread, one at a time; they must not
+// call the Floyd that runs them (that deadlocks) and should not block for
+// long. apply must be deterministic: the same state and command give the
+// same state and answer on every node. floyd keeps no state of the machine
+// on disk: at every open it calls snapshot_load with the latest snapshot, if
+// there is one, then apply for every later command, so start empty.
+//
+// An exception thrown by a method never reaches floyd: from apply it is a
+// refusal (its what() the message: throw only for deterministic reasons),
+// from snapshot_save/snapshot_load a failure, from the others it is dropped.
+class StateMachine {
+ public:
+  virtual ~StateMachine() {}
+
+  // Applies the command `data` at log `index`. Returns true with the
+  // proposer's answer in *result, or false to refuse it with a message in
+  // *result (the proposer gets floyd_code() FLOYD_STATE_MACHINE). A refusal
+  // should leave the state as it was.
+  virtual bool apply(uint64_t index, const std::string& data, std::string* result) = 0;
+
+  // Writes the whole state as files into the directory `dir` (it exists and
+  // is empty); floyd syncs and ships them. Returns false on failure.
+  virtual bool snapshot_save(const std::string& dir) = 0;
+
+  // Replaces the whole state with what snapshot_save wrote into `dir` (read
+  // it only). Returns false on failure, leaving the state as it was.
+  virtual bool snapshot_load(const std::string& dir) = 0;
+
+  // This node became the leader in `term`.
+  virtual void on_leader_start(uint64_t term) { (void)term; }
+
+  // This node is no longer the leader (also called at close if it was).
+  virtual void on_leader_stop() {}
+};
+
+namespace detail {
+
+// The C callbacks over a StateMachine: no exception crosses into floyd.
+struct MachineCallbacks {
+  static StateMachine* Of(void* user_data) { return static_cast<StateMachine*>(user_data); }
+
+  // A malloc'ed copy for floyd, which frees it with free(); NULL if out of memory.
+  static char* MallocCopy(const std::string& s) {
+    char* p = static_cast<char*>(std::malloc(s.size() + 1));
+    if (p != nullptr) {
+      std::memcpy(p, s.data(), s.size());
+      p[s.size()] = '\0';
+    }
+    return p;
+  }
+
+  static void Describe(std::string* out, const char* what) {
+    try {
+      *out = std::string("exception in StateMachine::apply: ") + what;
+    } catch (...) {
+      out->clear();
+    }
+  }
+
+  static int Apply(void* user_data, uint64_t index, const char* data, size_t len, char** result,
+                   size_t* result_len) {
+    std::string answer;
+    bool ok = false;
+    try {
+      ok = Of(user_data)->apply(index, std::string(data, len), &answer);
+    } catch (const std::exception& e) {
+      Describe(&answer, e.what());
+    } catch (...) {
+      Describe(&answer, "not a std::exception");
+    }
+    *result = MallocCopy(answer);
+    *result_len = *result != nullptr ? answer.size() : 0;
+    return ok ? 0 : 1;
+  }
+
+  static int SnapshotSave(void* user_data, const char* dir) {
+    try {
+      return Of(user_data)->snapshot_save(dir) ? 0 : 1;
+    } catch (...) {
+      return 2;
+    }
+  }
+
+  static int SnapshotLoad(void* user_data, const char* dir) {
+    try {
+      return Of(user_data)->snapshot_load(dir) ? 0 : 1;
+    } catch (...) {
+      return 2;
+    }
+  }
+
+  static void LeaderStart(void* user_data, uint64_t term) {
+    try {
+      Of(user_data)->on_leader_start(term);
+    } catch (...) {
+    }
+  }
+
+  static void LeaderStop(void* user_data) {
+    try {
+      Of(user_data)->on_leader_stop();
+    } catch (...) {
+    }
+  }
+
+  static void Finalize(void* user_data) {
+    try {
+      delete Of(user_data);
+    } catch (...) {
+    }
+  }
+};
 
 }  // namespace detail
 
@@ -325,43 +454,67 @@ class Floyd {
   static Status Open(const Options& options, Floyd** floyd) {
     if (floyd == nullptr) return Status::InvalidArgument("floyd (the output pointer) is NULL");
     *floyd = nullptr;
-    std::string members;
-    for (size_t i = 0; i < options.members.size(); i++) {
-      if (i > 0) members += ',';
-      members += options.members[i];
-    }
-    if (detail::HasNul(members) || detail::HasNul(options.local_ip) || detail::HasNul(options.path)) {
-      return Status::InvalidArgument("members, local_ip and path must not contain NUL bytes");
-    }
-    floyd_options_t* o = floyd_options_new(members.c_str(), options.local_ip.c_str(),
-                                           options.local_port, options.path.c_str());
-    if (o == nullptr) return Status::IOError("out of memory allocating floyd options");
-    int rc = floyd_options_set_check_leader_us(o, options.check_leader_us);
-    if (rc == FLOYD_OK) rc = floyd_options_set_heartbeat_us(o, options.heartbeat_us);
-    if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_size_once(o, options.append_entries_size_once);
-    if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_count_once(o, options.append_entries_count_once);
-    // A joining node never leads alone, whatever one member forced on.
-    if (rc == FLOYD_OK) rc = floyd_options_set_single_mode(o, options.single_mode && !options.join);
-    if (rc == FLOYD_OK) rc = floyd_options_set_join(o, options.join);
-    if (rc != FLOYD_OK) {
-      floyd_options_free(o);
-      return Status::FromCode(rc, "setting options failed");
-    }
+    floyd_options_t* o = nullptr;
+    Status s = MakeOptions(options, &o);
+    if (!s.ok()) return s;
     floyd_t* handle = nullptr;
     char* errmsg = nullptr;
-    rc = floyd_open(o, &handle, &errmsg);
+    int rc = floyd_open(o, &handle, &errmsg);
     floyd_options_free(o);
     if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
-    *floyd = new (std::nothrow) Floyd(handle);
-    if (*floyd == nullptr) {
-      floyd_close(handle);
-      return Status::IOError("out of memory allocating a floyd::Floyd");
-    }
-    return Status::OK();
+    return Wrap(handle, floyd);
+  }
+
+  // Opens a node that replicates `machine` instead of the key-value store
+  // (Write, Read, TryLock, ... then return InvalidArgument; propose drives
+  // it). Every member must run the same kind of machine. floyd takes the
+  // machine whatever happens: it is deleted when the node closes, or before
+  // this returns if opening fails.
+  static Status open_with_state_machine(const Options& options, std::unique_ptr<StateMachine> machine,
+                                        Floyd** floyd) {
+    if (floyd == nullptr) return Status::InvalidArgument("floyd (the output pointer) is NULL");
+    *floyd = nullptr;
+    if (!machine) return Status::InvalidArgument("the state machine is NULL");
+    floyd_options_t* o = nullptr;
+    Status s = MakeOptions(options, &o);
+    if (!s.ok()) return s;
+    floyd_state_machine_t sm;
+    std::memset(&sm, 0, sizeof sm);
+    sm.user_data = machine.get();
+    sm.apply = &detail::MachineCallbacks::Apply;
+    sm.snapshot_save = &detail::MachineCallbacks::SnapshotSave;
+    sm.snapshot_load = &detail::MachineCallbacks::SnapshotLoad;
+    sm.on_leader_start = &detail::MachineCallbacks::LeaderStart;
+    sm.on_leader_stop = &detail::MachineCallbacks::LeaderStop;
+    sm.finalize = &detail::MachineCallbacks::Finalize;
+    // From here floyd owns it: its finalize deletes it, on success or failure.
+    machine.release();
+    floyd_t* handle = nullptr;
+    char* errmsg = nullptr;
+    int rc = floyd_open_with_state_machine(o, &sm, &handle, &errmsg);
+    floyd_options_free(o);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    return Wrap(handle, floyd);
   }
 
   // Closes the node: stops and joins every thread it started.
   ~Floyd() { floyd_close(f_); }
+
+  // Has the cluster's StateMachine apply `data` once a majority has it;
+  // *result (when not NULL) gets what apply answered on the leader (a
+  // follower forwards it). Linearizable. floyd_code() FLOYD_STATE_MACHINE
+  // (an InvalidArgument) with apply's message when it refused the command;
+  // InvalidArgument on a node running the key-value store.
+  Status propose(const std::string& data, std::string* result) {
+    char* p = nullptr;
+    size_t len = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_propose(f_, data.data(), data.size(), &p, &len, &errmsg);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    detail::TakeBytes(p, len, result);
+    return Status::OK();
+  }
+
 
   // Stores value under key once a majority has it (a follower forwards to the leader).
   Status Write(const std::string& key, const std::string& value) {
@@ -490,6 +643,44 @@ class Floyd {
 
  private:
   explicit Floyd(floyd_t* f) : f_(f) {}
+
+  // The C options for `options`; on OK the caller frees *out.
+  static Status MakeOptions(const Options& options, floyd_options_t** out) {
+    std::string members;
+    for (size_t i = 0; i < options.members.size(); i++) {
+      if (i > 0) members += ',';
+      members += options.members[i];
+    }
+    if (detail::HasNul(members) || detail::HasNul(options.local_ip) || detail::HasNul(options.path)) {
+      return Status::InvalidArgument("members, local_ip and path must not contain NUL bytes");
+    }
+    floyd_options_t* o = floyd_options_new(members.c_str(), options.local_ip.c_str(),
+                                           options.local_port, options.path.c_str());
+    if (o == nullptr) return Status::IOError("out of memory allocating floyd options");
+    int rc = floyd_options_set_check_leader_us(o, options.check_leader_us);
+    if (rc == FLOYD_OK) rc = floyd_options_set_heartbeat_us(o, options.heartbeat_us);
+    if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_size_once(o, options.append_entries_size_once);
+    if (rc == FLOYD_OK) rc = floyd_options_set_append_entries_count_once(o, options.append_entries_count_once);
+    // A joining node never leads alone, whatever one member forced on.
+    if (rc == FLOYD_OK) rc = floyd_options_set_single_mode(o, options.single_mode && !options.join);
+    if (rc == FLOYD_OK) rc = floyd_options_set_join(o, options.join);
+    if (rc != FLOYD_OK) {
+      floyd_options_free(o);
+      return Status::FromCode(rc, "setting options failed");
+    }
+    *out = o;
+    return Status::OK();
+  }
+
+  // A Floyd for the open node `handle` in *floyd (closing it if out of memory).
+  static Status Wrap(floyd_t* handle, Floyd** floyd) {
+    *floyd = new (std::nothrow) Floyd(handle);
+    if (*floyd == nullptr) {
+      floyd_close(handle);
+      return Status::IOError("out of memory allocating a floyd::Floyd");
+    }
+    return Status::OK();
+  }
 
   // No copying allowed.
   Floyd(const Floyd&) = delete;

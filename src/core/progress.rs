@@ -9,6 +9,9 @@ pub enum ProgressState {
     Probe,
     /// The follower is in step: AppendEntries are pipelined up to the in-flight window.
     Replicate,
+    /// The follower needs entries compacted away: the snapshot at
+    /// `pending_snapshot` is being streamed; nothing else is sent but heartbeats.
+    Snapshot,
 }
 
 /// Replication progress of one follower.
@@ -28,6 +31,12 @@ pub struct Progress {
     /// Acknowledged something since the last heartbeat (a full window without
     /// acknowledgements for a whole heartbeat means messages were lost).
     pub acked_since_heartbeat: bool,
+    /// In Snapshot: the index of the snapshot being sent.
+    pub pending_snapshot: u64,
+    /// In Snapshot: heartbeats since it was offered (or since the runtime
+    /// reported it sent whole, `snapshot_sent`), to give up on a lost one.
+    pub snapshot_heartbeats: u32,
+    pub snapshot_sent: bool,
 }
 
 impl Progress {
@@ -40,6 +49,9 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: true,
             acked_since_heartbeat: false,
+            pending_snapshot: 0,
+            snapshot_heartbeats: 0,
+            snapshot_sent: false,
         }
     }
 
@@ -48,7 +60,17 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= max_inflight,
+            ProgressState::Snapshot => true,
         }
+    }
+
+    pub fn become_snapshot(&mut self, index: u64) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.pending_snapshot = index;
+        self.snapshot_heartbeats = 0;
+        self.snapshot_sent = false;
     }
 
     pub fn become_probe(&mut self) {
@@ -85,6 +107,7 @@ impl Progress {
     pub fn sent(&mut self, last: u64) {
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
             ProgressState::Replicate => {
                 if last >= self.next_index {
                     self.inflight.push_back(last);

@@ -15,8 +15,8 @@ impl RaftCore {
         }
     }
 
-    /// Sends the next batch of entries to `peer` if its progress allows; returns
-    /// whether anything was sent.
+    /// Sends the next batch of entries to `peer` if its progress allows, or
+    /// the snapshot if it needs entries compacted away; returns whether anything was sent.
     fn send_append(&mut self, peer: &str) -> bool {
         let max_inflight = self.cfg.max_inflight;
         let Some(pr) = self.progress.get(peer) else {
@@ -26,6 +26,9 @@ impl RaftCore {
             return false;
         }
         let next = pr.next_index;
+        if next <= self.log.start_index() {
+            return self.send_snapshot(peer);
+        }
         let probing = pr.state == ProgressState::Probe;
         let entries = self.log.slice(
             next,
@@ -37,7 +40,9 @@ impl RaftCore {
             return false;
         }
         let last = entries.last().map_or(next - 1, |e| e.index);
-        let msg = self.append_message(next - 1, entries);
+        let Some(msg) = self.append_message(next - 1, entries) else {
+            return false;
+        };
         self.send(peer, msg);
         if let Some(pr) = self.progress.get_mut(peer) {
             pr.sent(last);
@@ -49,35 +54,51 @@ impl RaftCore {
     /// carries the commit index, and a follower that is missing entries rejects it.
     fn send_empty_append(&mut self, peer: &str) {
         let Some(pr) = self.progress.get(peer) else { return };
+        let state = pr.state;
         // In Replicate, at the end of what was sent, not at the match point: a
         // follower that lost an AppendEntries then rejects it and is repaired;
         // at the match point it would accept it and stay behind while idle.
-        let prev = pr.next_index - 1;
-        let msg = self.append_message(prev, Vec::new());
-        self.send(peer, msg);
+        // While a snapshot streams, at its point: the follower keeps hearing
+        // from its leader (no election), and its rejection is ignored.
+        let prev = match pr.state {
+            ProgressState::Snapshot => pr.pending_snapshot,
+            _ => pr.next_index - 1,
+        };
+        if let Some(msg) = self.append_message(prev, Vec::new()) {
+            self.send(peer, msg);
+        } else if state != ProgressState::Snapshot {
+            self.send_snapshot(peer);
+        }
     }
 
-    fn append_message(&self, prev: u64, entries: Vec<crate::wire::Entry>) -> Message {
-        Message::AppendEntries(AppendEntries {
+    /// `None` when the term at `prev` was compacted away.
+    fn append_message(&self, prev: u64, entries: Vec<crate::wire::Entry>) -> Option<Message> {
+        Some(Message::AppendEntries(AppendEntries {
             term: self.term,
             leader: self.cfg.id.clone(),
             prev_log_index: prev,
-            prev_log_term: self
-                .log
-                .term(prev)
-                .expect("next_index stays within the leader's log"),
+            prev_log_term: self.log.term(prev)?,
             entries,
             leader_commit: self.commit,
-        })
+        }))
     }
 
     pub(super) fn send_heartbeats(&mut self) {
+        let patience = [self.snapshot_patience(false), self.snapshot_patience(true)];
         for peer in self.replication_targets() {
             let Some(pr) = self.progress.get_mut(&peer) else {
                 continue;
             };
             match pr.state {
                 ProgressState::Probe => pr.probe_sent = false,
+                ProgressState::Snapshot => {
+                    pr.snapshot_heartbeats += 1;
+                    if pr.snapshot_heartbeats > patience[usize::from(pr.snapshot_sent)] {
+                        // Sent but never acknowledged (dropped by the follower,
+                        // or the ack was lost): offer it again.
+                        pr.become_probe();
+                    }
+                }
                 ProgressState::Replicate => {
                     if pr.inflight.len() >= self.cfg.max_inflight && !pr.acked_since_heartbeat {
                         // A full window with no answer for a whole heartbeat: assume loss.
@@ -112,6 +133,7 @@ impl RaftCore {
         }
         self.leader = Some(from.to_string());
         self.election_elapsed = 0;
+        let m = self.skip_compacted(m);
         let prev = m.prev_log_index;
         match self.log.term(prev) {
             Some(t) if t == m.prev_log_term => {}
@@ -172,7 +194,12 @@ impl RaftCore {
         pr.recent_active = true;
         if m.success {
             let news = pr.acknowledge(m.match_index);
-            if pr.state == ProgressState::Probe && m.match_index >= pr.match_index {
+            let caught_up = match pr.state {
+                ProgressState::Probe => m.match_index >= pr.match_index,
+                ProgressState::Snapshot => pr.match_index >= pr.pending_snapshot,
+                ProgressState::Replicate => false,
+            };
+            if caught_up {
                 pr.become_replicate();
             }
             if news && self.maybe_commit() {
@@ -186,6 +213,7 @@ impl RaftCore {
             return;
         }
         let stale = m.rejected_prev_index <= pr.match_index
+            || pr.state == ProgressState::Snapshot
             || (pr.state == ProgressState::Probe && m.rejected_prev_index + 1 != pr.next_index);
         if stale {
             return;

@@ -26,6 +26,8 @@ pub enum Rejected {
     OutOfRange { field: &'static str, value: u64 },
     #[error("malformed AppendEntries: {0}")]
     MalformedAppend(String),
+    #[error("malformed InstallSnapshot: {0}")]
+    MalformedSnapshot(String),
     #[error("acknowledges index {acked}, past this leader's last index {last}")]
     AckBeyondLog { acked: u64, last: u64 },
 }
@@ -55,6 +57,7 @@ impl RaftCore {
             Message::RequestVoteResponse(m) => &m.from,
             Message::AppendEntries(m) => &m.leader,
             Message::AppendEntriesResponse(m) => &m.from,
+            Message::InstallSnapshot(m) => &m.leader,
         };
         if named != from {
             return Err(Rejected::SenderMismatch {
@@ -71,6 +74,7 @@ impl RaftCore {
             Message::RequestVoteResponse(_) => Ok(()),
             Message::AppendEntries(m) => validate_append(m),
             Message::AppendEntriesResponse(m) => self.validate_append_response(m),
+            Message::InstallSnapshot(m) => validate_install(m),
         }
     }
 
@@ -133,6 +137,26 @@ fn validate_append(m: &AppendEntries) -> Result<(), Rejected> {
         {
             return bad(format!("entry {} is a configuration without voters", e.index));
         }
+    }
+    Ok(())
+}
+
+fn validate_install(m: &crate::wire::InstallSnapshot) -> Result<(), Rejected> {
+    let Some(meta) = &m.meta else {
+        return Err(Rejected::MalformedSnapshot("no meta".into()));
+    };
+    in_range("snapshot last_index", meta.last_index)?;
+    in_range("snapshot last_term", meta.last_term)?;
+    if meta.last_index == 0 || meta.last_term == 0 || meta.last_term > m.term {
+        return Err(Rejected::MalformedSnapshot(format!(
+            "snapshot at index {} term {} from a leader of term {}",
+            meta.last_index, meta.last_term, m.term
+        )));
+    }
+    if meta.config_index > meta.last_index || meta.config.as_ref().is_none_or(|c| c.voters.is_empty()) {
+        return Err(Rejected::MalformedSnapshot(
+            "no configuration at or before its index".into(),
+        ));
     }
     Ok(())
 }

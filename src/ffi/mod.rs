@@ -14,9 +14,11 @@
 mod args;
 mod node;
 mod options;
+mod state_machine;
 
 pub use node::*;
 pub use options::*;
+pub use state_machine::*;
 
 use crate::error::Error;
 use args::set_errmsg;
@@ -50,6 +52,9 @@ pub const FLOYD_INTERNAL: c_int = 11;
 /// This node stopped after a fatal error (I/O, corruption or a bug, as the
 /// message says) and takes no further part; close it and open it again.
 pub const FLOYD_FAILED: c_int = 12;
+/// `floyd_propose`: the user-defined state machine's `apply` refused the
+/// command (its message says why); every replica refused it alike.
+pub const FLOYD_STATE_MACHINE: c_int = 13;
 
 /// Library version, major part.
 pub const FLOYD_VERSION_MAJOR: c_int = 0;
@@ -88,6 +93,7 @@ pub fn code_of(e: &Error) -> c_int {
         Error::NotHolder(_) => FLOYD_NOT_HOLDER,
         Error::Internal(_) => FLOYD_INTERNAL,
         Error::Failed(_) => FLOYD_FAILED,
+        Error::StateMachine(_) => FLOYD_STATE_MACHINE,
     }
 }
 
@@ -153,6 +159,7 @@ pub extern "C" fn floyd_status_str(code: c_int) -> *const c_char {
         FLOYD_BUSY => b"BUSY\0",
         FLOYD_INTERNAL => b"INTERNAL\0",
         FLOYD_FAILED => b"FAILED\0",
+        FLOYD_STATE_MACHINE => b"STATE_MACHINE\0",
         _ => b"UNKNOWN\0",
     };
     name.as_ptr().cast()

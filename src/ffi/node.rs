@@ -6,6 +6,7 @@ use super::{boundary, boundary_value};
 use crate::error::Error;
 use crate::floyd::Floyd;
 use crate::logging::LogLevel;
+use crate::state_machine::StateMachine;
 use std::ffi::{c_char, c_int};
 
 /// A node (opaque). Thread-safe: any function may be called on it from many
@@ -16,7 +17,7 @@ pub struct floyd_t {
     floyd: Floyd,
 }
 
-unsafe fn node<'a>(f: *const floyd_t) -> Result<&'a Floyd, Error> {
+pub(super) unsafe fn node<'a>(f: *const floyd_t) -> Result<&'a Floyd, Error> {
     f.as_ref()
         .map(|n| &n.floyd)
         .ok_or_else(|| Error::InvalidArgument("floyd handle is NULL".into()))
@@ -38,18 +39,28 @@ pub unsafe extern "C" fn floyd_open(
     out: *mut *mut floyd_t,
     errmsg: *mut *mut c_char,
 ) -> c_int {
-    boundary(errmsg, || {
-        let slot = out_arg(out, "out")?;
-        let o = opts
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("options are NULL".into()))?;
-        if let Some(why) = &o.invalid {
-            return Err(Error::InvalidArgument(why.clone()));
-        }
-        let floyd = Floyd::open(o.opts.clone())?;
-        *slot = Box::into_raw(Box::new(floyd_t { floyd }));
-        Ok(())
-    })
+    boundary(errmsg, || open_node(opts, out, None))
+}
+
+/// Shared body of the two opens: checks, opens, hands the handle out.
+pub(super) unsafe fn open_node(
+    opts: *const floyd_options_t,
+    out: *mut *mut floyd_t,
+    machine: Option<Box<dyn StateMachine>>,
+) -> Result<(), Error> {
+    let slot = out_arg(out, "out")?;
+    let o = opts
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("options are NULL".into()))?;
+    if let Some(why) = &o.invalid {
+        return Err(Error::InvalidArgument(why.clone()));
+    }
+    let floyd = match machine {
+        None => Floyd::open(o.opts.clone())?,
+        Some(m) => Floyd::open_with_state_machine(o.opts.clone(), m)?,
+    };
+    *slot = Box::into_raw(Box::new(floyd_t { floyd }));
+    Ok(())
 }
 
 /// Closes a node: stops and joins all its threads, closes its databases, then frees it.

@@ -23,6 +23,11 @@ fn every_error_has_its_code_and_name() {
         (Error::NotHolder(String::new()), FLOYD_NOT_HOLDER, "NOT_HOLDER"),
         (Error::Internal(String::new()), FLOYD_INTERNAL, "INTERNAL"),
         (Error::Failed(String::new()), FLOYD_FAILED, "FAILED"),
+        (
+            Error::StateMachine(String::new()),
+            FLOYD_STATE_MACHINE,
+            "STATE_MACHINE",
+        ),
     ];
     for (e, code, name) in cases {
         assert_eq!(code_of(&e), code);

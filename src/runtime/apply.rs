@@ -15,9 +15,14 @@ const APPLY_BATCH: usize = 1024;
 /// Runs until the node stops; woken through `wake` whenever commit may have moved.
 pub fn run(node: Arc<Node>, wake: Receiver<()>) {
     while !node.is_stopping() {
+        node.state_machine
+            .observe_leadership(node.inspect(|c| (c.role() == crate::core::Role::Leader).then(|| c.term())));
         let _ = wake.recv_timeout(Duration::from_millis(100));
         if node.failure().is_some() {
             return;
+        }
+        if let Err(e) = node.install_pending_snapshot() {
+            return node.fail(e);
         }
         loop {
             let entries = node.with_core(|core| core.entries_to_apply(APPLY_BATCH));
@@ -30,6 +35,7 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
             };
             node.with_core(|core| core.on_applied(last));
             node.proposals.complete(applied);
+            snapshot_if_due(&node);
         }
     }
 }
@@ -50,6 +56,19 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
                 delay *= 2;
             }
             other => return other,
+        }
+    }
+}
+
+/// After applying: a user state machine is snapshotted here, on the thread
+/// its callbacks run on; the built-in store by the snapshot thread, woken.
+fn snapshot_if_due(node: &Node) {
+    if !node.state_machine.is_user() {
+        return node.snapshots.wake();
+    }
+    if super::snapshot::snapshot_due(node) {
+        if let Err(e) = super::snapshot::take_snapshot(node) {
+            tracing::warn!(node = %node.id, error = %e, "snapshot failed; will retry");
         }
     }
 }

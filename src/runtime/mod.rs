@@ -10,12 +10,14 @@ mod membership;
 pub mod node;
 mod primary;
 pub mod proposals;
+mod snapshot;
 
 use crate::core::{Config, RaftCore, Restored};
 use crate::error::{Error, Result};
 use crate::logging::{NodeLog, Rotation};
 use crate::options::Options;
-use crate::state_machine::KvStateMachine;
+use crate::state_machine::{Machine, StateMachine};
+use crate::storage::snapshots::SnapshotStore;
 use crate::storage::LogStore;
 use crate::transport::{Identity, Server, ServerConfig};
 use node::{Inbound, Node};
@@ -56,7 +58,7 @@ fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>) -> Config
 
 /// Opens the stores, restores the core and starts every thread, all of them
 /// logging through the node's own log.
-pub fn start(mut opts: Options) -> Result<Runtime> {
+pub fn start(mut opts: Options, user: Option<Box<dyn StateMachine>>) -> Result<Runtime> {
     opts.validate()?;
     std::fs::create_dir_all(&opts.path)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.path.display())))?;
@@ -66,35 +68,40 @@ pub fn start(mut opts: Options) -> Result<Runtime> {
     };
     let log = NodeLog::open(&opts.path, opts.log_level, opts.log_callback.clone(), rotation);
     let dispatch = log.dispatch();
-    let started = tracing::dispatcher::with_default(&dispatch, || start_logged(opts, log.clone()));
+    let started = tracing::dispatcher::with_default(&dispatch, || start_logged(opts, log.clone(), user));
     if let Err(e) = &started {
         tracing::dispatcher::with_default(&dispatch, || tracing::error!(error = %e, "node failed to start"));
     }
     started
 }
 
-fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
+fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMachine>>) -> Result<Runtime> {
     let log_store = LogStore::open(&opts.path.join("log"))?;
-    let state_machine = KvStateMachine::open(&opts.path.join("db"))?;
+    let state_machine = Machine::open(&opts.path.join("db"), user)?;
     let loaded = log_store.load()?;
-    let applied = state_machine.applied_index()?;
-    if applied > loaded.entries.len() as u64 {
+    let snapshot_store = Arc::new(SnapshotStore::open(&opts.path.join("snapshots"))?);
+    let (applied, snapshot) = snapshot::restore_at_start(&snapshot_store, &state_machine)?;
+    let log_end = loaded.log_start.0 + loaded.entries.len() as u64;
+    let known = log_end.max(snapshot.as_ref().map_or(0, |s| s.last_index));
+    if applied > known {
         return Err(Error::Corruption(format!(
-            "state machine applied index {applied} is past the end of the log ({})",
-            loaded.entries.len()
+            "state machine applied index {applied} is past the end of the log ({log_end}) and of the latest snapshot"
         )));
     }
     let tick = tick_of(&opts);
-    let bootstrap = bootstrap_members(&opts, &log_store, loaded.entries.is_empty())?;
+    let fresh = known == 0;
+    let bootstrap = bootstrap_members(&opts, &log_store, fresh)?;
     let bootstrap_id = match bootstrap.is_empty() {
         true => 0,
         false => crate::transport::config_id(&bootstrap),
     };
     let restored = Restored {
         hard_state: loaded.hard_state,
+        log_start: loaded.log_start,
         entries: loaded.entries,
         applied,
         config: loaded.config,
+        snapshot,
     };
     let mut core = RaftCore::new(core_config(&opts, tick, bootstrap), restored, rand::random());
     core.set_clock(wall_clock_ms());
@@ -123,6 +130,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
         core,
         log_store,
         state_machine,
+        snapshot::Snapshots::new(snapshot_store),
         primary_tx,
         apply_tx,
         log,
@@ -156,6 +164,13 @@ fn start_logged(opts: Options, log: Arc<NodeLog>) -> Result<Runtime> {
         apply::run(n, apply_rx)
     })?;
     rt.threads.get_mut().push(apply);
+    if !node.state_machine.is_user() {
+        let n = node.clone();
+        let snapshots = spawn_guarded(&node, format!("floyd-snapshot-{name}"), move || {
+            snapshot::run(n)
+        })?;
+        rt.threads.get_mut().push(snapshots);
+    }
     node.wake_apply();
     tracing::info!(node = %node.id, members = ?node.opts.members, "node started");
     Ok(rt)

@@ -9,7 +9,7 @@ use crate::core::{ConfChange, ConfChangeError, Envelope, Membership, RaftCore, R
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
 use crate::options::Options;
-use crate::state_machine::{encode_command, CommandKind, KvStateMachine};
+use crate::state_machine::{encode_command, CommandKind, Machine};
 use crate::storage::LogStore;
 use crate::transport::{message_to_body, Handler, Identity, PeerConfig, PeerLink};
 use crate::wire::{frame::Body, ClientRequest, ClientResponse};
@@ -33,6 +33,8 @@ pub enum PrimaryEvent {
 pub enum LogEvent {
     /// A Ready whose writes (or after-persist messages) are due, in the order taken.
     Persist(Box<Ready>),
+    /// The log may start after (index, term): its entries up to there are in a snapshot.
+    Compact(u64, u64),
     Stop,
 }
 
@@ -50,7 +52,8 @@ pub struct Node {
     /// Guarded like Floyd's `global_mu`: held briefly, never across I/O.
     core: Mutex<RaftCore>,
     pub log_store: LogStore,
-    pub state_machine: KvStateMachine,
+    pub state_machine: Machine,
+    pub snapshots: super::snapshot::Snapshots,
     pub proposals: Proposals,
     pub forwards: Forwards,
     pub config_waiters: ConfigWaiters,
@@ -94,7 +97,8 @@ impl Node {
         local_ip: IpAddr,
         core: RaftCore,
         log_store: LogStore,
-        state_machine: KvStateMachine,
+        state_machine: Machine,
+        snapshots: super::snapshot::Snapshots,
         primary_tx: Sender<PrimaryEvent>,
         apply_tx: Sender<()>,
         log: Arc<NodeLog>,
@@ -106,6 +110,7 @@ impl Node {
             core: Mutex::new(core),
             log_store,
             state_machine,
+            snapshots,
             proposals: Proposals::default(),
             forwards: Forwards::default(),
             config_waiters: ConfigWaiters::default(),
@@ -297,6 +302,9 @@ impl Node {
             liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
             in_doubt_window: opts.request_timeout,
             max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
+            snapshot_chunk_bytes: usize::try_from(opts.snapshot_chunk_bytes)
+                .unwrap_or(crate::transport::DEFAULT_SNAPSHOT_CHUNK_BYTES),
+            snapshot_bytes_per_sec: opts.snapshot_bytes_per_sec,
         }
     }
 
@@ -325,7 +333,17 @@ impl Node {
     }
 
     pub fn send_message(&self, env: Envelope) {
-        self.send_frame(&env.to, message_to_body(env.msg));
+        if let crate::core::Message::InstallSnapshot(m) = env.msg {
+            return self.offer_snapshot(&env.to, m);
+        }
+        if let Some(body) = message_to_body(env.msg) {
+            self.send_frame(&env.to, body);
+        }
+    }
+
+    /// Queues work for the log writer, the one writer of the log store.
+    pub(super) fn send_log_event(&self, ev: LogEvent) {
+        let _ = self.log_tx.send(ev);
     }
 
     pub fn send_frame(&self, to: &str, body: Body) -> bool {
@@ -518,6 +536,7 @@ impl Node {
     pub fn begin_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.primary_tx.send(PrimaryEvent::Stop);
+        self.snapshots.wake();
         let _guard = self.watch.lock();
         self.watch_changed.notify_all();
     }
@@ -591,6 +610,19 @@ impl Handler for Inbound {
     fn on_link_state(&self, peer: &str, connected: bool) {
         if let Some(node) = self.0.upgrade() {
             node.note_link(peer, connected);
+        }
+    }
+
+    fn on_snapshot_chunk(&self, from: &str, chunk: crate::wire::SnapshotChunk) {
+        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
+            node.note_contact(from);
+            node.receive_snapshot_chunk(from, chunk);
+        }
+    }
+
+    fn on_snapshot_sent(&self, to: &str, snapshot_index: u64, ok: bool) {
+        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
+            node.with_core(|core| core.report_snapshot(to, snapshot_index, ok));
         }
     }
 

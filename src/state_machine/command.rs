@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use crate::wire::{command::Op, AddServer, Command, Delete, Get, Put, RemoveServer, TryLock, Unlock};
+use crate::wire::{command::Op, AddServer, Command, Custom, Delete, Get, Put, RemoveServer, TryLock, Unlock};
 use bytes::Bytes;
 use prost::Message as _;
 
@@ -38,6 +38,10 @@ pub enum CommandKind {
     RemoveServer {
         server: String,
     },
+    /// A command for a user-defined state machine (`Floyd::propose`), opaque to floyd.
+    Custom {
+        data: Bytes,
+    },
 }
 
 impl CommandKind {
@@ -72,6 +76,11 @@ impl CommandKind {
             CommandKind::AddServer { server } | CommandKind::RemoveServer { server } => {
                 crate::options::canonical_member(server).map(|_| ())
             }
+            // (Held to the value limit: it travels in one entry, as a value does.)
+            CommandKind::Custom { data } if data.len() > MAX_VALUE_BYTES => Err(Error::InvalidArgument(
+                format!("command of {} bytes exceeds {MAX_VALUE_BYTES}", data.len()),
+            )),
+            CommandKind::Custom { .. } => Ok(()),
         }
     }
 
@@ -92,6 +101,7 @@ impl CommandKind {
             CommandKind::Unlock { name, holder } => Op::Unlock(Unlock { name, holder }),
             CommandKind::AddServer { server } => Op::AddServer(AddServer { server }),
             CommandKind::RemoveServer { server } => Op::RemoveServer(RemoveServer { server }),
+            CommandKind::Custom { data } => Op::Custom(Custom { data }),
         };
         Command { op: Some(op) }
     }
@@ -115,6 +125,7 @@ impl CommandKind {
             },
             Some(Op::AddServer(a)) => CommandKind::AddServer { server: a.server },
             Some(Op::RemoveServer(r)) => CommandKind::RemoveServer { server: r.server },
+            Some(Op::Custom(c)) => CommandKind::Custom { data: c.data },
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })
     }

@@ -1,4 +1,5 @@
-//! The built-in key-value state machine (`<path>/db`).
+//! The built-in key-value state machine (`<path>/db`), and [`Machine`]: it
+//! or a user-defined [`StateMachine`], whichever the node runs.
 //!
 //! Keys: `d` + user key for data, `l` + name for locks, `m:applied` for the
 //! applied index, `m:time` for the log's time (the largest leader time of
@@ -9,9 +10,13 @@
 
 mod command;
 mod lock;
+mod machine;
 mod snapshot;
+mod user;
 
 pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
+pub use machine::Machine;
+pub use user::{StateMachine, UserMachine};
 
 use crate::error::{Error, Result};
 use crate::storage::Db;
@@ -203,6 +208,10 @@ fn apply_command(
         // Membership requests become configuration entries, never commands.
         Op::AddServer(_) | Op::RemoveServer(_) => Err(Error::InvalidArgument(
             "a membership request in a command entry".into(),
+        )),
+        // Refused, not fatal: every replica of this cluster answers the same.
+        Op::Custom(_) => Err(Error::InvalidArgument(
+            "a command for a user-defined state machine, but this node runs the built-in key-value store".into(),
         )),
     })
 }

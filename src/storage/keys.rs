@@ -9,6 +9,8 @@ pub const VOTE: &[u8] = b"m:vote";
 pub const COMMIT: &[u8] = b"m:commit";
 /// The latest configuration in the log and its index (a `ConfigState`).
 pub const CONFIG: &[u8] = b"m:conf";
+/// The last compacted entry: 16 bytes, its index then its term (big-endian).
+pub const LOG_START: &[u8] = b"m:logstart";
 /// The member list this node bootstrapped with, `,`-separated.
 pub const BOOTSTRAP: &[u8] = b"m:bootstrap";
 

@@ -3,12 +3,14 @@
 //! Keys: `e` + big-endian index for entries (so the first and last index are
 //! one seek each), `m:term`, `m:vote`, `m:commit` for the hard state,
 //! `m:conf` for the latest configuration in the log (written with the entries
-//! that bring it), `m:bootstrap` for the member list the node started with. Every
+//! that bring it), `m:logstart` for the last compacted entry (index, term),
+//! `m:bootstrap` for the member list the node started with. Every
 //! write is one WriteBatch; a Ready's log changes and (term, vote) are synced
 //! together before anything that depends on them leaves the node.
 
 mod keys;
 pub mod memory;
+pub mod snapshots;
 
 use crate::core::{HardState, Membership};
 use crate::error::{Error, Result};
@@ -25,6 +27,9 @@ pub use keys::{entry_key, ENTRY_PREFIX};
 #[derive(Debug, Clone, Default)]
 pub struct LoadedLog {
     pub hard_state: HardState,
+    /// The last compacted entry's (index, term); (0, 0) if none.
+    pub log_start: (u64, u64),
+    /// Contiguous from `log_start.0 + 1`.
     pub entries: Vec<Entry>,
     /// `m:conf`: the latest configuration in the log, with its index.
     pub config: Option<(u64, Membership)>,
@@ -108,6 +113,17 @@ impl LogBatch {
         }
     }
 
+    /// Makes the log start after (`index`, `term`): deletes every entry up to
+    /// `index` (a compaction, or the point of an installed snapshot).
+    pub fn set_log_start(&mut self, index: u64, term: u64) {
+        self.batch.delete_range(entry_key(0), entry_key(index + 1));
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&index.to_be_bytes());
+        v[8..].copy_from_slice(&term.to_be_bytes());
+        self.batch.put(keys::LOG_START, v);
+        self.ops += 1;
+    }
+
     /// Records the configuration in force after these changes.
     pub fn set_config(&mut self, index: u64, m: &Membership) {
         let state = ConfigState {
@@ -145,12 +161,14 @@ impl LogStore {
         Ok(())
     }
 
-    /// Reads the hard state and the whole log, checking that it is contiguous from 1.
+    /// Reads the hard state and the log, checking that it is contiguous from its start.
     pub fn load(&self) -> Result<LoadedLog> {
         let hard_state = self.hard_state()?;
+        let log_start = self.log_start()?;
         let mut entries = Vec::new();
         let db = self.db.get()?;
-        let iter = db.iterator(IteratorMode::From(&entry_key(0), rocksdb::Direction::Forward));
+        let first = log_start.0 + 1;
+        let iter = db.iterator(IteratorMode::From(&entry_key(first), rocksdb::Direction::Forward));
         for item in iter {
             let (key, value) = item?;
             if !key.starts_with(ENTRY_PREFIX) {
@@ -158,10 +176,10 @@ impl LogStore {
             }
             let index = keys::index_of(&key)?;
             let entry = decode_entry(index, &value)?;
-            if index != entries.len() as u64 + 1 {
+            let expected = first + entries.len() as u64;
+            if index != expected {
                 return Err(Error::Corruption(format!(
-                    "log is not contiguous: expected index {}, found {index}",
-                    entries.len() + 1
+                    "log is not contiguous: expected index {expected}, found {index}"
                 )));
             }
             entries.push(entry);
@@ -170,9 +188,33 @@ impl LogStore {
         let config = self.stored_config()?;
         Ok(LoadedLog {
             hard_state,
+            log_start,
             entries,
             config,
         })
+    }
+
+    /// The last compacted entry's (index, term), (0, 0) if the log was never compacted.
+    pub fn log_start(&self) -> Result<(u64, u64)> {
+        let db = self.db.get()?;
+        let Some(v) = db.get_pinned(keys::LOG_START)? else {
+            return Ok((0, 0));
+        };
+        match (
+            v.get(..8).and_then(keys::decode_u64),
+            v.get(8..).and_then(keys::decode_u64),
+        ) {
+            (Some(i), Some(t)) if v.len() == 16 => Ok((i, t)),
+            _ => Err(Error::Corruption("m:logstart is not 16 bytes".into())),
+        }
+    }
+
+    /// Compacts the store's files over the deleted prefix of the log, so
+    /// the disk space of compacted entries comes back.
+    pub fn reclaim(&self, up_to: u64) -> Result<()> {
+        let db = self.db.get()?;
+        db.compact_range(Some(entry_key(0)), Some(entry_key(up_to + 1)));
+        Ok(())
     }
 
     /// `m:conf`, if a configuration was ever stored.

@@ -212,3 +212,31 @@ fn the_configuration_and_bootstrap_members_are_stored_and_recovered() {
         vec!["a:1".to_string(), "b:2".to_string()]
     );
 }
+
+#[test]
+fn a_compacted_log_loads_from_its_start_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = LogStore::open(dir.path()).unwrap();
+        let entries: Vec<_> = (1..=10).map(|i| entry(i, 2)).collect();
+        append(&s, None, None, &entries);
+        let mut b = LogBatch::default();
+        b.set_log_start(6, 2);
+        s.write(b, true).unwrap();
+        s.reclaim(6).unwrap();
+    }
+    let s = LogStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.log_start, (6, 2));
+    assert_eq!(
+        l.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![7, 8, 9, 10]
+    );
+    assert_eq!(s.first_index().unwrap(), 7);
+    // An installed snapshot past the end of the log empties it.
+    let mut b = LogBatch::default();
+    b.set_log_start(20, 3);
+    s.write(b, true).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!((l.log_start, l.entries.len()), ((20, 3), 0));
+}

@@ -78,17 +78,21 @@ pub fn read_frame(r: &mut impl Read, max_len: usize) -> Result<Body, FrameError>
     frame.body.ok_or_else(|| FrameError::Decode("empty frame".into()))
 }
 
-/// A Raft message as a frame body.
-pub fn message_to_body(msg: Message) -> Body {
-    match msg {
+/// A Raft message as a frame body. `None` for `InstallSnapshot`, which is no
+/// frame: the node hands it to [`PeerLink::send_snapshot`](super::PeerLink::send_snapshot),
+/// which streams the snapshot as `SnapshotChunk`s.
+pub fn message_to_body(msg: Message) -> Option<Body> {
+    Some(match msg {
         Message::RequestVote(m) => Body::RequestVote(m),
         Message::RequestVoteResponse(m) => Body::RequestVoteResponse(m),
         Message::AppendEntries(m) => Body::AppendEntries(m),
         Message::AppendEntriesResponse(m) => Body::AppendEntriesResponse(m),
-    }
+        Message::InstallSnapshot(_) => return None,
+    })
 }
 
-/// The Raft message in a frame body, if it holds one.
+/// The Raft message in a frame body, if it holds one. Never `InstallSnapshot`:
+/// a `SnapshotChunk` is handed back like every other non-Raft body.
 pub fn body_to_message(body: Body) -> Result<Message, Body> {
     Ok(match body {
         Body::RequestVote(m) => Message::RequestVote(m),
@@ -124,11 +128,25 @@ mod tests {
             term: 3,
             ..Default::default()
         });
-        encode_frame(&message_to_body(msg.clone()), &mut buf).unwrap();
+        encode_frame(&message_to_body(msg.clone()).unwrap(), &mut buf).unwrap();
         let mut r = &buf[..];
         assert_eq!(read_frame(&mut r, 1024).unwrap(), Body::Ping(Ping {}));
         assert_eq!(body_to_message(read_frame(&mut r, 1024).unwrap()).unwrap(), msg);
         assert!(matches!(read_frame(&mut r, 1024), Err(FrameError::Closed)));
+    }
+
+    #[test]
+    fn install_snapshot_is_no_frame_and_a_chunk_is_no_message() {
+        let install = Message::InstallSnapshot(crate::wire::InstallSnapshot {
+            term: 2,
+            ..Default::default()
+        });
+        assert_eq!(message_to_body(install), None);
+        let chunk = Body::SnapshotChunk(crate::wire::SnapshotChunk {
+            seq: 4,
+            ..Default::default()
+        });
+        assert_eq!(body_to_message(chunk.clone()), Err(chunk));
     }
 
     #[test]

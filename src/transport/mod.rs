@@ -10,12 +10,18 @@
 //! The handshake names the cluster, the sender, the protocol version, the
 //! cluster identity and the bootstrap member list ([`config_id`]); the rules
 //! are in [`Identity`]. Frames are limited to [`MAX_FRAME_BYTES`] on every node.
+//!
+//! Snapshots travel as chunks on the leader's link ([`PeerLink::send_snapshot`]),
+//! interleaved with its Raft traffic and paced; the follower assembles them
+//! with a [`SnapshotReceiver`].
 
 mod frame;
 mod identity;
 mod outbox;
 mod peer;
 mod server;
+mod snapshot_receive;
+mod snapshot_send;
 
 pub use frame::{
     body_to_message, encode_frame, frame_len, message_to_body, read_frame, write_frame, FrameError,
@@ -24,9 +30,11 @@ pub use frame::{
 pub use identity::Identity;
 pub use peer::{PeerConfig, PeerLink};
 pub use server::{Server, ServerConfig, PROTOCOL_VERSION};
+pub use snapshot_receive::{ReceiveError, ReceivedSnapshot, SnapshotReceiver};
+pub use snapshot_send::{SnapshotOffer, DEFAULT_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
 
 use crate::core::Message;
-use crate::wire::{ClientRequest, ClientResponse};
+use crate::wire::{ClientRequest, ClientResponse, SnapshotChunk};
 
 /// What the transport delivers to the node. Called from server and peer
 /// threads concurrently; implementations must not block for long.
@@ -61,6 +69,20 @@ pub trait Handler: Send + Sync + 'static {
     /// after any `on_in_doubt` for it; also when the link stops while connected).
     fn on_link_state(&self, peer: &str, connected: bool) {
         let _ = (peer, connected);
+    }
+    /// A piece of a snapshot streamed by member `from` (see
+    /// [`SnapshotReceiver::on_chunk`], which assembles them). Called on the
+    /// connection's thread, in order: the frames behind it wait meanwhile.
+    fn on_snapshot_chunk(&self, from: &str, chunk: SnapshotChunk) {
+        let _ = (from, chunk);
+    }
+    /// The stream of snapshot `snapshot_index` offered with
+    /// [`PeerLink::send_snapshot`] ended: `ok` once its final chunk was
+    /// written to the connection (not a proof of receipt: the follower's
+    /// answer is), `false` if it was abandoned (connection lost, link cut or
+    /// stopped, a file unreadable, or replaced by another offer).
+    fn on_snapshot_sent(&self, to: &str, snapshot_index: u64, ok: bool) {
+        let _ = (to, snapshot_index, ok);
     }
 }
 

@@ -15,12 +15,19 @@
 //! to again: the forwarded requests written on it lately are reported in
 //! doubt ([`Handler::on_in_doubt`]), those never written are reported
 //! undeliverable, and the next frame dials a new connection, with backoff.
+//!
+//! A snapshot offered with [`PeerLink::send_snapshot`] goes out one chunk
+//! per turn of the worker's loop, after the frames queued meanwhile, paced to
+//! `snapshot_bytes_per_sec` by waking when the next chunk is due (the wait
+//! still serves the queues). A broken connection abandons the stream: the
+//! follower restarts from seq 0 when the leader offers it again.
 
-use super::frame::{read_frame, write_frame};
+use super::frame::{encode_frame, read_frame, write_frame};
 use super::outbox::{
     encode_batch, is_client_traffic, next_batch, split_by_written, write_all_vectored, InDoubt, BATCH_BYTES,
     BATCH_FRAMES,
 };
+use super::snapshot_send::{OutgoingStream, SnapshotOffer, MAX_SNAPSHOT_CHUNK_BYTES};
 use super::Handler;
 use crate::wire::{frame::Body, Ping};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
@@ -34,6 +41,8 @@ use std::time::{Duration, Instant};
 
 /// Messages waiting in each of a link's queues; beyond this, new ones are dropped (Raft retries).
 const QUEUE_CAPACITY: usize = 8192;
+/// Offers waiting for the worker; more are refused (the leader offers again).
+const OFFER_CAPACITY: usize = 16;
 /// Reads per wake-up when draining what the peer sent: a peer cannot keep the worker reading forever.
 const MAX_DRAIN_READS: usize = 64;
 
@@ -59,6 +68,12 @@ pub struct PeerConfig {
     /// breaks are reported in doubt; older ones have timed out already.
     pub in_doubt_window: Duration,
     pub max_backoff: Duration,
+    /// Data bytes per snapshot chunk: 1 to [`MAX_SNAPSHOT_CHUNK_BYTES`]
+    /// (default [`DEFAULT_SNAPSHOT_CHUNK_BYTES`](super::DEFAULT_SNAPSHOT_CHUNK_BYTES)).
+    /// The link's other frames wait behind at most one chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// Pace of a snapshot stream, chunk framing included; 0: unlimited.
+    pub snapshot_bytes_per_sec: u64,
 }
 
 enum Control {
@@ -74,6 +89,7 @@ pub struct PeerLink {
     raft: Sender<Body>,
     client: Sender<Body>,
     control: Sender<Control>,
+    snapshot: Sender<SnapshotOffer>,
     connected: Arc<AtomicBool>,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
@@ -82,19 +98,32 @@ struct Queues {
     raft: Receiver<Body>,
     client: Receiver<Body>,
     control: Receiver<Control>,
+    snapshot: Receiver<SnapshotOffer>,
 }
 
 impl PeerLink {
-    /// Starts the worker thread `floyd-peer-<port>-><peer>`.
+    /// Starts the worker thread `floyd-peer-<port>-><peer>`; refuses a
+    /// chunk size outside 1..=[`MAX_SNAPSHOT_CHUNK_BYTES`].
     pub fn spawn(cfg: PeerConfig, handler: Arc<dyn Handler>) -> io::Result<PeerLink> {
+        if !(1..=MAX_SNAPSHOT_CHUNK_BYTES).contains(&cfg.snapshot_chunk_bytes) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "snapshot chunk of {} bytes: must be 1 to {MAX_SNAPSHOT_CHUNK_BYTES}",
+                    cfg.snapshot_chunk_bytes
+                ),
+            ));
+        }
         let (raft, raft_rx) = bounded(QUEUE_CAPACITY);
         let (client, client_rx) = bounded(QUEUE_CAPACITY);
         // Probes coalesce, so a short queue is enough; `stop` waits for room.
         let (control, control_rx) = bounded(16);
+        let (snapshot, snapshot_rx) = bounded(OFFER_CAPACITY);
         let queues = Queues {
             raft: raft_rx,
             client: client_rx,
             control: control_rx,
+            snapshot: snapshot_rx,
         };
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
@@ -109,6 +138,7 @@ impl PeerLink {
             raft,
             client,
             control,
+            snapshot,
             connected,
             thread: parking_lot::Mutex::new(Some(thread)),
         })
@@ -131,6 +161,15 @@ impl PeerLink {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Streams a snapshot to the peer, without waiting. An offer of the
+    /// stream in progress (same leader, term and snapshot) is ignored; any
+    /// other replaces it, starting over. The outcome is reported with
+    /// [`Handler::on_snapshot_sent`]. Returns false if the offer was dropped
+    /// (too many waiting, or the link stopped): nothing is reported for it.
+    pub fn send_snapshot(&self, offer: SnapshotOffer) -> bool {
+        self.snapshot.try_send(offer).is_ok()
     }
 
     /// Checks the connection now: a ping goes out at once, and without an
@@ -201,6 +240,7 @@ struct PeerWorker {
     refusals: RefusalLog,
     /// Set by `cut_for`: no connection before then.
     cut_until: Option<Instant>,
+    stream: Option<OutgoingStream>,
 }
 
 impl PeerWorker {
@@ -214,6 +254,7 @@ impl PeerWorker {
             retry_at: Instant::now(),
             refusals: RefusalLog::default(),
             cut_until: None,
+            stream: None,
         }
     }
 
@@ -228,25 +269,35 @@ impl PeerWorker {
                         self.cut_until = Some(t);
                         self.break_connection("cut by a fault hook");
                     }
-                    Ok(Control::Stop) | Err(TryRecvError::Disconnected) => return self.shut_down(),
+                    Ok(Control::Stop) | Err(TryRecvError::Disconnected) => return self.shut_down(&q),
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            while let Ok(offer) = q.snapshot.try_recv() {
+                self.offer(offer);
+            }
             let redial = self.check_connection();
-            let pending = !q.raft.is_empty() || !q.client.is_empty();
+            let pending = !q.raft.is_empty() || !q.client.is_empty() || self.stream.is_some();
             let now = Instant::now();
             self.cut_until = self.cut_until.filter(|t| now < *t);
             let may_dial = self.cut_until.is_none();
+            let mut dialed = false;
             if self.conn.is_none() && may_dial && (probe || redial || (pending && now >= self.retry_at)) {
                 // A probe or a failed probe means the peer was just heard from: skip the backoff.
                 self.reconnect();
+                dialed = true;
                 // The handshake just proved the new connection alive.
                 probe = false;
             }
             if self.conn.is_some() {
                 self.write_batch(&q, probe);
+                self.write_chunk();
             } else {
                 self.drop_queued(&q);
+                // A stream waits out the backoff for its dial, but not a failed dial or a cut.
+                if dialed || !may_dial {
+                    self.abandon_stream("no connection");
+                }
             }
         }
     }
@@ -257,6 +308,7 @@ impl PeerWorker {
         sel.recv(&q.control);
         sel.recv(&q.raft);
         sel.recv(&q.client);
+        sel.recv(&q.snapshot);
         match self.next_timer() {
             Some(at) => {
                 let _ = sel.ready_timeout(at.saturating_duration_since(Instant::now()));
@@ -267,10 +319,16 @@ impl PeerWorker {
         }
     }
 
-    /// The next ping, liveness or probe deadline; none without a connection.
+    /// The next ping, liveness, probe or chunk deadline; without a
+    /// connection, the next dial if a stream waits for one.
     fn next_timer(&self) -> Option<Instant> {
-        let c = self.conn.as_ref()?;
+        let Some(c) = self.conn.as_ref() else {
+            return self.stream.as_ref().map(|_| self.retry_at);
+        };
         let mut at = c.last_ping + self.cfg.keepalive;
+        if let Some(s) = &self.stream {
+            at = at.min(s.pacer.next_at());
+        }
         if let Some(t) = c.unanswered_since {
             at = at.min(t + self.cfg.liveness_timeout);
         }
@@ -367,6 +425,75 @@ impl PeerWorker {
         }
     }
 
+    /// Starts streaming `offer`, unless it is the stream in progress.
+    fn offer(&mut self, offer: SnapshotOffer) {
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.offer().key() == offer.key())
+        {
+            return;
+        }
+        self.abandon_stream("replaced by another offer");
+        let index = offer.snapshot.index();
+        match OutgoingStream::new(
+            offer,
+            self.cfg.snapshot_chunk_bytes,
+            self.cfg.snapshot_bytes_per_sec,
+        ) {
+            Ok(s) => {
+                tracing::info!(peer = %self.cfg.peer, snapshot = index, "sending a snapshot");
+                self.stream = Some(s);
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.cfg.peer, snapshot = index, error = %e, "cannot send a snapshot");
+                self.handler.on_snapshot_sent(&self.cfg.peer, index, false);
+            }
+        }
+    }
+
+    fn abandon_stream(&mut self, why: &str) {
+        if let Some(s) = self.stream.take() {
+            tracing::info!(peer = %self.cfg.peer, snapshot = s.index(), reason = %why, "snapshot stream abandoned");
+            self.handler.on_snapshot_sent(&self.cfg.peer, s.index(), false);
+        }
+    }
+
+    /// Writes the stream's next chunk if it is due.
+    fn write_chunk(&mut self) {
+        let (Some(conn), Some(s)) = (self.conn.as_mut(), self.stream.as_mut()) else {
+            return;
+        };
+        if Instant::now() < s.pacer.next_at() {
+            return;
+        }
+        let chunk = match s.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            // Unreachable: a stream is taken away once its final chunk is written.
+            Ok(None) => return self.abandon_stream("ended"),
+            Err(e) => {
+                tracing::warn!(peer = %self.cfg.peer, snapshot = s.index(), error = %e, "snapshot stream failed");
+                return self.abandon_stream("unreadable");
+            }
+        };
+        let done = chunk.done;
+        let mut buf = Vec::new();
+        if let Err(e) = encode_frame(&Body::SnapshotChunk(chunk), &mut buf) {
+            tracing::error!(peer = %self.cfg.peer, snapshot = s.index(), error = %e, "snapshot chunk does not fit a frame");
+            return self.abandon_stream("chunk too large");
+        }
+        if let Err((_, e)) = write_all_vectored(&mut conn.stream, std::slice::from_ref(&buf)) {
+            return self.break_connection(&format!("write failed: {e}"));
+        }
+        s.pacer.sent(buf.len(), Instant::now());
+        if done {
+            let index = s.index();
+            self.stream = None;
+            tracing::info!(peer = %self.cfg.peer, snapshot = index, "snapshot sent");
+            self.handler.on_snapshot_sent(&self.cfg.peer, index, true);
+        }
+    }
+
     /// Without a connection nothing can be sent: Raft frames are dropped (Raft
     /// retries) and forwarded commands fail as certainly not applied.
     fn drop_queued(&self, q: &Queues) {
@@ -386,11 +513,18 @@ impl PeerWorker {
         if !ids.is_empty() {
             self.handler.on_in_doubt(&self.cfg.peer, ids);
         }
+        self.abandon_stream("connection lost");
         self.handler.on_link_state(&self.cfg.peer, false);
     }
 
-    /// At stop the node fails every pending forward itself: nothing is reported in doubt.
-    fn shut_down(&mut self) {
+    /// At stop the node fails every pending forward itself: nothing is
+    /// reported in doubt. Snapshot offers are reported abandoned.
+    fn shut_down(&mut self, q: &Queues) {
+        self.abandon_stream("link stopped");
+        for offer in q.snapshot.try_iter() {
+            self.handler
+                .on_snapshot_sent(&self.cfg.peer, offer.snapshot.index(), false);
+        }
         if let Some(conn) = self.conn.take() {
             let _ = conn.stream.shutdown(Shutdown::Both);
             self.connected.store(false, Ordering::Relaxed);

@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Version of the frame protocol, checked in the handshake. 2: `config_id`
-/// and `Pong`; 3: `cluster_uid`, configuration entries.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// and `Pong`; 3: `cluster_uid`, configuration entries; 4: snapshot chunks.
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Connections served at once; more are refused so a flood cannot exhaust threads.
 const MAX_CONNECTIONS: usize = 256;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -264,6 +264,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             Ok(msg) => shared.handler.on_message(&from, msg),
             Err(Body::ClientRequest(req)) => shared.handler.on_client_request(&from, req),
             Err(Body::ClientResponse(resp)) => shared.handler.on_client_response(&from, resp),
+            Err(Body::SnapshotChunk(chunk)) => shared.handler.on_snapshot_chunk(&from, chunk),
             Err(Body::Ping(_)) => {
                 if let Err(e) = write_frame(reader.get_mut(), Body::Pong(Pong {})) {
                     tracing::debug!(peer = %from, error = %e, "cannot answer a ping; closing connection");

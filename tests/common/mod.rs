@@ -2,7 +2,7 @@
 //! Everything waits on conditions with deadlines; nothing sleeps a fixed time.
 #![allow(dead_code)]
 
-use floyd::{Error, Floyd, Options};
+use floyd::{Error, Floyd, Options, StateMachine};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,6 +59,34 @@ impl Cluster {
         };
         for i in 0..initial {
             c.restart(i);
+        }
+        c
+    }
+
+    /// Starts `n` nodes that run user-defined state machines, `machine(i)` on node `i`.
+    pub fn start_with_machines(n: usize, mut machine: impl FnMut(usize) -> Box<dyn StateMachine>) -> Cluster {
+        let mut c = Cluster::start_partial(n, 0);
+        c.initial = n;
+        for i in 0..n {
+            c.open_machine(i, machine(i));
+        }
+        c
+    }
+
+    /// (Re)opens node `i` from its data directory, running the user-defined `machine`.
+    pub fn open_machine(&mut self, i: usize, machine: Box<dyn StateMachine>) {
+        assert!(self.nodes[i].is_none());
+        let opts = self.custom[i].clone().unwrap_or_else(|| self.options(i));
+        self.nodes[i] = Some(Floyd::open_with_state_machine(opts, machine).expect("open node"));
+    }
+
+    /// Starts `n` nodes with options changed by `tweak` (kept for restarts).
+    pub fn start_tweaked(n: usize, tweak: impl Fn(Options) -> Options) -> Cluster {
+        let mut c = Cluster::start_partial(n, 0);
+        c.initial = n;
+        for i in 0..n {
+            let o = tweak(c.options(i));
+            c.open_with(i, o);
         }
         c
     }

@@ -184,6 +184,10 @@ pub(crate) use driver::run_seed;
 
 fn summary(m: &Message) -> String {
     match m {
+        Message::InstallSnapshot(s) => {
+            let meta = s.meta.clone().unwrap_or_default();
+            format!("InstallSnapshot t{} at ({}, {})", s.term, meta.last_index, meta.last_term)
+        }
         Message::RequestVote(r) => format!(
             "{}Vote t{} last ({}, {})",
             if r.pre_vote { "Pre" } else { "" },

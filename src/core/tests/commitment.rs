@@ -185,6 +185,7 @@ fn restart_does_not_reapply_entries_applied_beyond_the_persisted_commit() {
         entries: log_of(&[1, 1, 1, 1]),
         applied: 3,
         config: None,
+        ..Default::default()
     };
     let n = RaftCore::new(cfg("n2", 3), disk, 2);
     let s = n.status();

@@ -29,6 +29,7 @@ fn section_5_1_nodes_start_as_followers() {
         entries: log_of(&[1, 2, 7]),
         applied: 1,
         config: None,
+        ..Default::default()
     };
     let core = RaftCore::new(cfg("n1", 3), r, 1);
     let s = core.status();

@@ -17,6 +17,7 @@ mod membership;
 mod membership_catch_up;
 mod membership_removal;
 mod replication;
+mod snapshot;
 mod validation;
 
 // ---------------------------------------------------------------------------
@@ -53,7 +54,8 @@ fn log_of(terms: &[u64]) -> Vec<Entry> {
 }
 
 fn entries_of(core: &RaftCore) -> Vec<Entry> {
-    core.log().slice(1, core.log().last_index(), usize::MAX, u64::MAX)
+    let log = core.log();
+    log.slice(log.first_index(), log.last_index(), usize::MAX, u64::MAX)
 }
 
 fn terms_of(core: &RaftCore) -> Vec<u64> {
@@ -74,6 +76,7 @@ fn restored(term: u64, terms: &[u64]) -> Restored {
         entries: log_of(terms),
         applied: 0,
         config: None,
+        ..Default::default()
     }
 }
 
@@ -123,19 +126,26 @@ fn persist(disk: &mut Restored, rd: &Ready) {
         disk.hard_state = hs.clone();
     }
     if let Some(from) = rd.truncate_from {
-        disk.entries.truncate(from as usize - 1);
+        disk.entries.retain(|e| e.index < from);
     }
     if let Some(c) = &rd.config {
         disk.config = Some(c.clone());
     }
+    if let Some(meta) = &rd.snapshot {
+        disk.log_start = (meta.last_index, meta.last_term);
+        disk.entries.retain(|e| e.index > meta.last_index);
+        disk.snapshot = Some(meta.clone());
+    }
+    let first = disk.log_start.0 + 1;
     for e in &rd.entries {
-        let i = e.index as usize;
+        let i = (e.index - first) as usize;
         assert!(
-            i >= 1 && i <= disk.entries.len() + 1,
-            "Ready leaves a gap before entry {i}"
+            e.index >= first && i <= disk.entries.len(),
+            "Ready leaves a gap before entry {}",
+            e.index
         );
-        if i <= disk.entries.len() {
-            disk.entries[i - 1] = e.clone();
+        if i < disk.entries.len() {
+            disk.entries[i] = e.clone();
         } else {
             disk.entries.push(e.clone());
         }
@@ -146,7 +156,11 @@ struct Node {
     core: RaftCore,
     cfg: Config,
     disk: Restored,
+    /// Every entry applied, from index 1 (an installed snapshot brings the
+    /// leader's applied prefix, as the real state machine would its state).
     applied: Vec<Entry>,
+    /// The content of a snapshot received but not yet installed.
+    incoming: Option<Vec<Entry>>,
     seed: u64,
 }
 
@@ -187,6 +201,7 @@ impl Net {
                     cfg: c,
                     disk,
                     applied: Vec::new(),
+                    incoming: None,
                     seed,
                 },
             );
@@ -213,6 +228,7 @@ impl Net {
             cfg: c,
             disk,
             applied: Vec::new(),
+            incoming: None,
             seed,
         };
         assert!(
@@ -259,6 +275,12 @@ impl Net {
             if let Some((index, term)) = rd.persisted_position() {
                 n.core.on_persisted(index, term);
             }
+            if let Some(meta) = &rd.snapshot {
+                let content = n.incoming.take().expect("a snapshot arrived before its install");
+                assert_eq!(content.len() as u64, meta.last_index);
+                n.applied = content;
+                n.core.on_snapshot_installed(meta.last_index);
+            }
             for env in rd.messages.into_iter().chain(rd.messages_after_persist) {
                 self.queue.push_back((node.to_string(), env));
             }
@@ -283,6 +305,12 @@ impl Net {
         }
         self.delivered.push((from.clone(), env.clone()));
         let to = env.to.clone();
+        if let Message::InstallSnapshot(m) = &env.msg {
+            // The runtime's part: stream the snapshot's content, then step.
+            let index = m.meta.as_ref().unwrap().last_index as usize;
+            let content = self.nodes[&from].applied[..index].to_vec();
+            self.nodes.get_mut(&to).unwrap().incoming = Some(content);
+        }
         match self.core_mut(&to).step(&from, env.msg) {
             Ok(()) => {}
             // An answer from a server the receiver no longer (or not yet) counts.
@@ -381,6 +409,20 @@ impl Net {
             after, before,
             "{node}'s configuration did not survive its restart"
         );
+    }
+
+    /// Snapshots `node` at its applied index and compacts its log up to
+    /// `keep` entries before that point, as the runtime does.
+    fn snapshot(&mut self, node: &str, keep: u64) {
+        let n = self.nodes.get_mut(node).unwrap();
+        let applied = n.applied.len() as u64;
+        let meta = n.core.snapshot_meta(applied).expect("applied index in the log");
+        n.core.snapshot_taken(meta.clone());
+        n.disk.snapshot = Some(meta);
+        if let Some((index, term)) = n.core.compact(applied.saturating_sub(keep)) {
+            n.disk.log_start = (index, term);
+            n.disk.entries.retain(|e| e.index > index);
+        }
     }
 
     fn propose(&mut self, node: &str, payloads: &[&str]) -> Vec<(u64, u64)> {

@@ -32,6 +32,7 @@ impl Sim {
             entries: node.disk.entries.clone(),
             applied: node.applied,
             config: node.disk.config.clone(),
+            ..Default::default()
         };
         if forget_vote {
             restored.hard_state.vote = None;

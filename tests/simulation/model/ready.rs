@@ -50,7 +50,7 @@ impl Sim {
                 Message::RequestVote(r) => !r.pre_vote,
                 Message::RequestVoteResponse(r) => r.granted && !r.pre_vote,
                 Message::AppendEntriesResponse(r) => r.success,
-                Message::AppendEntries(_) => false,
+                Message::AppendEntries(_) | Message::InstallSnapshot(_) => false,
             };
             if early {
                 verdicts.push(Err(format!(

@@ -1,0 +1,221 @@
+//! Snapshots in the runtime: taking them (`floyd-snapshot-<port>`, or the
+//! apply thread for a user state machine, whose callbacks run there),
+//! compacting the log behind them, offering them to followers, and
+//! installing one received from the leader.
+//!
+//! Taking one: the state machine writes its files into a staging directory
+//! and says which applied index they hold; the core gives the term and the
+//! configuration there; the directory is synced and renamed into place;
+//! the core learns of it and drops log entries up to `keep_entries` behind
+//! it; the log writer deletes them from disk. The built-in store's snapshot
+//! is a RocksDB checkpoint (hard links), taken while applies go on.
+//!
+//! Installing one (follower): the stream is assembled and committed to the
+//! snapshot store before the core hears of it, so once the core resets its
+//! log to the snapshot's point a crash finds the snapshot on disk; the log
+//! writer makes the reset durable (and only then is it acknowledged), and
+//! the apply thread loads the state machine from it before applying more.
+
+use super::node::{LogEvent, Node};
+use crate::core::Message;
+use crate::error::{Error, Result};
+use crate::storage::snapshots::{SnapshotHandle, SnapshotStore};
+use crate::transport::{SnapshotOffer, SnapshotReceiver};
+use crate::wire::{InstallSnapshot, SnapshotChunk, SnapshotMeta};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest snapshot a follower accepts (a bound on disk use against a bad
+/// peer; the state machine's own size is the real limit).
+const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
+/// How often the snapshot thread checks the thresholds when not woken.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// A node's snapshots: the store, the receiver of streams from the leader
+/// and the install the apply thread has to do.
+pub struct Snapshots {
+    pub store: Arc<SnapshotStore>,
+    receiver: SnapshotReceiver,
+    /// Follower: a snapshot the core accepted, for the apply thread to load.
+    pending_install: Mutex<Option<SnapshotMeta>>,
+    wake_tx: Sender<()>,
+    wake_rx: Mutex<Option<Receiver<()>>>,
+    /// Serialises snapshot taking (thread vs. apply thread vs. an explicit call).
+    taking: Mutex<()>,
+}
+
+impl Snapshots {
+    pub fn new(store: Arc<SnapshotStore>) -> Snapshots {
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        Snapshots {
+            receiver: SnapshotReceiver::new(store.clone(), MAX_SNAPSHOT_BYTES),
+            store,
+            pending_install: Mutex::new(None),
+            wake_tx,
+            wake_rx: Mutex::new(Some(wake_rx)),
+            taking: Mutex::new(()),
+        }
+    }
+
+    /// Wakes the snapshot thread to check its thresholds.
+    pub fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+}
+
+/// The snapshot thread (built-in store only): takes a snapshot whenever a
+/// threshold is passed.
+pub fn run(node: Arc<Node>) {
+    let Some(wake) = node.snapshots.wake_rx.lock().take() else {
+        return;
+    };
+    while !node.is_stopping() {
+        match wake.recv_timeout(CHECK_EVERY) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if node.failure().is_some() || node.is_stopping() {
+            return;
+        }
+        if snapshot_due(&node) {
+            if let Err(e) = take_snapshot(&node) {
+                tracing::warn!(node = %node.id, error = %e, "snapshot failed; will retry");
+            }
+        }
+    }
+}
+
+/// Whether the log grew past a threshold since the last snapshot.
+pub fn snapshot_due(node: &Node) -> bool {
+    let (entries, bytes) = (node.opts.snapshot_log_entries, node.opts.snapshot_log_bytes);
+    if entries == 0 && bytes == 0 {
+        return false;
+    }
+    let last = node.snapshots.store.latest_index();
+    node.inspect(|core| {
+        let applied = core.status().applied;
+        let (_, held_bytes) = core.log().held();
+        let since = applied.saturating_sub(last);
+        since > 0 && ((entries > 0 && since >= entries) || (bytes > 0 && held_bytes >= bytes))
+    })
+}
+
+/// Takes a snapshot of the state machine now and compacts the log behind
+/// it; returns its index. For a user state machine, call from the apply thread only.
+pub fn take_snapshot(node: &Node) -> Result<u64> {
+    let _one_at_a_time = node.snapshots.taking.lock();
+    let staging = node.snapshots.store.stage("snapshot")?;
+    let index = node.state_machine.snapshot_save(&staging.data_dir())?;
+    if index <= node.snapshots.store.latest_index() {
+        return Ok(node.snapshots.store.latest_index());
+    }
+    let meta = node
+        .inspect(|core| core.snapshot_meta(index))
+        .ok_or_else(|| Error::Internal(format!("snapshot at {index}: not in the log")))?;
+    let handle = node.snapshots.store.commit(staging, meta.clone())?;
+    let keep = node.opts.snapshot_keep_entries;
+    let compacted = node.with_core(|core| {
+        core.snapshot_taken(meta);
+        core.compact(index.saturating_sub(keep))
+    });
+    if let Some((start, term)) = compacted {
+        node.send_log_event(LogEvent::Compact(start, term));
+    }
+    tracing::info!(node = %node.id, index, term = handle.term(), compacted_to = ?compacted.map(|c| c.0),
+        "snapshot taken");
+    Ok(index)
+}
+
+impl Node {
+    /// Leader: the core wants `to` sent the snapshot (the latest on disk,
+    /// which may be newer than the one it named: the follower's
+    /// acknowledgement says which it got).
+    pub(super) fn offer_snapshot(&self, to: &str, m: InstallSnapshot) {
+        let Some(snapshot) = self.snapshots.store.latest() else {
+            tracing::warn!(node = %self.id, peer = %to, "a snapshot is wanted but none is on disk");
+            return;
+        };
+        let Some(link) = self.peer(to) else { return };
+        tracing::info!(node = %self.id, peer = %to, index = snapshot.index(), "sending a snapshot");
+        link.send_snapshot(SnapshotOffer {
+            term: m.term,
+            leader: m.leader,
+            snapshot,
+        });
+    }
+
+    /// Follower: a chunk of a snapshot from the leader; once the stream is
+    /// whole and on disk, the core is told.
+    pub(super) fn receive_snapshot_chunk(&self, from: &str, chunk: SnapshotChunk) {
+        if chunk.term < self.inspect(|c| c.term()) {
+            return; // a deposed leader's stream: its next heartbeat learns the term
+        }
+        match self.snapshots.receiver.on_chunk(from, chunk) {
+            Ok(None) => {}
+            Ok(Some(received)) => {
+                let meta = received.snapshot.meta().clone();
+                tracing::info!(node = %self.id, leader = %from, index = meta.last_index, "snapshot received");
+                let msg = Message::InstallSnapshot(InstallSnapshot {
+                    term: received.term,
+                    leader: received.leader,
+                    meta: Some(meta),
+                });
+                if let Err(why) = self.with_core(|core| core.step(from, msg)) {
+                    tracing::warn!(node = %self.id, peer = %from, reason = %why, "refused a snapshot");
+                }
+            }
+            Err(e) => tracing::warn!(node = %self.id, peer = %from, error = %e, "dropped a snapshot stream"),
+        }
+    }
+
+    /// Log writer: the reset of an installed snapshot is durable; the apply
+    /// thread loads the state machine next.
+    pub(super) fn snapshot_reset_durable(&self, meta: SnapshotMeta) {
+        *self.snapshots.pending_install.lock() = Some(meta);
+        self.wake_apply();
+    }
+
+    /// Apply thread: loads a pending install into the state machine.
+    pub(super) fn install_pending_snapshot(&self) -> Result<()> {
+        let Some(meta) = self.snapshots.pending_install.lock().take() else {
+            return Ok(());
+        };
+        let index = meta.last_index;
+        if self.state_machine.applied_index()? < index {
+            let snapshot = self.snapshot_at(index)?;
+            self.state_machine.snapshot_load(&snapshot.data_dir(), index)?;
+        }
+        self.with_core(|core| core.on_snapshot_installed(index));
+        tracing::info!(node = %self.id, index, "snapshot installed");
+        Ok(())
+    }
+
+    fn snapshot_at(&self, index: u64) -> Result<Arc<SnapshotHandle>> {
+        match self.snapshots.store.latest() {
+            Some(s) if s.index() == index => Ok(s),
+            other => Err(Error::Internal(format!(
+                "snapshot {index} to install is gone (latest: {:?})",
+                other.map(|s| s.index())
+            ))),
+        }
+    }
+}
+
+/// At start: brings the state machine up to the latest snapshot if it is
+/// behind it (a user machine always is; the built-in store after a crash
+/// in an install). Returns the applied index and the snapshot's meta.
+pub fn restore_at_start(
+    store: &SnapshotStore,
+    machine: &crate::state_machine::Machine,
+) -> Result<(u64, Option<SnapshotMeta>)> {
+    let applied = machine.applied_index()?;
+    let Some(latest) = store.latest() else {
+        return Ok((applied, None));
+    };
+    if applied < latest.index() {
+        machine.snapshot_load(&latest.data_dir(), latest.index())?;
+    }
+    Ok((applied.max(latest.index()), Some(latest.meta().clone())))
+}

@@ -1,0 +1,175 @@
+//! [`Machine`]: the state machine a node runs, the built-in key-value store
+//! or a user-defined one, behind the one interface the runtime calls.
+
+use super::user::{StateMachine, UserMachine};
+use super::{Applied, KvStateMachine};
+use crate::error::{Error, Result};
+use crate::wire::Entry;
+use std::path::{Path, PathBuf};
+
+/// The directory of a key-value snapshot inside a snapshot's data directory.
+const KV_DIR: &str = "kv";
+
+/// Whichever state machine the node runs.
+pub enum Machine {
+    Kv(KvStateMachine),
+    User(UserMachine),
+}
+
+impl Machine {
+    /// `None`: the key-value store at `dir`; `Some`: the user's machine (`dir` unused).
+    pub fn open(dir: &Path, user: Option<Box<dyn StateMachine>>) -> Result<Machine> {
+        Ok(match user {
+            None => Machine::Kv(KvStateMachine::open(dir)?),
+            Some(machine) => Machine::User(UserMachine::new(machine)),
+        })
+    }
+
+    pub fn applied_index(&self) -> Result<u64> {
+        match self {
+            Machine::Kv(kv) => kv.applied_index(),
+            Machine::User(user) => Ok(user.applied_index()),
+        }
+    }
+
+    /// Applies committed entries in order; entries at or below the applied
+    /// index are skipped, a gap is an `Internal` error. A command the machine
+    /// refuses is a per-entry result, not an error of the call.
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
+        match self {
+            Machine::Kv(kv) => kv.apply(entries),
+            Machine::User(user) => user.apply(entries),
+        }
+    }
+
+    /// Releases the machine: the key-value store's database, or the user's
+    /// machine itself (dropped). Later calls fail with `Stopped`.
+    pub fn close(&self) {
+        match self {
+            Machine::Kv(kv) => kv.close(),
+            Machine::User(user) => user.close(),
+        }
+    }
+
+    /// The value of `key` as of the last applied entry (a local, possibly stale read).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self {
+            Machine::Kv(kv) => kv.get(key),
+            Machine::User(_) => Err(user_has_no_keys()),
+        }
+    }
+
+    /// Locks held at the log's time; a user machine has none floyd knows of.
+    pub fn locks_held(&self) -> Result<u64> {
+        match self {
+            Machine::Kv(kv) => kv.locks_held(),
+            Machine::User(_) => Ok(0),
+        }
+    }
+
+    pub fn is_user(&self) -> bool {
+        matches!(self, Machine::User(_))
+    }
+
+    /// Writes a snapshot of the state into `data_dir` (exists, empty) and returns the applied index it reflects.
+    /// Kv: a RocksDB checkpoint in `data_dir/kv`, safe from any thread,
+    /// concurrently with apply. User: the machine's `snapshot_save`, which the
+    /// runtime calls from the apply thread only (so no apply runs meanwhile).
+    pub fn snapshot_save(&self, data_dir: &Path) -> Result<u64> {
+        match self {
+            Machine::Kv(kv) => kv.checkpoint(&data_dir.join(KV_DIR)),
+            Machine::User(user) => user.snapshot_save(data_dir),
+        }
+    }
+
+    /// Replaces the state with the snapshot in `data_dir` (NOT consumed: it stays a valid snapshot), as of `index`.
+    pub fn snapshot_load(&self, data_dir: &Path, index: u64) -> Result<()> {
+        match self {
+            Machine::Kv(kv) => load_kv(kv, &data_dir.join(KV_DIR), index),
+            Machine::User(user) => user.snapshot_load(data_dir, index),
+        }
+    }
+
+    /// The apply thread reports leadership as it sees it: Some(term) when this node leads in `term`, None otherwise.
+    /// The user's machine hears of changes only; the key-value store does not care.
+    pub fn observe_leadership(&self, leading: Option<u64>) {
+        if let Machine::User(user) = self {
+            user.observe_leadership(leading);
+        }
+    }
+}
+
+fn user_has_no_keys() -> Error {
+    Error::InvalidArgument(
+        "this node runs a user-defined state machine: a user-defined state machine has no keys \
+         floyd can read (use propose)"
+            .into(),
+    )
+}
+
+/// Restores the key-value store from a copy of `snapshot`: restoring moves
+/// the directory it is given into place, and the snapshot itself must stay
+/// (it may still be sent to other followers, or be the latest one kept).
+fn load_kv(kv: &KvStateMachine, snapshot: &Path, index: u64) -> Result<()> {
+    let incoming = sibling(&kv.dir, ".incoming");
+    if incoming.exists() {
+        // Left by a load that a crash interrupted: never in use.
+        std::fs::remove_dir_all(&incoming).map_err(|e| io(&incoming, e))?;
+    }
+    copy_tree(snapshot, &incoming)?;
+    sync_dir(&incoming)?;
+    let restored = kv.restore(&incoming)?;
+    if restored != index {
+        return Err(Error::Corruption(format!(
+            "the snapshot in {} holds applied index {restored}, expected {index}",
+            snapshot.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Copies a directory tree. RocksDB never rewrites a table file (`*.sst`)
+/// once written, so those are hard-linked when the file system allows it:
+/// cheap, and the snapshot keeps its own name for the same immutable data.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir(to).map_err(|e| io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
+        let entry = entry.map_err(|e| io(from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| io(&src, e))?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+            sync_dir(&dst)?;
+        } else if src.extension().is_some_and(|x| x == "sst") && std::fs::hard_link(&src, &dst).is_ok() {
+            continue;
+        } else {
+            std::fs::copy(&src, &dst).map_err(|e| io(&src, e))?;
+            // Synced before the restore renames it into place: a crash then
+            // must not leave a database with torn files.
+            std::fs::File::open(&dst)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&dst, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
