@@ -101,6 +101,11 @@ pub struct Options {
     /// Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited),
     /// so a snapshot does not starve replication on a shared link.
     pub snapshot_bytes_per_sec: u64,
+    /// For tests only: the process aborts (as if killed with `kill -9`) at
+    /// the named failpoint (`snapshot-staged`, `snapshot-committed`,
+    /// `install-received`, `install-reset`). Not part of the API.
+    #[doc(hidden)]
+    pub crash_at: Option<String>,
     /// For tests only: spawning the node thread whose name starts with this
     /// fails, as if the system refused a thread. Not part of the API.
     #[doc(hidden)]
@@ -134,6 +139,7 @@ impl Options {
             snapshot_chunk_bytes: 1 << 20,
             snapshot_bytes_per_sec: 64 << 20,
             fail_spawn_of: None,
+            crash_at: None,
         }
     }
 

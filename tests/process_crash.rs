@@ -16,7 +16,7 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    fn spawn(members: &str, port: u16, path: &Path) -> NodeProcess {
+    fn spawn(members: &str, port: u16, path: &Path, extra: &[String]) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_floyd-node"))
             .args([
                 "--members",
@@ -29,6 +29,7 @@ impl NodeProcess {
             .arg("--path")
             .arg(path)
             .args(["--heartbeat-us", "30000", "--check-leader-us", "300000"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -63,12 +64,19 @@ struct ProcessCluster {
     members: String,
     ports: Vec<u16>,
     dirs: Vec<PathBuf>,
+    /// Extra floyd-node arguments per node, for its next start.
+    extra: Vec<Vec<String>>,
     procs: Vec<Option<NodeProcess>>,
     _tmp: tempfile::TempDir,
 }
 
 impl ProcessCluster {
     fn start(n: usize) -> Self {
+        Self::start_with(n, &[])
+    }
+
+    /// Every node started with `args` too.
+    fn start_with(n: usize, args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let ports = free_ports(n);
         let members = ports
@@ -81,6 +89,9 @@ impl ProcessCluster {
             members,
             ports,
             dirs,
+            extra: (0..n)
+                .map(|_| args.iter().map(|a| a.to_string()).collect())
+                .collect(),
             procs: (0..n).map(|_| None).collect(),
             _tmp: tmp,
         };
@@ -89,7 +100,12 @@ impl ProcessCluster {
     }
 
     fn restart(&mut self, i: usize) {
-        self.procs[i] = Some(NodeProcess::spawn(&self.members, self.ports[i], &self.dirs[i]));
+        self.procs[i] = Some(NodeProcess::spawn(
+            &self.members,
+            self.ports[i],
+            &self.dirs[i],
+            &self.extra[i],
+        ));
     }
 
     fn kill9(&mut self, i: usize) {
@@ -243,4 +259,127 @@ fn a_leader_cut_off_from_its_majority_steps_down_and_serves_nothing() {
     }
     let leader = c.wait_for_leader();
     assert_eq!(c.proc(leader).call("get k"), "OK v");
+}
+
+/// Small snapshot thresholds: a few hundred writes go through several snapshots.
+const COMPACTING: [&str; 4] = ["--snapshot-entries", "100", "--snapshot-keep", "10"];
+
+impl ProcessCluster {
+    /// Restarts node `i` with `--crash-at failpoint` and waits until it aborts there.
+    fn restart_crashing_at(&mut self, i: usize, failpoint: &str, mut load: impl FnMut(&mut Self)) {
+        let normal = self.extra[i].clone();
+        self.extra[i].extend(["--crash-at".to_string(), failpoint.to_string()]);
+        self.restart(i);
+        self.extra[i] = normal;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let exited = self.procs[i].as_mut().unwrap().child.try_wait().unwrap();
+            if let Some(status) = exited {
+                assert!(
+                    !status.success(),
+                    "node {i} exited cleanly instead of crashing at {failpoint}"
+                );
+                self.procs[i] = None;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} never reached failpoint {failpoint}"
+            );
+            load(self);
+        }
+    }
+
+    /// Waits until node `i` has applied `key` = `value`.
+    fn wait_applied(&mut self, i: usize, key: &str, value: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.proc(i).call(&format!("dirty {key}")) != format!("OK {value}") {
+            assert!(Instant::now() < deadline, "node {i} never applied {key}={value}");
+            std::thread::park_timeout(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Kill -9 in the middle of taking a snapshot (files staged, or committed
+/// before the log was compacted): the node restarts and converges, and
+/// every acknowledged write is there.
+#[test]
+fn section7_kill_9_while_a_snapshot_is_taken_loses_nothing() {
+    for failpoint in ["snapshot-staged", "snapshot-committed"] {
+        let mut c = ProcessCluster::start_with(3, &COMPACTING);
+        let leader = c.wait_for_leader();
+        let victim = (leader + 1) % 3;
+        c.kill9(victim);
+        let mut n = 0;
+        c.restart_crashing_at(victim, failpoint, |c| {
+            c.put_acknowledged(leader, &format!("k{}", n % 50), &format!("v{n}"));
+            n += 1;
+        });
+        c.put_acknowledged(leader, "last", "write");
+        c.restart(victim);
+        c.wait_applied(victim, "last", "write");
+        for k in 0..50.min(n) {
+            let last = (0..n).rev().find(|i| i % 50 == k).unwrap();
+            assert_eq!(
+                c.proc(victim).call(&format!("dirty k{k}")),
+                format!("OK v{last}"),
+                "{failpoint}"
+            );
+        }
+    }
+}
+
+/// Kill -9 while a snapshot streams in, once it is whole on disk, and once
+/// the log was reset to it but before the state machine loaded it: each
+/// time the follower restarts and converges.
+#[test]
+fn section7_kill_9_during_a_snapshot_install_then_the_follower_converges() {
+    let mut c = ProcessCluster::start_with(3, &COMPACTING);
+    let leader = c.wait_for_leader();
+    let f = (leader + 1) % 3;
+    let mut n = 0;
+    for failpoint in ["install-received", "install-reset"] {
+        if c.procs[f].is_some() {
+            c.kill9(f);
+        }
+        for _ in 0..400 {
+            c.put_acknowledged(leader, &format!("k{}", n % 50), &format!("v{n}"));
+            n += 1;
+        }
+        c.restart_crashing_at(f, failpoint, |_| {
+            std::thread::park_timeout(std::time::Duration::from_millis(10))
+        });
+    }
+    // In the middle of the stream: a slow transfer, killed while it runs.
+    for _ in 0..400 {
+        c.put_acknowledged(leader, &format!("k{}", n % 50), &format!("v{n}"));
+        n += 1;
+    }
+    c.extra[leader].extend(["--snapshot-rate".to_string(), "20000".to_string()]);
+    c.kill9(leader);
+    c.restart(leader);
+    let leader = c.wait_for_leader();
+    c.put_acknowledged(leader, "last", "write");
+    c.restart(f);
+    let snapshots = c.dirs[f].join("snapshots");
+    let deadline = Instant::now() + DEADLINE;
+    let streaming = || {
+        std::fs::read_dir(&snapshots)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("tmp-incoming"))
+            })
+            .unwrap_or(false)
+    };
+    while !streaming() && c.proc(f).call("dirty last") != "OK write" {
+        assert!(Instant::now() < deadline, "no snapshot stream to the follower");
+        std::thread::park_timeout(std::time::Duration::from_millis(5));
+    }
+    c.kill9(f);
+    c.restart(f);
+    c.wait_applied(f, "last", "write");
+    for k in 0..50 {
+        let last = (0..n).rev().find(|i| i % 50 == k).unwrap();
+        assert_eq!(c.proc(f).call(&format!("dirty k{k}")), format!("OK v{last}"));
+    }
 }

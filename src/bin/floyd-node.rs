@@ -3,6 +3,7 @@
 //! ```text
 //! floyd-node --members 127.0.0.1:8901,127.0.0.1:8902,127.0.0.1:8903 \
 //!            --ip 127.0.0.1 --port 8901 --path /tmp/n1 [--heartbeat-us N] [--check-leader-us N] [--join]
+//!            [--snapshot-entries N] [--snapshot-keep N] [--snapshot-rate BYTES_PER_SEC]
 //! ```
 //! With `--join` the node starts empty and waits to be added (`add` on any
 //! member); `--members` then lists the existing members and need not name it.
@@ -34,6 +35,22 @@ fn options(args: &[String]) -> Result<Options, String> {
         o.check_leader_us = v.parse().map_err(|_| "bad --check-leader-us".to_string())?;
     }
     o.join = args.iter().any(|a| a == "--join");
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        arg(args, name)
+            .map(|v| v.parse().map_err(|_| format!("bad {name}")))
+            .transpose()
+    };
+    if let Some(n) = number("--snapshot-entries")? {
+        o.snapshot_log_entries = n;
+    }
+    if let Some(n) = number("--snapshot-keep")? {
+        o.snapshot_keep_entries = n;
+    }
+    if let Some(n) = number("--snapshot-rate")? {
+        o.snapshot_bytes_per_sec = n;
+    }
+    // For tests: abort the process at a failpoint (see Options::crash_at).
+    o.crash_at = arg(args, "--crash-at");
     Ok(o)
 }
 

@@ -108,6 +108,7 @@ pub fn take_snapshot(node: &Node) -> Result<u64> {
     let _one_at_a_time = node.snapshots.taking.lock();
     let staging = node.snapshots.store.stage("snapshot")?;
     let index = node.state_machine.snapshot_save(&staging.data_dir())?;
+    failpoint(node, "snapshot-staged");
     if index <= node.snapshots.store.latest_index() {
         return Ok(node.snapshots.store.latest_index());
     }
@@ -115,6 +116,7 @@ pub fn take_snapshot(node: &Node) -> Result<u64> {
         .inspect(|core| core.snapshot_meta(index))
         .ok_or_else(|| Error::Internal(format!("snapshot at {index}: not in the log")))?;
     let handle = node.snapshots.store.commit(staging, meta.clone())?;
+    failpoint(node, "snapshot-committed");
     let keep = node.opts.snapshot_keep_entries;
     let compacted = node.with_core(|core| {
         core.snapshot_taken(meta);
@@ -156,6 +158,7 @@ impl Node {
             Ok(None) => {}
             Ok(Some(received)) => {
                 let meta = received.snapshot.meta().clone();
+                failpoint(self, "install-received");
                 tracing::info!(node = %self.id, leader = %from, index = meta.last_index, "snapshot received");
                 let msg = Message::InstallSnapshot(InstallSnapshot {
                     term: received.term,
@@ -173,6 +176,7 @@ impl Node {
     /// Log writer: the reset of an installed snapshot is durable; the apply
     /// thread loads the state machine next.
     pub(super) fn snapshot_reset_durable(&self, meta: SnapshotMeta) {
+        failpoint(self, "install-reset");
         *self.snapshots.pending_install.lock() = Some(meta);
         self.wake_apply();
     }
@@ -218,4 +222,12 @@ pub fn restore_at_start(
         machine.snapshot_load(&latest.data_dir(), latest.index())?;
     }
     Ok((applied.max(latest.index()), Some(latest.meta().clone())))
+}
+
+/// Tests' crash points: abort the whole process, no cleanup, like `kill -9`.
+fn failpoint(node: &Node, name: &str) {
+    if node.opts.crash_at.as_deref() == Some(name) {
+        tracing::error!(node = %node.id, failpoint = name, "crashing at a test failpoint");
+        std::process::abort();
+    }
 }
