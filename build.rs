@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfloyd.so.{major}");
     }
     let descriptors = protox::compile(["proto/floyd.proto"], ["proto"])?;
-    prost_build::Config::new().bytes(["."]).compile_fds(descriptors)?;
+    prost_build::Config::new()
+        .bytes(["."])
+        // Rare and large: kept out of line so every queued frame stays small.
+        .boxed(".floyd.wire.Frame.body.snapshot_chunk")
+        .compile_fds(descriptors)?;
     Ok(())
 }

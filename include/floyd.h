@@ -564,6 +564,33 @@ int floyd_options_set_append_entries_size_once(floyd_options_t *opts, uint64_t b
 int floyd_options_set_append_entries_count_once(floyd_options_t *opts, uint64_t count);
 
 /**
+ * Snapshot once the log holds `entries` entries beyond the last snapshot, or
+ * its in-memory entries exceed `bytes` payload bytes (defaults 50,000 and
+ * 32 MiB; 0 disables that trigger; both 0: the log is never compacted),
+ * keeping `keep_entries` entries behind the snapshot for followers a little
+ * behind (default 5,000).
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_snapshot_threshold(floyd_options_t *opts,
+                                         uint64_t entries,
+                                         uint64_t bytes,
+                                         uint64_t keep_entries);
+
+/**
+ * How snapshots are streamed to followers: `chunk_bytes` per chunk (default
+ * 1 MiB, 1 byte to 8 MiB, checked by `floyd_open`) at most `bytes_per_sec`
+ * per follower (default 64 MiB/s; 0 = unlimited).
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_snapshot_transfer(floyd_options_t *opts, uint64_t chunk_bytes, uint64_t bytes_per_sec);
+
+/**
  * One-member cluster that leads itself (default off; forced on when `members` holds only
  * this node).
  *
@@ -691,8 +718,8 @@ int floyd_open_with_state_machine(const floyd_options_t *opts,
  * Ownership: `data` is borrowed and copied (may be NULL when `len` is 0); `result` and
  * `result_len` must not be NULL; on FLOYD_OK only, the caller owns `*result` (NUL-terminated,
  * `*result_len` bytes before the NUL) and frees it with `floyd_free`; `errmsg` may be NULL, else
- * on failure `*errmsg` gets a message to free with `floyd_free` (for FLOYD_STATE_MACHINE, the
- * message `apply` gave).
+ * on failure `*errmsg` gets a message to free with `floyd_free` (for FLOYD_STATE_MACHINE, it
+ * ends with the message `apply` gave).
  * Returns: FLOYD_OK; FLOYD_STATE_MACHINE (`apply` refused it; the node goes on);
  * FLOYD_INVALID_ARGUMENT (NULL `f`, `result` or `result_len`, a NULL `data` with a non-zero `len`,
  * over 16 MiB, a node running the key-value store); FLOYD_IO_ERROR (out of memory for the

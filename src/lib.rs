@@ -35,6 +35,6 @@ pub use error::{Error, Result};
 pub use floyd::{Floyd, PeerStatus, ServerStatus, STATUS_HEADER};
 pub use logging::{LogCallback, LogLevel};
 pub use options::Options;
-pub use state_machine::StateMachine;
 #[doc(hidden)]
 pub use runtime::faults::Faults;
+pub use state_machine::StateMachine;

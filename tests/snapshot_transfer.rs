@@ -390,7 +390,7 @@ fn raw_member(port: u16) -> TcpStream {
 }
 
 fn chunk(seq: u64, file: &str, offset: u64, data: &[u8]) -> Body {
-    Body::SnapshotChunk(SnapshotChunk {
+    Body::SnapshotChunk(Box::new(SnapshotChunk {
         term: 4,
         leader: LEADER.into(),
         snapshot_index: 100,
@@ -401,7 +401,7 @@ fn chunk(seq: u64, file: &str, offset: u64, data: &[u8]) -> Body {
         data: data.to_vec().into(),
         crc32: crc32fast::hash(data),
         ..Default::default()
-    })
+    }))
 }
 
 #[test]

@@ -18,6 +18,9 @@ struct Seen {
     applied: Vec<(u64, Vec<u8>)>,
     leading: Option<u64>,
     dropped: usize,
+    /// Snapshots loaded, and account "a" after the latest apply or load.
+    loads: usize,
+    balance_a: u64,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -55,6 +58,7 @@ impl StateMachine for Ledger {
             ["boom"] => 0,
             _ => return Err(format!("bad command {text:?}")),
         };
+        self.seen.lock().unwrap().balance_a = self.accounts.get("a").copied().unwrap_or(0);
         Ok(answer.to_string().into_bytes())
     }
 
@@ -72,6 +76,9 @@ impl StateMachine for Ledger {
                 Ok((a.to_string(), b.parse().map_err(|_| "bad balance")?))
             })
             .collect::<Result<_, &str>>()?;
+        let mut seen = self.seen.lock().unwrap();
+        seen.loads += 1;
+        seen.balance_a = self.accounts.get("a").copied().unwrap_or(0);
         Ok(())
     }
 
@@ -90,17 +97,19 @@ impl Drop for Ledger {
     }
 }
 
+fn ledger(seen: &Shared, armed: &Arc<AtomicBool>) -> Box<Ledger> {
+    Box::new(Ledger {
+        accounts: BTreeMap::new(),
+        seen: seen.clone(),
+        armed: armed.clone(),
+    })
+}
+
 /// A 3-node ledger cluster, with each node's view and panic switch.
 fn ledger_cluster() -> (Cluster, Vec<Shared>, Vec<Arc<AtomicBool>>) {
     let seen: Vec<Shared> = (0..3).map(|_| Shared::default()).collect();
     let armed: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::default()).collect();
-    let c = Cluster::start_with_machines(3, |i| {
-        Box::new(Ledger {
-            accounts: BTreeMap::new(),
-            seen: seen[i].clone(),
-            armed: armed[i].clone(),
-        })
-    });
+    let c = Cluster::start_with_machines(3, |i| ledger(&seen[i], &armed[i]));
     (c, seen, armed)
 }
 
@@ -121,7 +130,11 @@ fn proposals_are_answered_by_apply_and_applied_alike_on_every_node() {
 
     let (l, f) = (c.node(leader), c.node(follower));
     assert_eq!(propose(l, "deposit alice 100").unwrap(), "100");
-    assert_eq!(propose(f, "deposit alice 20").unwrap(), "120", "forwarded: the leader's answer");
+    assert_eq!(
+        propose(f, "deposit alice 20").unwrap(),
+        "120",
+        "forwarded: the leader's answer"
+    );
     assert_eq!(propose(f, "withdraw alice 30").unwrap(), "90");
     // A refusal reaches the proposer, from the leader and through a follower alike.
     for node in [l, f] {
@@ -134,7 +147,10 @@ fn proposals_are_answered_by_apply_and_applied_alike_on_every_node() {
     // ... and the node goes on.
     assert_eq!(propose(f, "deposit bob 5").unwrap(), "5");
     assert_eq!(propose(l, "balance alice").unwrap(), "90");
-    assert_eq!(propose(f, "").unwrap_err(), Error::StateMachine("bad command \"\"".into()));
+    assert_eq!(
+        propose(f, "").unwrap_err(),
+        Error::StateMachine("bad command \"\"".into())
+    );
 
     // The key-value and lock calls are refused before reaching the log.
     for node in [l, f] {
@@ -182,18 +198,28 @@ fn a_panicking_apply_fails_only_its_node_and_the_process_lives_on() {
     armed[follower].store(true, Ordering::SeqCst);
     assert_eq!(propose(c.node(leader), "boom").unwrap(), "0");
     let mut failure = None;
-    wait_until("the armed follower fails", || match propose(c.node(follower), "balance a") {
-        Err(Error::Failed(m)) => {
-            failure = Some(m);
-            true
+    wait_until("the armed follower fails", || {
+        match propose(c.node(follower), "balance a") {
+            Err(Error::Failed(m)) => {
+                failure = Some(m);
+                true
+            }
+            _ => false,
         }
-        _ => false,
     });
     let m = failure.unwrap();
-    assert!(m.contains("state machine apply panicked: ledger exploded at"), "{m}");
+    assert!(
+        m.contains("state machine apply panicked: ledger exploded at"),
+        "{m}"
+    );
     // The other two go on without it.
     assert_eq!(propose(c.node(leader), "deposit a 5").unwrap(), "5");
-    assert!(seen[follower].lock().unwrap().applied.iter().all(|(_, d)| d != b"deposit a 5"));
+    assert!(seen[follower]
+        .lock()
+        .unwrap()
+        .applied
+        .iter()
+        .all(|(_, d)| d != b"deposit a 5"));
 }
 
 #[test]
@@ -212,4 +238,61 @@ fn the_key_value_store_refuses_propose_and_a_failed_open_drops_the_machine() {
     let bad = Options::new("", "127.0.0.1", 1, c.dir.path().join("bad"));
     assert!(Floyd::open_with_state_machine(bad, machine).is_err());
     assert_eq!(seen.lock().unwrap().dropped, 1);
+}
+
+/// With the runtime's snapshots (issue 10): a follower that missed entries
+/// compacted away is rebuilt from the leader's snapshot, and a restarted
+/// node loads its own latest snapshot, then applies only the entries after it.
+#[test]
+fn snapshots_rebuild_a_lagging_follower_and_a_restarted_node() {
+    let seen: Vec<Shared> = (0..3).map(|_| Shared::default()).collect();
+    let armed = Arc::new(AtomicBool::new(false));
+    let mut c = Cluster::start_partial(3, 0);
+    c.initial = 3;
+    for (i, s) in seen.iter().enumerate() {
+        let mut o = c.options(i);
+        o.snapshot_log_entries = 20;
+        o.snapshot_log_bytes = 0;
+        o.snapshot_keep_entries = 5;
+        c.custom[i] = Some(o);
+        c.open_machine(i, ledger(s, &armed));
+    }
+    let leader = c.wait_for_leader();
+    let lagging = c.follower_of(leader);
+    let restarted = (0..3).find(|i| *i != leader && *i != lagging).unwrap();
+    c.stop(lagging);
+    for n in 1..=60u64 {
+        assert_eq!(propose(c.node(leader), "deposit a 1").unwrap(), n.to_string());
+    }
+    wait_until("the leader's log compacted", || {
+        c.node(leader).server_status().first_log_index > 10
+    });
+
+    // A fresh machine: it cannot replay entries that are gone, so it gets a snapshot.
+    seen[lagging].lock().unwrap().applied.clear();
+    c.open_machine(lagging, ledger(&seen[lagging], &armed));
+    wait_until("the lagging follower rebuilt", || {
+        seen[lagging].lock().unwrap().balance_a == 60
+    });
+    assert!(seen[lagging].lock().unwrap().loads >= 1, "it loaded a snapshot");
+
+    c.wait_caught_up(restarted, leader);
+    c.stop(restarted);
+    let last_applied = {
+        let s = std::mem::take(&mut *seen[restarted].lock().unwrap());
+        assert_eq!(s.dropped, 1);
+        s.applied.last().unwrap().0
+    };
+    c.open_machine(restarted, ledger(&seen[restarted], &armed));
+    assert_eq!(propose(c.node(restarted), "deposit a 1").unwrap(), "61");
+    wait_until("the restarted node caught up", || {
+        seen[restarted].lock().unwrap().balance_a == 61
+    });
+    let s = seen[restarted].lock().unwrap();
+    assert!(s.loads >= 1, "it loaded its snapshot at start");
+    assert!(
+        s.applied.len() < 30 && s.applied.windows(2).all(|w| w[0].0 < w[1].0),
+        "only the tail after the snapshot is applied, once each (it had applied up to {last_applied}): {:?}",
+        s.applied.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+    );
 }

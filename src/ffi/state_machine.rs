@@ -3,7 +3,7 @@
 
 use super::args::{alloc_bytes, bytes, out as out_arg};
 use super::boundary;
-use super::node::{node, open_node, floyd_t};
+use super::node::{floyd_t, node, open_node};
 use super::options::floyd_options_t;
 use crate::error::Error;
 use crate::state_machine::StateMachine;
@@ -80,7 +80,8 @@ impl CMachine {
         dir: &Path,
     ) -> Result<(), String> {
         let cb = cb.ok_or_else(|| format!("{what} is NULL"))?;
-        let dir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| "a NUL in the directory".to_string())?;
+        let dir =
+            CString::new(dir.as_os_str().as_bytes()).map_err(|_| "a NUL in the directory".to_string())?;
         // SAFETY: `cb` is the caller's callback, called as the contract says.
         match unsafe { cb(self.0.user_data, dir.as_ptr()) } {
             0 => Ok(()),
@@ -201,7 +202,9 @@ pub unsafe extern "C" fn floyd_open_with_state_machine(
             (callbacks.snapshot_load.is_some(), "snapshot_load"),
         ] {
             if !set {
-                return Err(Error::InvalidArgument(format!("the state machine's {name} is NULL")));
+                return Err(Error::InvalidArgument(format!(
+                    "the state machine's {name} is NULL"
+                )));
             }
         }
         open_node(opts, out, Some(machine))

@@ -67,11 +67,15 @@ unsafe extern "C" fn load(_user_data: *mut c_void, dir: *const c_char) -> c_int 
 }
 
 unsafe extern "C" fn leader_start(user_data: *mut c_void, _term: u64) {
-    (*user_data.cast::<Probe>()).leader_calls.fetch_add(1, Ordering::SeqCst);
+    (*user_data.cast::<Probe>())
+        .leader_calls
+        .fetch_add(1, Ordering::SeqCst);
 }
 
 unsafe extern "C" fn finalize(user_data: *mut c_void) {
-    (*user_data.cast::<Probe>()).finalized.fetch_add(1, Ordering::SeqCst);
+    (*user_data.cast::<Probe>())
+        .finalized
+        .fetch_add(1, Ordering::SeqCst);
 }
 
 fn callbacks(probe: &Probe) -> floyd_state_machine_t {
@@ -103,7 +107,12 @@ fn answers_refusals_and_snapshots_cross_the_boundary() {
     let probe = Probe::default();
     let m = UserMachine::new(Box::new(CMachine(callbacks(&probe))));
     let out = m
-        .apply(&[custom(1, b"abc"), custom(2, b"fail"), custom(3, b"code"), custom(4, b"")])
+        .apply(&[
+            custom(1, b"abc"),
+            custom(2, b"fail"),
+            custom(3, b"code"),
+            custom(4, b""),
+        ])
         .unwrap();
     let results: Vec<_> = out.into_iter().map(|a| a.result).collect();
     assert_eq!(results[0], Ok(Some(bytes::Bytes::from_static(b"cba"))));
@@ -117,7 +126,10 @@ fn answers_refusals_and_snapshots_cross_the_boundary() {
     assert_eq!(m.applied_index(), 9);
     let empty = tempfile::tempdir().unwrap();
     let err = m.snapshot_load(empty.path(), 10).unwrap_err();
-    assert!(matches!(&err, Error::Io(msg) if msg.contains("snapshot_load returned 5")), "{err}");
+    assert!(
+        matches!(&err, Error::Io(msg) if msg.contains("snapshot_load returned 5")),
+        "{err}"
+    );
 
     m.observe_leadership(Some(2));
     m.observe_leadership(None); // on_leader_stop is NULL: skipped
@@ -140,7 +152,10 @@ fn a_failed_open_finalizes_once_and_null_arguments_are_refused() {
             floyd_open_with_state_machine(o, null(), &mut f, &mut msg),
             FLOYD_INVALID_ARGUMENT
         );
-        assert!(CStr::from_ptr(msg).to_str().unwrap().contains("state machine is NULL"));
+        assert!(CStr::from_ptr(msg)
+            .to_str()
+            .unwrap()
+            .contains("state machine is NULL"));
         floyd_free(msg.cast());
 
         let probe = Probe::default();

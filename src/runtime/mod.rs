@@ -166,9 +166,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
     rt.threads.get_mut().push(apply);
     if !node.state_machine.is_user() {
         let n = node.clone();
-        let snapshots = spawn_guarded(&node, format!("floyd-snapshot-{name}"), move || {
-            snapshot::run(n)
-        })?;
+        let snapshots = spawn_guarded(&node, format!("floyd-snapshot-{name}"), move || snapshot::run(n))?;
         rt.threads.get_mut().push(snapshots);
     }
     node.wake_apply();

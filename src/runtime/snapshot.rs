@@ -117,10 +117,11 @@ pub fn take_snapshot(node: &Node) -> Result<u64> {
         .ok_or_else(|| Error::Internal(format!("snapshot at {index}: not in the log")))?;
     let handle = node.snapshots.store.commit(staging, meta.clone())?;
     failpoint(node, "snapshot-committed");
-    let keep = node.opts.snapshot_keep_entries;
+    let (keep, max_bytes) = (node.opts.snapshot_keep_entries, node.opts.snapshot_log_bytes);
     let compacted = node.with_core(|core| {
         core.snapshot_taken(meta);
-        core.compact(index.saturating_sub(keep))
+        let to = compaction_point(core.log(), index, keep, max_bytes);
+        core.compact(to)
     });
     if let Some((start, term)) = compacted {
         node.send_log_event(LogEvent::Compact(start, term));
@@ -128,6 +129,26 @@ pub fn take_snapshot(node: &Node) -> Result<u64> {
     tracing::info!(node = %node.id, index, term = handle.term(), compacted_to = ?compacted.map(|c| c.0),
         "snapshot taken");
     Ok(index)
+}
+
+/// Where to compact after a snapshot at `index`: `keep` entries behind it,
+/// fewer if they would hold more than half the size threshold (else large
+/// entries would keep the log over the threshold and trigger a snapshot
+/// after every write).
+fn compaction_point(log: &crate::core::RaftLog, index: u64, keep: u64, max_bytes: u64) -> u64 {
+    let mut to = index.saturating_sub(keep);
+    if max_bytes == 0 {
+        return to;
+    }
+    let mut kept: u64 = (to + 1..=index)
+        .filter_map(|i| log.entry(i))
+        .map(|e| e.payload.len() as u64)
+        .sum();
+    while kept > max_bytes / 2 && to < index {
+        to += 1;
+        kept -= log.entry(to).map_or(0, |e| e.payload.len() as u64);
+    }
+    to
 }
 
 impl Node {

@@ -52,7 +52,8 @@ fn custom(index: u64, data: &str) -> Entry {
 fn a_key_value_snapshot_loads_into_another_store_and_stays_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let a = Machine::open(&dir.path().join("a/db"), None).unwrap();
-    a.apply(&[put(1, "x", "1"), put(2, "y", "2"), put(3, "x", "3")]).unwrap();
+    a.apply(&[put(1, "x", "1"), put(2, "y", "2"), put(3, "x", "3")])
+        .unwrap();
     let snap = dir.path().join("snap");
     std::fs::create_dir(&snap).unwrap();
     assert_eq!(a.snapshot_save(&snap).unwrap(), 3);
@@ -123,7 +124,10 @@ fn a_user_machine_round_trips_its_snapshot_through_machine() {
     let dir = tempfile::tempdir().unwrap();
     let unused = dir.path().join("db");
     let a = Machine::open(&unused, Some(Box::new(Last(Vec::new())))).unwrap();
-    assert!(a.is_user() && !unused.exists(), "a user machine leaves the db directory alone");
+    assert!(
+        a.is_user() && !unused.exists(),
+        "a user machine leaves the db directory alone"
+    );
     let out = a.apply(&[custom(1, "one"), custom(2, "two")]).unwrap();
     assert_eq!(out[1].result, Ok(Some(Bytes::from_static(b"one"))));
     assert_eq!(a.locks_held().unwrap(), 0);

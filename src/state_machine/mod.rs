@@ -211,7 +211,8 @@ fn apply_command(
         )),
         // Refused, not fatal: every replica of this cluster answers the same.
         Op::Custom(_) => Err(Error::InvalidArgument(
-            "a command for a user-defined state machine, but this node runs the built-in key-value store".into(),
+            "a command for a user-defined state machine, but this node runs the built-in key-value store"
+                .into(),
         )),
     })
 }

@@ -114,6 +114,7 @@ impl UserMachine {
     /// gap is a bug, no-op and configuration entries only move the index.
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
         let mut inner = self.inner.lock();
+        // A closed or broken machine refuses the batch before any entry counts as applied.
         inner.call("apply", |_| ())?;
         let applied = self.applied_index();
         let mut last = applied;

@@ -102,7 +102,9 @@ fn commands_reach_the_machine_and_their_answers_the_proposer() {
     let m = UserMachine::new(counter);
     assert_eq!(m.applied_index(), 0, "volatile: nothing applied at open");
     let noop = entry(2, EntryType::EntryNoop, Bytes::new());
-    let out = m.apply(&[custom(1, "add 5"), noop, custom(3, "add 2"), custom(4, "fail")]).unwrap();
+    let out = m
+        .apply(&[custom(1, "add 5"), noop, custom(3, "add 2"), custom(4, "fail")])
+        .unwrap();
     assert_eq!(
         results(out),
         vec![
@@ -114,7 +116,9 @@ fn commands_reach_the_machine_and_their_answers_the_proposer() {
     );
     assert_eq!(m.applied_index(), 4);
     // Already applied: skipped; the refusal did not stop the machine.
-    let out = m.apply(&[custom(3, "add 2"), custom(4, "fail"), custom(5, "add 1")]).unwrap();
+    let out = m
+        .apply(&[custom(3, "add 2"), custom(4, "fail"), custom(5, "add 1")])
+        .unwrap();
     assert_eq!(results(out), vec![(5, ok("8"))]);
     assert_eq!(
         *calls.lock().unwrap(),
@@ -151,7 +155,9 @@ fn a_gap_is_a_bug() {
 fn a_panic_is_an_error_and_the_machine_applies_nothing_more() {
     let (counter, calls) = Counter::new();
     let m = UserMachine::new(counter);
-    let err = m.apply(&[custom(1, "add 1"), custom(2, "panic"), custom(3, "add 1")]).unwrap_err();
+    let err = m
+        .apply(&[custom(1, "add 1"), custom(2, "panic"), custom(3, "add 1")])
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Internal(msg) if msg.contains("state machine apply panicked: counter exploded")),
         "{err}"

@@ -142,10 +142,10 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(message_to_body(install), None);
-        let chunk = Body::SnapshotChunk(crate::wire::SnapshotChunk {
+        let chunk = Body::SnapshotChunk(Box::new(crate::wire::SnapshotChunk {
             seq: 4,
             ..Default::default()
-        });
+        }));
         assert_eq!(body_to_message(chunk.clone()), Err(chunk));
     }
 

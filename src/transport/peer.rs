@@ -478,7 +478,7 @@ impl PeerWorker {
         };
         let done = chunk.done;
         let mut buf = Vec::new();
-        if let Err(e) = encode_frame(&Body::SnapshotChunk(chunk), &mut buf) {
+        if let Err(e) = encode_frame(&Body::SnapshotChunk(Box::new(chunk)), &mut buf) {
             tracing::error!(peer = %self.cfg.peer, snapshot = s.index(), error = %e, "snapshot chunk does not fit a frame");
             return self.abandon_stream("chunk too large");
         }

@@ -264,7 +264,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             Ok(msg) => shared.handler.on_message(&from, msg),
             Err(Body::ClientRequest(req)) => shared.handler.on_client_request(&from, req),
             Err(Body::ClientResponse(resp)) => shared.handler.on_client_response(&from, resp),
-            Err(Body::SnapshotChunk(chunk)) => shared.handler.on_snapshot_chunk(&from, chunk),
+            Err(Body::SnapshotChunk(chunk)) => shared.handler.on_snapshot_chunk(&from, *chunk),
             Err(Body::Ping(_)) => {
                 if let Err(e) = write_frame(reader.get_mut(), Body::Pong(Pong {})) {
                     tracing::debug!(peer = %from, error = %e, "cannot answer a ping; closing connection");

@@ -4,7 +4,9 @@
  * every node applies the same commands at the same indexes, proposals
  * through the leader and a follower get apply's answer, a refusal (code and
  * message) reaches floyd_propose's caller and the node goes on, the ledger's
- * snapshot round-trips, NULL arguments are FLOYD_INVALID_ARGUMENT, and
+ * snapshot round-trips (directly, and through floyd: a node restarted with
+ * an empty ledger loads its snapshot), NULL arguments are
+ * FLOYD_INVALID_ARGUMENT, and
  * finalize runs exactly once per machine (at close, or when open fails).
  * Prints one line per check and "N passed, M failed" at the end.
  */
@@ -112,6 +114,8 @@ static floyd_options_t *options_for(const char *member_list, int port, const cha
     floyd_options_set_check_leader_us(o, 300000);
     floyd_options_set_request_timeout_ms(o, 10000);
     floyd_options_set_leader_wait_ms(o, 5000);
+    /* Small: the restart test finds the log compacted and a snapshot to load. */
+    floyd_options_set_snapshot_threshold(o, 10, 0, 2);
     return o;
 }
 
@@ -200,10 +204,11 @@ static void test_kv_node_refuses_propose(void) {
     floyd_close(kv);
 }
 
-static void test_cluster(void) {
+/* Returns the leader's index, or -1. */
+static int test_cluster(void) {
     int leader = wait_for_leader();
     CHECK(leader >= 0, "a leader is elected");
-    if (leader < 0) return;
+    if (leader < 0) return -1;
     int follower = (leader + 1) % NODES;
     double deadline = now_s() + 30;
     int started = 0;
@@ -263,6 +268,56 @@ static void test_cluster(void) {
     for (int i = 0; i < NODES; i++)
         CHECK(ledger_balance(&machines[i].ledger, "alice") == 70 && ledger_balance(&machines[i].ledger, "bob") == 5,
               "every node holds the same balances");
+    return leader;
+}
+
+static int count_of(recorded_t *r) {
+    pthread_mutex_lock(&r->mu);
+    int n = r->count;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Waits until node i's ledger holds the balances the cluster has. */
+static int converged(int i, long long carol) {
+    double deadline = now_s() + 30;
+    while (now_s() < deadline) {
+        ledger_t *l = &machines[i].ledger;
+        if (ledger_balance(l, "alice") == 70 && ledger_balance(l, "bob") == 5 && ledger_balance(l, "carol") == carol)
+            return 1;
+        pause_ms(10);
+    }
+    return 0;
+}
+
+/* A node restarted with an empty ledger gets its state back from its own
+ * latest snapshot (snapshot_save, then snapshot_load at open) and the log tail. */
+static void test_restart_from_snapshot(int leader) {
+    int r = (leader + 2) % NODES, ok = 1;
+    for (int k = 1; k <= 30; k++) {
+        char want[16];
+        snprintf(want, sizeof want, "%d", k);
+        ok &= propose_is(nodes[leader], "deposit carol 1", FLOYD_OK, want);
+    }
+    CHECK(ok, "30 more proposals (the log is compacted behind snapshots)");
+    CHECK(converged(r, 30), "the follower applied them");
+    int first_life = count_of(&machines[r]);
+    floyd_close(nodes[r]);
+    nodes[r] = NULL;
+    CHECK(machines[r].ledger.finalized == 1, "closing finalizes the machine once");
+    pthread_mutex_destroy(&machines[r].ledger.mu);
+    ledger_init(&machines[r].ledger);
+    machines[r].count = 0;
+    char name[16];
+    snprintf(name, sizeof name, "node%d", r);
+    floyd_options_t *o = options_for(members, ports[r], name);
+    floyd_state_machine_t sm = recorded_machine(&machines[r]);
+    CHECK(floyd_open_with_state_machine(o, &sm, &nodes[r], NULL) == FLOYD_OK, "reopen it with an empty ledger");
+    floyd_options_free(o);
+    if (nodes[r] == NULL) return;
+    CHECK(converged(r, 30), "the restarted node holds every balance again");
+    CHECK(count_of(&machines[r]) < first_life, "it loaded a snapshot rather than replaying every command");
+    CHECK(propose_is(nodes[r], "deposit carol 1", FLOYD_OK, "31") && converged(r, 31), "and goes on applying");
 }
 
 /* The example's snapshot: save one node's ledger, load it into a fresh one. */
@@ -309,8 +364,9 @@ int main(void) {
     }
     if (nodes[0] && nodes[1] && nodes[2]) {
         test_bad_arguments();
-        test_cluster();
+        int leader = test_cluster();
         test_snapshot_round_trip();
+        if (leader >= 0) test_restart_from_snapshot(leader);
         test_kv_node_refuses_propose();
     }
     for (int i = 0; i < NODES; i++) {

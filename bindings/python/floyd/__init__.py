@@ -20,6 +20,7 @@ built-in TimeoutError); the I/O error is FloydIOError (also an OSError).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import json
 import os
@@ -30,6 +31,7 @@ from ctypes import byref, c_size_t, c_uint64, c_void_p
 from typing import Callable, Iterable, Optional, Union
 
 from . import _lib
+from ._state_machine import StateMachine, make_callbacks
 from ._errors import (
     BUSY,
     CORRUPTION,
@@ -42,6 +44,7 @@ from ._errors import (
     NOT_FOUND,
     NOT_HOLDER,
     OK,
+    STATE_MACHINE,
     STOPPED,
     TIMEOUT,
     BusyError,
@@ -56,6 +59,7 @@ from ._errors import (
     NoLeaderError,
     NotFoundError,
     NotHolderError,
+    StateMachineError,
     StoppedError,
     error_for,
 )
@@ -64,6 +68,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Floyd",
+    "StateMachine",
     "version",
     "status_str",
     "library_path",
@@ -86,6 +91,7 @@ __all__ = [
     "BUSY",
     "INTERNAL",
     "FAILED",
+    "STATE_MACHINE",
     "FloydError",
     "NotFoundError",
     "NoLeaderError",
@@ -99,6 +105,7 @@ __all__ = [
     "BusyError",
     "InternalError",
     "FailedError",
+    "StateMachineError",
 ]
 
 # Log levels (FLOYD_LOG_*), for set_log_level, log_level= and the log callback.
@@ -233,6 +240,18 @@ def _close_all() -> None:
             pass
 
 
+@contextlib.contextmanager
+def _callback_of(owner: "weakref.ref[Floyd]"):
+    """Marks this thread as running one of `owner`'s callbacks (a weak
+    reference: the callbacks must not keep their node alive)."""
+    outer = getattr(_in_callback, "node", None)
+    _in_callback.node = owner
+    try:
+        yield
+    finally:
+        _in_callback.node = outer
+
+
 def _make_trampoline(callback: LogCallback, owner: "weakref.ref[Floyd]"):
     """The C log callback: decodes the line and calls `callback(level, message)`."""
 
@@ -272,6 +291,11 @@ class Floyd:
     ``log_callback(level, message)`` runs on library threads; it must be
     quick and must not call this node's methods (such calls raise
     ``RuntimeError``).
+
+    With ``state_machine`` (a :class:`StateMachine`) the node replicates it
+    instead of the key-value store: :meth:`propose` drives it, and the
+    key-value and lock methods raise InvalidArgumentError. Every member must
+    run the same kind of machine.
     """
 
     def __init__(
@@ -291,6 +315,7 @@ class Floyd:
         log_level: Optional[int] = None,
         log_callback: Optional[LogCallback] = None,
         join: Optional[bool] = None,
+        state_machine: Optional[StateMachine] = None,
     ):
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -298,6 +323,7 @@ class Floyd:
         self._closing = False
         self._closed = threading.Event()
         self._callback_ref = None  # the CFUNCTYPE object: must outlive the handle
+        self._machine_refs = None  # the state machine's callbacks: must outlive the handle too
         self._log_callback = log_callback
 
         members_b = _c_text(_members_csv(members), "members")
@@ -343,7 +369,15 @@ class Floyd:
 
             handle = c_void_p()
             errmsg = c_void_p()
-            code = _L.floyd_open(opts, byref(handle), byref(errmsg))
+            if state_machine is None:
+                code = _L.floyd_open(opts, byref(handle), byref(errmsg))
+            else:
+                if not isinstance(state_machine, StateMachine):
+                    raise TypeError("state_machine must be a floyd.StateMachine")
+                owner = weakref.ref(self)
+                self._machine_refs = make_callbacks(state_machine, lambda: _callback_of(owner))
+                struct = self._machine_refs[0]
+                code = _L.floyd_open_with_state_machine(opts, byref(struct), byref(handle), byref(errmsg))
             _check(code, errmsg)
             if not handle.value:
                 raise InternalError("floyd_open returned OK without a handle")
@@ -358,7 +392,7 @@ class Floyd:
         """Marks a call in flight and returns the handle; raises StoppedError once closed."""
         owner = getattr(_in_callback, "node", None)
         if owner is not None and owner() is self:
-            raise RuntimeError("floyd: a log callback must not call its own node's API")
+            raise RuntimeError("floyd: a callback must not call its own node's API")
         with self._cond:
             if self._handle is None or self._closing:
                 raise StoppedError("the node is closed")
@@ -376,7 +410,7 @@ class Floyd:
         in flight on other threads to return first."""
         owner = getattr(_in_callback, "node", None)
         if owner is not None and owner() is self:
-            raise RuntimeError("floyd: a log callback must not close its own node")
+            raise RuntimeError("floyd: a callback must not close its own node")
         with self._cond:
             if self._closing or self._handle is None:
                 first = False
@@ -393,8 +427,9 @@ class Floyd:
         try:
             _L.floyd_close(handle)
         finally:
-            # Every library thread is joined: the callback can no longer run.
+            # Every library thread is joined: the callbacks can no longer run.
             self._callback_ref = None
+            self._machine_refs = None
             _open_nodes.discard(self)
             self._closed.set()
 
@@ -415,7 +450,13 @@ class Floyd:
             # Cannot close here (e.g. the last reference died inside this node's
             # own log callback): leak the node rather than free a callback the
             # library may still call.
-            _leaked.append((getattr(self, "_handle", None), getattr(self, "_callback_ref", None)))
+            _leaked.append(
+                (
+                    getattr(self, "_handle", None),
+                    getattr(self, "_callback_ref", None),
+                    getattr(self, "_machine_refs", None),
+                )
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -465,6 +506,23 @@ class Floyd:
     def dirty_read(self, key: BytesLike) -> bytes:
         """This node's local copy of ``key``: fast, possibly stale."""
         return self._read(_L.floyd_dirty_read, key)
+
+    def propose(self, data: BytesLike) -> bytes:
+        """Has the cluster's state machine apply ``data`` once a majority has it
+        and returns what its ``apply`` answered on the leader (a follower
+        forwards it). Raises StateMachineError when ``apply`` refused it,
+        InvalidArgumentError on a node running the key-value store."""
+        d = _to_bytes(data, "data")
+        result, length, errmsg = c_void_p(), c_size_t(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_propose(h, d, len(d), byref(result), byref(length), byref(errmsg))
+        finally:
+            self._leave()
+        if code != OK:
+            _take_string(result)
+        _check(code, errmsg)
+        return _take_string(result, length.value)
 
     # -- locks and membership ----------------------------------------------
 

@@ -16,6 +16,7 @@ STOPPED = 9
 BUSY = 10
 INTERNAL = 11
 FAILED = 12
+STATE_MACHINE = 13
 
 _NAMES = {
     OK: "OK",
@@ -31,6 +32,7 @@ _NAMES = {
     BUSY: "BUSY",
     INTERNAL: "INTERNAL",
     FAILED: "FAILED",
+    STATE_MACHINE: "STATE_MACHINE",
 }
 
 
@@ -134,6 +136,13 @@ class FailedError(FloydError):
     code = FAILED
 
 
+class StateMachineError(FloydError):
+    """FLOYD_STATE_MACHINE: ``propose``: the state machine's ``apply`` refused
+    the command (the message says why); every node refused it alike and goes on."""
+
+    code = STATE_MACHINE
+
+
 _BY_CODE: dict[int, type[FloydError]] = {
     cls.code: cls
     for cls in (
@@ -149,6 +158,7 @@ _BY_CODE: dict[int, type[FloydError]] = {
         BusyError,
         InternalError,
         FailedError,
+        StateMachineError,
     )
 }
 

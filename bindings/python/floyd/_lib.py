@@ -136,6 +136,10 @@ _REQUIRED = {
         [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, POINTER(c_uint64), _P],
     ),
     "floyd_unlock": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, _P]),
+    # int floyd_open_with_state_machine(opts, const floyd_state_machine_t* sm, floyd_t** out, char** errmsg)
+    "floyd_open_with_state_machine": (c_int, [c_void_p, c_void_p, _P, _P]),
+    # int floyd_propose(f, data, len, char** result, size_t* result_len, char** errmsg)
+    "floyd_propose": (c_int, [c_void_p, c_char_p, c_size_t, _P, POINTER(c_size_t), _P]),
     "floyd_add_server": (c_int, [c_void_p, c_char_p, _P]),
     "floyd_remove_server": (c_int, [c_void_p, c_char_p, _P]),
 }
