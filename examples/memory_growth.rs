@@ -81,7 +81,7 @@ fn main() {
     }
     // Restart time: how long each node takes to open again on this history.
     let nodes = Arc::try_unwrap(nodes).unwrap_or_else(|_| panic!("writers still hold the nodes"));
-    nodes.into_iter().for_each(Floyd::close);
+    nodes.into_iter().for_each(|n| n.close());
     let started = Instant::now();
     let reopened: Vec<Floyd> = options
         .into_iter()

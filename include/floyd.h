@@ -165,10 +165,10 @@ typedef void (*floyd_log_callback_t)(void *user_data, int level, const char *msg
 /**
  * A user-defined state machine: its callbacks and their `user_data`.
  * `floyd_open_with_state_machine` copies the struct; floyd then owns
- * `user_data` until it calls `finalize`.
+ * `user_data` until it calls `destroy`.
  *
  * Every callback runs on the node's apply thread, one at a time, never two
- * at once (`finalize`, and an `on_leader_stop` at close, run on the thread
+ * at once (`destroy`, and an `on_leader_stop` at close, run on the thread
  * that calls `floyd_close`, after the apply thread has stopped). A callback
  * must not call into the same `floyd_t` (that deadlocks) and should not
  * block for long: nothing is applied, and no proposer answered, while it
@@ -222,7 +222,7 @@ typedef struct {
    * May be NULL. Called exactly once, last: by `floyd_close`, or before
    * `floyd_open_with_state_machine` returns if it fails.
    */
-  void (*finalize)(void *user_data);
+  void (*destroy)(void *user_data);
 } floyd_state_machine_t;
 
 #ifdef __cplusplus
@@ -564,31 +564,52 @@ int floyd_options_set_append_entries_size_once(floyd_options_t *opts, uint64_t b
 int floyd_options_set_append_entries_count_once(floyd_options_t *opts, uint64_t count);
 
 /**
- * Snapshot once the log holds `entries` entries beyond the last snapshot, or
- * its in-memory entries exceed `bytes` payload bytes (defaults 50,000 and
- * 32 MiB; 0 disables that trigger; both 0: the log is never compacted),
- * keeping `keep_entries` entries behind the snapshot for followers a little
- * behind (default 5,000).
+ * Snapshot once the log holds this many entries past the last snapshot
+ * (default 50,000; 0: never by count).
  *
  * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
  * Ownership: `opts` is borrowed; nothing is allocated.
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
  */
-int floyd_options_set_snapshot_threshold(floyd_options_t *opts,
-                                         uint64_t entries,
-                                         uint64_t bytes,
-                                         uint64_t keep_entries);
+int floyd_options_set_snapshot_log_entries(floyd_options_t *opts, uint64_t entries);
 
 /**
- * How snapshots are streamed to followers: `chunk_bytes` per chunk (default
- * 1 MiB, 1 byte to 8 MiB, checked by `floyd_open`) at most `bytes_per_sec`
- * per follower (default 64 MiB/s; 0 = unlimited).
+ * ... or once the entries held in memory exceed this many payload bytes
+ * (default 32 MiB; 0: never by size; with both 0 the log is never compacted).
  *
  * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
  * Ownership: `opts` is borrowed; nothing is allocated.
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
  */
-int floyd_options_set_snapshot_transfer(floyd_options_t *opts, uint64_t chunk_bytes, uint64_t bytes_per_sec);
+int floyd_options_set_snapshot_log_bytes(floyd_options_t *opts, uint64_t bytes);
+
+/**
+ * Entries kept in the log behind a snapshot, so a follower a little behind
+ * catches up from the log rather than by snapshot (default 5,000).
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_snapshot_keep_entries(floyd_options_t *opts, uint64_t entries);
+
+/**
+ * Bytes per InstallSnapshot chunk (default 1 MiB; 1 byte to 8 MiB, checked by `floyd_open`).
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_snapshot_chunk_bytes(floyd_options_t *opts, uint64_t bytes);
+
+/**
+ * Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited).
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_snapshot_bytes_per_sec(floyd_options_t *opts, uint64_t bytes_per_sec);
 
 /**
  * One-member cluster that leads itself (default off; forced on when `members` holds only
@@ -696,7 +717,7 @@ int floyd_options_set_log_keep_files(floyd_options_t *opts, uint32_t count);
  * Thread-safety: any thread; blocks like `floyd_open`. The callbacks run on library threads (see
  * `floyd_state_machine_t`).
  * Ownership: `opts` is borrowed and copied; `*sm` is copied (the struct may be freed at once)
- * and floyd owns `sm->user_data` from now on: if `sm` is not NULL, `sm->finalize` (when set) is
+ * and floyd owns `sm->user_data` from now on: if `sm` is not NULL, `sm->destroy` (when set) is
  * called exactly once, by `floyd_close`, or before this returns when it fails. On FLOYD_OK the
  * caller owns `*out` and ends it with `floyd_close`; `errmsg` may be NULL, else on failure
  * `*errmsg` gets a message to free with `floyd_free`.

@@ -53,7 +53,8 @@ fn section7_a_follower_stopped_while_the_log_was_compacted_catches_up_by_snapsho
     c.wait_caught_up(f, leader);
     let behind = c.node(f).server_status().last_log_index;
     c.stop(f);
-    write_range(&c, leader, 100..2_000);
+    // The scale: 100,000 writes while the follower is down.
+    write_parallel(&c, leader, 100..100_000);
     wait_until("the leader compacted past the stopped follower", || {
         c.node(leader).server_status().first_log_index > behind + 1
     });
@@ -66,8 +67,28 @@ fn section7_a_follower_stopped_while_the_log_was_compacted_catches_up_by_snapsho
         "its log starts after the snapshot: {s:?}"
     );
     // It keeps replicating normally afterwards.
-    write_range(&c, leader, 2_000..2_050);
+    write_range(&c, leader, 100_000..100_050);
     wait_identical(&c, leader, f);
+}
+
+/// Writes the range from 16 threads through `leader` (a stable leader:
+/// nothing is killed meanwhile, so a failure is a bug).
+fn write_parallel(c: &Cluster, leader: usize, range: std::ops::Range<usize>) {
+    let next = std::sync::atomic::AtomicUsize::new(range.start);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= range.end {
+                    return;
+                }
+                let key = format!("k{}", i % 500);
+                c.node(leader)
+                    .write(key.as_bytes(), format!("v{i}").as_bytes())
+                    .expect("write");
+            });
+        }
+    });
 }
 
 #[test]

@@ -378,6 +378,15 @@ struct Options {
   // (floyd) Start with no configuration and wait to be added by the cluster's
   // leader (AddServer on any member); members then need not name this node.
   bool join;
+  // (floyd) Snapshot once the log holds this many entries past the last
+  // snapshot (0: never by count), or its in-memory entries this many payload
+  // bytes (0: never by size); keep this many entries behind a snapshot.
+  uint64_t snapshot_log_entries;
+  uint64_t snapshot_log_bytes;
+  uint64_t snapshot_keep_entries;
+  // (floyd) InstallSnapshot chunk size and per-follower rate (0: unlimited).
+  uint64_t snapshot_chunk_bytes;
+  uint64_t snapshot_bytes_per_sec;
 
   // Splits "ip:port,ip:port,..." into members (replacing them), trimming blanks.
   void SetMembers(const std::string& cluster_string) {
@@ -413,7 +422,12 @@ struct Options {
       << " append_entries_size_once : " << append_entries_size_once << "\n"
       << "append_entries_count_once : " << append_entries_count_once << "\n"
       << "              single_mode : " << (single_mode ? "true" : "false") << "\n"
-      << "                     join : " << (join ? "true" : "false") << "\n";
+      << "                     join : " << (join ? "true" : "false") << "\n"
+      << "     snapshot_log_entries : " << snapshot_log_entries << "\n"
+      << "       snapshot_log_bytes : " << snapshot_log_bytes << "\n"
+      << "    snapshot_keep_entries : " << snapshot_keep_entries << "\n"
+      << "     snapshot_chunk_bytes : " << snapshot_chunk_bytes << "\n"
+      << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n";
     return s.str();
   }
 
@@ -426,7 +440,12 @@ struct Options {
         append_entries_size_once(4u << 20),
         append_entries_count_once(4096),
         single_mode(false),
-        join(false) {}
+        join(false),
+        snapshot_log_entries(50000),
+        snapshot_log_bytes(32u << 20),
+        snapshot_keep_entries(5000),
+        snapshot_chunk_bytes(1u << 20),
+        snapshot_bytes_per_sec(64u << 20) {}
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
@@ -438,7 +457,12 @@ struct Options {
         append_entries_size_once(4u << 20),
         append_entries_count_once(4096),
         single_mode(false),
-        join(false) {
+        join(false),
+        snapshot_log_entries(50000),
+        snapshot_log_bytes(32u << 20),
+        snapshot_keep_entries(5000),
+        snapshot_chunk_bytes(1u << 20),
+        snapshot_bytes_per_sec(64u << 20) {
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
@@ -486,7 +510,7 @@ class Floyd {
     sm.snapshot_load = &detail::MachineCallbacks::SnapshotLoad;
     sm.on_leader_start = &detail::MachineCallbacks::LeaderStart;
     sm.on_leader_stop = &detail::MachineCallbacks::LeaderStop;
-    sm.finalize = &detail::MachineCallbacks::Finalize;
+    sm.destroy = &detail::MachineCallbacks::Finalize;
     // From here floyd owns it: its finalize deletes it, on success or failure.
     machine.release();
     floyd_t* handle = nullptr;
@@ -664,6 +688,11 @@ class Floyd {
     // A joining node never leads alone, whatever one member forced on.
     if (rc == FLOYD_OK) rc = floyd_options_set_single_mode(o, options.single_mode && !options.join);
     if (rc == FLOYD_OK) rc = floyd_options_set_join(o, options.join);
+    if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_log_entries(o, options.snapshot_log_entries);
+    if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_log_bytes(o, options.snapshot_log_bytes);
+    if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_keep_entries(o, options.snapshot_keep_entries);
+    if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_chunk_bytes(o, options.snapshot_chunk_bytes);
+    if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_bytes_per_sec(o, options.snapshot_bytes_per_sec);
     if (rc != FLOYD_OK) {
       floyd_options_free(o);
       return Status::FromCode(rc, "setting options failed");

@@ -185,7 +185,7 @@ static floyd_state_machine_t ledger_state_machine(ledger_t *l) {
     sm.snapshot_load = ledger_snapshot_load;
     sm.on_leader_start = ledger_on_leader_start;
     sm.on_leader_stop = ledger_on_leader_stop;
-    sm.finalize = ledger_finalize;
+    sm.destroy = ledger_finalize;
     return sm;
 }
 

@@ -151,46 +151,72 @@ pub unsafe extern "C" fn floyd_options_set_append_entries_count_once(
     with_options(opts, |o| o.append_entries_count_once = count)
 }
 
-/// Snapshot once the log holds `entries` entries beyond the last snapshot, or
-/// its in-memory entries exceed `bytes` payload bytes (defaults 50,000 and
-/// 32 MiB; 0 disables that trigger; both 0: the log is never compacted),
-/// keeping `keep_entries` entries behind the snapshot for followers a little
-/// behind (default 5,000).
+/// Snapshot once the log holds this many entries past the last snapshot
+/// (default 50,000; 0: never by count).
 ///
 /// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
 /// Ownership: `opts` is borrowed; nothing is allocated.
 /// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
-pub unsafe extern "C" fn floyd_options_set_snapshot_threshold(
+pub unsafe extern "C" fn floyd_options_set_snapshot_log_entries(
     opts: *mut floyd_options_t,
     entries: u64,
-    bytes: u64,
-    keep_entries: u64,
 ) -> c_int {
-    with_options(opts, |o| {
-        o.snapshot_log_entries = entries;
-        o.snapshot_log_bytes = bytes;
-        o.snapshot_keep_entries = keep_entries;
-    })
+    with_options(opts, |o| o.snapshot_log_entries = entries)
 }
 
-/// How snapshots are streamed to followers: `chunk_bytes` per chunk (default
-/// 1 MiB, 1 byte to 8 MiB, checked by `floyd_open`) at most `bytes_per_sec`
-/// per follower (default 64 MiB/s; 0 = unlimited).
+/// ... or once the entries held in memory exceed this many payload bytes
+/// (default 32 MiB; 0: never by size; with both 0 the log is never compacted).
 ///
 /// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
 /// Ownership: `opts` is borrowed; nothing is allocated.
 /// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
 #[no_mangle]
-pub unsafe extern "C" fn floyd_options_set_snapshot_transfer(
+pub unsafe extern "C" fn floyd_options_set_snapshot_log_bytes(
     opts: *mut floyd_options_t,
-    chunk_bytes: u64,
+    bytes: u64,
+) -> c_int {
+    with_options(opts, |o| o.snapshot_log_bytes = bytes)
+}
+
+/// Entries kept in the log behind a snapshot, so a follower a little behind
+/// catches up from the log rather than by snapshot (default 5,000).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_snapshot_keep_entries(
+    opts: *mut floyd_options_t,
+    entries: u64,
+) -> c_int {
+    with_options(opts, |o| o.snapshot_keep_entries = entries)
+}
+
+/// Bytes per InstallSnapshot chunk (default 1 MiB; 1 byte to 8 MiB, checked by `floyd_open`).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_snapshot_chunk_bytes(
+    opts: *mut floyd_options_t,
+    bytes: u64,
+) -> c_int {
+    with_options(opts, |o| o.snapshot_chunk_bytes = bytes)
+}
+
+/// Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited).
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_snapshot_bytes_per_sec(
+    opts: *mut floyd_options_t,
     bytes_per_sec: u64,
 ) -> c_int {
-    with_options(opts, |o| {
-        o.snapshot_chunk_bytes = chunk_bytes;
-        o.snapshot_bytes_per_sec = bytes_per_sec;
-    })
+    with_options(opts, |o| o.snapshot_bytes_per_sec = bytes_per_sec)
 }
 
 /// One-member cluster that leads itself (default off; forced on when `members` holds only

@@ -13,10 +13,10 @@ use std::path::Path;
 
 /// A user-defined state machine: its callbacks and their `user_data`.
 /// `floyd_open_with_state_machine` copies the struct; floyd then owns
-/// `user_data` until it calls `finalize`.
+/// `user_data` until it calls `destroy`.
 ///
 /// Every callback runs on the node's apply thread, one at a time, never two
-/// at once (`finalize`, and an `on_leader_stop` at close, run on the thread
+/// at once (`destroy`, and an `on_leader_stop` at close, run on the thread
 /// that calls `floyd_close`, after the apply thread has stopped). A callback
 /// must not call into the same `floyd_t` (that deadlocks) and should not
 /// block for long: nothing is applied, and no proposer answered, while it
@@ -62,7 +62,7 @@ pub struct floyd_state_machine_t {
     pub on_leader_stop: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
     /// May be NULL. Called exactly once, last: by `floyd_close`, or before
     /// `floyd_open_with_state_machine` returns if it fails.
-    pub finalize: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    pub destroy: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
 /// The C callbacks as a [`StateMachine`]. Dropping it finalizes it.
@@ -143,9 +143,9 @@ impl StateMachine for CMachine {
 
 impl Drop for CMachine {
     fn drop(&mut self) {
-        if let Some(finalize) = self.0.finalize {
+        if let Some(destroy) = self.0.destroy {
             // SAFETY: the caller's callback; called once, as this runs once.
-            unsafe { finalize(self.0.user_data) };
+            unsafe { destroy(self.0.user_data) };
         }
     }
 }
@@ -176,7 +176,7 @@ unsafe fn take_malloced(p: *mut c_char, len: usize, nul_terminated_ok: bool) -> 
 /// Thread-safety: any thread; blocks like `floyd_open`. The callbacks run on library threads (see
 /// `floyd_state_machine_t`).
 /// Ownership: `opts` is borrowed and copied; `*sm` is copied (the struct may be freed at once)
-/// and floyd owns `sm->user_data` from now on: if `sm` is not NULL, `sm->finalize` (when set) is
+/// and floyd owns `sm->user_data` from now on: if `sm` is not NULL, `sm->destroy` (when set) is
 /// called exactly once, by `floyd_close`, or before this returns when it fails. On FLOYD_OK the
 /// caller owns `*out` and ends it with `floyd_close`; `errmsg` may be NULL, else on failure
 /// `*errmsg` gets a message to free with `floyd_free`.

@@ -1,5 +1,5 @@
 //! The C state machine from the Rust side: callbacks reached with the right
-//! arguments, codes and messages carried back, `finalize` exactly once.
+//! arguments, codes and messages carried back, `destroy` exactly once.
 
 use super::*;
 use crate::ffi::{floyd_free, floyd_options_free, floyd_options_new, FLOYD_INVALID_ARGUMENT};
@@ -86,7 +86,7 @@ fn callbacks(probe: &Probe) -> floyd_state_machine_t {
         snapshot_load: Some(load),
         on_leader_start: Some(leader_start),
         on_leader_stop: None,
-        finalize: Some(finalize),
+        destroy: Some(finalize),
     }
 }
 

@@ -111,7 +111,7 @@ pub fn response_from_result(
     leader_hint: &str,
 ) -> ClientResponse {
     let (code, value, message) = match result {
-        Ok(v) => (ResultCode::ResultOk as i32, v.unwrap_or_default(), String::new()),
+        Ok(v) => (ResultCode::ResultOk, v.unwrap_or_default(), String::new()),
         Err(e) => {
             let code = match &e {
                 Error::NotFound => ResultCode::ResultNotFound,
@@ -124,6 +124,7 @@ pub fn response_from_result(
                 Error::Busy(_) => ResultCode::ResultBusy,
                 Error::Locked(_) => ResultCode::ResultLocked,
                 Error::NotHolder(_) => ResultCode::ResultNotHolder,
+                Error::StateMachine(_) => ResultCode::ResultStateMachine,
                 // The forwarder should wait for another leader: a failed
                 // leader applies nothing more.
                 Error::Failed(_) => ResultCode::ResultNoLeader,
@@ -133,34 +134,22 @@ pub fn response_from_result(
                 Error::Failed(m) => format!("the leader failed: {m}"),
                 _ => message_of(&e),
             };
-            let code = match e {
-                Error::StateMachine(_) => RESULT_STATE_MACHINE,
-                _ => code as i32,
-            };
             (code, Bytes::new(), message)
         }
     };
     ClientResponse {
         request_id,
-        code,
+        code: code as i32,
         value,
         message,
         leader_hint: leader_hint.to_string(),
     }
 }
 
-/// The wire code of [`Error::StateMachine`]. Not in the proto's `ResultCode`
-/// yet (TODO: add `RESULT_STATE_MACHINE = 12` there and use it here); proto3
-/// enums are open, so the number travels as it is.
-const RESULT_STATE_MACHINE: i32 = 12;
-
 /// The outcome carried by a response. A `Get` that succeeded always has a value
 /// (possibly empty); writes ignore it.
 pub fn result_from_response(resp: ClientResponse) -> Result<Bytes> {
     let m = resp.message;
-    if resp.code == RESULT_STATE_MACHINE {
-        return Err(Error::StateMachine(m));
-    }
     match ResultCode::try_from(resp.code).unwrap_or(ResultCode::ResultInternal) {
         ResultCode::ResultOk => Ok(resp.value),
         ResultCode::ResultNotFound => Err(Error::NotFound),
@@ -173,6 +162,7 @@ pub fn result_from_response(resp: ClientResponse) -> Result<Bytes> {
         ResultCode::ResultBusy => Err(Error::Busy(m)),
         ResultCode::ResultLocked => Err(Error::Locked(m)),
         ResultCode::ResultNotHolder => Err(Error::NotHolder(m)),
+        ResultCode::ResultStateMachine => Err(Error::StateMachine(m)),
         ResultCode::ResultInternal => Err(Error::Internal(m)),
     }
 }

@@ -76,7 +76,7 @@ static floyd_state_machine_t recorded_machine(recorded_t *r) {
     sm.snapshot_load = recorded_load;
     sm.on_leader_start = recorded_start;
     sm.on_leader_stop = recorded_stop;
-    sm.finalize = recorded_finalize;
+    sm.destroy = recorded_finalize;
     return sm;
 }
 
@@ -115,7 +115,9 @@ static floyd_options_t *options_for(const char *member_list, int port, const cha
     floyd_options_set_request_timeout_ms(o, 10000);
     floyd_options_set_leader_wait_ms(o, 5000);
     /* Small: the restart test finds the log compacted and a snapshot to load. */
-    floyd_options_set_snapshot_threshold(o, 10, 0, 2);
+    floyd_options_set_snapshot_log_entries(o, 10);
+    floyd_options_set_snapshot_log_bytes(o, 0);
+    floyd_options_set_snapshot_keep_entries(o, 2);
     return o;
 }
 
@@ -158,7 +160,7 @@ static void test_bad_arguments(void) {
     ledger_t spare;
     ledger_init(&spare);
     floyd_state_machine_t sm = ledger_state_machine(&spare);
-    sm.finalize = count_finalize;
+    sm.destroy = count_finalize;
     floyd_options_t *o = options_for("127.0.0.1:1", 1, "unused");
     floyd_t *f = NULL;
     char *msg = NULL;

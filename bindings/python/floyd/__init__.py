@@ -315,6 +315,11 @@ class Floyd:
         log_level: Optional[int] = None,
         log_callback: Optional[LogCallback] = None,
         join: Optional[bool] = None,
+        snapshot_log_entries: Optional[int] = None,
+        snapshot_log_bytes: Optional[int] = None,
+        snapshot_keep_entries: Optional[int] = None,
+        snapshot_chunk_bytes: Optional[int] = None,
+        snapshot_bytes_per_sec: Optional[int] = None,
         state_machine: Optional[StateMachine] = None,
     ):
         self._handle: Optional[int] = None
@@ -349,6 +354,11 @@ class Floyd:
                 ("append_entries_size_once", append_entries_size_once),
                 ("append_entries_count_once", append_entries_count_once),
                 ("request_timeout_ms", request_timeout_ms),
+                ("snapshot_log_entries", snapshot_log_entries),
+                ("snapshot_log_bytes", snapshot_log_bytes),
+                ("snapshot_keep_entries", snapshot_keep_entries),
+                ("snapshot_chunk_bytes", snapshot_chunk_bytes),
+                ("snapshot_bytes_per_sec", snapshot_bytes_per_sec),
             )
             for field, value in numbers:
                 if value is not None:

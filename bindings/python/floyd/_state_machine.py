@@ -35,7 +35,7 @@ class StateMachineStruct(Structure):
         ("snapshot_load", DIR_FN),
         ("on_leader_start", TERM_FN),
         ("on_leader_stop", VOID_FN),
-        ("finalize", VOID_FN),
+        ("destroy", VOID_FN),
     ]
 
 
