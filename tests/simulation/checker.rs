@@ -31,6 +31,21 @@ pub(crate) struct Checker {
 
 pub(crate) type Verdict = Result<(), String>;
 
+/// What a node's disk durably holds, for invariant 6.
+pub(crate) trait DurableLog {
+    /// Whether the entry (`index`, `term`) is durable here (in the log, or
+    /// in a stored snapshot).
+    fn holds(&self, index: u64, term: u64) -> bool;
+}
+
+/// A whole log, from index 1.
+impl DurableLog for [Entry] {
+    fn holds(&self, index: u64, term: u64) -> bool {
+        self.get((index as usize).wrapping_sub(1))
+            .is_some_and(|e| e.term == term)
+    }
+}
+
 impl Checker {
     /// Invariant 1: at most one leader per term.
     pub(crate) fn leader(&mut self, term: u64, node: &str) -> Verdict {
@@ -185,18 +200,18 @@ impl Checker {
     /// one overlaps each majority of the other). Disks never lose a
     /// committed entry, so checking when a leader shows the commit, and
     /// re-checking that quorum afterwards, covers every committed entry.
-    pub(crate) fn on_quorum_of_disks<'a>(
+    pub(crate) fn on_quorum_of_disks<'a, D: DurableLog + ?Sized + 'a>(
         &self,
         index: u64,
         term: u64,
-        disks: impl Iterator<Item = (&'a str, &'a [Entry])>,
+        disks: impl Iterator<Item = (&'a str, &'a D)>,
         configs: &[&BTreeSet<NodeId>],
     ) -> Result<BTreeSet<NodeId>, String> {
         if index == 0 {
             return Ok(BTreeSet::new());
         }
         let holders: BTreeSet<&str> = disks
-            .filter(|(_, d)| d.get(index as usize - 1).is_some_and(|e| e.term == term))
+            .filter(|(_, d)| d.holds(index, term))
             .map(|(n, _)| n)
             .collect();
         for voters in configs {

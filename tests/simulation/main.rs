@@ -20,12 +20,23 @@
 //! or to remove a voter or learner; learners are promoted by the leader.
 //! Removed nodes keep running, ticking and crashing (see `model/membership.rs`).
 //!
+//! Most seeds also compact logs (see `model/snapshot.rs`): nodes snapshot
+//! their state machine at random moments and compact their log, on disk
+//! too (a log start and a snapshot store beside the log); a leader offers
+//! its latest snapshot to followers behind its log (crashed, partitioned or
+//! new ones), which store it, reset their log and load it into their state
+//! machine, with crashes in the middle of installs; restarts load the
+//! stored snapshot into a state machine behind it.
+//!
 //! After every step a [`Checker`] verifies the invariants of
 //! `raft-acceptance.md` that apply to the core (election safety, log
 //! matching, leader completeness, state machine safety, committed entries
 //! never change and stay on a quorum of disks (a majority of the voters the
-//! committing leader counted: see [`Checker::on_quorum_of_disks`]), `applied ≤ commit ≤
-//! last_log_index`, monotonic terms and durable votes, AppendEntries only from
+//! committing leader counted: see [`Checker::on_quorum_of_disks`]; a stored
+//! snapshot holds what it covers), `snapshot_index ≤ applied ≤ commit ≤
+//! last_log_index` (invariant 7; during an install the state machine is
+//! behind the snapshot until it loads it, and applies nothing meanwhile), an
+//! installed state machine is the committed prefix, monotonic terms and durable votes, AppendEntries only from
 //! the term's leader, acknowledged proposals applied exactly once, in order),
 //! the membership rules (at most one configuration above the commit index in
 //! any log, a leader never leads on with its removal committed, votes only to
@@ -95,27 +106,7 @@ fn simulation_random_seeds() {
         if stats.committed_proposals == 0 {
             idle_seeds.push(seed);
         }
-        total.committed += stats.committed;
-        total.committed_proposals += stats.committed_proposals;
-        total.acked += stats.acked;
-        total.proposals += stats.proposals;
-        total.crashes += stats.crashes;
-        total.partitions += stats.partitions;
-        total.delivered += stats.delivered;
-        total.dropped += stats.dropped;
-        total.max_term = total.max_term.max(stats.max_term);
-        total.truncations += stats.truncations;
-        total.leaders += stats.leaders;
-        total.max_in_flight = total.max_in_flight.max(stats.max_in_flight);
-        total.unsynced_lost += stats.unsynced_lost;
-        total.nodes = total.nodes.max(stats.nodes);
-        total.conf_appended += stats.conf_appended;
-        total.conf_deferred += stats.conf_deferred;
-        total.conf_refused += stats.conf_refused;
-        total.promotions += stats.promotions;
-        total.removals += stats.removals;
-        total.outsiders += stats.outsiders;
-        total.non_member_answers += stats.non_member_answers;
+        total.add(&stats);
     }
     eprintln!("{} seeds x {steps} steps: {total:?}", seeds.len());
     // The runs must not pass vacuously: clients' proposals get committed and
@@ -143,6 +134,11 @@ fn simulation_random_seeds() {
             assert!(
                 total.promotions > 0 && total.removals > 0 && total.outsiders > 0,
                 "no learner promoted or no member removed: {total:?}"
+            );
+            // Logs were compacted, and followers behind them caught up by snapshot.
+            assert!(
+                total.snapshots_taken > 0 && total.installs > 0 && total.restart_loads > 0,
+                "no snapshot taken, installed or loaded at restart: {total:?}"
             );
         }
     }
@@ -275,12 +271,14 @@ fn checker_detects_fabricated_violations() {
 
 #[test]
 fn simulation_detects_injected_driver_bugs() {
-    // A driver that acknowledges before persisting, forgets truncations or loses
-    // votes must be caught; otherwise the simulation could be passing vacuously.
+    // A driver that acknowledges before persisting, forgets truncations, loses
+    // votes or reports a snapshot installed without loading it must be
+    // caught; otherwise the simulation could be passing vacuously.
     for mutation in [
         Mutation::SendBeforePersist,
         Mutation::IgnoreTruncate,
         Mutation::ForgetVoteOnRestart,
+        Mutation::InstallWithoutLoad,
     ] {
         let caught = (0..40).find_map(|seed| run_seed(seed, 3000, Some(mutation)).err());
         let report = caught.unwrap_or_else(|| panic!("{mutation:?} was never detected"));

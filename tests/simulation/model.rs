@@ -8,7 +8,7 @@ use bytes::Bytes;
 use floyd::core::{
     Config, Envelope, HardState, Membership, Message, NodeId, RaftCore, Rejected, Restored, Role,
 };
-use floyd::wire::Entry;
+use floyd::wire::{Entry, SnapshotMeta};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -29,6 +29,8 @@ struct Pending {
     position: Option<(u64, u64)>,
     after_persist: Vec<Envelope>,
     config: Option<(u64, Membership)>,
+    /// An installed snapshot: the log starts after it (see `Ready::snapshot`).
+    snapshot: Option<SnapshotMeta>,
 }
 
 #[derive(Default)]
@@ -37,7 +39,12 @@ struct Disk {
     hard_state: HardState,
     /// A commit-only hard state written without fsync: a crash may lose it.
     unsynced: Option<HardState>,
+    /// Index and term of the last compacted entry: the log holds what follows.
+    log_start: (u64, u64),
+    /// The log, contiguous from `log_start.0 + 1`.
     entries: Vec<Entry>,
+    /// The snapshot store: the newest snapshot taken or received.
+    snapshot: Option<StoredSnapshot>,
     /// The configuration in force as the Readies reported it, written with
     /// the log changes it belongs to.
     config: Option<(u64, Membership)>,
@@ -55,9 +62,14 @@ struct SimNode {
     cfg: Config,
     pending: VecDeque<Pending>,
     disk: Disk,
-    /// The state machine: applied (index, term, payload), persisted atomically with `applied`.
-    sm: Vec<(u64, u64, Bytes)>,
+    /// The state machine: every applied entry, from index 1 (an installed
+    /// snapshot brings the sender's), persisted atomically with `applied`.
+    sm: Vec<Entry>,
     applied: u64,
+    /// The apply thread's next job: a snapshot whose log reset is durable, to load.
+    pending_load: Option<SnapshotMeta>,
+    /// An install the core holds applies back for (taken in a Ready, not yet loaded).
+    installing: Option<u64>,
     incarnation: u64,
     /// Probability that a Ready is persisted as soon as it is taken.
     persist_at_once: f64,
@@ -72,6 +84,10 @@ struct InFlight {
     from: usize,
     to: usize,
     msg: Message,
+    /// For an `InstallSnapshot`: what the sender's runtime streams, and the
+    /// sender's incarnation (a crash ends the stream).
+    snapshot: Option<StoredSnapshot>,
+    incarnation: u64,
 }
 
 struct Proposal {
@@ -89,6 +105,9 @@ pub(crate) enum Mutation {
     IgnoreTruncate,
     /// Restores a restarted node without its durable vote.
     ForgetVoteOnRestart,
+    /// Reports an installed snapshot (and moves the state machine's applied
+    /// index to it) without loading its content into the state machine.
+    InstallWithoutLoad,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -121,6 +140,53 @@ pub(crate) struct Stats {
     pub(crate) outsiders: usize,
     /// Answers refused because their sender was not a member.
     pub(crate) non_member_answers: usize,
+    /// Snapshots nodes took, InstallSnapshot offers leaders made, snapshots
+    /// received and loaded into a state machine (installs), installs a newer
+    /// one overtook before they were loaded, state machines loaded from the
+    /// stored snapshot at restart.
+    pub(crate) snapshots_taken: usize,
+    pub(crate) snapshot_offers: usize,
+    pub(crate) installs: usize,
+    pub(crate) superseded_installs: usize,
+    pub(crate) restart_loads: usize,
+    /// Offers the sender's transport dropped without a report.
+    pub(crate) unreported_offers: usize,
+    /// Rounds healing took to converge (the most any seed took).
+    pub(crate) heal_rounds: usize,
+}
+
+impl Stats {
+    /// Adds another seed's counts (maxima for the maxima).
+    pub(crate) fn add(&mut self, s: &Stats) {
+        self.committed += s.committed;
+        self.committed_proposals += s.committed_proposals;
+        self.acked += s.acked;
+        self.proposals += s.proposals;
+        self.crashes += s.crashes;
+        self.partitions += s.partitions;
+        self.delivered += s.delivered;
+        self.dropped += s.dropped;
+        self.max_term = self.max_term.max(s.max_term);
+        self.truncations += s.truncations;
+        self.leaders += s.leaders;
+        self.max_in_flight = self.max_in_flight.max(s.max_in_flight);
+        self.unsynced_lost += s.unsynced_lost;
+        self.nodes = self.nodes.max(s.nodes);
+        self.conf_appended += s.conf_appended;
+        self.conf_deferred += s.conf_deferred;
+        self.conf_refused += s.conf_refused;
+        self.promotions += s.promotions;
+        self.removals += s.removals;
+        self.outsiders += s.outsiders;
+        self.non_member_answers += s.non_member_answers;
+        self.snapshots_taken += s.snapshots_taken;
+        self.snapshot_offers += s.snapshot_offers;
+        self.installs += s.installs;
+        self.superseded_installs += s.superseded_installs;
+        self.restart_loads += s.restart_loads;
+        self.unreported_offers += s.unreported_offers;
+        self.heal_rounds = self.heal_rounds.max(s.heal_rounds);
+    }
 }
 
 struct Sim {
@@ -145,6 +211,8 @@ struct Sim {
     loss: f64,
     duplication: f64,
     crash_rate: f64,
+    /// Probability that a node takes a snapshot after an apply step (0: never in this seed).
+    snapshot_rate: f64,
     /// While healing: no loss, no duplication, no crash.
     calm: bool,
     mutation: Option<Mutation>,
@@ -179,14 +247,25 @@ mod driver;
 mod faults;
 mod membership;
 mod ready;
+mod snapshot;
+
+use snapshot::StoredSnapshot;
 
 pub(crate) use driver::run_seed;
 
 fn summary(m: &Message) -> String {
     match m {
+        Message::ReadIndexRequest(r) => format!("ReadIndex t{} ctx {}", r.term, r.ctx),
+        Message::ReadIndexResponse(r) => format!(
+            "ReadIndexResp t{} ctx {} at {} ok={}",
+            r.term, r.ctx, r.index, r.ok
+        ),
         Message::InstallSnapshot(s) => {
             let meta = s.meta.clone().unwrap_or_default();
-            format!("InstallSnapshot t{} at ({}, {})", s.term, meta.last_index, meta.last_term)
+            format!(
+                "InstallSnapshot t{} at ({}, {})",
+                s.term, meta.last_index, meta.last_term
+            )
         }
         Message::RequestVote(r) => format!(
             "{}Vote t{} last ({}, {})",
@@ -269,6 +348,8 @@ impl Sim {
                     disk: Disk::default(),
                     sm: Vec::new(),
                     applied: 0,
+                    pending_load: None,
+                    installing: None,
                     incarnation: 0,
                     persist_at_once: rng.random_range(0.2..0.9),
                     last_term: 0,
@@ -281,6 +362,7 @@ impl Sim {
         let loss = rng.random_range(0.0..0.2);
         let duplication = rng.random_range(0.0..0.05);
         let crash_rate = rng.random_range(0.0005..0.003);
+        let snapshot_rate = Sim::snapshot_rate(&mut rng);
         Sim {
             seed,
             rng,
@@ -296,6 +378,7 @@ impl Sim {
             loss,
             duplication,
             crash_rate,
+            snapshot_rate,
             calm: false,
             mutation,
             checker: Checker::default(),
@@ -351,22 +434,29 @@ impl Sim {
             self.note(Err(format!("{from_id} sent to unknown node {}", env.to)));
             return;
         };
+        let m = InFlight {
+            from,
+            to,
+            snapshot: self.snapshot_to_send(from, &env.msg),
+            incarnation: self.nodes[from].incarnation,
+            msg: env.msg,
+        };
+        if Self::unsent(&m) {
+            return;
+        }
         if !self.calm && self.rng.random_bool(self.loss) {
             self.stats.dropped += 1;
+            self.report_stream(&m, false);
             return;
         }
         if !self.calm && self.rng.random_bool(self.duplication) {
             self.net.push_back(InFlight {
-                from,
-                to,
-                msg: env.msg.clone(),
+                msg: m.msg.clone(),
+                snapshot: m.snapshot.clone(),
+                ..m
             });
         }
-        self.net.push_back(InFlight {
-            from,
-            to,
-            msg: env.msg,
-        });
+        self.net.push_back(m);
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.net.len());
     }
 
@@ -386,9 +476,17 @@ impl Sim {
         self.deliver(m);
     }
 
-    fn deliver(&mut self, m: InFlight) {
-        if self.blocked.contains(&(m.from, m.to)) || self.nodes[m.to].core.is_none() {
+    fn deliver(&mut self, mut m: InFlight) {
+        if self.blocked.contains(&(m.from, m.to))
+            || self.nodes[m.to].core.is_none()
+            || self.receive_snapshot(&mut m).is_none()
+        {
             self.stats.dropped += 1;
+            if m.snapshot.is_some() {
+                // Written whole to a connection that then failed, or broken.
+                let ok = self.rng.random_bool(0.5);
+                self.report_stream(&m, ok);
+            }
             return;
         }
         self.stats.delivered += 1;
@@ -404,7 +502,11 @@ impl Sim {
         if let Message::RequestVote(r) = &m.msg {
             self.vote_request = Some((m.to, from.clone(), may_get_vote(core, r)));
         }
-        match core.step(&from, m.msg) {
+        let msg = std::mem::replace(&mut m.msg, Message::InstallSnapshot(Default::default()));
+        let result = core.step(&from, msg);
+        self.report_stream(&m, true);
+        let core = self.nodes[m.to].core.as_mut().unwrap();
+        match result {
             Ok(()) => {}
             // An answer from a server outside the receiver's configuration
             // (removed, or added in an entry the receiver does not have).

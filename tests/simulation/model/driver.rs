@@ -6,8 +6,10 @@ use crate::repro_command;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-/// Rounds (one tick of every node, then a quiet network) allowed to converge after healing.
-const HEAL_ROUNDS: usize = 300;
+/// Rounds (one tick of every node, then a quiet network) allowed to converge
+/// after healing: more than a leader waits for a snapshot stream its
+/// transport never reported (60 election timeouts, about 600 ticks).
+const HEAL_ROUNDS: usize = 800;
 
 impl Sim {
     // -- invariants after every step --------------------------------------------
@@ -21,14 +23,10 @@ impl Sim {
             let id = &node.id;
             if s.role == Role::Leader {
                 verdicts.push(self.checker.leader(s.term, id));
-                verdicts.push(self.checker.leader_complete(id, s.term, |k| core.log().term(k)));
+                verdicts.push(self.checker.leader_complete(id, s.term, |k| node.term_at(k)));
             }
-            if !(s.applied <= s.commit && s.commit <= s.last_log_index) {
-                verdicts.push(Err(format!(
-                    "{id}: not applied {} <= commit {} <= last {}",
-                    s.applied, s.commit, s.last_log_index
-                )));
-            }
+            // Invariant 7: snapshot ≤ applied ≤ commit ≤ last log index.
+            self.check_snapshots(i, &mut verdicts);
             if s.applied > core.applicable_index() || s.stable_index > s.last_log_index {
                 verdicts.push(Err(format!(
                     "{id}: applied {} / stable {} out of range: {s:?}",
@@ -56,10 +54,7 @@ impl Sim {
             if s.term < node.disk.latest_hard_state().term {
                 verdicts.push(Err(format!("{id}: term {} below its durable term", s.term)));
             }
-            verdicts.push(
-                self.checker
-                    .commit(id, s.term, s.commit, |k| core.log().entry(k).cloned()),
-            );
+            verdicts.push(self.checker.commit(id, s.term, s.commit, |k| node.entry_at(k)));
             let node = &mut self.nodes[i];
             node.last_term = s.term;
             node.last_vote = s.vote;
@@ -105,12 +100,16 @@ impl Sim {
                     self.persist(i, count);
                 }
             }
-            // Apply some committed entries on one node.
+            // Apply some committed entries on one node, which may then
+            // snapshot its state machine and compact its log.
             730..=849 => {
                 if !live.is_empty() {
                     let i = live[self.rng.random_range(0..live.len())];
                     let max = self.rng.random_range(1..=8);
                     self.apply(i, max);
+                    if self.rng.random_bool(self.snapshot_rate) {
+                        self.take_snapshot(i);
+                    }
                 }
             }
             // A client asks a leader for a membership change.
@@ -154,6 +153,7 @@ impl Sim {
         for i in 0..self.nodes.len() {
             self.process(i);
         }
+        self.crash_while_installing();
         self.check();
     }
 
@@ -198,7 +198,6 @@ impl Sim {
         };
         let lead = &self.nodes[self.index_of[&leader.id]];
         let lead_core = lead.core.as_ref().unwrap();
-        let log = lead_core.log().slice(1, leader.commit, usize::MAX, u64::MAX);
         if leader.commit != leader.last_log_index {
             return Err(format!(
                 "leader {} commit {} < last {}",
@@ -216,7 +215,13 @@ impl Sim {
             }
             let core = n.core.as_ref().unwrap();
             if core.membership() != members {
-                return Err(format!("{} is on configuration {:?}", s.id, core.membership()));
+                return Err(format!(
+                    "{} is on configuration {:?} ({}), the leader on {members:?} ({})",
+                    s.id,
+                    core.membership(),
+                    core.config_index(),
+                    lead_core.config_index()
+                ));
             }
             if s.term != leader.term || s.leader.as_deref() != Some(leader.id.as_str()) {
                 return Err(format!("{} at term {} follows {:?}", s.id, s.term, s.leader));
@@ -227,8 +232,14 @@ impl Sim {
                     s.id, s.commit, s.applied, leader.commit
                 ));
             }
-            if core.log().slice(1, s.commit, usize::MAX, u64::MAX) != log {
+            // Logs agree where both still hold entries; state machines everywhere.
+            let from = core.log().first_index().max(lead_core.log().first_index());
+            let slice = |c: &RaftCore| c.log().slice(from, s.commit, usize::MAX, u64::MAX);
+            if slice(core) != slice(lead_core) {
                 return Err(format!("{}'s log differs from the leader's", s.id));
+            }
+            if n.sm != lead.sm {
+                return Err(format!("{}'s state machine differs from the leader's", s.id));
             }
         }
         Ok(())
@@ -245,7 +256,8 @@ impl Sim {
         }
         trace!(self, "healing");
         let mut last = String::new();
-        for _ in 0..HEAL_ROUNDS {
+        for round in 1..=HEAL_ROUNDS {
+            self.stats.heal_rounds = round;
             self.calm_round();
             if self.violation.is_some() {
                 return;
@@ -274,7 +286,8 @@ impl Sim {
         let members = self.nodes[leader].core.as_ref().unwrap().membership().clone();
         for n in &self.nodes {
             let member = members.contains(&n.id);
-            let by_index: HashMap<u64, (u64, &Bytes)> = n.sm.iter().map(|(i, t, p)| (*i, (*t, p))).collect();
+            let by_index: HashMap<u64, (u64, &Bytes)> =
+                n.sm.iter().map(|e| (e.index, (e.term, &e.payload))).collect();
             for (index, term, payload) in self.acked.iter().filter(|_| member) {
                 if by_index.get(index) != Some(&(*term, payload)) {
                     verdicts.push(Err(format!(
@@ -285,12 +298,12 @@ impl Sim {
             }
             let mut seen = HashSet::new();
             // Client payloads ("p<n>-…") are unique; configurations may repeat.
-            for (_, _, p) in &n.sm {
+            for p in n.sm.iter().map(|e| &e.payload) {
                 if p.starts_with(b"p") && !seen.insert(p.clone()) {
                     verdicts.push(Err(format!("{}: {p:?} applied twice", n.id)));
                 }
             }
-            let indexes: Vec<u64> = n.sm.iter().map(|e| e.0).collect();
+            let indexes: Vec<u64> = n.sm.iter().map(|e| e.index).collect();
             if indexes != (1..=n.applied).collect::<Vec<_>>() {
                 verdicts.push(Err(format!(
                     "{}: applied indexes are not 1..={}",

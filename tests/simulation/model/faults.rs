@@ -11,6 +11,8 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.core = None;
         node.pending.clear();
+        node.pending_load = None;
+        node.installing = None;
         if let Some(hs) = node.disk.unsynced.take() {
             if keep_unsynced {
                 node.disk.hard_state = hs;
@@ -27,22 +29,36 @@ impl Sim {
         let seed = node_seed(self.seed, i, self.nodes[i].incarnation);
         let forget_vote = self.mutation == Some(Mutation::ForgetVoteOnRestart);
         let node = &mut self.nodes[i];
+        // A state machine behind the stored snapshot is loaded from it first.
+        let loaded = node.load_if_behind();
+        let snapshot = node.disk.snapshot.as_ref().map(|s| s.meta.clone());
         let mut restored = Restored {
             hard_state: node.disk.hard_state.clone(),
+            log_start: node.disk.log_start,
             entries: node.disk.entries.clone(),
+            snapshot: snapshot.clone(),
             applied: node.applied,
             config: node.disk.config.clone(),
-            ..Default::default()
         };
         if forget_vote {
             restored.hard_state.vote = None;
         }
         let hs = restored.hard_state.clone();
         let stored = restored.config.clone();
+        // A snapshot newer than the log (stored, then a crash before the log
+        // reset was durable) is adopted, with its configuration.
+        let adopted = snapshot.as_ref().filter(|m| {
+            m.last_index > node.disk.log_start.0
+                && node.disk.entry(m.last_index).map(|e| e.term) != Some(m.last_term)
+        });
         let core = RaftCore::new(node.cfg.clone(), restored, seed);
         // The configuration in force survives the restart.
         let in_force = (core.config_index(), core.membership().clone());
-        let stored_ok = stored.as_ref().is_none_or(|c| *c == in_force);
+        let from_snapshot = adopted.is_some_and(|m| {
+            let c = Membership::from_wire(m.config.clone().unwrap_or_default());
+            (m.config_index, &c.voters, &c.learners) == (in_force.0, &in_force.1.voters, &in_force.1.learners)
+        });
+        let stored_ok = from_snapshot || stored.as_ref().is_none_or(|c| *c == in_force);
         let s = core.status();
         node.last_term = s.term;
         node.last_vote = s.vote.clone();
@@ -61,14 +77,29 @@ impl Sim {
                 "{id} restarted with {in_force:?}, stored {stored:?}"
             )));
         }
+        if loaded {
+            self.stats.restart_loads += 1;
+        }
+        let latest = self.nodes[i].core.as_ref().unwrap().latest_snapshot();
+        if latest.map(|m| m.last_index) != snapshot.map(|m| m.last_index).filter(|&i| i > 0) {
+            self.note(Err(format!(
+                "{id} restarted with snapshot {latest:?}, stored another"
+            )));
+        }
         trace!(
             self,
-            "{id} restarted: term {} vote {:?} commit {} log {} applied {}",
+            "{id} restarted: term {} vote {:?} commit {} log {}..={} applied {}{}",
             s.term,
             s.vote,
             s.commit,
+            s.first_log_index,
             s.last_log_index,
-            s.applied
+            s.applied,
+            if loaded {
+                " (loaded the stored snapshot)"
+            } else {
+                ""
+            }
         );
     }
 

@@ -18,10 +18,10 @@ use std::collections::BTreeSet;
 /// The configurations in `core`'s log above `from` (index, members).
 fn configs_above(core: &RaftCore, from: u64) -> Vec<(u64, Membership)> {
     let config = EntryType::EntryConfig as i32;
-    let last = core.log().last_index();
-    core.log()
-        .slice(from + 1, last, usize::MAX, u64::MAX)
-        .into_iter()
+    let log = core.log();
+    // (By reference: this runs for every node after every step.)
+    (from.max(log.start_index()) + 1..=log.last_index())
+        .filter_map(|k| log.entry(k))
         .filter(|e| e.r#type == config)
         .map(|e| {
             (
@@ -101,11 +101,7 @@ impl Sim {
 
     /// The membership invariants, after every step.
     pub(super) fn check_membership(&mut self, verdicts: &mut Vec<Verdict>) {
-        let disks: Vec<(&str, &[Entry])> = self
-            .nodes
-            .iter()
-            .map(|n| (n.id.as_str(), n.disk.entries.as_slice()))
-            .collect();
+        let disks: Vec<(&str, &Disk)> = self.nodes.iter().map(|n| (n.id.as_str(), &n.disk)).collect();
         let mut best_quorum = self.commit_quorum.clone();
         for (i, n) in self.nodes.iter().enumerate() {
             let Some(core) = &n.core else { continue };
@@ -178,11 +174,18 @@ impl Sim {
             .collect()
     }
 
-    /// Counts the changes the final, converged leader's log went through.
+    /// Counts the changes the final, converged leader's log went through
+    /// (all applied: its state machine holds them, compacted or not).
     pub(super) fn count_changes(&mut self, leader: usize) {
         let core = self.nodes[leader].core.as_ref().unwrap();
+        let config = EntryType::EntryConfig as i32;
+        let configs = self.nodes[leader]
+            .sm
+            .iter()
+            .filter(|e| e.r#type == config)
+            .map(|e| Membership::decode(&e.payload).expect("a valid configuration"));
         let mut prev: Option<Membership> = None;
-        for (_, m) in configs_above(core, 0) {
+        for m in configs {
             if let Some(p) = &prev {
                 self.stats.promotions += m.voters.iter().filter(|v| p.learners.contains(*v)).count();
                 self.stats.removals += p.members().filter(|v| !m.contains(v)).count();

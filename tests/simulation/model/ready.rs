@@ -34,12 +34,24 @@ impl Sim {
             let prev_term = core.log().term(e.index - 1).unwrap_or(u64::MAX);
             verdicts.push(self.checker.entry_written(&id, e, prev_term));
         }
+        // The core installs only a snapshot the runtime stored.
+        if let Some(meta) = &rd.snapshot {
+            if node.disk.snapshot_index() < meta.last_index || core.log().start_index() != meta.last_index {
+                verdicts.push(Err(format!(
+                    "{id}: Ready installs snapshot {} (log start {}), the store holds {}",
+                    meta.last_index,
+                    core.log().start_index(),
+                    node.disk.snapshot_index()
+                )));
+            }
+        }
         // must_sync whenever term, vote or the log change.
         let hs_changed = rd
             .hard_state
             .as_ref()
             .is_some_and(|hs| (hs.term, &hs.vote) != (node.last_hard_state.term, &node.last_hard_state.vote));
-        if (hs_changed || rd.truncate_from.is_some() || !rd.entries.is_empty()) && !rd.must_sync {
+        let log_changed = rd.truncate_from.is_some() || !rd.entries.is_empty() || rd.snapshot.is_some();
+        if (hs_changed || log_changed) && !rd.must_sync {
             verdicts.push(Err(format!(
                 "{id}: Ready changes term, vote or log but must_sync is false"
             )));
@@ -50,7 +62,10 @@ impl Sim {
                 Message::RequestVote(r) => !r.pre_vote,
                 Message::RequestVoteResponse(r) => r.granted && !r.pre_vote,
                 Message::AppendEntriesResponse(r) => r.success,
-                Message::AppendEntries(_) | Message::InstallSnapshot(_) => false,
+                Message::AppendEntries(_)
+                | Message::InstallSnapshot(_)
+                | Message::ReadIndexRequest(_)
+                | Message::ReadIndexResponse(_) => false,
             };
             if early {
                 verdicts.push(Err(format!(
@@ -70,6 +85,13 @@ impl Sim {
         if let Some(hs) = &rd.hard_state {
             self.nodes[i].last_hard_state = hs.clone();
         }
+        if let Some(meta) = &rd.snapshot {
+            // (At restart the core adopts a snapshot the state machine already holds.)
+            let node = &mut self.nodes[i];
+            if node.applied < meta.last_index {
+                node.installing = Some(node.installing.unwrap_or(0).max(meta.last_index));
+            }
+        }
         let position = rd.persisted_position();
         for env in rd.messages {
             self.send(i, env);
@@ -82,6 +104,7 @@ impl Sim {
             position,
             after_persist: rd.messages_after_persist,
             config: rd.config,
+            snapshot: rd.snapshot,
         };
         if self.mutation == Some(Mutation::SendBeforePersist) {
             for env in std::mem::take(&mut pending.after_persist) {
@@ -91,7 +114,8 @@ impl Sim {
         let writes = pending.hard_state.is_some()
             || pending.truncate_from.is_some()
             || !pending.entries.is_empty()
-            || pending.config.is_some();
+            || pending.config.is_some()
+            || pending.snapshot.is_some();
         if !writes && self.nodes[i].pending.is_empty() {
             for env in pending.after_persist {
                 self.send(i, env);
@@ -126,23 +150,20 @@ impl Sim {
             if let Some(from) = p.truncate_from {
                 self.stats.truncations += 1;
                 if !ignore_truncate {
-                    disk.entries.truncate(from as usize - 1);
+                    disk.truncate_from(from);
                 }
+            }
+            if let Some(meta) = &p.snapshot {
+                disk.start_after(meta.last_index, meta.last_term);
             }
             if let Some(c) = &p.config {
                 disk.config = Some(c.clone());
             }
             let mut verdicts = Vec::new();
             for e in &p.entries {
-                let k = e.index as usize;
-                if k <= disk.entries.len() {
-                    disk.entries[k - 1] = e.clone(); // a put by index overwrites
-                } else if k == disk.entries.len() + 1 {
-                    disk.entries.push(e.clone());
-                } else {
-                    verdicts.push(Err(format!(
-                        "{id}: Ready writes entry {k} past the end of the disk log"
-                    )));
+                // A put by index overwrites.
+                if let Err(e) = disk.put(e) {
+                    verdicts.push(Err(format!("{id}: {e}")));
                 }
             }
             if let Some(hs) = &p.hard_state {
@@ -152,12 +173,15 @@ impl Sim {
             let node = &self.nodes[i];
             if node.pending.is_empty() {
                 let core = node.core.as_ref().unwrap();
-                let log = core.log().slice(1, core.log().last_index(), usize::MAX, u64::MAX);
-                if node.disk.entries != log {
+                let log = core.log();
+                let entries = log.slice(log.first_index(), log.last_index(), usize::MAX, u64::MAX);
+                let start = (log.start_index(), log.term(log.start_index()).unwrap_or(0));
+                if node.disk.entries != entries || node.disk.log_start != start {
                     verdicts.push(Err(format!(
-                        "{id}: disk log ({} entries) differs from the core's ({} entries) with nothing pending",
+                        "{id}: disk log (after {:?}, {} entries) differs from the core's (after {start:?}, {} entries) with nothing pending",
+                        node.disk.log_start,
                         node.disk.entries.len(),
-                        log.len()
+                        entries.len()
                     )));
                 }
                 let in_force = (core.config_index(), core.membership());
@@ -181,14 +205,26 @@ impl Sim {
             }
             trace!(
                 self,
-                "{id} persisted {:?} trunc {:?} pos {:?} sync {}",
+                "{id} persisted {:?} trunc {:?} pos {:?} sync {}{}",
                 p.hard_state.as_ref().map(|h| (h.term, h.vote.clone(), h.commit)),
                 p.truncate_from,
                 p.position,
-                p.must_sync
+                p.must_sync,
+                p.snapshot.as_ref().map_or(String::new(), |m| format!(
+                    " snapshot ({}, {})",
+                    m.last_index, m.last_term
+                ))
             );
             for env in p.after_persist {
                 self.send(i, env);
+            }
+            if let Some(meta) = p.snapshot {
+                // The reset is durable: the apply thread loads the snapshot
+                // next, now or a little later (a crash point in between).
+                self.nodes[i].pending_load = Some(meta);
+                if self.calm || self.rng.random_bool(0.5) {
+                    self.load_snapshot(i);
+                }
             }
             if let Some((index, term)) = p.position {
                 self.nodes[i].core.as_mut().unwrap().on_persisted(index, term);
@@ -202,14 +238,17 @@ impl Sim {
     // -- the state machine --------------------------------------------------
 
     pub(super) fn apply(&mut self, i: usize, max: usize) {
-        let Some(core) = self.nodes[i].core.as_ref() else {
+        if self.nodes[i].core.is_none() {
             return;
-        };
-        let id = self.nodes[i].id.clone();
+        }
+        self.load_snapshot(i);
+        let node = &self.nodes[i];
+        let core = node.core.as_ref().unwrap();
+        let id = node.id.clone();
         let commit = core.commit();
         let v = self
             .checker
-            .commit(&id, core.term(), commit, |k| core.log().entry(k).cloned());
+            .commit(&id, core.term(), commit, |k| node.entry_at(k));
         let entries = core.entries_to_apply(max);
         self.note(v);
         let Some(last) = entries.last().map(|e| e.index) else {
@@ -219,14 +258,14 @@ impl Sim {
             let v = self.checker.applying(&id, self.nodes[i].applied, &e);
             self.note(v);
             // Only entries durable in this node's own log may be applied.
-            if self.nodes[i].disk.entries.get(e.index as usize - 1) != Some(&e) {
+            if self.nodes[i].disk.entry(e.index) != Some(&e) {
                 self.note(Err(format!(
                     "{id} applies entry {} before it is on its disk",
                     e.index
                 )));
             }
             let node = &mut self.nodes[i];
-            node.sm.push((e.index, e.term, e.payload.clone()));
+            node.sm.push(e.clone());
             node.applied = e.index;
             if let Some(p) = self.proposals.remove(&(i, e.index)) {
                 if p.incarnation == node.incarnation && p.term == e.term {
