@@ -51,6 +51,7 @@ fn forgeries(me: &str, leader: &str, term: u64, last: u64) -> Vec<Body> {
             prev_log_term: prev.1,
             entries,
             leader_commit,
+            read_seq: 0,
         })
     };
     let ack = |match_index| {

@@ -58,6 +58,12 @@ impl RaftCore {
                 let reply = self.vote_response(false, m.pre_vote, self.term);
                 self.send(from, reply);
             }
+            Message::ReadIndexRequest(m) => {
+                let reply = self.read_index_refusal(m.ctx);
+                self.send(from, reply);
+            }
+            // The answer of a deposed leader: ask again.
+            Message::ReadIndexResponse(m) => self.ready.read_failures.push(m.ctx),
             _ => {}
         }
     }
@@ -190,6 +196,7 @@ impl RaftCore {
     }
 
     pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        self.fail_reads();
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -206,6 +213,7 @@ impl RaftCore {
     }
 
     fn become_leader(&mut self) {
+        self.fail_reads();
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id.clone());
         self.election_elapsed = 0;

@@ -14,6 +14,7 @@ mod election;
 mod log;
 mod membership;
 mod progress;
+mod read;
 mod replication;
 mod snapshot;
 #[cfg(test)]
@@ -23,11 +24,12 @@ mod validate;
 pub use log::RaftLog;
 pub use membership::{CatchUp, ConfChange, ConfChangeAccepted, ConfChangeError, ConfigHistory, Membership};
 pub use progress::{Progress, ProgressState};
+pub use read::ReadState;
 pub use validate::{Rejected, MAX_WIRE_VALUE};
 
 use crate::wire::{
-    AppendEntries, AppendEntriesResponse, Entry, InstallSnapshot, RequestVote, RequestVoteResponse,
-    SnapshotMeta,
+    AppendEntries, AppendEntriesResponse, Entry, InstallSnapshot, ReadIndexRequest, ReadIndexResponse,
+    RequestVote, RequestVoteResponse, SnapshotMeta,
 };
 use bytes::Bytes;
 use rand::rngs::SmallRng;
@@ -48,6 +50,8 @@ pub enum Message {
     /// runtime → core: the snapshot arrived whole and is on disk. Never a
     /// frame itself: the snapshot travels as `SnapshotChunk`s.
     InstallSnapshot(InstallSnapshot),
+    ReadIndexRequest(ReadIndexRequest),
+    ReadIndexResponse(ReadIndexResponse),
 }
 
 impl Message {
@@ -59,6 +63,8 @@ impl Message {
             Message::AppendEntries(m) => m.term,
             Message::AppendEntriesResponse(m) => m.term,
             Message::InstallSnapshot(m) => m.term,
+            Message::ReadIndexRequest(m) => m.term,
+            Message::ReadIndexResponse(m) => m.term,
         }
     }
 }
@@ -176,6 +182,10 @@ pub struct Ready {
     /// `truncate_from` removing the rest when they did not match), then load
     /// it into the state machine and report [`RaftCore::on_snapshot_installed`].
     pub snapshot: Option<SnapshotMeta>,
+    /// Reads confirmed ([`RaftCore::read_index`]): serve each once applied to its index.
+    pub read_states: Vec<ReadState>,
+    /// Reads that could not be confirmed (no leader, or leadership lost): retry.
+    pub read_failures: Vec<u64>,
 }
 
 impl Ready {
@@ -194,7 +204,11 @@ impl Ready {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.needs_persist() && self.messages.is_empty() && self.messages_after_persist.is_empty()
+        !self.needs_persist()
+            && self.messages.is_empty()
+            && self.messages_after_persist.is_empty()
+            && self.read_states.is_empty()
+            && self.read_failures.is_empty()
     }
 }
 
@@ -252,6 +266,8 @@ pub struct RaftCore {
     /// Follower: a snapshot accepted but not yet loaded by the state machine;
     /// nothing is applied until it is.
     pending_install: Option<u64>,
+    /// Leader: ReadIndex rounds and the reads waiting on them.
+    reads: read::ReadTracker,
     /// Latest wall-clock time the runtime reported (ms since the epoch),
     /// stamped on the entries this node appends as leader.
     clock_ms: u64,
@@ -294,6 +310,7 @@ impl RaftCore {
             term_start_index: u64::MAX,
             snapshot: None,
             pending_install: None,
+            reads: Default::default(),
             clock_ms: 0,
             last_hard_state: HardState { commit, ..hs },
             ready: Ready::default(),
@@ -398,6 +415,8 @@ impl RaftCore {
             Message::AppendEntries(m) => self.handle_append_entries(from, m),
             Message::AppendEntriesResponse(m) => self.handle_append_response(from, m),
             Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
+            Message::ReadIndexRequest(m) => self.handle_read_index_request(from, m),
+            Message::ReadIndexResponse(m) => self.handle_read_index_response(m),
         }
         Ok(())
     }

@@ -80,6 +80,7 @@ impl RaftCore {
             prev_log_term: self.log.term(prev)?,
             entries,
             leader_commit: self.commit,
+            read_seq: self.reads.seq,
         }))
     }
 
@@ -123,6 +124,7 @@ impl RaftCore {
             conflict_term: 0,
             conflict_index: 0,
             rejected_prev_index: prev,
+            read_seq: 0,
         })
     }
 
@@ -134,11 +136,18 @@ impl RaftCore {
         self.leader = Some(from.to_string());
         self.election_elapsed = 0;
         let m = self.skip_compacted(m);
+        let read_seq = m.read_seq;
+        let echo = |mut reply: Message| {
+            if let Message::AppendEntriesResponse(r) = &mut reply {
+                r.read_seq = read_seq;
+            }
+            reply
+        };
         let prev = m.prev_log_index;
         match self.log.term(prev) {
             Some(t) if t == m.prev_log_term => {}
             other => {
-                let mut reply = self.append_response(false, 0, prev);
+                let mut reply = echo(self.append_response(false, 0, prev));
                 if let (Message::AppendEntriesResponse(r), Some(t)) = (&mut reply, other) {
                     r.conflict_term = t;
                     r.conflict_index = self.log.first_index_of_term_at(prev, self.commit + 1);
@@ -178,7 +187,7 @@ impl RaftCore {
         if new_commit > self.commit {
             self.commit = new_commit;
         }
-        let reply = self.append_response(true, last_new, prev);
+        let reply = echo(self.append_response(true, last_new, prev));
         // The leader may count this acknowledgement: it must be durable.
         self.send_after_persist(from, reply);
     }
@@ -188,6 +197,8 @@ impl RaftCore {
         if self.role != Role::Leader {
             return;
         }
+        // (Any answer of this term confirms the leadership it was sent under.)
+        self.note_read_ack(from, m.read_seq);
         let Some(pr) = self.progress.get_mut(from) else {
             return;
         };
@@ -236,6 +247,7 @@ impl RaftCore {
     pub(super) fn commit_advanced(&mut self) {
         self.broadcast_append(true);
         self.after_leader_commit();
+        self.release_reads_after_first_commit();
     }
 
     /// Commits the highest index stored on a quorum of the voters in force,

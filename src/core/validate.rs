@@ -46,7 +46,9 @@ impl RaftCore {
         // Only answers must come from someone we asked.
         let answer = matches!(
             msg,
-            Message::RequestVoteResponse(_) | Message::AppendEntriesResponse(_)
+            Message::RequestVoteResponse(_)
+                | Message::AppendEntriesResponse(_)
+                | Message::ReadIndexRequest(_)
         );
         // (A member leaving by an uncommitted configuration still answers the leader.)
         if answer && !self.membership().contains(from) && !self.progress.contains_key(from) {
@@ -58,6 +60,8 @@ impl RaftCore {
             Message::AppendEntries(m) => &m.leader,
             Message::AppendEntriesResponse(m) => &m.from,
             Message::InstallSnapshot(m) => &m.leader,
+            Message::ReadIndexRequest(m) => &m.from,
+            Message::ReadIndexResponse(m) => &m.from,
         };
         if named != from {
             return Err(Rejected::SenderMismatch {
@@ -75,6 +79,8 @@ impl RaftCore {
             Message::AppendEntries(m) => validate_append(m),
             Message::AppendEntriesResponse(m) => self.validate_append_response(m),
             Message::InstallSnapshot(m) => validate_install(m),
+            Message::ReadIndexRequest(_) => Ok(()),
+            Message::ReadIndexResponse(m) => in_range("read index", m.index),
         }
     }
 

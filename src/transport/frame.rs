@@ -87,6 +87,8 @@ pub fn message_to_body(msg: Message) -> Option<Body> {
         Message::RequestVoteResponse(m) => Body::RequestVoteResponse(m),
         Message::AppendEntries(m) => Body::AppendEntries(m),
         Message::AppendEntriesResponse(m) => Body::AppendEntriesResponse(m),
+        Message::ReadIndexRequest(m) => Body::ReadIndexRequest(m),
+        Message::ReadIndexResponse(m) => Body::ReadIndexResponse(m),
         Message::InstallSnapshot(_) => return None,
     })
 }
@@ -99,6 +101,8 @@ pub fn body_to_message(body: Body) -> Result<Message, Body> {
         Body::RequestVoteResponse(m) => Message::RequestVoteResponse(m),
         Body::AppendEntries(m) => Message::AppendEntries(m),
         Body::AppendEntriesResponse(m) => Message::AppendEntriesResponse(m),
+        Body::ReadIndexRequest(m) => Message::ReadIndexRequest(m),
+        Body::ReadIndexResponse(m) => Message::ReadIndexResponse(m),
         other => return Err(other),
     })
 }

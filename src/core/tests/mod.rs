@@ -16,6 +16,7 @@ mod election;
 mod membership;
 mod membership_catch_up;
 mod membership_removal;
+mod read;
 mod replication;
 mod snapshot;
 mod validation;
@@ -88,6 +89,7 @@ fn append(term: u64, leader: &str, prev: (u64, u64), entries: Vec<Entry>, commit
         prev_log_term: prev.1,
         entries,
         leader_commit: commit,
+        read_seq: 0,
     })
 }
 
@@ -161,6 +163,9 @@ struct Node {
     applied: Vec<Entry>,
     /// The content of a snapshot received but not yet installed.
     incoming: Option<Vec<Entry>>,
+    /// Reads confirmed and reads failed, as the Readies reported them.
+    reads: Vec<ReadState>,
+    read_failures: Vec<u64>,
     seed: u64,
 }
 
@@ -202,6 +207,8 @@ impl Net {
                     disk,
                     applied: Vec::new(),
                     incoming: None,
+                    reads: Vec::new(),
+                    read_failures: Vec::new(),
                     seed,
                 },
             );
@@ -229,6 +236,8 @@ impl Net {
             disk,
             applied: Vec::new(),
             incoming: None,
+            reads: Vec::new(),
+            read_failures: Vec::new(),
             seed,
         };
         assert!(
@@ -272,6 +281,8 @@ impl Net {
                 break;
             }
             persist(&mut n.disk, &rd);
+            n.reads.extend(&rd.read_states);
+            n.read_failures.extend(&rd.read_failures);
             if let Some((index, term)) = rd.persisted_position() {
                 n.core.on_persisted(index, term);
             }

@@ -1,0 +1,205 @@
+//! Linearizable reads without log writes: ReadIndex (dissertation §6.4).
+//!
+//! A read on the leader records the commit index, then confirms that this
+//! node still leads with one round of AppendEntries: every AppendEntries
+//! carries the number of the latest round (`read_seq`) and every answer
+//! echoes it, so once a quorum of voters answered a message of round `s` or
+//! later, every read of round `s` or earlier may be served at its recorded
+//! index (once applied there). One round serves every read that arrived
+//! before it was sent. A new leader serves no read before an entry of its
+//! own term has committed: until then its commit index may be behind what
+//! an earlier leader acknowledged.
+//!
+//! A follower forwards the read to the leader (`ReadIndexRequest`) and gets
+//! the confirmed index back (`ReadIndexResponse`); it then waits until it
+//! has applied that far and reads locally.
+//!
+//! Results leave in `Ready::read_states` (served: the index to wait for) and
+//! `Ready::read_failures` (lost leadership, or no leader to ask: retry).
+
+use super::{Message, NodeId, RaftCore, Role};
+use crate::wire::{ReadIndexRequest, ReadIndexResponse};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A read confirmed: once the state machine has applied `index`, reading it
+/// is linearizable for the read `ctx` named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    pub ctx: u64,
+    pub index: u64,
+}
+
+/// A read waiting for its confirmation round.
+#[derive(Debug, Clone)]
+struct PendingRead {
+    ctx: u64,
+    /// The node that asked: `None` for this node.
+    from: Option<NodeId>,
+    /// The round that confirms it, and the commit index when it arrived.
+    seq: u64,
+    index: u64,
+}
+
+/// The leader's ReadIndex bookkeeping; reset whenever leadership changes.
+#[derive(Debug, Default, Clone)]
+pub(super) struct ReadTracker {
+    /// The latest round issued; every AppendEntries carries it.
+    pub(super) seq: u64,
+    /// Per voter, the highest round it has answered in this term.
+    acked: BTreeMap<NodeId, u64>,
+    /// Oldest first (rounds only grow, so also by seq).
+    pending: VecDeque<PendingRead>,
+    /// Reads that arrived before this leader committed an entry of its term.
+    before_first_commit: Vec<(u64, Option<NodeId>)>,
+}
+
+impl RaftCore {
+    /// Asks for a linearizable read, named `ctx` by the caller. The answer
+    /// comes in a later Ready: `read_states` or `read_failures`.
+    pub fn read_index(&mut self, ctx: u64) {
+        if self.role == Role::Leader {
+            return self.leader_read(ctx, None);
+        }
+        match self.leader.clone() {
+            Some(leader) => {
+                let msg = Message::ReadIndexRequest(ReadIndexRequest {
+                    term: self.term,
+                    from: self.cfg.id.clone(),
+                    ctx,
+                });
+                self.send(&leader, msg);
+            }
+            None => self.ready.read_failures.push(ctx),
+        }
+    }
+
+    fn leader_read(&mut self, ctx: u64, from: Option<NodeId>) {
+        if self.commit < self.term_start_index {
+            self.reads.before_first_commit.push((ctx, from));
+            return;
+        }
+        if self.membership().voters.len() == 1 && self.is_voter() {
+            // Nobody else could have been elected: no round needed.
+            return self.serve_read(ctx, from, self.commit);
+        }
+        let index = self.commit;
+        // One round per call: the runtime names every read that arrived
+        // meanwhile with one ctx, so a round serves them all.
+        self.reads.seq += 1;
+        let seq = self.reads.seq;
+        self.reads.pending.push_back(PendingRead {
+            ctx,
+            from,
+            seq,
+            index,
+        });
+        self.broadcast_append(true);
+    }
+
+    /// Leader: a follower asks for a read index.
+    pub(super) fn handle_read_index_request(&mut self, from: &str, m: ReadIndexRequest) {
+        if self.role != Role::Leader {
+            let reply = self.read_index_response(m.ctx, 0, false);
+            return self.send(from, reply);
+        }
+        self.leader_read(m.ctx, Some(from.to_string()));
+    }
+
+    /// Follower: the leader's answer to a read it forwarded.
+    pub(super) fn handle_read_index_response(&mut self, m: ReadIndexResponse) {
+        if m.ok {
+            self.ready.read_states.push(ReadState {
+                ctx: m.ctx,
+                index: m.index,
+            });
+        } else {
+            self.ready.read_failures.push(m.ctx);
+        }
+    }
+
+    /// Leader: an answer from `from` to an AppendEntries of round `seq`.
+    pub(super) fn note_read_ack(&mut self, from: &str, seq: u64) {
+        if seq == 0 || !self.membership().is_voter(from) {
+            return;
+        }
+        let acked = self.reads.acked.entry(from.to_string()).or_insert(0);
+        if seq <= *acked {
+            return;
+        }
+        *acked = seq;
+        self.serve_confirmed_reads();
+    }
+
+    /// Serves every pending read whose round a quorum of voters has answered.
+    fn serve_confirmed_reads(&mut self) {
+        let m = self.membership();
+        let me = m.is_voter(&self.cfg.id);
+        let mut answered: Vec<u64> = m
+            .voters
+            .iter()
+            .filter(|v| **v != self.cfg.id)
+            .map(|v| self.reads.acked.get(v).copied().unwrap_or(0))
+            .collect();
+        if me {
+            answered.push(u64::MAX);
+        }
+        answered.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&confirmed) = answered.get(self.quorum() - 1) else {
+            return;
+        };
+        while self.reads.pending.front().is_some_and(|r| r.seq <= confirmed) {
+            let r = self.reads.pending.pop_front().expect("checked");
+            self.serve_read(r.ctx, r.from, r.index);
+        }
+    }
+
+    fn serve_read(&mut self, ctx: u64, from: Option<NodeId>, index: u64) {
+        match from {
+            None => self.ready.read_states.push(ReadState { ctx, index }),
+            Some(to) => {
+                let reply = self.read_index_response(ctx, index, true);
+                self.send(&to, reply);
+            }
+        }
+    }
+
+    /// Leader: its first entry of the term committed; reads held back go now.
+    pub(super) fn release_reads_after_first_commit(&mut self) {
+        if self.commit < self.term_start_index || self.reads.before_first_commit.is_empty() {
+            return;
+        }
+        for (ctx, from) in std::mem::take(&mut self.reads.before_first_commit) {
+            self.leader_read(ctx, from);
+        }
+    }
+
+    /// Leadership ended (or began): every read in progress fails, to be retried.
+    pub(super) fn fail_reads(&mut self) {
+        let reads = std::mem::take(&mut self.reads);
+        let waiting = reads.pending.into_iter().map(|r| (r.ctx, r.from));
+        for (ctx, from) in waiting.chain(reads.before_first_commit) {
+            match from {
+                None => self.ready.read_failures.push(ctx),
+                Some(to) => {
+                    let reply = self.read_index_response(ctx, 0, false);
+                    self.send(&to, reply);
+                }
+            }
+        }
+    }
+
+    /// "Not the leader (any more): ask again."
+    pub(super) fn read_index_refusal(&self, ctx: u64) -> Message {
+        self.read_index_response(ctx, 0, false)
+    }
+
+    fn read_index_response(&self, ctx: u64, index: u64, ok: bool) -> Message {
+        Message::ReadIndexResponse(ReadIndexResponse {
+            term: self.term,
+            from: self.cfg.id.clone(),
+            ctx,
+            index,
+            ok,
+        })
+    }
+}

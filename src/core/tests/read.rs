@@ -1,0 +1,103 @@
+//! Dissertation §6.4: linearizable reads by ReadIndex, without log writes.
+
+use super::*;
+
+fn read_at(net: &Net, node: &str, ctx: u64) -> Option<u64> {
+    net.nodes[node]
+        .reads
+        .iter()
+        .find(|r| r.ctx == ctx)
+        .map(|r| r.index)
+}
+
+#[test]
+fn section6_4_a_leader_serves_a_read_at_its_commit_index_once_a_quorum_answers_the_round() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.propose("n1", &["a"]);
+    net.deliver_all();
+    let last = net.core("n1").log().last_index();
+    net.core_mut("n1").read_index(7);
+    net.flush("n1");
+    assert_eq!(read_at(&net, "n1", 7), None, "not before the round is answered");
+    // Nothing was appended for the read.
+    assert_eq!(net.core("n1").log().last_index(), last);
+    net.deliver_all();
+    assert_eq!(read_at(&net, "n1", 7), Some(net.core("n1").commit()));
+    assert_eq!(net.core("n1").log().last_index(), last);
+}
+
+#[test]
+fn section6_4_one_answer_of_a_later_round_confirms_every_earlier_read() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.core_mut("n1").read_index(1);
+    net.core_mut("n1").read_index(2);
+    net.flush("n1");
+    // Only n2 answers, and only to the newest messages: a quorum of 2 of 3.
+    net.deliver_where(|from, env| !(from == "n1" && env.to == "n3"));
+    assert!(read_at(&net, "n1", 1).is_some() && read_at(&net, "n1", 2).is_some());
+}
+
+#[test]
+fn section6_4_a_leader_cut_off_from_its_majority_confirms_no_read_and_fails_them_when_it_steps_down() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.isolate("n1");
+    net.core_mut("n1").read_index(9);
+    net.deliver_all();
+    assert_eq!(read_at(&net, "n1", 9), None);
+    // Check-quorum deposes it; the read fails (the caller retries elsewhere).
+    for _ in 0..2 * net.nodes["n1"].cfg.election_ticks {
+        net.tick("n1");
+        net.deliver_all();
+    }
+    assert_ne!(net.core("n1").role(), Role::Leader);
+    assert_eq!(net.nodes["n1"].read_failures, vec![9]);
+    assert_eq!(read_at(&net, "n1", 9), None);
+}
+
+#[test]
+fn section6_4_a_new_leader_serves_no_read_before_an_entry_of_its_term_commits() {
+    let mut net = Net::new(3, |_| {});
+    net.campaign("n1");
+    // Deliver the votes but not the no-op's acknowledgements yet.
+    net.deliver_where(|_, env| !matches!(env.msg, Message::AppendEntriesResponse(_)));
+    assert_eq!(net.core("n1").role(), Role::Leader);
+    let noop = net.core("n1").log().last_index();
+    assert!(net.core("n1").commit() < noop);
+    net.core_mut("n1").read_index(3);
+    net.flush("n1");
+    net.tick("n1");
+    net.deliver_all();
+    assert_eq!(
+        read_at(&net, "n1", 3),
+        Some(noop),
+        "served at the no-op, once committed"
+    );
+}
+
+#[test]
+fn section6_4_a_follower_read_gets_the_leaders_confirmed_commit_index() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.propose("n1", &["x", "y"]);
+    net.deliver_all();
+    let commit = net.core("n1").commit();
+    net.core_mut("n2").read_index(5);
+    net.deliver_all();
+    assert_eq!(read_at(&net, "n2", 5), Some(commit));
+    // A node that knows no leader fails the read at once.
+    let mut lone = RaftCore::new(cfg("n3", 3), restored(0, &[]), 1);
+    lone.read_index(6);
+    assert_eq!(lone.ready().read_failures, vec![6]);
+}
+
+#[test]
+fn section6_4_a_single_voter_serves_reads_without_a_round() {
+    let mut net = Net::new(1, |_| {});
+    net.elect("n1");
+    net.core_mut("n1").read_index(1);
+    net.flush("n1");
+    assert_eq!(read_at(&net, "n1", 1), Some(net.core("n1").commit()));
+}
