@@ -131,7 +131,7 @@ fn main() {
     });
     if a.reads {
         let n = nodes.clone();
-        measure("read (through the log)", a.threads, a.items, move |t, i| {
+        measure("read (ReadIndex)", a.threads, a.items, move |t, i| {
             n[target].read(format!("bench-{t}-{i}").as_bytes()).expect("read");
         });
         let n = nodes.clone();

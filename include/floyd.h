@@ -314,7 +314,7 @@ int floyd_write(floyd_t *f,
 int floyd_delete(floyd_t *f, const char *key, size_t key_len, char **errmsg);
 
 /**
- * Linearizable read (through the log; a follower forwards it to the leader).
+ * Linearizable read (ReadIndex: no log entry; a follower forwards it to the leader).
  *
  * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
  * `floyd_write`.

@@ -112,7 +112,8 @@ impl Floyd {
         .map(|_| ())
     }
 
-    /// The value of `key`, linearizable: the read goes through the log.
+    /// The value of `key`, linearizable: leadership is confirmed by a heartbeat
+    /// round (ReadIndex) and the value read once applied there; no log entry.
     pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
         self.key_value_only("read")?;
         self.execute(CommandKind::Get {

@@ -161,7 +161,7 @@ unsafe fn text_out(
     })
 }
 
-/// Linearizable read (through the log; a follower forwards it to the leader).
+/// Linearizable read (ReadIndex: no log entry; a follower forwards it to the leader).
 ///
 /// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks like
 /// `floyd_write`.

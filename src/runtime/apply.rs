@@ -24,6 +24,7 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
         if let Err(e) = node.install_pending_snapshot() {
             return node.fail(e);
         }
+        node.serve_reads();
         loop {
             let entries = node.with_core(|core| core.entries_to_apply(APPLY_BATCH));
             let Some(last) = entries.last().map(|e| e.index) else {
@@ -35,6 +36,7 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
             };
             node.with_core(|core| core.on_applied(last));
             node.proposals.complete(applied);
+            node.serve_reads();
             snapshot_if_due(&node);
         }
     }

@@ -10,6 +10,7 @@ mod membership;
 pub mod node;
 mod primary;
 pub mod proposals;
+mod reads;
 mod snapshot;
 
 use crate::core::{Config, RaftCore, Restored};
@@ -250,6 +251,7 @@ impl Runtime {
         self.node.proposals.fail_all(&stopped, &stopped);
         self.node.forwards.fail_all(&stopped);
         self.node.config_waiters.fail_all(&stopped);
+        self.node.reads.fail_all(&stopped);
         // Only once no thread of the node is left: the `Floyd` handle (and so
         // the node) may live on, but the directory must open again right away.
         self.node.log_store.close();

@@ -55,6 +55,7 @@ pub struct Node {
     pub state_machine: Machine,
     pub snapshots: super::snapshot::Snapshots,
     pub proposals: Proposals,
+    pub reads: super::reads::Reads,
     pub forwards: Forwards,
     pub config_waiters: ConfigWaiters,
     /// One link per other member of the configuration in force (and to a
@@ -112,6 +113,7 @@ impl Node {
             state_machine,
             snapshots,
             proposals: Proposals::default(),
+            reads: Default::default(),
             forwards: Forwards::default(),
             config_waiters: ConfigWaiters::default(),
             peers: RwLock::new(HashMap::new()),
@@ -229,6 +231,7 @@ impl Node {
         let mut ready = core.ready();
         let mut after = AfterUnlock {
             new_leader: self.note_leader(core.leader()),
+            reads_failed: self.reads.settle(&ready.read_states, &ready.read_failures),
             ..Default::default()
         };
         if self.failure.lock().is_some() {
@@ -405,6 +408,9 @@ impl Node {
     pub fn submit_command(&self, cmd: CommandKind, deadline: Instant, done: Completion) {
         if cmd.is_membership() {
             self.change_membership(cmd, deadline, done);
+        } else if let CommandKind::Get { key } = cmd {
+            // ReadIndex: confirmed leadership, then the local state machine; no log entry.
+            self.read_by_index(key, deadline, done);
         } else {
             self.submit(encode_command(cmd), deadline, done);
         }
@@ -643,6 +649,8 @@ struct AfterUnlock {
     new_leader: Option<Option<String>>,
     link_error: Option<Error>,
     changes_done: Vec<Completion>,
+    /// Reads whose confirmation round failed (leadership changed).
+    reads_failed: Vec<Completion>,
 }
 
 impl AfterUnlock {
@@ -655,6 +663,11 @@ impl AfterUnlock {
         }
         for done in self.changes_done {
             done(Ok(None));
+        }
+        for done in self.reads_failed {
+            done(Err(Error::NoLeader(
+                "leadership changed before the read was confirmed".into(),
+            )));
         }
     }
 }

@@ -72,11 +72,13 @@ fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
                 (0..due).for_each(|_| core.tick())
             });
             node.proposals.expire(now);
+            node.reads.expire(now);
             node.config_waiters.expire(now);
             node.reap_links(now);
         }
         if new_command {
             node.propose_pending();
+            node.start_read_round();
         }
     }
 }
