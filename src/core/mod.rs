@@ -281,7 +281,11 @@ impl RaftCore {
     pub fn new(cfg: Config, restored: Restored, seed: u64) -> Self {
         assert!(cfg.election_ticks > cfg.heartbeat_ticks && cfg.heartbeat_ticks > 0);
         let hs = restored.hard_state;
-        let configs = restore_configs(&cfg, restored.config, &restored.entries);
+        let snapshot_config = restored.snapshot.as_ref().and_then(|s| {
+            let m = Membership::from_wire(s.config.clone()?);
+            Some((s.config_index, m))
+        });
+        let configs = restore_configs(&cfg, [restored.config, snapshot_config], &restored.entries);
         let log = RaftLog::restore(restored.log_start, restored.entries);
         let snapshot = restored.snapshot.filter(|s| s.last_index > 0);
         // Applied entries were committed, even if the commit index written with
@@ -555,15 +559,21 @@ impl RaftCore {
     }
 }
 
-/// The configurations a restarted node has: the bootstrap one, the one
-/// stored in meta if the log no longer holds it, and every one in the log.
-fn restore_configs(cfg: &Config, stored: Option<(u64, Membership)>, entries: &[Entry]) -> ConfigHistory {
+/// The configurations a restarted node has: the bootstrap one, those the
+/// log no longer holds (the one stored in meta, the one recorded in the
+/// latest snapshot), and every one in the log.
+fn restore_configs(cfg: &Config, stored: [Option<(u64, Membership)>; 2], entries: &[Entry]) -> ConfigHistory {
     let mut configs = ConfigHistory::new(Membership::new(cfg.voters.iter().cloned()));
     let first_in_log = entries.first().map_or(u64::MAX, |e| e.index);
-    if let Some((index, m)) = stored {
-        if index > 0 && index < first_in_log {
-            configs.push(index, m);
-        }
+    let mut older: Vec<(u64, Membership)> = stored
+        .into_iter()
+        .flatten()
+        .filter(|(index, _)| *index > 0 && *index < first_in_log)
+        .collect();
+    older.sort_by_key(|(index, _)| *index);
+    older.dedup_by_key(|(index, _)| *index);
+    for (index, m) in older {
+        configs.push(index, m);
     }
     let config = crate::wire::EntryType::EntryConfig as i32;
     for e in entries.iter().filter(|e| e.r#type == config) {

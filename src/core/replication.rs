@@ -61,7 +61,8 @@ impl RaftCore {
         // While a snapshot streams, at its point: the follower keeps hearing
         // from its leader (no election), and its rejection is ignored.
         let prev = match pr.state {
-            ProgressState::Snapshot => pr.pending_snapshot,
+            // (Not below the log's start: the leader may have compacted past it.)
+            ProgressState::Snapshot => pr.pending_snapshot.max(self.log.start_index()),
             _ => pr.next_index - 1,
         };
         if let Some(msg) = self.append_message(prev, Vec::new()) {

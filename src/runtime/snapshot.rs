@@ -19,7 +19,7 @@
 use super::node::{LogEvent, Node};
 use crate::core::Message;
 use crate::error::{Error, Result};
-use crate::storage::snapshots::{SnapshotHandle, SnapshotStore};
+use crate::storage::snapshots::SnapshotStore;
 use crate::transport::{SnapshotOffer, SnapshotReceiver};
 use crate::wire::{InstallSnapshot, SnapshotChunk, SnapshotMeta};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -207,24 +207,31 @@ impl Node {
         let Some(meta) = self.snapshots.pending_install.lock().take() else {
             return Ok(());
         };
-        let index = meta.last_index;
+        let snapshot = match self.snapshots.store.latest() {
+            Some(s) if s.index() == meta.last_index => s,
+            // A newer snapshot arrived meanwhile. Beyond the commit index its
+            // own install follows; within it, it is committed state to load now.
+            Some(s) if s.index() > meta.last_index => {
+                if s.index() > self.inspect(|core| core.commit()) {
+                    return Ok(());
+                }
+                s
+            }
+            other => {
+                return Err(Error::Internal(format!(
+                    "snapshot {} to install is gone (latest: {:?})",
+                    meta.last_index,
+                    other.map(|s| s.index())
+                )))
+            }
+        };
+        let index = snapshot.index();
         if self.state_machine.applied_index()? < index {
-            let snapshot = self.snapshot_at(index)?;
             self.state_machine.snapshot_load(&snapshot.data_dir(), index)?;
         }
         self.with_core(|core| core.on_snapshot_installed(index));
         tracing::info!(node = %self.id, index, "snapshot installed");
         Ok(())
-    }
-
-    fn snapshot_at(&self, index: u64) -> Result<Arc<SnapshotHandle>> {
-        match self.snapshots.store.latest() {
-            Some(s) if s.index() == index => Ok(s),
-            other => Err(Error::Internal(format!(
-                "snapshot {index} to install is gone (latest: {:?})",
-                other.map(|s| s.index())
-            ))),
-        }
     }
 }
 

@@ -257,3 +257,46 @@ fn section7_a_restart_after_an_interrupted_install_adopts_the_snapshot() {
     assert!(rd.snapshot.is_some(), "the log reset is persisted");
     assert!(n.entries_to_apply(10).is_empty());
 }
+
+/// Found by the simulation (seed 359): a restarted node whose log was
+/// compacted past a configuration entry, holding a later uncommitted one,
+/// must fall back to the snapshot's configuration when that one is
+/// truncated — not to the bootstrap list.
+#[test]
+fn section7_a_restart_keeps_the_snapshots_configuration_under_a_truncated_one() {
+    let mut three = Membership::new(ids(3));
+    three.uid = "cluster".into();
+    let mut five = Membership::new(ids(5));
+    five.uid = "cluster".into();
+    let mut config_entry = ent(12, 1);
+    config_entry.r#type = EntryType::EntryConfig as i32;
+    config_entry.payload = Bytes::from(prost::Message::encode_to_vec(&five.to_wire()));
+    let disk = Restored {
+        hard_state: HardState {
+            term: 1,
+            vote: None,
+            commit: 11,
+        },
+        log_start: (10, 1),
+        entries: vec![ent(11, 1), config_entry],
+        applied: 10,
+        config: Some((12, five)),
+        snapshot: Some(SnapshotMeta {
+            last_index: 10,
+            last_term: 1,
+            config_index: 1,
+            config: Some(three.to_wire()),
+        }),
+    };
+    // Bootstrapped with a different list: falling back to it would be wrong.
+    let mut n = RaftCore::new(Config::new("n2", vec!["n2".into()]), disk, 1);
+    assert_eq!(n.config_index(), 12);
+    n.step("n1", append(2, "n1", (11, 1), vec![ent(12, 2)], 11))
+        .unwrap();
+    assert_eq!(
+        n.config_index(),
+        1,
+        "the snapshot's configuration is back in force"
+    );
+    assert_eq!(n.membership(), &three);
+}
