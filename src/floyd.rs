@@ -112,8 +112,10 @@ impl Floyd {
         .map(|_| ())
     }
 
-    /// The value of `key`, linearizable: leadership is confirmed by a heartbeat
-    /// round (ReadIndex) and the value read once applied there; no log entry.
+    /// The value of `key`, linearizable, without a log entry (ReadIndex): the
+    /// leader confirms its leadership with one heartbeat round; on a follower
+    /// the leader names the index and this node answers from its own state
+    /// machine once it has applied that far.
     pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
         self.key_value_only("read")?;
         self.execute(CommandKind::Get {
@@ -298,7 +300,10 @@ impl Floyd {
                     self.node.opts.leader_wait.min(self.node.opts.request_timeout)
                 )));
             };
-            let outcome = if leader == self.node.id {
+            // A read is served here on a follower too: it asks the leader for
+            // the read index and reads its own state machine once applied there.
+            let local = leader == self.node.id || matches!(cmd, CommandKind::Get { .. });
+            let outcome = if local {
                 self.execute_local(cmd.clone(), deadline)
             } else {
                 self.forward(&leader, cmd.clone(), deadline)

@@ -63,7 +63,7 @@ impl RaftCore {
                 self.send(from, reply);
             }
             // The answer of a deposed leader: ask again.
-            Message::ReadIndexResponse(m) => self.ready.read_failures.push(m.ctx),
+            Message::ReadIndexResponse(m) => self.forget_asked_read(m.ctx),
             _ => {}
         }
     }

@@ -51,6 +51,8 @@ pub(super) struct ReadTracker {
     pending: VecDeque<PendingRead>,
     /// Reads that arrived before this leader committed an entry of its term.
     before_first_commit: Vec<(u64, Option<NodeId>)>,
+    /// Follower: reads asked of the leader, not answered yet.
+    asked: Vec<u64>,
 }
 
 impl RaftCore {
@@ -67,6 +69,7 @@ impl RaftCore {
                     from: self.cfg.id.clone(),
                     ctx,
                 });
+                self.reads.asked.push(ctx);
                 self.send(&leader, msg);
             }
             None => self.ready.read_failures.push(ctx),
@@ -107,6 +110,10 @@ impl RaftCore {
 
     /// Follower: the leader's answer to a read it forwarded.
     pub(super) fn handle_read_index_response(&mut self, m: ReadIndexResponse) {
+        let Some(at) = self.reads.asked.iter().position(|c| *c == m.ctx) else {
+            return; // failed already (the leader changed), or a duplicate
+        };
+        self.reads.asked.swap_remove(at);
         if m.ok {
             self.ready.read_states.push(ReadState {
                 ctx: m.ctx,
@@ -176,6 +183,8 @@ impl RaftCore {
     /// Leadership ended (or began): every read in progress fails, to be retried.
     pub(super) fn fail_reads(&mut self) {
         let reads = std::mem::take(&mut self.reads);
+        // Asked of a leader that may be gone: its answer may never come.
+        self.ready.read_failures.extend(reads.asked);
         let waiting = reads.pending.into_iter().map(|r| (r.ctx, r.from));
         for (ctx, from) in waiting.chain(reads.before_first_commit) {
             match from {
@@ -185,6 +194,14 @@ impl RaftCore {
                     self.send(&to, reply);
                 }
             }
+        }
+    }
+
+    /// Follower: a read asked of the leader failed; the caller asks again.
+    pub(super) fn forget_asked_read(&mut self, ctx: u64) {
+        if let Some(at) = self.reads.asked.iter().position(|c| *c == ctx) {
+            self.reads.asked.swap_remove(at);
+            self.ready.read_failures.push(ctx);
         }
     }
 

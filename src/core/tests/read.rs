@@ -101,3 +101,31 @@ fn section6_4_a_single_voter_serves_reads_without_a_round() {
     net.flush("n1");
     assert_eq!(read_at(&net, "n1", 1), Some(net.core("n1").commit()));
 }
+
+#[test]
+fn section6_4_a_follower_read_in_flight_fails_when_a_new_term_begins() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.core_mut("n2").read_index(8);
+    net.flush("n2");
+    // The request is lost; n2 then hears from the leader of a later term.
+    net.queue.clear();
+    let last = net.core("n2").log().last_index();
+    let term = net.core("n2").log().last_term();
+    net.core_mut("n2")
+        .step("n3", append(2, "n3", (last, term), vec![], 0))
+        .unwrap();
+    net.flush("n2");
+    assert_eq!(net.nodes["n2"].read_failures, vec![8], "the caller asks again");
+    // A late answer of the old leader is ignored.
+    let late = Message::ReadIndexResponse(crate::wire::ReadIndexResponse {
+        term: 1,
+        from: "n1".into(),
+        ctx: 8,
+        index: 1,
+        ok: true,
+    });
+    net.core_mut("n2").step("n1", late).unwrap();
+    net.flush("n2");
+    assert!(read_at(&net, "n2", 8).is_none());
+}
