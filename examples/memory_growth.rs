@@ -60,7 +60,7 @@ fn main() {
         workers.into_iter().for_each(|w| w.join().unwrap());
         next.store(target, Ordering::Relaxed);
         done = target;
-        let (rss, disk) = (rss_bytes(), dir_bytes(dir.path()));
+        let (rss, disk) = (rss_bytes(), floyd::storage::snapshots::dir_bytes(dir.path()));
         let rate = done as f64 / started.elapsed().as_secs_f64();
         println!(
             "{done:>8} writes  RSS {:>7.1} MiB  data {:>7.1} MiB  ({rate:.0} writes/s so far)",
@@ -147,25 +147,4 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    // Snapshots hard-link the store's files: count each file once, as `du` does.
-    let mut seen = std::collections::HashSet::new();
-    unique_bytes(path, &mut seen)
-}
-
-fn unique_bytes(path: &std::path::Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(path) else { return 0 };
-    let mut total = 0;
-    for e in rd.flatten() {
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            total += unique_bytes(&e.path(), seen);
-        } else if seen.insert((meta.dev(), meta.ino())) {
-            total += meta.len();
-        }
-    }
-    total
 }

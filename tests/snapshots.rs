@@ -232,30 +232,9 @@ fn section7_log_and_disk_stay_bounded_under_a_long_write_stream() {
         let s = f.server_status();
         s.last_log_index - s.first_log_index < 2_000 + 200 + 1_024
     });
-    let disk = dir_bytes(dir.path());
+    let disk = floyd::storage::snapshots::dir_bytes(dir.path());
     assert!(disk < 200 << 20, "data directory {disk} bytes");
     f.close();
-}
-
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    // Snapshots hard-link the store's files: count each file once, as `du` does.
-    let mut seen = std::collections::HashSet::new();
-    unique_bytes(path, &mut seen)
-}
-
-fn unique_bytes(path: &std::path::Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(path) else { return 0 };
-    let mut total = 0;
-    for e in rd.flatten() {
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            total += unique_bytes(&e.path(), seen);
-        } else if seen.insert((meta.dev(), meta.ino())) {
-            total += meta.len();
-        }
-    }
-    total
 }
 
 /// This process's resident set size (Linux).

@@ -345,6 +345,10 @@ impl RaftCore {
     pub fn log(&self) -> &RaftLog {
         &self.log
     }
+    /// Highest index applied to the state machine (as reported).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
     pub fn commit(&self) -> u64 {
         self.commit
     }

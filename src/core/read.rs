@@ -129,12 +129,17 @@ impl RaftCore {
         if seq == 0 || !self.membership().is_voter(from) {
             return;
         }
-        let acked = self.reads.acked.entry(from.to_string()).or_insert(0);
-        if seq <= *acked {
-            return;
+        // Every AppendEntriesResponse comes here: allocate only for a voter's first answer.
+        match self.reads.acked.get_mut(from) {
+            Some(acked) if seq <= *acked => return,
+            Some(acked) => *acked = seq,
+            None => {
+                self.reads.acked.insert(from.to_string(), seq);
+            }
         }
-        *acked = seq;
-        self.serve_confirmed_reads();
+        if !self.reads.pending.is_empty() {
+            self.serve_confirmed_reads();
+        }
     }
 
     /// Serves every pending read whose round a quorum of voters has answered.

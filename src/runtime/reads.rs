@@ -74,6 +74,11 @@ impl Reads {
         out
     }
 
+    /// Whether any confirmed read waits to be served.
+    fn has_confirmed(&self) -> bool {
+        !self.state.lock().confirmed.is_empty()
+    }
+
     /// Reads confirmed at or below `applied`: ready to be served.
     fn take_servable(&self, applied: u64) -> Vec<Read> {
         let mut s = self.state.lock();
@@ -137,7 +142,11 @@ impl Node {
 
     /// Apply thread: serves the confirmed reads the state machine has caught up with.
     pub(super) fn serve_reads(&self) {
-        let applied = self.inspect(|core| core.status().applied);
+        // Called after every apply batch: no core lock when there is nothing to serve.
+        if !self.reads.has_confirmed() {
+            return;
+        }
+        let applied = self.inspect(|core| core.applied());
         for r in self.reads.take_servable(applied) {
             let result = match self.state_machine.get(&r.key) {
                 Ok(Some(v)) => Ok(Some(Bytes::from(v))),

@@ -95,7 +95,7 @@ pub fn snapshot_due(node: &Node) -> bool {
     }
     let last = node.snapshots.store.latest_index();
     node.inspect(|core| {
-        let applied = core.status().applied;
+        let applied = core.applied();
         let (_, held_bytes) = core.log().held();
         let since = applied.saturating_sub(last);
         since > 0 && ((entries > 0 && since >= entries) || (bytes > 0 && held_bytes >= bytes))

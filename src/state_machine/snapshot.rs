@@ -8,7 +8,8 @@
 //! `db`); the next open finishes or undoes the swap.
 
 use super::{applied_index, open_db, KvStateMachine};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::storage::snapshots::io;
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{Options as DbOptions, DB};
 use std::path::{Path, PathBuf};
@@ -78,14 +79,7 @@ fn with_suffix(dir: &Path, suffix: &str) -> PathBuf {
 
 /// Makes the renames in `path`'s directory durable.
 fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(parent, e))
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(format!("{}: {e}", path.display()))
+    crate::storage::snapshots::sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 #[cfg(test)]

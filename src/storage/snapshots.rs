@@ -269,18 +269,28 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io(dir, e))
 }
 
-/// Bytes of every file under `path` (0 if it does not exist).
+/// Bytes of every file under `path` (0 if it does not exist), each file
+/// counted once as `du` does: snapshots hard-link the store's files.
 pub fn dir_bytes(path: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(path) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
+    unique_bytes(path, &mut std::collections::HashSet::new())
 }
 
-fn io(path: &Path, e: std::io::Error) -> Error {
+fn unique_bytes(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(path) else { return 0 };
+    let mut total = 0;
+    for e in rd.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            total += unique_bytes(&e.path(), seen);
+        } else if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.len();
+        }
+    }
+    total
+}
+
+pub(crate) fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {e}", path.display()))
 }
 
