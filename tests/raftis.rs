@@ -18,6 +18,8 @@ struct Node {
     raft: String,
     port: u16,
     http: u16,
+    /// Its stderr, shown when it never comes up.
+    log: std::path::PathBuf,
 }
 
 struct Cluster {
@@ -26,7 +28,8 @@ struct Cluster {
 }
 
 fn spawn(members: &str, raft: &str, port: u16, http: u16, dir: &Path) -> Node {
-    let stderr = std::fs::File::create(dir.with_extension("stderr")).unwrap();
+    let log = dir.with_extension("stderr");
+    let stderr = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_raftis"))
         .args(["--members", members, "--local", raft])
         .arg("--path")
@@ -43,6 +46,7 @@ fn spawn(members: &str, raft: &str, port: u16, http: u16, dir: &Path) -> Node {
         raft: raft.to_string(),
         port,
         http,
+        log,
     }
 }
 
@@ -88,7 +92,11 @@ impl Cluster {
                     con.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                     return con;
                 }
-                Err(e) => assert!(Instant::now() < deadline, "node {i} never listened: {e}"),
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "node {i} never listened: {e}; its stderr:\n{}",
+                    std::fs::read_to_string(&self.node(i).log).unwrap_or_default()
+                ),
             }
             std::thread::park_timeout(Duration::from_millis(20));
         }

@@ -21,11 +21,28 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// `n` ports that were free a moment ago on 127.0.0.1.
+///
+/// Taken below the kernel's ephemeral range (32768-60999 on Linux): a port
+/// from `bind(0)` is released before the node binds it, and in that gap any
+/// outgoing connection of a parallel test may take it as its local port.
+/// Ports here are handed out once per process (a counter), and checked free.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Processes of one run (test binaries, their children) start apart.
+    let start = (std::process::id().wrapping_mul(2_654_435_761) >> 8) % SPAN;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(k < SPAN, "no free ports left below the ephemeral range");
+        let port = (LOW + (start + k) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            out.push(port);
+        }
+    }
+    out
 }
 
 pub struct Cluster {
