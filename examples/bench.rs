@@ -2,8 +2,15 @@
 //! the counterpart of the original Floyd's `t1` / `read_bench`.
 //!
 //! ```text
-//! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128] [--via-follower] [--reads]
+//! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128]
+//!     [--via-follower] [--reads [--read-rounds 5] [--lease]]
 //! ```
+//!
+//! `--reads` then reads back what was written, `--read-rounds` times: by
+//! ReadIndex (or by lease with `--lease`, which opens every node with
+//! `lease_reads`) through the same node as the writes, then spread over
+//! every node (each thread reads through node `thread % nodes`: follower
+//! reads), then dirty reads.
 
 use floyd::{Floyd, Options};
 use std::net::TcpListener;
@@ -17,6 +24,8 @@ struct Args {
     value_size: usize,
     via_follower: bool,
     reads: bool,
+    read_rounds: usize,
+    lease: bool,
 }
 
 fn parse_args() -> Args {
@@ -35,10 +44,12 @@ fn parse_args() -> Args {
         value_size: num("--value-size", 128),
         via_follower: args.iter().any(|a| a == "--via-follower"),
         reads: args.iter().any(|a| a == "--reads"),
+        read_rounds: num("--read-rounds", 5).max(1),
+        lease: args.iter().any(|a| a == "--lease"),
     }
 }
 
-fn start_cluster(n: usize, dir: &std::path::Path) -> Vec<Floyd> {
+fn start_cluster(n: usize, dir: &std::path::Path, lease: bool) -> Vec<Floyd> {
     let holds: Vec<_> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -53,7 +64,8 @@ fn start_cluster(n: usize, dir: &std::path::Path) -> Vec<Floyd> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let opts = Options::new(&members, "127.0.0.1", *p, dir.join(format!("n{i}")));
+            let mut opts = Options::new(&members, "127.0.0.1", *p, dir.join(format!("n{i}")));
+            opts.lease_reads = lease;
             Floyd::open(opts).expect("open")
         })
         .collect()
@@ -93,13 +105,14 @@ fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) 
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "{label}: {} ops in {:.2?} = {:.0} ops/s | latency p50 {:.2?} p90 {:.2?} p99 {:.2?} max {:.2?}",
+        "{label}: {} ops in {:.2?} = {:.0} ops/s | latency p50 {:.2?} p90 {:.2?} p99 {:.2?} p99.9 {:.2?} max {:.2?}",
         lat.len(),
         elapsed,
         lat.len() as f64 / elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.90),
         pct(0.99),
+        pct(0.999),
         lat[lat.len() - 1]
     );
 }
@@ -107,7 +120,7 @@ fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) 
 fn main() {
     let a = parse_args();
     let dir = std::env::temp_dir().join(format!("floyd-bench-{}", std::process::id()));
-    let nodes = Arc::new(start_cluster(a.nodes, &dir));
+    let nodes = Arc::new(start_cluster(a.nodes, &dir, a.lease));
     let leader = wait_for_leader(&nodes);
     let target = if a.via_follower {
         (leader + 1) % a.nodes
@@ -130,15 +143,26 @@ fn main() {
             .expect("write");
     });
     if a.reads {
+        let (items, rounds) = (a.items, a.read_rounds);
+        let key = move |t: usize, i: usize| format!("bench-{t}-{}", i % items);
+        let how = if a.lease { "lease" } else { "ReadIndex" };
         let n = nodes.clone();
-        measure("read (ReadIndex)", a.threads, a.items, move |t, i| {
-            n[target].read(format!("bench-{t}-{i}").as_bytes()).expect("read");
+        measure(
+            &format!("read ({how})"),
+            a.threads,
+            items * rounds,
+            move |t, i| {
+                n[target].read(key(t, i).as_bytes()).expect("read");
+            },
+        );
+        let n = nodes.clone();
+        let spread = format!("read ({how}) spread over every node");
+        measure(&spread, a.threads, items * rounds, move |t, i| {
+            n[t % n.len()].read(key(t, i).as_bytes()).expect("read");
         });
         let n = nodes.clone();
-        measure("dirty_read (local)", a.threads, a.items, move |t, i| {
-            n[target]
-                .dirty_read(format!("bench-{t}-{i}").as_bytes())
-                .expect("dirty read");
+        measure("dirty_read (local)", a.threads, items * rounds, move |t, i| {
+            n[target].dirty_read(key(t, i).as_bytes()).expect("dirty read");
         });
     }
     for n in nodes.iter() {

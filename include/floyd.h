@@ -419,6 +419,22 @@ int floyd_add_server(floyd_t *f, const char *server, char **errmsg);
 int floyd_remove_server(floyd_t *f, const char *server, char **errmsg);
 
 /**
+ * Hands leadership to voter `server` ("ip:port", Raft dissertation §3.10): the leader catches
+ * it up and has it campaign at once; returns once `server` leads (`FLOYD_OK` at once if it does).
+ * Asked of a follower, it is forwarded to the leader. Writes made meanwhile wait for the handover.
+ *
+ * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks until
+ * `server` leads, at most about three election timeouts (`check_leader_us`).
+ * Ownership: `server` (NUL-terminated) is borrowed and copied; `errmsg` may be NULL, else on
+ * failure `*errmsg` gets a message to free with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `server`, a bad address, a server that
+ * is not a voter); FLOYD_TIMEOUT (`server` did not take over in time, e.g. it is down: the old
+ * leader leads on and takes writes again); nothing started: FLOYD_BUSY (a membership change or
+ * another transfer runs), FLOYD_NO_LEADER; FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_transfer_leader(floyd_t *f, const char *server, char **errmsg);
+
+/**
  * The leader's "ip:port" as this node knows it, in `*ip_port`.
  *
  * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
@@ -631,6 +647,17 @@ int floyd_options_set_single_mode(floyd_options_t *opts, bool on);
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
  */
 int floyd_options_set_join(floyd_options_t *opts, bool on);
+
+/**
+ * Lease reads (default off): a leader whose lease holds serves `floyd_read` without a
+ * confirmation round. Safe only if every member runs the same `check_leader_us` and
+ * clocks advance within 10% of each other; see `Options::lease_reads`.
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_lease_reads(floyd_options_t *opts, bool on);
 
 /**
  * Routes log lines (at or above the node's level) to `cb`, called on the node's

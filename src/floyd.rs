@@ -190,6 +190,26 @@ impl Floyd {
         self.execute(CommandKind::RemoveServer { server }).map(|_| ())
     }
 
+    /// Hands leadership to voter `server` (`"ip:port"`, dissertation §3.10):
+    /// the leader brings it up to date and tells it to campaign at once;
+    /// returns once `server` leads (at once if it does already). A follower
+    /// forwards the request to the leader. Writes made meanwhile wait for the
+    /// handover (an election timeout at most) and are then applied by this
+    /// leader or retried on the new one.
+    ///
+    /// `Timeout` if `server` did not take over within about two election
+    /// timeouts (it is down or cut off, say): the old leader leads on and
+    /// takes writes again. `InvalidArgument` for a server that is not a
+    /// voter; `Busy` while a membership change or another transfer runs.
+    pub fn transfer_leader(&self, server: &str) -> Result<()> {
+        let server = crate::options::canonical_member(server)?;
+        // Room for the leader's own wait, finding it, and its answer.
+        let election = std::time::Duration::from_micros(self.node.opts.check_leader_us);
+        let timeout = runtime::transfer::transfer_timeout(&self.node.opts) + election;
+        self.execute_within(CommandKind::TransferLeader { server }, timeout)
+            .map(|_| ())
+    }
+
     /// The leader's `"ip:port"`, if one is known.
     pub fn get_leader(&self) -> Option<String> {
         self.node.leader()
@@ -287,9 +307,14 @@ impl Floyd {
     /// Runs a command on the leader (forwarding it if this node is a follower),
     /// retrying while it is certain the command was not applied.
     fn execute(&self, cmd: CommandKind) -> Result<Bytes> {
+        self.execute_within(cmd, self.node.opts.request_timeout)
+    }
+
+    /// [`Floyd::execute`] with a deadline of `timeout` from now.
+    fn execute_within(&self, cmd: CommandKind, timeout: std::time::Duration) -> Result<Bytes> {
         cmd.validate()?;
         let start = Instant::now();
-        let deadline = start + self.node.opts.request_timeout;
+        let deadline = start + timeout;
         let leader_deadline = (start + self.node.opts.leader_wait).min(deadline);
         loop {
             self.node.check_usable()?;

@@ -101,6 +101,16 @@ pub struct Options {
     /// Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited),
     /// so a snapshot does not starve replication on a shared link.
     pub snapshot_bytes_per_sec: u64,
+    /// Lease reads (default off): a leader that heard from a majority within
+    /// its lease serves `read` at once, without a confirmation round. The
+    /// lease is 90% of (`check_leader_us` minus two ticks), timed from when
+    /// the confirmed heartbeat was *sent*; a leader whose lease lapsed, or
+    /// that is handing leadership over, uses ReadIndex. Safe only if every
+    /// member runs the same `check_leader_us` and clocks advance at rates
+    /// within 10% of each other (no VM pauses hiding a leader's stall from
+    /// its own clock); a restarted member then refuses votes for one
+    /// election timeout.
+    pub lease_reads: bool,
     /// For tests only: the process aborts (as if killed with `kill -9`) at
     /// the named failpoint (`snapshot-staged`, `snapshot-committed`,
     /// `install-received`, `install-reset`). Not part of the API.
@@ -138,6 +148,7 @@ impl Options {
             snapshot_keep_entries: 5_000,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_bytes_per_sec: 64 << 20,
+            lease_reads: false,
             fail_spawn_of: None,
             crash_at: None,
         }

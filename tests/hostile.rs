@@ -77,6 +77,7 @@ fn forgeries(me: &str, leader: &str, term: u64, last: u64) -> Vec<Body> {
             last_log_index: u64::MAX,
             last_log_term: u64::MAX,
             pre_vote: false,
+            leader_transfer: false,
         }),
         // Over `me`'s connection, but in the leader's name.
         Body::AppendEntries(AppendEntries {

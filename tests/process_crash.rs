@@ -228,6 +228,23 @@ fn a_frozen_leader_is_replaced_and_rejoins_as_a_follower_without_losing_writes()
     assert_eq!(c.proc(old).call("get before"), "OK freeze");
 }
 
+/// floyd-node's `transfer` command (dissertation §3.10), asked of a follower.
+#[test]
+fn section_3_10_the_transfer_command_hands_leadership_to_the_named_node() {
+    let mut c = ProcessCluster::start(3);
+    let old = c.wait_for_leader();
+    c.put_acknowledged(old, "before", "transfer");
+    let target = (old + 1) % 3;
+    let via = (old + 2) % 3;
+    let name = format!("127.0.0.1:{}", c.ports[target]);
+    assert_eq!(c.proc(via).call(&format!("transfer {name}")), "OK");
+    assert_eq!(c.wait_for_leader(), target);
+    let refused = c.proc(target).call("transfer 127.0.0.1:1");
+    assert!(refused.starts_with("ERR InvalidArgument"), "{refused}");
+    c.put_acknowledged(old, "after", "transfer");
+    assert_eq!(c.proc(target).call("get before"), "OK transfer");
+}
+
 #[test]
 fn a_leader_cut_off_from_its_majority_steps_down_and_serves_nothing() {
     let mut c = ProcessCluster::start(3);

@@ -1,6 +1,7 @@
-//! Linearizable reads by ReadIndex on live clusters (issue 11, item 1):
-//! reads write nothing to the log, see every acknowledged write from every
-//! node, and a leader cut off from its majority never answers a stale value.
+//! Linearizable reads by ReadIndex (issue 11, item 1) and by lease (item 2)
+//! on live clusters: reads write nothing to the log, see every acknowledged
+//! write from every node, and a leader cut off from its majority never
+//! answers a stale value.
 
 mod common;
 
@@ -49,11 +50,51 @@ fn section6_4_a_read_from_any_node_sees_every_write_acknowledged_before_it() {
 /// newer value, never the value it had.
 #[test]
 fn section6_4_a_partitioned_leader_never_returns_a_value_older_than_an_acknowledged_write() {
-    let c = Cluster::start(3);
+    partitioned_leader_serves_nothing_stale(&Cluster::start(3));
+}
+
+/// The same with lease reads: the old leader's lease ends before the
+/// majority can elect another (its voters refuse candidates meanwhile).
+#[test]
+fn section6_4_1_a_partitioned_leader_never_serves_a_stale_value_on_its_lease() {
+    let c = Cluster::start_tweaked(3, |mut o| {
+        o.lease_reads = true;
+        o
+    });
+    partitioned_leader_serves_nothing_stale(&c);
+}
+
+#[test]
+fn section6_4_1_lease_reads_see_every_write_acknowledged_before_them() {
+    let c = Cluster::start_tweaked(3, |mut o| {
+        o.lease_reads = true;
+        o
+    });
+    let leader = c.wait_for_leader();
+    let before = c.node(leader).server_status().last_log_index;
+    for i in 0..300 {
+        let value = format!("v{i}");
+        c.write_retrying(i % 3, b"k", value.as_bytes());
+        assert_eq!(
+            c.node((i + 1) % 3).read(b"k").unwrap(),
+            value.as_bytes(),
+            "read {i}"
+        );
+        assert_eq!(c.node(leader).read(b"k").unwrap(), value.as_bytes(), "read {i}");
+    }
+    assert_eq!(
+        c.node(leader).server_status().last_log_index,
+        before + 300,
+        "one entry per write, none for a read"
+    );
+}
+
+fn partitioned_leader_serves_nothing_stale(c: &Cluster) {
     for round in 0..3 {
         let old = c.wait_for_leader();
         let before = format!("before{round}");
         c.write_retrying(old, b"k", before.as_bytes());
+        assert_eq!(c.node(old).read(b"k").unwrap(), before.as_bytes());
         let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
         let cut = Duration::from_secs(4);
         for &o in &others {

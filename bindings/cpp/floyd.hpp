@@ -387,6 +387,9 @@ struct Options {
   // (floyd) InstallSnapshot chunk size and per-follower rate (0: unlimited).
   uint64_t snapshot_chunk_bytes;
   uint64_t snapshot_bytes_per_sec;
+  // (floyd) Lease reads: a leader whose lease holds reads without a round
+  // (off by default; needs equal check_leader_us everywhere, drift < 10%).
+  bool lease_reads;
 
   // Splits "ip:port,ip:port,..." into members (replacing them), trimming blanks.
   void SetMembers(const std::string& cluster_string) {
@@ -427,7 +430,8 @@ struct Options {
       << "       snapshot_log_bytes : " << snapshot_log_bytes << "\n"
       << "    snapshot_keep_entries : " << snapshot_keep_entries << "\n"
       << "     snapshot_chunk_bytes : " << snapshot_chunk_bytes << "\n"
-      << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n";
+      << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n"
+      << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n";
     return s.str();
   }
 
@@ -445,7 +449,8 @@ struct Options {
         snapshot_log_bytes(32u << 20),
         snapshot_keep_entries(5000),
         snapshot_chunk_bytes(1u << 20),
-        snapshot_bytes_per_sec(64u << 20) {}
+        snapshot_bytes_per_sec(64u << 20),
+        lease_reads(false) {}
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
@@ -462,7 +467,8 @@ struct Options {
         snapshot_log_bytes(32u << 20),
         snapshot_keep_entries(5000),
         snapshot_chunk_bytes(1u << 20),
-        snapshot_bytes_per_sec(64u << 20) {
+        snapshot_bytes_per_sec(64u << 20),
+        lease_reads(false) {
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
@@ -602,6 +608,13 @@ class Floyd {
   // last voter, IsBusy() while another change is in progress.
   Status RemoveServer(const std::string& out_server) { return Change(floyd_remove_server, out_server); }
 
+  // Hands leadership to voter "ip:port" (Raft dissertation 3.10); returns
+  // once it leads (at once if it does already); a follower forwards it.
+  // IsTimeout() if it did not take over in time (it is down, say: the old
+  // leader leads on), IsInvalidArgument() for a non-voter, IsBusy() while a
+  // membership change or another transfer runs.
+  Status TransferLeader(const std::string& server) { return Change(floyd_transfer_leader, server); }
+
   // True and the leader's "ip:port" in *ip_port when a leader is known.
   bool GetLeader(std::string* ip_port) {
     char* p = nullptr;
@@ -693,6 +706,7 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_keep_entries(o, options.snapshot_keep_entries);
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_chunk_bytes(o, options.snapshot_chunk_bytes);
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_bytes_per_sec(o, options.snapshot_bytes_per_sec);
+    if (rc == FLOYD_OK) rc = floyd_options_set_lease_reads(o, options.lease_reads);
     if (rc != FLOYD_OK) {
       floyd_options_free(o);
       return Status::FromCode(rc, "setting options failed");

@@ -3,7 +3,7 @@
 //! ```text
 //! floyd-node --members 127.0.0.1:8901,127.0.0.1:8902,127.0.0.1:8903 \
 //!            --ip 127.0.0.1 --port 8901 --path /tmp/n1 [--heartbeat-us N] [--check-leader-us N] [--join]
-//!            [--snapshot-entries N] [--snapshot-keep N] [--snapshot-rate BYTES_PER_SEC]
+//!            [--snapshot-entries N] [--snapshot-keep N] [--snapshot-rate BYTES_PER_SEC] [--lease-reads]
 //! ```
 //! With `--join` the node starts empty and waits to be added (`add` on any
 //! member); `--members` then lists the existing members and need not name it.
@@ -11,8 +11,9 @@
 //! Commands, one per line; each answer is one line starting with `OK`,
 //! `NOT_FOUND` or `ERR <kind>(<message>)`:
 //! `put K V`, `get K`, `dirty K`, `del K`, `lock NAME HOLDER TTL_MS` (`OK <token>`),
-//! `unlock NAME HOLDER`, `add IP:PORT`, `remove IP:PORT`, `servers` (`OK a,b,…`),
-//! `leader`, `status`, `quit`.
+//! `unlock NAME HOLDER`, `add IP:PORT`, `remove IP:PORT`, `transfer IP:PORT` (hands
+//! leadership to that voter; `OK` once it leads), `servers` (`OK a,b,…`), `leader`,
+//! `status`, `quit`.
 
 use floyd::{Error, Floyd, Options};
 use std::io::{BufRead, Write};
@@ -35,6 +36,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         o.check_leader_us = v.parse().map_err(|_| "bad --check-leader-us".to_string())?;
     }
     o.join = args.iter().any(|a| a == "--join");
+    o.lease_reads = args.iter().any(|a| a == "--lease-reads");
     let number = |name: &str| -> Result<Option<u64>, String> {
         arg(args, name)
             .map(|v| v.parse().map_err(|_| format!("bad {name}")))
@@ -80,6 +82,7 @@ fn execute(f: &Floyd, line: &str) -> Option<String> {
         ["unlock", name, holder] => answer(f.unlock(name.as_bytes(), holder.as_bytes()).map(|_| None)),
         ["add", server] => answer(f.add_server(server).map(|_| None)),
         ["remove", server] => answer(f.remove_server(server).map(|_| None)),
+        ["transfer", server] => answer(f.transfer_leader(server).map(|_| None)),
         ["servers"] => format!("OK {}", f.get_all_servers().join(",")),
         ["leader"] => format!("OK {}", f.get_leader().unwrap_or_default()),
         ["status"] => format!("OK {}", f.server_status().to_json()),

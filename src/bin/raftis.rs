@@ -24,14 +24,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT --path DIR
-              [--port 6379] [--http-port PORT] [--bind IP] [--join]
+              [--port 6379] [--http-port PORT] [--bind IP] [--join] [--lease-reads]
               [--max-clients 10000] [--heartbeat-us N] [--check-leader-us N] [--log-level debug|info|warn|error]
   --members      every member's Raft address (with --join: the existing members)
   --local        this node's Raft address (peers connect here; peer sockets bind to its IP)
   --path         data directory (Raft log, state machine, LOG)
   --port         Redis-protocol port (default 6379), on --bind (default: --local's IP)
   --http-port    HTTP API port (default: none)
-  --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)";
+  --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)
+  --lease-reads  a leader whose lease holds serves GET without a confirmation round";
 
 struct Args {
     opts: Options,
@@ -45,6 +46,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut it = argv.iter();
     let (mut members, mut local, mut path) = (None, None, None);
     let (mut port, mut http_port, mut bind, mut join) = (6379u16, None, None, false);
+    let mut lease_reads = false;
     let (mut heartbeat, mut check_leader, mut max_clients, mut level) =
         (None, None, 10_000usize, LogLevel::Info);
     fn num<T: std::str::FromStr>(name: &str, v: Option<&String>) -> Result<T, String> {
@@ -72,6 +74,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                 }
             }
             "--join" => join = true,
+            "--lease-reads" => lease_reads = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -87,6 +90,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         .map_err(|_| format!("--local {local:?} is not IP:PORT"))?;
     let mut opts = Options::new(&members, &local.ip().to_string(), local.port(), path);
     opts.join = join;
+    opts.lease_reads = lease_reads;
     opts.log_level = level;
     if let Some(h) = heartbeat {
         opts.heartbeat_us = h;

@@ -30,9 +30,10 @@ impl RaftCore {
             _ => {}
         }
         if term > self.term {
-            if let Message::RequestVote(_) = msg {
-                if self.in_leader_lease() {
-                    // A leader is alive: a disruptive candidate must not depose it (§9.6).
+            if let Message::RequestVote(m) = msg {
+                // A leader is alive: a disruptive candidate must not depose it
+                // (§9.6), unless that leader asked for the election (§3.10).
+                if self.in_leader_lease() && !m.leader_transfer {
                     return false;
                 }
             }
@@ -70,13 +71,15 @@ impl RaftCore {
 
     /// Whether this node has heard from a live leader within an election timeout.
     pub(super) fn in_leader_lease(&self) -> bool {
-        self.cfg.check_quorum && self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks
+        // (Or, with lease reads, within an election timeout of a restart.)
+        let heard = self.leader.is_some() || self.boot_quiet;
+        self.cfg.check_quorum && heard && self.election_elapsed < self.cfg.election_ticks
     }
 
     pub(super) fn handle_request_vote(&mut self, from: &str, m: RequestVote) {
         let log_ok = self.log.is_up_to_date(m.last_log_index, m.last_log_term);
         if m.pre_vote {
-            let grant = m.term > self.term && log_ok && !self.in_leader_lease();
+            let grant = m.term > self.term && log_ok && (m.leader_transfer || !self.in_leader_lease());
             let term = if grant { m.term } else { self.term };
             let reply = self.vote_response(grant, true, term);
             self.send(from, reply);
@@ -141,13 +144,23 @@ impl RaftCore {
         self.leader = None;
         self.start_tally();
         self.reset_randomized_timeout();
-        self.request_votes(true);
+        self.request_votes(true, false);
         if self.votes.len() >= self.quorum() {
             self.become_candidate();
         }
     }
 
     fn become_candidate(&mut self) {
+        self.become_candidate_for(false);
+    }
+
+    /// A transfer target (§3.10) campaigns at once, without pre-vote: its
+    /// leader vouches that the cluster is healthy and its log up to date.
+    pub(super) fn campaign_for_transfer(&mut self) {
+        self.become_candidate_for(true);
+    }
+
+    fn become_candidate_for(&mut self, leader_transfer: bool) {
         self.role = Role::Candidate;
         self.term = self.term.saturating_add(1);
         self.vote = Some(self.cfg.id.clone());
@@ -155,7 +168,7 @@ impl RaftCore {
         self.election_elapsed = 0;
         self.start_tally();
         self.reset_randomized_timeout();
-        self.request_votes(false);
+        self.request_votes(false, leader_transfer);
         if self.votes.len() >= self.quorum() {
             self.become_leader();
         }
@@ -168,7 +181,7 @@ impl RaftCore {
         }
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
+    fn request_votes(&mut self, pre_vote: bool, leader_transfer: bool) {
         let term = if pre_vote {
             self.term.saturating_add(1)
         } else {
@@ -185,6 +198,7 @@ impl RaftCore {
                 last_log_index: self.log.last_index(),
                 last_log_term: self.log.last_term(),
                 pre_vote,
+                leader_transfer,
             });
             if pre_vote {
                 self.send(&peer, msg);
@@ -208,6 +222,7 @@ impl RaftCore {
         self.progress.clear();
         self.catch_up = None;
         self.deferred_change = None;
+        self.end_transfer();
         self.term_start_index = u64::MAX;
         self.reset_randomized_timeout();
     }
@@ -269,5 +284,6 @@ impl RaftCore {
             self.send_heartbeats();
         }
         self.tick_catch_up();
+        self.tick_transfer();
     }
 }

@@ -158,6 +158,9 @@ pub enum ConfChangeError {
     NotMember(NodeId),
     #[error("{0} is the last voter: a cluster cannot remove it")]
     LastVoter(NodeId),
+    /// Retry once the leadership transfer to this node is over (§3.10).
+    #[error("leadership is being transferred to {0}")]
+    Transferring(NodeId),
 }
 
 /// A learner being caught up (§4.2.1): rounds end when it has everything the
@@ -228,6 +231,10 @@ impl RaftCore {
         }
         if let Some(c) = &self.deferred_change {
             return Err(ConfChangeError::InProgress(format!("{c:?} waits to be appended")));
+        }
+        if let Some(target) = self.transferring_to() {
+            // §3.10: the target must stay a voter, and the log must stay put.
+            return Err(ConfChangeError::Transferring(target.to_string()));
         }
         let (index, m) = self.configs.latest();
         if index > self.commit {
@@ -331,6 +338,10 @@ impl RaftCore {
         // A promotion is a configuration change: one at a time, and none
         // before this leader has committed an entry of its term (§4.2).
         if index > self.commit || self.deferred_change.is_some() || self.commit < self.term_start_index {
+            return;
+        }
+        if self.transfer_in_progress() {
+            // A promotion is a change too, and would move the transfer's target index.
             return;
         }
         let last = self.log.last_index();

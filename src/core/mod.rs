@@ -19,17 +19,19 @@ mod replication;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod validate;
 
 pub use log::RaftLog;
 pub use membership::{CatchUp, ConfChange, ConfChangeAccepted, ConfChangeError, ConfigHistory, Membership};
 pub use progress::{Progress, ProgressState};
 pub use read::ReadState;
+pub use transfer::TransferError;
 pub use validate::{Rejected, MAX_WIRE_VALUE};
 
 use crate::wire::{
     AppendEntries, AppendEntriesResponse, Entry, InstallSnapshot, ReadIndexRequest, ReadIndexResponse,
-    RequestVote, RequestVoteResponse, SnapshotMeta,
+    RequestVote, RequestVoteResponse, SnapshotMeta, TimeoutNow,
 };
 use bytes::Bytes;
 use rand::rngs::SmallRng;
@@ -52,6 +54,8 @@ pub enum Message {
     InstallSnapshot(InstallSnapshot),
     ReadIndexRequest(ReadIndexRequest),
     ReadIndexResponse(ReadIndexResponse),
+    /// Leader → transfer target: start an election now (§3.10).
+    TimeoutNow(TimeoutNow),
 }
 
 impl Message {
@@ -65,6 +69,7 @@ impl Message {
             Message::InstallSnapshot(m) => m.term,
             Message::ReadIndexRequest(m) => m.term,
             Message::ReadIndexResponse(m) => m.term,
+            Message::TimeoutNow(m) => m.term,
         }
     }
 }
@@ -121,6 +126,11 @@ pub struct Config {
     pub max_inflight: usize,
     pub pre_vote: bool,
     pub check_quorum: bool,
+    /// Lease reads (dissertation §6.4.1), in µs of the runtime's monotonic
+    /// clock; 0 = off. Must be shorter than the shortest time a follower
+    /// refuses votes after hearing from its leader (`election_ticks - 1`
+    /// ticks), by the bound on clock drift. Needs `check_quorum`.
+    pub lease_us: u64,
 }
 
 impl Config {
@@ -136,6 +146,7 @@ impl Config {
             max_inflight: 64,
             pre_vote: true,
             check_quorum: true,
+            lease_us: 0,
         }
     }
 }
@@ -212,10 +223,17 @@ impl Ready {
     }
 }
 
-/// Why a proposal was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotLeader {
-    pub leader: Option<NodeId>,
+/// Why a proposal was refused; nothing was appended, so it may be retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// Retry on the leader, if one is known.
+    #[error("this node is not the leader")]
+    NotLeader { leader: Option<NodeId> },
+    /// §3.10: this leader hands over to `target` and appends nothing
+    /// meanwhile; retry once the transfer is over (on `target` if it won).
+    #[error("leadership is being transferred to {target}")]
+    Transferring { target: NodeId },
 }
 
 /// A snapshot of the core's state, for status pages and invariant checks.
@@ -232,6 +250,8 @@ pub struct CoreStatus {
     pub applied: u64,
     pub stable_index: u64,
     pub first_log_index: u64,
+    /// Leader: the target of a leadership transfer under way (§3.10).
+    pub transferring_to: Option<NodeId>,
 }
 
 /// The Raft state machine of one node.
@@ -271,8 +291,15 @@ pub struct RaftCore {
     /// Latest wall-clock time the runtime reported (ms since the epoch),
     /// stamped on the entries this node appends as leader.
     clock_ms: u64,
+    /// Latest monotonic time the runtime reported (µs): when a lease round was sent.
+    mono_us: u64,
+    /// With lease reads, a node refuses votes for an election timeout after
+    /// it starts: it may have acknowledged a leader's lease before a restart.
+    boot_quiet: bool,
     /// Hard state as last handed out in a Ready.
     last_hard_state: HardState,
+    /// Leader: the leadership transfer under way (§3.10).
+    transfer: Option<transfer::Transfer>,
     ready: Ready,
 }
 
@@ -316,7 +343,10 @@ impl RaftCore {
             pending_install: None,
             reads: Default::default(),
             clock_ms: 0,
+            mono_us: 0,
+            boot_quiet: cfg.lease_us > 0,
             last_hard_state: HardState { commit, ..hs },
+            transfer: None,
             ready: Ready::default(),
             cfg,
         };
@@ -372,6 +402,7 @@ impl RaftCore {
             applied: self.applied,
             stable_index: self.log.stable_index(),
             first_log_index: self.log.first_index(),
+            transferring_to: self.transferring_to().map(str::to_string),
         }
     }
 
@@ -395,6 +426,9 @@ impl RaftCore {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
+            if self.election_elapsed >= self.cfg.election_ticks {
+                self.boot_quiet = false;
+            }
             if !self.may_campaign() {
                 // Learners, removed and joining nodes never campaign (§4.2.3),
                 // but for a voter whose removal it has not seen committed.
@@ -425,15 +459,22 @@ impl RaftCore {
             Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
             Message::ReadIndexRequest(m) => self.handle_read_index_request(from, m),
             Message::ReadIndexResponse(m) => self.handle_read_index_response(m),
+            Message::TimeoutNow(m) => self.handle_timeout_now(from, m),
         }
         Ok(())
     }
 
     /// Appends client commands to the leader's log; returns each one's (index, term).
-    pub fn propose(&mut self, payloads: Vec<Bytes>) -> Result<Vec<(u64, u64)>, NotLeader> {
+    pub fn propose(&mut self, payloads: Vec<Bytes>) -> Result<Vec<(u64, u64)>, ProposeError> {
         if self.role != Role::Leader {
-            return Err(NotLeader {
+            return Err(ProposeError::NotLeader {
                 leader: self.leader.clone(),
+            });
+        }
+        if let Some(target) = self.transferring_to() {
+            // §3.10: the target must reach our last index, so it stays put.
+            return Err(ProposeError::Transferring {
+                target: target.to_string(),
             });
         }
         let kind = crate::wire::EntryType::EntryCommand as i32;
@@ -487,6 +528,12 @@ impl RaftCore {
     /// on the entries it appends. Never goes back.
     pub fn set_clock(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);
+    }
+
+    /// Reports the monotonic clock (µs from any fixed origin), which times
+    /// lease rounds. Never goes back.
+    pub fn set_monotonic(&mut self, now_us: u64) {
+        self.mono_us = self.mono_us.max(now_us);
     }
 
     fn quorum(&self) -> usize {

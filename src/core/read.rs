@@ -53,7 +53,18 @@ pub(super) struct ReadTracker {
     before_first_commit: Vec<(u64, Option<NodeId>)>,
     /// Follower: reads asked of the leader, not answered yet.
     asked: Vec<u64>,
+    /// Lease reads: when each unconfirmed round was sent (µs), oldest first.
+    sent_at: VecDeque<(u64, u64)>,
+    /// Lease reads: the lease holds before this time (µs).
+    lease_until: u64,
+    /// A `TimeoutNow` went out in this term: voters may elect its target
+    /// whatever they answered, so no round of this term proves a lease.
+    lease_void: bool,
 }
+
+/// Rounds whose send time is kept for the lease; beyond, the oldest are
+/// forgotten (their confirmation then extends nothing: only conservative).
+const MAX_TIMED_ROUNDS: usize = 1024;
 
 impl RaftCore {
     /// Asks for a linearizable read, named `ctx` by the caller. The answer
@@ -81,6 +92,10 @@ impl RaftCore {
             self.reads.before_first_commit.push((ctx, from));
             return;
         }
+        if let Some(index) = self.lease_read_index(self.mono_us) {
+            // (A follower's request: `mono_us` was set when it arrived.)
+            return self.serve_read(ctx, from, index);
+        }
         if self.membership().voters.len() == 1 && self.is_voter() {
             // Nobody else could have been elected: no round needed.
             return self.serve_read(ctx, from, self.commit);
@@ -88,8 +103,7 @@ impl RaftCore {
         let index = self.commit;
         // One round per call: the runtime names every read that arrived
         // meanwhile with one ctx, so a round serves them all.
-        self.reads.seq += 1;
-        let seq = self.reads.seq;
+        let seq = self.next_read_round();
         self.reads.pending.push_back(PendingRead {
             ctx,
             from,
@@ -97,6 +111,45 @@ impl RaftCore {
             index,
         });
         self.broadcast_append(true);
+    }
+
+    /// Starts a round: the AppendEntries sent next carry it. With lease
+    /// reads, its send time is kept: once confirmed, the lease runs from it.
+    pub(super) fn next_read_round(&mut self) -> u64 {
+        self.reads.seq += 1;
+        if self.cfg.lease_us > 0 {
+            if self.reads.sent_at.len() == MAX_TIMED_ROUNDS {
+                self.reads.sent_at.pop_front();
+            }
+            // `mono_us` is at or before the real send time: the lease only shortens.
+            self.reads.sent_at.push_back((self.reads.seq, self.mono_us));
+        }
+        self.reads.seq
+    }
+
+    /// Lease read (dissertation §6.4.1): the index a read at `now_us` may be
+    /// served at without a round, if this leader's lease holds then. The
+    /// lease runs from when a round a quorum confirmed was sent, for
+    /// `lease_us`; voters that confirmed it refuse other candidates longer
+    /// than that. `None`: use ReadIndex.
+    pub fn lease_read_index(&self, now_us: u64) -> Option<u64> {
+        let holds = self.cfg.lease_us > 0
+            && self.role == Role::Leader
+            && self.commit >= self.term_start_index
+            && !self.transfer_in_progress()
+            && !self.reads.lease_void
+            && (now_us < self.reads.lease_until || self.is_sole_voter());
+        holds.then_some(self.commit)
+    }
+
+    /// No more lease reads until leadership changes (a new term, a new tracker).
+    pub(super) fn void_lease_for_this_term(&mut self) {
+        self.reads.lease_until = 0;
+        self.reads.lease_void = true;
+    }
+
+    fn is_sole_voter(&self) -> bool {
+        self.is_voter() && self.membership().voters.len() == 1
     }
 
     /// Leader: a follower asks for a read index.
@@ -137,12 +190,13 @@ impl RaftCore {
                 self.reads.acked.insert(from.to_string(), seq);
             }
         }
-        if !self.reads.pending.is_empty() {
+        if !self.reads.pending.is_empty() || !self.reads.sent_at.is_empty() {
             self.serve_confirmed_reads();
         }
     }
 
-    /// Serves every pending read whose round a quorum of voters has answered.
+    /// Serves every pending read whose round a quorum of voters has
+    /// answered, and extends the lease to the latest such round.
     fn serve_confirmed_reads(&mut self) {
         let m = self.membership();
         let me = m.is_voter(&self.cfg.id);
@@ -162,6 +216,14 @@ impl RaftCore {
         while self.reads.pending.front().is_some_and(|r| r.seq <= confirmed) {
             let r = self.reads.pending.pop_front().expect("checked");
             self.serve_read(r.ctx, r.from, r.index);
+        }
+        while let Some(&(seq, sent)) = self.reads.sent_at.front() {
+            if seq > confirmed {
+                break;
+            }
+            self.reads.sent_at.pop_front();
+            let until = sent.saturating_add(self.cfg.lease_us);
+            self.reads.lease_until = self.reads.lease_until.max(until);
         }
     }
 

@@ -17,7 +17,7 @@ impl RaftCore {
 
     /// Sends the next batch of entries to `peer` if its progress allows, or
     /// the snapshot if it needs entries compacted away; returns whether anything was sent.
-    fn send_append(&mut self, peer: &str) -> bool {
+    pub(super) fn send_append(&mut self, peer: &str) -> bool {
         let max_inflight = self.cfg.max_inflight;
         let Some(pr) = self.progress.get(peer) else {
             return false;
@@ -86,6 +86,10 @@ impl RaftCore {
     }
 
     pub(super) fn send_heartbeats(&mut self) {
+        if self.cfg.lease_us > 0 {
+            // Every heartbeat renews the lease once a quorum answers it.
+            self.next_read_round();
+        }
         let patience = [self.snapshot_patience(false), self.snapshot_patience(true)];
         for peer in self.replication_targets() {
             let Some(pr) = self.progress.get_mut(&peer) else {
@@ -221,6 +225,9 @@ impl RaftCore {
                 if news {
                     self.advance_catch_up();
                 }
+            }
+            if news {
+                self.send_timeout_now_if_caught_up();
             }
             return;
         }

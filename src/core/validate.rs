@@ -62,6 +62,7 @@ impl RaftCore {
             Message::InstallSnapshot(m) => &m.leader,
             Message::ReadIndexRequest(m) => &m.from,
             Message::ReadIndexResponse(m) => &m.from,
+            Message::TimeoutNow(m) => &m.from,
         };
         if named != from {
             return Err(Rejected::SenderMismatch {
@@ -81,6 +82,8 @@ impl RaftCore {
             Message::InstallSnapshot(m) => validate_install(m),
             Message::ReadIndexRequest(_) => Ok(()),
             Message::ReadIndexResponse(m) => in_range("read index", m.index),
+            // (Heard only from the leader this node follows: see handle_timeout_now.)
+            Message::TimeoutNow(_) => Ok(()),
         }
     }
 

@@ -318,6 +318,27 @@ pub unsafe extern "C" fn floyd_remove_server(
     boundary(errmsg, || node(f)?.remove_server(text(server, "server")?))
 }
 
+/// Hands leadership to voter `server` ("ip:port", Raft dissertation §3.10): the leader catches
+/// it up and has it campaign at once; returns once `server` leads (`FLOYD_OK` at once if it does).
+/// Asked of a follower, it is forwarded to the leader. Writes made meanwhile wait for the handover.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks until
+/// `server` leads, at most about three election timeouts (`check_leader_us`).
+/// Ownership: `server` (NUL-terminated) is borrowed and copied; `errmsg` may be NULL, else on
+/// failure `*errmsg` gets a message to free with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `server`, a bad address, a server that
+/// is not a voter); FLOYD_TIMEOUT (`server` did not take over in time, e.g. it is down: the old
+/// leader leads on and takes writes again); nothing started: FLOYD_BUSY (a membership change or
+/// another transfer runs), FLOYD_NO_LEADER; FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_transfer_leader(
+    f: *mut floyd_t,
+    server: *const c_char,
+    errmsg: *mut *mut c_char,
+) -> c_int {
+    boundary(errmsg, || node(f)?.transfer_leader(text(server, "server")?))
+}
+
 /// The leader's "ip:port" as this node knows it, in `*ip_port`.
 ///
 /// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on

@@ -242,6 +242,18 @@ pub unsafe extern "C" fn floyd_options_set_join(opts: *mut floyd_options_t, on: 
     with_options(opts, |o| o.join = on)
 }
 
+/// Lease reads (default off): a leader whose lease holds serves `floyd_read` without a
+/// confirmation round. Safe only if every member runs the same `check_leader_us` and
+/// clocks advance within 10% of each other; see `Options::lease_reads`.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_lease_reads(opts: *mut floyd_options_t, on: bool) -> c_int {
+    with_options(opts, |o| o.lease_reads = on)
+}
+
 /// Routes log lines (at or above the node's level) to `cb`, called on the node's
 /// threads and inside `floyd_open`; `cb` must be quick and must not call this node's API.
 /// NULL `cb` removes it.

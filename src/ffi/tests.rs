@@ -560,3 +560,39 @@ fn removing_the_leader_makes_it_step_down() {
         );
     }
 }
+
+#[test]
+fn lease_reads_option() {
+    unsafe {
+        assert_eq!(
+            floyd_options_set_lease_reads(null_mut(), true),
+            FLOYD_INVALID_ARGUMENT
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = cstring(dir.path().to_str().unwrap());
+        let port = free_port();
+        let me = cstring(&format!("127.0.0.1:{port}"));
+        let o = floyd_options_new(
+            me.as_ptr(),
+            c"127.0.0.1".as_ptr(),
+            c_int::from(port),
+            path.as_ptr(),
+        );
+        assert_eq!(floyd_options_set_lease_reads(o, true), FLOYD_OK);
+        let mut f: *mut floyd_t = null_mut();
+        assert_eq!(floyd_open(o, &mut f, null_mut()), FLOYD_OK);
+        floyd_options_free(o);
+        assert_eq!(
+            floyd_write(f, c"k".as_ptr(), 1, c"v".as_ptr(), 1, null_mut()),
+            FLOYD_OK
+        );
+        let (mut value, mut len) = (null_mut(), 0usize);
+        assert_eq!(
+            floyd_read(f, c"k".as_ptr(), 1, &mut value, &mut len, null_mut()),
+            FLOYD_OK
+        );
+        assert_eq!(std::slice::from_raw_parts(value.cast::<u8>(), len), b"v");
+        floyd_free(value.cast());
+        floyd_close(f);
+    }
+}

@@ -12,6 +12,7 @@ mod primary;
 pub mod proposals;
 mod reads;
 mod snapshot;
+pub(crate) mod transfer;
 
 use crate::core::{Config, RaftCore, Restored};
 use crate::error::{Error, Result};
@@ -54,7 +55,24 @@ fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>) -> Config
     cfg.election_ticks = ticks(opts.check_leader_us).max(cfg.heartbeat_ticks.saturating_add(1));
     cfg.max_entries_per_message = opts.append_entries_count_once as usize;
     cfg.max_bytes_per_message = opts.append_entries_size_once;
+    if opts.lease_reads {
+        cfg.lease_us = lease_us(cfg.election_ticks, tick_us);
+    }
     cfg
+}
+
+/// The lease: a follower refuses votes for at least `election_ticks - 1`
+/// ticks after hearing from its leader (its first tick may come at once);
+/// one tick less for scheduling, and 10% off for clock drift.
+fn lease_us(election_ticks: u32, tick_us: u64) -> u64 {
+    u64::from(election_ticks.saturating_sub(2)).saturating_mul(tick_us) / 10 * 9
+}
+
+/// Microseconds on the monotonic clock since the first call in this process.
+pub(crate) fn monotonic_us() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Opens the stores, restores the core and starts every thread, all of them
@@ -104,8 +122,17 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
         config: loaded.config,
         snapshot,
     };
-    let mut core = RaftCore::new(core_config(&opts, tick, bootstrap), restored, rand::random());
+    let cfg = core_config(&opts, tick, bootstrap);
+    if opts.lease_reads && cfg.lease_us == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "lease reads need an election timeout of at least 3 ticks (check_leader_us {} with a tick of {} µs)",
+            opts.check_leader_us,
+            tick.as_micros()
+        )));
+    }
+    let mut core = RaftCore::new(cfg, restored, rand::random());
     core.set_clock(wall_clock_ms());
+    core.set_monotonic(monotonic_us());
     let membership = core.membership().clone();
     if core.config_index() > 0 && !opts.join && membership.voters.iter().ne(opts.members.iter()) {
         tracing::warn!(
@@ -251,6 +278,7 @@ impl Runtime {
         self.node.proposals.fail_all(&stopped, &stopped);
         self.node.forwards.fail_all(&stopped);
         self.node.config_waiters.fail_all(&stopped);
+        self.node.transfers.fail_all(&stopped);
         self.node.reads.fail_all(&stopped);
         // Only once no thread of the node is left: the `Floyd` handle (and so
         // the node) may live on, but the directory must open again right away.
@@ -284,5 +312,20 @@ mod tests {
         o.check_leader_us = crate::options::MAX_TIMER_US;
         let cfg = core_config(&o, tick_of(&o), vec![]);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (180_000, 360_000));
+    }
+
+    #[test]
+    fn the_lease_is_shorter_than_the_shortest_vote_lockout_by_the_drift_bound() {
+        let mut o = Options::new("127.0.0.1:1", "127.0.0.1", 1, "/tmp/x");
+        o.lease_reads = true;
+        let tick = tick_of(&o);
+        let cfg = core_config(&o, tick, vec![]);
+        // Defaults: 10 ms ticks, 100 of them; a follower refuses votes for >= 99.
+        assert_eq!(cfg.election_ticks, 100);
+        assert_eq!(cfg.lease_us, 98 * 10_000 / 10 * 9);
+        let lockout = u64::from(cfg.election_ticks - 1) * tick.as_micros() as u64;
+        assert!(cfg.lease_us * 10 / 9 < lockout);
+        o.lease_reads = false;
+        assert_eq!(core_config(&o, tick, vec![]).lease_us, 0);
     }
 }

@@ -5,7 +5,7 @@ use super::faults::Faults;
 use super::forward::{response_from_result, Forwards};
 use super::membership::{ConfigWaiters, Want};
 use super::proposals::{Completion, PendingCommand, Proposals};
-use crate::core::{ConfChange, ConfChangeError, Envelope, Membership, RaftCore, Ready, Role};
+use crate::core::{ConfChange, ConfChangeError, Envelope, Membership, ProposeError, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
 use crate::options::Options;
@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,7 @@ pub struct Node {
     pub reads: super::reads::Reads,
     pub forwards: Forwards,
     pub config_waiters: ConfigWaiters,
+    pub transfers: super::transfer::TransferWaiters,
     /// One link per other member of the configuration in force (and to a
     /// leader outside it); changed as the configuration changes.
     peers: RwLock<HashMap<String, Arc<PeerLink>>>,
@@ -78,6 +79,9 @@ pub struct Node {
     committed_config: AtomicU64,
     primary_tx: Sender<PrimaryEvent>,
     log_tx: Sender<LogEvent>,
+    /// Readies handed to the log writer and not yet written (and their
+    /// messages sent). Changed under the core lock or after a write.
+    log_queued: AtomicUsize,
     /// Taken by the primary thread, which starts the log writer.
     log_rx: Mutex<Option<Receiver<LogEvent>>>,
     apply_tx: Sender<()>,
@@ -116,6 +120,7 @@ impl Node {
             reads: Default::default(),
             forwards: Forwards::default(),
             config_waiters: ConfigWaiters::default(),
+            transfers: Default::default(),
             peers: RwLock::new(HashMap::new()),
             retiring: Mutex::new(HashMap::new()),
             stopped_links: Mutex::new(Vec::new()),
@@ -126,6 +131,7 @@ impl Node {
             committed_config: AtomicU64::new(0),
             primary_tx,
             log_tx,
+            log_queued: AtomicUsize::new(0),
             log_rx: Mutex::new(Some(log_rx)),
             apply_tx,
             watch: Mutex::new(Watch::default()),
@@ -135,6 +141,11 @@ impl Node {
             faults: Faults::default(),
             log,
         }
+    }
+
+    /// The log writer wrote `n` Readies (or gave up on them) and sent their messages.
+    pub(super) fn log_written(&self, n: usize) {
+        self.log_queued.fetch_sub(n, Ordering::AcqRel);
     }
 
     pub(super) fn take_log_receiver(&self) -> Option<Receiver<LogEvent>> {
@@ -231,7 +242,8 @@ impl Node {
         let mut ready = core.ready();
         let mut after = AfterUnlock {
             new_leader: self.note_leader(core.leader()),
-            reads_failed: self.reads.settle(&ready.read_states, &ready.read_failures),
+            reads: self.reads.settle(&ready.read_states, &ready.read_failures),
+            transfers: self.transfers.settle(core),
             ..Default::default()
         };
         if self.failure.lock().is_some() {
@@ -254,7 +266,15 @@ impl Node {
         for env in std::mem::take(&mut ready.messages) {
             self.send_message(env);
         }
-        if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
+        if !ready.needs_persist() && self.log_queued.load(Ordering::Acquire) == 0 {
+            // Nothing to write, and everything produced before is on disk: an
+            // answer waiting for durability (a heartbeat's) may go now,
+            // without a trip through the log writer.
+            for env in std::mem::take(&mut ready.messages_after_persist) {
+                self.send_message(env);
+            }
+        } else if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
+            self.log_queued.fetch_add(1, Ordering::AcqRel);
             let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
         }
         self.wake_apply();
@@ -408,6 +428,8 @@ impl Node {
     pub fn submit_command(&self, cmd: CommandKind, deadline: Instant, done: Completion) {
         if cmd.is_membership() {
             self.change_membership(cmd, deadline, done);
+        } else if let CommandKind::TransferLeader { server } = cmd {
+            self.transfer_leadership(server, deadline, done);
         } else if let CommandKind::Get { key } = cmd {
             // ReadIndex: confirmed leadership, then the local state machine; no log entry.
             self.read_by_index(key, deadline, done);
@@ -473,12 +495,20 @@ impl Node {
                 }
                 None
             }
-            Err(not_leader) => Some((not_leader, pending)),
+            Err(e) => Some((e, pending)),
         });
-        if let Some((not_leader, pending)) = refused {
-            let msg = match not_leader.leader {
-                Some(l) => format!("this node is not the leader ({l} is)"),
-                None => "this node is not the leader".to_string(),
+        if let Some((refusal, pending)) = refused {
+            if let ProposeError::Transferring { .. } = refusal {
+                // §3.10: held until the transfer is over (within an election
+                // timeout), then proposed here or refused as below. (Only this
+                // thread proposes: the wake-up at its end cannot be missed.)
+                return self.hold_back(pending);
+            }
+            let msg = match refusal {
+                ProposeError::NotLeader { leader: Some(l) } => {
+                    format!("this node is not the leader ({l} is)")
+                }
+                _ => "this node is not the leader".to_string(),
             };
             for cmd in pending {
                 (cmd.done)(Err(Error::NoLeader(msg.clone())));
@@ -526,6 +556,7 @@ impl Node {
         self.proposals.fail_all(&failed, &in_doubt);
         self.forwards.fail_all(&in_doubt);
         self.config_waiters.fail_all(&in_doubt);
+        self.transfers.fail_all(&in_doubt);
         let _watch = self.watch.lock();
         self.watch_changed.notify_all();
     }
@@ -556,7 +587,13 @@ impl Handler for Inbound {
     fn on_message(&self, from: &str, msg: crate::core::Message) {
         if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
             node.note_contact(from);
-            if let Err(why) = node.with_core(|core| core.step(from, msg)) {
+            // A follower's read may be served on the lease: time it as it arrives.
+            let now_us = super::monotonic_us();
+            let stepped = node.with_core(|core| {
+                core.set_monotonic(now_us);
+                core.step(from, msg)
+            });
+            if let Err(why) = stepped {
                 tracing::warn!(node = %node.id, peer = %from, reason = %why, "refused a message");
             }
         }
@@ -649,8 +686,9 @@ struct AfterUnlock {
     new_leader: Option<Option<String>>,
     link_error: Option<Error>,
     changes_done: Vec<Completion>,
-    /// Reads whose confirmation round failed (leadership changed).
-    reads_failed: Vec<Completion>,
+    /// What the reads' verdicts left to do.
+    reads: super::reads::Settled,
+    transfers: super::transfer::Settled,
 }
 
 impl AfterUnlock {
@@ -664,10 +702,24 @@ impl AfterUnlock {
         for done in self.changes_done {
             done(Ok(None));
         }
-        for done in self.reads_failed {
+        if let Some(target) = self.transfers.ended {
+            tracing::info!(node = %node.id, target = %target, "leadership transfer over");
+            // The proposals it held back.
+            node.wake_primary();
+        }
+        for (done, result) in self.transfers.answers {
+            done(result);
+        }
+        for done in self.reads.failed {
             done(Err(Error::NoLeader(
                 "leadership changed before the read was confirmed".into(),
             )));
+        }
+        if self.reads.serve {
+            node.serve_reads();
+        }
+        if self.reads.next_round {
+            node.start_read_round();
         }
     }
 }
@@ -686,6 +738,7 @@ fn conf_change_error(e: ConfChangeError) -> Error {
         }
         ConfChangeError::NotLeader { leader: None } => Error::NoLeader("this node is not the leader".into()),
         ConfChangeError::InProgress(m) => Error::Busy(format!("a membership change is in progress: {m}")),
+        ConfChangeError::Transferring(t) => Error::Busy(format!("leadership is being transferred to {t}")),
         e @ (ConfChangeError::NotMember(_) | ConfChangeError::LastVoter(_)) => {
             Error::InvalidArgument(e.to_string())
         }

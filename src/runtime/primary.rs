@@ -67,13 +67,17 @@ fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
         if due > 0 {
             // Election and heartbeat timers live in the core.
             let now_ms = super::wall_clock_ms();
+            let now_us = super::monotonic_us();
             node.with_core(|core| {
                 core.set_clock(now_ms);
+                core.set_monotonic(now_us);
                 (0..due).for_each(|_| core.tick())
             });
             node.proposals.expire(now);
             node.reads.expire(now);
+            node.restart_stalled_reads();
             node.config_waiters.expire(now);
+            node.transfers.expire(now);
             node.reap_links(now);
         }
         if new_command {
@@ -141,6 +145,7 @@ fn run_log_writer(node: Arc<Node>, rx: Receiver<LogEvent>) {
             take(Ok(ev), &mut readies);
         }
         // A clean close still writes what the core already produced.
+        let written = readies.len();
         if node.failure().is_none() {
             if !readies.is_empty() {
                 persist(&node, readies, &mut start);
@@ -150,6 +155,7 @@ fn run_log_writer(node: Arc<Node>, rx: Receiver<LogEvent>) {
                 start = index;
             }
         }
+        node.log_written(written);
         if stop {
             return;
         }

@@ -68,6 +68,14 @@ impl Proposals {
         std::mem::take(&mut *self.pending.lock())
     }
 
+    /// Puts commands that could not be proposed yet back at the head of the
+    /// queue, in order, before anything queued meanwhile.
+    pub fn put_back(&self, mut cmds: Vec<PendingCommand>) {
+        let mut pending = self.pending.lock();
+        cmds.append(&mut pending);
+        *pending = cmds;
+    }
+
     /// Waits for the entry at `index` of `term`.
     pub fn wait_for(&self, index: u64, term: u64, cmd: PendingCommand) {
         let waiter = Waiter {

@@ -2,7 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use crate::wire::{command::Op, AddServer, Command, Custom, Delete, Get, Put, RemoveServer, TryLock, Unlock};
+use crate::wire::{
+    command::Op, AddServer, Command, Custom, Delete, Get, Put, RemoveServer, TransferLeader, TryLock, Unlock,
+};
 use bytes::Bytes;
 use prost::Message as _;
 
@@ -36,6 +38,10 @@ pub enum CommandKind {
         server: String,
     },
     RemoveServer {
+        server: String,
+    },
+    /// Leadership transfer (§3.10): the leader hands over to `server`; never in the log.
+    TransferLeader {
         server: String,
     },
     /// A command for a user-defined state machine (`Floyd::propose`), opaque to floyd.
@@ -73,9 +79,9 @@ impl CommandKind {
                 check_name(name, "lock name")?;
                 check_name(holder, "lock holder")
             }
-            CommandKind::AddServer { server } | CommandKind::RemoveServer { server } => {
-                crate::options::canonical_member(server).map(|_| ())
-            }
+            CommandKind::AddServer { server }
+            | CommandKind::RemoveServer { server }
+            | CommandKind::TransferLeader { server } => crate::options::canonical_member(server).map(|_| ()),
             // (Held to the value limit: it travels in one entry, as a value does.)
             CommandKind::Custom { data } if data.len() > MAX_VALUE_BYTES => Err(Error::InvalidArgument(
                 format!("command of {} bytes exceeds {MAX_VALUE_BYTES}", data.len()),
@@ -101,6 +107,7 @@ impl CommandKind {
             CommandKind::Unlock { name, holder } => Op::Unlock(Unlock { name, holder }),
             CommandKind::AddServer { server } => Op::AddServer(AddServer { server }),
             CommandKind::RemoveServer { server } => Op::RemoveServer(RemoveServer { server }),
+            CommandKind::TransferLeader { server } => Op::TransferLeader(TransferLeader { server }),
             CommandKind::Custom { data } => Op::Custom(Custom { data }),
         };
         Command { op: Some(op) }
@@ -125,6 +132,7 @@ impl CommandKind {
             },
             Some(Op::AddServer(a)) => CommandKind::AddServer { server: a.server },
             Some(Op::RemoveServer(r)) => CommandKind::RemoveServer { server: r.server },
+            Some(Op::TransferLeader(t)) => CommandKind::TransferLeader { server: t.server },
             Some(Op::Custom(c)) => CommandKind::Custom { data: c.data },
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })

@@ -206,8 +206,8 @@ fn apply_command(
         }
         Op::Unlock(u) => return lock::unlock(db, batch, &mut pending.locks, &u.name, &u.holder, at.time),
         // Membership requests become configuration entries, never commands.
-        Op::AddServer(_) | Op::RemoveServer(_) => Err(Error::InvalidArgument(
-            "a membership request in a command entry".into(),
+        Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) => Err(Error::InvalidArgument(
+            "a membership or leadership request in a command entry".into(),
         )),
         // Refused, not fatal: every replica of this cluster answers the same.
         Op::Custom(_) => Err(Error::InvalidArgument(

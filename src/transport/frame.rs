@@ -89,6 +89,7 @@ pub fn message_to_body(msg: Message) -> Option<Body> {
         Message::AppendEntriesResponse(m) => Body::AppendEntriesResponse(m),
         Message::ReadIndexRequest(m) => Body::ReadIndexRequest(m),
         Message::ReadIndexResponse(m) => Body::ReadIndexResponse(m),
+        Message::TimeoutNow(m) => Body::TimeoutNow(m),
         Message::InstallSnapshot(_) => return None,
     })
 }
@@ -103,6 +104,7 @@ pub fn body_to_message(body: Body) -> Result<Message, Body> {
         Body::AppendEntriesResponse(m) => Message::AppendEntriesResponse(m),
         Body::ReadIndexRequest(m) => Message::ReadIndexRequest(m),
         Body::ReadIndexResponse(m) => Message::ReadIndexResponse(m),
+        Body::TimeoutNow(m) => Message::TimeoutNow(m),
         other => return Err(other),
     })
 }

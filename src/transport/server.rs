@@ -27,8 +27,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Version of the frame protocol, checked in the handshake. 2: `config_id`
-/// and `Pong`; 3: `cluster_uid`, configuration entries; 4: snapshot chunks.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// and `Pong`; 3: `cluster_uid`, configuration entries; 4: snapshot chunks;
+/// 5: leadership transfer (`TimeoutNow`, `RequestVote.leader_transfer`, the
+/// `TransferLeader` command): a node of version 4 would drop the frame and
+/// its connection, or refuse the vote.
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Connections served at once; more are refused so a flood cannot exhaust threads.
 const MAX_CONNECTIONS: usize = 256;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);

@@ -395,6 +395,36 @@ static void test_membership_bad_input(void) {
     floyd_options_free(o);
 }
 
+/* Leadership transfer (Raft dissertation section 3.10): through a follower to
+ * the third node, which then leads and serves writes; refusals leave it be. */
+static void test_transfer_leader(void) {
+    int leader = wait_for_leader();
+    CHECK(leader >= 0, "a leader for the transfer tests");
+    if (leader < 0) return;
+    int target = (leader + 1) % NODES, via = (leader + 2) % NODES;
+    char name[64], self[64], *msg = NULL;
+    snprintf(name, sizeof name, "127.0.0.1:%d", ports[target]);
+    snprintf(self, sizeof self, "127.0.0.1:%d", ports[leader]);
+    CHECK(floyd_transfer_leader(nodes[leader], self, NULL) == FLOYD_OK, "transfer to the leader itself: OK");
+    int rc = floyd_transfer_leader(nodes[via], name, &msg);
+    CHECK(rc == FLOYD_OK && msg == NULL, "transfer_leader through a follower");
+    if (rc != FLOYD_OK) printf("     %s: %s\n", floyd_status_str(rc), msg ? msg : "");
+    floyd_free(msg);
+    msg = NULL;
+    CHECK(floyd_is_leader(nodes[target]), "the target leads");
+    CHECK(wait_for_leader() == target, "every node follows the target");
+    CHECK(floyd_write(nodes[leader], "moved", 5, "yes", 3, NULL) == FLOYD_OK, "write through the old leader");
+    CHECK(read_equals(nodes[target], "moved", "yes", 3, 0), "read it back from the new leader");
+    rc = floyd_transfer_leader(nodes[target], "127.0.0.1:1", &msg);
+    CHECK(rc == FLOYD_INVALID_ARGUMENT && msg, "transfer to a non-member");
+    floyd_free(msg);
+    CHECK(floyd_transfer_leader(nodes[target], "not-an-address", NULL) == FLOYD_INVALID_ARGUMENT,
+          "transfer to a bad address");
+    CHECK(floyd_transfer_leader(nodes[target], NULL, NULL) == FLOYD_INVALID_ARGUMENT, "transfer to NULL");
+    CHECK(floyd_transfer_leader(NULL, name, NULL) == FLOYD_INVALID_ARGUMENT, "transfer on a NULL handle");
+    CHECK(floyd_is_leader(nodes[target]), "refusals change nothing");
+}
+
 static void test_codes_and_version(void) {
     CHECK(strcmp(floyd_status_str(FLOYD_OK), "OK") == 0, "status_str(OK)");
     CHECK(strcmp(floyd_status_str(FLOYD_NOT_HOLDER), "NOT_HOLDER") == 0, "status_str(NOT_HOLDER)");
@@ -433,6 +463,7 @@ int main(void) {
         test_locks();
         test_join_and_leave();
         test_membership_bad_input();
+        test_transfer_leader();
     }
     for (int i = 0; i < NODES; i++) floyd_close(nodes[i]);
     char cmd[600];

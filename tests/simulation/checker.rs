@@ -225,6 +225,38 @@ impl Checker {
         ))
     }
 
+    /// The floor of a read beginning now: the highest index known committed
+    /// anywhere, what a live node shows now (`commits`) or what any node
+    /// showed before (the history). Every write acknowledged before is at or
+    /// below it, and a ReadIndex covers it all: the confirming leader holds
+    /// every entry committed in an earlier term and has committed one of its
+    /// own term after them; one committed in its term it committed itself.
+    pub(crate) fn read_floor(&self, commits: impl Iterator<Item = u64>) -> u64 {
+        commits.fold(self.committed.len() as u64, u64::max)
+    }
+
+    /// A read confirmed at `index` (a `ReadState`): the state there or later
+    /// must reflect every write before the read, whatever the node applied by then.
+    pub(crate) fn read_confirmed(&self, node: &str, ctx: u64, floor: u64, index: u64) -> Verdict {
+        if index < floor {
+            return Err(format!(
+                "stale read index: {node} confirmed read ctx {ctx} at {index}, but {floor} was committed before it began"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Linearizable reads: a read served with the state as of `value` (the
+    /// last write applied) saw every write that completed before it began.
+    pub(crate) fn read_served(&self, node: &str, ctx: u64, floor: u64, value: u64) -> Verdict {
+        if value < floor {
+            return Err(format!(
+                "stale read: {node} served read ctx {ctx} at {value}, but {floor} was committed before it began"
+            ));
+        }
+        Ok(())
+    }
+
     /// One change at a time: a log holds at most one configuration entry
     /// above the highest index committed anywhere.
     pub(crate) fn one_config_above_commit(

@@ -28,6 +28,10 @@
 //! machine, with crashes in the middle of installs; restarts load the
 //! stored snapshot into a state machine behind it.
 //!
+//! Clients also read (see `model/reads.rs`): on any live node, by
+//! ReadIndex; a read is served once its node applied the confirmed index,
+//! and must see every write committed before it began (linearizability).
+//!
 //! After every step a [`Checker`] verifies the invariants of
 //! `raft-acceptance.md` that apply to the core (election safety, log
 //! matching, leader completeness, state machine safety, committed entries
@@ -139,6 +143,11 @@ fn simulation_random_seeds() {
             assert!(
                 total.snapshots_taken > 0 && total.installs > 0 && total.restart_loads > 0,
                 "no snapshot taken, installed or loaded at restart: {total:?}"
+            );
+            // Reads were served, some only after waiting to apply their index.
+            assert!(
+                total.reads_served > 0 && total.reads_waited > 0,
+                "no read served, or none waited for its index: {total:?}"
             );
         }
     }
@@ -267,18 +276,30 @@ fn checker_detects_fabricated_violations() {
     assert!(c.one_config_above_commit("n1", [1, 2].into_iter()).is_ok());
     assert!(c.one_config_above_commit("n1", [1, 3].into_iter()).is_ok());
     assert!(c.one_config_above_commit("n1", [3, 4].into_iter()).is_err());
+
+    // Reads: the floor is the highest commit seen (2, above) or shown now;
+    // the confirmed index and the state served must reach it.
+    assert_eq!(c.read_floor([1, 0].into_iter()), 2);
+    assert_eq!(c.read_floor([5, 1].into_iter()), 5);
+    assert!(c.read_confirmed("n1", 7, 5, 5).is_ok());
+    assert!(c.read_confirmed("n1", 7, 5, 4).is_err());
+    assert!(c.read_served("n2", 8, 5, 6).is_ok());
+    assert!(c.read_served("n2", 8, 5, 4).unwrap_err().contains("stale read"));
 }
 
 #[test]
 fn simulation_detects_injected_driver_bugs() {
     // A driver that acknowledges before persisting, forgets truncations, loses
-    // votes or reports a snapshot installed without loading it must be
-    // caught; otherwise the simulation could be passing vacuously.
+    // votes, reports a snapshot installed without loading it, or serves reads
+    // without ReadIndex or without waiting to apply its index must be caught;
+    // otherwise the simulation could be passing vacuously.
     for mutation in [
         Mutation::SendBeforePersist,
         Mutation::IgnoreTruncate,
         Mutation::ForgetVoteOnRestart,
         Mutation::InstallWithoutLoad,
+        Mutation::StaleRead,
+        Mutation::NoApplyWait,
     ] {
         let caught = (0..40).find_map(|seed| run_seed(seed, 3000, Some(mutation)).err());
         let report = caught.unwrap_or_else(|| panic!("{mutation:?} was never detected"));

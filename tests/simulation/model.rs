@@ -6,7 +6,7 @@
 use crate::checker::{Checker, Verdict};
 use bytes::Bytes;
 use floyd::core::{
-    Config, Envelope, HardState, Membership, Message, NodeId, RaftCore, Rejected, Restored, Role,
+    Config, Envelope, HardState, Membership, Message, NodeId, RaftCore, ReadState, Rejected, Restored, Role,
 };
 use floyd::wire::{Entry, SnapshotMeta};
 use rand::rngs::SmallRng;
@@ -108,6 +108,12 @@ pub(crate) enum Mutation {
     /// Reports an installed snapshot (and moves the state machine's applied
     /// index to it) without loading its content into the state machine.
     InstallWithoutLoad,
+    /// Serves a read from the local state machine at once, without asking
+    /// the core (a follower's or a deposed leader's stale read).
+    StaleRead,
+    /// Serves a read as soon as its `ReadState` arrives, without waiting
+    /// for the state machine to apply its index.
+    NoApplyWait,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -153,6 +159,14 @@ pub(crate) struct Stats {
     pub(crate) unreported_offers: usize,
     /// Rounds healing took to converge (the most any seed took).
     pub(crate) heal_rounds: usize,
+    /// Reads begun; served (checked), failed (to retry), served after
+    /// waiting to apply their index, dropped by a crash, never answered.
+    pub(crate) reads: usize,
+    pub(crate) reads_served: usize,
+    pub(crate) reads_failed: usize,
+    pub(crate) reads_waited: usize,
+    pub(crate) reads_dropped: usize,
+    pub(crate) reads_unanswered: usize,
 }
 
 impl Stats {
@@ -186,6 +200,12 @@ impl Stats {
         self.restart_loads += s.restart_loads;
         self.unreported_offers += s.unreported_offers;
         self.heal_rounds = self.heal_rounds.max(s.heal_rounds);
+        self.reads += s.reads;
+        self.reads_served += s.reads_served;
+        self.reads_failed += s.reads_failed;
+        self.reads_waited += s.reads_waited;
+        self.reads_dropped += s.reads_dropped;
+        self.reads_unanswered += s.reads_unanswered;
     }
 }
 
@@ -221,6 +241,8 @@ struct Sim {
     /// Acknowledged proposals: (index, term, payload).
     acked: Vec<(u64, u64, Bytes)>,
     next_payload: u64,
+    /// Clients' reads in progress (see `model/reads.rs`).
+    reads: reads::Reads,
     violation: Option<String>,
     trace: VecDeque<String>,
     /// `FLOYD_SIM_TRACE=1`: print every event as it happens.
@@ -246,6 +268,7 @@ macro_rules! trace {
 mod driver;
 mod faults;
 mod membership;
+mod reads;
 mod ready;
 mod snapshot;
 
@@ -256,6 +279,7 @@ pub(crate) use driver::run_seed;
 fn summary(m: &Message) -> String {
     match m {
         Message::ReadIndexRequest(r) => format!("ReadIndex t{} ctx {}", r.term, r.ctx),
+        Message::TimeoutNow(t) => format!("TimeoutNow t{}", t.term),
         Message::ReadIndexResponse(r) => format!(
             "ReadIndexResp t{} ctx {} at {} ok={}",
             r.term, r.ctx, r.index, r.ok
@@ -385,6 +409,7 @@ impl Sim {
             proposals: HashMap::new(),
             acked: Vec::new(),
             next_payload: 0,
+            reads: reads::Reads::new(n + spares),
             violation: None,
             trace: VecDeque::new(),
             verbose: std::env::var_os("FLOYD_SIM_TRACE").is_some(),

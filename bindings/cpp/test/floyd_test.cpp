@@ -330,6 +330,23 @@ void TestMembership(int leader, int follower) {
   delete solo;
 }
 
+// Leadership moves to the follower, asked of the leader; refusals change nothing.
+void TestTransferLeader(int leader, int follower) {
+  floyd::Floyd* l = g_nodes[leader];
+  CheckStatus(l->TransferLeader(Addr(g_ports[leader])), "TransferLeader to the leader itself: OK");
+  floyd::Status s = l->TransferLeader("127.0.0.1:1");
+  Check(s.IsInvalidArgument(), "TransferLeader to a non-member: InvalidArgument", s.ToString());
+  Check(l->TransferLeader(std::string("127.0.0.1:1\0", 12)).IsInvalidArgument(),
+        "TransferLeader with a NUL: InvalidArgument");
+  CheckStatus(l->TransferLeader(Addr(g_ports[follower])), "TransferLeader to the follower");
+  Check(g_nodes[follower]->IsLeader(), "the follower leads now");
+  Check(WaitForLeader(30) == follower, "every node follows the new leader");
+  CheckStatus(l->Write("after-transfer", "yes"), "Write through the old leader");
+  std::string v;
+  CheckStatus(g_nodes[follower]->Read("after-transfer", &v), "Read from the new leader");
+  Check(v == "yes", "the write is there", v);
+}
+
 void TestCluster() {
   PickPorts();
   for (int i = 0; i < kNodes; i++) g_members += (i ? "," : "") + Addr(g_ports[i]);
@@ -481,6 +498,7 @@ void TestCluster() {
 
   TestLocks(g_nodes[leader], g_nodes[follower]);
   TestMembership(leader, follower);
+  TestTransferLeader(leader, follower);
 
   CloseAll();
   Check(true, "delete every node (floyd_close joins its threads)");

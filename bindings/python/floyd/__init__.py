@@ -320,6 +320,7 @@ class Floyd:
         snapshot_keep_entries: Optional[int] = None,
         snapshot_chunk_bytes: Optional[int] = None,
         snapshot_bytes_per_sec: Optional[int] = None,
+        lease_reads: Optional[bool] = None,
         state_machine: Optional[StateMachine] = None,
     ):
         self._handle: Optional[int] = None
@@ -371,6 +372,8 @@ class Floyd:
                 setopt("floyd_options_set_log_level", _level(log_level))
             if join is not None:
                 setopt("floyd_options_set_join", bool(join))
+            if lease_reads is not None:
+                setopt("floyd_options_set_lease_reads", bool(lease_reads))
             if log_callback is not None:
                 if not callable(log_callback):
                     raise TypeError("log_callback must be callable(level, message)")
@@ -585,6 +588,14 @@ class Floyd:
         committed (a removed leader steps down). InvalidArgumentError for a
         non-member or the last voter, BusyError while another change is in progress."""
         self._membership(_L.floyd_remove_server, server)
+
+    def transfer_leader(self, server: str) -> None:
+        """Hands leadership to voter ``"ip:port"`` (Raft dissertation §3.10);
+        returns once it leads, at once if it does already (a follower forwards
+        the request). FloydTimeoutError if it did not take over in time (it is
+        down, say: the old leader leads on), InvalidArgumentError for a
+        non-voter, BusyError while a membership change or another transfer runs."""
+        self._membership(_L.floyd_transfer_leader, server)
 
     # -- queries -----------------------------------------------------------
 

@@ -135,6 +135,7 @@ _REQUIRED = {
     "floyd_options_set_request_timeout_ms": (c_int, [c_void_p, c_uint64]),
     "floyd_options_set_cluster_id": (c_int, [c_void_p, c_char_p]),
     "floyd_options_set_join": (c_int, [c_void_p, c_bool]),
+    "floyd_options_set_lease_reads": (c_int, [c_void_p, c_bool]),
     # int floyd_try_lock(f, name, name_len, holder, holder_len, uint64_t ttl_ms, uint64_t* token, char** errmsg)
     "floyd_try_lock": (
         c_int,
@@ -147,6 +148,7 @@ _REQUIRED = {
     "floyd_propose": (c_int, [c_void_p, c_char_p, c_size_t, _P, POINTER(c_size_t), _P]),
     "floyd_add_server": (c_int, [c_void_p, c_char_p, _P]),
     "floyd_remove_server": (c_int, [c_void_p, c_char_p, _P]),
+    "floyd_transfer_leader": (c_int, [c_void_p, c_char_p, _P]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd

@@ -153,6 +153,19 @@ def test_read_from_every_node(cluster):
             assert node.read(f"every-{i}") == f"value-{i}".encode()
 
 
+def test_lease_reads_see_every_acknowledged_write(tmp_path):
+    _, nodes = start_cluster(tmp_path, lease_reads=True)
+    try:
+        leader, followers = leader_and_followers(nodes)
+        for i in range(20):
+            nodes[i % 3].write(b"lease", f"v{i}")
+            assert leader.read(b"lease") == f"v{i}".encode()
+            assert followers[i % 2].read(b"lease") == f"v{i}".encode()
+    finally:
+        for node in nodes:
+            node.close()
+
+
 def test_not_found(cluster):
     _, nodes = cluster
     for node in nodes:
@@ -631,6 +644,24 @@ def test_membership_of_a_single_node(tmp_path):
         assert isinstance(status["peers"], list)
     with pytest.raises(floyd.StoppedError):
         node.add_server(me)
+
+
+def test_transfer_leader(tmp_path):
+    _, nodes = start_cluster(tmp_path)
+    try:
+        leader, followers = leader_and_followers(nodes)
+        leader.transfer_leader(leader.name)  # to itself: nothing to do
+        with pytest.raises(floyd.InvalidArgumentError):
+            leader.transfer_leader("127.0.0.1:1")
+        target, via = followers
+        via.transfer_leader(target.name)  # forwarded to the leader
+        assert target.is_leader()
+        assert wait_until(lambda: agreed_leader(nodes), "the new leader") is target
+        leader.write(b"moved", b"yes")
+        assert target.read(b"moved") == b"yes"
+    finally:
+        for node in nodes:
+            node.close()
 
 
 def test_join_then_add_and_remove(tmp_path):

@@ -46,6 +46,7 @@ const COMMANDS: &[&str] = &[
     "FLOYD.SERVERS",
     "FLOYD.ADDSERVER",
     "FLOYD.REMOVESERVER",
+    "FLOYD.TRANSFER",
     "FLOYD.STATUS",
     "FLOYD.DIRTYGET",
 ];
@@ -117,6 +118,7 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
         ),
         ("FLOYD.ADDSERVER", 1) => result(f.add_server(&text(&a[0])).map(|_| Reply::ok())),
         ("FLOYD.REMOVESERVER", 1) => result(f.remove_server(&text(&a[0])).map(|_| Reply::ok())),
+        ("FLOYD.TRANSFER", 1) => result(f.transfer_leader(&text(&a[0])).map(|_| Reply::ok())),
         ("FLOYD.STATUS", 0) => Reply::Bulk(f.server_status().to_string().into_bytes()),
         ("FLOYD.STATUS", 1) if text(&a[0]).eq_ignore_ascii_case("json") => {
             Reply::Bulk(f.server_status().to_json().into_bytes())

@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod commitment;
 mod election;
+mod lease;
 mod membership;
 mod membership_catch_up;
 mod membership_removal;
 mod read;
 mod replication;
 mod snapshot;
+mod transfer;
 mod validation;
 
 // ---------------------------------------------------------------------------
@@ -100,6 +102,7 @@ fn vote_request(term: u64, candidate: &str, last: (u64, u64), pre_vote: bool) ->
         last_log_index: last.0,
         last_log_term: last.1,
         pre_vote,
+        leader_transfer: false,
     })
 }
 

@@ -71,6 +71,7 @@ impl Sim {
     fn random_step(&mut self) {
         self.step += 1;
         let live = self.live();
+        self.maybe_read();
         let roll = self.rng.random_range(0..1000);
         match roll {
             // Deliver a few messages.
@@ -366,5 +367,6 @@ pub(crate) fn run_seed(seed: u64, steps: usize, mutation: Option<Mutation>) -> R
     sim.stats.acked = sim.acked.len();
     sim.stats.max_term = sim.checker.leaders.keys().next_back().copied().unwrap_or(0);
     sim.stats.leaders = sim.checker.leaders.len();
+    sim.stats.reads_unanswered = sim.reads.outstanding();
     Ok(sim.stats)
 }

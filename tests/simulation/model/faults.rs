@@ -22,6 +22,7 @@ impl Sim {
         }
         node.incarnation += 1;
         self.stats.crashes += 1;
+        self.drop_reads(i);
         trace!(self, "{} crashed", self.nodes[i].id);
     }
 

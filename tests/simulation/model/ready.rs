@@ -11,10 +11,15 @@ impl Sim {
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
-        let rd = core.ready();
+        let mut rd = core.ready();
         if rd.is_empty() {
             return;
         }
+        let (states, failures) = (
+            std::mem::take(&mut rd.read_states),
+            std::mem::take(&mut rd.read_failures),
+        );
+        self.read_answers(i, states, failures);
         let node = &self.nodes[i];
         let core = node.core.as_ref().unwrap();
         let id = node.id.clone();
@@ -65,7 +70,8 @@ impl Sim {
                 Message::AppendEntries(_)
                 | Message::InstallSnapshot(_)
                 | Message::ReadIndexRequest(_)
-                | Message::ReadIndexResponse(_) => false,
+                | Message::ReadIndexResponse(_)
+                | Message::TimeoutNow(_) => false,
             };
             if early {
                 verdicts.push(Err(format!(
@@ -252,6 +258,8 @@ impl Sim {
         let entries = core.entries_to_apply(max);
         self.note(v);
         let Some(last) = entries.last().map(|e| e.index) else {
+            // (A snapshot loaded above may serve reads.)
+            self.serve_reads(i);
             return;
         };
         for e in entries {
@@ -282,5 +290,6 @@ impl Sim {
         }
         trace!(self, "{id} applied up to {last}");
         self.nodes[i].core.as_mut().unwrap().on_applied(last);
+        self.serve_reads(i);
     }
 }
