@@ -208,6 +208,14 @@ impl RaftCore {
         (index > self.commit).then(|| format!("configuration at index {index} not committed yet"))
     }
 
+    /// Leader: whether a change this leader appended (after its first
+    /// commit) is still uncommitted. Configurations at or below its first
+    /// entry commit with that entry and block nothing for long.
+    pub(super) fn user_conf_change_uncommitted(&self) -> bool {
+        let (index, _) = self.configs.latest();
+        index > self.commit && self.commit >= self.term_start_index
+    }
+
     pub fn is_voter(&self) -> bool {
         self.membership().is_voter(&self.cfg.id)
     }
@@ -237,7 +245,7 @@ impl RaftCore {
             return Err(ConfChangeError::Transferring(target.to_string()));
         }
         let (index, m) = self.configs.latest();
-        if index > self.commit {
+        if self.user_conf_change_uncommitted() {
             return Err(ConfChangeError::InProgress(format!(
                 "the configuration at index {index} is not committed yet"
             )));
@@ -246,6 +254,9 @@ impl RaftCore {
             None => return Ok(ConfChangeAccepted::Unchanged),
             Some(next) => next,
         };
+        // A configuration at or below the leader's first entry (the
+        // bootstrap one, or one inherited from an earlier term) commits with
+        // that entry: the change waits for it rather than being refused.
         if self.commit < self.term_start_index {
             self.deferred_change = Some(change);
             return Ok(ConfChangeAccepted::Deferred);

@@ -69,7 +69,11 @@ impl RaftCore {
         if !self.membership().is_voter(target) {
             return Err(TransferError::NotVoter(target.to_string()));
         }
-        if let Some(change) = self.pending_conf_change() {
+        // A configuration that commits with this leader's first entry (the
+        // bootstrap one, or one inherited) is no change in progress: the
+        // target holds it once caught up and commits it as leader.
+        if self.deferred_change.is_some() || self.user_conf_change_uncommitted() {
+            let change = self.pending_conf_change().unwrap_or_default();
             return Err(TransferError::ConfChangeInProgress(change));
         }
         self.transfer = Some(Transfer {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 struct Waiter {
@@ -34,6 +35,9 @@ struct State {
 #[derive(Default)]
 pub struct TransferWaiters {
     state: Mutex<State>,
+    /// Whether anyone waits or a transfer was seen under way: settle runs
+    /// after every core call, and without either has nothing to look at.
+    busy: AtomicBool,
 }
 
 /// What a core call left to do about transfers, once the core is unlocked;
@@ -60,13 +64,17 @@ impl TransferWaiters {
             deadline,
             done,
         });
+        self.busy.store(true, Ordering::Release);
     }
 
     /// Called with the core locked after every core call: takes the waiters
     /// whose transfer is over, with their answers, and notes whether one ended.
     pub fn settle(&self, core: &RaftCore) -> Settled {
-        let mut st = self.state.lock();
         let active = core.transferring_to();
+        if active.is_none() && !self.busy.load(Ordering::Acquire) {
+            return Settled::default();
+        }
+        let mut st = self.state.lock();
         let ended = st.active.take_if(|a| Some(a.as_str()) != active);
         if st.active.is_none() {
             st.active = active.map(str::to_string);
@@ -81,6 +89,8 @@ impl TransferWaiters {
                 }
             }
         }
+        let busy = !st.waiting.is_empty() || st.active.is_some();
+        self.busy.store(busy, Ordering::Release);
         Settled { answers, ended }
     }
 

@@ -401,3 +401,28 @@ fn section_4_2_change_before_own_term_commit_would_lose_committed_entries() {
     assert_eq!(r, Ok(ConfChangeAccepted::Deferred));
     assert_eq!(committed.len() as u64, before, "n2 committed nothing of its term");
 }
+
+#[test]
+fn section_4_2_a_change_asked_before_the_bootstrap_configuration_commits_is_deferred() {
+    // The first leader's first entry is the bootstrap configuration: a change
+    // asked before it commits waits for it (it would otherwise be refused as
+    // "in progress" for a change nobody asked for).
+    let mut net = Net::new(3, |_| {});
+    net.add_node("n4", vec![], |_| {});
+    elect_without_appends(&mut net, "n1");
+    let (bootstrap, _) = net.core("n1").configs.latest();
+    assert!(net.core("n1").commit() < bootstrap);
+    assert_eq!(
+        net.change("n1", ConfChange::AddServer(id(4))),
+        Ok(ConfChangeAccepted::Deferred)
+    );
+    assert!(
+        in_progress(net.change("n1", ConfChange::RemoveServer(id(3)))),
+        "one change at a time still"
+    );
+    net.tick("n1");
+    net.deliver_all();
+    net.tick("n1");
+    net.deliver_all();
+    assert_eq!(net.voters("n1"), ids(4), "added, caught up and promoted");
+}

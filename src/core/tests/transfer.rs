@@ -306,3 +306,26 @@ fn section_3_10_transfer_to_a_lagging_target_catches_it_up_first() {
     let (n1, n2) = (terms_of(net.core("n1")), terms_of(net.core("n2")));
     assert_eq!(&n2[..last as usize], &n1[..last as usize]);
 }
+
+#[test]
+fn section_3_10_a_transfer_asked_before_the_first_leaders_bootstrap_commits_goes_ahead() {
+    // The bootstrap configuration commits with the leader's first entry; the
+    // target holds it once caught up and commits it as the new leader.
+    let mut net = Net::new(3, |_| {});
+    super::membership::elect_without_appends(&mut net, "n1");
+    let (bootstrap, _) = net.core("n1").configs.latest();
+    assert!(net.core("n1").commit() < bootstrap);
+    transfer(&mut net, "n1", "n2").unwrap();
+    assert_eq!(net.core("n1").transferring_to(), Some("n2"));
+    net.deliver_all();
+    net.tick("n1");
+    net.deliver_all();
+    assert_eq!(net.leaders(), vec![(id(2), 2)]);
+    let pos = net.propose("n2", &["after"]);
+    net.deliver_all();
+    assert!(net.core("n2").commit() >= pos[0].0);
+    assert!(
+        net.core("n2").commit() > bootstrap,
+        "the bootstrap configuration committed"
+    );
+}
