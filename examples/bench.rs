@@ -4,7 +4,12 @@
 //! ```text
 //! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128]
 //!     [--via-follower] [--reads [--read-rounds 5] [--lease]]
+//!     [--async [--window 10000]]
 //! ```
+//!
+//! `--async` writes with `write_async` instead: each thread submits its
+//! items keeping at most `--window` unanswered (a closed loop with a
+//! window), and latency is from submission to completion.
 //!
 //! `--reads` then reads back what was written, `--read-rounds` times: by
 //! ReadIndex (or by lease with `--lease`, which opens every node with
@@ -26,6 +31,8 @@ struct Args {
     reads: bool,
     read_rounds: usize,
     lease: bool,
+    async_api: bool,
+    window: usize,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +53,8 @@ fn parse_args() -> Args {
         reads: args.iter().any(|a| a == "--reads"),
         read_rounds: num("--read-rounds", 5).max(1),
         lease: args.iter().any(|a| a == "--lease"),
+        async_api: args.iter().any(|a| a == "--async"),
+        window: num("--window", 10_000).max(1),
     }
 }
 
@@ -100,8 +109,45 @@ fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) 
             })
         })
         .collect();
-    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let elapsed = start.elapsed();
+    let lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    report(label, lat, start.elapsed());
+}
+
+/// `write_async` from `threads` threads, each keeping at most `window`
+/// writes unanswered; latency is submission to completion.
+fn measure_async(node: Arc<Vec<Floyd>>, target: usize, a: &Args, value: Vec<u8>) {
+    let (items, window) = (a.items, a.window);
+    let value = Arc::new(value);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..a.threads)
+        .map(|t| {
+            let (node, value) = (node.clone(), value.clone());
+            std::thread::spawn(move || {
+                let (tx, rx) = crossbeam_channel::unbounded::<Duration>();
+                let mut lat = Vec::with_capacity(items);
+                for i in 0..items {
+                    if i >= window {
+                        lat.push(rx.recv().unwrap());
+                    }
+                    let (tx, t0) = (tx.clone(), Instant::now());
+                    node[target]
+                        .write_async(format!("bench-{t}-{i}").as_bytes(), &value, move |r| {
+                            r.expect("write");
+                            let _ = tx.send(t0.elapsed());
+                        })
+                        .expect("write_async");
+                }
+                drop(tx);
+                lat.extend(rx.iter());
+                lat
+            })
+        })
+        .collect();
+    let lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    report(&format!("write_async (window {window})"), lat, start.elapsed());
+}
+
+fn report(label: &str, mut lat: Vec<Duration>, elapsed: Duration) {
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
@@ -136,12 +182,16 @@ fn main() {
         if a.via_follower { "follower" } else { "leader" }
     );
     let value = vec![b'x'; a.value_size];
-    let n = nodes.clone();
-    measure("write", a.threads, a.items, move |t, i| {
-        n[target]
-            .write(format!("bench-{t}-{i}").as_bytes(), &value)
-            .expect("write");
-    });
+    if a.async_api {
+        measure_async(nodes.clone(), target, &a, value);
+    } else {
+        let n = nodes.clone();
+        measure("write", a.threads, a.items, move |t, i| {
+            n[target]
+                .write(format!("bench-{t}-{i}").as_bytes(), &value)
+                .expect("write");
+        });
+    }
     if a.reads {
         let (items, rounds) = (a.items, a.read_rounds);
         let key = move |t: usize, i: usize| format!("bench-{t}-{}", i % items);

@@ -156,6 +156,24 @@ typedef struct floyd_options_t floyd_options_t;
 typedef struct floyd_t floyd_t;
 
 /**
+ * Called once with the outcome of `floyd_write_async` or `floyd_delete_async`:
+ * `code` is a FLOYD_* status; `errmsg` is NULL on FLOYD_OK, else a message
+ * valid only during the call. Runs on a library thread; must not block.
+ */
+typedef void (*floyd_done_fn)(void *user_data, int code, const char *errmsg);
+
+/**
+ * Called once with the outcome of `floyd_read_async`: on FLOYD_OK the value
+ * as `(value, value_len)`, valid only during the call (NULL and 0 otherwise);
+ * `errmsg` as for `floyd_done_fn`. Runs on a library thread; must not block.
+ */
+typedef void (*floyd_read_done_fn)(void *user_data,
+                                   int code,
+                                   const char *value,
+                                   size_t value_len,
+                                   const char *errmsg);
+
+/**
  * A log callback: `level` is FLOYD_LOG_DEBUG..FLOYD_LOG_FATAL, `msg` is one NUL-terminated
  * line `msg_len` bytes long, owned by the library and valid only during the call.
  * Called on library threads, possibly several at once.
@@ -256,6 +274,60 @@ const char *floyd_status_str(int code);
  * Returns: the version, never NULL.
  */
 const char *floyd_version(void);
+
+/**
+ * Stores `value` under `key` once a majority has it, without waiting: `done(user_data, code,
+ * errmsg)` is called once with the outcome (the codes of `floyd_write`).
+ *
+ * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`. Returns at once.
+ * `done` runs exactly once, on a library thread (never on the calling thread before this returns),
+ * at the latest shortly after the request timeout; it must not block and may call the API again.
+ * Commands still unanswered at `floyd_close` are answered FLOYD_STOPPED before it returns; no
+ * callback runs after that.
+ * Ownership: `key` and `value` are borrowed and copied; `user_data` is passed back untouched.
+ * Returns: FLOYD_OK (then `done` will be called); without calling `done`: FLOYD_INVALID_ARGUMENT
+ * (NULL `f` or `done`, an empty key or one over 64 KiB, a value over 16 MiB, a NULL pointer with
+ * a non-zero length, a node with a user-defined state machine), FLOYD_BUSY (max_async_in_flight
+ * commands are unanswered), FLOYD_STOPPED, FLOYD_FAILED, FLOYD_INTERNAL.
+ */
+int floyd_write_async(floyd_t *f,
+                      const char *key,
+                      size_t key_len,
+                      const char *value,
+                      size_t value_len,
+                      floyd_done_fn done,
+                      void *user_data);
+
+/**
+ * Deletes `key` without waiting: `done(user_data, code, errmsg)` is called once with the outcome
+ * (the codes of `floyd_delete`).
+ *
+ * Thread-safety: as `floyd_write_async`.
+ * Ownership: `key` is borrowed and copied; `user_data` is passed back untouched.
+ * Returns: as `floyd_write_async`.
+ */
+int floyd_delete_async(floyd_t *f, const char *key, size_t key_len, floyd_done_fn done, void *user_data);
+
+/**
+ * Reads `key` (linearizable, as `floyd_read`) without waiting: `done(user_data, code, value,
+ * value_len, errmsg)` is called once; on FLOYD_OK with the value, FLOYD_NOT_FOUND when the key
+ * does not exist, otherwise the codes of `floyd_read`.
+ *
+ * Thread-safety: as `floyd_write_async`.
+ * Ownership: `key` is borrowed and copied; the value and message given to `done` are valid only
+ * during the call (copy what you keep); `user_data` is passed back untouched.
+ * Returns: as `floyd_write_async`.
+ */
+int floyd_read_async(floyd_t *f, const char *key, size_t key_len, floyd_read_done_fn done, void *user_data);
+
+/**
+ * How many async commands are unanswered on `f` (0 for a NULL handle).
+ *
+ * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`.
+ * Ownership: borrows `f`.
+ * Returns: the count.
+ */
+size_t floyd_async_in_flight(floyd_t *f);
 
 /**
  * Opens a node and starts its threads; on `FLOYD_OK`, `*out` is the new handle.
@@ -658,6 +730,17 @@ int floyd_options_set_join(floyd_options_t *opts, bool on);
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
  */
 int floyd_options_set_lease_reads(floyd_options_t *opts, bool on);
+
+/**
+ * Admission control for the async calls: at most `count` unanswered at once on a node
+ * (default 100,000); past it `floyd_write_async` and the like return FLOYD_BUSY. 0 is refused
+ * by `floyd_open`.
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_max_async_in_flight(floyd_options_t *opts, uint64_t count);
 
 /**
  * Routes log lines (at or above the node's level) to `cb`, called on the node's

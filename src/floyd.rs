@@ -1,26 +1,17 @@
 //! The public handle: open a node, then write, read and query it.
 
+mod async_calls;
+
 use crate::error::{Error, Result};
 use crate::options::Options;
-use crate::runtime::forward::{result_from_response, Answer};
 use crate::runtime::node::Node;
 use crate::runtime::{self, Runtime};
 use crate::state_machine::{CommandKind, StateMachine};
-use crate::wire::{frame::Body, ClientRequest};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
-
-/// Why a command may be tried again: it certainly was not applied.
-enum Retry {
-    /// The leader refused it or lost it: wait for another leader.
-    OtherLeader(Error),
-    /// It could not be sent to the leader (its link was down): wait for the
-    /// link to come back, or another leader.
-    SameLeader(Error),
-}
+use std::time::{Duration, Instant};
 
 /// A member of a floyd cluster, running inside this process.
 ///
@@ -204,7 +195,7 @@ impl Floyd {
     pub fn transfer_leader(&self, server: &str) -> Result<()> {
         let server = crate::options::canonical_member(server)?;
         // Room for the leader's own wait, finding it, and its answer.
-        let election = std::time::Duration::from_micros(self.node.opts.check_leader_us);
+        let election = Duration::from_micros(self.node.opts.check_leader_us);
         let timeout = runtime::transfer::transfer_timeout(&self.node.opts) + election;
         self.execute_within(CommandKind::TransferLeader { server }, timeout)
             .map(|_| ())
@@ -311,87 +302,21 @@ impl Floyd {
     }
 
     /// [`Floyd::execute`] with a deadline of `timeout` from now.
-    fn execute_within(&self, cmd: CommandKind, timeout: std::time::Duration) -> Result<Bytes> {
-        cmd.validate()?;
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let leader_deadline = (start + self.node.opts.leader_wait).min(deadline);
-        loop {
-            self.node.check_usable()?;
-            let Some(leader) = self.node.wait_for_leader(leader_deadline) else {
-                self.node.check_usable()?;
-                return Err(Error::NoLeader(format!(
-                    "no leader known after {:?}",
-                    self.node.opts.leader_wait.min(self.node.opts.request_timeout)
-                )));
-            };
-            // A read is served here on a follower too: it asks the leader for
-            // the read index and reads its own state machine once applied there.
-            let local = leader == self.node.id || matches!(cmd, CommandKind::Get { .. });
-            let outcome = if local {
-                self.execute_local(cmd.clone(), deadline)
-            } else {
-                self.forward(&leader, cmd.clone(), deadline)
-            };
-            let (err, or_link_up) = match outcome? {
-                Ok(value) => return Ok(value),
-                Err(Retry::OtherLeader(e)) => (e, false),
-                Err(Retry::SameLeader(e)) => (e, true),
-            };
-            // Within the caller's deadline: a brief disconnect is waited out.
-            let wait_until = if or_link_up { deadline } else { leader_deadline };
-            if !self.node.wait_for_leader_change(&leader, or_link_up, wait_until) {
-                self.node.check_usable()?;
-                return Err(err);
-            }
-        }
-    }
-
-    /// The outer error is final; the inner one says the command may be retried.
-    fn execute_local(&self, cmd: CommandKind, deadline: Instant) -> Result<Result<Bytes, Retry>> {
+    fn execute_within(&self, cmd: CommandKind, timeout: Duration) -> Result<Bytes> {
+        let deadline = Instant::now() + timeout;
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.node.submit_command(
+        self.node.execute(
             cmd,
-            deadline,
+            timeout,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
         );
-        match rx.recv_deadline(deadline) {
-            Ok(Ok(v)) => Ok(Ok(v.unwrap_or_default())),
-            Ok(Err(Error::NoLeader(m))) => Ok(Err(Retry::OtherLeader(Error::NoLeader(m)))),
-            Ok(Err(e)) => Err(e),
+        // The command is answered by its deadline, give or take a turn of the
+        // primary thread; past that, the outcome is unknown here.
+        match rx.recv_deadline(deadline + ANSWER_GRACE) {
+            Ok(r) => r,
             Err(_) => Err(self.timeout()),
-        }
-    }
-
-    fn forward(&self, leader: &str, cmd: CommandKind, deadline: Instant) -> Result<Result<Bytes, Retry>> {
-        let (id, rx) = self.node.forwards.register(leader);
-        let req = ClientRequest {
-            request_id: id,
-            command: Some(cmd.into_wire()),
-        };
-        if !self.node.send_frame(leader, Body::ClientRequest(req)) {
-            self.node.forwards.abandon(id);
-            return Err(Error::Busy(format!("the queue to leader {leader} is full")));
-        }
-        let answer = match rx.recv_deadline(deadline) {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.node.forwards.abandon(id);
-                return Err(self.timeout());
-            }
-        };
-        match answer {
-            Answer::Response(resp) => match result_from_response(resp) {
-                Ok(v) => Ok(Ok(v)),
-                Err(Error::NoLeader(m)) => Ok(Err(Retry::OtherLeader(Error::NoLeader(m)))),
-                Err(e) => Err(e),
-            },
-            Answer::NotSent => Ok(Err(Retry::SameLeader(Error::NoLeader(format!(
-                "leader {leader} is unreachable; the command was not sent"
-            ))))),
-            Answer::GaveUp(e) => Err(e),
         }
     }
 
@@ -405,6 +330,10 @@ impl Floyd {
         ))
     }
 }
+
+/// How long past its deadline a blocking call waits for its command's own
+/// answer (a parked command is answered on the primary thread's next turn).
+const ANSWER_GRACE: Duration = Duration::from_millis(50);
 
 impl Drop for Floyd {
     fn drop(&mut self) {

@@ -40,6 +40,8 @@ pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 << 20;
 pub const DEFAULT_LOG_KEEP_FILES: u32 = 4;
 /// Most rotated LOG files kept: each rotation renames every one of them.
 pub const MAX_LOG_KEEP_FILES: u32 = 1000;
+/// Default of [`Options::max_async_in_flight`].
+pub const DEFAULT_MAX_ASYNC_IN_FLIGHT: usize = 100_000;
 
 /// How to open a node. Plain data: build it, validate it, hand it to `Floyd::open`.
 #[derive(Debug, Clone)]
@@ -111,6 +113,11 @@ pub struct Options {
     /// its own clock); a restarted member then refuses votes for one
     /// election timeout.
     pub lease_reads: bool,
+    /// Admission control for the async calls (`write_async` and the like):
+    /// at most this many unanswered at once on this handle (default
+    /// 100,000); past it they are refused with `Busy`, so a producer faster
+    /// than the cluster cannot grow memory without bound.
+    pub max_async_in_flight: usize,
     /// For tests only: the process aborts (as if killed with `kill -9`) at
     /// the named failpoint (`snapshot-staged`, `snapshot-committed`,
     /// `install-received`, `install-reset`). Not part of the API.
@@ -149,6 +156,7 @@ impl Options {
             snapshot_chunk_bytes: 1 << 20,
             snapshot_bytes_per_sec: 64 << 20,
             lease_reads: false,
+            max_async_in_flight: DEFAULT_MAX_ASYNC_IN_FLIGHT,
             fail_spawn_of: None,
             crash_at: None,
         }
@@ -260,6 +268,9 @@ impl Options {
                     "{name} {d:?} is over the limit of {MAX_WAIT:?} (24 hours)"
                 ));
             }
+        }
+        if self.max_async_in_flight == 0 {
+            return invalid("max_async_in_flight must be > 0".into());
         }
         if self.log_max_bytes == 0 {
             return invalid("log_max_bytes must be > 0".into());

@@ -41,6 +41,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <new>
 #include <set>
@@ -225,6 +226,33 @@ inline Status TakeStatus(int code, char* errmsg) {
   return Status::FromCode(code, msg);
 }
 
+// The completions of the async calls: heap-held std::functions that the C
+// callback runs once and deletes. An exception a completion throws is
+// swallowed: it must not unwind into the library's thread.
+struct AsyncDone {
+  std::function<void(const Status&)> fn;
+  static void Call(void* user_data, int code, const char* errmsg) {
+    std::unique_ptr<AsyncDone> self(static_cast<AsyncDone*>(user_data));
+    try {
+      self->fn(Status::FromCode(code, errmsg != nullptr ? errmsg : ""));
+    } catch (...) {
+    }
+  }
+};
+
+struct AsyncRead {
+  std::function<void(const Status&, const std::string&)> fn;
+  static void Call(void* user_data, int code, const char* value, size_t value_len, const char* errmsg) {
+    std::unique_ptr<AsyncRead> self(static_cast<AsyncRead*>(user_data));
+    try {
+      std::string v;
+      if (code == FLOYD_OK && value != nullptr) v.assign(value, value_len);
+      self->fn(Status::FromCode(code, errmsg != nullptr ? errmsg : ""), v);
+    } catch (...) {
+    }
+  }
+};
+
 // Copies a library buffer into `out` (when not NULL) and frees it.
 inline void TakeBytes(char* p, size_t len, std::string* out) {
   if (out != nullptr && p != nullptr) out->assign(p, len);
@@ -390,6 +418,9 @@ struct Options {
   // (floyd) Lease reads: a leader whose lease holds reads without a round
   // (off by default; needs equal check_leader_us everywhere, drift < 10%).
   bool lease_reads;
+  // (floyd) Admission control: at most this many async calls unanswered at
+  // once; past it WriteAsync and the like return IsBusy().
+  uint64_t max_async_in_flight;
 
   // Splits "ip:port,ip:port,..." into members (replacing them), trimming blanks.
   void SetMembers(const std::string& cluster_string) {
@@ -431,7 +462,8 @@ struct Options {
       << "    snapshot_keep_entries : " << snapshot_keep_entries << "\n"
       << "     snapshot_chunk_bytes : " << snapshot_chunk_bytes << "\n"
       << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n"
-      << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n";
+      << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n"
+      << "      max_async_in_flight : " << max_async_in_flight << "\n";
     return s.str();
   }
 
@@ -450,7 +482,8 @@ struct Options {
         snapshot_keep_entries(5000),
         snapshot_chunk_bytes(1u << 20),
         snapshot_bytes_per_sec(64u << 20),
-        lease_reads(false) {}
+        lease_reads(false),
+        max_async_in_flight(100000) {}
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
@@ -468,7 +501,8 @@ struct Options {
         snapshot_keep_entries(5000),
         snapshot_chunk_bytes(1u << 20),
         snapshot_bytes_per_sec(64u << 20),
-        lease_reads(false) {
+        lease_reads(false),
+        max_async_in_flight(100000) {
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
@@ -615,6 +649,49 @@ class Floyd {
   // membership change or another transfer runs.
   Status TransferLeader(const std::string& server) { return Change(floyd_transfer_leader, server); }
 
+  // Completion of WriteAsync and DeleteAsync: the outcome, as Write's.
+  typedef std::function<void(const Status&)> DoneCallback;
+  // Completion of ReadAsync: the outcome and, when ok(), the value.
+  typedef std::function<void(const Status&, const std::string& value)> ReadCallback;
+
+  // Write without waiting: returns at once; `done` is called exactly once
+  // with the outcome, on one of the node's threads (never on the calling
+  // thread before WriteAsync returns), at the latest shortly after the
+  // request timeout; it must not block, and may call the API again. A
+  // non-ok return (bad input, IsBusy() past max_async_in_flight, a closed
+  // node) means `done` is never called. Calls still unanswered when the
+  // Floyd is deleted are answered (floyd_code() FLOYD_STOPPED) before the
+  // destructor returns.
+  Status WriteAsync(const std::string& key, const std::string& value, DoneCallback done) {
+    if (!done) return Status::InvalidArgument("done is empty");
+    detail::AsyncDone* d = new detail::AsyncDone{std::move(done)};
+    int rc = floyd_write_async(f_, key.data(), key.size(), value.data(), value.size(), &detail::AsyncDone::Call, d);
+    if (rc != FLOYD_OK) delete d;
+    return Status::FromCode(rc, rc == FLOYD_OK ? "" : "write_async refused");
+  }
+
+  // Delete without waiting; `done` as for WriteAsync.
+  Status DeleteAsync(const std::string& key, DoneCallback done) {
+    if (!done) return Status::InvalidArgument("done is empty");
+    detail::AsyncDone* d = new detail::AsyncDone{std::move(done)};
+    int rc = floyd_delete_async(f_, key.data(), key.size(), &detail::AsyncDone::Call, d);
+    if (rc != FLOYD_OK) delete d;
+    return Status::FromCode(rc, rc == FLOYD_OK ? "" : "delete_async refused");
+  }
+
+  // Linearizable read without waiting; `done` gets the value (IsNotFound()
+  // for a missing key), as for WriteAsync.
+  Status ReadAsync(const std::string& key, ReadCallback done) {
+    if (!done) return Status::InvalidArgument("done is empty");
+    detail::AsyncRead* d = new detail::AsyncRead{std::move(done)};
+    int rc = floyd_read_async(f_, key.data(), key.size(), &detail::AsyncRead::Call, d);
+    if (rc != FLOYD_OK) delete d;
+    return Status::FromCode(rc, rc == FLOYD_OK ? "" : "read_async refused");
+  }
+
+  // Async calls not yet answered.
+  size_t AsyncInFlight() { return floyd_async_in_flight(f_); }
+
   // True and the leader's "ip:port" in *ip_port when a leader is known.
   bool GetLeader(std::string* ip_port) {
     char* p = nullptr;
@@ -707,6 +784,7 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_chunk_bytes(o, options.snapshot_chunk_bytes);
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_bytes_per_sec(o, options.snapshot_bytes_per_sec);
     if (rc == FLOYD_OK) rc = floyd_options_set_lease_reads(o, options.lease_reads);
+    if (rc == FLOYD_OK) rc = floyd_options_set_max_async_in_flight(o, options.max_async_in_flight);
     if (rc != FLOYD_OK) {
       floyd_options_free(o);
       return Status::FromCode(rc, "setting options failed");

@@ -12,10 +12,12 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod args;
+mod async_calls;
 mod node;
 mod options;
 mod state_machine;
 
+pub use async_calls::*;
 pub use node::*;
 pub use options::*;
 pub use state_machine::*;

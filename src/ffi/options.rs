@@ -254,6 +254,23 @@ pub unsafe extern "C" fn floyd_options_set_lease_reads(opts: *mut floyd_options_
     with_options(opts, |o| o.lease_reads = on)
 }
 
+/// Admission control for the async calls: at most `count` unanswered at once on a node
+/// (default 100,000); past it `floyd_write_async` and the like return FLOYD_BUSY. 0 is refused
+/// by `floyd_open`.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_max_async_in_flight(
+    opts: *mut floyd_options_t,
+    count: u64,
+) -> c_int {
+    with_options(opts, |o| {
+        o.max_async_in_flight = usize::try_from(count).unwrap_or(usize::MAX)
+    })
+}
+
 /// Routes log lines (at or above the node's level) to `cb`, called on the node's
 /// threads and inside `floyd_open`; `cb` must be quick and must not call this node's API.
 /// NULL `cb` removes it.

@@ -8,15 +8,21 @@
 use crate::error::{Error, Result};
 use crate::wire::{ClientResponse, ResultCode};
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Called once with how a forwarded request ended. Runs on a library
+/// thread (a connection, a peer link or the primary thread): must not block.
+pub type Reply = Box<dyn FnOnce(Answer) + Send>;
 
 struct Pending {
     /// The member the request was sent to: only its answer counts.
     to: String,
-    tx: Sender<Answer>,
+    /// When the caller gives up: [`Forwards::expire`] answers it then.
+    deadline: Instant,
+    reply: Reply,
 }
 
 /// How a forwarded request ended.
@@ -27,14 +33,20 @@ pub enum Answer {
     /// It never left this node: certainly not applied.
     NotSent,
     /// This node stopped waiting for the answer (the link broke with it in
-    /// flight, the node failed or closed): `err` says how sure that is.
+    /// flight, the caller's deadline passed, the node failed or closed):
+    /// `err` says how sure that is.
     GaveUp(Error),
 }
 
-/// Forwarded commands awaiting the leader's answer. Thread-safe.
+/// How often [`Forwards::expire`] scans for requests past their deadline.
+const EXPIRY_SCAN_PERIOD: Duration = Duration::from_millis(100);
+
+/// Forwarded commands awaiting the leader's answer. Thread-safe; every
+/// reply is called outside the lock, so it may forward again.
 pub struct Forwards {
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, Pending>>,
+    next_expiry_scan: Mutex<Instant>,
 }
 
 impl Default for Forwards {
@@ -44,23 +56,23 @@ impl Default for Forwards {
         Forwards {
             next_id: AtomicU64::new(rand::random::<u64>() >> 1),
             waiting: Mutex::new(HashMap::new()),
+            next_expiry_scan: Mutex::new(Instant::now()),
         }
     }
 }
 
 impl Forwards {
-    /// Registers a new request to member `to`; the receiver gets its response.
-    pub fn register(&self, to: &str) -> (u64, Receiver<Answer>) {
+    /// Registers a new request to member `to`; `reply` gets how it ended,
+    /// at the latest (as a timeout) shortly after `deadline`.
+    pub fn register(&self, to: &str, deadline: Instant, reply: Reply) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let (tx, rx) = bounded(1);
-        self.waiting.lock().insert(
-            id,
-            Pending {
-                to: to.to_string(),
-                tx,
-            },
-        );
-        (id, rx)
+        let pending = Pending {
+            to: to.to_string(),
+            deadline,
+            reply,
+        };
+        self.waiting.lock().insert(id, pending);
+        id
     }
 
     /// Delivers a response from member `from` to its waiter. Ignored if the
@@ -83,23 +95,50 @@ impl Forwards {
     }
 
     fn answer(&self, member: &str, id: u64, answer: Answer) {
-        let mut waiting = self.waiting.lock();
-        if waiting.get(&id).is_some_and(|p| p.to == member) {
-            if let Some(p) = waiting.remove(&id) {
-                let _ = p.tx.try_send(answer);
+        let taken = {
+            let mut waiting = self.waiting.lock();
+            match waiting.get(&id) {
+                Some(p) if p.to == member => waiting.remove(&id),
+                _ => None,
             }
+        };
+        if let Some(p) = taken {
+            (p.reply)(answer);
         }
     }
 
-    /// Forgets a request whose caller stopped waiting.
-    pub fn abandon(&self, id: u64) {
-        self.waiting.lock().remove(&id);
+    /// Answers `Timeout` to the requests whose caller's deadline passed
+    /// (scanning at most every [`EXPIRY_SCAN_PERIOD`]).
+    pub fn expire(&self, now: Instant) {
+        {
+            let mut next = self.next_expiry_scan.lock();
+            if now < *next {
+                return;
+            }
+            *next = now + EXPIRY_SCAN_PERIOD;
+        }
+        let expired: Vec<Pending> = {
+            let mut waiting = self.waiting.lock();
+            let ids: Vec<u64> = waiting
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| waiting.remove(id)).collect()
+        };
+        for p in expired {
+            (p.reply)(Answer::GaveUp(Error::Timeout(format!(
+                "no answer from the leader {} in time; the command may or may not have been applied",
+                p.to
+            ))));
+        }
     }
 
     /// Fails every waiting request.
     pub fn fail_all(&self, err: &Error) {
-        for (_, p) in self.waiting.lock().drain() {
-            let _ = p.tx.try_send(Answer::GaveUp(err.clone()));
+        let all: Vec<Pending> = self.waiting.lock().drain().map(|(_, p)| p).collect();
+        for p in all {
+            (p.reply)(Answer::GaveUp(err.clone()));
         }
     }
 }
@@ -216,25 +255,43 @@ mod tests {
         assert_eq!(result_from_response(ok), Ok(Bytes::from_static(b"v")));
     }
 
+    /// Registers a request whose answer lands in a channel.
+    fn register(f: &Forwards, to: &str, deadline: Instant) -> (u64, crossbeam_channel::Receiver<Answer>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = f.register(
+            to,
+            deadline,
+            Box::new(move |a| {
+                let _ = tx.send(a);
+            }),
+        );
+        (id, rx)
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     #[test]
     fn responses_reach_their_waiter_only() {
         let f = Forwards::default();
-        let (a, rx_a) = f.register("l:1");
-        let (b, rx_b) = f.register("l:1");
+        let (a, rx_a) = register(&f, "l:1", later());
+        let (b, rx_b) = register(&f, "l:1", later());
         f.resolve("l:1", response_from_result(b, Ok(None), ""));
         assert!(rx_a.try_recv().is_err());
         assert!(matches!(rx_b.try_recv().unwrap(), Answer::Response(r) if r.request_id == b));
-        f.abandon(a);
         f.resolve("l:1", response_from_result(a, Ok(None), ""));
-        assert!(rx_a.try_recv().is_err());
+        assert!(matches!(rx_a.try_recv().unwrap(), Answer::Response(r) if r.request_id == a));
+        f.resolve("l:1", response_from_result(a, Ok(None), ""));
+        assert!(rx_a.try_recv().is_err(), "answered once");
     }
 
     /// Issue 6, item 1: a restarted node's first request must not share the
     /// id of the one its previous incarnation had in flight.
     #[test]
     fn request_ids_differ_across_incarnations() {
-        let before_restart = Forwards::default().register("l:1").0;
-        let after_restart = Forwards::default().register("l:1").0;
+        let before_restart = register(&Forwards::default(), "l:1", later()).0;
+        let after_restart = register(&Forwards::default(), "l:1", later()).0;
         assert_ne!(before_restart, after_restart);
     }
 
@@ -242,7 +299,7 @@ mod tests {
     #[test]
     fn a_reply_from_another_member_is_ignored() {
         let f = Forwards::default();
-        let (id, rx) = f.register("leader:1");
+        let (id, rx) = register(&f, "leader:1", later());
         f.resolve(
             "other:2",
             response_from_result(id, Err(Error::NoLeader("x".into())), ""),
@@ -257,8 +314,8 @@ mod tests {
     #[test]
     fn in_doubt_requests_are_answered_once() {
         let f = Forwards::default();
-        let (a, rx_a) = f.register("l:1");
-        let (b, rx_b) = f.register("m:2");
+        let (a, rx_a) = register(&f, "l:1", later());
+        let (b, rx_b) = register(&f, "m:2", later());
         f.fail_some("l:1", &[a, b], &Error::Timeout("link broke".into()));
         assert!(matches!(
             rx_a.try_recv().unwrap(),
@@ -267,5 +324,40 @@ mod tests {
         assert!(rx_b.try_recv().is_err(), "b went to another member");
         f.not_sent("m:2", b);
         assert!(matches!(rx_b.try_recv().unwrap(), Answer::NotSent));
+    }
+
+    /// Issue 9: an async caller is answered by its deadline even if the
+    /// leader never answers, and the request is forgotten.
+    #[test]
+    fn requests_past_their_deadline_are_answered_timeout_and_forgotten() {
+        let f = Forwards::default();
+        let now = Instant::now();
+        let (a, rx_a) = register(&f, "l:1", now);
+        let (_, rx_b) = register(&f, "l:1", now + Duration::from_secs(60));
+        f.expire(now);
+        assert!(matches!(
+            rx_a.try_recv().unwrap(),
+            Answer::GaveUp(Error::Timeout(_))
+        ));
+        assert!(rx_b.try_recv().is_err(), "not due yet");
+        f.resolve("l:1", response_from_result(a, Ok(None), ""));
+        assert!(rx_a.try_recv().is_err(), "forgotten");
+        assert_eq!(f.waiting.lock().len(), 1);
+    }
+
+    /// A reply may forward again: it runs outside the lock.
+    #[test]
+    fn a_reply_may_register_another_request() {
+        let f = std::sync::Arc::new(Forwards::default());
+        let f2 = f.clone();
+        let id = f.register(
+            "l:1",
+            later(),
+            Box::new(move |_| {
+                f2.register("l:1", later(), Box::new(|_| {}));
+            }),
+        );
+        f.not_sent("l:1", id);
+        assert_eq!(f.waiting.lock().len(), 1);
     }
 }

@@ -4,6 +4,7 @@
 //! RPC server's `floyd-listen-<port>` with one `floyd-conn-<port>-<n>` per connection.
 
 mod apply;
+pub mod execute;
 pub mod faults;
 pub mod forward;
 mod membership;
@@ -280,6 +281,7 @@ impl Runtime {
         self.node.config_waiters.fail_all(&stopped);
         self.node.transfers.fail_all(&stopped);
         self.node.reads.fail_all(&stopped);
+        self.node.parked.fail_all(&stopped);
         // Only once no thread of the node is left: the `Floyd` handle (and so
         // the node) may live on, but the directory must open again right away.
         self.node.log_store.close();

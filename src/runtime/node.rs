@@ -15,7 +15,7 @@ use crate::transport::{message_to_body, Handler, Identity, PeerConfig, PeerLink}
 use crate::wire::{frame::Body, ClientRequest, ClientResponse};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,6 +59,10 @@ pub struct Node {
     pub forwards: Forwards,
     pub config_waiters: ConfigWaiters,
     pub transfers: super::transfer::TransferWaiters,
+    /// Commands waiting for a leader before their next attempt.
+    pub parked: super::execute::Parked,
+    /// Async commands not yet answered (admission control).
+    pub async_in_flight: super::execute::InFlight,
     /// One link per other member of the configuration in force (and to a
     /// leader outside it); changed as the configuration changes.
     peers: RwLock<HashMap<String, Arc<PeerLink>>>,
@@ -85,9 +89,8 @@ pub struct Node {
     /// Taken by the primary thread, which starts the log writer.
     log_rx: Mutex<Option<Receiver<LogEvent>>>,
     apply_tx: Sender<()>,
-    /// The leader and the links, with a condvar for callers waiting on them.
+    /// The leader and the links, as parked commands look at them.
     watch: Mutex<Watch>,
-    watch_changed: Condvar,
     stopping: AtomicBool,
     failure: Mutex<Option<Error>>,
     pub faults: Faults,
@@ -121,6 +124,8 @@ impl Node {
             forwards: Forwards::default(),
             config_waiters: ConfigWaiters::default(),
             transfers: Default::default(),
+            parked: Default::default(),
+            async_in_flight: Default::default(),
             peers: RwLock::new(HashMap::new()),
             retiring: Mutex::new(HashMap::new()),
             stopped_links: Mutex::new(Vec::new()),
@@ -135,7 +140,6 @@ impl Node {
             log_rx: Mutex::new(Some(log_rx)),
             apply_tx,
             watch: Mutex::new(Watch::default()),
-            watch_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
             faults: Faults::default(),
@@ -338,7 +342,9 @@ impl Node {
             return None;
         }
         watch.leader = leader.map(str::to_string);
-        self.watch_changed.notify_all();
+        if !self.parked.is_empty() {
+            self.wake_primary();
+        }
         Some(watch.leader.clone())
     }
 
@@ -350,8 +356,8 @@ impl Node {
         } else {
             watch.links_up.remove(peer)
         };
-        if changed {
-            self.watch_changed.notify_all();
+        if changed && !self.parked.is_empty() {
+            self.wake_primary();
         }
     }
 
@@ -393,34 +399,10 @@ impl Node {
         self.core.lock().role() == Role::Leader
     }
 
-    /// Waits until a leader is known or `deadline` passes.
-    pub fn wait_for_leader(&self, deadline: Instant) -> Option<String> {
-        let mut watch = self.watch.lock();
-        while watch.leader.is_none() && !self.is_stopping() {
-            if self.watch_changed.wait_until(&mut watch, deadline).timed_out() {
-                break;
-            }
-        }
-        watch.leader.clone()
-    }
-
-    /// Waits until the known leader differs from `old` (and is some node), or,
-    /// with `or_link_up`, until the link to `old` is connected; returns false
-    /// if `deadline` passed first.
-    pub fn wait_for_leader_change(&self, old: &str, or_link_up: bool, deadline: Instant) -> bool {
-        let ready = |w: &Watch| {
-            w.leader.as_deref().is_some_and(|l| l != old)
-                || (or_link_up && w.leader.as_deref() == Some(old) && w.links_up.contains(old))
-        };
-        let mut watch = self.watch.lock();
-        loop {
-            if ready(&watch) {
-                return true;
-            }
-            if self.is_stopping() || self.watch_changed.wait_until(&mut watch, deadline).timed_out() {
-                return ready(&watch);
-            }
-        }
+    /// The leader as last seen, and the peers whose links are up.
+    pub(super) fn leader_and_links(&self) -> (Option<String>, HashSet<String>) {
+        let watch = self.watch.lock();
+        (watch.leader.clone(), watch.links_up.clone())
     }
 
     /// Runs a client request on this node (which should be the leader):
@@ -557,8 +539,7 @@ impl Node {
         self.forwards.fail_all(&in_doubt);
         self.config_waiters.fail_all(&in_doubt);
         self.transfers.fail_all(&in_doubt);
-        let _watch = self.watch.lock();
-        self.watch_changed.notify_all();
+        self.parked.fail_all(&failed);
     }
 
     pub fn failure(&self) -> Option<Error> {
@@ -569,13 +550,11 @@ impl Node {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Marks the node as closing and wakes everyone waiting on it.
+    /// Marks the node as closing and wakes its threads.
     pub fn begin_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.primary_tx.send(PrimaryEvent::Stop);
         self.snapshots.wake();
-        let _guard = self.watch.lock();
-        self.watch_changed.notify_all();
     }
 }
 

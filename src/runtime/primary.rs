@@ -47,7 +47,7 @@ impl Drop for JoinOnDrop<'_> {
 }
 
 /// CheckLeader, HeartBeat and NewCommand until told to stop.
-fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
+fn run_clock(node: &Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
     let mut clock = Clock::new(Instant::now(), tick);
     loop {
         let mut new_command = false;
@@ -74,6 +74,7 @@ fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
                 (0..due).for_each(|_| core.tick())
             });
             node.proposals.expire(now);
+            node.forwards.expire(now);
             node.reads.expire(now);
             node.restart_stalled_reads();
             node.config_waiters.expire(now);
@@ -84,6 +85,7 @@ fn run_clock(node: &Node, rx: Receiver<PrimaryEvent>, tick: Duration) {
             node.propose_pending();
             node.start_read_round();
         }
+        node.resume_parked(now);
     }
 }
 

@@ -2,7 +2,8 @@
  * Every function of the C API on a 3-node cluster in one process: normal use,
  * writes through a follower, reads from every node, NOT_FOUND, bad input,
  * locks (fencing tokens, renewal, expiry), and membership (a fourth node
- * joins and leaves; a lone node refuses to remove its last voter).
+ * joins and leaves; a lone node refuses to remove its last voter), and the
+ * async calls.
  * Prints one line per check and "N passed, M failed" at the end.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -79,7 +80,7 @@ static floyd_options_t *options_for(int i) {
              floyd_options_set_request_timeout_ms(o, 10000) | floyd_options_set_leader_wait_ms(o, 5000) |
              floyd_options_set_append_entries_size_once(o, 1 << 20) |
              floyd_options_set_append_entries_count_once(o, 1024) | floyd_options_set_single_mode(o, false) |
-             floyd_options_set_cluster_id(o, "c-test");
+             floyd_options_set_cluster_id(o, "c-test") | floyd_options_set_max_async_in_flight(o, 10000);
     CHECK(rc == FLOYD_OK, "every option setter");
     CHECK(floyd_options_set_log_level(o, 42) == FLOYD_INVALID_ARGUMENT, "log level out of range");
     CHECK(floyd_options_set_cluster_id(o, NULL) == FLOYD_INVALID_ARGUMENT, "NULL cluster id");
@@ -425,6 +426,89 @@ static void test_transfer_leader(void) {
     CHECK(floyd_is_leader(nodes[target]), "refusals change nothing");
 }
 
+/* Async calls: answered once each, on a library thread; refusals never call back. */
+struct async_tally {
+    atomic_int calls, ok, not_found, other;
+};
+
+struct async_read {
+    struct async_tally *tally;
+    char want[32];
+};
+
+static void on_done(void *user_data, int code, const char *errmsg) {
+    struct async_tally *t = user_data;
+    if (code == FLOYD_OK && errmsg == NULL) atomic_fetch_add(&t->ok, 1);
+    else if (code != FLOYD_OK && errmsg != NULL) atomic_fetch_add(&t->other, 1);
+    atomic_fetch_add(&t->calls, 1);
+}
+
+static void on_read(void *user_data, int code, const char *value, size_t value_len, const char *errmsg) {
+    struct async_read *r = user_data;
+    if (code == FLOYD_OK && errmsg == NULL && value_len == strlen(r->want) && memcmp(value, r->want, value_len) == 0)
+        atomic_fetch_add(&r->tally->ok, 1);
+    else if (code == FLOYD_NOT_FOUND && value == NULL && value_len == 0)
+        atomic_fetch_add(&r->tally->not_found, 1);
+    else
+        atomic_fetch_add(&r->tally->other, 1);
+    atomic_fetch_add(&r->tally->calls, 1);
+    free(r);
+}
+
+static int wait_calls(struct async_tally *t, int n) {
+    double deadline = now_s() + 30;
+    while (atomic_load(&t->calls) < n && now_s() < deadline) pause_ms(5);
+    pause_ms(20); /* room for a wrong extra answer to show */
+    return atomic_load(&t->calls) == n;
+}
+
+static int read_async(floyd_t *f, const char *key, const char *want, struct async_tally *t) {
+    struct async_read *r = calloc(1, sizeof *r);
+    r->tally = t;
+    snprintf(r->want, sizeof r->want, "%s", want);
+    int rc = floyd_read_async(f, key, strlen(key), on_read, r);
+    if (rc != FLOYD_OK) free(r);
+    return rc;
+}
+
+static void test_async(void) {
+    int leader = wait_for_leader();
+    CHECK(leader >= 0, "a leader for the async tests");
+    if (leader < 0) return;
+    floyd_t *via[2] = {nodes[leader], nodes[(leader + 1) % NODES]};
+    struct async_tally w = {0}, r = {0}, bad = {0};
+    char key[32];
+    int accepted = 0;
+    for (int i = 0; i < 400; i++) {
+        snprintf(key, sizeof key, "async-%d", i);
+        accepted += floyd_write_async(via[i % 2], key, strlen(key), key, strlen(key), on_done, &w) == FLOYD_OK;
+    }
+    CHECK(accepted == 400, "400 async writes accepted, through the leader and a follower");
+    CHECK(wait_calls(&w, 400) && atomic_load(&w.ok) == 400, "each answered FLOYD_OK exactly once");
+    accepted = 0;
+    for (int i = 0; i < 400; i += 7) {
+        snprintf(key, sizeof key, "async-%d", i);
+        accepted += read_async(nodes[i % NODES], key, key, &r) == FLOYD_OK;
+    }
+    accepted += read_async(nodes[leader], "async-missing", "", &r) == FLOYD_OK;
+    CHECK(wait_calls(&r, accepted) && atomic_load(&r.ok) == accepted - 1 && atomic_load(&r.not_found) == 1,
+          "async reads from every node see every write; a missing key is NOT_FOUND");
+    struct async_tally d = {0};
+    CHECK(floyd_delete_async(via[1], "async-0", 7, on_done, &d) == FLOYD_OK && wait_calls(&d, 1) &&
+              atomic_load(&d.ok) == 1,
+          "delete_async");
+    CHECK(!read_equals(nodes[leader], "async-0", "async-0", 7, 0), "the deleted key is gone");
+    CHECK(floyd_write_async(NULL, "k", 1, "v", 1, on_done, &bad) == FLOYD_INVALID_ARGUMENT, "write_async NULL handle");
+    CHECK(floyd_write_async(via[0], "k", 1, "v", 1, NULL, &bad) == FLOYD_INVALID_ARGUMENT, "write_async NULL callback");
+    CHECK(floyd_write_async(via[0], "", 0, "v", 1, on_done, &bad) == FLOYD_INVALID_ARGUMENT, "write_async empty key");
+    CHECK(floyd_write_async(via[0], NULL, 3, "v", 1, on_done, &bad) == FLOYD_INVALID_ARGUMENT, "write_async NULL key");
+    CHECK(floyd_delete_async(via[0], "", 0, on_done, &bad) == FLOYD_INVALID_ARGUMENT, "delete_async empty key");
+    CHECK(floyd_read_async(via[0], "k", 1, NULL, &bad) == FLOYD_INVALID_ARGUMENT, "read_async NULL callback");
+    pause_ms(50);
+    CHECK(atomic_load(&bad.calls) == 0, "a refused async call never calls back");
+    CHECK(floyd_async_in_flight(via[0]) == 0 && floyd_async_in_flight(NULL) == 0, "nothing left in flight");
+}
+
 static void test_codes_and_version(void) {
     CHECK(strcmp(floyd_status_str(FLOYD_OK), "OK") == 0, "status_str(OK)");
     CHECK(strcmp(floyd_status_str(FLOYD_NOT_HOLDER), "NOT_HOLDER") == 0, "status_str(NOT_HOLDER)");
@@ -464,6 +548,7 @@ int main(void) {
         test_join_and_leave();
         test_membership_bad_input();
         test_transfer_leader();
+        test_async();
     }
     for (int i = 0; i < NODES; i++) floyd_close(nodes[i]);
     char cmd[600];

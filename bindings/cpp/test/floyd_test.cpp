@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -347,6 +348,55 @@ void TestTransferLeader(int leader, int follower) {
   Check(v == "yes", "the write is there", v);
 }
 
+// WriteAsync / DeleteAsync / ReadAsync: each completion runs once, off the
+// calling thread; refusals return at once and never call back.
+void TestAsync() {
+  int leader = WaitForLeader(30);
+  Check(leader >= 0, "a leader for the async calls");
+  floyd::Floyd* via[2] = {g_nodes[leader], g_nodes[(leader + 1) % kNodes]};
+  const int n = 300;
+  std::atomic<int> ok(0), calls(0), off_thread(0);
+  std::thread::id me = std::this_thread::get_id();
+  for (int i = 0; i < n; i++) {
+    std::string key = "async-" + std::to_string(i);
+    floyd::Status s = via[i % 2]->WriteAsync(key, key, [&, me](const floyd::Status& st) {
+      if (st.ok()) ok++;
+      if (std::this_thread::get_id() != me) off_thread++;
+      calls++;
+    });
+    Check(s.ok() || i > 0, "WriteAsync accepted", s.ToString());
+  }
+  for (int i = 0; i < 3000 && calls.load() < n; i++) Pause();
+  Check(calls.load() == n && ok.load() == n, "every WriteAsync answered ok once");
+  Check(off_thread.load() == n, "every completion ran on a library thread");
+  std::atomic<int> reads(0), good(0);
+  for (int i = 0; i < n; i += 11) {
+    std::string key = "async-" + std::to_string(i);
+    CheckStatus(g_nodes[i % kNodes]->ReadAsync(key, [&, key](const floyd::Status& st, const std::string& v) {
+      if (st.ok() && v == key) good++;
+      reads++;
+    }), "ReadAsync accepted");
+  }
+  const int want = (n + 10) / 11;
+  for (int i = 0; i < 3000 && reads.load() < want; i++) Pause();
+  Check(good.load() == want, "ReadAsync from every node sees every write");
+  std::atomic<int> deleted(0);
+  CheckStatus(via[1]->DeleteAsync("async-0", [&](const floyd::Status& st) { deleted = st.ok() ? 1 : 2; }),
+              "DeleteAsync accepted");
+  for (int i = 0; i < 3000 && deleted.load() == 0; i++) Pause();
+  std::string v;
+  Check(deleted.load() == 1 && via[0]->Read("async-0", &v).IsNotFound(), "DeleteAsync removed the key");
+  std::atomic<int> refused(0);
+  Check(via[0]->WriteAsync("", "v", [&](const floyd::Status&) { refused++; }).IsInvalidArgument(),
+        "WriteAsync with an empty key: InvalidArgument");
+  Check(via[0]->WriteAsync("k", "v", floyd::Floyd::DoneCallback()).IsInvalidArgument(),
+        "WriteAsync with an empty callback: InvalidArgument");
+  Check(via[0]->ReadAsync("", [&](const floyd::Status&, const std::string&) { refused++; }).IsInvalidArgument(),
+        "ReadAsync with an empty key: InvalidArgument");
+  Pause();
+  Check(refused.load() == 0 && via[0]->AsyncInFlight() == 0, "a refused call never calls back");
+}
+
 void TestCluster() {
   PickPorts();
   for (int i = 0; i < kNodes; i++) g_members += (i ? "," : "") + Addr(g_ports[i]);
@@ -499,6 +549,7 @@ void TestCluster() {
   TestLocks(g_nodes[leader], g_nodes[follower]);
   TestMembership(leader, follower);
   TestTransferLeader(leader, follower);
+  TestAsync();
 
   CloseAll();
   Check(true, "delete every node (floyd_close joins its threads)");
@@ -523,7 +574,12 @@ void TestCluster() {
           "no leader: HasLeader, IsLeader, both GetLeader false (outputs untouched)");
     s = g_nodes[0]->Write("k3", "v3");
     Check(s.IsIncomplete(), "Write with no leader: Incomplete", s.ToString());
+    std::atomic<int> stopped(0);
+    CheckStatus(g_nodes[0]->WriteAsync("k4", "v4", [&](const floyd::Status& st) {
+      stopped = st.floyd_code() == FLOYD_STOPPED ? 1 : 2;
+    }), "WriteAsync with no leader is accepted (it waits for one)");
     CloseAll();
+    Check(stopped.load() == 1, "deleting the node answers it STOPPED before the destructor returns");
     Check(true, "delete the lone node");
   }
 }

@@ -28,9 +28,10 @@ import threading
 import time
 import weakref
 from ctypes import byref, c_size_t, c_uint64, c_void_p
+from concurrent.futures import Future
 from typing import Callable, Iterable, Optional, Union
 
-from . import _lib
+from . import _async, _lib
 from ._state_machine import StateMachine, make_callbacks
 from ._errors import (
     BUSY,
@@ -321,6 +322,7 @@ class Floyd:
         snapshot_chunk_bytes: Optional[int] = None,
         snapshot_bytes_per_sec: Optional[int] = None,
         lease_reads: Optional[bool] = None,
+        max_async_in_flight: Optional[int] = None,
         state_machine: Optional[StateMachine] = None,
     ):
         self._handle: Optional[int] = None
@@ -360,6 +362,7 @@ class Floyd:
                 ("snapshot_keep_entries", snapshot_keep_entries),
                 ("snapshot_chunk_bytes", snapshot_chunk_bytes),
                 ("snapshot_bytes_per_sec", snapshot_bytes_per_sec),
+                ("max_async_in_flight", max_async_in_flight),
             )
             for field, value in numbers:
                 if value is not None:
@@ -519,6 +522,49 @@ class Floyd:
     def dirty_read(self, key: BytesLike) -> bytes:
         """This node's local copy of ``key``: fast, possibly stale."""
         return self._read(_L.floyd_dirty_read, key)
+
+    # -- async -------------------------------------------------------------
+
+    def _submit_async(self, fn, trampoline, *args) -> "Future":
+        token, fut = _async.register()
+        h = self._enter()
+        try:
+            code = fn(h, *args, ctypes.cast(trampoline, c_void_p), c_void_p(token))
+        finally:
+            self._leave()
+        if code != OK:
+            _async.forget(token)
+            raise error_for(code, f"{fn.__name__} refused")
+        return fut
+
+    def write_async(self, key: BytesLike, value: BytesLike) -> "Future":
+        """:meth:`write` without waiting: returns a ``concurrent.futures.Future``
+        that completes (``None``, or the error :meth:`write` would raise) on a
+        library thread, at the latest shortly after the request timeout. Raises
+        at once, with no future, for bad input, a closed node, or BusyError when
+        ``max_async_in_flight`` calls are unanswered. Futures still pending at
+        :meth:`close` fail with StoppedError before it returns."""
+        k, v = _to_bytes(key, "key"), _to_bytes(value, "value")
+        return self._submit_async(_L.floyd_write_async, _async.on_done, k, len(k), v, len(v))
+
+    def delete_async(self, key: BytesLike) -> "Future":
+        """:meth:`delete` without waiting; a future as for :meth:`write_async`."""
+        k = _to_bytes(key, "key")
+        return self._submit_async(_L.floyd_delete_async, _async.on_done, k, len(k))
+
+    def read_async(self, key: BytesLike) -> "Future":
+        """:meth:`read` without waiting: the future's result is the value
+        (NotFoundError if the key does not exist), as for :meth:`write_async`."""
+        k = _to_bytes(key, "key")
+        return self._submit_async(_L.floyd_read_async, _async.on_read, k, len(k))
+
+    def async_in_flight(self) -> int:
+        """How many async calls are unanswered."""
+        h = self._enter()
+        try:
+            return int(_L.floyd_async_in_flight(h))
+        finally:
+            self._leave()
 
     def propose(self, data: BytesLike) -> bytes:
         """Has the cluster's state machine apply ``data`` once a majority has it

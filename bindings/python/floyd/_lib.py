@@ -149,6 +149,13 @@ _REQUIRED = {
     "floyd_add_server": (c_int, [c_void_p, c_char_p, _P]),
     "floyd_remove_server": (c_int, [c_void_p, c_char_p, _P]),
     "floyd_transfer_leader": (c_int, [c_void_p, c_char_p, _P]),
+    # The async calls; the callback types are in _async (declared as c_void_p
+    # here so that the module's trampolines pass as they are).
+    "floyd_write_async": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_void_p, c_void_p]),
+    "floyd_delete_async": (c_int, [c_void_p, c_char_p, c_size_t, c_void_p, c_void_p]),
+    "floyd_read_async": (c_int, [c_void_p, c_char_p, c_size_t, c_void_p, c_void_p]),
+    "floyd_async_in_flight": (c_size_t, [c_void_p]),
+    "floyd_options_set_max_async_in_flight": (c_int, [c_void_p, c_uint64]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd

@@ -1,0 +1,309 @@
+//! Running a client command to its end without holding a thread: on this
+//! node when it leads (and for reads, which every node serves), forwarded
+//! to the leader otherwise, and tried again while it certainly was not
+//! applied (no leader known yet, the leader changed, the link to it was
+//! down) until the caller's deadline. The blocking calls wait on it; the
+//! async ones hand it their completion.
+//!
+//! A command that must wait for a leader is parked, not slept on: the
+//! primary thread looks at the parked ones on every turn of its loop and
+//! whenever the leader or a link changes, so waiting costs no thread.
+
+use super::forward::{result_from_response, Answer};
+use super::node::Node;
+use crate::error::{Error, Result};
+use crate::state_machine::CommandKind;
+use crate::wire::{frame::Body, ClientRequest};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// Called once with a command's outcome (a read's value, a lock's token, a
+/// proposal's result; empty for writes). Runs on a library thread, or on
+/// the caller's when the command ends at once: must not block.
+pub type Done = Box<dyn FnOnce(Result<Bytes>) + Send>;
+
+/// A command on its way, with everything needed to try it again.
+pub struct Command {
+    cmd: CommandKind,
+    deadline: Instant,
+    /// Until when the lack of a leader is waited out (`leader_wait`).
+    leader_deadline: Instant,
+    done: Done,
+}
+
+/// What a parked command waits for.
+enum Wait {
+    /// Any leader.
+    Leader,
+    /// A leader other than `old` or, with `or_link_up`, the link to `old`
+    /// back up; `err` answers the caller if neither comes by `until`.
+    Change {
+        old: String,
+        or_link_up: bool,
+        until: Instant,
+        err: Error,
+    },
+}
+
+/// An answer known before its async call returned, with its completion.
+type Answered = (Done, Result<Bytes>);
+
+/// Commands waiting for a leader, and async answers to hand over on a
+/// library thread. Thread-safe.
+#[derive(Default)]
+pub struct Parked {
+    waiting: Mutex<Vec<(Command, Wait)>>,
+    /// Answers known before their async call returned: an async caller's
+    /// completion never runs on its own thread (it may hold a lock the
+    /// completion takes), so these wait for the primary thread's next turn.
+    answers: Mutex<Vec<Answered>>,
+    /// Whether `waiting` may be non-empty: the primary thread looks every turn.
+    any: AtomicBool,
+}
+
+impl Parked {
+    fn park(&self, op: Command, wait: Wait) {
+        self.waiting.lock().push((op, wait));
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn hand_over(&self, done: Done, result: Result<Bytes>) {
+        self.answers.lock().push((done, result));
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> (Vec<Answered>, Vec<(Command, Wait)>) {
+        if !self.any.swap(false, Ordering::AcqRel) {
+            return Default::default();
+        }
+        let answers = std::mem::take(&mut *self.answers.lock());
+        (answers, std::mem::take(&mut *self.waiting.lock()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
+    }
+
+    /// Answers every parked command with `err` (none of them was applied),
+    /// and hands over the answers waiting for a thread.
+    pub fn fail_all(&self, err: &Error) {
+        for (done, result) in std::mem::take(&mut *self.answers.lock()) {
+            done(result);
+        }
+        for (op, _) in std::mem::take(&mut *self.waiting.lock()) {
+            (op.done)(Err(err.clone()));
+        }
+    }
+}
+
+/// Admission control for the async calls: how many are unanswered.
+#[derive(Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    /// Counts one more unless `limit` are already in flight.
+    fn admit(&self, limit: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Node {
+    /// Runs `cmd` to its end; `done` is called once, at the latest shortly
+    /// after `timeout`. Invalid commands are answered at once.
+    pub fn execute(self: &Arc<Self>, cmd: CommandKind, timeout: Duration, done: Done) {
+        if let Err(e) = cmd.validate() {
+            return done(Err(e));
+        }
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let leader_deadline = (start + self.opts.leader_wait).min(deadline);
+        self.attempt(Command {
+            cmd,
+            deadline,
+            leader_deadline,
+            done,
+        });
+    }
+
+    /// [`Node::execute`] for the async API. `Err` (and `done` never called)
+    /// for an invalid command, a closed node, or `Busy` when
+    /// `max_async_in_flight` commands are unanswered. `done` runs on a
+    /// library thread, never on the caller's before this returns.
+    pub fn execute_async(self: &Arc<Self>, cmd: CommandKind, done: Done) -> Result<()> {
+        cmd.validate()?;
+        self.check_usable()?;
+        if !self.async_in_flight.admit(self.opts.max_async_in_flight) {
+            return Err(Error::Busy(format!(
+                "{} async commands are in flight (max_async_in_flight)",
+                self.opts.max_async_in_flight
+            )));
+        }
+        let node = Arc::downgrade(self);
+        let calling = Arc::new(AtomicBool::new(true));
+        let still_calling = calling.clone();
+        self.execute(
+            cmd,
+            self.opts.request_timeout,
+            Box::new(move |r| {
+                let Some(n) = node.upgrade() else {
+                    return done(r);
+                };
+                n.async_in_flight.release();
+                if still_calling.load(Ordering::Acquire) {
+                    n.parked.hand_over(done, r);
+                    n.wake_primary();
+                } else {
+                    done(r)
+                }
+            }),
+        );
+        calling.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn attempt(self: &Arc<Self>, op: Command) {
+        if let Err(e) = self.check_usable() {
+            return (op.done)(Err(e));
+        }
+        let Some(leader) = self.leader() else {
+            self.park(op, Wait::Leader);
+            return;
+        };
+        // A read is served here on a follower too: it asks the leader for
+        // the read index and reads its own state machine once applied there.
+        if leader == self.id || matches!(op.cmd, CommandKind::Get { .. }) {
+            self.attempt_here(op, leader);
+        } else {
+            self.forward_to(op, leader);
+        }
+    }
+
+    fn attempt_here(self: &Arc<Self>, op: Command, leader: String) {
+        let node = Arc::downgrade(self);
+        let (cmd, deadline) = (op.cmd.clone(), op.deadline);
+        self.submit_command(
+            cmd,
+            deadline,
+            Box::new(move |r| match r {
+                Ok(v) => (op.done)(Ok(v.unwrap_or_default())),
+                Err(e @ Error::NoLeader(_)) => retry(&node, op, leader, false, e),
+                Err(e) => (op.done)(Err(e)),
+            }),
+        );
+    }
+
+    fn forward_to(self: &Arc<Self>, op: Command, leader: String) {
+        let node = Arc::downgrade(self);
+        let (cmd, deadline, to) = (op.cmd.clone(), op.deadline, leader.clone());
+        let reply = Box::new(move |answer: Answer| match answer {
+            Answer::Response(resp) => match result_from_response(resp) {
+                Err(e @ Error::NoLeader(_)) => retry(&node, op, leader, false, e),
+                r => (op.done)(r),
+            },
+            Answer::NotSent => {
+                let e = Error::NoLeader(format!(
+                    "leader {leader} is unreachable; the command was not sent"
+                ));
+                retry(&node, op, leader, true, e)
+            }
+            Answer::GaveUp(e) => (op.done)(Err(e)),
+        });
+        let request_id = self.forwards.register(&to, deadline, reply);
+        let req = ClientRequest {
+            request_id,
+            command: Some(cmd.into_wire()),
+        };
+        if !self.send_frame(&to, Body::ClientRequest(req)) {
+            let full = Error::Busy(format!("the queue to leader {to} is full"));
+            self.forwards.fail_some(&to, &[request_id], &full);
+        }
+    }
+
+    fn park(&self, op: Command, wait: Wait) {
+        self.parked.park(op, wait);
+        // The primary thread looks at parked commands when it wakes.
+        self.wake_primary();
+    }
+
+    /// Primary thread: tries again the parked commands whose wait is over,
+    /// and answers those whose time ran out.
+    pub(super) fn resume_parked(self: &Arc<Self>, now: Instant) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let (answers, parked) = self.parked.take();
+        for (done, result) in answers {
+            done(result);
+        }
+        if parked.is_empty() {
+            return;
+        }
+        let (leader, links_up) = self.leader_and_links();
+        for (op, wait) in parked {
+            let ready = match &wait {
+                Wait::Leader => leader.is_some(),
+                Wait::Change { old, or_link_up, .. } => {
+                    leader.as_deref().is_some_and(|l| l != old)
+                        || (*or_link_up && leader.as_deref() == Some(old) && links_up.contains(old))
+                }
+            };
+            let until = match &wait {
+                Wait::Leader => op.leader_deadline,
+                Wait::Change { until, .. } => *until,
+            };
+            if ready && !self.is_stopping() {
+                self.attempt(op);
+            } else if now >= until || self.is_stopping() || self.failure().is_some() {
+                let err = match (self.check_usable(), wait) {
+                    (Err(e), _) => e,
+                    (Ok(()), Wait::Change { err, .. }) => err,
+                    (Ok(()), Wait::Leader) => Error::NoLeader(format!(
+                        "no leader known after {:?}",
+                        self.opts.leader_wait.min(self.opts.request_timeout)
+                    )),
+                };
+                (op.done)(Err(err));
+            } else {
+                self.parked.park(op, wait);
+            }
+        }
+    }
+}
+
+/// After an attempt that certainly was not applied: waits for another
+/// leader (or, with `or_link_up`, for the link to `leader`), within the
+/// caller's time.
+fn retry(node: &Weak<Node>, op: Command, leader: String, or_link_up: bool, err: Error) {
+    let Some(node) = node.upgrade() else {
+        return (op.done)(Err(Error::Stopped("the node was closed".into())));
+    };
+    // A brief disconnect is waited out until the deadline; a lost leader only
+    // as long as a leader is waited for at all.
+    let until = if or_link_up {
+        op.deadline
+    } else {
+        op.leader_deadline
+    };
+    let wait = Wait::Change {
+        old: leader,
+        or_link_up,
+        until,
+        err,
+    };
+    node.park(op, wait);
+}
