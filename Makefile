@@ -4,6 +4,7 @@
 #                               in the background; prints how to talk to it
 #   make demo-stop              stops it
 #   make tour                   the in-process tour: a scripted 3-node cluster, then a prompt
+#   make bench                  the benchmark suite (BENCHMARKS.md) as a Markdown table
 #   make test                   every test: Rust (cargo test), C, C++, Python, examples
 #   make check                  build libfloyd, then test C (also under ASan, and
 #                               statically linked), C++, Python and the examples
@@ -35,7 +36,7 @@ STATIC := $(LIBDIR)/libfloyd.a $(NATIVE_LIBS)
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: demo demo-stop tour test deps check lib c-test cpp-test python-test examples install install-test \
+.PHONY: demo demo-stop tour bench test deps check lib c-test cpp-test python-test examples install install-test \
 	abi-check abi-bless abi-test lib-check
 
 NODES ?= 3
@@ -48,6 +49,9 @@ demo-stop:
 
 tour: deps
 	cargo run --example cluster_demo -- -i
+
+bench: deps
+	scripts/bench-suite.sh
 
 test: deps
 	cargo test

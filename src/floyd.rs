@@ -303,20 +303,12 @@ impl Floyd {
 
     /// [`Floyd::execute`] with a deadline of `timeout` from now.
     fn execute_within(&self, cmd: CommandKind, timeout: Duration) -> Result<Bytes> {
-        let deadline = Instant::now() + timeout;
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.node.execute(
-            cmd,
-            timeout,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
         // The command is answered by its deadline, give or take a turn of the
         // primary thread; past that, the outcome is unknown here.
-        match rx.recv_deadline(deadline + ANSWER_GRACE) {
-            Ok(r) => r,
-            Err(_) => Err(self.timeout()),
+        let wait_until = Instant::now() + timeout + ANSWER_GRACE;
+        match self.node.execute_blocking(cmd, timeout, wait_until) {
+            Some(r) => r,
+            None => Err(self.timeout()),
         }
     }
 

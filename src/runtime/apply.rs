@@ -65,12 +65,15 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
 /// After applying: a user state machine is snapshotted here, on the thread
 /// its callbacks run on; the built-in store by the snapshot thread, woken.
 fn snapshot_if_due(node: &Node) {
+    if !super::snapshot::snapshot_due(node) {
+        // (Waking the snapshot thread after every batch to find nothing due
+        // cost ~4% of the CPU of a write-heavy run.)
+        return;
+    }
     if !node.state_machine.is_user() {
         return node.snapshots.wake();
     }
-    if super::snapshot::snapshot_due(node) {
-        if let Err(e) = super::snapshot::take_snapshot(node) {
-            tracing::warn!(node = %node.id, error = %e, "snapshot failed; will retry");
-        }
+    if let Err(e) = super::snapshot::take_snapshot(node) {
+        tracing::warn!(node = %node.id, error = %e, "snapshot failed; will retry");
     }
 }

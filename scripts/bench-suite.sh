@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The benchmark suite behind BENCHMARKS.md: in-process clusters (every node
+# fsyncs its log before it acknowledges), one row per workload, printed as a
+# Markdown table: throughput and latency percentiles.
+#
+#   scripts/bench-suite.sh [quick]     (quick: the write rows of the issue's targets only)
+#
+# `make bench` runs it. Numbers on a shared 2-core machine move by +-30%
+# between runs: compare two builds in one run, not against old tables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floyd/target}"
+cargo build -q --example bench
+BIN="$CARGO_TARGET_DIR/debug/examples/bench"
+
+# Enough items for ~2 s a row at the rates seen here.
+items_for() { # threads
+  case "$1" in 1) echo 2000 ;; 4) echo 2000 ;; 20) echo 1000 ;; *) echo 400 ;; esac
+}
+
+echo "| workload | ops/s | p50 | p99 | p99.9 |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+row() { # label, then bench arguments; one table row per result line
+  local label="$1"
+  shift
+  "$BIN" "$@" 2>&1 | grep -E '^(write|read|dirty)' | while IFS= read -r line; do
+    local what rate p50 p99 p999
+    what="${line%%:*}"
+    rate="$(sed -E 's/.*= ([0-9]+) ops\/s.*/\1/' <<<"$line")"
+    p50="$(sed -E 's/.*p50 ([^ ]+).*/\1/' <<<"$line")"
+    p99="$(sed -E 's/.* p99 ([^ ]+).*/\1/' <<<"$line")"
+    p999="$(sed -E 's/.*p99\.9 ([^ ]+).*/\1/' <<<"$line")"
+    echo "| $label, $what | $rate | $p50 | $p99 | $p999 |"
+  done
+}
+
+writes() { # nodes threads [extra args]
+  local n="$1" t="$2"
+  shift 2
+  row "$n nodes, $t threads${*:+, $*}" --nodes "$n" --threads "$t" --items "$(items_for "$t")" "$@"
+}
+
+if [ "${1:-}" = quick ]; then
+  writes 3 1
+  writes 3 4
+  writes 5 4
+  writes 3 20
+  writes 5 20
+  row "3 nodes, 1 submitting thread" --nodes 3 --threads 1 --items 100000 --async
+  exit 0
+fi
+
+for n in 3 5; do
+  for t in 1 4 20 64; do writes "$n" "$t"; done
+  writes "$n" 20 --value-size 4096
+  writes "$n" 1 --via-follower
+  writes "$n" 20 --via-follower
+done
+row "3 nodes, 4 threads" --nodes 3 --threads 4 --items 2000 --reads --read-rounds 5
+row "3 nodes, 20 threads" --nodes 3 --threads 20 --items 1000 --reads --read-rounds 5
+row "3 nodes, 4 threads, lease" --nodes 3 --threads 4 --items 2000 --reads --read-rounds 5 --lease
+for t in 1 4; do
+  row "3 nodes, $t submitting threads" --nodes 3 --threads "$t" --items $((100000 / t)) --async
+done
+row "5 nodes, 1 submitting thread" --nodes 5 --threads 1 --items 100000 --async
