@@ -10,8 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/floyd/target}"
-cargo build -q --example bench
+cargo build -q --example bench --lib
 BIN="$CARGO_TARGET_DIR/debug/examples/bench"
+LIBDIR="$CARGO_TARGET_DIR/debug"
+ln -sf libfloyd.so "$LIBDIR/libfloyd.so.0"
+CPP_BENCH="$CARGO_TARGET_DIR/write_bench"
+g++ -std=c++11 -O2 -Iinclude -Ibindings/cpp examples/cpp/write_bench.cpp -L"$LIBDIR" -lfloyd \
+  -Wl,-rpath,"$LIBDIR" -lpthread -o "$CPP_BENCH"
 
 # Enough items for ~2 s a row at the rates seen here.
 items_for() { # threads
@@ -32,6 +37,16 @@ row() { # label, then bench arguments; one table row per result line
     p999="$(sed -E 's/.*p99\.9 ([^ ]+).*/\1/' <<<"$line")"
     echo "| $label, $what | $rate | $p50 | $p99 | $p999 |"
   done
+}
+
+cpp_row() { # threads value_size items: the C++ program through the C API (5 nodes)
+  local out
+  out="$("$CPP_BENCH" "$1" "$2" "$3" 2>&1 | tail -n 1)"
+  local rate p50 p99
+  rate="$(sed -E 's/.*: ([0-9]+) writes\/s.*/\1/' <<<"$out")"
+  p50="$(sed -E 's/.*p50 ([^,]+),.*/\1/' <<<"$out")"
+  p99="$(sed -E 's/.*p99 ([^,]+),.*/\1/' <<<"$out")"
+  echo "| 5 nodes, $1 threads, $2 B, C++ write_bench | $rate | $p50 | $p99 | — |"
 }
 
 writes() { # nodes threads [extra args]
@@ -56,6 +71,8 @@ for n in 3 5; do
   writes "$n" 1 --via-follower
   writes "$n" 20 --via-follower
 done
+for t in 1 4 20 64; do cpp_row "$t" 128 "$(items_for "$t")"; done
+cpp_row 20 4096 1000
 row "3 nodes, 4 threads" --nodes 3 --threads 4 --items 2000 --reads --read-rounds 5
 row "3 nodes, 20 threads" --nodes 3 --threads 20 --items 1000 --reads --read-rounds 5
 row "3 nodes, 4 threads, lease" --nodes 3 --threads 4 --items 2000 --reads --read-rounds 5 --lease

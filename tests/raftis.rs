@@ -141,6 +141,32 @@ impl Drop for Cluster {
     }
 }
 
+/// SETs and GETs of one pipeline run together (async), yet the connection
+/// reads its own writes: a GET or SET of a key set earlier in the pipeline,
+/// and any other command, waits for what came before.
+fn pipelined_requests_read_their_own_writes_in_order(con: &mut Connection) {
+    let mut p = redis::pipe();
+    p.cmd("SET").arg("q").arg("1");
+    p.cmd("GET").arg("q");
+    p.cmd("SET").arg("q").arg("2");
+    p.cmd("SET").arg("q").arg("3");
+    p.cmd("GET").arg("q");
+    p.cmd("DEL").arg("q");
+    p.cmd("GET").arg("q");
+    p.cmd("SET").arg("q").arg("4");
+    p.cmd("PING");
+    p.cmd("GET").arg("q");
+    let got: Vec<Value> = p.query(con).unwrap();
+    let ok = || Value::Okay;
+    let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[..6], [ok(), bulk("1"), ok(), ok(), bulk("3"), Value::Int(1)]);
+    assert_eq!(got[6], Value::Nil);
+    assert_eq!(got[7], ok());
+    assert_eq!(got[8], Value::SimpleString("PONG".into()));
+    assert_eq!(got[9], bulk("4"));
+}
+
 fn error_code(r: RedisResult<Value>) -> String {
     match r {
         Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
@@ -246,6 +272,7 @@ fn redis_commands_through_any_node_and_the_http_api() {
     }
     let got: Vec<i64> = p.query(&mut f).unwrap();
     assert_eq!(got, (0..200).collect::<Vec<i64>>());
+    pipelined_requests_read_their_own_writes_in_order(&mut f);
 
     // Locks: a fencing token, LOCKED for another holder, NOTHOLDER, a larger token after.
     let t1: i64 = redis::cmd("FLOYD.TRYLOCK")

@@ -12,6 +12,8 @@
 mod commands;
 #[path = "raftis/http.rs"]
 mod http;
+#[path = "raftis/pipeline.rs"]
+mod pipeline;
 #[path = "raftis/resp.rs"]
 mod resp;
 #[path = "raftis/server.rs"]

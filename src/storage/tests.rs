@@ -269,7 +269,10 @@ fn reclaim_rewrites_no_file_and_the_log_loads_from_its_new_start() {
     s.write(b, true).unwrap();
     s.reclaim(1500).unwrap();
     let after = table_files(dir.path());
-    assert!(after.is_subset(&before), "reclaim rewrote files: {before:?} -> {after:?}");
+    assert!(
+        after.is_subset(&before),
+        "reclaim rewrote files: {before:?} -> {after:?}"
+    );
     let l = s.load().unwrap();
     assert_eq!(l.log_start, (1500, 1));
     assert_eq!(l.entries.first().map(|e| e.index), Some(1501));

@@ -94,7 +94,7 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
         ("SELECT", 1) if a[0] == b"0" => Reply::ok(),
         ("SELECT", 1) => Reply::err("ERR DB index is out of range (raftis has only database 0)"),
         ("SET", n) if n >= 2 => set(f, a),
-        ("GET", 1) => get(f.read(&a[0])),
+        ("GET", 1) => get_reply(f.read(&a[0])),
         ("DEL", n) if n >= 1 => del(f, a),
         ("EXISTS", n) if n >= 1 => exists(f, a),
         ("MSET", n) if n >= 2 && n % 2 == 0 => mset(f, a),
@@ -123,7 +123,7 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
         ("FLOYD.STATUS", 1) if text(&a[0]).eq_ignore_ascii_case("json") => {
             Reply::Bulk(f.server_status().to_json().into_bytes())
         }
-        ("FLOYD.DIRTYGET", 1) => get(f.dirty_read(&a[0])),
+        ("FLOYD.DIRTYGET", 1) => get_reply(f.dirty_read(&a[0])),
         (n, _) if COMMANDS.contains(&n) => wrong_args(n),
         _ => {
             let shown: Vec<String> = a.iter().take(3).map(|s| format!("'{}'", text(s))).collect();
@@ -137,7 +137,8 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
     Outcome::Reply(reply)
 }
 
-fn get(r: Result<Vec<u8>, Error>) -> Reply {
+/// A read's outcome as RESP: the value, nil for a missing key, or the error.
+pub fn get_reply(r: Result<Vec<u8>, Error>) -> Reply {
     match r {
         Ok(v) => Reply::Bulk(v),
         Err(Error::NotFound) => Reply::Nil,

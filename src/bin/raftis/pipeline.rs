@@ -1,0 +1,111 @@
+//! Pipelined requests run together: plain `SET key value` and `GET key`
+//! that a client sent in one go are handed to floyd's async calls at once,
+//! so they share replication rounds (group commit) and read confirmations,
+//! and their replies go back in request order.
+//!
+//! Order as a client sees it: a request that touches a key written earlier
+//! in the same run, and every other command, first waits for the run to
+//! finish, so a connection always reads its own writes. Writes to different
+//! keys of one run overlap in time and may take effect in any order, as
+//! they could from different connections.
+
+use crate::commands::{error_reply, get_reply, Context};
+use crate::resp::Reply;
+use std::collections::HashSet;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+/// The requests in flight for one connection, with their places in the reply stream.
+pub struct Pipeline {
+    tx: Sender<(usize, Reply)>,
+    rx: Receiver<(usize, Reply)>,
+    /// A reply per request of the run, in order; `None` until it is answered.
+    replies: Vec<Option<Reply>>,
+    pending: usize,
+    written: HashSet<Vec<u8>>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        let (tx, rx) = channel();
+        Pipeline {
+            tx,
+            rx,
+            replies: Vec::new(),
+            pending: 0,
+            written: HashSet::new(),
+        }
+    }
+}
+
+/// A request the pipeline can run without waiting.
+enum Async<'a> {
+    Set(&'a [u8], &'a [u8]),
+    Get(&'a [u8]),
+}
+
+fn as_async(args: &[Vec<u8>]) -> Option<Async<'_>> {
+    let name = &args[0];
+    if args.len() == 3 && name.eq_ignore_ascii_case(b"SET") {
+        return Some(Async::Set(&args[1], &args[2]));
+    }
+    if args.len() == 2 && name.eq_ignore_ascii_case(b"GET") {
+        return Some(Async::Get(&args[1]));
+    }
+    None
+}
+
+impl Pipeline {
+    /// Starts `args` if it can run in this run; `false` means the caller
+    /// must [`finish`](Pipeline::finish) the run and execute it itself.
+    pub fn try_start(&mut self, ctx: &Context, args: &[Vec<u8>]) -> bool {
+        let Some(req) = as_async(args) else {
+            return false;
+        };
+        let key = match &req {
+            Async::Set(k, _) | Async::Get(k) => *k,
+        };
+        if self.written.contains(key) {
+            return false;
+        }
+        let slot = self.replies.len();
+        let tx = self.tx.clone();
+        let started = match req {
+            Async::Set(k, v) => {
+                self.written.insert(k.to_vec());
+                ctx.floyd.write_async(k, v, move |r| {
+                    let _ = tx.send((slot, r.map_or_else(|e| error_reply(&e), |_| Reply::ok())));
+                })
+            }
+            Async::Get(k) => ctx.floyd.read_async(k, move |r| {
+                let _ = tx.send((slot, get_reply(r)));
+            }),
+        };
+        match started {
+            Ok(()) => {
+                self.replies.push(None);
+                self.pending += 1;
+            }
+            Err(e) => self.replies.push(Some(error_reply(&e))),
+        }
+        true
+    }
+
+    /// Waits for every request of the run and encodes their replies, in order.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        while self.pending > 0 {
+            // Every started request is answered (floyd answers each async
+            // call once, at the latest at its deadline or at close).
+            let Ok((slot, reply)) = self.rx.recv() else {
+                break;
+            };
+            self.replies[slot] = Some(reply);
+            self.pending -= 1;
+        }
+        for reply in self.replies.drain(..) {
+            reply
+                .unwrap_or_else(|| Reply::err("ERR internal: no reply"))
+                .encode(out);
+        }
+        self.written.clear();
+    }
+}
