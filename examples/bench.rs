@@ -215,8 +215,23 @@ fn main() {
             n[target].dirty_read(key(t, i).as_bytes()).expect("dirty read");
         });
     }
+    println!(
+        "memory: peak RSS {:.1} MiB, data {:.1} MiB",
+        status_kib("VmHWM:") as f64 / 1024.0,
+        floyd::storage::snapshots::dir_bytes(&dir) as f64 / (1 << 20) as f64
+    );
     for n in nodes.iter() {
         n.close();
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `/proc/self/status` figure in KiB (0 where there is none).
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -3,7 +3,9 @@
 # fsyncs its log before it acknowledges), one row per workload, printed as a
 # Markdown table: throughput and latency percentiles.
 #
-#   scripts/bench-suite.sh [quick]     (quick: the write rows of the issue's targets only)
+#   scripts/bench-suite.sh [quick|growth]
+#       quick: the write rows of the issue's targets only
+#       growth: throughput and memory against cluster size and value size
 #
 # `make bench` runs it. Numbers on a shared 2-core machine move by +-30%
 # between runs: compare two builds in one run, not against old tables.
@@ -22,6 +24,29 @@ g++ -std=c++11 -O2 -Iinclude -Ibindings/cpp examples/cpp/write_bench.cpp -L"$LIB
 items_for() { # threads
   case "$1" in 1) echo 2000 ;; 4) echo 2000 ;; 20) echo 1000 ;; *) echo 400 ;; esac
 }
+
+if [ "${1:-}" = growth ]; then
+  # 20 threads writing ~32 MiB in all (at least 5 values each), per shape.
+  echo "| nodes | value | writes/s | MiB/s | p50 | p99 | peak RSS | data |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for n in 1 3 5 7; do
+    for v in 16 128 1024 16384 131072 1048576; do
+      items=$(( (32 << 20) / (v * 20) ))
+      items=$(( items < 5 ? 5 : (items > 1000 ? 1000 : items) ))
+      out="$("$BIN" --nodes "$n" --threads 20 --items "$items" --value-size "$v" 2>&1)"
+      line="$(grep '^write' <<<"$out")"
+      mem="$(grep '^memory' <<<"$out")"
+      rate="$(sed -E 's/.*= ([0-9]+) ops\/s.*/\1/' <<<"$line")"
+      p50="$(sed -E 's/.*p50 ([^ ]+).*/\1/' <<<"$line")"
+      p99="$(sed -E 's/.* p99 ([^ ]+).*/\1/' <<<"$line")"
+      rss="$(sed -E 's/.*peak RSS ([0-9.]+) MiB.*/\1/' <<<"$mem")"
+      data="$(sed -E 's/.*data ([0-9.]+) MiB.*/\1/' <<<"$mem")"
+      mibs="$(awk -v r="$rate" -v v="$v" 'BEGIN { printf "%.1f", r * v / 1048576 }')"
+      echo "| $n | $v B | $rate | $mibs | $p50 | $p99 | $rss MiB | $data MiB |"
+    done
+  done
+  exit 0
+fi
 
 echo "| workload | ops/s | p50 | p99 | p99.9 |"
 echo "| --- | ---: | ---: | ---: | ---: |"
