@@ -18,11 +18,11 @@ impl RaftCore {
     /// Sends the next batch of entries to `peer` if its progress allows, or
     /// the snapshot if it needs entries compacted away; returns whether anything was sent.
     pub(super) fn send_append(&mut self, peer: &str) -> bool {
-        let max_inflight = self.cfg.max_inflight;
+        let (max_inflight, max_bytes) = (self.cfg.max_inflight, self.cfg.max_inflight_bytes);
         let Some(pr) = self.progress.get(peer) else {
             return false;
         };
-        if pr.is_paused(max_inflight) {
+        if pr.is_paused(max_inflight, max_bytes) {
             return false;
         }
         let next = pr.next_index;
@@ -40,12 +40,13 @@ impl RaftCore {
             return false;
         }
         let last = entries.last().map_or(next - 1, |e| e.index);
+        let bytes = entries.iter().map(|e| e.payload.len() as u64).sum();
         let Some(msg) = self.append_message(next - 1, entries) else {
             return false;
         };
         self.send(peer, msg);
         if let Some(pr) = self.progress.get_mut(peer) {
-            pr.sent(last);
+            pr.sent(last, bytes);
         }
         true
     }
@@ -106,7 +107,8 @@ impl RaftCore {
                     }
                 }
                 ProgressState::Replicate => {
-                    if pr.inflight.len() >= self.cfg.max_inflight && !pr.acked_since_heartbeat {
+                    let full = pr.window_full(self.cfg.max_inflight, self.cfg.max_inflight_bytes);
+                    if full && !pr.acked_since_heartbeat {
                         // A full window with no answer for a whole heartbeat: assume loss.
                         pr.become_probe();
                     }

@@ -56,6 +56,9 @@ fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>) -> Config
     cfg.election_ticks = ticks(opts.check_leader_us).max(cfg.heartbeat_ticks.saturating_add(1));
     cfg.max_entries_per_message = opts.append_entries_count_once as usize;
     cfg.max_bytes_per_message = opts.append_entries_size_once;
+    // Four full messages in flight per follower: enough to keep a LAN link
+    // busy, and a bound on the leader's memory whatever the value size.
+    cfg.max_inflight_bytes = opts.append_entries_size_once.saturating_mul(4);
     if opts.lease_reads {
         cfg.lease_us = lease_us(cfg.election_ticks, tick_us);
     }

@@ -266,3 +266,54 @@ fn lost_append_entries_are_resent_by_heartbeats_without_new_proposals() {
     assert_eq!(net.core("n1").commit(), 2);
     assert_eq!(net.core("n2").commit(), 2);
 }
+
+/// AppendEntries with entries to `to` waiting in the network, and their payload bytes.
+fn queued_appends_to(net: &Net, to: &str) -> (usize, u64) {
+    net.queue
+        .iter()
+        .filter(|(_, env)| env.to == to)
+        .filter_map(|(_, env)| match &env.msg {
+            Message::AppendEntries(m) if !m.entries.is_empty() => {
+                Some(m.entries.iter().map(|e| e.payload.len() as u64).sum::<u64>())
+            }
+            _ => None,
+        })
+        .fold((0, 0), |(n, b), bytes| (n + 1, b + bytes))
+}
+
+#[test]
+fn section_5_3_unacknowledged_bytes_per_follower_are_bounded() {
+    // Large entries: the message window (64) alone would let the leader queue
+    // 64 messages for a silent follower; the byte window stops it at 4 KiB.
+    let mut net = cluster_of(3, |c| {
+        c.max_bytes_per_message = 1024;
+        c.max_inflight_bytes = 4096;
+    });
+    let big = "x".repeat(1000);
+    for _ in 0..40 {
+        net.propose("n1", &[big.as_str()]);
+    }
+    let (messages, bytes) = queued_appends_to(&net, "n2");
+    assert!(messages > 0, "something was sent");
+    assert!(
+        bytes <= 4096 + 1000,
+        "{messages} messages, {bytes} bytes queued for a silent follower"
+    );
+    // Acknowledged, the window reopens and the follower gets everything.
+    for _ in 0..40 {
+        net.deliver_all();
+        net.tick("n1");
+    }
+    net.deliver_all();
+    let last = net.core("n1").log().last_index();
+    assert_eq!(net.core("n2").log().last_index(), last);
+    assert_eq!(net.core("n1").commit(), last);
+}
+
+/// `n` nodes with n1 elected and everything delivered.
+fn cluster_of(n: usize, tweak: impl Fn(&mut Config)) -> Net {
+    let mut net = Net::new(n, tweak);
+    net.elect("n1");
+    net.deliver_all();
+    net
+}
