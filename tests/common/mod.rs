@@ -2,6 +2,8 @@
 //! Everything waits on conditions with deadlines; nothing sleeps a fixed time.
 #![allow(dead_code)]
 
+pub mod raftis;
+
 use floyd::{Error, Floyd, Options, StateMachine};
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,0 +1,178 @@
+//! A cluster of raftis processes on loopback, for the raftis tests and the
+//! fault harness: start, connect, find the leader, kill -9 and restart a
+//! node on its own data, stop and continue it with signals.
+
+use super::{free_ports, DEADLINE};
+use redis::Connection;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Node {
+    pub child: Child,
+    pub raft: String,
+    pub port: u16,
+    pub http: u16,
+    /// Its stderr, shown when it never comes up.
+    pub log: PathBuf,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Option<Node>>,
+    members: String,
+    raft: Vec<String>,
+    ports: Vec<u16>,
+    tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` raftis processes and waits until each answers PING.
+    pub fn start(n: usize) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let ports = free_ports(3 * n);
+        let raft: Vec<String> = ports[..n].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut c = Cluster {
+            nodes: (0..n).map(|_| None).collect(),
+            members: raft.join(","),
+            raft,
+            ports,
+            tmp,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            let mut con = c.connect(i);
+            let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+            assert_eq!(pong, "PONG");
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let n = self.raft.len();
+        let (port, http) = (self.ports[n + i], self.ports[2 * n + i]);
+        let dir = self.tmp.path().join(format!("n{i}"));
+        let log = dir.with_extension("stderr");
+        // Appended: a restarted node's stderr follows its earlier life's.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_raftis"))
+            .args(["--members", &self.members, "--local", &self.raft[i]])
+            .arg("--path")
+            .arg(&dir)
+            .args(["--port", &port.to_string(), "--http-port", &http.to_string()])
+            .args(["--heartbeat-us", "30000", "--check-leader-us", "300000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn raftis");
+        self.nodes[i] = Some(Node {
+            child,
+            raft: self.raft[i].clone(),
+            port,
+            http,
+            log,
+        });
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("running")
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    /// The RESP port of node `i`, running or not.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[self.raft.len() + i]
+    }
+
+    /// A connection to node `i`, waiting until it listens.
+    pub fn connect(&self, i: usize) -> Connection {
+        let url = format!("redis://127.0.0.1:{}/", self.node(i).port);
+        let client = redis::Client::open(url).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match client.get_connection_with_timeout(Duration::from_secs(5)) {
+                Ok(con) => {
+                    con.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    return con;
+                }
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "node {i} never listened: {e}; its stderr:\n{}",
+                    std::fs::read_to_string(&self.node(i).log).unwrap_or_default()
+                ),
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// Index of the leader every running node names.
+    pub fn wait_for_leader(&self) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        let mut cons: Vec<(usize, Connection)> =
+            self.running().into_iter().map(|i| (i, self.connect(i))).collect();
+        loop {
+            assert!(Instant::now() < deadline, "no agreed leader");
+            let views: Vec<Option<String>> = cons
+                .iter_mut()
+                .map(|(_, c)| redis::cmd("FLOYD.LEADER").query(c).unwrap())
+                .collect();
+            if let Some(Some(l)) = views.first() {
+                if views.iter().all(|v| v.as_deref() == Some(l.as_str())) {
+                    if let Some((i, _)) = cons.iter().find(|(i, _)| &self.node(*i).raft == l) {
+                        return *i;
+                    }
+                }
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// The leader node `i` names now, by index, if any.
+    pub fn leader_seen_by(&self, i: usize) -> Option<usize> {
+        let mut con = self.connect(i);
+        let l: Option<String> = redis::cmd("FLOYD.LEADER").query(&mut con).ok()?;
+        self.raft.iter().position(|r| Some(r) == l.as_ref())
+    }
+
+    /// `kill -9` of node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        let mut n = self.nodes[i].take().expect("running");
+        n.child.kill().unwrap();
+        n.child.wait().unwrap();
+    }
+
+    /// Starts node `i` again on its own data and ports.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        self.spawn(i);
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `i`.
+    pub fn signal(&self, i: usize, signal: libc::c_int) {
+        let pid = self.node(i).child.id() as libc::pid_t;
+        // SAFETY: a plain kill(2) of our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut().filter_map(Option::take) {
+            let mut child = n.child;
+            // (A stopped process dies of SIGKILL too.)
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

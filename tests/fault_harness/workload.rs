@@ -1,0 +1,208 @@
+//! Clients and the nemesis of a harness run: clients SET and GET a handful
+//! of keys through random nodes and record every operation (invocation,
+//! completion, outcome); the nemesis injects faults meanwhile.
+
+use crate::checker::{Input, Op, Output};
+use crate::common::raftis::Cluster;
+use rand::{Rng, SeedableRng};
+use redis::Connection;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How reads are made: `Get` is the linearizable read; `DirtyGet` (this
+/// node's copy) is the planted bug the checker must catch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Get,
+    DirtyGet,
+}
+
+pub struct Workload {
+    pub clients: usize,
+    pub keys: usize,
+    pub reads: ReadKind,
+    pub seed: u64,
+    /// A client gives up on an answer after this long (the outcome is then unknown).
+    pub op_timeout: Duration,
+}
+
+/// Nanoseconds since `start`, the history's one clock.
+fn at(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
+}
+
+/// Runs the clients against `ports` until `stop`; returns the history.
+pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<AtomicBool>) -> Vec<Op> {
+    let history = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..w.clients)
+        .map(|c| {
+            let (ports, stop, history) = (ports.clone(), stop.clone(), history.clone());
+            let (keys, reads, timeout, seed) = (w.keys, w.reads, w.op_timeout, w.seed);
+            std::thread::spawn(move || {
+                let mut rng =
+                    rand::rngs::SmallRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(c as u64));
+                let mut client = Client {
+                    id: c,
+                    con: None,
+                    ports,
+                    timeout,
+                };
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("k{}", rng.random_range(0..keys)).into_bytes();
+                    let op = if rng.random_bool(0.5) {
+                        n += 1;
+                        client.write(&mut rng, key, format!("c{c}-{n}").into_bytes(), start)
+                    } else {
+                        client.read(&mut rng, key, reads, start)
+                    };
+                    if let Some(op) = op {
+                        history.lock().unwrap().push(op);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    Arc::try_unwrap(history).unwrap().into_inner().unwrap()
+}
+
+struct Client {
+    id: usize,
+    con: Option<(u16, Connection)>,
+    ports: Vec<u16>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A connection to a random node that accepts one; `None` if none does now.
+    fn connection(&mut self, rng: &mut impl Rng) -> Option<&mut (u16, Connection)> {
+        if self.con.is_none() {
+            let port = self.ports[rng.random_range(0..self.ports.len())];
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+            let con = client
+                .get_connection_with_timeout(Duration::from_millis(300))
+                .ok()?;
+            con.set_read_timeout(Some(self.timeout)).ok()?;
+            con.set_write_timeout(Some(self.timeout)).ok()?;
+            self.con = Some((port, con));
+        }
+        self.con.as_mut()
+    }
+
+    fn write(&mut self, rng: &mut impl Rng, key: Vec<u8>, value: Vec<u8>, start: Instant) -> Option<Op> {
+        let (_, con) = self.connection(rng)?;
+        let call = at(start);
+        let r: redis::RedisResult<String> = redis::cmd("SET").arg(&key).arg(&value).query(con);
+        let ret = at(start);
+        let output = match r {
+            Ok(_) => Output::Written,
+            Err(e) if not_applied(&e) => Output::Failed,
+            Err(_) => {
+                self.con = None;
+                Output::Unknown
+            }
+        };
+        Some(self.op(key, Input::Write(Some(value)), output, call, ret))
+    }
+
+    fn read(&mut self, rng: &mut impl Rng, key: Vec<u8>, kind: ReadKind, start: Instant) -> Option<Op> {
+        let (_, con) = self.connection(rng)?;
+        let name = match kind {
+            ReadKind::Get => "GET",
+            ReadKind::DirtyGet => "FLOYD.DIRTYGET",
+        };
+        let call = at(start);
+        let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd(name).arg(&key).query(con);
+        let ret = at(start);
+        let output = match r {
+            Ok(v) => Output::Read(v),
+            Err(e) if not_applied(&e) => Output::Failed,
+            Err(_) => {
+                self.con = None;
+                Output::Unknown
+            }
+        };
+        Some(self.op(key, Input::Read, output, call, ret))
+    }
+
+    fn op(&self, key: Vec<u8>, input: Input, output: Output, call: u64, ret: u64) -> Op {
+        Op {
+            client: self.id,
+            key,
+            input,
+            output,
+            call,
+            ret,
+        }
+    }
+}
+
+/// Errors raftis gives only for commands that certainly were not applied.
+fn not_applied(e: &redis::RedisError) -> bool {
+    matches!(e.code(), Some("NOLEADER") | Some("BUSY"))
+}
+
+/// The faults a nemesis can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    KillRandom,
+    KillLeader,
+    KillMajority,
+    StopRandom,
+    StopLeader,
+}
+
+pub const FAULTS: [Fault; 5] = [
+    Fault::KillRandom,
+    Fault::KillLeader,
+    Fault::KillMajority,
+    Fault::StopRandom,
+    Fault::StopLeader,
+];
+
+/// Injects each fault in turn (then at random) every `period` until
+/// `until`, each healed before the next; returns how many of each it injected.
+pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant) -> Vec<(Fault, usize)> {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut counts: Vec<(Fault, usize)> = FAULTS.iter().map(|f| (*f, 0)).collect();
+    let n = c.nodes.len();
+    let mut round = 0;
+    while Instant::now() + 2 * period < until {
+        std::thread::sleep(period);
+        let fault = if round < FAULTS.len() {
+            FAULTS[round]
+        } else {
+            FAULTS[rng.random_range(0..FAULTS.len())]
+        };
+        round += 1;
+        let leader = (0..n).find_map(|i| c.leader_seen_by(i).filter(|l| *l == i));
+        let random = rng.random_range(0..n);
+        let victims: Vec<usize> = match fault {
+            Fault::KillRandom | Fault::StopRandom => vec![random],
+            Fault::KillLeader | Fault::StopLeader => vec![leader.unwrap_or(random)],
+            Fault::KillMajority => vec![random, (random + 1) % n],
+        };
+        let stopping = matches!(fault, Fault::StopRandom | Fault::StopLeader);
+        for &v in &victims {
+            if stopping {
+                c.signal(v, libc::SIGSTOP);
+            } else {
+                c.kill9(v);
+            }
+        }
+        std::thread::sleep(period);
+        for &v in &victims {
+            if stopping {
+                c.signal(v, libc::SIGCONT);
+            } else {
+                c.restart(v);
+            }
+        }
+        counts.iter_mut().find(|(f, _)| *f == fault).unwrap().1 += 1;
+    }
+    counts
+}
