@@ -1,6 +1,8 @@
 //! The fault harness (issue 12): raftis processes on loopback under faults
 //! (kill -9 of a random node, of the leader, of a majority; SIGSTOP of a
-//! random node and of the leader), clients reading and writing a handful
+//! random node and of the leader; the leader or a random node partitioned
+//! from the others, and a leader that can send nothing, through raftis'
+//! `--fault-injection` link cuts), clients reading and writing a handful
 //! of keys through random nodes, and a linearizability checker over the
 //! recorded history. A planted bug (reads served from a node's local copy)
 //! shows the checker catches what it should.
@@ -79,7 +81,7 @@ fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdic
 }
 
 #[test]
-fn a_run_under_kill_9_and_sigstop_is_linearizable() {
+fn a_run_under_kills_stops_and_partitions_is_linearizable() {
     let secs = env_u64("FLOYD_HARNESS_SECS", 20).max(12);
     let seed = env_u64("FLOYD_HARNESS_SEED", 7);
     let mut c = Cluster::start(3);

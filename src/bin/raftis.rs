@@ -34,7 +34,9 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
   --port         Redis-protocol port (default 6379), on --bind (default: --local's IP)
   --http-port    HTTP API port (default: none)
   --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)
-  --lease-reads  a leader whose lease holds serves GET without a confirmation round";
+  --lease-reads  a leader whose lease holds serves GET without a confirmation round
+  --fault-injection  accept FLOYD.DEBUG.CUT (cut this node's link to a peer for a while);
+                 for fault tests only, never on a production port";
 
 struct Args {
     opts: Options,
@@ -42,13 +44,14 @@ struct Args {
     port: u16,
     http_port: Option<u16>,
     max_clients: usize,
+    fault_injection: bool,
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut it = argv.iter();
     let (mut members, mut local, mut path) = (None, None, None);
     let (mut port, mut http_port, mut bind, mut join) = (6379u16, None, None, false);
-    let mut lease_reads = false;
+    let (mut lease_reads, mut fault_injection) = (false, false);
     let (mut heartbeat, mut check_leader, mut max_clients, mut level) =
         (None, None, 10_000usize, LogLevel::Info);
     fn num<T: std::str::FromStr>(name: &str, v: Option<&String>) -> Result<T, String> {
@@ -77,6 +80,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             }
             "--join" => join = true,
             "--lease-reads" => lease_reads = true,
+            "--fault-injection" => fault_injection = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -111,6 +115,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         port,
         http_port,
         max_clients,
+        fault_injection,
     })
 }
 
@@ -188,6 +193,7 @@ fn main() {
         http_port: args.http_port,
         started: Instant::now(),
         clients: AtomicUsize::new(0),
+        fault_injection: args.fault_injection,
     });
     let max_clients = args.max_clients;
     std::thread::Builder::new()

@@ -66,6 +66,7 @@ impl Cluster {
             .arg(&dir)
             .args(["--port", &port.to_string(), "--http-port", &http.to_string()])
             .args(["--heartbeat-us", "30000", "--check-leader-us", "300000"])
+            .arg("--fault-injection")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -156,6 +157,17 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
         self.spawn(i);
+    }
+
+    /// Node `i` cuts its own link to node `peer` for `d` (one direction).
+    pub fn cut(&self, i: usize, peer: usize, d: Duration) {
+        let mut con = self.connect(i);
+        let ok: String = redis::cmd("FLOYD.DEBUG.CUT")
+            .arg(&self.raft[peer])
+            .arg(d.as_millis() as u64)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(ok, "OK");
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `i`.

@@ -154,14 +154,23 @@ pub enum Fault {
     KillMajority,
     StopRandom,
     StopLeader,
+    /// Both directions between the leader and every other node.
+    IsolateLeader,
+    /// Both directions between a random node and every other node.
+    IsolateRandom,
+    /// The leader can send nothing; it still hears the others.
+    LeaderCannotSend,
 }
 
-pub const FAULTS: [Fault; 5] = [
+pub const FAULTS: [Fault; 8] = [
     Fault::KillRandom,
     Fault::KillLeader,
     Fault::KillMajority,
     Fault::StopRandom,
     Fault::StopLeader,
+    Fault::IsolateLeader,
+    Fault::IsolateRandom,
+    Fault::LeaderCannotSend,
 ];
 
 /// Injects each fault in turn (then at random) every `period` until
@@ -182,10 +191,28 @@ pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant)
         let leader = (0..n).find_map(|i| c.leader_seen_by(i).filter(|l| *l == i));
         let random = rng.random_range(0..n);
         let victims: Vec<usize> = match fault {
-            Fault::KillRandom | Fault::StopRandom => vec![random],
-            Fault::KillLeader | Fault::StopLeader => vec![leader.unwrap_or(random)],
+            Fault::KillRandom | Fault::StopRandom | Fault::IsolateRandom => vec![random],
+            Fault::KillLeader | Fault::StopLeader | Fault::IsolateLeader | Fault::LeaderCannotSend => {
+                vec![leader.unwrap_or(random)]
+            }
             Fault::KillMajority => vec![random, (random + 1) % n],
         };
+        counts.iter_mut().find(|(f, _)| *f == fault).unwrap().1 += 1;
+        if matches!(
+            fault,
+            Fault::IsolateLeader | Fault::IsolateRandom | Fault::LeaderCannotSend
+        ) {
+            // Cuts heal by themselves after `period`.
+            let v = victims[0];
+            for other in (0..n).filter(|o| *o != v) {
+                c.cut(v, other, period);
+                if fault != Fault::LeaderCannotSend {
+                    c.cut(other, v, period);
+                }
+            }
+            std::thread::sleep(period);
+            continue;
+        }
         let stopping = matches!(fault, Fault::StopRandom | Fault::StopLeader);
         for &v in &victims {
             if stopping {
@@ -202,7 +229,6 @@ pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant)
                 c.restart(v);
             }
         }
-        counts.iter_mut().find(|(f, _)| *f == fault).unwrap().1 += 1;
     }
     counts
 }

@@ -14,6 +14,8 @@ pub struct Context {
     pub http_port: Option<u16>,
     pub started: Instant,
     pub clients: AtomicUsize,
+    /// `--fault-injection`: FLOYD.DEBUG.CUT is accepted.
+    pub fault_injection: bool,
 }
 
 /// What to do after a command.
@@ -124,6 +126,7 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
             Reply::Bulk(f.server_status().to_json().into_bytes())
         }
         ("FLOYD.DIRTYGET", 1) => get_reply(f.dirty_read(&a[0])),
+        ("FLOYD.DEBUG.CUT", 2) if ctx.fault_injection => cut(f, a),
         (n, _) if COMMANDS.contains(&n) => wrong_args(n),
         _ => {
             let shown: Vec<String> = a.iter().take(3).map(|s| format!("'{}'", text(s))).collect();
@@ -135,6 +138,19 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
         }
     };
     Outcome::Reply(reply)
+}
+
+/// `FLOYD.DEBUG.CUT peer ms` (with `--fault-injection`): this node drops
+/// its link to `peer` and sends it nothing for `ms` (one direction of a
+/// partition; the peer cuts its own side for the other).
+fn cut(f: &Floyd, a: &[Vec<u8>]) -> Reply {
+    let Ok(ms) = text(&a[1]).parse::<u64>() else {
+        return Reply::err("ERR ms is not a number of milliseconds");
+    };
+    match f.cut_link_for(&text(&a[0]), std::time::Duration::from_millis(ms)) {
+        true => Reply::ok(),
+        false => Reply::err("ERR not a peer of this node"),
+    }
 }
 
 /// A read's outcome as RESP: the value, nil for a missing key, or the error.
