@@ -14,6 +14,8 @@
 #[path = "fault_harness/checker.rs"]
 mod checker;
 mod common;
+#[path = "fault_harness/locks.rs"]
+mod locks;
 #[path = "fault_harness/workload.rs"]
 mod workload;
 
@@ -62,7 +64,7 @@ fn final_reads(c: &Cluster, keys: usize, start: Instant, history: &mut Vec<Op>) 
 }
 
 /// One line: operations, faults injected per kind, unknown outcomes, the verdict.
-fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdict) -> String {
+fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdict, locks: &str) -> String {
     let writes = history
         .iter()
         .filter(|o| matches!(o.input, Input::Write(_)))
@@ -72,7 +74,7 @@ fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdic
     let faults: Vec<String> = faults.iter().map(|(f, n)| format!("{f:?}={n}")).collect();
     let violations = usize::from(matches!(verdict, Verdict::Violation { .. }));
     format!(
-        "harness: {} operations ({writes} writes, {} reads), faults [{}], {unknown} unknown, \
+        "harness: {} operations ({writes} writes, {} reads), {locks}, faults [{}], {unknown} unknown, \
          {failed} not applied, violations {violations} ({verdict:?})",
         history.len(),
         history.len() - writes,
@@ -103,19 +105,36 @@ fn a_run_under_kills_stops_and_partitions_is_linearizable() {
     };
     let faults = run_nemesis(&mut c, seed, Duration::from_millis(800), until);
     stop.store(true, Ordering::Relaxed);
-    let mut history = clients.join().unwrap();
+    let workload::History {
+        ops: mut history,
+        acquired,
+    } = clients.join().unwrap();
     final_reads(&c, 5, start, &mut history);
     let verdict = check(&history, Duration::from_secs(120));
-    println!("{}", summary(&history, &faults, &verdict));
+    let tokens = locks::check_tokens(&acquired);
+    let lock_line = format!(
+        "{} locks acquired, {} fencing violations",
+        acquired.len(),
+        usize::from(tokens.is_some())
+    );
+    let line = summary(&history, &faults, &verdict, &lock_line);
+    println!("{line}");
+    if let Some(broken) = tokens {
+        panic!("fencing tokens: {broken}\n{line}");
+    }
+    assert!(!acquired.is_empty(), "no lock was ever acquired");
     if let Verdict::Violation { key } = &verdict {
         panic!(
-            "{}\nthe last operations on {}:\n{}",
-            summary(&history, &faults, &verdict),
+            "{line}\nthe last operations on {}:\n{}",
             String::from_utf8_lossy(key),
             checker::describe(&history, key, 40)
         );
     }
-    assert_eq!(verdict, Verdict::Linearizable, "the checker ran out of budget");
+    assert_eq!(
+        verdict,
+        Verdict::Linearizable,
+        "the checker ran out of budget: {line}"
+    );
     assert!(
         history.len() >= 1000,
         "too few operations to mean much: {}",
@@ -152,7 +171,7 @@ fn the_checker_catches_the_planted_bug_of_reads_served_locally() {
                 stop.store(true, Ordering::Relaxed);
             })
         };
-        history.extend(run_clients(&w, ports.clone(), start, stop));
+        history.extend(run_clients(&w, ports.clone(), start, stop).ops);
         timer.join().unwrap();
         let verdict = check(&history, Duration::from_secs(60));
         if let Verdict::Violation { key } = verdict {

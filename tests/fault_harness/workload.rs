@@ -4,6 +4,7 @@
 
 use crate::checker::{Input, Op, Output};
 use crate::common::raftis::Cluster;
+use crate::locks::Acquired;
 use rand::{Rng, SeedableRng};
 use redis::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +33,16 @@ fn at(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
+/// What the clients saw: register operations, and the locks they got.
+#[derive(Debug, Default)]
+pub struct History {
+    pub ops: Vec<Op>,
+    pub acquired: Vec<Acquired>,
+}
+
 /// Runs the clients against `ports` until `stop`; returns the history.
-pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<AtomicBool>) -> Vec<Op> {
-    let history = Arc::new(Mutex::new(Vec::new()));
+pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<AtomicBool>) -> History {
+    let history = Arc::new(Mutex::new(History::default()));
     let threads: Vec<_> = (0..w.clients)
         .map(|c| {
             let (ports, stop, history) = (ports.clone(), stop.clone(), history.clone());
@@ -50,6 +58,12 @@ pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<Atom
                 };
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    if rng.random_bool(0.1) {
+                        if let Some(a) = client.lock_op(&mut rng, start) {
+                            history.lock().unwrap().acquired.push(a);
+                        }
+                        continue;
+                    }
                     let key = format!("k{}", rng.random_range(0..keys)).into_bytes();
                     let op = if rng.random_bool(0.5) {
                         n += 1;
@@ -58,7 +72,7 @@ pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<Atom
                         client.read(&mut rng, key, reads, start)
                     };
                     if let Some(op) = op {
-                        history.lock().unwrap().push(op);
+                        history.lock().unwrap().ops.push(op);
                     }
                 }
             })
@@ -127,6 +141,45 @@ impl Client {
             }
         };
         Some(self.op(key, Input::Read, output, call, ret))
+    }
+
+    /// A try_lock (300 ms) or an unlock of one of two locks; the lock got, if any.
+    fn lock_op(&mut self, rng: &mut impl Rng, start: Instant) -> Option<Acquired> {
+        let lock = format!("L{}", rng.random_range(0..2));
+        let holder = format!("c{}", self.id);
+        let acquire = rng.random_bool(0.7);
+        let (_, con) = self.connection(rng)?;
+        let call = at(start);
+        let r: redis::RedisResult<i64> = if acquire {
+            redis::cmd("FLOYD.TRYLOCK")
+                .arg(&lock)
+                .arg(&holder)
+                .arg(300)
+                .query(con)
+        } else {
+            redis::cmd("FLOYD.UNLOCK")
+                .arg(&lock)
+                .arg(&holder)
+                .query(con)
+                .map(|_: String| 0)
+        };
+        let ret = at(start);
+        match r {
+            Ok(token) if acquire => Some(Acquired {
+                lock,
+                holder,
+                token: token as u64,
+                call,
+                ret,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                if e.code().is_none() || e.code() == Some("TIMEOUT") {
+                    self.con = None;
+                }
+                None
+            }
+        }
     }
 
     fn op(&self, key: Vec<u8>, input: Input, output: Output, call: u64, ret: u64) -> Op {
