@@ -2,7 +2,8 @@
 //! (kill -9 of a random node, of the leader, of a majority; SIGSTOP of a
 //! random node and of the leader; the leader or a random node partitioned
 //! from the others, and a leader that can send nothing, through raftis'
-//! `--fault-injection` link cuts), clients reading and writing a handful
+//! `--fault-injection` link cuts; with 5 nodes also a minority cut from a
+//! majority, and a bridge), clients reading and writing a handful
 //! of keys through random nodes, and a linearizability checker over the
 //! recorded history. A planted bug (reads served from a node's local copy)
 //! shows the checker catches what it should.
@@ -24,7 +25,7 @@ use common::raftis::Cluster;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use workload::{run_clients, run_nemesis, ReadKind, Workload, FAULTS};
+use workload::{run_clients, run_nemesis, ReadKind, Workload};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -82,11 +83,12 @@ fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdic
     )
 }
 
-#[test]
-fn a_run_under_kills_stops_and_partitions_is_linearizable() {
-    let secs = env_u64("FLOYD_HARNESS_SECS", 20).max(12);
+/// One run of `nodes` raftis processes under every fault kind for
+/// `FLOYD_HARNESS_SECS`; panics with the summary line on any violation.
+fn run_under_faults(nodes: usize, default_secs: u64) {
+    let secs = env_u64("FLOYD_HARNESS_SECS", default_secs).max(12);
     let seed = env_u64("FLOYD_HARNESS_SEED", 7);
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::start(nodes);
     c.wait_for_leader();
     let w = Workload {
         clients: 4,
@@ -95,7 +97,7 @@ fn a_run_under_kills_stops_and_partitions_is_linearizable() {
         seed,
         op_timeout: Duration::from_millis(1500),
     };
-    let ports: Vec<u16> = (0..3).map(|i| c.port(i)).collect();
+    let ports: Vec<u16> = (0..nodes).map(|i| c.port(i)).collect();
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let stop = Arc::new(AtomicBool::new(false));
@@ -117,12 +119,14 @@ fn a_run_under_kills_stops_and_partitions_is_linearizable() {
         acquired.len(),
         usize::from(tokens.is_some())
     );
-    let line = summary(&history, &faults, &verdict, &lock_line);
+    let line = format!(
+        "{nodes} nodes: {}",
+        summary(&history, &faults, &verdict, &lock_line)
+    );
     println!("{line}");
     if let Some(broken) = tokens {
         panic!("fencing tokens: {broken}\n{line}");
     }
-    assert!(!acquired.is_empty(), "no lock was ever acquired");
     if let Verdict::Violation { key } = &verdict {
         panic!(
             "{line}\nthe last operations on {}:\n{}",
@@ -135,15 +139,22 @@ fn a_run_under_kills_stops_and_partitions_is_linearizable() {
         Verdict::Linearizable,
         "the checker ran out of budget: {line}"
     );
-    assert!(
-        history.len() >= 1000,
-        "too few operations to mean much: {}",
-        history.len()
-    );
+    assert!(!acquired.is_empty(), "no lock was ever acquired: {line}");
+    assert!(history.len() >= 1000, "too few operations to mean much: {line}");
+    assert_eq!(faults.len(), workload::faults_for(nodes).len());
     for (fault, n) in &faults {
-        assert!(*n >= 1, "{fault:?} was never injected");
+        assert!(*n >= 1, "{fault:?} was never injected: {line}");
     }
-    assert_eq!(faults.len(), FAULTS.len());
+}
+
+#[test]
+fn three_nodes_under_kills_stops_and_partitions_stay_linearizable() {
+    run_under_faults(3, 20);
+}
+
+#[test]
+fn five_nodes_under_kills_stops_partitions_and_bridges_stay_linearizable() {
+    run_under_faults(5, 24);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use crate::checker::{Input, Op, Output};
 use crate::common::raftis::Cluster;
 use crate::locks::Acquired;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redis::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,6 +205,7 @@ fn not_applied(e: &redis::RedisError) -> bool {
 pub enum Fault {
     KillRandom,
     KillLeader,
+    /// kill -9 of a majority at once, restarted together.
     KillMajority,
     StopRandom,
     StopLeader,
@@ -213,75 +215,98 @@ pub enum Fault {
     IsolateRandom,
     /// The leader can send nothing; it still hears the others.
     LeaderCannotSend,
+    /// (5 nodes and more) A minority and a majority cut apart.
+    Halves,
+    /// (5 nodes and more) Two halves cut apart, one node still talking to both.
+    Bridge,
 }
 
-pub const FAULTS: [Fault; 8] = [
-    Fault::KillRandom,
-    Fault::KillLeader,
-    Fault::KillMajority,
-    Fault::StopRandom,
-    Fault::StopLeader,
-    Fault::IsolateLeader,
-    Fault::IsolateRandom,
-    Fault::LeaderCannotSend,
-];
+/// The faults for an `n`-node cluster, in the order they are first injected.
+pub fn faults_for(n: usize) -> Vec<Fault> {
+    let mut all = vec![
+        Fault::KillRandom,
+        Fault::KillLeader,
+        Fault::KillMajority,
+        Fault::StopRandom,
+        Fault::StopLeader,
+        Fault::IsolateLeader,
+        Fault::IsolateRandom,
+        Fault::LeaderCannotSend,
+    ];
+    if n >= 5 {
+        all.extend([Fault::Halves, Fault::Bridge]);
+    }
+    all
+}
 
 /// Injects each fault in turn (then at random) every `period` until
 /// `until`, each healed before the next; returns how many of each it injected.
 pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant) -> Vec<(Fault, usize)> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let mut counts: Vec<(Fault, usize)> = FAULTS.iter().map(|f| (*f, 0)).collect();
-    let n = c.nodes.len();
+    let kinds = faults_for(c.nodes.len());
+    let mut counts: Vec<(Fault, usize)> = kinds.iter().map(|f| (*f, 0)).collect();
     let mut round = 0;
     while Instant::now() + 2 * period < until {
         std::thread::sleep(period);
-        let fault = if round < FAULTS.len() {
-            FAULTS[round]
-        } else {
-            FAULTS[rng.random_range(0..FAULTS.len())]
-        };
+        let fault = kinds
+            .get(round)
+            .copied()
+            .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
         round += 1;
-        let leader = (0..n).find_map(|i| c.leader_seen_by(i).filter(|l| *l == i));
-        let random = rng.random_range(0..n);
-        let victims: Vec<usize> = match fault {
-            Fault::KillRandom | Fault::StopRandom | Fault::IsolateRandom => vec![random],
-            Fault::KillLeader | Fault::StopLeader | Fault::IsolateLeader | Fault::LeaderCannotSend => {
-                vec![leader.unwrap_or(random)]
-            }
-            Fault::KillMajority => vec![random, (random + 1) % n],
-        };
         counts.iter_mut().find(|(f, _)| *f == fault).unwrap().1 += 1;
-        if matches!(
-            fault,
-            Fault::IsolateLeader | Fault::IsolateRandom | Fault::LeaderCannotSend
-        ) {
-            // Cuts heal by themselves after `period`.
-            let v = victims[0];
-            for other in (0..n).filter(|o| *o != v) {
-                c.cut(v, other, period);
-                if fault != Fault::LeaderCannotSend {
-                    c.cut(other, v, period);
-                }
-            }
+        inject(c, fault, &mut rng, period);
+    }
+    counts
+}
+
+/// Injects `fault` for `period`, then heals it.
+fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng, period: Duration) {
+    let n = c.nodes.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    let leader = (0..n).find_map(|i| c.leader_seen_by(i).filter(|l| *l == i));
+    let target = match fault {
+        Fault::KillLeader | Fault::StopLeader | Fault::IsolateLeader | Fault::LeaderCannotSend => {
+            leader.unwrap_or(order[0])
+        }
+        _ => order[0],
+    };
+    let others: Vec<usize> = (0..n).filter(|o| *o != target).collect();
+    match fault {
+        Fault::KillRandom | Fault::KillLeader | Fault::KillMajority => {
+            let victims = match fault {
+                Fault::KillMajority => order[..n / 2 + 1].to_vec(),
+                _ => vec![target],
+            };
+            victims.iter().for_each(|&v| c.kill9(v));
             std::thread::sleep(period);
-            continue;
+            victims.iter().for_each(|&v| c.restart(v));
         }
-        let stopping = matches!(fault, Fault::StopRandom | Fault::StopLeader);
-        for &v in &victims {
-            if stopping {
-                c.signal(v, libc::SIGSTOP);
-            } else {
-                c.kill9(v);
-            }
+        Fault::StopRandom | Fault::StopLeader => {
+            c.signal(target, libc::SIGSTOP);
+            std::thread::sleep(period);
+            c.signal(target, libc::SIGCONT);
         }
-        std::thread::sleep(period);
-        for &v in &victims {
-            if stopping {
-                c.signal(v, libc::SIGCONT);
-            } else {
-                c.restart(v);
+        // Cuts heal by themselves after `period`.
+        Fault::IsolateLeader | Fault::IsolateRandom => cut_between(c, &[target], &others, true, period),
+        Fault::LeaderCannotSend => cut_between(c, &[target], &others, false, period),
+        Fault::Halves => cut_between(c, &order[..n / 2], &order[n / 2..], true, period),
+        Fault::Bridge => {
+            let half = (n - 1) / 2;
+            cut_between(c, &order[1..=half], &order[half + 1..], true, period)
+        }
+    }
+}
+
+/// Cuts every link from `a` to `b` (and back, with `both`) for `period`, and waits it out.
+fn cut_between(c: &Cluster, a: &[usize], b: &[usize], both: bool, period: Duration) {
+    for &x in a {
+        for &y in b {
+            c.cut(x, y, period);
+            if both {
+                c.cut(y, x, period);
             }
         }
     }
-    counts
+    std::thread::sleep(period);
 }
