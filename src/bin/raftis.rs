@@ -35,8 +35,9 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
   --http-port    HTTP API port (default: none)
   --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)
   --lease-reads  a leader whose lease holds serves GET without a confirmation round
-  --fault-injection  accept FLOYD.DEBUG.CUT (cut this node's link to a peer for a while);
-                 for fault tests only, never on a production port";
+  --fault-injection  accept FLOYD.DEBUG.CUT (cut this node's link to a peer for a while)
+                 and FLOYD.DEBUG.SLOWDISK (delay every synced log write); for fault tests
+                 only, never on a production port";
 
 struct Args {
     opts: Options,

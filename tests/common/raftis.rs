@@ -170,6 +170,16 @@ impl Cluster {
         assert_eq!(ok, "OK");
     }
 
+    /// Every synced log write of node `i` waits `d` first (zero: back to normal).
+    pub fn slow_disk(&self, i: usize, d: Duration) {
+        let mut con = self.connect(i);
+        let ok: String = redis::cmd("FLOYD.DEBUG.SLOWDISK")
+            .arg(d.as_millis() as u64)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(ok, "OK");
+    }
+
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `i`.
     pub fn signal(&self, i: usize, signal: libc::c_int) {
         let pid = self.node(i).child.id() as libc::pid_t;

@@ -219,6 +219,8 @@ pub enum Fault {
     Halves,
     /// (5 nodes and more) Two halves cut apart, one node still talking to both.
     Bridge,
+    /// Every fsync of the leader's log takes 100 ms longer.
+    SlowDiskLeader,
 }
 
 /// The faults for an `n`-node cluster, in the order they are first injected.
@@ -232,6 +234,7 @@ pub fn faults_for(n: usize) -> Vec<Fault> {
         Fault::IsolateLeader,
         Fault::IsolateRandom,
         Fault::LeaderCannotSend,
+        Fault::SlowDiskLeader,
     ];
     if n >= 5 {
         all.extend([Fault::Halves, Fault::Bridge]);
@@ -266,9 +269,11 @@ fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng, period: Duration) {
     order.shuffle(rng);
     let leader = (0..n).find_map(|i| c.leader_seen_by(i).filter(|l| *l == i));
     let target = match fault {
-        Fault::KillLeader | Fault::StopLeader | Fault::IsolateLeader | Fault::LeaderCannotSend => {
-            leader.unwrap_or(order[0])
-        }
+        Fault::KillLeader
+        | Fault::StopLeader
+        | Fault::IsolateLeader
+        | Fault::LeaderCannotSend
+        | Fault::SlowDiskLeader => leader.unwrap_or(order[0]),
         _ => order[0],
     };
     let others: Vec<usize> = (0..n).filter(|o| *o != target).collect();
@@ -281,6 +286,11 @@ fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng, period: Duration) {
             victims.iter().for_each(|&v| c.kill9(v));
             std::thread::sleep(period);
             victims.iter().for_each(|&v| c.restart(v));
+        }
+        Fault::SlowDiskLeader => {
+            c.slow_disk(target, Duration::from_millis(100));
+            std::thread::sleep(period);
+            c.slow_disk(target, Duration::ZERO);
         }
         Fault::StopRandom | Fault::StopLeader => {
             c.signal(target, libc::SIGSTOP);

@@ -127,6 +127,13 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
         }
         ("FLOYD.DIRTYGET", 1) => get_reply(f.dirty_read(&a[0])),
         ("FLOYD.DEBUG.CUT", 2) if ctx.fault_injection => cut(f, a),
+        ("FLOYD.DEBUG.SLOWDISK", 1) if ctx.fault_injection => match text(&a[0]).parse::<u64>() {
+            Ok(ms) => {
+                f.faults().set_fsync_delay(std::time::Duration::from_millis(ms));
+                Reply::ok()
+            }
+            Err(_) => Reply::err("ERR ms is not a number of milliseconds"),
+        },
         (n, _) if COMMANDS.contains(&n) => wrong_args(n),
         _ => {
             let shown: Vec<String> = a.iter().take(3).map(|s| format!("'{}'", text(s))).collect();
