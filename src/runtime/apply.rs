@@ -43,9 +43,12 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
 }
 
 /// Applies `entries`, retrying a transient refusal (`Busy`) for up to about a
-/// second before it fails the node: a busy RocksDB is no reason to stop.
+/// second before it fails the node: a busy RocksDB is no reason to stop. A
+/// full disk is waited out however long: RocksDB writes again once there is
+/// room, and nothing is applied meanwhile.
 fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
     let mut delay = Duration::from_millis(1);
+    let mut disk_full = false;
     loop {
         match node
             .faults
@@ -56,6 +59,12 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
                 tracing::warn!(error = %e, retry_in = ?delay, "state machine busy; retrying");
                 std::thread::sleep(delay);
                 delay *= 2;
+            }
+            Err(e) if super::log_writer::is_no_space(&e) && !node.is_stopping() => {
+                if !std::mem::replace(&mut disk_full, true) {
+                    tracing::error!(node = %node.id, error = %e, "disk full: applying waits for space");
+                }
+                std::thread::sleep(Duration::from_millis(250));
             }
             other => return other,
         }

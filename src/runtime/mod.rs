@@ -7,6 +7,7 @@ mod apply;
 pub mod execute;
 pub mod faults;
 pub mod forward;
+mod log_writer;
 mod membership;
 pub mod node;
 mod primary;

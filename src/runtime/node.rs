@@ -92,6 +92,8 @@ pub struct Node {
     /// The leader and the links, as parked commands look at them.
     watch: Mutex<Watch>,
     stopping: AtomicBool,
+    /// The log writer found the disk full and is waiting for space.
+    disk_full: AtomicBool,
     failure: Mutex<Option<Error>>,
     pub faults: Faults,
     pub log: Arc<NodeLog>,
@@ -141,6 +143,7 @@ impl Node {
             apply_tx,
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             failure: Mutex::new(None),
             faults: Faults::default(),
             log,
@@ -468,6 +471,15 @@ impl Node {
         if pending.is_empty() {
             return;
         }
+        if self.is_disk_full() {
+            for cmd in pending {
+                (cmd.done)(Err(Error::Io(
+                    "this node's disk is full: its log cannot be written, so the command was not applied"
+                        .into(),
+                )));
+            }
+            return;
+        }
         let payloads = pending.iter().map(|c| c.payload.clone()).collect();
         let refused = self.with_core(|core| match core.propose(payloads) {
             Ok(positions) => {
@@ -544,6 +556,15 @@ impl Node {
 
     pub fn failure(&self) -> Option<Error> {
         self.failure.lock().clone()
+    }
+
+    pub(super) fn set_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::Release);
+    }
+
+    /// Whether this node's log cannot be written for lack of space.
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire)
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -6,10 +6,8 @@
 //! the core produced them, batched: everything pending goes out in one
 //! WriteBatch with one fsync (group commit).
 
-use super::node::{LogEvent, Node, PrimaryEvent};
-use crate::core::Ready;
+use super::node::{Node, PrimaryEvent};
 use crate::error::Error;
-use crate::storage::LogBatch;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +24,7 @@ pub fn run(node: Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
     };
     let name = format!("floyd-log-{}", node.opts.local_port);
     let n = node.clone();
-    let writer = match super::spawn_guarded(&node, name, move || run_log_writer(n, log_rx)) {
+    let writer = match super::spawn_guarded(&node, name, move || super::log_writer::run(n, log_rx)) {
         Ok(t) => t,
         Err(e) => return node.fail(Error::Io(format!("cannot start the log writer thread: {e}"))),
     };
@@ -122,112 +120,6 @@ impl Clock {
         };
         due
     }
-}
-
-/// The log writer: takes every Ready queued so far, writes them in one batch,
-/// then the next round takes what arrived meanwhile.
-fn run_log_writer(node: Arc<Node>, rx: Receiver<LogEvent>) {
-    // Where the log on disk starts: a compaction queued before an install
-    // (which moved the start further) must not move it back.
-    let mut start = match node.log_store.log_start() {
-        Ok(s) => s.0,
-        Err(e) => return node.fail(Error::Io(format!("cannot read the log start: {e}"))),
-    };
-    loop {
-        let mut readies = Vec::new();
-        let mut compact = None;
-        let mut stop = false;
-        let mut take = |ev: Result<LogEvent, _>, readies: &mut Vec<Ready>| match ev {
-            Ok(LogEvent::Persist(r)) => readies.push(*r),
-            Ok(LogEvent::Compact(i, t)) => compact = Some((i, t)).max(compact),
-            Ok(LogEvent::Stop) | Err(_) => stop = true,
-        };
-        take(rx.recv(), &mut readies);
-        while let Ok(ev) = rx.try_recv() {
-            take(Ok(ev), &mut readies);
-        }
-        // A clean close still writes what the core already produced.
-        let written = readies.len();
-        if node.failure().is_none() {
-            if !readies.is_empty() {
-                persist(&node, readies, &mut start);
-            }
-            if let Some((index, term)) = compact.filter(|c| c.0 > start) {
-                compact_log(&node, index, term);
-                start = index;
-            }
-        }
-        node.log_written(written);
-        if stop {
-            return;
-        }
-    }
-}
-
-/// Deletes the log up to `index` (in a snapshot now) and gives the disk space back.
-fn compact_log(node: &Node, index: u64, term: u64) {
-    let mut batch = LogBatch::default();
-    batch.set_log_start(index, term);
-    // Not synced: if it is lost, the entries are still there, and still valid.
-    let done = node
-        .log_store
-        .write(batch, false)
-        .and_then(|_| node.log_store.reclaim(index));
-    if let Err(e) = done {
-        tracing::warn!(node = %node.id, error = %e, "cannot compact the log store");
-    }
-}
-
-/// Writes the Readies in one batch (synced if any needs it), then lets out
-/// what waited on them.
-fn persist(node: &Node, readies: Vec<Ready>, start: &mut u64) {
-    let mut batch = LogBatch::default();
-    let mut sync = false;
-    let mut last = None;
-    let mut hard_state = None;
-    let mut config = None;
-    for r in &readies {
-        if let Some(meta) = &r.snapshot {
-            // Before this Ready's entries, which follow the snapshot's point.
-            batch.add(None, r.truncate_from, &[]);
-            batch.set_log_start(meta.last_index, meta.last_term);
-            *start = (*start).max(meta.last_index);
-            batch.add(None, None, &r.entries);
-        } else {
-            batch.add(None, r.truncate_from, &r.entries);
-        }
-        config = r.config.as_ref().or(config);
-        sync |= r.must_sync;
-        last = r.persisted_position().or(last);
-        hard_state = r.hard_state.as_ref().or(hard_state);
-    }
-    // Only the newest (term, vote, commit) matters; its keys are apart from the entries'.
-    batch.add(hard_state, None, &[]);
-    if let Some((index, m)) = config {
-        batch.set_config(*index, m);
-    }
-    if !batch.is_empty() {
-        let written = node
-            .faults
-            .before_log_write(sync)
-            .and_then(|_| node.log_store.write(batch, sync));
-        if let Err(e) = written {
-            node.fail(Error::Io(format!("cannot persist the Raft log: {e}")));
-            return;
-        }
-    }
-    if let Some((index, term)) = last {
-        node.with_core(|core| core.on_persisted(index, term));
-    }
-    for r in readies {
-        if let Some(meta) = r.snapshot {
-            node.snapshot_reset_durable(meta);
-        }
-        for env in r.messages_after_persist {
-            node.send_message(env);
-        }
-    }
-    node.wake_apply();
 }
 
 #[cfg(test)]
