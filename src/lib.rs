@@ -18,6 +18,8 @@ pub mod core;
 pub mod error;
 pub mod ffi;
 mod floyd;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod options;
 mod runtime;

@@ -371,3 +371,15 @@ pub unsafe extern "C" fn floyd_options_set_log_max_bytes(opts: *mut floyd_option
 pub unsafe extern "C" fn floyd_options_set_log_keep_files(opts: *mut floyd_options_t, count: u32) -> c_int {
     with_options(opts, |o| o.log_keep_files = count)
 }
+
+/// What `floyd_open` checks of `opts`, without opening anything (the C API
+/// fuzz target's end point).
+pub(crate) unsafe fn check_options(opts: *const floyd_options_t) -> Result<(), crate::Error> {
+    let o = opts
+        .as_ref()
+        .ok_or_else(|| crate::Error::InvalidArgument("options are NULL".into()))?;
+    if let Some(why) = &o.invalid {
+        return Err(crate::Error::InvalidArgument(why.clone()));
+    }
+    o.opts.clone().validate()
+}
