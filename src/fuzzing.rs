@@ -64,7 +64,14 @@ pub fn c_api_args(data: &[u8]) {
     let mut u = Cursor(data);
     let text = |u: &mut Cursor| {
         let len = usize::from(u.byte().unwrap_or(0) % 48);
-        CString::new(u.take(len).iter().map(|b| b.max(&1)).copied().collect::<Vec<u8>>()).unwrap()
+        CString::new(
+            u.take(len)
+                .iter()
+                .map(|b| b.max(&1))
+                .copied()
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap()
     };
     let (members, ip, path) = (text(&mut u), text(&mut u), text(&mut u));
     let port = i32::from_le_bytes(u.take(4).try_into().unwrap_or([0; 4]));
@@ -89,7 +96,10 @@ pub fn c_api_args(data: &[u8]) {
                 10 => floyd_options_set_cluster_id(o, text(&mut u).as_ptr()),
                 _ => floyd_options_set_join(o, n % 2 == 1),
             };
-            assert!(code == FLOYD_OK || code == FLOYD_INVALID_ARGUMENT, "setter answered {code}");
+            assert!(
+                code == FLOYD_OK || code == FLOYD_INVALID_ARGUMENT,
+                "setter answered {code}"
+            );
         }
         let _ = crate::ffi::check_options(o);
         floyd_options_free(o);

@@ -11,7 +11,9 @@ use rand::{Rng, SeedableRng};
 /// Inputs for `target`: its corpus files, then `count` seeded random ones
 /// and mutations of `seeds`.
 fn inputs(target: &str, seeds: &[Vec<u8>], count: usize) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut all: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -85,7 +87,8 @@ fn the_core_refuses_or_survives_arbitrary_messages_after_validation() {
 
 #[test]
 fn the_c_api_checks_every_argument() {
-    let seeds: Vec<Vec<u8>> = vec![b"\x1f127.0.0.1:1,127.0.0.1:2\x09127.0.0.1\x04/tmp\x01\x00\x00\x00".to_vec()];
+    let seeds: Vec<Vec<u8>> =
+        vec![b"\x1f127.0.0.1:1,127.0.0.1:2\x09127.0.0.1\x04/tmp\x01\x00\x00\x00".to_vec()];
     for input in inputs("c_api_args", &seeds, 5_000) {
         fuzzing::c_api_args(&input);
     }
