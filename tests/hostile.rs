@@ -141,3 +141,61 @@ fn forged_messages_leave_the_cluster_electing_and_serving() {
     c.wait_caught_up(leader, next);
     assert_eq!(c.node(leader).read(b"k").unwrap(), b"after");
 }
+
+/// Junk at every node's Raft port, before and after a handshake: random
+/// bytes, oversized length prefixes, frames cut short and left open, random
+/// protobuf, Raft frames with no handshake. Every node refuses it, says so
+/// in its LOG, and goes on serving reads and writes while the cut-short
+/// connections stay open.
+#[test]
+fn junk_on_every_raft_port_is_refused_logged_and_every_node_keeps_serving() {
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+    let c = Cluster::start(3);
+    c.wait_for_leader();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let mut held = Vec::new();
+    let mut random = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.random()).collect() };
+    for target in 0..3 {
+        for n in 0..50 {
+            let junk: Vec<u8> = match n % 5 {
+                0 => random(1 + n * 7),
+                1 => [&u32::MAX.to_be_bytes()[..], &random(16)].concat(),
+                2 => [&100u32.to_be_bytes()[..], &random(10)].concat(),
+                3 => [&64u32.to_be_bytes()[..], &random(64)].concat(),
+                _ => {
+                    let mut buf = Vec::new();
+                    let ae = AppendEntries {
+                        leader: c.id((target + 1) % 3),
+                        ..Default::default()
+                    };
+                    write_frame(&mut buf, Body::AppendEntries(ae)).unwrap();
+                    buf
+                }
+            };
+            let mut s = if n % 2 == 0 {
+                TcpStream::connect(("127.0.0.1", c.ports[target])).unwrap()
+            } else {
+                impostor(&c, target, &c.id((target + 1) % 3))
+            };
+            let _ = s.write_all(&junk);
+            if n % 5 == 2 {
+                held.push(s); // cut short, left open
+            }
+        }
+    }
+    for i in 0..3 {
+        let key = format!("after-junk-{i}");
+        c.write_retrying(i, key.as_bytes(), b"ok");
+        for j in 0..3 {
+            assert_eq!(c.node(j).read(key.as_bytes()).unwrap(), b"ok", "node {j}");
+        }
+    }
+    for i in 0..3 {
+        wait_until("the refusals in the LOG", || {
+            let log = std::fs::read_to_string(c.path(i).join("LOG")).unwrap_or_default();
+            log.contains("connection refused") && log.contains("closing connection")
+        });
+    }
+    drop(held);
+}
