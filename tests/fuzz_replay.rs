@@ -1,7 +1,9 @@
 //! The fuzz targets of `floyd::fuzzing` (run for real with cargo-fuzz in
-//! `fuzz/`), replayed in CI: the corpus in `fuzz/corpus/<target>/` if there
-//! is one, valid inputs, and seeded random and mutated ones (truncated
-//! frames, oversized length prefixes, random protobuf).
+//! `fuzz/`), replayed in CI: every input that once crashed a target
+//! (`fuzz/regressions/<target>/`, committed), a local corpus in
+//! `fuzz/corpus/<target>/` if there is one, valid inputs, and seeded random
+//! and mutated ones (truncated frames, oversized length prefixes, random
+//! protobuf).
 
 use floyd::fuzzing;
 use floyd::transport::{encode_frame, message_to_body};
@@ -11,12 +13,10 @@ use rand::{Rng, SeedableRng};
 /// Inputs for `target`: its corpus files, then `count` seeded random ones
 /// and mutations of `seeds`.
 fn inputs(target: &str, seeds: &[Vec<u8>], count: usize) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut all: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut all: Vec<Vec<u8>> = ["regressions", "corpus"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(fuzz.join(d).join(target)).into_iter().flatten())
         .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
         .collect();
     all.extend(seeds.iter().cloned());

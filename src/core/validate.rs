@@ -30,6 +30,14 @@ pub enum Rejected {
     MalformedSnapshot(String),
     #[error("acknowledges index {acked}, past this leader's last index {last}")]
     AckBeyondLog { acked: u64, last: u64 },
+    /// An entry at or below this node's commit index that differs from the
+    /// committed one: no honest leader sends it (§5.4, Leader Completeness).
+    #[error("entry {index} of term {term} contradicts the committed entry of term {committed_term}")]
+    ContradictsCommitted {
+        index: u64,
+        term: u64,
+        committed_term: u64,
+    },
 }
 
 impl RaftCore {
@@ -77,7 +85,7 @@ impl RaftCore {
                 in_range("last_log_term", m.last_log_term)
             }
             Message::RequestVoteResponse(_) => Ok(()),
-            Message::AppendEntries(m) => validate_append(m),
+            Message::AppendEntries(m) => validate_append(m).and_then(|_| self.validate_against_commit(m)),
             Message::AppendEntriesResponse(m) => self.validate_append_response(m),
             Message::InstallSnapshot(m) => validate_install(m),
             Message::ReadIndexRequest(_) => Ok(()),
@@ -85,6 +93,24 @@ impl RaftCore {
             // (Heard only from the leader this node follows: see handle_timeout_now.)
             Message::TimeoutNow(_) => Ok(()),
         }
+    }
+
+    /// Committed entries are never replaced: entries at or below the commit
+    /// index must be the ones this node has (or compacted away).
+    fn validate_against_commit(&self, m: &AppendEntries) -> Result<(), Rejected> {
+        for e in m.entries.iter().take_while(|e| e.index <= self.commit) {
+            match self.log.term(e.index) {
+                Some(committed_term) if committed_term != e.term => {
+                    return Err(Rejected::ContradictsCommitted {
+                        index: e.index,
+                        term: e.term,
+                        committed_term,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn validate_append_response(&self, m: &AppendEntriesResponse) -> Result<(), Rejected> {

@@ -150,3 +150,33 @@ fn a_message_naming_another_sender_or_from_self_or_a_stranger_is_refused() {
     assert!(net.core_mut("n2").ready().is_empty());
     still_works(&mut net, "n1");
 }
+
+/// Found by fuzzing (rpc_step): a leader of term 10 sends entry 1 of term
+/// 10, which the follower commits; then, in the same term, entry 1 again
+/// but of term 1. No honest leader does that (§5.4, Leader Completeness);
+/// the follower used to panic on the truncation of a committed entry. Now
+/// it refuses the message.
+#[test]
+fn section_5_4_an_append_entries_contradicting_a_committed_entry_is_refused() {
+    let mut net = Net::new(3, |_| {});
+    let first = append(10, "n3", (0, 0), vec![ent(1, 10)], 8);
+    net.core_mut("n1").step("n3", first).unwrap();
+    let rd = net.core_mut("n1").ready();
+    net.core_mut("n1").on_persisted(1, 10);
+    drop(rd);
+    assert_eq!(net.core("n1").commit(), 1);
+    let contradiction = append(10, "n3", (0, 0), vec![ent(1, 1)], 0);
+    let why = refused(&mut net, "n1", "n3", contradiction);
+    assert!(
+        matches!(
+            why,
+            Rejected::ContradictsCommitted {
+                index: 1,
+                term: 1,
+                committed_term: 10
+            }
+        ),
+        "{why}"
+    );
+    assert_eq!(terms_of(net.core("n1")), vec![10], "the committed entry stays");
+}
