@@ -284,7 +284,12 @@ impl Node {
             self.log_queued.fetch_add(1, Ordering::AcqRel);
             let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
         }
-        self.wake_apply();
+        // Only when there is something to apply, or a leader change to
+        // report: most core calls (a heartbeat, an acknowledgement that
+        // moved nothing) leave the apply thread nothing to do.
+        if core.applicable_index() > core.applied() || after.new_leader.is_some() {
+            self.wake_apply();
+        }
         after
     }
 
