@@ -95,9 +95,15 @@ impl RaftCore {
         }
     }
 
-    /// Committed entries are never replaced: entries at or below the commit
-    /// index must be the ones this node has (or compacted away).
+    /// Committed entries are never replaced: from a leader of this term or
+    /// a later one, entries at or below the commit index must be the ones
+    /// this node has (or compacted away). A message of an earlier term may
+    /// well differ (its leader's entries were overwritten since); the term
+    /// check refuses it anyway.
     fn validate_against_commit(&self, m: &AppendEntries) -> Result<(), Rejected> {
+        if m.term < self.term {
+            return Ok(());
+        }
         for e in m.entries.iter().take_while(|e| e.index <= self.commit) {
             match self.log.term(e.index) {
                 Some(committed_term) if committed_term != e.term => {
