@@ -242,14 +242,15 @@ pub fn faults_for(n: usize) -> Vec<Fault> {
     all
 }
 
-/// Injects each fault in turn (then at random) every `period` until
-/// `until`, each healed before the next; returns how many of each it injected.
+/// Injects each fault in turn (every kind at least once, however long that
+/// takes on a slow machine), then at random until `until`, one every
+/// `period`, each healed before the next; returns how many of each it injected.
 pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant) -> Vec<(Fault, usize)> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let kinds = faults_for(c.nodes.len());
     let mut counts: Vec<(Fault, usize)> = kinds.iter().map(|f| (*f, 0)).collect();
     let mut round = 0;
-    while Instant::now() + 2 * period < until {
+    while round < kinds.len() || Instant::now() + 2 * period < until {
         std::thread::sleep(period);
         let fault = kinds
             .get(round)
