@@ -5,13 +5,14 @@
 //! for an earlier incarnation (sent before a restart) or coming from another
 //! member can never resolve a different request.
 
+use super::proposals::ExpiryScan;
 use crate::error::{Error, Result};
 use crate::wire::{ClientResponse, ResultCode};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Called once with how a forwarded request ended. Runs on a library
 /// thread (a connection, a peer link or the primary thread): must not block.
@@ -38,15 +39,12 @@ pub enum Answer {
     GaveUp(Error),
 }
 
-/// How often [`Forwards::expire`] scans for requests past their deadline.
-const EXPIRY_SCAN_PERIOD: Duration = Duration::from_millis(100);
-
 /// Forwarded commands awaiting the leader's answer. Thread-safe; every
 /// reply is called outside the lock, so it may forward again.
 pub struct Forwards {
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, Pending>>,
-    next_expiry_scan: Mutex<Instant>,
+    expiry_scan: ExpiryScan,
 }
 
 impl Default for Forwards {
@@ -56,7 +54,7 @@ impl Default for Forwards {
         Forwards {
             next_id: AtomicU64::new(rand::random::<u64>() >> 1),
             waiting: Mutex::new(HashMap::new()),
-            next_expiry_scan: Mutex::new(Instant::now()),
+            expiry_scan: ExpiryScan::default(),
         }
     }
 }
@@ -108,14 +106,10 @@ impl Forwards {
     }
 
     /// Answers `Timeout` to the requests whose caller's deadline passed
-    /// (scanning at most every [`EXPIRY_SCAN_PERIOD`]).
+    /// (scanning at most every 100 ms: [`ExpiryScan`]).
     pub fn expire(&self, now: Instant) {
-        {
-            let mut next = self.next_expiry_scan.lock();
-            if now < *next {
-                return;
-            }
-            *next = now + EXPIRY_SCAN_PERIOD;
+        if !self.expiry_scan.due(now) {
+            return;
         }
         let expired: Vec<Pending> = {
             let mut waiting = self.waiting.lock();
@@ -228,6 +222,7 @@ fn message_of(e: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn every_error_round_trips_through_the_wire() {

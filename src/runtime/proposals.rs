@@ -20,8 +20,30 @@ use std::time::{Duration, Instant};
 /// Called once with a command's outcome. Runs on a library thread: must not block.
 pub type Completion = Box<dyn FnOnce(Result<Option<Bytes>>) + Send>;
 
-/// How often [`Proposals::expire`] scans for waiters past their deadline.
+/// How often a waiter table is scanned for callers past their deadline.
 const EXPIRY_SCAN_PERIOD: Duration = Duration::from_millis(100);
+
+/// Throttles the deadline scans of a waiter table (proposals, forwards):
+/// called on every tick, a scan runs at most every [`EXPIRY_SCAN_PERIOD`].
+pub struct ExpiryScan(Mutex<Instant>);
+
+impl Default for ExpiryScan {
+    fn default() -> Self {
+        ExpiryScan(Mutex::new(Instant::now()))
+    }
+}
+
+impl ExpiryScan {
+    /// Whether a scan is due at `now` (and, if so, the next one is scheduled).
+    pub fn due(&self, now: Instant) -> bool {
+        let mut next = self.0.lock();
+        if now < *next {
+            return false;
+        }
+        *next = now + EXPIRY_SCAN_PERIOD;
+        true
+    }
+}
 
 /// A command queued for the next NewCommand round.
 pub struct PendingCommand {
@@ -41,7 +63,7 @@ pub struct Proposals {
     pending: Mutex<Vec<PendingCommand>>,
     /// Several waiters may share an index: one per leadership that proposed there.
     waiting: Mutex<BTreeMap<u64, Vec<Waiter>>>,
-    next_expiry_scan: Mutex<Instant>,
+    expiry_scan: ExpiryScan,
 }
 
 impl Default for Proposals {
@@ -49,7 +71,7 @@ impl Default for Proposals {
         Proposals {
             pending: Mutex::new(Vec::new()),
             waiting: Mutex::new(BTreeMap::new()),
-            next_expiry_scan: Mutex::new(Instant::now()),
+            expiry_scan: ExpiryScan::default(),
         }
     }
 }
@@ -123,12 +145,8 @@ impl Proposals {
     /// Drops waiters whose caller has given up (their deadline passed), answering
     /// them `Timeout`. Cheap when called often: it scans at most every 100 ms.
     pub fn expire(&self, now: Instant) {
-        {
-            let mut next = self.next_expiry_scan.lock();
-            if now < *next {
-                return;
-            }
-            *next = now + EXPIRY_SCAN_PERIOD;
+        if !self.expiry_scan.due(now) {
+            return;
         }
         let expired: Vec<Waiter> = {
             let mut waiting = self.waiting.lock();
