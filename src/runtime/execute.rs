@@ -16,6 +16,7 @@ use crate::state_machine::CommandKind;
 use crate::wire::{frame::Body, ClientRequest};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -46,6 +47,27 @@ enum Wait {
         until: Instant,
         err: Error,
     },
+}
+
+impl Wait {
+    /// Whether the wait is over, given the leader and the links that are up.
+    fn over(&self, leader: Option<&str>, links_up: &HashSet<String>) -> bool {
+        match self {
+            Wait::Leader => leader.is_some(),
+            Wait::Change { old, or_link_up, .. } => {
+                leader.is_some_and(|l| l != old)
+                    || (*or_link_up && leader == Some(old) && links_up.contains(old))
+            }
+        }
+    }
+
+    /// When the caller stops waiting for it.
+    fn until(&self, op: &Command) -> Instant {
+        match self {
+            Wait::Leader => op.leader_deadline,
+            Wait::Change { until, .. } => *until,
+        }
+    }
 }
 
 /// An answer known before its async call returned, with its completion.
@@ -292,22 +314,12 @@ impl Node {
         if parked.is_empty() {
             return;
         }
-        let (leader, links_up) = self.leader_and_links();
-        for (op, wait) in parked {
-            let ready = match &wait {
-                Wait::Leader => leader.is_some(),
-                Wait::Change { old, or_link_up, .. } => {
-                    leader.as_deref().is_some_and(|l| l != old)
-                        || (*or_link_up && leader.as_deref() == Some(old) && links_up.contains(old))
-                }
-            };
-            let until = match &wait {
-                Wait::Leader => op.leader_deadline,
-                Wait::Change { until, .. } => *until,
-            };
+        let over: Vec<bool> = self
+            .with_watch(|leader, links_up| parked.iter().map(|(_, w)| w.over(leader, links_up)).collect());
+        for ((op, wait), ready) in parked.into_iter().zip(over) {
             if ready && !self.is_stopping() {
                 self.attempt(op);
-            } else if now >= until || self.is_stopping() || self.failure().is_some() {
+            } else if now >= wait.until(&op) || self.is_stopping() || self.failure().is_some() {
                 let err = match (self.check_usable(), wait) {
                     (Err(e), _) => e,
                     (Ok(()), Wait::Change { err, .. }) => err,

@@ -407,10 +407,11 @@ impl Node {
         self.core.lock().role() == Role::Leader
     }
 
-    /// The leader as last seen, and the peers whose links are up.
-    pub(super) fn leader_and_links(&self) -> (Option<String>, HashSet<String>) {
+    /// Runs `f` on the leader as last seen and the peers whose links are
+    /// up, under their lock (quick: nothing may block in `f`).
+    pub(super) fn with_watch<T>(&self, f: impl FnOnce(Option<&str>, &HashSet<String>) -> T) -> T {
         let watch = self.watch.lock();
-        (watch.leader.clone(), watch.links_up.clone())
+        f(watch.leader.as_deref(), &watch.links_up)
     }
 
     /// Runs a client request on this node (which should be the leader):
