@@ -819,6 +819,26 @@ int floyd_options_set_log_max_bytes(floyd_options_t *opts, uint64_t bytes);
 int floyd_options_set_log_keep_files(floyd_options_t *opts, uint32_t count);
 
 /**
+ * Mutual TLS between members (default off): with it, this member serves and dials only
+ * peers whose certificate chains to the CA in `ca_pem_path` and names, as an IP
+ * subjectAltName, the member address they speak for. Every member of the cluster needs it.
+ * `cert_pem_path` holds this member's certificate (then any intermediates) and
+ * `key_pem_path` its private key. The files are read by `floyd_open`, which fails with
+ * FLOYD_INVALID_ARGUMENT and a message if one is unreadable, invalid, expired, not from the
+ * CA, or does not name `local_ip`. All three NULL turns TLS off again. Without TLS, peer
+ * traffic is unauthenticated and unencrypted: keep it on a trusted network.
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` and the paths (NUL-terminated) are borrowed; the paths are copied.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`, some but not all paths NULL,
+ * or a path that is empty or not UTF-8.
+ */
+int floyd_options_set_tls(floyd_options_t *opts,
+                          const char *ca_pem_path,
+                          const char *cert_pem_path,
+                          const char *key_pem_path);
+
+/**
  * Opens a node that replicates the user-defined state machine `sm` instead of the key-value
  * store; on `FLOYD_OK`, `*out` is the new handle. The key-value and lock calls on it return
  * FLOYD_INVALID_ARGUMENT; `floyd_propose` drives the machine. Every member must run the same

@@ -122,6 +122,7 @@ fn follower(dir: &Path) -> (Server, u16, Arc<Recorder>, Arc<SnapshotStore>) {
         identity: identity(),
         max_frame_bytes: MAX_FRAME_BYTES,
         idle_timeout: Duration::from_secs(5),
+        tls: None,
     };
     let server = Server::start(listener, cfg, rec.clone()).unwrap();
     (server, port, rec, store)
@@ -142,6 +143,7 @@ fn leader_link(port: u16, chunk: usize, bytes_per_sec: u64) -> (PeerLink, Arc<Re
         max_backoff: Duration::from_millis(100),
         snapshot_chunk_bytes: chunk,
         snapshot_bytes_per_sec: bytes_per_sec,
+        tls: None,
     };
     let rec = Recorder::new(None);
     (PeerLink::spawn(cfg, rec.clone()).unwrap(), rec)

@@ -78,6 +78,7 @@ fn server_cfg() -> ServerConfig {
         identity: identity("c1", &[CLIENT]),
         max_frame_bytes: MAX_FRAME_BYTES,
         idle_timeout: Duration::from_secs(5),
+        tls: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn link_cfg(port: u16, my_id: &str, cluster: &str) -> PeerConfig {
         max_backoff: Duration::from_millis(100),
         snapshot_chunk_bytes: floyd::transport::DEFAULT_SNAPSHOT_CHUNK_BYTES,
         snapshot_bytes_per_sec: 64 << 20,
+        tls: None,
     }
 }
 

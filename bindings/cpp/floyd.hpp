@@ -421,6 +421,13 @@ struct Options {
   // (floyd) Admission control: at most this many async calls unanswered at
   // once; past it WriteAsync and the like return IsBusy().
   uint64_t max_async_in_flight;
+  // (floyd) Mutual TLS between members (PEM paths; all empty: off). With it a
+  // member talks only to peers whose certificate chains to tls_ca_path and
+  // names, as an IP subjectAltName, the member address they speak for.
+  // Without it, peer traffic is unauthenticated: keep it on a trusted network.
+  std::string tls_ca_path;
+  std::string tls_cert_path;
+  std::string tls_key_path;
 
   // Splits "ip:port,ip:port,..." into members (replacing them), trimming blanks.
   void SetMembers(const std::string& cluster_string) {
@@ -463,7 +470,10 @@ struct Options {
       << "     snapshot_chunk_bytes : " << snapshot_chunk_bytes << "\n"
       << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n"
       << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n"
-      << "      max_async_in_flight : " << max_async_in_flight << "\n";
+      << "      max_async_in_flight : " << max_async_in_flight << "\n"
+      << "              tls_ca_path : " << tls_ca_path << "\n"
+      << "            tls_cert_path : " << tls_cert_path << "\n"
+      << "             tls_key_path : " << tls_key_path << "\n";
     return s.str();
   }
 
@@ -785,6 +795,20 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_bytes_per_sec(o, options.snapshot_bytes_per_sec);
     if (rc == FLOYD_OK) rc = floyd_options_set_lease_reads(o, options.lease_reads);
     if (rc == FLOYD_OK) rc = floyd_options_set_max_async_in_flight(o, options.max_async_in_flight);
+    if (rc == FLOYD_OK && !(options.tls_ca_path.empty() && options.tls_cert_path.empty() &&
+                            options.tls_key_path.empty())) {
+      if (detail::HasNul(options.tls_ca_path) || detail::HasNul(options.tls_cert_path) ||
+          detail::HasNul(options.tls_key_path)) {
+        floyd_options_free(o);
+        return Status::InvalidArgument("TLS paths must not contain NUL bytes");
+      }
+      rc = floyd_options_set_tls(o, options.tls_ca_path.c_str(), options.tls_cert_path.c_str(),
+                                 options.tls_key_path.c_str());
+      if (rc != FLOYD_OK) {
+        floyd_options_free(o);
+        return Status::InvalidArgument("TLS needs all three paths: tls_ca_path, tls_cert_path, tls_key_path");
+      }
+    }
     if (rc != FLOYD_OK) {
       floyd_options_free(o);
       return Status::FromCode(rc, "setting options failed");

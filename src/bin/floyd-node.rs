@@ -4,6 +4,7 @@
 //! floyd-node --members 127.0.0.1:8901,127.0.0.1:8902,127.0.0.1:8903 \
 //!            --ip 127.0.0.1 --port 8901 --path /tmp/n1 [--heartbeat-us N] [--check-leader-us N] [--join]
 //!            [--snapshot-entries N] [--snapshot-keep N] [--snapshot-rate BYTES_PER_SEC] [--lease-reads]
+//!            [--tls-ca CA.pem --tls-cert CERT.pem --tls-key KEY.pem]
 //! ```
 //! With `--join` the node starts empty and waits to be added (`add` on any
 //! member); `--members` then lists the existing members and need not name it.
@@ -51,6 +52,15 @@ fn options(args: &[String]) -> Result<Options, String> {
     if let Some(n) = number("--snapshot-rate")? {
         o.snapshot_bytes_per_sec = n;
     }
+    o.tls = match (
+        arg(args, "--tls-ca"),
+        arg(args, "--tls-cert"),
+        arg(args, "--tls-key"),
+    ) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => Some(floyd::TlsFiles::new(ca, cert, key)),
+        _ => return Err("--tls-ca, --tls-cert and --tls-key go together".into()),
+    };
     // For tests: abort the process at a failpoint (see Options::crash_at).
     o.crash_at = arg(args, "--crash-at");
     Ok(o)

@@ -28,6 +28,7 @@ use std::time::Instant;
 const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT --path DIR
               [--port 6379] [--http-port PORT] [--bind IP] [--join] [--lease-reads]
               [--max-clients 10000] [--heartbeat-us N] [--check-leader-us N] [--log-level debug|info|warn|error]
+              [--tls-ca CA.pem --tls-cert CERT.pem --tls-key KEY.pem]
   --members      every member's Raft address (with --join: the existing members)
   --local        this node's Raft address (peers connect here; peer sockets bind to its IP)
   --path         data directory (Raft log, state machine, LOG)
@@ -35,6 +36,10 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
   --http-port    HTTP API port (default: none)
   --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)
   --lease-reads  a leader whose lease holds serves GET without a confirmation round
+  --tls-ca, --tls-cert, --tls-key  mutual TLS between members (PEM files; all three or none):
+                 peers must hold a certificate from the CA naming their IP. Without it,
+                 member traffic is unauthenticated: keep it on a trusted network.
+                 (The Redis and HTTP ports stay plain.)
   --fault-injection  accept FLOYD.DEBUG.CUT (cut this node's link to a peer for a while)
                  and FLOYD.DEBUG.SLOWDISK (delay every synced log write); for fault tests
                  only, never on a production port";
@@ -53,6 +58,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     let (mut members, mut local, mut path) = (None, None, None);
     let (mut port, mut http_port, mut bind, mut join) = (6379u16, None, None, false);
     let (mut lease_reads, mut fault_injection) = (false, false);
+    let (mut tls_ca, mut tls_cert, mut tls_key) = (None, None, None);
     let (mut heartbeat, mut check_leader, mut max_clients, mut level) =
         (None, None, 10_000usize, LogLevel::Info);
     fn num<T: std::str::FromStr>(name: &str, v: Option<&String>) -> Result<T, String> {
@@ -79,6 +85,9 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
                     other => return Err(format!("bad --log-level {other:?}")),
                 }
             }
+            "--tls-ca" => tls_ca = it.next().cloned(),
+            "--tls-cert" => tls_cert = it.next().cloned(),
+            "--tls-key" => tls_key = it.next().cloned(),
             "--join" => join = true,
             "--lease-reads" => lease_reads = true,
             "--fault-injection" => fault_injection = true,
@@ -99,6 +108,11 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     opts.join = join;
     opts.lease_reads = lease_reads;
     opts.log_level = level;
+    opts.tls = match (tls_ca, tls_cert, tls_key) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => Some(floyd::TlsFiles::new(ca, cert, key)),
+        _ => return Err("--tls-ca, --tls-cert and --tls-key go together".into()),
+    };
     if let Some(h) = heartbeat {
         opts.heartbeat_us = h;
     }

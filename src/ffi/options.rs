@@ -372,6 +372,44 @@ pub unsafe extern "C" fn floyd_options_set_log_keep_files(opts: *mut floyd_optio
     with_options(opts, |o| o.log_keep_files = count)
 }
 
+/// Mutual TLS between members (default off): with it, this member serves and dials only
+/// peers whose certificate chains to the CA in `ca_pem_path` and names, as an IP
+/// subjectAltName, the member address they speak for. Every member of the cluster needs it.
+/// `cert_pem_path` holds this member's certificate (then any intermediates) and
+/// `key_pem_path` its private key. The files are read by `floyd_open`, which fails with
+/// FLOYD_INVALID_ARGUMENT and a message if one is unreadable, invalid, expired, not from the
+/// CA, or does not name `local_ip`. All three NULL turns TLS off again. Without TLS, peer
+/// traffic is unauthenticated and unencrypted: keep it on a trusted network.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` and the paths (NUL-terminated) are borrowed; the paths are copied.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`, some but not all paths NULL,
+/// or a path that is empty or not UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_tls(
+    opts: *mut floyd_options_t,
+    ca_pem_path: *const c_char,
+    cert_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> c_int {
+    let paths = [ca_pem_path, cert_pem_path, key_pem_path];
+    if paths.iter().all(|p| p.is_null()) {
+        return with_options(opts, |o| o.tls = None);
+    }
+    let path = |p: *const c_char, what: &str| match text(p, what) {
+        Ok(t) if !t.is_empty() => Some(std::path::PathBuf::from(t)),
+        _ => None,
+    };
+    let (Some(ca), Some(cert), Some(key)) = (
+        path(ca_pem_path, "ca_pem_path"),
+        path(cert_pem_path, "cert_pem_path"),
+        path(key_pem_path, "key_pem_path"),
+    ) else {
+        return FLOYD_INVALID_ARGUMENT;
+    };
+    with_options(opts, |o| o.tls = Some(crate::options::TlsFiles { ca, cert, key }))
+}
+
 /// What `floyd_open` checks of `opts`, without opening anything (the C API
 /// fuzz target's end point).
 pub(crate) unsafe fn check_options(opts: *const floyd_options_t) -> Result<(), crate::Error> {

@@ -23,7 +23,7 @@ use crate::options::Options;
 use crate::state_machine::{Machine, StateMachine};
 use crate::storage::snapshots::SnapshotStore;
 use crate::storage::LogStore;
-use crate::transport::{Identity, Server, ServerConfig};
+use crate::transport::{Identity, Server, ServerConfig, TlsConfig};
 use node::{Inbound, Node};
 use parking_lot::Mutex;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -100,6 +100,17 @@ pub fn start(mut opts: Options, user: Option<Box<dyn StateMachine>>) -> Result<R
 }
 
 fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMachine>>) -> Result<Runtime> {
+    let local_ip: IpAddr = opts
+        .local_ip
+        .parse()
+        .map_err(|_| Error::InvalidArgument("bad local_ip".into()))?;
+    // Before any store opens: unusable certificates are the caller's to fix.
+    let tls = match &opts.tls {
+        Some(files) => Some(Arc::new(
+            TlsConfig::load(files, local_ip).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        )),
+        None => None,
+    };
     let log_store = LogStore::open(&opts.path.join("log"))?;
     let state_machine = Machine::open(&opts.path.join("db"), user)?;
     let loaded = log_store.load()?;
@@ -147,10 +158,6 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
         );
     }
     let identity = Arc::new(Identity::new(&opts.cluster_id, bootstrap_id));
-    let local_ip: IpAddr = opts
-        .local_ip
-        .parse()
-        .map_err(|_| Error::InvalidArgument("bad local_ip".into()))?;
     let listener = TcpListener::bind(SocketAddr::new(local_ip, opts.local_port))
         .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.local_id())))?;
 
@@ -160,6 +167,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
         opts,
         identity.clone(),
         local_ip,
+        tls.clone(),
         core,
         log_store,
         state_machine,
@@ -185,6 +193,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
         max_frame_bytes: crate::transport::MAX_FRAME_BYTES,
         idle_timeout: Duration::from_micros(node.opts.check_leader_us.saturating_mul(3))
             .max(Duration::from_secs(3)),
+        tls,
     };
     rt.server = Some(Server::start(listener, server_cfg, handler)?);
     let n = node.clone();

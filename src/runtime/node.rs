@@ -11,7 +11,7 @@ use crate::logging::NodeLog;
 use crate::options::Options;
 use crate::state_machine::{encode_command, CommandKind, Machine};
 use crate::storage::LogStore;
-use crate::transport::{message_to_body, Handler, Identity, PeerConfig, PeerLink};
+use crate::transport::{message_to_body, Handler, Identity, PeerConfig, PeerLink, TlsConfig};
 use crate::wire::{frame::Body, ClientRequest, ClientResponse};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -75,6 +75,8 @@ pub struct Node {
     /// Who the links and the server admit, following the configuration.
     pub identity: Arc<Identity>,
     local_ip: IpAddr,
+    /// Mutual TLS on every link, when configured.
+    tls: Option<Arc<TlsConfig>>,
     /// What the links deliver to; set once at start.
     handler: OnceLock<Arc<Inbound>>,
     /// When each peer was last heard from (status only).
@@ -105,6 +107,7 @@ impl Node {
         opts: Options,
         identity: Arc<Identity>,
         local_ip: IpAddr,
+        tls: Option<Arc<TlsConfig>>,
         core: RaftCore,
         log_store: LogStore,
         state_machine: Machine,
@@ -133,6 +136,7 @@ impl Node {
             stopped_links: Mutex::new(Vec::new()),
             identity,
             local_ip,
+            tls,
             handler: OnceLock::new(),
             contacts: Mutex::new(HashMap::new()),
             committed_config: AtomicU64::new(0),
@@ -340,6 +344,7 @@ impl Node {
             snapshot_chunk_bytes: usize::try_from(opts.snapshot_chunk_bytes)
                 .unwrap_or(crate::transport::DEFAULT_SNAPSHOT_CHUNK_BYTES),
             snapshot_bytes_per_sec: opts.snapshot_bytes_per_sec,
+            tls: self.tls.clone(),
         }
     }
 

@@ -11,6 +11,11 @@
 //! cluster identity and the bootstrap member list ([`config_id`]); the rules
 //! are in [`Identity`]. Frames are limited to [`MAX_FRAME_BYTES`] on every node.
 //!
+//! With mutual TLS configured ([`TlsConfig`]), both sides of every
+//! connection prove with a certificate from the cluster's CA which member
+//! address they speak for; without it, peer traffic is unauthenticated and
+//! must stay on a trusted network.
+//!
 //! Snapshots travel as chunks on the leader's link ([`PeerLink::send_snapshot`]),
 //! interleaved with its Raft traffic and paced; the follower assembles them
 //! with a [`SnapshotReceiver`].
@@ -22,6 +27,8 @@ mod peer;
 mod server;
 mod snapshot_receive;
 mod snapshot_send;
+mod stream;
+mod tls;
 
 pub use frame::{
     body_to_message, encode_frame, frame_len, message_to_body, read_frame, write_frame, FrameError,
@@ -32,6 +39,7 @@ pub use peer::{PeerConfig, PeerLink};
 pub use server::{Server, ServerConfig, PROTOCOL_VERSION};
 pub use snapshot_receive::{ReceiveError, ReceivedSnapshot, SnapshotReceiver};
 pub use snapshot_send::{SnapshotOffer, DEFAULT_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
+pub use tls::{TlsConfig, TlsError};
 
 use crate::core::Message;
 use crate::wire::{ClientRequest, ClientResponse, SnapshotChunk};

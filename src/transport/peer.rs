@@ -28,6 +28,8 @@ use super::outbox::{
     BATCH_FRAMES,
 };
 use super::snapshot_send::{OutgoingStream, SnapshotOffer, MAX_SNAPSHOT_CHUNK_BYTES};
+use super::stream::{Readable, Stream};
+use super::tls::TlsConfig;
 use super::Handler;
 use crate::wire::{frame::Body, Ping};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
@@ -43,8 +45,6 @@ use std::time::{Duration, Instant};
 const QUEUE_CAPACITY: usize = 8192;
 /// Offers waiting for the worker; more are refused (the leader offers again).
 const OFFER_CAPACITY: usize = 16;
-/// Reads per wake-up when draining what the peer sent: a peer cannot keep the worker reading forever.
-const MAX_DRAIN_READS: usize = 64;
 
 /// How to reach one peer.
 #[derive(Debug, Clone)]
@@ -74,6 +74,8 @@ pub struct PeerConfig {
     pub snapshot_chunk_bytes: usize,
     /// Pace of a snapshot stream, chunk framing included; 0: unlimited.
     pub snapshot_bytes_per_sec: u64,
+    /// Mutual TLS: the peer's certificate must chain to the CA and name its address.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 enum Control {
@@ -220,7 +222,7 @@ impl Drop for PeerLink {
 
 /// One live connection and what the worker knows about it.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// When the last ping was written.
     last_ping: Instant,
     /// When the first ping written since we last heard from the peer went out.
@@ -344,7 +346,7 @@ impl PeerWorker {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        match drain_readable(&conn.stream) {
+        match conn.stream.drain_nonblocking() {
             Readable::Heard => {
                 conn.unanswered_since = None;
                 conn.probe_deadline = None;
@@ -506,7 +508,7 @@ impl PeerWorker {
 
     fn break_connection(&mut self, why: &str) {
         let Some(mut conn) = self.conn.take() else { return };
-        let _ = conn.stream.shutdown(Shutdown::Both);
+        let _ = conn.stream.socket().shutdown(Shutdown::Both);
         self.connected.store(false, Ordering::Relaxed);
         tracing::info!(peer = %self.cfg.peer, reason = %why, "connection lost");
         let ids = conn.in_doubt.take(Instant::now());
@@ -526,7 +528,7 @@ impl PeerWorker {
                 .on_snapshot_sent(&self.cfg.peer, offer.snapshot.index(), false);
         }
         if let Some(conn) = self.conn.take() {
-            let _ = conn.stream.shutdown(Shutdown::Both);
+            let _ = conn.stream.socket().shutdown(Shutdown::Both);
             self.connected.store(false, Ordering::Relaxed);
             self.handler.on_link_state(&self.cfg.peer, false);
         }
@@ -555,6 +557,9 @@ impl PeerWorker {
                 match e {
                     ConnectError::Refused(reason) if self.refusals.is_new(&reason) => {
                         tracing::warn!(peer = %self.cfg.peer, %reason, "the peer refused our handshake");
+                    }
+                    ConnectError::Tls(e) if self.refusals.is_new(&e.to_string()) => {
+                        tracing::warn!(peer = %self.cfg.peer, error = %e, "TLS handshake with the peer failed");
                     }
                     e => {
                         tracing::debug!(peer = %self.cfg.peer, error = %e, retry_in = ?self.backoff, "connect failed");
@@ -588,62 +593,20 @@ impl RefusalLog {
     }
 }
 
-enum Readable {
-    /// At least one byte arrived.
-    Heard,
-    /// Nothing to read: open and quiet.
-    Silent,
-    Closed(String),
-}
-
-/// Reads and discards what the peer sent, without blocking. After the
-/// handshake the server writes only pongs, so their content does not matter.
-fn drain_readable(conn: &TcpStream) -> Readable {
-    use std::os::fd::AsRawFd;
-    let mut buf = [0u8; 4096];
-    let mut heard = false;
-    for _ in 0..MAX_DRAIN_READS {
-        // SAFETY: a valid socket descriptor and a buffer that outlives the call.
-        let n = unsafe {
-            libc::recv(
-                conn.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n > 0 {
-            heard = true;
-            continue;
-        }
-        if n == 0 {
-            return Readable::Closed("the peer closed the connection".into());
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => break,
-            io::ErrorKind::Interrupted => continue,
-            _ => return Readable::Closed(format!("read failed: {e}")),
-        }
-    }
-    if heard {
-        Readable::Heard
-    } else {
-        Readable::Silent
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 enum ConnectError {
     /// The peer answered the handshake with a refusal and this reason.
     #[error("refused: {0}")]
     Refused(String),
+    /// The TLS handshake failed: a certificate problem on either side.
+    #[error("{0}")]
+    Tls(io::Error),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
 /// Connects from `local_ip`, then performs the handshake.
-fn connect(cfg: &PeerConfig) -> Result<TcpStream, ConnectError> {
+fn connect(cfg: &PeerConfig) -> Result<Stream, ConnectError> {
     let peer: SocketAddr = cfg.peer.parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -653,17 +616,23 @@ fn connect(cfg: &PeerConfig) -> Result<TcpStream, ConnectError> {
     let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))?;
     socket.bind(&SocketAddr::new(cfg.local_ip, 0).into())?;
     socket.connect_timeout(&peer.into(), cfg.connect_timeout)?;
-    let mut stream: TcpStream = socket.into();
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(cfg.write_timeout))?;
-    // Only the handshake is read blocking; afterwards reads never wait.
-    stream.set_read_timeout(Some(cfg.connect_timeout))?;
+    let sock: TcpStream = socket.into();
+    sock.set_nodelay(true)?;
+    sock.set_write_timeout(Some(cfg.write_timeout))?;
+    // Only the handshakes are read blocking; afterwards reads never wait.
+    sock.set_read_timeout(Some(cfg.connect_timeout))?;
+    let mut stream = match &cfg.tls {
+        Some(tls) => Stream::tls_client(sock, tls, peer.ip()).map_err(ConnectError::Tls)?,
+        None => Stream::plain(sock),
+    };
     let hello = cfg.identity.hello(&cfg.my_id);
     write_frame(&mut stream, Body::Handshake(hello))?;
     match read_frame(&mut stream, 64 << 10) {
         Ok(Body::HandshakeAck(ack)) if ack.accepted => Ok(stream),
         Ok(Body::HandshakeAck(ack)) => Err(ConnectError::Refused(ack.reason)),
         Ok(other) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?}")).into()),
+        // Under TLS, a peer that refuses our certificate says so only now.
+        Err(e) if cfg.tls.is_some() => Err(ConnectError::Tls(io::Error::other(e.to_string()))),
         Err(e) => Err(io::Error::other(e.to_string()).into()),
     }
 }

@@ -14,6 +14,8 @@
 //! next accept; `stop` still joins every connection thread.
 
 use super::frame::{body_to_message, read_frame, write_frame, FrameError};
+use super::stream::Stream;
+use super::tls::{names_address, TlsConfig};
 use super::Handler;
 use super::Identity;
 use crate::wire::{frame::Body, HandshakeAck, Pong};
@@ -48,6 +50,9 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// A connection silent for this long is closed (peers send pings when idle).
     pub idle_timeout: Duration,
+    /// Mutual TLS: only peers whose certificate chains to the CA and names
+    /// the member they claim to be are served.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 #[derive(Default)]
@@ -236,11 +241,21 @@ fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
     Ok(())
 }
 
-fn serve_connection(mut stream: TcpStream, shared: &Shared) {
-    let peer_addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(shared.cfg.idle_timeout));
-    let _ = stream.set_write_timeout(Some(shared.cfg.idle_timeout));
+fn serve_connection(sock: TcpStream, shared: &Shared) {
+    let peer_addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = sock.set_nodelay(true);
+    let _ = sock.set_read_timeout(Some(shared.cfg.idle_timeout));
+    let _ = sock.set_write_timeout(Some(shared.cfg.idle_timeout));
+    let mut stream = match &shared.cfg.tls {
+        None => Stream::plain(sock),
+        Some(tls) => match Stream::tls_server(sock, tls) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(peer = %peer_addr, error = %e, "connection refused: TLS handshake failed");
+                return;
+            }
+        },
+    };
     let from = match accept_handshake(&mut stream, shared) {
         Ok(from) => from,
         Err(reason) => {
@@ -283,13 +298,13 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
 }
 
 /// Reads and checks the handshake; answers it either way.
-fn accept_handshake(stream: &mut TcpStream, shared: &Shared) -> Result<String, String> {
+fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, String> {
     let hs = match read_frame(stream, 64 << 10) {
         Ok(Body::Handshake(hs)) => hs,
         Ok(other) => return Err(format!("expected a handshake, got {other:?}")),
         Err(e) => return Err(e.to_string()),
     };
-    let refusal = shared.cfg.identity.refusal(&hs);
+    let refusal = certificate_refusal(stream, &hs.from).or_else(|| shared.cfg.identity.refusal(&hs));
     let ack = HandshakeAck {
         accepted: refusal.is_none(),
         reason: refusal.clone().unwrap_or_default(),
@@ -298,6 +313,23 @@ fn accept_handshake(stream: &mut TcpStream, shared: &Shared) -> Result<String, S
     match refusal {
         None => Ok(hs.from),
         Some(r) => Err(r),
+    }
+}
+
+/// Under TLS, the certificate must name the member the handshake speaks for.
+fn certificate_refusal(stream: &Stream, from: &str) -> Option<String> {
+    if !stream.is_tls() {
+        return None;
+    }
+    let Ok(addr) = from.parse::<SocketAddr>() else {
+        return Some(format!("{from:?} is no member address"));
+    };
+    match stream.peer_certificate() {
+        Some(cert) if names_address(cert, addr.ip()) => None,
+        _ => Some(format!(
+            "the certificate presented does not name {} (claimed member {from})",
+            addr.ip()
+        )),
     }
 }
 

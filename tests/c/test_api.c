@@ -509,6 +509,29 @@ static void test_async(void) {
     CHECK(floyd_async_in_flight(via[0]) == 0 && floyd_async_in_flight(NULL) == 0, "nothing left in flight");
 }
 
+/* Mutual TLS options: argument checks, and unreadable files refused by floyd_open with a message. */
+static void test_tls_options(void) {
+    CHECK(floyd_options_set_tls(NULL, "ca", "cert", "key") == FLOYD_INVALID_ARGUMENT, "set_tls on NULL options");
+    int p = free_port();
+    char solo[64], path[512], ca[600];
+    snprintf(solo, sizeof solo, "127.0.0.1:%d", p);
+    snprintf(path, sizeof path, "%s/tls", dir);
+    snprintf(ca, sizeof ca, "%s/no-such-ca.pem", dir);
+    floyd_options_t *o = floyd_options_new(solo, "127.0.0.1", p, path);
+    CHECK(floyd_options_set_tls(o, ca, NULL, "key") == FLOYD_INVALID_ARGUMENT, "set_tls with a NULL path");
+    CHECK(floyd_options_set_tls(o, ca, "", "key") == FLOYD_INVALID_ARGUMENT, "set_tls with an empty path");
+    CHECK(floyd_options_set_tls(o, ca, "cert.pem", "key.pem") == FLOYD_OK, "set_tls");
+    floyd_t *g = NULL;
+    char *msg = NULL;
+    CHECK(floyd_open(o, &g, &msg) == FLOYD_INVALID_ARGUMENT && g == NULL && msg && strstr(msg, "no-such-ca.pem"),
+          "open with an unreadable CA file: INVALID_ARGUMENT naming it");
+    floyd_free(msg);
+    CHECK(floyd_options_set_tls(o, NULL, NULL, NULL) == FLOYD_OK, "set_tls(NULL, NULL, NULL) turns TLS off");
+    CHECK(floyd_open(o, &g, NULL) == FLOYD_OK && g, "open without TLS");
+    floyd_close(g);
+    floyd_options_free(o);
+}
+
 static void test_codes_and_version(void) {
     CHECK(strcmp(floyd_status_str(FLOYD_OK), "OK") == 0, "status_str(OK)");
     CHECK(strcmp(floyd_status_str(FLOYD_NOT_HOLDER), "NOT_HOLDER") == 0, "status_str(NOT_HOLDER)");
@@ -541,6 +564,7 @@ int main(void) {
         floyd_options_free(o);
     }
     test_codes_and_version();
+    test_tls_options();
     if (nodes[0] && nodes[1] && nodes[2]) {
         test_normal_use();
         test_bad_input();

@@ -228,6 +228,15 @@ void TestOpenFailures() {
   Check(s.IsInvalidArgument() && f == NULL, "Open with a NUL in the path: InvalidArgument", s.ToString());
   s = floyd::Floyd::Open(floyd::Options("127.0.0.1:1", "127.0.0.1", 1, path), NULL);
   Check(s.IsInvalidArgument(), "Open with a NULL output: InvalidArgument", s.ToString());
+  floyd::Options tls("127.0.0.1:1", "127.0.0.1", 1, path);
+  tls.tls_ca_path = path + "/ca.pem";
+  s = floyd::Floyd::Open(tls, &f);
+  Check(s.IsInvalidArgument() && f == NULL, "Open with only tls_ca_path: InvalidArgument", s.ToString());
+  tls.tls_cert_path = path + "/cert.pem";
+  tls.tls_key_path = path + "/key.pem";
+  s = floyd::Floyd::Open(tls, &f);
+  Check(s.IsInvalidArgument() && f == NULL && s.ToString().find("ca.pem") != std::string::npos,
+        "Open with unreadable TLS files: InvalidArgument naming the file", s.ToString());
 }
 
 // Locks through the leader and a follower: tokens, renewal, LOCKED, NOT_HOLDER, expiry, bad input.

@@ -29,7 +29,7 @@ import time
 import weakref
 from ctypes import byref, c_size_t, c_uint64, c_void_p
 from concurrent.futures import Future
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Tuple, Union
 
 from . import _async, _lib
 from ._state_machine import StateMachine, make_callbacks
@@ -179,6 +179,17 @@ def _to_bytes(data: BytesLike, what: str) -> bytes:
     raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")
 
 
+_Path = Union[str, "os.PathLike[str]"]
+
+
+def _tls_paths(tls) -> Tuple[bytes, bytes, bytes]:
+    """``tls`` as the three C paths ``(ca, cert, key)``."""
+    if isinstance(tls, (str, bytes)) or len(tls) != 3:
+        raise TypeError("tls must be a (ca_pem_path, cert_pem_path, key_pem_path) tuple")
+    ca, cert, key = tls
+    return (_c_text(ca, "tls ca_pem_path"), _c_text(cert, "tls cert_pem_path"), _c_text(key, "tls key_pem_path"))
+
+
 def _c_text(value: Union[str, bytes, "os.PathLike[str]"], what: str) -> bytes:
     """A NUL-terminated UTF-8 argument (members, address, path, cluster id)."""
     if isinstance(value, os.PathLike):
@@ -297,6 +308,12 @@ class Floyd:
     instead of the key-value store: :meth:`propose` drives it, and the
     key-value and lock methods raise InvalidArgumentError. Every member must
     run the same kind of machine.
+
+    ``tls=(ca_pem_path, cert_pem_path, key_pem_path)`` turns on mutual TLS
+    between members: a member then talks only to peers whose certificate
+    chains to the CA and names, as an IP subjectAltName, the member address
+    they speak for. Without it, peer traffic is unauthenticated and must
+    stay on a trusted network.
     """
 
     def __init__(
@@ -323,6 +340,7 @@ class Floyd:
         snapshot_bytes_per_sec: Optional[int] = None,
         lease_reads: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
+        tls: Optional[Tuple[_Path, _Path, _Path]] = None,
         state_machine: Optional[StateMachine] = None,
     ):
         self._handle: Optional[int] = None
@@ -377,6 +395,9 @@ class Floyd:
                 setopt("floyd_options_set_join", bool(join))
             if lease_reads is not None:
                 setopt("floyd_options_set_lease_reads", bool(lease_reads))
+            if tls is not None:
+                ca, cert, key = _tls_paths(tls)
+                setopt("floyd_options_set_tls", ca, cert, key)
             if log_callback is not None:
                 if not callable(log_callback):
                     raise TypeError("log_callback must be callable(level, message)")

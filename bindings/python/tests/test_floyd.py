@@ -415,6 +415,18 @@ def test_invalid_members_on_open(tmp_path):
         floyd.Floyd(f"127.0.0.1:{port}", "127.0.0.1", port, tmp_path, heartbeat_us=300_000, check_leader_us=300_000)
 
 
+def test_tls_options_are_checked(tmp_path):
+    (port,) = free_ports(1)
+    me = f"127.0.0.1:{port}"
+    with pytest.raises(TypeError):
+        floyd.Floyd(me, "127.0.0.1", port, tmp_path, tls="ca.pem", **FAST)
+    with pytest.raises(floyd.InvalidArgumentError):
+        floyd.Floyd(me, "127.0.0.1", port, tmp_path, tls=(tmp_path / "ca.pem", "", "key.pem"), **FAST)
+    with pytest.raises(floyd.InvalidArgumentError) as e:
+        floyd.Floyd(me, "127.0.0.1", port, tmp_path, tls=(tmp_path / "ca.pem", "c.pem", "k.pem"), **FAST)
+    assert "ca.pem" in e.value.message
+
+
 def test_unwritable_path_is_io_error():
     (port,) = free_ports(1)
     with pytest.raises(floyd.FloydIOError) as e:
