@@ -11,6 +11,8 @@
 #   make install PREFIX=/usr/local [PROFILE=release]
 #                               headers, libfloyd.so.X.Y.Z (+ .so.X, .so links),
 #                               libfloyd.a, floyd.pc and the CMake package
+#   make harness-firewall       the fault harness again, in a private network namespace,
+#                               with iptables partitions too (root; FLOYD_HARNESS_SECS=600 to soak)
 #   make abi-check              include/floyd.h against the baseline abi/floyd.h.abi
 #   make abi-bless              rewrite the baseline (refused unless the major version changed)
 #
@@ -36,7 +38,7 @@ STATIC := $(LIBDIR)/libfloyd.a $(NATIVE_LIBS)
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: demo demo-stop tour bench test deps check lib c-test cpp-test python-test examples install install-test \
+.PHONY: demo demo-stop tour bench test harness-firewall deps check lib c-test cpp-test python-test examples install install-test \
 	abi-check abi-bless abi-test lib-check
 
 NODES ?= 3
@@ -59,6 +61,12 @@ test: deps
 
 deps:
 	@scripts/install-deps.sh
+
+# Built first, outside the namespace: inside it there is no network but loopback.
+harness-firewall: deps
+	cargo test --no-run --test fault_harness
+	unshare --net sh -c 'ip link set lo up && FLOYD_HARNESS_FIREWALL=1 \
+		cargo test --offline --test fault_harness -- --nocapture'
 
 check: c-test cpp-test python-test examples install-test lib-check abi-check abi-test
 

@@ -2,9 +2,10 @@
 # Installs the system packages floyd's build and tests need, if any is missing:
 # clang/libclang-dev (RocksDB's bindings), gcc/g++ and pkg-config (the C/C++
 # side), cmake and binutils (the CMake example, objdump/nm in the library
-# checks), and pytest (the Python binding's tests). Debian/Ubuntu.
+# checks), iptables and iproute2 (the fault harness's packet-filter
+# partitions), and pytest (the Python binding's tests). Debian/Ubuntu.
 set -euo pipefail
-packages="clang libclang-dev pkg-config gcc g++ cmake binutils python3 python3-pip"
+packages="clang libclang-dev pkg-config gcc g++ cmake binutils python3 python3-pip iptables iproute2"
 if ! dpkg -s $packages >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

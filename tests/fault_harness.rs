@@ -8,6 +8,11 @@
 //! recorded history. A planted bug (reads served from a node's local copy)
 //! shows the checker catches what it should.
 //!
+//! Every node has its own address (127.0.b.11, .12, ...). With
+//! `FLOYD_HARNESS_FIREWALL=1`, inside a private network namespace, the
+//! nemesis also partitions nodes with iptables rules that drop their packets
+//! (`make harness-firewall` runs it so, as root).
+//!
 //! `FLOYD_HARNESS_SECS` (default 20) sets how long the faulted run lasts;
 //! `FLOYD_HARNESS_SEED` its seed. A soak: `FLOYD_HARNESS_SECS=600 cargo
 //! test --test fault_harness -- --nocapture`.
@@ -15,6 +20,8 @@
 #[path = "fault_harness/checker.rs"]
 mod checker;
 mod common;
+#[path = "fault_harness/firewall.rs"]
+mod firewall;
 #[path = "fault_harness/locks.rs"]
 mod locks;
 #[path = "fault_harness/workload.rs"]
@@ -88,7 +95,8 @@ fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdic
 fn run_under_faults(nodes: usize, default_secs: u64) {
     let secs = env_u64("FLOYD_HARNESS_SECS", default_secs).max(12);
     let seed = env_u64("FLOYD_HARNESS_SEED", 7);
-    let mut c = Cluster::start(nodes);
+    let mut firewall = firewall::Firewall::from_env();
+    let mut c = Cluster::start_apart(nodes);
     c.wait_for_leader();
     let w = Workload {
         clients: 4,
@@ -97,15 +105,15 @@ fn run_under_faults(nodes: usize, default_secs: u64) {
         seed,
         op_timeout: Duration::from_millis(1500),
     };
-    let ports: Vec<u16> = (0..nodes).map(|i| c.port(i)).collect();
+    let addrs: Vec<String> = (0..nodes).map(|i| c.resp_addr(i)).collect();
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = {
         let stop = stop.clone();
-        std::thread::spawn(move || run_clients(&w, ports, start, stop))
+        std::thread::spawn(move || run_clients(&w, addrs, start, stop))
     };
-    let faults = run_nemesis(&mut c, seed, Duration::from_millis(800), until);
+    let faults = run_nemesis(&mut c, firewall.as_mut(), seed, Duration::from_millis(800), until);
     stop.store(true, Ordering::Relaxed);
     let workload::History {
         ops: mut history,
@@ -141,7 +149,10 @@ fn run_under_faults(nodes: usize, default_secs: u64) {
     );
     assert!(!acquired.is_empty(), "no lock was ever acquired: {line}");
     assert!(history.len() >= 1000, "too few operations to mean much: {line}");
-    assert_eq!(faults.len(), workload::faults_for(nodes).len());
+    assert_eq!(
+        faults.len(),
+        workload::faults_for(nodes, firewall.is_some()).len()
+    );
     for (fault, n) in &faults {
         assert!(*n >= 1, "{fault:?} was never injected: {line}");
     }
@@ -161,9 +172,9 @@ fn five_nodes_under_kills_stops_partitions_and_bridges_stay_linearizable() {
 fn the_checker_catches_the_planted_bug_of_reads_served_locally() {
     // FLOYD.DIRTYGET answers from the node's own copy: a follower that has
     // not applied an acknowledged write yet returns the value before it.
-    let c = Cluster::start(3);
+    let c = Cluster::start_apart(3);
     c.wait_for_leader();
-    let ports: Vec<u16> = (0..3).map(|i| c.port(i)).collect();
+    let addrs: Vec<String> = (0..3).map(|i| c.resp_addr(i)).collect();
     let start = Instant::now();
     let mut history = Vec::new();
     for round in 0..10 {
@@ -182,7 +193,7 @@ fn the_checker_catches_the_planted_bug_of_reads_served_locally() {
                 stop.store(true, Ordering::Relaxed);
             })
         };
-        history.extend(run_clients(&w, ports.clone(), start, stop).ops);
+        history.extend(run_clients(&w, addrs.clone(), start, stop).ops);
         timer.join().unwrap();
         let verdict = check(&history, Duration::from_secs(60));
         if let Verdict::Violation { key } = verdict {

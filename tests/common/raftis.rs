@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Node {
     pub child: Child,
+    /// Its IP: the Raft, RESP and HTTP ports all listen there.
+    pub ip: String,
     pub raft: String,
     pub port: u16,
     pub http: u16,
@@ -20,20 +22,43 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Option<Node>>,
     members: String,
+    ips: Vec<String>,
     raft: Vec<String>,
     ports: Vec<u16>,
     tmp: tempfile::TempDir,
 }
 
 impl Cluster {
-    /// Starts `n` raftis processes and waits until each answers PING.
+    /// Starts `n` raftis processes on 127.0.0.1 and waits until each answers PING.
     pub fn start(n: usize) -> Cluster {
+        Self::start_on(vec!["127.0.0.1".to_string(); n])
+    }
+
+    /// Starts `n` raftis processes, node `i` on its own address
+    /// 127.0.`b`.`11+i` (so a firewall can cut pairs of nodes apart; `b`
+    /// differs for every cluster of this process, so the rules of one never
+    /// touch another), and waits until each answers PING.
+    pub fn start_apart(n: usize) -> Cluster {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static BLOCK: AtomicU32 = AtomicU32::new(1);
+        let b = BLOCK.fetch_add(1, Ordering::Relaxed);
+        assert!(b < 255, "out of loopback address blocks");
+        Self::start_on((0..n).map(|i| format!("127.0.{b}.{}", 11 + i)).collect())
+    }
+
+    fn start_on(ips: Vec<String>) -> Cluster {
+        let n = ips.len();
         let tmp = tempfile::tempdir().unwrap();
         let ports = free_ports(3 * n);
-        let raft: Vec<String> = ports[..n].iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let raft: Vec<String> = ips
+            .iter()
+            .zip(&ports)
+            .map(|(ip, p)| format!("{ip}:{p}"))
+            .collect();
         let mut c = Cluster {
             nodes: (0..n).map(|_| None).collect(),
             members: raft.join(","),
+            ips,
             raft,
             ports,
             tmp,
@@ -74,6 +99,7 @@ impl Cluster {
             .expect("spawn raftis");
         self.nodes[i] = Some(Node {
             child,
+            ip: self.ips[i].clone(),
             raft: self.raft[i].clone(),
             port,
             http,
@@ -96,9 +122,19 @@ impl Cluster {
         self.ports[self.raft.len() + i]
     }
 
+    /// The RESP address `ip:port` of node `i`, running or not.
+    pub fn resp_addr(&self, i: usize) -> String {
+        format!("{}:{}", self.ips[i], self.port(i))
+    }
+
+    /// The IP node `i` listens on and dials its peers from.
+    pub fn ip(&self, i: usize) -> &str {
+        &self.ips[i]
+    }
+
     /// A connection to node `i`, waiting until it listens.
     pub fn connect(&self, i: usize) -> Connection {
-        let url = format!("redis://127.0.0.1:{}/", self.node(i).port);
+        let url = format!("redis://{}:{}/", self.node(i).ip, self.node(i).port);
         let client = redis::Client::open(url).unwrap();
         let deadline = Instant::now() + DEADLINE;
         loop {

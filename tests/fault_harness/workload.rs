@@ -4,6 +4,7 @@
 
 use crate::checker::{Input, Op, Output};
 use crate::common::raftis::Cluster;
+use crate::firewall::Firewall;
 use crate::locks::Acquired;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -41,12 +42,12 @@ pub struct History {
     pub acquired: Vec<Acquired>,
 }
 
-/// Runs the clients against `ports` until `stop`; returns the history.
-pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<AtomicBool>) -> History {
+/// Runs the clients against the RESP addresses `addrs` until `stop`; returns the history.
+pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<AtomicBool>) -> History {
     let history = Arc::new(Mutex::new(History::default()));
     let threads: Vec<_> = (0..w.clients)
         .map(|c| {
-            let (ports, stop, history) = (ports.clone(), stop.clone(), history.clone());
+            let (addrs, stop, history) = (addrs.clone(), stop.clone(), history.clone());
             let (keys, reads, timeout, seed) = (w.keys, w.reads, w.op_timeout, w.seed);
             std::thread::spawn(move || {
                 let mut rng =
@@ -54,7 +55,7 @@ pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<Atom
                 let mut client = Client {
                     id: c,
                     con: None,
-                    ports,
+                    addrs,
                     timeout,
                 };
                 let mut n = 0u64;
@@ -87,23 +88,23 @@ pub fn run_clients(w: &Workload, ports: Vec<u16>, start: Instant, stop: Arc<Atom
 
 struct Client {
     id: usize,
-    con: Option<(u16, Connection)>,
-    ports: Vec<u16>,
+    con: Option<(usize, Connection)>,
+    addrs: Vec<String>,
     timeout: Duration,
 }
 
 impl Client {
     /// A connection to a random node that accepts one; `None` if none does now.
-    fn connection(&mut self, rng: &mut impl Rng) -> Option<&mut (u16, Connection)> {
+    fn connection(&mut self, rng: &mut impl Rng) -> Option<&mut (usize, Connection)> {
         if self.con.is_none() {
-            let port = self.ports[rng.random_range(0..self.ports.len())];
-            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+            let node = rng.random_range(0..self.addrs.len());
+            let client = redis::Client::open(format!("redis://{}/", self.addrs[node])).ok()?;
             let con = client
                 .get_connection_with_timeout(Duration::from_millis(300))
                 .ok()?;
             con.set_read_timeout(Some(self.timeout)).ok()?;
             con.set_write_timeout(Some(self.timeout)).ok()?;
-            self.con = Some((port, con));
+            self.con = Some((node, con));
         }
         self.con.as_mut()
     }
@@ -221,10 +222,18 @@ pub enum Fault {
     Bridge,
     /// Every fsync of the leader's log takes 100 ms longer.
     SlowDiskLeader,
+    /// (With the firewall) Packets between the leader and every other node dropped.
+    FirewallIsolateLeader,
+    /// (With the firewall) Packets between a random node and every other node dropped.
+    FirewallIsolateRandom,
+    /// (With the firewall, 5 nodes and more) A minority and a majority cut apart.
+    FirewallHalves,
+    /// (With the firewall, 5 nodes and more) Two halves cut apart, one node still talking to both.
+    FirewallBridge,
 }
 
 /// The faults for an `n`-node cluster, in the order they are first injected.
-pub fn faults_for(n: usize) -> Vec<Fault> {
+pub fn faults_for(n: usize, firewall: bool) -> Vec<Fault> {
     let mut all = vec![
         Fault::KillRandom,
         Fault::KillLeader,
@@ -239,15 +248,27 @@ pub fn faults_for(n: usize) -> Vec<Fault> {
     if n >= 5 {
         all.extend([Fault::Halves, Fault::Bridge]);
     }
+    if firewall {
+        all.extend([Fault::FirewallIsolateLeader, Fault::FirewallIsolateRandom]);
+        if n >= 5 {
+            all.extend([Fault::FirewallHalves, Fault::FirewallBridge]);
+        }
+    }
     all
 }
 
 /// Injects each fault in turn (every kind at least once, however long that
 /// takes on a slow machine), then at random until `until`, one every
 /// `period`, each healed before the next; returns how many of each it injected.
-pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant) -> Vec<(Fault, usize)> {
+pub fn run_nemesis(
+    c: &mut Cluster,
+    mut firewall: Option<&mut Firewall>,
+    seed: u64,
+    period: Duration,
+    until: Instant,
+) -> Vec<(Fault, usize)> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let kinds = faults_for(c.nodes.len());
+    let kinds = faults_for(c.nodes.len(), firewall.is_some());
     let mut counts: Vec<(Fault, usize)> = kinds.iter().map(|f| (*f, 0)).collect();
     let mut round = 0;
     while round < kinds.len() || Instant::now() + 2 * period < until {
@@ -258,13 +279,19 @@ pub fn run_nemesis(c: &mut Cluster, seed: u64, period: Duration, until: Instant)
             .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
         round += 1;
         counts.iter_mut().find(|(f, _)| *f == fault).unwrap().1 += 1;
-        inject(c, fault, &mut rng, period);
+        inject(c, firewall.as_deref_mut(), fault, &mut rng, period);
     }
     counts
 }
 
 /// Injects `fault` for `period`, then heals it.
-fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng, period: Duration) {
+fn inject(
+    c: &mut Cluster,
+    firewall: Option<&mut Firewall>,
+    fault: Fault,
+    rng: &mut impl Rng,
+    period: Duration,
+) {
     let n = c.nodes.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
@@ -274,7 +301,8 @@ fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng, period: Duration) {
         | Fault::StopLeader
         | Fault::IsolateLeader
         | Fault::LeaderCannotSend
-        | Fault::SlowDiskLeader => leader.unwrap_or(order[0]),
+        | Fault::SlowDiskLeader
+        | Fault::FirewallIsolateLeader => leader.unwrap_or(order[0]),
         _ => order[0],
     };
     let others: Vec<usize> = (0..n).filter(|o| *o != target).collect();
@@ -305,6 +333,39 @@ fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng, period: Duration) {
         Fault::Bridge => {
             let half = (n - 1) / 2;
             cut_between(c, &order[1..=half], &order[half + 1..], true, period)
+        }
+        Fault::FirewallIsolateLeader
+        | Fault::FirewallIsolateRandom
+        | Fault::FirewallHalves
+        | Fault::FirewallBridge => {
+            let fw = firewall.expect("firewall faults only with a firewall");
+            let (a, b): (&[usize], &[usize]) = match fault {
+                Fault::FirewallHalves => (&order[..n / 2], &order[n / 2..]),
+                Fault::FirewallBridge => (&order[1..=(n - 1) / 2], &order[(n - 1) / 2 + 1..]),
+                _ => (&[target], &others),
+            };
+            for &x in a {
+                for &y in b {
+                    fw.drop_from(c.ip(x), c.ip(y));
+                    fw.drop_from(c.ip(y), c.ip(x));
+                }
+            }
+            std::thread::sleep(period);
+            if matches!(fault, Fault::FirewallIsolateLeader | Fault::FirewallIsolateRandom) {
+                // Proof the rules bite: the others elect a leader among themselves.
+                let deadline = Instant::now() + crate::common::DEADLINE;
+                while !others
+                    .iter()
+                    .any(|&o| c.leader_seen_by(o).is_some_and(|l| l != target))
+                {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{fault:?}: the majority never elected a leader"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            fw.heal();
         }
     }
 }
