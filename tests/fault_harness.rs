@@ -71,6 +71,61 @@ fn final_reads(c: &Cluster, keys: usize, start: Instant, history: &mut Vec<Op>) 
     }
 }
 
+/// A field of `INFO replication` on node `i`.
+fn info_field(c: &Cluster, i: usize, field: &str) -> Option<u64> {
+    let mut con = c.connect(i);
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut con).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// End of run: once every node has applied the same index, every node's
+/// own copy (FLOYD.DIRTYGET) of every key is the same. Returns that index.
+fn replicas_identical(c: &Cluster, keys: usize) -> u64 {
+    let deadline = Instant::now() + common::DEADLINE;
+    loop {
+        let applied: Vec<Option<u64>> = c
+            .running()
+            .iter()
+            .map(|&i| info_field(c, i, "last_applied"))
+            .collect();
+        let commit = info_field(c, c.wait_for_leader(), "commit_index");
+        if applied.iter().all(|a| a.is_some() && *a == commit) {
+            let index = commit.unwrap();
+            for k in 0..keys {
+                let key = format!("k{k}");
+                let copies: Vec<Option<Vec<u8>>> = c
+                    .running()
+                    .iter()
+                    .map(|&i| {
+                        redis::cmd("FLOYD.DIRTYGET")
+                            .arg(&key)
+                            .query(&mut c.connect(i))
+                            .unwrap()
+                    })
+                    .collect();
+                assert!(
+                    copies.windows(2).all(|w| w[0] == w[1]),
+                    "replicas differ on {key} at applied index {index}: {copies:?}"
+                );
+            }
+            // Nothing was applied meanwhile: the copies are of that one index.
+            if c.running()
+                .iter()
+                .all(|&i| info_field(c, i, "last_applied") == Some(index))
+            {
+                return index;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never reached one applied index: {applied:?} vs {commit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One line: operations, faults injected per kind, unknown outcomes, the verdict.
 fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdict, locks: &str) -> String {
     let writes = history
@@ -120,6 +175,7 @@ fn run_under_faults(nodes: usize, default_secs: u64) {
         acquired,
     } = clients.join().unwrap();
     final_reads(&c, 5, start, &mut history);
+    let applied = replicas_identical(&c, 5);
     let verdict = check(&history, Duration::from_secs(120));
     let tokens = locks::check_tokens(&acquired);
     let lock_line = format!(
@@ -128,7 +184,7 @@ fn run_under_faults(nodes: usize, default_secs: u64) {
         usize::from(tokens.is_some())
     );
     let line = format!(
-        "{nodes} nodes: {}",
+        "{nodes} nodes: {}; replicas identical at applied index {applied}",
         summary(&history, &faults, &verdict, &lock_line)
     );
     println!("{line}");
