@@ -77,6 +77,8 @@ pub struct Node {
     local_ip: IpAddr,
     /// Mutual TLS on every link, when configured.
     tls: Option<Arc<TlsConfig>>,
+    /// Keeps the core's messages in order between its lock and the links (see `with_core`).
+    send_order: Mutex<()>,
     /// What the links deliver to; set once at start.
     handler: OnceLock<Arc<Inbound>>,
     /// When each peer was last heard from (status only).
@@ -137,6 +139,7 @@ impl Node {
             identity,
             local_ip,
             tls,
+            send_order: Mutex::new(()),
             handler: OnceLock::new(),
             contacts: Mutex::new(HashMap::new()),
             committed_config: AtomicU64::new(0),
@@ -214,8 +217,16 @@ impl Node {
     pub fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> T {
         let mut core = self.core.lock();
         let out = f(&mut core);
-        let after = self.dispatch(&mut core);
+        let mut after = self.dispatch(&mut core);
+        // Sent after the core is free (a link may write on its socket right
+        // away) but in the order the core produced them: the next sender
+        // takes `send_order` only while it still holds the core.
+        let sending = (!after.messages.is_empty()).then(|| self.send_order.lock());
         drop(core);
+        for env in std::mem::take(&mut after.messages) {
+            self.send_message(env);
+        }
+        drop(sending);
         after.run(self);
         out
     }
@@ -274,16 +285,12 @@ impl Node {
         if ready.is_empty() {
             return after;
         }
-        for env in std::mem::take(&mut ready.messages) {
-            self.send_message(env);
-        }
+        after.messages = std::mem::take(&mut ready.messages);
         if !ready.needs_persist() && self.log_queued.load(Ordering::Acquire) == 0 {
             // Nothing to write, and everything produced before is on disk: an
             // answer waiting for durability (a heartbeat's) may go now,
             // without a trip through the log writer.
-            for env in std::mem::take(&mut ready.messages_after_persist) {
-                self.send_message(env);
-            }
+            after.messages.append(&mut ready.messages_after_persist);
         } else if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
             self.log_queued.fetch_add(1, Ordering::AcqRel);
             let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
@@ -694,6 +701,8 @@ impl Handler for Inbound {
 /// joins threads) and answering callers.
 #[derive(Default)]
 struct AfterUnlock {
+    /// Messages to send, in order, once the core is unlocked.
+    messages: Vec<Envelope>,
     new_leader: Option<Option<String>>,
     link_error: Option<Error>,
     changes_done: Vec<Completion>,

@@ -34,7 +34,7 @@ use super::Handler;
 use crate::wire::{frame::Body, Ping};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +43,9 @@ use std::time::{Duration, Instant};
 
 /// Messages waiting in each of a link's queues; beyond this, new ones are dropped (Raft retries).
 const QUEUE_CAPACITY: usize = 8192;
+/// Largest frame a sender writes directly: heartbeats, answers and small
+/// appends. Larger ones go through the worker, which may block on the socket.
+const DIRECT_FRAME_BYTES: usize = 32 << 10;
 /// Offers waiting for the worker; more are refused (the leader offers again).
 const OFFER_CAPACITY: usize = 16;
 
@@ -80,6 +83,8 @@ pub struct PeerConfig {
 
 enum Control {
     Probe,
+    /// A sender's direct write left bytes unwritten (or broke the connection): see to them.
+    Flush,
     /// Fault injection: drop the connection and dial none until then.
     CutUntil(Instant),
     Stop,
@@ -93,8 +98,13 @@ pub struct PeerLink {
     control: Sender<Control>,
     snapshot: Sender<SnapshotOffer>,
     connected: Arc<AtomicBool>,
+    /// The live connection, between turns of the worker: a sender may write
+    /// a small Raft frame on it directly (see [`PeerLink::send`]).
+    conn: SharedConn,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
+
+type SharedConn = Arc<parking_lot::Mutex<Option<Conn>>>;
 
 struct Queues {
     raft: Receiver<Body>,
@@ -130,9 +140,11 @@ impl PeerLink {
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
         let peer = cfg.peer.clone();
+        let conn = SharedConn::default();
+        let shared = conn.clone();
         let thread = super::spawn_named(format!("floyd-peer-{}->{}", cfg.name, cfg.peer), move || {
             super::guarded(&*handler.clone(), || {
-                PeerWorker::new(cfg, handler, flag).run(queues)
+                PeerWorker::new(cfg, handler, flag).run(queues, shared)
             })
         })?;
         Ok(PeerLink {
@@ -142,6 +154,7 @@ impl PeerLink {
             control,
             snapshot,
             connected,
+            conn,
             thread: parking_lot::Mutex::new(Some(thread)),
         })
     }
@@ -151,18 +164,51 @@ impl PeerLink {
         &self.peer
     }
 
-    /// Queues a frame (forwarded commands and their results behind Raft
-    /// traffic); returns false if it was dropped because its queue is full.
+    /// Sends a frame; returns false if it was dropped because its queue is full.
+    ///
+    /// A small Raft frame goes out at once on the caller's thread when the
+    /// connection is idle (no frame queued, the worker not writing): one
+    /// thread hand-off less on every Raft round trip. It never blocks: what
+    /// the socket does not take at once is left for the worker. Anything
+    /// else is queued for the worker, forwarded commands and their results
+    /// behind Raft traffic.
     pub fn send(&self, body: Body) -> bool {
-        let queue = if is_client_traffic(&body) {
-            &self.client
+        let (queue, body) = if is_client_traffic(&body) {
+            (&self.client, body)
         } else {
-            &self.raft
+            match self.send_directly(body) {
+                Ok(()) => return true,
+                Err(body) => (&self.raft, body),
+            }
         };
         match queue.try_send(body) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// The direct path of [`PeerLink::send`]: gives the frame back if it must be queued.
+    fn send_directly(&self, body: Body) -> Result<(), Body> {
+        if !is_read_round(&body) || !self.raft.is_empty() {
+            // Behind frames already queued, in order.
+            return Err(body);
+        }
+        let Some(mut slot) = self.conn.try_lock() else {
+            return Err(body);
+        };
+        let Some(conn) = slot.as_mut().filter(|c| !c.stream.has_unsent()) else {
+            return Err(body);
+        };
+        let mut frame = Vec::new();
+        if encode_frame(&body, &mut frame).is_err() || frame.len() > DIRECT_FRAME_BYTES {
+            return Err(body);
+        }
+        if !conn.stream.send_nonblocking(&frame) {
+            // Left unsent bytes, or broke: the worker finishes the frame or
+            // drops the connection (a Raft frame may be lost; Raft resends).
+            let _ = self.control.try_send(Control::Flush);
+        }
+        Ok(())
     }
 
     /// Streams a snapshot to the peer, without waiting. An offer of the
@@ -243,6 +289,8 @@ struct PeerWorker {
     /// Set by `cut_for`: no connection before then.
     cut_until: Option<Instant>,
     stream: Option<OutgoingStream>,
+    /// Told to stop: the turn that learned it ends the worker.
+    stopped: bool,
 }
 
 impl PeerWorker {
@@ -257,21 +305,42 @@ impl PeerWorker {
             refusals: RefusalLog::default(),
             cut_until: None,
             stream: None,
+            stopped: false,
         }
     }
 
-    fn run(mut self, q: Queues) {
+    /// Serves the queues; each turn takes the connection out of `shared`
+    /// (senders write on it directly only between turns) and puts it back.
+    fn run(mut self, q: Queues, shared: SharedConn) {
+        let mut timer = None;
         loop {
-            self.wait(&q);
+            self.wait(&q, timer);
+            let mut slot = shared.lock();
+            self.conn = slot.take();
+            self.turn(&q);
+            if self.stopped {
+                return;
+            }
+            timer = self.next_timer();
+            *slot = self.conn.take();
+        }
+    }
+
+    fn turn(&mut self, q: &Queues) {
+        {
             let mut probe = false;
             loop {
                 match q.control.try_recv() {
                     Ok(Control::Probe) => probe = true,
+                    Ok(Control::Flush) => {}
                     Ok(Control::CutUntil(t)) => {
                         self.cut_until = Some(t);
                         self.break_connection("cut by a fault hook");
                     }
-                    Ok(Control::Stop) | Err(TryRecvError::Disconnected) => return self.shut_down(&q),
+                    Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
+                        self.stopped = true;
+                        return self.shut_down(q);
+                    }
                     Err(TryRecvError::Empty) => break,
                 }
             }
@@ -292,10 +361,10 @@ impl PeerWorker {
                 probe = false;
             }
             if self.conn.is_some() {
-                self.write_batch(&q, probe);
+                self.write_batch(q, probe);
                 self.write_chunk();
             } else {
-                self.drop_queued(&q);
+                self.drop_queued(q);
                 // A stream waits out the backoff for its dial, but not a failed dial or a cut.
                 if dialed || !may_dial {
                     self.abandon_stream("no connection");
@@ -304,14 +373,14 @@ impl PeerWorker {
         }
     }
 
-    /// Sleeps until a queue or the control channel has something, or a timer is due.
-    fn wait(&self, q: &Queues) {
+    /// Sleeps until a queue or the control channel has something, or `timer` is due.
+    fn wait(&self, q: &Queues, timer: Option<Instant>) {
         let mut sel = Select::new();
         sel.recv(&q.control);
         sel.recv(&q.raft);
         sel.recv(&q.client);
         sel.recv(&q.snapshot);
-        match self.next_timer() {
+        match timer {
             Some(at) => {
                 let _ = sel.ready_timeout(at.saturating_duration_since(Instant::now()));
             }
@@ -377,6 +446,12 @@ impl PeerWorker {
     /// Writes the next batch on the live connection, with a ping first when one is due.
     fn write_batch(&mut self, q: &Queues, probe: bool) {
         let Some(conn) = self.conn.as_mut() else { return };
+        if conn.stream.has_unsent() {
+            // A direct send's tail, or its error.
+            if let Err(e) = conn.stream.flush() {
+                return self.break_connection(&format!("write failed: {e}"));
+            }
+        }
         let ping = probe || Instant::now() >= conn.last_ping + self.cfg.keepalive;
         let mut bodies = Vec::new();
         if ping {
@@ -567,6 +642,21 @@ impl PeerWorker {
                 }
             }
         }
+    }
+}
+
+/// Whether `body` belongs to a read's confirmation round (ReadIndex): a
+/// heartbeat that carries a read sequence, its answer, or a follower's read
+/// request and its answer. Those go out directly: a read waits on nothing
+/// else. Everything else goes through the worker, which batches frames
+/// into one write; measured, writing appends and their answers directly
+/// cost writes more (lost batching) than it saved.
+fn is_read_round(body: &Body) -> bool {
+    match body {
+        Body::AppendEntries(a) => a.entries.is_empty() && a.read_seq > 0,
+        Body::AppendEntriesResponse(r) => r.read_seq > 0,
+        Body::ReadIndexRequest(_) | Body::ReadIndexResponse(_) => true,
+        _ => false,
     }
 }
 

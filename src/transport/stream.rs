@@ -18,10 +18,13 @@ const MAX_DRAIN_READS: usize = 64;
 pub(super) struct Stream {
     sock: TcpStream,
     tls: Option<Box<Connection>>,
-    /// Set when plaintext was accepted but its records could not be written:
-    /// reported by the next write or flush, so the bytes count as written
-    /// (in doubt), never as certainly unsent.
+    /// Set when bytes were accepted but could not be written: reported by
+    /// the next write or flush, so the bytes count as written (in doubt),
+    /// never as certainly unsent.
     broken: Option<(io::ErrorKind, String)>,
+    /// The tail of a frame [`Stream::send_nonblocking`] could not write at
+    /// once (plain TCP; under TLS, rustls keeps it). Written before anything else.
+    unsent: Vec<u8>,
 }
 
 /// What [`Stream::drain_nonblocking`] found.
@@ -39,6 +42,7 @@ impl Stream {
             sock,
             tls: None,
             broken: None,
+            unsent: Vec::new(),
         }
     }
 
@@ -68,6 +72,7 @@ impl Stream {
             sock,
             tls: Some(Box::new(conn)),
             broken: None,
+            unsent: Vec::new(),
         })
     }
 
@@ -112,11 +117,61 @@ impl Stream {
         }
     }
 
-    fn check_broken(&mut self) -> io::Result<()> {
-        match &self.broken {
-            Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
-            None => Ok(()),
+    /// Whether a frame is partly written, or the connection broke, since
+    /// the last blocking write: a writer must see to it first (`flush`).
+    pub fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty() || self.broken.is_some() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes `frame` without blocking; true if it all went out. What the
+    /// socket does not take stays for the next write or `flush`; an error is
+    /// kept for them too. Call only when nothing is unsent.
+    pub fn send_nonblocking(&mut self, frame: &[u8]) -> bool {
+        debug_assert!(!self.has_unsent());
+        let sent = match self.tls.as_mut() {
+            None => match send_dontwait(&self.sock, frame) {
+                Ok(n) => {
+                    self.unsent.extend_from_slice(&frame[n..]);
+                    Ok(())
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    self.unsent.extend_from_slice(frame);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Some(tls) => tls.writer().write_all(frame).and_then(|()| {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut DontWait(&self.sock)) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
+                        {
+                            break
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }),
+        };
+        if let Err(e) = sent {
+            self.broken = Some((e.kind(), e.to_string()));
         }
+        !self.has_unsent()
+    }
+
+    /// Before any blocking write: the error a direct send met, or the rest of its frame.
+    fn check_broken(&mut self) -> io::Result<()> {
+        if let Some((kind, msg)) = &self.broken {
+            return Err(io::Error::new(*kind, msg.clone()));
+        }
+        if !self.unsent.is_empty() {
+            self.sock.write_all(&self.unsent)?;
+            self.unsent.clear();
+        }
+        Ok(())
     }
 
     /// After `tls` accepted plaintext: writes its records, remembering a failure for later.
@@ -206,13 +261,42 @@ fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
 }
 
-/// A reader that never blocks, whatever the socket's mode.
+/// A reader and writer that never blocks, whatever the socket's mode.
 struct DontWait<'a>(&'a TcpStream);
 
 impl Read for DontWait<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         recv_dontwait(self.0, buf)
     }
+}
+
+impl Write for DontWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send_dontwait(self.0, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// MSG_NOSIGNAL too: a host program that does not ignore SIGPIPE must not
+/// die of a peer that closed the connection (std's own writes do the same).
+fn send_dontwait(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket descriptor and a buffer that outlives the call.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 fn recv_dontwait(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
@@ -230,4 +314,84 @@ fn recv_dontwait(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connected pair whose sending side's buffers are full.
+    fn clogged_pair() -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (receiver, _) = listener.accept().unwrap();
+        let mut filler = 0usize;
+        let chunk = [7u8; 64 << 10];
+        loop {
+            match send_dontwait(&sender, &chunk) {
+                Ok(n) => filler += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(filler > 0);
+        // Drain what the filler put in, in a thread, once the test has queued its frame.
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        (Stream::plain(sender), receiver)
+    }
+
+    #[test]
+    fn a_frame_the_socket_cannot_take_at_once_is_finished_by_the_next_flush_in_order() {
+        let (mut stream, mut receiver) = clogged_pair();
+        let frame: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        assert!(
+            !stream.send_nonblocking(&frame),
+            "the socket is full: nothing goes at once"
+        );
+        assert!(stream.has_unsent());
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 64 << 10];
+            while let Ok(n) = receiver.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        });
+        // A later write goes after the unsent tail, never into its middle.
+        stream.write_all(b"after").unwrap();
+        stream.flush().unwrap();
+        assert!(!stream.has_unsent());
+        stream.socket().shutdown(std::net::Shutdown::Write).unwrap();
+        let all = reader.join().unwrap();
+        let filler = all.iter().take_while(|b| **b == 7).count();
+        assert_eq!(&all[filler..filler + frame.len()], &frame[..]);
+        assert_eq!(&all[filler + frame.len()..], b"after");
+    }
+
+    #[test]
+    fn an_error_of_a_direct_send_is_reported_by_the_next_write() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (receiver, _) = listener.accept().unwrap();
+        drop(receiver);
+        let mut stream = Stream::plain(sender);
+        // The first send may still be taken; the peer's reset breaks a later one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stream.send_nonblocking(b"frame") {
+            assert!(std::time::Instant::now() < deadline, "the reset never showed");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(stream.has_unsent());
+        assert!(stream.write_all(b"next").is_err());
+        assert!(
+            stream.flush().is_err(),
+            "the error stays until the connection is dropped"
+        );
+    }
 }
