@@ -4,8 +4,11 @@
 //! ```text
 //! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128]
 //!     [--via-follower] [--reads [--read-rounds 5] [--lease]]
-//!     [--async [--window 10000]]
+//!     [--async [--window 10000]] [--tls]
 //! ```
+//!
+//! `--tls` turns on mutual TLS between the members, with a CA and
+//! certificates made for the run.
 //!
 //! `--async` writes with `write_async` instead: each thread submits its
 //! items keeping at most `--window` unanswered (a closed loop with a
@@ -33,6 +36,7 @@ struct Args {
     lease: bool,
     async_api: bool,
     window: usize,
+    tls: bool,
 }
 
 fn parse_args() -> Args {
@@ -55,10 +59,34 @@ fn parse_args() -> Args {
         lease: args.iter().any(|a| a == "--lease"),
         async_api: args.iter().any(|a| a == "--async"),
         window: num("--window", 10_000).max(1),
+        tls: args.iter().any(|a| a == "--tls"),
     }
 }
 
-fn start_cluster(n: usize, dir: &std::path::Path, lease: bool) -> Vec<Floyd> {
+/// A CA and one certificate for 127.0.0.1 under `dir`, as PEM files.
+fn make_certificates(dir: &std::path::Path) -> floyd::TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let mut member = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    member.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = member.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let files = floyd::TlsFiles::new(dir.join("ca.pem"), dir.join("member.pem"), dir.join("member.key"));
+    std::fs::write(&files.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    files
+}
+
+fn start_cluster(n: usize, dir: &std::path::Path, lease: bool, tls: bool) -> Vec<Floyd> {
+    let tls = tls.then(|| make_certificates(&dir.join("tls")));
     let holds: Vec<_> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -75,6 +103,7 @@ fn start_cluster(n: usize, dir: &std::path::Path, lease: bool) -> Vec<Floyd> {
         .map(|(i, p)| {
             let mut opts = Options::new(&members, "127.0.0.1", *p, dir.join(format!("n{i}")));
             opts.lease_reads = lease;
+            opts.tls = tls.clone();
             Floyd::open(opts).expect("open")
         })
         .collect()
@@ -166,7 +195,7 @@ fn report(label: &str, mut lat: Vec<Duration>, elapsed: Duration) {
 fn main() {
     let a = parse_args();
     let dir = std::env::temp_dir().join(format!("floyd-bench-{}", std::process::id()));
-    let nodes = Arc::new(start_cluster(a.nodes, &dir, a.lease));
+    let nodes = Arc::new(start_cluster(a.nodes, &dir, a.lease, a.tls));
     let leader = wait_for_leader(&nodes);
     let target = if a.via_follower {
         (leader + 1) % a.nodes
@@ -174,12 +203,13 @@ fn main() {
         leader
     };
     println!(
-        "{} nodes, {} threads x {} items of {} bytes, writing to the {} (synced log, group commit)",
+        "{} nodes, {} threads x {} items of {} bytes, writing to the {} (synced log, group commit){}",
         a.nodes,
         a.threads,
         a.items,
         a.value_size,
-        if a.via_follower { "follower" } else { "leader" }
+        if a.via_follower { "follower" } else { "leader" },
+        if a.tls { ", mutual TLS between members" } else { "" }
     );
     let value = vec![b'x'; a.value_size];
     if a.async_api {

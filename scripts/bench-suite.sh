@@ -96,6 +96,8 @@ for n in 3 5; do
   writes "$n" 1 --via-follower
   writes "$n" 20 --via-follower
 done
+writes 3 1 --tls
+writes 3 20 --tls
 for t in 1 4 20 64; do cpp_row "$t" 128 "$(items_for "$t")"; done
 cpp_row 20 4096 1000
 row "3 nodes, 4 threads" --nodes 3 --threads 4 --items 2000 --reads --read-rounds 5
