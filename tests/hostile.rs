@@ -199,3 +199,73 @@ fn junk_on_every_raft_port_is_refused_logged_and_every_node_keeps_serving() {
     }
     drop(held);
 }
+
+/// Keeps `n` connections to `port` in the middle of a handshake: each sent
+/// part of a length prefix and then one byte a second (a slowloris), so
+/// none ever times out; a connection the server closes is opened again.
+fn slowloris(
+    port: u16,
+    n: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let open = || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_nonblocking(true).ok()?;
+            // A 1000-byte frame announced, then trickled.
+            s.write_all(&[0, 0, 3, 232]).ok()?;
+            Some(s)
+        };
+        let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| open()).collect();
+        opened.store(conns.iter().flatten().count(), Ordering::Relaxed);
+        let mut last_trickle = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let trickle = last_trickle.elapsed() >= Duration::from_millis(500);
+            for c in conns.iter_mut() {
+                let closed = match c {
+                    None => true,
+                    Some(s) => {
+                        let mut b = [0u8; 64];
+                        let eof = matches!(s.read(&mut b), Ok(0))
+                            || matches!(s.read(&mut b), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock);
+                        eof || (trickle && s.write_all(&[0]).is_err())
+                    }
+                };
+                if closed {
+                    *c = open();
+                }
+            }
+            if trickle {
+                last_trickle = std::time::Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+#[test]
+fn connections_stuck_in_their_handshake_cannot_lock_a_member_out() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for &f in &followers {
+        c.stop(f);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // More than the server's 256 at once, kept there.
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let junk = slowloris(c.ports[leader], 300, stop.clone(), opened.clone());
+    wait_until("the junk connections open", || {
+        opened.load(std::sync::atomic::Ordering::Relaxed) >= 256
+    });
+    // The leader needs this follower's answers, which come over a connection
+    // to the leader's full server, to commit anything.
+    c.restart(followers[0]);
+    c.write_retrying(leader, b"k", b"v");
+    assert_eq!(c.node(leader).read(b"k").unwrap(), b"v");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    junk.join().unwrap();
+}

@@ -8,6 +8,10 @@
 //! that it answers every `Ping` with a `Pong`: that is how the dialing side
 //! learns its connection is alive.
 //!
+//! At most `MAX_CONNECTIONS` are served; when full, a new connection takes
+//! the place of the oldest one not yet past its handshake, so junk cannot
+//! lock members out.
+//!
 //! Accept errors (EMFILE and the like) back off from 5 ms to 1 s and are
 //! logged once per burst. A connection thread removes itself from the
 //! registry when it ends, so the live count is exact without waiting for the
@@ -55,11 +59,20 @@ pub struct ServerConfig {
     pub tls: Option<Arc<TlsConfig>>,
 }
 
+/// A connection being served.
+struct Live {
+    /// A clone of its socket, so `stop` (or an eviction) can close it.
+    sock: TcpStream,
+    thread: JoinHandle<()>,
+    /// Set once the peer passed the handshake: from then on it is a member's.
+    admitted: Arc<AtomicBool>,
+}
+
 #[derive(Default)]
 struct Registry {
     /// Connections still being served: a clone of the socket (so `stop` can
     /// close it) and the thread serving it.
-    live: HashMap<u64, (TcpStream, JoinHandle<()>)>,
+    live: HashMap<u64, Live>,
     /// Threads that removed themselves from `live` as their last act; joined
     /// on the next accept or at `stop`.
     finished: Vec<JoinHandle<()>>,
@@ -130,11 +143,11 @@ impl Server {
         // No thread can register any more; one that ends now either is still
         // in `live` (taken here) or has moved itself to `finished` (taken here too).
         let Registry { live, finished } = std::mem::take(&mut *self.shared.conns.lock());
-        for (stream, _) in live.values() {
-            let _ = stream.shutdown(Shutdown::Both);
+        for l in live.values() {
+            let _ = l.sock.shutdown(Shutdown::Both);
         }
-        for (_, (_, thread)) in live {
-            let _ = thread.join();
+        for (_, l) in live {
+            let _ = l.thread.join();
         }
         for thread in finished {
             let _ = thread.join();
@@ -205,8 +218,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, woken: Receiver<()>) 
         for t in finished {
             let _ = t.join();
         }
-        if shared.conns.lock().live.len() >= MAX_CONNECTIONS {
-            tracing::warn!("refusing connection: {MAX_CONNECTIONS} already open");
+        if shared.conns.lock().live.len() >= MAX_CONNECTIONS && !evict_unadmitted(&shared) {
+            tracing::warn!("refusing connection: {MAX_CONNECTIONS} already open, all of members");
             continue;
         }
         if let Err(e) = spawn_connection(stream, &shared) {
@@ -221,27 +234,60 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, woken: Receiver<()>) 
     }
 }
 
+/// When full, a new connection takes the place of the oldest one still
+/// short of its handshake: junk and slow handshakes (idle sockets, a byte
+/// at a time) cannot lock a member out. Returns whether one was closed.
+fn evict_unadmitted(shared: &Shared) -> bool {
+    let conns = shared.conns.lock();
+    let oldest = conns
+        .live
+        .iter()
+        .filter(|(_, l)| !l.admitted.load(Ordering::Acquire))
+        .min_by_key(|(id, _)| **id);
+    match oldest {
+        Some((id, l)) => {
+            tracing::debug!(
+                connection = id,
+                "full: closing the oldest connection not past its handshake"
+            );
+            // Its thread ends on the closed socket and leaves the registry.
+            let _ = l.sock.shutdown(Shutdown::Both);
+            true
+        }
+        None => false,
+    }
+}
+
 fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let registered = stream.try_clone()?;
+    let admitted = Arc::new(AtomicBool::new(false));
+    let flag = admitted.clone();
     let s = shared.clone();
     // Register before the thread runs so `stop` always sees it, and so the
     // thread's own removal below always finds its entry.
     let mut conns = shared.conns.lock();
     let thread = super::spawn_named(format!("floyd-conn-{}-{id}", shared.cfg.name), move || {
-        super::guarded(&*s.handler.clone(), || serve_connection(stream, &s));
+        super::guarded(&*s.handler.clone(), || serve_connection(stream, &s, &flag));
         // Last act: leave the registry, closing its clone of the socket now.
         let mut conns = s.conns.lock();
-        if let Some((sock, me)) = conns.live.remove(&id) {
-            let _ = sock.shutdown(Shutdown::Both);
-            conns.finished.push(me);
+        if let Some(me) = conns.live.remove(&id) {
+            let _ = me.sock.shutdown(Shutdown::Both);
+            conns.finished.push(me.thread);
         }
     })?;
-    conns.live.insert(id, (registered, thread));
+    conns.live.insert(
+        id,
+        Live {
+            sock: registered,
+            thread,
+            admitted,
+        },
+    );
     Ok(())
 }
 
-fn serve_connection(sock: TcpStream, shared: &Shared) {
+fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
     let peer_addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = sock.set_nodelay(true);
     let _ = sock.set_read_timeout(Some(shared.cfg.idle_timeout));
@@ -263,6 +309,7 @@ fn serve_connection(sock: TcpStream, shared: &Shared) {
             return;
         }
     };
+    admitted.store(true, Ordering::Release);
     tracing::debug!(peer = %from, addr = %peer_addr, "peer connected");
     shared.handler.on_peer_connected(&from);
     let mut reader = std::io::BufReader::with_capacity(256 << 10, stream);
