@@ -4,8 +4,12 @@
 //! ```text
 //! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128]
 //!     [--via-follower] [--reads [--read-rounds 5] [--lease]]
-//!     [--async [--window 10000]] [--tls]
+//!     [--async [--window 10000]] [--tls] [--no-fsync all|followers|leader]
 //! ```
+//!
+//! `--no-fsync` is a diagnosis, not a setting: the named nodes stop syncing
+//! their logs (acknowledged writes could be lost), which shows what a write
+//! costs apart from its fsyncs.
 //!
 //! `--tls` turns on mutual TLS between the members, with a CA and
 //! certificates made for the run.
@@ -37,6 +41,7 @@ struct Args {
     async_api: bool,
     window: usize,
     tls: bool,
+    no_fsync: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -60,6 +65,10 @@ fn parse_args() -> Args {
         async_api: args.iter().any(|a| a == "--async"),
         window: num("--window", 10_000).max(1),
         tls: args.iter().any(|a| a == "--tls"),
+        no_fsync: args
+            .iter()
+            .position(|a| a == "--no-fsync")
+            .map(|i| args.get(i + 1).cloned().unwrap_or_default()),
     }
 }
 
@@ -197,6 +206,18 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("floyd-bench-{}", std::process::id()));
     let nodes = Arc::new(start_cluster(a.nodes, &dir, a.lease, a.tls));
     let leader = wait_for_leader(&nodes);
+    if let Some(which) = &a.no_fsync {
+        for (i, n) in nodes.iter().enumerate() {
+            let skip = match which.as_str() {
+                "all" => true,
+                "followers" => i != leader,
+                "leader" => i == leader,
+                other => panic!("--no-fsync all|followers|leader, not {other:?}"),
+            };
+            n.faults().set_skip_fsync(skip);
+        }
+        println!("diagnosis: fsync skipped on {which} (NOT durable)");
+    }
     let target = if a.via_follower {
         (leader + 1) % a.nodes
     } else {

@@ -12,6 +12,7 @@ pub struct Faults {
     fsync_delay_us: AtomicU64,
     fail_log_writes: AtomicBool,
     busy_applies: AtomicU32,
+    skip_fsync: AtomicBool,
 }
 
 impl Faults {
@@ -29,6 +30,18 @@ impl Faults {
     /// The next `n` state-machine applies are refused as `Busy`.
     pub fn set_busy_applies(&self, n: u32) {
         self.busy_applies.store(n, Ordering::Relaxed);
+    }
+
+    /// Diagnosis only, never in use: log writes are no longer synced, so an
+    /// acknowledged write can be lost. Benchmarks use it to measure what a
+    /// write costs apart from its fsyncs (`bench --no-fsync`).
+    pub fn set_skip_fsync(&self, on: bool) {
+        self.skip_fsync.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether a log write that must be synced is synced.
+    pub fn sync_log(&self, sync: bool) -> bool {
+        sync && !self.skip_fsync.load(Ordering::Relaxed)
     }
 
     /// Called by the log writer before every write.

@@ -136,6 +136,7 @@ fn write(node: &Node, readies: &[Ready], start: &mut u64) -> Result<()> {
         batch.set_config(*index, m);
     }
     if !batch.is_empty() {
+        let sync = node.faults.sync_log(sync);
         node.faults
             .before_log_write(sync)
             .and_then(|_| node.log_store.write(batch, sync))?;
