@@ -8,7 +8,8 @@
 //! recorded history. A planted bug (reads served from a node's local copy)
 //! shows the checker catches what it should.
 //!
-//! Every node has its own address (127.0.b.11, .12, ...). With
+//! Every node has its own address (127.0.b.11, .12, ...). The 3-node run's
+//! members talk over mutual TLS, the 5-node run's in plain TCP. With
 //! `FLOYD_HARNESS_FIREWALL=1`, inside a private network namespace, the
 //! nemesis also partitions nodes with iptables rules that drop their packets
 //! (`make harness-firewall` runs it so, as root).
@@ -145,13 +146,14 @@ fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdic
     )
 }
 
-/// One run of `nodes` raftis processes under every fault kind for
-/// `FLOYD_HARNESS_SECS`; panics with the summary line on any violation.
-fn run_under_faults(nodes: usize, default_secs: u64) {
+/// One run of `nodes` raftis processes (members over mutual TLS if `tls`)
+/// under every fault kind for `FLOYD_HARNESS_SECS`; panics with the summary
+/// line on any violation.
+fn run_under_faults(nodes: usize, tls: bool, default_secs: u64) {
     let secs = env_u64("FLOYD_HARNESS_SECS", default_secs).max(12);
     let seed = env_u64("FLOYD_HARNESS_SEED", 7);
     let mut firewall = firewall::Firewall::from_env();
-    let mut c = Cluster::start_apart(nodes);
+    let mut c = Cluster::start_apart_with(nodes, tls);
     c.wait_for_leader();
     let w = Workload {
         clients: 4,
@@ -184,7 +186,8 @@ fn run_under_faults(nodes: usize, default_secs: u64) {
         usize::from(tokens.is_some())
     );
     let line = format!(
-        "{nodes} nodes: {}; replicas identical at applied index {applied}",
+        "{nodes} nodes{}: {}; replicas identical at applied index {applied}",
+        if tls { " over mutual TLS" } else { "" },
         summary(&history, &faults, &verdict, &lock_line)
     );
     println!("{line}");
@@ -214,14 +217,16 @@ fn run_under_faults(nodes: usize, default_secs: u64) {
     }
 }
 
+/// The members talk over mutual TLS here, so every fault also tests TLS
+/// connections being lost, refused and made again.
 #[test]
-fn three_nodes_under_kills_stops_and_partitions_stay_linearizable() {
-    run_under_faults(3, 20);
+fn three_nodes_over_mutual_tls_under_kills_stops_and_partitions_stay_linearizable() {
+    run_under_faults(3, true, 20);
 }
 
 #[test]
 fn five_nodes_under_kills_stops_partitions_and_bridges_stay_linearizable() {
-    run_under_faults(5, 24);
+    run_under_faults(5, false, 24);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! Everything waits on conditions with deadlines; nothing sleeps a fixed time.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod raftis;
 
 use floyd::{Error, Floyd, Options, StateMachine};

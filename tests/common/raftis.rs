@@ -2,6 +2,7 @@
 //! fault harness: start, connect, find the leader, kill -9 and restart a
 //! node on its own data, stop and continue it with signals.
 
+use super::certs::Ca;
 use super::{free_ports, DEADLINE};
 use redis::Connection;
 use std::path::PathBuf;
@@ -25,13 +26,15 @@ pub struct Cluster {
     ips: Vec<String>,
     raft: Vec<String>,
     ports: Vec<u16>,
+    /// Node `i`'s TLS files, when the members talk over mutual TLS.
+    tls: Option<Vec<floyd::TlsFiles>>,
     tmp: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` raftis processes on 127.0.0.1 and waits until each answers PING.
     pub fn start(n: usize) -> Cluster {
-        Self::start_on(vec!["127.0.0.1".to_string(); n])
+        Self::start_on(vec!["127.0.0.1".to_string(); n], false)
     }
 
     /// Starts `n` raftis processes, node `i` on its own address
@@ -39,16 +42,29 @@ impl Cluster {
     /// differs for every cluster of this process, so the rules of one never
     /// touch another), and waits until each answers PING.
     pub fn start_apart(n: usize) -> Cluster {
+        Self::start_apart_with(n, false)
+    }
+
+    /// [`Cluster::start_apart`], the members talking over mutual TLS if
+    /// `tls` (a CA made for the run, a certificate per node naming its IP).
+    pub fn start_apart_with(n: usize, tls: bool) -> Cluster {
         use std::sync::atomic::{AtomicU32, Ordering};
         static BLOCK: AtomicU32 = AtomicU32::new(1);
         let b = BLOCK.fetch_add(1, Ordering::Relaxed);
         assert!(b < 255, "out of loopback address blocks");
-        Self::start_on((0..n).map(|i| format!("127.0.{b}.{}", 11 + i)).collect())
+        Self::start_on((0..n).map(|i| format!("127.0.{b}.{}", 11 + i)).collect(), tls)
     }
 
-    fn start_on(ips: Vec<String>) -> Cluster {
+    fn start_on(ips: Vec<String>, tls: bool) -> Cluster {
         let n = ips.len();
         let tmp = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| {
+            let ca = Ca::new(tmp.path(), "tls");
+            ips.iter()
+                .enumerate()
+                .map(|(i, ip)| ca.member(&format!("n{i}"), ip, false))
+                .collect()
+        });
         let ports = free_ports(3 * n);
         let raft: Vec<String> = ips
             .iter()
@@ -61,6 +77,7 @@ impl Cluster {
             ips,
             raft,
             ports,
+            tls,
             tmp,
         };
         for i in 0..n {
@@ -85,7 +102,16 @@ impl Cluster {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_raftis"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftis"));
+        if let Some(files) = &self.tls {
+            cmd.arg("--tls-ca")
+                .arg(&files[i].ca)
+                .arg("--tls-cert")
+                .arg(&files[i].cert)
+                .arg("--tls-key")
+                .arg(&files[i].key);
+        }
+        let child = cmd
             .args(["--members", &self.members, "--local", &self.raft[i]])
             .arg("--path")
             .arg(&dir)
