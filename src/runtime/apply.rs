@@ -26,7 +26,8 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
         }
         node.serve_reads();
         loop {
-            let entries = node.with_core(|core| core.entries_to_apply(APPLY_BATCH));
+            // A read of the core: nothing to hand out afterwards, so no dispatch.
+            let entries = node.inspect(|core| core.entries_to_apply(APPLY_BATCH));
             let Some(last) = entries.last().map(|e| e.index) else {
                 break;
             };
