@@ -289,8 +289,6 @@ struct PeerWorker {
     /// Set by `cut_for`: no connection before then.
     cut_until: Option<Instant>,
     stream: Option<OutgoingStream>,
-    /// Told to stop: the turn that learned it ends the worker.
-    stopped: bool,
 }
 
 impl PeerWorker {
@@ -305,7 +303,6 @@ impl PeerWorker {
             refusals: RefusalLog::default(),
             cut_until: None,
             stream: None,
-            stopped: false,
         }
     }
 
@@ -317,8 +314,7 @@ impl PeerWorker {
             self.wait(&q, timer);
             let mut slot = shared.lock();
             self.conn = slot.take();
-            self.turn(&q);
-            if self.stopped {
+            if !self.turn(&q) {
                 return;
             }
             timer = self.next_timer();
@@ -326,51 +322,51 @@ impl PeerWorker {
         }
     }
 
-    fn turn(&mut self, q: &Queues) {
-        {
-            let mut probe = false;
-            loop {
-                match q.control.try_recv() {
-                    Ok(Control::Probe) => probe = true,
-                    Ok(Control::Flush) => {}
-                    Ok(Control::CutUntil(t)) => {
-                        self.cut_until = Some(t);
-                        self.break_connection("cut by a fault hook");
-                    }
-                    Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
-                        self.stopped = true;
-                        return self.shut_down(q);
-                    }
-                    Err(TryRecvError::Empty) => break,
+    /// One turn of the worker; false once it is told to stop (the link is shut down then).
+    fn turn(&mut self, q: &Queues) -> bool {
+        let mut probe = false;
+        loop {
+            match q.control.try_recv() {
+                Ok(Control::Probe) => probe = true,
+                Ok(Control::Flush) => {}
+                Ok(Control::CutUntil(t)) => {
+                    self.cut_until = Some(t);
+                    self.break_connection("cut by a fault hook");
                 }
-            }
-            while let Ok(offer) = q.snapshot.try_recv() {
-                self.offer(offer);
-            }
-            let redial = self.check_connection();
-            let pending = !q.raft.is_empty() || !q.client.is_empty() || self.stream.is_some();
-            let now = Instant::now();
-            self.cut_until = self.cut_until.filter(|t| now < *t);
-            let may_dial = self.cut_until.is_none();
-            let mut dialed = false;
-            if self.conn.is_none() && may_dial && (probe || redial || (pending && now >= self.retry_at)) {
-                // A probe or a failed probe means the peer was just heard from: skip the backoff.
-                self.reconnect();
-                dialed = true;
-                // The handshake just proved the new connection alive.
-                probe = false;
-            }
-            if self.conn.is_some() {
-                self.write_batch(q, probe);
-                self.write_chunk();
-            } else {
-                self.drop_queued(q);
-                // A stream waits out the backoff for its dial, but not a failed dial or a cut.
-                if dialed || !may_dial {
-                    self.abandon_stream("no connection");
+                Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
+                    self.shut_down(q);
+                    return false;
                 }
+                Err(TryRecvError::Empty) => break,
             }
         }
+        while let Ok(offer) = q.snapshot.try_recv() {
+            self.offer(offer);
+        }
+        let redial = self.check_connection();
+        let pending = !q.raft.is_empty() || !q.client.is_empty() || self.stream.is_some();
+        let now = Instant::now();
+        self.cut_until = self.cut_until.filter(|t| now < *t);
+        let may_dial = self.cut_until.is_none();
+        let mut dialed = false;
+        if self.conn.is_none() && may_dial && (probe || redial || (pending && now >= self.retry_at)) {
+            // A probe or a failed probe means the peer was just heard from: skip the backoff.
+            self.reconnect();
+            dialed = true;
+            // The handshake just proved the new connection alive.
+            probe = false;
+        }
+        if self.conn.is_some() {
+            self.write_batch(q, probe);
+            self.write_chunk();
+        } else {
+            self.drop_queued(q);
+            // A stream waits out the backoff for its dial, but not a failed dial or a cut.
+            if dialed || !may_dial {
+                self.abandon_stream("no connection");
+            }
+        }
+        true
     }
 
     /// Sleeps until a queue or the control channel has something, or `timer` is due.

@@ -134,27 +134,18 @@ impl Stream {
                     self.unsent.extend_from_slice(&frame[n..]);
                     Ok(())
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                Err(e) if would_block(&e) => {
                     self.unsent.extend_from_slice(frame);
                     Ok(())
                 }
                 Err(e) => Err(e),
             },
-            Some(tls) => tls.writer().write_all(frame).and_then(|()| {
-                while tls.wants_write() {
-                    match tls.write_tls(&mut DontWait(&self.sock)) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(_) => {}
-                        Err(e)
-                            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
-                        {
-                            break
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }),
+            // What the socket does not take stays in rustls' buffer.
+            Some(tls) => tls
+                .writer()
+                .write_all(frame)
+                .and_then(|()| write_records(tls, &mut DontWait(&self.sock)))
+                .or_else(|e| if would_block(&e) { Ok(()) } else { Err(e) }),
         };
         if let Err(e) = sent {
             self.broken = Some((e.kind(), e.to_string()));
@@ -163,7 +154,7 @@ impl Stream {
     }
 
     /// Before any blocking write: the error a direct send met, or the rest of its frame.
-    fn check_broken(&mut self) -> io::Result<()> {
+    fn finish_unsent(&mut self) -> io::Result<()> {
         if let Some((kind, msg)) = &self.broken {
             return Err(io::Error::new(*kind, msg.clone()));
         }
@@ -205,17 +196,11 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.check_broken()?;
-        let Some(tls) = self.tls.as_mut() else {
-            return self.sock.write(buf);
-        };
-        let n = tls.writer().write(buf)?;
-        self.push_records();
-        Ok(n)
+        self.write_vectored(&[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.check_broken()?;
+        self.finish_unsent()?;
         let Some(tls) = self.tls.as_mut() else {
             return self.sock.write_vectored(bufs);
         };
@@ -225,7 +210,7 @@ impl Write for Stream {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.check_broken()?;
+        self.finish_unsent()?;
         if let Some(tls) = self.tls.as_mut() {
             write_records(tls, &mut self.sock)?;
         }
@@ -233,7 +218,7 @@ impl Write for Stream {
     }
 }
 
-fn write_records(tls: &mut Connection, sock: &mut TcpStream) -> io::Result<()> {
+fn write_records(tls: &mut Connection, sock: &mut impl Write) -> io::Result<()> {
     while tls.wants_write() {
         if tls.write_tls(sock)? == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -255,6 +240,11 @@ fn discard_plaintext(tls: &mut Connection, buf: &mut [u8]) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The socket cannot take (or give) more now; not an error of the connection.
+fn would_block(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
