@@ -6,7 +6,6 @@ use super::{code_of, FLOYD_OK};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Called once with the outcome of `floyd_write_async` or `floyd_delete_async`:
 /// `code` is a FLOYD_* status; `errmsg` is NULL on FLOYD_OK, else a message
@@ -60,14 +59,10 @@ fn done_completion(done: floyd_done_fn, user_data: *mut c_void) -> Result<crate:
     }))
 }
 
-/// Runs the body of an async function: a code for a refusal (the callback is
-/// then never called), a panic turned into FLOYD_INTERNAL.
+/// Runs the body of an async function: [`boundary`](super::boundary) without
+/// an `errmsg` (a refusal is its code alone, and the callback is then never called).
 fn async_boundary(body: impl FnOnce() -> Result<()>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => FLOYD_OK,
-        Ok(Err(e)) => code_of(&e),
-        Err(_) => super::FLOYD_INTERNAL,
-    }
+    super::boundary(std::ptr::null_mut(), body)
 }
 
 /// Stores `value` under `key` once a majority has it, without waiting: `done(user_data, code,
