@@ -24,6 +24,10 @@
 //! every node (each thread reads through node `thread % nodes`: follower
 //! reads), then dirty reads.
 
+// The tests' CA (examples may use the dev-dependencies).
+#[path = "../tests/common/certs.rs"]
+mod certs;
+
 use floyd::{Floyd, Options};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -72,30 +76,9 @@ fn parse_args() -> Args {
     }
 }
 
-/// A CA and one certificate for 127.0.0.1 under `dir`, as PEM files.
-fn make_certificates(dir: &std::path::Path) -> floyd::TlsFiles {
-    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let mut member = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    member.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = member.signed_by(&key, &ca_cert, &ca_key).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    let files = floyd::TlsFiles::new(dir.join("ca.pem"), dir.join("member.pem"), dir.join("member.key"));
-    std::fs::write(&files.ca, ca_cert.pem()).unwrap();
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    files
-}
-
 fn start_cluster(n: usize, dir: &std::path::Path, lease: bool, tls: bool) -> Vec<Floyd> {
-    let tls = tls.then(|| make_certificates(&dir.join("tls")));
+    // A CA and one certificate for 127.0.0.1, shared by every node.
+    let tls = tls.then(|| certs::Ca::new(dir, "tls").member("member", "127.0.0.1", false));
     let holds: Vec<_> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
