@@ -157,9 +157,14 @@ impl Node {
     /// Runs `cmd` to its end; `done` is called once, at the latest shortly
     /// after `timeout`. Invalid commands are answered at once.
     pub fn execute(self: &Arc<Self>, cmd: CommandKind, timeout: Duration, done: Done) {
-        if let Err(e) = cmd.validate() {
-            return done(Err(e));
+        match cmd.validate() {
+            Ok(()) => self.execute_valid(cmd, timeout, done),
+            Err(e) => done(Err(e)),
         }
+    }
+
+    /// [`Node::execute`] of a command already validated.
+    fn execute_valid(self: &Arc<Self>, cmd: CommandKind, timeout: Duration, done: Done) {
         let start = Instant::now();
         let deadline = start + timeout;
         let leader_deadline = (start + self.opts.leader_wait).min(deadline);
@@ -217,7 +222,7 @@ impl Node {
         let node = Arc::downgrade(self);
         let calling = Arc::new(AtomicBool::new(true));
         let still_calling = calling.clone();
-        self.execute(
+        self.execute_valid(
             cmd,
             self.opts.request_timeout,
             Box::new(move |r| {
