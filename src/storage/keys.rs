@@ -4,6 +4,8 @@ use crate::error::{Error, Result};
 
 /// Prefix of log entry keys; the index follows in big-endian so keys sort by index.
 pub const ENTRY_PREFIX: &[u8] = b"e";
+/// Prefix of every metadata key.
+pub const META_PREFIX: &[u8] = b"m:";
 pub const TERM: &[u8] = b"m:term";
 pub const VOTE: &[u8] = b"m:vote";
 pub const COMMIT: &[u8] = b"m:commit";

@@ -1,11 +1,14 @@
 //! RocksDB storage of the Raft log and metadata (`<path>/log`).
 //!
-//! Keys: `e` + big-endian index for entries (so the first and last index are
-//! one seek each), `m:term`, `m:vote`, `m:commit` for the hard state,
-//! `m:conf` for the latest configuration in the log (written with the entries
-//! that bring it), `m:logstart` for the last compacted entry (index, term),
-//! `m:bootstrap` for the member list the node started with. Every
-//! write is one WriteBatch; a Ready's log changes and (term, vote) are synced
+//! Entries live in the default column family under `e` + big-endian index
+//! (so the first and last index are one seek each). The metadata lives in
+//! the `meta` column family: `m:term`, `m:vote`, `m:commit` for the hard
+//! state, `m:conf` for the latest configuration in the log (written with the
+//! entries that bring it), `m:logstart` for the last compacted entry (index,
+//! term), `m:bootstrap` for the member list the node started with. Apart, a
+//! table file of entries holds nothing else, so a compacted prefix of the log
+//! goes by dropping whole files ([`LogStore::reclaim`]). Every write is one
+//! WriteBatch across both; a Ready's log changes and (term, vote) are synced
 //! together before anything that depends on them leaves the node.
 
 mod keys;
@@ -18,10 +21,18 @@ use crate::wire::ConfigState;
 use crate::wire::Entry;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use prost::Message as _;
-use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 
 pub use keys::{entry_key, ENTRY_PREFIX};
+
+/// The column family of the metadata keys (`m:*`).
+const META_CF: &str = "meta";
+/// The write-ahead log kept at most (RocksDB flushes the column families
+/// that hold its oldest file past it). The metadata's memtable takes a few
+/// bytes per batch and would otherwise pin every WAL file, entries and all,
+/// until it filled.
+const MAX_WAL_BYTES: u64 = 32 << 20;
 
 /// What the log store holds after a restart.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +98,11 @@ impl Db {
 /// Changes accumulated from one or more Readies, written as one WriteBatch.
 #[derive(Default)]
 pub struct LogBatch {
+    /// The entries' changes.
     batch: WriteBatch,
+    /// The metadata's: a value to put, or `None` to delete the key. Kept
+    /// apart until the write, which has the column family's handle.
+    meta: Vec<(&'static [u8], Option<Vec<u8>>)>,
     ops: usize,
 }
 
@@ -103,12 +118,10 @@ impl LogBatch {
             self.ops += 1;
         }
         if let Some(hs) = hard_state {
-            self.batch.put(keys::TERM, hs.term.to_be_bytes());
-            match &hs.vote {
-                Some(v) => self.batch.put(keys::VOTE, v.as_bytes()),
-                None => self.batch.delete(keys::VOTE),
-            }
-            self.batch.put(keys::COMMIT, hs.commit.to_be_bytes());
+            self.put_meta(keys::TERM, hs.term.to_be_bytes().to_vec());
+            let vote = hs.vote.as_ref().map(|v| v.as_bytes().to_vec());
+            self.meta.push((keys::VOTE, vote));
+            self.put_meta(keys::COMMIT, hs.commit.to_be_bytes().to_vec());
             self.ops += 1;
         }
     }
@@ -120,7 +133,7 @@ impl LogBatch {
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&index.to_be_bytes());
         v[8..].copy_from_slice(&term.to_be_bytes());
-        self.batch.put(keys::LOG_START, v);
+        self.put_meta(keys::LOG_START, v.to_vec());
         self.ops += 1;
     }
 
@@ -130,8 +143,12 @@ impl LogBatch {
             index,
             config: Some(m.to_wire()),
         };
-        self.batch.put(keys::CONFIG, state.encode_to_vec());
+        self.put_meta(keys::CONFIG, state.encode_to_vec());
         self.ops += 1;
+    }
+
+    fn put_meta(&mut self, key: &'static [u8], value: Vec<u8>) {
+        self.meta.push((key, Some(value)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -142,7 +159,18 @@ impl LogBatch {
 impl LogStore {
     /// Opens (creating if needed) the log store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = DB::open(&memory::db_options(), dir).map_err(|e| annotate(e, dir))?;
+        let mut opts = memory::db_options();
+        opts.create_missing_column_families(true);
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
+        let families = [
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, memory::db_options()),
+            ColumnFamilyDescriptor::new(META_CF, memory::db_options()),
+        ];
+        let db = DB::open_cf_descriptors(&opts, dir, families).map_err(|e| annotate(e, dir))?;
+        move_meta_out_of_entries(&db).map_err(|e| match e {
+            Error::Io(m) => Error::Io(format!("{}: {m}", dir.display())),
+            other => other,
+        })?;
         Ok(LogStore {
             db: Db::new(db, "log store"),
         })
@@ -157,7 +185,20 @@ impl LogStore {
     pub fn write(&self, batch: LogBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        self.db.get()?.write_opt(batch.batch, &wo)?;
+        let db = self.db.get()?;
+        let meta = meta_cf(&db)?;
+        let LogBatch {
+            mut batch,
+            meta: changes,
+            ..
+        } = batch;
+        for (key, value) in changes {
+            match value {
+                Some(v) => batch.put_cf(meta, key, v),
+                None => batch.delete_cf(meta, key),
+            }
+        }
+        db.write_opt(batch, &wo)?;
         Ok(())
     }
 
@@ -197,7 +238,7 @@ impl LogStore {
     /// The last compacted entry's (index, term), (0, 0) if the log was never compacted.
     pub fn log_start(&self) -> Result<(u64, u64)> {
         let db = self.db.get()?;
-        let Some(v) = db.get_pinned(keys::LOG_START)? else {
+        let Some(v) = db.get_pinned_cf(meta_cf(&db)?, keys::LOG_START)? else {
             return Ok((0, 0));
         };
         match (
@@ -211,19 +252,22 @@ impl LogStore {
 
     /// Gives back the disk space of the deleted prefix of the log: drops the
     /// files that hold nothing but entries up to `up_to` (a log is written in
-    /// index order, so that is most of them); RocksDB's own compactions drop
-    /// the rest with the range deletion. Cheap: it rewrites nothing, so the
-    /// log writer that calls it never stalls (a manual compaction here held
-    /// every write up for 50 to 280 ms with 4 KiB values).
+    /// index order, so past level 0 that is most of them); RocksDB's own
+    /// compactions drop the rest with the range deletion. Cheap: it rewrites
+    /// nothing, so the log writer that calls it never stalls (a manual
+    /// compaction here held every write up for 50 to 280 ms with 4 KiB values).
     pub fn reclaim(&self, up_to: u64) -> Result<()> {
         let db = self.db.get()?;
-        db.delete_file_in_range(entry_key(0), entry_key(up_to + 1))?;
+        // Both ends are inclusive: a file whose last key is entry `up_to + 1`
+        // still holds a live entry.
+        db.delete_file_in_range(entry_key(0), entry_key(up_to))?;
         Ok(())
     }
 
     /// `m:conf`, if a configuration was ever stored.
     pub fn stored_config(&self) -> Result<Option<(u64, Membership)>> {
-        let Some(v) = self.db.get()?.get(keys::CONFIG)? else {
+        let db = self.db.get()?;
+        let Some(v) = db.get_cf(meta_cf(&db)?, keys::CONFIG)? else {
             return Ok(None);
         };
         let state = ConfigState::decode(v.as_slice())
@@ -236,7 +280,8 @@ impl LogStore {
 
     /// The member list this node bootstrapped with, if it did.
     pub fn bootstrap_members(&self) -> Result<Option<Vec<String>>> {
-        let Some(v) = self.db.get()?.get(keys::BOOTSTRAP)? else {
+        let db = self.db.get()?;
+        let Some(v) = db.get_cf(meta_cf(&db)?, keys::BOOTSTRAP)? else {
             return Ok(None);
         };
         let text =
@@ -253,16 +298,18 @@ impl LogStore {
     pub fn set_bootstrap_members(&self, members: &[String]) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.get()?.put_opt(keys::BOOTSTRAP, members.join(","), &wo)?;
+        let db = self.db.get()?;
+        db.put_cf_opt(meta_cf(&db)?, keys::BOOTSTRAP, members.join(","), &wo)?;
         Ok(())
     }
 
     /// The persisted (term, vote, commit).
     pub fn hard_state(&self) -> Result<HardState> {
         let db = self.db.get()?;
-        let term = get_u64(&db, keys::TERM)?;
-        let commit = get_u64(&db, keys::COMMIT)?;
-        let vote = match db.get(keys::VOTE)? {
+        let meta = meta_cf(&db)?;
+        let term = get_u64(&db, meta, keys::TERM)?;
+        let commit = get_u64(&db, meta, keys::COMMIT)?;
+        let vote = match db.get_cf(meta, keys::VOTE)? {
             None => None,
             Some(v) => Some(String::from_utf8(v).map_err(|_| Error::Corruption("vote is not UTF-8".into()))?),
         };
@@ -304,8 +351,8 @@ fn index_at(it: &rocksdb::DBRawIterator<'_>) -> Result<u64> {
     }
 }
 
-fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
-    match db.get_pinned(key)? {
+fn get_u64(db: &DB, meta: &ColumnFamily, key: &[u8]) -> Result<u64> {
+    match db.get_pinned_cf(meta, key)? {
         None => Ok(0),
         Some(v) => keys::decode_u64(&v).ok_or_else(|| {
             Error::Corruption(format!(
@@ -314,6 +361,34 @@ fn get_u64(db: &DB, key: &[u8]) -> Result<u64> {
             ))
         }),
     }
+}
+
+fn meta_cf(db: &DB) -> Result<&ColumnFamily> {
+    db.cf_handle(META_CF)
+        .ok_or_else(|| Error::Corruption(format!("the log store has no `{META_CF}` column family")))
+}
+
+/// A store written before the metadata had its own column family kept it
+/// among the entries: moves it over, in one synced batch, so a crash leaves
+/// every key in one place or the other, never in neither.
+fn move_meta_out_of_entries(db: &DB) -> Result<()> {
+    let meta = meta_cf(db)?;
+    let mut batch = WriteBatch::default();
+    for item in db.iterator(IteratorMode::From(keys::META_PREFIX, rocksdb::Direction::Forward)) {
+        let (key, value) = item?;
+        if !key.starts_with(keys::META_PREFIX) {
+            break;
+        }
+        batch.put_cf(meta, &key, &value);
+        batch.delete(&key);
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo)?;
+    Ok(())
 }
 
 fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry> {

@@ -150,7 +150,9 @@ fn gap_in_log_is_corruption() {
 fn malformed_meta_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
-    s.db.get().unwrap().put(keys::TERM, b"abc").unwrap();
+    let db = s.db.get().unwrap();
+    db.put_cf(meta_cf(&db).unwrap(), keys::TERM, b"abc").unwrap();
+    drop(db);
     assert!(matches!(s.hard_state(), Err(Error::Corruption(_))));
 }
 
@@ -277,4 +279,163 @@ fn reclaim_rewrites_no_file_and_the_log_loads_from_its_new_start() {
     assert_eq!(l.log_start, (1500, 1));
     assert_eq!(l.entries.first().map(|e| e.index), Some(1501));
     assert_eq!(l.entries.len(), 500);
+}
+
+/// Writes entries `from..=to` as the log writer does, with the hard state
+/// (the commit moves with nearly every batch), and flushes them to a file.
+fn append_flushed(s: &LogStore, from: u64, to: u64) {
+    let entries: Vec<_> = (from..=to).map(|i| entry(i, 1)).collect();
+    let hs = HardState {
+        term: 1,
+        vote: Some("127.0.0.1:7".into()),
+        commit: to,
+    };
+    append(s, Some(&hs), None, &entries);
+    s.db.get().unwrap().flush().unwrap();
+}
+
+/// Moves every table file of the entries to level 1 and below, where
+/// [`LogStore::reclaim`] may drop whole files (it never drops level 0's).
+fn compact_entries(s: &LogStore) {
+    s.db.get().unwrap().compact_range(None::<&[u8]>, None::<&[u8]>);
+}
+
+/// A compacted log gives its disk space back by dropping whole files, which
+/// only works if a file of entries holds nothing else: the hard state the
+/// log writer stores with every batch lived among the entries, so every
+/// file's key range reached past them and none could ever be dropped.
+#[test]
+fn reclaim_drops_the_files_of_compacted_entries_written_with_the_hard_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    append_flushed(&s, 1, 1000);
+    compact_entries(&s);
+    append_flushed(&s, 1001, 2000);
+    let before = table_files(dir.path());
+    let mut b = LogBatch::default();
+    b.set_log_start(1000, 1);
+    s.write(b, true).unwrap();
+    s.reclaim(1000).unwrap();
+    let after = table_files(dir.path());
+    assert!(
+        after.len() < before.len(),
+        "no file was dropped: {before:?} -> {after:?}"
+    );
+    drop(s);
+    let s = LogStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.log_start, (1000, 1));
+    assert_eq!(l.hard_state.commit, 2000);
+    assert_eq!(l.hard_state.vote.as_deref(), Some("127.0.0.1:7"));
+    assert_eq!(l.entries.len(), 1000);
+}
+
+/// Reclaiming up to `i` drops files that hold nothing past entry `i`: a file
+/// that ends with entry `i + 1` holds an entry still in the log.
+#[test]
+fn reclaim_keeps_a_file_that_ends_with_the_entry_after_the_compacted_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    let entries: Vec<_> = (1..=1001).map(|i| entry(i, 1)).collect();
+    append(&s, None, None, &entries);
+    s.db.get().unwrap().flush().unwrap();
+    compact_entries(&s);
+    let mut b = LogBatch::default();
+    b.set_log_start(1000, 1);
+    s.write(b, true).unwrap();
+    s.reclaim(1000).unwrap();
+    drop(s);
+    let s = LogStore::open(dir.path()).unwrap();
+    let l = s.load().unwrap();
+    assert_eq!(l.log_start, (1000, 1));
+    assert_eq!(l.entries, vec![entry(1001, 1)]);
+}
+
+/// A store from before the metadata's column family (every key among the
+/// entries) opens with its hard state, configuration, log start and
+/// bootstrap members, moved once and for all.
+#[test]
+fn a_store_written_with_the_metadata_among_the_entries_opens_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Membership::new(["a:1".to_string(), "b:2".to_string()]);
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let old = DB::open(&opts, dir.path()).unwrap();
+        for i in 1..=5 {
+            old.put(entry_key(i), entry(i, 2).encode_to_vec()).unwrap();
+        }
+        old.put(keys::TERM, 3u64.to_be_bytes()).unwrap();
+        old.put(keys::VOTE, b"b:2").unwrap();
+        old.put(keys::COMMIT, 4u64.to_be_bytes()).unwrap();
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&2u64.to_be_bytes());
+        v[8..].copy_from_slice(&2u64.to_be_bytes());
+        old.put(keys::LOG_START, v).unwrap();
+        let conf = ConfigState {
+            index: 3,
+            config: Some(m.to_wire()),
+        };
+        old.put(keys::CONFIG, conf.encode_to_vec()).unwrap();
+        old.put(keys::BOOTSTRAP, b"a:1,b:2").unwrap();
+    }
+    for _ in 0..2 {
+        let s = LogStore::open(dir.path()).unwrap();
+        let l = s.load().unwrap();
+        assert_eq!(
+            l.hard_state,
+            HardState {
+                term: 3,
+                vote: Some("b:2".into()),
+                commit: 4
+            }
+        );
+        assert_eq!(l.log_start, (2, 2));
+        assert_eq!(
+            l.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert_eq!(l.config.map(|c| c.0), Some(3));
+        assert_eq!(s.bootstrap_members().unwrap().unwrap().len(), 2);
+        let db = s.db.get().unwrap();
+        assert!(db.get(keys::TERM).unwrap().is_none(), "left among the entries");
+    }
+}
+
+/// The metadata's memtable fills slowly; the write-ahead log it would pin
+/// (entries and all) stays bounded.
+#[test]
+fn the_write_ahead_log_stays_bounded_while_the_metadata_changes_little() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    let payload = Bytes::from(vec![7u8; 256 << 10]);
+    for i in 1..=400u64 {
+        let e = Entry {
+            payload: payload.clone(),
+            ..entry(i, 1)
+        };
+        let hs = HardState {
+            term: 1,
+            vote: None,
+            commit: i,
+        };
+        append_unsynced(&s, &hs, e);
+    }
+    let wal: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        wal < 2 * MAX_WAL_BYTES,
+        "{} MiB of write-ahead log after 100 MiB of entries",
+        wal >> 20
+    );
+}
+
+fn append_unsynced(s: &LogStore, hs: &HardState, e: Entry) {
+    let mut b = LogBatch::default();
+    b.add(Some(hs), None, &[e]);
+    s.write(b, false).unwrap();
 }
