@@ -68,14 +68,18 @@ fn a_full_disk_refuses_writes_keeps_the_nodes_up_and_recovers_when_space_returns
     }
     let filler = fill(fs.path());
 
-    // Writes fail (the first may be in doubt), then are refused at once, clearly.
+    // Writes fail (the first may be in doubt), then are refused at once,
+    // clearly. RocksDB preallocates its write-ahead logs, so small writes
+    // could go on for a while in space taken before the disk filled: large
+    // ones use it up at once.
+    let large = vec![b'x'; 32 << 10];
     let deadline = Instant::now() + DEADLINE;
     let refusal = loop {
         assert!(
             Instant::now() < deadline,
             "writes were never refused on a full disk"
         );
-        match c.node(leader).write(b"during", b"x") {
+        match c.node(leader).write(b"during", &large) {
             Err(Error::Io(m)) if m.contains("disk is full") => break m,
             Err(Error::Timeout(_) | Error::NoLeader(_)) | Ok(()) => {}
             Err(e) => panic!("unexpected error on a full disk: {e}"),

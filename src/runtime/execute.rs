@@ -328,6 +328,11 @@ impl Node {
                 let err = match (self.check_usable(), wait) {
                     (Err(e), _) => e,
                     (Ok(()), Wait::Change { err, .. }) => err,
+                    // Without room for its vote this node cannot help elect
+                    // one: that, not the wait, is what its caller must fix.
+                    (Ok(()), Wait::Leader) if self.is_disk_full() => {
+                        super::node::disk_full_error("no leader is known and it cannot vote")
+                    }
                     (Ok(()), Wait::Leader) => Error::NoLeader(format!(
                         "no leader known after {:?}",
                         self.opts.leader_wait.min(self.opts.request_timeout)

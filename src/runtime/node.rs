@@ -491,10 +491,7 @@ impl Node {
         }
         if self.is_disk_full() {
             for cmd in pending {
-                (cmd.done)(Err(Error::Io(
-                    "this node's disk is full: its log cannot be written, so the command was not applied"
-                        .into(),
-                )));
+                (cmd.done)(Err(disk_full_error("its log cannot be written")));
             }
             return;
         }
@@ -763,4 +760,11 @@ fn conf_change_error(e: ConfChangeError) -> Error {
             Error::InvalidArgument(e.to_string())
         }
     }
+}
+
+/// The refusal of a command this node did not apply because its disk is full.
+pub(super) fn disk_full_error(why: &str) -> Error {
+    Error::Io(format!(
+        "this node's disk is full: {why}, so the command was not applied"
+    ))
 }
