@@ -24,10 +24,41 @@ struct Shared {
 
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| Shared {
-        cache: Cache::new_lru_cache(BLOCK_CACHE_BYTES),
-        memtables: WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET_BYTES, false),
+    SHARED.get_or_init(|| {
+        without_leak_checks(|| Shared {
+            cache: Cache::new_lru_cache(BLOCK_CACHE_BYTES),
+            memtables: WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET_BYTES, false),
+        })
     })
+}
+
+/// Runs `f` with LeakSanitizer's checks paused on this thread, if the host
+/// program runs it. The shared cache and memtable budget live as long as the
+/// process, on purpose; with the `jemalloc` feature the only pointers to them
+/// are in floyd's own heap, which LeakSanitizer does not scan, so a C or C++
+/// host built with `-fsanitize=address` would report them at exit.
+fn without_leak_checks<T>(f: impl FnOnce() -> T) -> T {
+    type Toggle = unsafe extern "C" fn();
+    // SAFETY: dlsym with RTLD_DEFAULT only looks names up; both are
+    // `void (void)` in LeakSanitizer's interface when they exist.
+    let find = |name: &std::ffi::CStr| unsafe {
+        let p = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+        (!p.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, Toggle>(p))
+    };
+    let (Some(disable), Some(enable)) = (find(c"__lsan_disable"), find(c"__lsan_enable")) else {
+        return f();
+    };
+    struct Enable(Toggle);
+    impl Drop for Enable {
+        fn drop(&mut self) {
+            // SAFETY: LeakSanitizer's own function, paired with the disable below.
+            unsafe { (self.0)() }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { disable() };
+    let _enable = Enable(enable);
+    f()
 }
 
 /// Options for a floyd database (log store or state machine): created if
