@@ -13,6 +13,8 @@ pub const MEMTABLE_BUDGET_BYTES: usize = 64 << 20;
 /// The block cache shared by every database in the process (data, index and
 /// filter blocks).
 pub const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// How much a flush or compaction writes before syncing what it wrote.
+const BACKGROUND_SYNC_BYTES: u64 = 1 << 20;
 /// One memtable of one database: small enough that many databases stay
 /// within the budget without stalling.
 const WRITE_BUFFER_BYTES: usize = 8 << 20;
@@ -71,6 +73,11 @@ pub(crate) fn db_options() -> DbOptions {
     opts.set_keep_log_file_num(4);
     opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
     opts.set_max_write_buffer_number(3);
+    // A flush or compaction writes its files out a MiB at a time instead of
+    // leaving megabytes dirty: on ext4 a log's fdatasync otherwise waits for
+    // that data to reach the disk too (measured: 20 writers of 4 KiB, p99
+    // 23-27 ms -> 12-14 ms and +15% writes/s).
+    opts.set_bytes_per_sync(BACKGROUND_SYNC_BYTES);
     opts.set_write_buffer_manager(&s.memtables);
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&s.cache);
