@@ -167,10 +167,7 @@ impl LogStore {
             ColumnFamilyDescriptor::new(META_CF, memory::db_options()),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, families).map_err(|e| annotate(e, dir))?;
-        move_meta_out_of_entries(&db).map_err(|e| match e {
-            Error::Io(m) => Error::Io(format!("{}: {m}", dir.display())),
-            other => other,
-        })?;
+        move_meta_out_of_entries(&db).map_err(|e| annotate(e, dir))?;
         Ok(LogStore {
             db: Db::new(db, "log store"),
         })
@@ -404,8 +401,8 @@ fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry> {
 }
 
 /// Adds the directory to an open error so the user knows which store failed.
-pub(crate) fn annotate(e: rocksdb::Error, dir: &Path) -> Error {
-    match Error::from(e) {
+pub(crate) fn annotate(e: impl Into<Error>, dir: &Path) -> Error {
+    match e.into() {
         Error::Io(m) => Error::Io(format!("{}: {m}", dir.display())),
         Error::Corruption(m) => Error::Corruption(format!("{}: {m}", dir.display())),
         other => other,

@@ -14,6 +14,15 @@ fn entry(index: u64, term: u64) -> Entry {
     }
 }
 
+/// What the log writer does after a snapshot: moves the log's start to
+/// (`index`, `term`), synced, then gives the space back.
+fn compact_to(store: &LogStore, index: u64, term: u64) {
+    let mut b = LogBatch::default();
+    b.set_log_start(index, term);
+    store.write(b, true).unwrap();
+    store.reclaim(index).unwrap();
+}
+
 fn append(store: &LogStore, hs: Option<&HardState>, truncate: Option<u64>, entries: &[Entry]) {
     let mut b = LogBatch::default();
     b.add(hs, truncate, entries);
@@ -222,10 +231,7 @@ fn a_compacted_log_loads_from_its_start_across_reopen() {
         let s = LogStore::open(dir.path()).unwrap();
         let entries: Vec<_> = (1..=10).map(|i| entry(i, 2)).collect();
         append(&s, None, None, &entries);
-        let mut b = LogBatch::default();
-        b.set_log_start(6, 2);
-        s.write(b, true).unwrap();
-        s.reclaim(6).unwrap();
+        compact_to(&s, 6, 2);
     }
     let s = LogStore::open(dir.path()).unwrap();
     let l = s.load().unwrap();
@@ -266,10 +272,7 @@ fn reclaim_rewrites_no_file_and_the_log_loads_from_its_new_start() {
     }
     let before = table_files(dir.path());
     assert_eq!(before.len(), 2, "one file per flush");
-    let mut b = LogBatch::default();
-    b.set_log_start(1500, 1);
-    s.write(b, true).unwrap();
-    s.reclaim(1500).unwrap();
+    compact_to(&s, 1500, 1);
     let after = table_files(dir.path());
     assert!(
         after.is_subset(&before),
@@ -312,10 +315,7 @@ fn reclaim_drops_the_files_of_compacted_entries_written_with_the_hard_state() {
     compact_entries(&s);
     append_flushed(&s, 1001, 2000);
     let before = table_files(dir.path());
-    let mut b = LogBatch::default();
-    b.set_log_start(1000, 1);
-    s.write(b, true).unwrap();
-    s.reclaim(1000).unwrap();
+    compact_to(&s, 1000, 1);
     let after = table_files(dir.path());
     assert!(
         after.len() < before.len(),
@@ -340,10 +340,7 @@ fn reclaim_keeps_a_file_that_ends_with_the_entry_after_the_compacted_point() {
     append(&s, None, None, &entries);
     s.db.get().unwrap().flush().unwrap();
     compact_entries(&s);
-    let mut b = LogBatch::default();
-    b.set_log_start(1000, 1);
-    s.write(b, true).unwrap();
-    s.reclaim(1000).unwrap();
+    compact_to(&s, 1000, 1);
     drop(s);
     let s = LogStore::open(dir.path()).unwrap();
     let l = s.load().unwrap();
