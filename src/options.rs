@@ -155,6 +155,19 @@ impl TlsFiles {
             key: key.into(),
         }
     }
+
+    /// From three optional paths (command-line flags, say): all three or none.
+    pub fn from_parts<P: Into<PathBuf>>(
+        ca: Option<P>,
+        cert: Option<P>,
+        key: Option<P>,
+    ) -> Result<Option<Self>, &'static str> {
+        match (ca, cert, key) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles::new(ca, cert, key))),
+            _ => Err("the CA, certificate and key go together: all three or none"),
+        }
+    }
 }
 
 impl Options {

@@ -52,15 +52,12 @@ fn options(args: &[String]) -> Result<Options, String> {
     if let Some(n) = number("--snapshot-rate")? {
         o.snapshot_bytes_per_sec = n;
     }
-    o.tls = match (
+    o.tls = floyd::TlsFiles::from_parts(
         arg(args, "--tls-ca"),
         arg(args, "--tls-cert"),
         arg(args, "--tls-key"),
-    ) {
-        (None, None, None) => None,
-        (Some(ca), Some(cert), Some(key)) => Some(floyd::TlsFiles::new(ca, cert, key)),
-        _ => return Err("--tls-ca, --tls-cert and --tls-key go together".into()),
-    };
+    )
+    .map_err(|_| "--tls-ca, --tls-cert and --tls-key go together")?;
     // For tests: abort the process at a failpoint (see Options::crash_at).
     o.crash_at = arg(args, "--crash-at");
     Ok(o)

@@ -108,11 +108,8 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     opts.join = join;
     opts.lease_reads = lease_reads;
     opts.log_level = level;
-    opts.tls = match (tls_ca, tls_cert, tls_key) {
-        (None, None, None) => None,
-        (Some(ca), Some(cert), Some(key)) => Some(floyd::TlsFiles::new(ca, cert, key)),
-        _ => return Err("--tls-ca, --tls-cert and --tls-key go together".into()),
-    };
+    opts.tls = floyd::TlsFiles::from_parts(tls_ca, tls_cert, tls_key)
+        .map_err(|_| "--tls-ca, --tls-cert and --tls-key go together")?;
     if let Some(h) = heartbeat {
         opts.heartbeat_us = h;
     }
