@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 /// SETs and GETs of one pipeline run together (async), yet the connection
 /// reads its own writes: a GET or SET of a key set earlier in the pipeline,
-/// and any other command, waits for what came before.
+/// a SET of a key read earlier in it, and any other command, wait for what
+/// came before.
 fn pipelined_requests_read_their_own_writes_in_order(con: &mut Connection) {
     let mut p = redis::pipe();
     p.cmd("SET").arg("q").arg("1");
@@ -272,6 +273,49 @@ fn redis_commands_through_any_node_and_the_http_api() {
         std::thread::park_timeout(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
+}
+
+/// Issue 20, item 4: a GET pipelined before a SET of the same key reads
+/// the value from before that SET, never the SET's own, as Redis executes a
+/// connection's commands in order. Connections to both followers each
+/// pipeline `GET k`, `SET k i+1` and a write of another key, round after
+/// round: the GET of round `i` must read `i`.
+#[test]
+fn a_pipelined_get_never_reads_the_set_sent_after_it() {
+    const CONNECTIONS: usize = 4;
+    const ROUNDS: i64 = 300;
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|t| {
+            let mut con = c.connect((leader + 1 + t % 2) % 3);
+            std::thread::spawn(move || {
+                let key = format!("order{t}");
+                set_acknowledged(&mut con, &key, "0");
+                let mut early = Vec::new();
+                for i in 0..ROUNDS {
+                    let mut p = redis::pipe();
+                    p.cmd("GET").arg(&key);
+                    p.cmd("SET").arg(&key).arg(i + 1).ignore();
+                    p.cmd("SET").arg(format!("other{t}")).arg(i).ignore();
+                    let (v,): (i64,) = p.query(&mut con).unwrap();
+                    if v != i {
+                        early.push((i, v));
+                    }
+                }
+                early
+            })
+        })
+        .collect();
+    let early: Vec<(i64, i64)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(
+        early.is_empty(),
+        "{} of {} GETs read another value than the one before the SET sent after them \
+         (round, value read), e.g. {:?}",
+        early.len(),
+        CONNECTIONS as i64 * ROUNDS,
+        &early[..early.len().min(5)]
+    );
 }
 
 #[test]

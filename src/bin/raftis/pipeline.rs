@@ -3,11 +3,13 @@
 //! so they share replication rounds (group commit) and read confirmations,
 //! and their replies go back in request order.
 //!
-//! Order as a client sees it: a request that touches a key written earlier
-//! in the same run, and every other command, first waits for the run to
-//! finish, so a connection always reads its own writes. Writes to different
-//! keys of one run overlap in time and may take effect in any order, as
-//! they could from different connections.
+//! Order as a client sees it, per key as in Redis: a GET of a key written
+//! earlier in the same run, a SET of a key read or written earlier in it,
+//! and every other command first wait for the run to finish. So a
+//! connection reads its own writes, and a read never sees a write sent
+//! after it. GETs of one key with no SET of it between them run together.
+//! Requests on different keys of one run overlap in time and may take
+//! effect in any order, as they could from different connections.
 
 use crate::commands::{error_reply, get_reply, Context};
 use crate::resp::Reply;
@@ -21,7 +23,9 @@ pub struct Pipeline {
     /// A reply per request of the run, in order; `None` until it is answered.
     replies: Vec<Option<Reply>>,
     pending: usize,
+    /// Keys the run writes, and keys it reads.
     written: HashSet<Vec<u8>>,
+    read: HashSet<Vec<u8>>,
 }
 
 impl Default for Pipeline {
@@ -33,6 +37,7 @@ impl Default for Pipeline {
             replies: Vec::new(),
             pending: 0,
             written: HashSet::new(),
+            read: HashSet::new(),
         }
     }
 }
@@ -61,10 +66,12 @@ impl Pipeline {
         let Some(req) = as_async(args) else {
             return false;
         };
-        let key = match &req {
-            Async::Set(k, _) | Async::Get(k) => *k,
+        let waits = match &req {
+            Async::Get(k) => self.written.contains(*k),
+            // A SET must not overtake a GET of its key sent before it.
+            Async::Set(k, _) => self.written.contains(*k) || self.read.contains(*k),
         };
-        if self.written.contains(key) {
+        if waits {
             return false;
         }
         let slot = self.replies.len();
@@ -76,9 +83,12 @@ impl Pipeline {
                     let _ = tx.send((slot, r.map_or_else(|e| error_reply(&e), |_| Reply::ok())));
                 })
             }
-            Async::Get(k) => ctx.floyd.read_async(k, move |r| {
-                let _ = tx.send((slot, get_reply(r)));
-            }),
+            Async::Get(k) => {
+                self.read.insert(k.to_vec());
+                ctx.floyd.read_async(k, move |r| {
+                    let _ = tx.send((slot, get_reply(r)));
+                })
+            }
         };
         match started {
             Ok(()) => {
@@ -107,5 +117,6 @@ impl Pipeline {
                 .encode(out);
         }
         self.written.clear();
+        self.read.clear();
     }
 }
