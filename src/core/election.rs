@@ -64,7 +64,7 @@ impl RaftCore {
                 self.send(from, reply);
             }
             // The answer of a deposed leader: ask again.
-            Message::ReadIndexResponse(m) => self.forget_asked_read(m.ctx),
+            Message::ReadIndexResponse(m) => self.forget_asked_read(from, m.ctx),
             _ => {}
         }
     }
@@ -73,7 +73,29 @@ impl RaftCore {
     pub(super) fn in_leader_lease(&self) -> bool {
         // (Or, with lease reads, within an election timeout of a restart.)
         let heard = self.leader.is_some() || self.boot_quiet;
-        self.cfg.check_quorum && heard && self.election_elapsed < self.cfg.election_ticks
+        let by_ticks = self.cfg.check_quorum && heard && self.election_elapsed < self.cfg.election_ticks;
+        by_ticks || self.in_lease_lockout()
+    }
+
+    /// With lease reads (dissertation §6.4.1): whether this voter is still
+    /// within its lockout, timed on the monotonic clock from the arrival of
+    /// its leader's last message. A leader's lease relies on it: ticks alone
+    /// can run in a burst after that message (all of them due before it)
+    /// and end the lockout early.
+    pub(super) fn in_lease_lockout(&self) -> bool {
+        let lockout = self.cfg.lockout_us.max(self.cfg.lease_us);
+        self.cfg.lease_us > 0
+            && self
+                .lockout_since_us
+                .is_some_and(|since| self.mono_us < since.saturating_add(lockout))
+    }
+
+    /// A message from the current leader arrived: the election timer and
+    /// the lockout start again.
+    pub(super) fn heard_from_leader(&mut self, leader: &str) {
+        self.leader = Some(leader.to_string());
+        self.election_elapsed = 0;
+        self.lockout_since_us = Some(self.mono_us);
     }
 
     pub(super) fn handle_request_vote(&mut self, from: &str, m: RequestVote) {

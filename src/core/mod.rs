@@ -135,6 +135,12 @@ pub struct Config {
     /// refuses votes after hearing from its leader (`election_ticks - 1`
     /// ticks), by the bound on clock drift. Needs `check_quorum`.
     pub lease_us: u64,
+    /// With lease reads: how long, in µs of the monotonic clock, a voter
+    /// refuses votes and holds back its own campaign after a message from
+    /// its leader arrived, however late its ticks run (a burst of ticks due
+    /// before that message must not shorten it). At least `lease_us` is
+    /// used; the runtime sets it to the election timeout's length.
+    pub lockout_us: u64,
 }
 
 impl Config {
@@ -152,6 +158,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             lease_us: 0,
+            lockout_us: 0,
         }
     }
 }
@@ -301,6 +308,10 @@ pub struct RaftCore {
     /// With lease reads, a node refuses votes for an election timeout after
     /// it starts: it may have acknowledged a leader's lease before a restart.
     boot_quiet: bool,
+    /// With lease reads: `mono_us` when the leader's last message arrived
+    /// (or, after a start, the first clock reading), from which the voter's
+    /// lockout is timed.
+    lockout_since_us: Option<u64>,
     /// Hard state as last handed out in a Ready.
     last_hard_state: HardState,
     /// Leader: the leadership transfer under way (§3.10).
@@ -350,6 +361,7 @@ impl RaftCore {
             clock_ms: 0,
             mono_us: 0,
             boot_quiet: cfg.lease_us > 0,
+            lockout_since_us: None,
             last_hard_state: HardState { commit, ..hs },
             transfer: None,
             ready: Ready::default(),
@@ -441,7 +453,11 @@ impl RaftCore {
             }
             // A lone voter has no leader to hear from: no reason to wait.
             let alone = self.is_voter() && self.membership().voters.len() == 1;
-            if alone || self.election_elapsed >= self.randomized_election_ticks {
+            // Ticks that were due before the leader's last message may run
+            // after it (a late runtime catching up): time decides too.
+            let timed_out =
+                self.election_elapsed >= self.randomized_election_ticks && !self.in_lease_lockout();
+            if alone || timed_out {
                 self.election_elapsed = 0;
                 self.campaign();
             }
@@ -452,7 +468,16 @@ impl RaftCore {
     /// proved). A message no honest member could have sent is refused whole,
     /// changing nothing.
     pub fn step(&mut self, from: &str, msg: Message) -> Result<(), Rejected> {
-        self.validate(from, &msg)?;
+        if let Err(why) = self.validate(from, &msg) {
+            if let (Rejected::NotMember(_), Message::ReadIndexRequest(m)) = (&why, &msg) {
+                // A removed follower still asking for reads: tell it no, or
+                // it waits on every one of them until its caller gives up.
+                let reply = self.read_index_refusal(m.ctx);
+                self.send(from, reply);
+                return Ok(());
+            }
+            return Err(why);
+        }
         if !self.step_term(from, &msg) {
             return Ok(());
         }
@@ -463,7 +488,7 @@ impl RaftCore {
             Message::AppendEntriesResponse(m) => self.handle_append_response(from, m),
             Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
             Message::ReadIndexRequest(m) => self.handle_read_index_request(from, m),
-            Message::ReadIndexResponse(m) => self.handle_read_index_response(m),
+            Message::ReadIndexResponse(m) => self.handle_read_index_response(from, m),
             Message::TimeoutNow(m) => self.handle_timeout_now(from, m),
         }
         Ok(())
@@ -539,6 +564,10 @@ impl RaftCore {
     /// lease rounds. Never goes back.
     pub fn set_monotonic(&mut self, now_us: u64) {
         self.mono_us = self.mono_us.max(now_us);
+        if self.boot_quiet && self.lockout_since_us.is_none() {
+            // The start-up lockout runs from the first reading after a start.
+            self.lockout_since_us = Some(self.mono_us);
+        }
     }
 
     fn quorum(&self) -> usize {

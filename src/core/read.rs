@@ -51,8 +51,9 @@ pub(super) struct ReadTracker {
     pending: VecDeque<PendingRead>,
     /// Reads that arrived before this leader committed an entry of its term.
     before_first_commit: Vec<(u64, Option<NodeId>)>,
-    /// Follower: reads asked of the leader, not answered yet.
-    asked: Vec<u64>,
+    /// Follower: reads asked of the leader, not answered yet, with the
+    /// member asked: only its answer counts.
+    asked: Vec<(u64, NodeId)>,
     /// Lease reads: when each unconfirmed round was sent (µs), oldest first.
     sent_at: VecDeque<(u64, u64)>,
     /// Lease reads: the lease holds before this time (µs).
@@ -80,8 +81,8 @@ impl RaftCore {
                     from: self.cfg.id.clone(),
                     ctx,
                 });
-                self.reads.asked.push(ctx);
                 self.send(&leader, msg);
+                self.reads.asked.push((ctx, leader));
             }
             None => self.ready.read_failures.push(ctx),
         }
@@ -161,10 +162,12 @@ impl RaftCore {
         self.leader_read(m.ctx, Some(from.to_string()));
     }
 
-    /// Follower: the leader's answer to a read it forwarded.
-    pub(super) fn handle_read_index_response(&mut self, m: ReadIndexResponse) {
-        let Some(at) = self.reads.asked.iter().position(|c| *c == m.ctx) else {
-            return; // failed already (the leader changed), or a duplicate
+    /// Follower: the leader's answer to a read it forwarded. Only the member
+    /// asked may answer it: another's answer with a matching ctx (a late one
+    /// meant for an earlier read) must not confirm this read at its index.
+    pub(super) fn handle_read_index_response(&mut self, from: &str, m: ReadIndexResponse) {
+        let Some(at) = self.asked_of(from, m.ctx) else {
+            return; // failed already (the leader changed), a duplicate, or not ours
         };
         self.reads.asked.swap_remove(at);
         if m.ok {
@@ -251,7 +254,9 @@ impl RaftCore {
     pub(super) fn fail_reads(&mut self) {
         let reads = std::mem::take(&mut self.reads);
         // Asked of a leader that may be gone: its answer may never come.
-        self.ready.read_failures.extend(reads.asked);
+        self.ready
+            .read_failures
+            .extend(reads.asked.into_iter().map(|(ctx, _)| ctx));
         let waiting = reads.pending.into_iter().map(|r| (r.ctx, r.from));
         for (ctx, from) in waiting.chain(reads.before_first_commit) {
             match from {
@@ -264,12 +269,25 @@ impl RaftCore {
         }
     }
 
-    /// Follower: a read asked of the leader failed; the caller asks again.
-    pub(super) fn forget_asked_read(&mut self, ctx: u64) {
-        if let Some(at) = self.reads.asked.iter().position(|c| *c == ctx) {
+    /// Follower: a read asked of `from` failed; the caller asks again.
+    pub(super) fn forget_asked_read(&mut self, from: &str, ctx: u64) {
+        if let Some(at) = self.asked_of(from, ctx) {
             self.reads.asked.swap_remove(at);
             self.ready.read_failures.push(ctx);
         }
+    }
+
+    /// Where read `ctx`, asked of `member`, is in the list of reads asked.
+    fn asked_of(&self, member: &str, ctx: u64) -> Option<usize> {
+        self.reads
+            .asked
+            .iter()
+            .position(|(c, m)| *c == ctx && m == member)
+    }
+
+    /// Follower: reads asked of the leader and not answered yet.
+    pub fn reads_asked(&self) -> usize {
+        self.reads.asked.len()
     }
 
     /// "Not the leader (any more): ask again."

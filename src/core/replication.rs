@@ -140,8 +140,7 @@ impl RaftCore {
         if self.role != Role::Follower {
             self.become_follower(self.term, Some(from.to_string()));
         }
-        self.leader = Some(from.to_string());
-        self.election_elapsed = 0;
+        self.heard_from_leader(from);
         let m = self.skip_compacted(m);
         let read_seq = m.read_seq;
         let echo = |mut reply: Message| {

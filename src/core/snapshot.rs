@@ -67,6 +67,12 @@ impl RaftCore {
         Some((index, term))
     }
 
+    /// Follower: the index of the snapshot accepted for install and not yet
+    /// loaded by the state machine (nothing is applied meanwhile).
+    pub fn pending_install(&self) -> Option<u64> {
+        self.pending_install
+    }
+
     /// Reports that the state machine now holds the snapshot installed at
     /// `index` (see `Ready::snapshot`): applying resumes after it.
     pub fn on_snapshot_installed(&mut self, index: u64) {
@@ -154,8 +160,7 @@ impl RaftCore {
         if self.role != Role::Follower {
             self.become_follower(self.term, Some(from.to_string()));
         }
-        self.leader = Some(from.to_string());
-        self.election_elapsed = 0;
+        self.heard_from_leader(from);
         let Some(meta) = m.meta else { return };
         let index = meta.last_index;
         if index <= self.commit {

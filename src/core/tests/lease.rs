@@ -199,3 +199,48 @@ fn section6_4_1_no_lease_after_timeout_now_even_if_the_transfer_is_abandoned() {
     net.deliver_all();
     assert_eq!(net.nodes["n1"].reads.len(), 1);
 }
+
+/// Issue 20, item 1: a runtime that wakes late hands a voter every tick it
+/// missed at once. Those ticks were all due before the heartbeat that just
+/// arrived; counted after it, they ended the voter's lockout at once and a
+/// rival won an election inside the leader's lease.
+#[test]
+fn section6_4_1_a_burst_of_late_ticks_after_an_ack_does_not_let_a_rival_win_inside_the_lease() {
+    let mut net = leased_net();
+    let lockout_us = 2 * LEASE_US;
+    for n in ["n1", "n2", "n3"] {
+        net.core_mut(n).cfg.lockout_us = lockout_us;
+    }
+    heartbeat_at(&mut net, 10_000);
+    for n in ["n2", "n3"] {
+        net.core_mut(n).set_monotonic(10_100);
+    }
+    net.deliver_all();
+    let leased = net.core("n1").lease_read_index(10_200);
+    assert!(leased.is_some(), "a quorum answered: n1 holds the lease");
+    // n2's and n3's clocks were held up (an overloaded machine): every tick
+    // they missed runs now, right after the heartbeat.
+    let burst = 3 * net.nodes["n2"].cfg.election_ticks;
+    for n in ["n2", "n3"] {
+        net.core_mut(n).set_monotonic(10_200);
+        (0..burst).for_each(|_| net.tick(n));
+    }
+    net.deliver_all();
+    let term = net.core("n1").term();
+    assert_eq!(
+        net.leaders(),
+        vec![("n1".to_string(), term)],
+        "no rival inside the lease"
+    );
+    assert_eq!(net.core("n1").lease_read_index(10_000 + LEASE_US - 1), leased);
+    // Once the lockout has passed on their clocks, an election can happen
+    // (the lease ran out long before).
+    net.isolate("n1");
+    for n in ["n2", "n3"] {
+        net.core_mut(n).set_monotonic(10_100 + lockout_us);
+    }
+    net.campaign("n2");
+    net.deliver_all();
+    assert!(net.leaders().iter().any(|(n, _)| n == "n2" || n == "n3"));
+    assert_eq!(net.core("n1").lease_read_index(10_100 + lockout_us), None);
+}

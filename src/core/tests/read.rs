@@ -129,3 +129,55 @@ fn section6_4_a_follower_read_in_flight_fails_when_a_new_term_begins() {
     net.flush("n2");
     assert!(read_at(&net, "n2", 8).is_none());
 }
+
+/// Issue 20, item 6: an answer to a read comes only from the member asked.
+/// A matching ctx from anyone else (a late answer meant for an earlier read,
+/// say of this node's previous incarnation) must not confirm it.
+#[test]
+fn section6_4_a_read_answer_from_a_member_not_asked_is_ignored() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.core_mut("n2").read_index(4);
+    net.flush("n2");
+    net.queue.clear();
+    let forged = Message::ReadIndexResponse(crate::wire::ReadIndexResponse {
+        term: net.core("n2").term(),
+        from: "n3".into(),
+        ctx: 4,
+        index: 1,
+        ok: true,
+    });
+    net.core_mut("n2").step("n3", forged).unwrap();
+    net.flush("n2");
+    assert!(
+        read_at(&net, "n2", 4).is_none(),
+        "confirmed by a member not asked"
+    );
+    assert!(net.nodes["n2"].read_failures.is_empty());
+    assert_eq!(net.core("n2").reads_asked(), 1, "still waiting for the leader");
+}
+
+/// Issue 20, item 10: a follower removed from the configuration still
+/// forwards its reads to the leader, which refused them as from a
+/// non-member without an answer: every read waited for its deadline and the
+/// list of reads asked grew without bound. It is answered now: no.
+#[test]
+fn section6_4_a_removed_followers_reads_are_answered_not_dropped() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.change("n1", ConfChange::RemoveServer(id(3))).unwrap();
+    net.deliver_all();
+    assert!(!net.core("n1").membership().contains("n3"));
+    assert_eq!(net.core("n3").leader(), Some("n1"));
+    for ctx in 1..=3 {
+        net.core_mut("n3").read_index(ctx);
+    }
+    net.flush("n3");
+    net.deliver_all();
+    assert_eq!(
+        net.nodes["n3"].read_failures,
+        vec![1, 2, 3],
+        "refused: ask elsewhere"
+    );
+    assert_eq!(net.core("n3").reads_asked(), 0);
+}
