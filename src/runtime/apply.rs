@@ -61,7 +61,7 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
                 std::thread::sleep(delay);
                 delay *= 2;
             }
-            Err(e) if super::log_writer::is_no_space(&e) && !node.is_stopping() => {
+            Err(e) if crate::storage::is_no_space(&e) && !node.is_stopping() => {
                 if !std::mem::replace(&mut disk_full, true) {
                     tracing::error!(node = %node.id, error = %e, "disk full: applying waits for space");
                 }

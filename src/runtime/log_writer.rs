@@ -13,7 +13,7 @@
 use super::node::{LogEvent, Node};
 use crate::core::Ready;
 use crate::error::{Error, Result};
-use crate::storage::LogBatch;
+use crate::storage::{is_no_space, LogBatch};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,21 +90,9 @@ pub fn run(node: Arc<Node>, rx: Receiver<LogEvent>) {
     }
 }
 
-/// Whether a storage error says the disk is full.
-pub(super) fn is_no_space(e: &Error) -> bool {
-    matches!(e, Error::Io(m) if m.contains("No space left on device") || m.contains("NoSpace"))
-}
-
 /// Deletes the log up to `index` (in a snapshot now) and gives the disk space back.
 fn compact_log(node: &Node, index: u64, term: u64) {
-    let mut batch = LogBatch::default();
-    batch.set_log_start(index, term);
-    // Not synced: if it is lost, the entries are still there, and still valid.
-    let done = node
-        .log_store
-        .write(batch, false)
-        .and_then(|_| node.log_store.reclaim(index));
-    if let Err(e) = done {
+    if let Err(e) = node.log_store.compact(index, term) {
         tracing::warn!(node = %node.id, error = %e, "cannot compact the log store");
     }
 }
