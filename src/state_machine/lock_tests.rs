@@ -121,3 +121,39 @@ fn lock_state_and_time_survive_a_reopen_and_replay_is_skipped() {
     assert_eq!(out.len(), 1);
     assert!(matches!(out[0].result, Err(Error::Locked(_))));
 }
+
+/// Issue 20, item 7: one leader with a clock a year ahead, then leaders
+/// with good clocks. A lock taken under the first must expire after its
+/// TTL by the later leaders' clocks, not a year later.
+#[test]
+fn a_lock_taken_under_a_leader_clock_far_ahead_expires_by_the_next_leaders_clock() {
+    let year = 365 * 24 * 3_600_000;
+    let in_term = |term: u64, e: Entry| Entry { term, ..e };
+    let dir = tempfile::tempdir().unwrap();
+    let sm = KvStateMachine::open(dir.path()).unwrap();
+    let out = results(
+        &sm,
+        &[
+            in_term(1, try_lock(1, 1_000, "a", 10_000)),
+            // The leader of term 2 is a year ahead: b takes the lock for 10 s.
+            in_term(2, try_lock(2, 2_000 + year, "b", 10_000)),
+            // Term 3's leader has a good clock; b has died.
+            in_term(3, try_lock(3, 5_000, "c", 10_000)),
+            in_term(3, try_lock(4, 16_000, "c", 10_000)),
+        ],
+    );
+    assert_eq!(
+        token(&out[1]),
+        2,
+        "a's lease ended early (the clock ahead): b has it"
+    );
+    assert!(
+        matches!(out[2].result, Err(Error::Locked(_))),
+        "b's 10 s are not over"
+    );
+    assert_eq!(
+        token(&out[3]),
+        4,
+        "11 s later by term 3's clock, b's lease is over"
+    );
+}

@@ -2,14 +2,15 @@
 //! or a user-defined [`StateMachine`], whichever the node runs.
 //!
 //! Keys: `d` + user key for data, `l` + name for locks, `m:applied` for the
-//! applied index, `m:time` for the log's time (the largest leader time of
-//! the entries applied). Each batch of committed entries is applied in one
+//! applied index, `m:time` for the log's time (see `log_time.rs`) and
+//! `m:stamp` for the term and leader stamp it was last moved by. Each batch of committed entries is applied in one
 //! WriteBatch that also moves the applied index and the time, so a crash
 //! between commit and apply replays every entry exactly once: entries at or
 //! below the stored applied index are skipped.
 
 mod command;
 mod lock;
+mod log_time;
 mod machine;
 mod snapshot;
 mod user;
@@ -28,6 +29,7 @@ use std::path::Path;
 
 const APPLIED: &[u8] = b"m:applied";
 const TIME: &[u8] = b"m:time";
+const STAMP: &[u8] = b"m:stamp";
 const DATA_PREFIX: u8 = b'd';
 
 /// What applying one entry produced, handed to whoever proposed it.
@@ -86,7 +88,7 @@ impl KvStateMachine {
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
         let db = self.db.get()?;
         let applied = applied_index(&db)?;
-        let mut time = read_u64(&db, TIME, "log time")?;
+        let mut time = read_log_time(&db)?;
         let mut batch = WriteBatch::default();
         // Writes earlier in this batch, so a read later in it sees them.
         let mut pending = Pending::default();
@@ -100,11 +102,12 @@ impl KvStateMachine {
                 )));
             }
             last = e.index;
-            // Carried forward: a leader whose clock is behind its
-            // predecessor's never moves the log's time back.
-            time = time.max(e.leader_time_ms);
+            time.advance(e.index, e.term, e.leader_time_ms);
             let result = if e.r#type == EntryType::EntryCommand as i32 {
-                let at = At { index: e.index, time };
+                let at = At {
+                    index: e.index,
+                    time: time.time,
+                };
                 apply_command(&db, &e.payload, at, &mut batch, &mut pending)?
             } else {
                 Ok(None)
@@ -117,7 +120,10 @@ impl KvStateMachine {
         }
         if last > applied {
             batch.put(APPLIED, last.to_be_bytes());
-            batch.put(TIME, time.to_be_bytes());
+            batch.put(TIME, time.time.to_be_bytes());
+            if let Some(last) = time.encode_last() {
+                batch.put(STAMP, last);
+            }
             // Not synced: the log is the durable source; after a power loss the
             // state machine rolls back with its applied index and replays.
             let mut wo = WriteOptions::default();
@@ -130,6 +136,18 @@ impl KvStateMachine {
 
 fn open_db(dir: &Path) -> Result<DB> {
     DB::open(&crate::storage::memory::db_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
+}
+
+fn read_log_time(db: &DB) -> Result<log_time::LogTime> {
+    let time = read_u64(db, TIME, "log time")?;
+    let last = match db.get_pinned(STAMP)? {
+        None => None,
+        Some(v) => Some(
+            log_time::LogTime::decode_last(&v)
+                .ok_or_else(|| Error::Corruption("m:stamp is not 16 bytes".into()))?,
+        ),
+    };
+    Ok(log_time::LogTime { time, last })
 }
 
 fn applied_index(db: &DB) -> Result<u64> {
