@@ -222,3 +222,58 @@ fn lease_reads_answered_at_once_still_call_back_on_a_library_thread() {
         assert_ne!(thread, me, "a completion ran on the submitting thread");
     }
 }
+
+/// Issue 20, item 9: async calls racing `close` from other threads. Every
+/// call that was accepted (returned `Ok`) is answered exactly once, whether
+/// it got in before the close or slipped in between the close's check and
+/// its sweep of the waiting callers; refused calls are never answered.
+#[test]
+fn async_calls_racing_close_are_each_answered_exactly_once() {
+    for round in 0..5 {
+        let c = reserved();
+        let node = Arc::new(leaderless(&c, 1_000_000));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = unbounded::<usize>();
+        let callers: Vec<_> = (0..2)
+            .map(|t| {
+                let (node, accepted, tx) = (node.clone(), accepted.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    for i in 0.. {
+                        let id = t * 1_000_000 + i;
+                        let tx = tx.clone();
+                        let key = format!("k{i}");
+                        let call = match i % 2 {
+                            0 => node.write_async(key.as_bytes(), b"v", move |_| {
+                                let _ = tx.send(id);
+                            }),
+                            _ => node.read_async(key.as_bytes(), move |_| {
+                                let _ = tx.send(id);
+                            }),
+                        };
+                        match call {
+                            Ok(()) => accepted.fetch_add(1, Ordering::SeqCst),
+                            Err(_) => return,
+                        };
+                    }
+                })
+            })
+            .collect();
+        common::wait_until("the callers have calls in flight", || {
+            accepted.load(Ordering::SeqCst) > 100 * (round + 1)
+        });
+        node.close();
+        for t in callers {
+            t.join().unwrap();
+        }
+        drop(tx);
+        let accepted = accepted.load(Ordering::SeqCst);
+        let mut seen = HashSet::new();
+        for _ in 0..accepted {
+            let id = rx
+                .recv_timeout(DEADLINE)
+                .expect("every accepted call is answered");
+            assert!(seen.insert(id), "call {id} answered twice");
+        }
+        assert!(rx.try_recv().is_err(), "a refused call was answered");
+    }
+}

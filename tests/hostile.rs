@@ -269,3 +269,43 @@ fn connections_stuck_in_their_handshake_cannot_lock_a_member_out() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     junk.join().unwrap();
 }
+
+fn lines_with(c: &Cluster, i: usize, text: &str) -> usize {
+    std::fs::read_to_string(c.path(i).join("LOG"))
+        .unwrap_or_default()
+        .matches(text)
+        .count()
+}
+
+/// Issue 20, item 10: a stream of refused messages (here 2,000 frames in
+/// another member's name) was logged one line each: a peer could fill the
+/// disk. A burst is logged, the rest counted.
+#[test]
+fn a_stream_of_refused_messages_is_logged_in_a_bounded_number_of_lines() {
+    use std::io::Write;
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let target = (leader + 1) % 3;
+    let me = c.id((0..3).find(|&i| i != target && i != leader).unwrap());
+    let closed_before = lines_with(&c, target, "closing connection");
+    let mut conn = impostor(&c, target, &me);
+    let term = c.node(target).server_status().term;
+    for _ in 0..2_000 {
+        let forged = AppendEntries {
+            term,
+            leader: c.id(leader),
+            ..Default::default()
+        };
+        write_frame(&mut conn, Body::AppendEntries(forged)).unwrap();
+    }
+    // Then junk: the server closes the connection once it has read (and
+    // refused) every frame before it.
+    let _ = conn.write_all(&[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    wait_until("the connection to be closed", || {
+        lines_with(&c, target, "closing connection") > closed_before
+    });
+    let logged = refusals_logged(&c, target);
+    assert!(logged >= 1, "the refusals are logged");
+    assert!(logged <= 25, "{logged} lines for 2,000 refused messages");
+    c.write_retrying(target, b"k", b"still serving");
+}

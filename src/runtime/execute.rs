@@ -77,32 +77,55 @@ type Answered = (Done, Result<Bytes>);
 /// library thread. Thread-safe.
 #[derive(Default)]
 pub struct Parked {
-    waiting: Mutex<Vec<(Command, Wait)>>,
-    /// Answers known before their async call returned: an async caller's
-    /// completion never runs on its own thread (it may hold a lock the
-    /// completion takes), so these wait for the primary thread's next turn.
-    answers: Mutex<Vec<Answered>>,
-    /// Whether `waiting` may be non-empty: the primary thread looks every turn.
+    inner: Mutex<ParkedInner>,
+    /// Whether `inner` may hold anything: the primary thread looks every turn.
     any: AtomicBool,
 }
 
+#[derive(Default)]
+struct ParkedInner {
+    waiting: Vec<(Command, Wait)>,
+    /// Answers known before their async call returned: an async caller's
+    /// completion never runs on its own thread (it may hold a lock the
+    /// completion takes), so these wait for the primary thread's next turn.
+    answers: Vec<Answered>,
+    /// Set by [`Parked::fail_all`] (the node closes or failed): nothing is
+    /// parked after it, so nothing parked is left unanswered.
+    closed: bool,
+}
+
 impl Parked {
-    fn park(&self, op: Command, wait: Wait) {
-        self.waiting.lock().push((op, wait));
+    /// `Err`: closed, the command is the caller's to answer.
+    fn park(&self, op: Command, wait: Wait) -> std::result::Result<(), Command> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(op);
+        }
+        inner.waiting.push((op, wait));
         self.any.store(true, Ordering::Release);
+        Ok(())
     }
 
-    fn hand_over(&self, done: Done, result: Result<Bytes>) {
-        self.answers.lock().push((done, result));
+    /// `Err`: closed, nobody is left to hand the answer over.
+    fn hand_over(&self, done: Done, result: Result<Bytes>) -> std::result::Result<(), Done> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(done);
+        }
+        inner.answers.push((done, result));
         self.any.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn take(&self) -> (Vec<Answered>, Vec<(Command, Wait)>) {
         if !self.any.swap(false, Ordering::AcqRel) {
             return Default::default();
         }
-        let answers = std::mem::take(&mut *self.answers.lock());
-        (answers, std::mem::take(&mut *self.waiting.lock()))
+        let mut inner = self.inner.lock();
+        (
+            std::mem::take(&mut inner.answers),
+            std::mem::take(&mut inner.waiting),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,15 +133,31 @@ impl Parked {
     }
 
     /// Answers every parked command with `err` (none of them was applied),
-    /// and hands over the answers waiting for a thread.
+    /// hands over the answers waiting for a thread, and closes.
     pub fn fail_all(&self, err: &Error) {
-        for (done, result) in std::mem::take(&mut *self.answers.lock()) {
+        let (answers, waiting) = {
+            let mut inner = self.inner.lock();
+            inner.closed = true;
+            (
+                std::mem::take(&mut inner.answers),
+                std::mem::take(&mut inner.waiting),
+            )
+        };
+        for (done, result) in answers {
             done(result);
         }
-        for (op, _) in std::mem::take(&mut *self.waiting.lock()) {
+        for (op, _) in waiting {
             (op.done)(Err(err.clone()));
         }
     }
+}
+
+/// An async call's answer that came before the call returned.
+enum EarlyAnswer {
+    /// The call is still running; the answer, if one came.
+    Calling(Option<Answered>),
+    /// The call returned: answers go straight to the completion.
+    Returned,
 }
 
 /// Where a blocking caller waits for its command's answer. It parks at once:
@@ -220,25 +259,35 @@ impl Node {
             )));
         }
         let node = Arc::downgrade(self);
-        let calling = Arc::new(AtomicBool::new(true));
-        let still_calling = calling.clone();
+        let early = Arc::new(Mutex::new(EarlyAnswer::Calling(None)));
+        let early_slot = early.clone();
         self.execute_valid(
             cmd,
             self.opts.request_timeout,
             Box::new(move |r| {
-                let Some(n) = node.upgrade() else {
-                    return done(r);
-                };
-                n.async_in_flight.release();
-                if still_calling.load(Ordering::Acquire) {
-                    n.parked.hand_over(done, r);
-                    n.wake_primary();
-                } else {
-                    done(r)
+                if let Some(n) = node.upgrade() {
+                    n.async_in_flight.release();
+                }
+                let mut slot = early_slot.lock();
+                match &mut *slot {
+                    EarlyAnswer::Calling(answer) => *answer = Some((done, r)),
+                    EarlyAnswer::Returned => {
+                        drop(slot);
+                        done(r)
+                    }
                 }
             }),
         );
-        calling.store(false, Ordering::Release);
+        let answered = std::mem::replace(&mut *early.lock(), EarlyAnswer::Returned);
+        if let EarlyAnswer::Calling(Some((done, r))) = answered {
+            // Handed to the primary thread: never run on the caller's.
+            match self.parked.hand_over(done, r) {
+                Ok(()) => self.wake_primary(),
+                // Closed meanwhile: no thread is left to run it; as for any
+                // call on a closed node, `done` is never called.
+                Err(_done) => return Err(self.unusable()),
+            }
+        }
         Ok(())
     }
 
@@ -289,7 +338,10 @@ impl Node {
             }
             Answer::GaveUp(e) => (op.done)(Err(e)),
         });
-        let request_id = self.forwards.register(&to, deadline, reply);
+        let request_id = match self.forwards.register(&to, deadline, reply) {
+            Ok(id) => id,
+            Err(reply) => return reply(Answer::GaveUp(self.unusable())),
+        };
         let req = ClientRequest {
             request_id,
             command: Some(cmd.into_wire()),
@@ -301,9 +353,11 @@ impl Node {
     }
 
     fn park(&self, op: Command, wait: Wait) {
-        self.parked.park(op, wait);
-        // The primary thread looks at parked commands when it wakes.
-        self.wake_primary();
+        match self.parked.park(op, wait) {
+            // The primary thread looks at parked commands when it wakes.
+            Ok(()) => self.wake_primary(),
+            Err(op) => (op.done)(Err(self.unusable())),
+        }
     }
 
     /// Primary thread: tries again the parked commands whose wait is over,
@@ -339,8 +393,9 @@ impl Node {
                     )),
                 };
                 (op.done)(Err(err));
-            } else {
-                self.parked.park(op, wait);
+            } else if let Err(op) = self.parked.park(op, wait) {
+                // (Not `park`: waking this very thread would spin it.)
+                (op.done)(Err(self.unusable()));
             }
         }
     }

@@ -43,7 +43,8 @@ pub enum Answer {
 /// reply is called outside the lock, so it may forward again.
 pub struct Forwards {
     next_id: AtomicU64,
-    waiting: Mutex<HashMap<u64, Pending>>,
+    /// `None` once closed by [`Forwards::fail_all`]: nothing is registered after.
+    waiting: Mutex<Option<HashMap<u64, Pending>>>,
     expiry_scan: ExpiryScan,
 }
 
@@ -53,7 +54,7 @@ impl Default for Forwards {
         // forwards to wrap, and two incarnations collide with odds of 2^-63.
         Forwards {
             next_id: AtomicU64::new(rand::random::<u64>() >> 1),
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Some(HashMap::new())),
             expiry_scan: ExpiryScan::default(),
         }
     }
@@ -61,16 +62,21 @@ impl Default for Forwards {
 
 impl Forwards {
     /// Registers a new request to member `to`; `reply` gets how it ended,
-    /// at the latest (as a timeout) shortly after `deadline`.
-    pub fn register(&self, to: &str, deadline: Instant, reply: Reply) -> u64 {
+    /// at the latest (as a timeout) shortly after `deadline`. `Err`: closed,
+    /// `reply` is the caller's to answer (nothing was sent).
+    pub fn register(&self, to: &str, deadline: Instant, reply: Reply) -> std::result::Result<u64, Reply> {
+        let mut waiting = self.waiting.lock();
+        let Some(waiting) = waiting.as_mut() else {
+            return Err(reply);
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let pending = Pending {
             to: to.to_string(),
             deadline,
             reply,
         };
-        self.waiting.lock().insert(id, pending);
-        id
+        waiting.insert(id, pending);
+        Ok(id)
     }
 
     /// Delivers a response from member `from` to its waiter. Ignored if the
@@ -95,8 +101,9 @@ impl Forwards {
     fn answer(&self, member: &str, id: u64, answer: Answer) {
         let taken = {
             let mut waiting = self.waiting.lock();
-            match waiting.get(&id) {
-                Some(p) if p.to == member => waiting.remove(&id),
+            let waiting = waiting.as_mut();
+            match waiting {
+                Some(w) if w.get(&id).is_some_and(|p| p.to == member) => w.remove(&id),
                 _ => None,
             }
         };
@@ -113,6 +120,9 @@ impl Forwards {
         }
         let expired: Vec<Pending> = {
             let mut waiting = self.waiting.lock();
+            let Some(waiting) = waiting.as_mut() else {
+                return;
+            };
             let ids: Vec<u64> = waiting
                 .iter()
                 .filter(|(_, p)| p.deadline <= now)
@@ -128,9 +138,16 @@ impl Forwards {
         }
     }
 
-    /// Fails every waiting request.
+    /// Fails every waiting request, and closes: nothing is registered after.
     pub fn fail_all(&self, err: &Error) {
-        let all: Vec<Pending> = self.waiting.lock().drain().map(|(_, p)| p).collect();
+        let all: Vec<Pending> = self
+            .waiting
+            .lock()
+            .take()
+            .into_iter()
+            .flatten()
+            .map(|(_, p)| p)
+            .collect();
         for p in all {
             (p.reply)(Answer::GaveUp(err.clone()));
         }
@@ -253,13 +270,15 @@ mod tests {
     /// Registers a request whose answer lands in a channel.
     fn register(f: &Forwards, to: &str, deadline: Instant) -> (u64, crossbeam_channel::Receiver<Answer>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = f.register(
+        let Ok(id) = f.register(
             to,
             deadline,
             Box::new(move |a| {
                 let _ = tx.send(a);
             }),
-        );
+        ) else {
+            panic!("closed")
+        };
         (id, rx)
     }
 
@@ -337,7 +356,7 @@ mod tests {
         assert!(rx_b.try_recv().is_err(), "not due yet");
         f.resolve("l:1", response_from_result(a, Ok(None), ""));
         assert!(rx_a.try_recv().is_err(), "forgotten");
-        assert_eq!(f.waiting.lock().len(), 1);
+        assert_eq!(f.waiting.lock().as_ref().unwrap().len(), 1);
     }
 
     /// A reply may forward again: it runs outside the lock.
@@ -345,14 +364,30 @@ mod tests {
     fn a_reply_may_register_another_request() {
         let f = std::sync::Arc::new(Forwards::default());
         let f2 = f.clone();
-        let id = f.register(
+        let Ok(id) = f.register(
             "l:1",
             later(),
             Box::new(move |_| {
-                f2.register("l:1", later(), Box::new(|_| {}));
+                assert!(f2.register("l:1", later(), Box::new(|_| {})).is_ok());
             }),
-        );
+        ) else {
+            panic!("closed")
+        };
         f.not_sent("l:1", id);
-        assert_eq!(f.waiting.lock().len(), 1);
+        assert_eq!(f.waiting.lock().as_ref().unwrap().len(), 1);
+    }
+
+    /// Issue 20, item 9: a request registered after the node closed comes
+    /// back to its caller instead of waiting for an answer that never comes.
+    #[test]
+    fn nothing_is_registered_once_the_forwards_are_failed() {
+        let f = Forwards::default();
+        let (_, rx) = register(&f, "l:1", later());
+        f.fail_all(&Error::Stopped("closed".into()));
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Answer::GaveUp(Error::Stopped(_))
+        ));
+        assert!(f.register("l:1", later(), Box::new(|_| {})).is_err());
     }
 }

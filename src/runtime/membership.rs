@@ -37,34 +37,46 @@ struct Waiter {
 /// Thread-safe list of waiters; short, since one change runs at a time.
 #[derive(Default)]
 pub struct ConfigWaiters {
-    waiting: Mutex<Vec<Waiter>>,
+    waiting: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    waiters: Vec<Waiter>,
+    /// Set by [`ConfigWaiters::fail_all`]: nobody waits after it.
+    closed: bool,
 }
 
 impl ConfigWaiters {
     /// Waits for `want`. If `committed` already meets it, hands `done` back
-    /// to be answered `Ok` by the caller (outside its locks).
+    /// (`Ok(Some)`) to be answered `Ok` by the caller (outside its locks);
+    /// `Err` if closed (the node closes or failed), for the caller to answer.
     pub fn wait(
         &self,
         want: Want,
         committed: &Membership,
         deadline: Instant,
         done: Completion,
-    ) -> Option<Completion> {
+    ) -> Result<Option<Completion>, Completion> {
         if want.met_by(committed) {
-            return Some(done);
+            return Ok(Some(done));
         }
-        self.waiting.lock().push(Waiter { want, deadline, done });
-        None
+        let mut waiting = self.waiting.lock();
+        if waiting.closed {
+            return Err(done);
+        }
+        waiting.waiters.push(Waiter { want, deadline, done });
+        Ok(None)
     }
 
     /// Takes the waiters that `committed` satisfies, to be answered `Ok`
     /// outside any lock.
     pub fn satisfied_by(&self, committed: &Membership) -> Vec<Completion> {
         let mut waiting = self.waiting.lock();
-        let (met, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiting)
+        let (met, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut waiting.waiters)
             .into_iter()
             .partition(|w| w.want.met_by(committed));
-        *waiting = rest;
+        waiting.waiters = rest;
         met.into_iter().map(|w| w.done).collect()
     }
 
@@ -72,13 +84,13 @@ impl ConfigWaiters {
     pub fn expire(&self, now: Instant) {
         let expired: Vec<Waiter> = {
             let mut waiting = self.waiting.lock();
-            if waiting.is_empty() {
+            if waiting.waiters.is_empty() {
                 return;
             }
-            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiting)
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut waiting.waiters)
                 .into_iter()
                 .partition(|w| w.deadline <= now);
-            *waiting = keep;
+            waiting.waiters = keep;
             gone
         };
         for w in expired {
@@ -94,8 +106,14 @@ impl ConfigWaiters {
         }
     }
 
+    /// Answers every waiter with `err`, and closes: nobody waits after it.
     pub fn fail_all(&self, err: &Error) {
-        for w in std::mem::take(&mut *self.waiting.lock()) {
+        let all = {
+            let mut waiting = self.waiting.lock();
+            waiting.closed = true;
+            std::mem::take(&mut waiting.waiters)
+        };
+        for w in all {
             (w.done)(Err(err.clone()));
         }
     }
@@ -119,7 +137,7 @@ mod tests {
             later,
             Box::new(move |r| tx.send(r).unwrap()),
         );
-        assert!(done.is_none());
+        assert!(matches!(done, Ok(None)));
         assert!(w.satisfied_by(&before).is_empty());
         let mut learner = before.clone();
         learner.learners.insert("b:2".into());
@@ -137,15 +155,26 @@ mod tests {
         let (tx, rx) = unbounded();
         let m = Membership::new(["a:1".to_string()]);
         let now = Instant::now();
-        assert!(w
-            .wait(
-                Want::Absent("a:1".into()),
-                &m,
-                now,
-                Box::new(move |r| tx.send(r).unwrap())
-            )
-            .is_none());
+        let waiting = w.wait(
+            Want::Absent("a:1".into()),
+            &m,
+            now,
+            Box::new(move |r| tx.send(r).unwrap()),
+        );
+        assert!(matches!(waiting, Ok(None)));
         w.expire(now + Duration::from_millis(1));
         assert!(matches!(rx.try_recv().unwrap(), Err(Error::Timeout(_))));
+    }
+
+    /// Issue 20, item 9: a change requested as the node closed is handed
+    /// back to its caller, not left waiting in a table nobody drains.
+    #[test]
+    fn nobody_waits_once_the_waiters_are_failed() {
+        let w = ConfigWaiters::default();
+        w.fail_all(&Error::Stopped("closed".into()));
+        let m = Membership::new(["a:1".to_string()]);
+        let later = Instant::now() + Duration::from_secs(60);
+        let waiting = w.wait(Want::Absent("a:1".into()), &m, later, Box::new(|_| {}));
+        assert!(waiting.is_err());
     }
 }

@@ -7,6 +7,7 @@ mod apply;
 pub mod execute;
 pub mod faults;
 pub mod forward;
+mod log_throttle;
 mod log_writer;
 mod membership;
 pub mod node;
@@ -62,6 +63,9 @@ fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>) -> Config
     cfg.max_inflight_bytes = opts.append_entries_size_once.saturating_mul(4);
     if opts.lease_reads {
         cfg.lease_us = lease_us(cfg.election_ticks, tick_us);
+        // The same lockout as the ticks give, timed on the monotonic clock
+        // from the leader's message, so a late burst of ticks cannot end it.
+        cfg.lockout_us = u64::from(cfg.election_ticks.saturating_sub(1)).saturating_mul(tick_us);
     }
     cfg
 }
@@ -107,7 +111,8 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
     // Before any store opens: unusable certificates are the caller's to fix.
     let tls = match &opts.tls {
         Some(files) => Some(Arc::new(
-            TlsConfig::load(files, local_ip).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            TlsConfig::load(files, SocketAddr::new(local_ip, opts.local_port), &opts.members)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
         )),
         None => None,
     };
@@ -289,12 +294,7 @@ impl Runtime {
             link.stop();
         }
         let stopped = Error::Stopped("the node was closed".into());
-        self.node.proposals.fail_all(&stopped, &stopped);
-        self.node.forwards.fail_all(&stopped);
-        self.node.config_waiters.fail_all(&stopped);
-        self.node.transfers.fail_all(&stopped);
-        self.node.reads.fail_all(&stopped);
-        self.node.parked.fail_all(&stopped);
+        self.node.close_waiters(&stopped, &stopped);
         // Only once no thread of the node is left: the `Floyd` handle (and so
         // the node) may live on, but the directory must open again right away.
         self.node.log_store.close();
@@ -340,6 +340,8 @@ mod tests {
         assert_eq!(cfg.lease_us, 98 * 10_000 / 10 * 9);
         let lockout = u64::from(cfg.election_ticks - 1) * tick.as_micros() as u64;
         assert!(cfg.lease_us * 10 / 9 < lockout);
+        // The same lockout on the monotonic clock, whatever the ticks do.
+        assert_eq!(cfg.lockout_us, lockout);
         o.lease_reads = false;
         assert_eq!(core_config(&o, tick, vec![]).lease_us, 0);
     }

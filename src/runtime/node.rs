@@ -99,9 +99,16 @@ pub struct Node {
     /// The log writer found the disk full and is waiting for space.
     disk_full: AtomicBool,
     failure: Mutex<Option<Error>>,
+    /// Refused messages are logged in bursts, then counted.
+    refusals_logged: super::log_throttle::LogThrottle,
     pub faults: Faults,
     pub log: Arc<NodeLog>,
 }
+
+/// Refused messages logged per [`REFUSAL_WINDOW`]; beyond, they are counted
+/// and the count is logged with the next one logged.
+pub const REFUSALS_LOGGED: u32 = 20;
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
 impl Node {
     #[allow(clippy::too_many_arguments)]
@@ -152,6 +159,7 @@ impl Node {
             stopping: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
             failure: Mutex::new(None),
+            refusals_logged: super::log_throttle::LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),
             faults: Faults::default(),
             log,
         }
@@ -456,10 +464,14 @@ impl Node {
         };
         // Registered under the core lock: the commit cannot slip in between.
         let refused = self.with_core(|core| match core.propose_conf_change(change) {
-            Ok(_) => self
+            Ok(_) => match self
                 .config_waiters
                 .wait(want, core.committed_membership().1, deadline, done)
-                .map(|done| (done, Ok(None))),
+            {
+                Ok(met) => met.map(|done| (done, Ok(None))),
+                // Closed meanwhile, the change under way: its outcome is unknown.
+                Err(done) => Some((done, Err(self.unusable()))),
+            },
             Err(e) => Some((done, Err(conf_change_error(e)))),
         });
         if let Some((done, result)) = refused {
@@ -478,8 +490,11 @@ impl Node {
             deadline,
             done,
         };
-        if self.proposals.push(cmd) {
-            self.wake_primary();
+        match self.proposals.push(cmd) {
+            Ok(true) => self.wake_primary(),
+            Ok(false) => {}
+            // Closed since the check: the close answered everyone else.
+            Err(cmd) => (cmd.done)(Err(self.unusable())),
         }
     }
 
@@ -496,16 +511,24 @@ impl Node {
             return;
         }
         let payloads = pending.iter().map(|c| c.payload.clone()).collect();
+        let mut unregistered = Vec::new();
         let refused = self.with_core(|core| match core.propose(payloads) {
             Ok(positions) => {
                 // Register under the core lock: nothing can be applied before it.
                 for ((index, term), cmd) in positions.into_iter().zip(pending) {
-                    self.proposals.wait_for(index, term, cmd);
+                    unregistered.extend(self.proposals.wait_for(index, term, cmd).err());
                 }
                 None
             }
             Err(e) => Some((e, pending)),
         });
+        // The node failed meanwhile: proposed, so perhaps applied elsewhere.
+        for cmd in unregistered {
+            (cmd.done)(Err(Error::Timeout(format!(
+                "{}; the command may or may not have been applied",
+                self.unusable()
+            ))));
+        }
         if let Some((refusal, pending)) = refused {
             if let ProposeError::Transferring { .. } = refusal {
                 // §3.10: held until the transfer is over (within an election
@@ -532,6 +555,13 @@ impl Node {
             to,
             Body::ClientResponse(response_from_result(request_id, result, &hint)),
         );
+    }
+
+    /// Why a caller cannot be served: the node failed or is closing.
+    pub(super) fn unusable(&self) -> Error {
+        self.check_usable()
+            .err()
+            .unwrap_or_else(|| Error::Stopped("the node is closing".into()))
     }
 
     /// Errors if the node is closing or has failed.
@@ -562,11 +592,40 @@ impl Node {
         let in_doubt = Error::Timeout(format!(
             "this node failed ({err}) with the command in flight; it may or may not have been applied"
         ));
-        self.proposals.fail_all(&failed, &in_doubt);
-        self.forwards.fail_all(&in_doubt);
-        self.config_waiters.fail_all(&in_doubt);
-        self.transfers.fail_all(&in_doubt);
-        self.parked.fail_all(&failed);
+        self.close_waiters(&failed, &in_doubt);
+    }
+
+    /// Answers every caller waiting on this node and closes the waiter
+    /// tables, so that a caller who passed [`Node::check_usable`] just before
+    /// gets its command back to answer instead of waiting forever: each is
+    /// answered exactly once. `not_applied` for what certainly was not,
+    /// `in_doubt` for what may have been.
+    pub(super) fn close_waiters(&self, not_applied: &Error, in_doubt: &Error) {
+        self.proposals.fail_all(not_applied, in_doubt);
+        self.forwards.fail_all(in_doubt);
+        self.config_waiters.fail_all(in_doubt);
+        self.transfers.fail_all(in_doubt);
+        self.reads.fail_all(not_applied);
+        self.parked.fail_all(not_applied);
+    }
+
+    /// Logs a message the core refused, at most [`REFUSALS_LOGGED`] lines
+    /// per [`REFUSAL_WINDOW`]; a stream of them is counted, not logged.
+    pub(super) fn log_refusal(&self, from: &str, why: &crate::core::Rejected) {
+        if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
+            tracing::warn!(node = %self.id, peer = %from, reason = %why, left_out, "refused a message");
+        }
+    }
+
+    /// Steps one message from `from` into the core, timed as it arrives: a
+    /// follower's read may be served on the lease, and a voter's lockout
+    /// runs from its leader's last message.
+    pub(super) fn step(&self, from: &str, msg: crate::core::Message) -> Result<(), crate::core::Rejected> {
+        let now_us = super::monotonic_us();
+        self.with_core(|core| {
+            core.set_monotonic(now_us);
+            core.step(from, msg)
+        })
     }
 
     pub fn failure(&self) -> Option<Error> {
@@ -602,14 +661,8 @@ impl Handler for Inbound {
     fn on_message(&self, from: &str, msg: crate::core::Message) {
         if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
             node.note_contact(from);
-            // A follower's read may be served on the lease: time it as it arrives.
-            let now_us = super::monotonic_us();
-            let stepped = node.with_core(|core| {
-                core.set_monotonic(now_us);
-                core.step(from, msg)
-            });
-            if let Err(why) = stepped {
-                tracing::warn!(node = %node.id, peer = %from, reason = %why, "refused a message");
+            if let Err(why) = node.step(from, msg) {
+                node.log_refusal(from, &why);
             }
         }
     }

@@ -59,18 +59,32 @@ struct Waiter {
 }
 
 /// Thread-safe queues of proposals; shared by callers, the primary thread and the apply thread.
+///
+/// Closed by [`Proposals::fail_all`] (the node closes or fails): from then
+/// on nothing is queued or registered, and whoever tried gets the command
+/// back to answer, so a caller that passed its check just before the close
+/// is still answered exactly once.
 pub struct Proposals {
-    pending: Mutex<Vec<PendingCommand>>,
+    pending: Mutex<Queue>,
     /// Several waiters may share an index: one per leadership that proposed there.
     waiting: Mutex<BTreeMap<u64, Vec<Waiter>>>,
+    /// Set under `waiting`'s lock; read under it too.
+    closed: std::sync::atomic::AtomicBool,
     expiry_scan: ExpiryScan,
+}
+
+#[derive(Default)]
+struct Queue {
+    cmds: Vec<PendingCommand>,
+    closed: bool,
 }
 
 impl Default for Proposals {
     fn default() -> Self {
         Proposals {
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Queue::default()),
             waiting: Mutex::new(BTreeMap::new()),
+            closed: Default::default(),
             expiry_scan: ExpiryScan::default(),
         }
     }
@@ -78,34 +92,53 @@ impl Default for Proposals {
 
 impl Proposals {
     /// Queues a command for the next NewCommand round; returns whether the queue was empty
-    /// (the caller then wakes the primary thread).
-    pub fn push(&self, cmd: PendingCommand) -> bool {
+    /// (the caller then wakes the primary thread). `Err`: closed, the command is
+    /// the caller's to answer (it was not proposed).
+    pub fn push(&self, cmd: PendingCommand) -> std::result::Result<bool, PendingCommand> {
         let mut pending = self.pending.lock();
-        pending.push(cmd);
-        pending.len() == 1
+        if pending.closed {
+            return Err(cmd);
+        }
+        pending.cmds.push(cmd);
+        Ok(pending.cmds.len() == 1)
     }
 
     /// Takes every queued command.
     pub fn take_pending(&self) -> Vec<PendingCommand> {
-        std::mem::take(&mut *self.pending.lock())
+        std::mem::take(&mut self.pending.lock().cmds)
     }
 
     /// Puts commands that could not be proposed yet back at the head of the
-    /// queue, in order, before anything queued meanwhile.
-    pub fn put_back(&self, mut cmds: Vec<PendingCommand>) {
+    /// queue, in order, before anything queued meanwhile. Returns them if closed.
+    pub fn put_back(&self, mut cmds: Vec<PendingCommand>) -> Vec<PendingCommand> {
         let mut pending = self.pending.lock();
-        cmds.append(&mut pending);
-        *pending = cmds;
+        if pending.closed {
+            return cmds;
+        }
+        cmds.append(&mut pending.cmds);
+        pending.cmds = cmds;
+        Vec::new()
     }
 
-    /// Waits for the entry at `index` of `term`.
-    pub fn wait_for(&self, index: u64, term: u64, cmd: PendingCommand) {
+    /// Waits for the entry at `index` of `term`. `Err`: closed, the command
+    /// is the caller's to answer (it may be applied elsewhere: in doubt).
+    pub fn wait_for(
+        &self,
+        index: u64,
+        term: u64,
+        cmd: PendingCommand,
+    ) -> std::result::Result<(), PendingCommand> {
+        let mut waiting = self.waiting.lock();
+        if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(cmd);
+        }
         let waiter = Waiter {
             term,
             deadline: cmd.deadline,
             done: cmd.done,
         };
-        self.waiting.lock().entry(index).or_default().push(waiter);
+        waiting.entry(index).or_default().push(waiter);
+        Ok(())
     }
 
     /// Number of callers waiting for an entry to be applied.
@@ -169,11 +202,21 @@ impl Proposals {
 
     /// Answers every queued command (never proposed: certainly not applied)
     /// with `not_proposed`, and every command waiting for its entry with `in_flight`.
+    /// Closes the queues: nothing is queued or registered after this.
     pub fn fail_all(&self, not_proposed: &Error, in_flight: &Error) {
-        for cmd in self.take_pending() {
+        let queued = {
+            let mut pending = self.pending.lock();
+            pending.closed = true;
+            std::mem::take(&mut pending.cmds)
+        };
+        for cmd in queued {
             (cmd.done)(Err(not_proposed.clone()));
         }
-        let waiting = std::mem::take(&mut *self.waiting.lock());
+        let waiting = {
+            let mut waiting = self.waiting.lock();
+            self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+            std::mem::take(&mut *waiting)
+        };
         for w in waiting.into_values().flatten() {
             (w.done)(Err(in_flight.clone()));
         }
@@ -213,8 +256,8 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(60);
         let (old, old_rx) = command(later);
         let (new, new_rx) = command(later);
-        p.wait_for(5, 2, old);
-        p.wait_for(5, 4, new);
+        assert!(p.wait_for(5, 2, old).is_ok());
+        assert!(p.wait_for(5, 4, new).is_ok());
         p.complete(vec![applied(5, 4)]);
         assert!(matches!(old_rx.try_recv().unwrap(), Err(Error::NoLeader(_))));
         assert_eq!(new_rx.try_recv().unwrap(), Ok(None));
@@ -229,8 +272,8 @@ mod tests {
         let now = Instant::now();
         let (gone, gone_rx) = command(now);
         let (alive, alive_rx) = command(now + Duration::from_secs(60));
-        p.wait_for(7, 3, gone);
-        p.wait_for(8, 3, alive);
+        assert!(p.wait_for(7, 3, gone).is_ok());
+        assert!(p.wait_for(8, 3, alive).is_ok());
         p.expire(now + Duration::from_millis(1));
         assert!(matches!(gone_rx.try_recv().unwrap(), Err(Error::Timeout(_))));
         assert!(alive_rx.try_recv().is_err());
@@ -243,10 +286,33 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(60);
         let (queued, queued_rx) = command(later);
         let (sent, sent_rx) = command(later);
-        p.push(queued);
-        p.wait_for(1, 1, sent);
+        assert!(p.push(queued).is_ok());
+        assert!(p.wait_for(1, 1, sent).is_ok());
         p.fail_all(&Error::Failed("disk".into()), &Error::Timeout("unknown".into()));
         assert!(matches!(queued_rx.try_recv().unwrap(), Err(Error::Failed(_))));
         assert!(matches!(sent_rx.try_recv().unwrap(), Err(Error::Timeout(_))));
+    }
+
+    /// Issue 20, item 9: a caller that passed its check just before the node
+    /// closed pushes after the close answered everyone: its command comes back
+    /// to it instead of waiting forever in a queue nobody drains.
+    #[test]
+    fn nothing_is_queued_or_registered_once_the_queues_are_closed() {
+        let p = Proposals::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        let stopped = Error::Stopped("closed".into());
+        p.fail_all(&stopped, &stopped);
+        let (late, late_rx) = command(later);
+        let Err(back) = p.push(late) else {
+            panic!("queued after the close")
+        };
+        (back.done)(Err(stopped.clone()));
+        assert!(matches!(late_rx.try_recv().unwrap(), Err(Error::Stopped(_))));
+        let (proposed, _rx) = command(later);
+        assert!(p.wait_for(3, 1, proposed).is_err());
+        let (held, _rx) = command(later);
+        assert_eq!(p.put_back(vec![held]).len(), 1);
+        assert!(p.take_pending().is_empty());
+        assert_eq!(p.waiting_count(), 0);
     }
 }

@@ -49,27 +49,59 @@ struct State {
     confirming: HashMap<u64, Vec<Read>>,
     /// Confirmed, by the index to apply before reading.
     confirmed: BTreeMap<u64, Vec<Read>>,
+    /// The last round's ctx. Starts at a random point in every incarnation,
+    /// so a late answer meant for an earlier one matches no round of this one.
     next_ctx: u64,
+    /// Set by [`Reads::fail_all`]: no read is queued after it.
+    closed: bool,
 }
 
 /// The reads of one node. Thread-safe.
-#[derive(Default)]
 pub struct Reads {
     state: Mutex<State>,
 }
 
+impl Default for Reads {
+    fn default() -> Self {
+        let state = State {
+            next_ctx: rand::random(),
+            ..State::default()
+        };
+        Reads {
+            state: Mutex::new(state),
+        }
+    }
+}
+
 impl Reads {
     /// Queues a read; returns whether the caller should start a round now.
-    fn push(&self, key: Bytes, deadline: Instant, done: Completion) -> bool {
+    /// `Err`: closed, the completion is the caller's to answer.
+    fn push(&self, key: Bytes, deadline: Instant, done: Completion) -> std::result::Result<bool, Completion> {
         let mut s = self.state.lock();
+        if s.closed {
+            return Err(done);
+        }
         s.queued.push(Read { key, deadline, done });
-        s.confirming.len() < MAX_ROUNDS_IN_FLIGHT
+        Ok(s.confirming.len() < MAX_ROUNDS_IN_FLIGHT)
     }
 
-    /// A read already confirmed at `index` (by the lease).
-    fn push_confirmed(&self, index: u64, key: Bytes, deadline: Instant, done: Completion) {
-        let read = Read { key, deadline, done };
-        self.state.lock().confirmed.entry(index).or_default().push(read);
+    /// A read already confirmed at `index` (by the lease). `Err`: closed.
+    fn push_confirmed(
+        &self,
+        index: u64,
+        key: Bytes,
+        deadline: Instant,
+        done: Completion,
+    ) -> std::result::Result<(), Completion> {
+        let mut s = self.state.lock();
+        if s.closed {
+            return Err(done);
+        }
+        s.confirmed
+            .entry(index)
+            .or_default()
+            .push(Read { key, deadline, done });
+        Ok(())
     }
 
     /// Takes the queued reads as one round; its ctx, if any were queued.
@@ -78,7 +110,7 @@ impl Reads {
         if s.queued.is_empty() {
             return None;
         }
-        s.next_ctx += 1;
+        s.next_ctx = s.next_ctx.wrapping_add(1);
         let ctx = s.next_ctx;
         let batch = std::mem::take(&mut s.queued);
         s.confirming.insert(ctx, batch);
@@ -148,10 +180,11 @@ impl Reads {
         }
     }
 
-    /// Fails every read (the node is closing).
+    /// Fails every read, and every later one (the node closes or failed).
     pub fn fail_all(&self, err: &Error) {
         let all: Vec<Read> = {
             let mut s = self.state.lock();
+            s.closed = true;
             let mut all = std::mem::take(&mut s.queued);
             all.extend(std::mem::take(&mut s.confirming).into_values().flatten());
             all.extend(std::mem::take(&mut s.confirmed).into_values().flatten());
@@ -176,13 +209,17 @@ impl Node {
                 if applied >= index {
                     return done(self.read_local(&key));
                 }
-                self.reads.push_confirmed(index, key, deadline, done);
+                if let Err(done) = self.reads.push_confirmed(index, key, deadline, done) {
+                    return done(Err(self.unusable()));
+                }
                 // The apply thread may have passed `index` since: look again.
                 return self.serve_reads();
             }
         }
-        if self.reads.push(key, deadline, done) {
-            self.start_read_round();
+        match self.reads.push(key, deadline, done) {
+            Ok(true) => self.start_read_round(),
+            Ok(false) => {}
+            Err(done) => done(Err(self.unusable())),
         }
     }
 
@@ -219,5 +256,64 @@ impl Node {
             Ok(None) => Err(Error::NotFound),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{unbounded, Receiver};
+    use std::time::Duration;
+
+    fn read() -> (Completion, Receiver<crate::error::Result<Option<Bytes>>>) {
+        let (tx, rx) = unbounded();
+        let done: Completion = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        (done, rx)
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    /// Issue 20, item 6: an answer to a round of the node's previous
+    /// incarnation (delayed in the network past a restart) must not match a
+    /// round of this one.
+    #[test]
+    fn the_rounds_of_a_new_incarnation_are_not_numbered_like_the_last_ones() {
+        let rounds = |reads: &Reads| -> Vec<u64> {
+            (0..3)
+                .map(|_| {
+                    let (done, _rx) = read();
+                    assert!(reads.push(Bytes::new(), later(), done).is_ok());
+                    reads.start_round().unwrap()
+                })
+                .collect()
+        };
+        let before = rounds(&Reads::default());
+        let after = rounds(&Reads::default());
+        assert!(
+            after.iter().all(|ctx| !before.contains(ctx)),
+            "{before:?} then {after:?}"
+        );
+    }
+
+    /// Issue 20, item 9: a read queued after the node closed is handed back
+    /// to its caller to answer, not left in a table nobody drains.
+    #[test]
+    fn no_read_is_queued_once_the_reads_are_failed() {
+        let reads = Reads::default();
+        reads.fail_all(&Error::Stopped("closed".into()));
+        let (done, rx) = read();
+        let Err(back) = reads.push(Bytes::new(), later(), done) else {
+            panic!("queued after the close")
+        };
+        back(Err(Error::Stopped("closed".into())));
+        assert!(matches!(rx.try_recv().unwrap(), Err(Error::Stopped(_))));
+        let (done, _rx) = read();
+        assert!(reads.push_confirmed(1, Bytes::new(), later(), done).is_err());
+        assert!(reads.start_round().is_none());
+        assert!(!reads.has_confirmed());
     }
 }

@@ -19,7 +19,7 @@
 use super::node::{LogEvent, Node};
 use crate::core::Message;
 use crate::error::{Error, Result};
-use crate::storage::snapshots::SnapshotStore;
+use crate::storage::snapshots::{SnapshotHandle, SnapshotStore};
 use crate::transport::{SnapshotOffer, SnapshotReceiver};
 use crate::wire::{InstallSnapshot, SnapshotChunk, SnapshotMeta};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -40,6 +40,10 @@ pub struct Snapshots {
     receiver: SnapshotReceiver,
     /// Follower: a snapshot the core accepted, for the apply thread to load.
     pending_install: Mutex<Option<SnapshotMeta>>,
+    /// Follower: the snapshot the core accepted last, held until loaded so
+    /// that a newer stream committed meanwhile (which makes it obsolete on
+    /// disk) cannot delete it from under the install.
+    accepted: Mutex<Option<Arc<SnapshotHandle>>>,
     wake_tx: Sender<()>,
     wake_rx: Mutex<Option<Receiver<()>>>,
     /// Serialises snapshot taking (thread vs. apply thread vs. an explicit call).
@@ -53,6 +57,7 @@ impl Snapshots {
             receiver: SnapshotReceiver::new(store.clone(), MAX_SNAPSHOT_BYTES),
             store,
             pending_install: Mutex::new(None),
+            accepted: Mutex::new(None),
             wake_tx,
             wake_rx: Mutex::new(Some(wake_rx)),
             taking: Mutex::new(()),
@@ -181,13 +186,25 @@ impl Node {
                 let meta = received.snapshot.meta().clone();
                 failpoint(self, "install-received");
                 tracing::info!(node = %self.id, leader = %from, index = meta.last_index, "snapshot received");
+                let index = meta.last_index;
                 let msg = Message::InstallSnapshot(InstallSnapshot {
                     term: received.term,
                     leader: received.leader,
                     meta: Some(meta),
                 });
-                if let Err(why) = self.with_core(|core| core.step(from, msg)) {
-                    tracing::warn!(node = %self.id, peer = %from, reason = %why, "refused a snapshot");
+                let now_us = super::monotonic_us();
+                let stepped = self.with_core(|core| {
+                    core.set_monotonic(now_us);
+                    let stepped = core.step(from, msg);
+                    // Before this call's Ready reaches the log writer, so
+                    // before the apply thread can look for it.
+                    if core.pending_install() == Some(index) {
+                        *self.snapshots.accepted.lock() = Some(received.snapshot.clone());
+                    }
+                    stepped
+                });
+                if let Err(why) = stepped {
+                    self.log_refusal(from, &why);
                 }
             }
             Err(e) => tracing::warn!(node = %self.id, peer = %from, error = %e, "dropped a snapshot stream"),
@@ -207,31 +224,48 @@ impl Node {
         let Some(meta) = self.snapshots.pending_install.lock().take() else {
             return Ok(());
         };
-        let snapshot = match self.snapshots.store.latest() {
-            Some(s) if s.index() == meta.last_index => s,
-            // A newer snapshot arrived meanwhile. Beyond the commit index its
-            // own install follows; within it, it is committed state to load now.
-            Some(s) if s.index() > meta.last_index => {
-                if s.index() > self.inspect(|core| core.commit()) {
-                    return Ok(());
-                }
-                s
-            }
-            other => {
-                return Err(Error::Internal(format!(
-                    "snapshot {} to install is gone (latest: {:?})",
-                    meta.last_index,
-                    other.map(|s| s.index())
-                )))
-            }
+        let accepted = self.snapshots.accepted.lock().clone();
+        let latest = self.snapshots.store.latest();
+        let commit = self.inspect(|core| core.commit());
+        let Some(snapshot) = snapshot_for_install(meta.last_index, accepted, latest, commit)? else {
+            // Looked at again on the apply thread's next turn (unless a
+            // newer install took its place meanwhile).
+            self.snapshots.pending_install.lock().get_or_insert(meta);
+            return Ok(());
         };
         let index = snapshot.index();
         if self.state_machine.applied_index()? < index {
             self.state_machine.snapshot_load(&snapshot.data_dir(), index)?;
         }
         self.with_core(|core| core.on_snapshot_installed(index));
+        let _ = self.snapshots.accepted.lock().take_if(|s| s.index() <= index);
         tracing::info!(node = %self.id, index, "snapshot installed");
         Ok(())
+    }
+}
+
+/// Which snapshot loads the install the core waits for at `pending`: the
+/// one the core accepted (held for this), else the latest on disk if it is
+/// that one, or a newer one within the commit index (committed state, which
+/// the core's install point is below). `None`: not yet: a newer snapshot
+/// beyond the commit index is loaded once the log has caught up with it,
+/// unless its own install replaces this one first.
+fn snapshot_for_install(
+    pending: u64,
+    accepted: Option<Arc<SnapshotHandle>>,
+    latest: Option<Arc<SnapshotHandle>>,
+    commit: u64,
+) -> Result<Option<Arc<SnapshotHandle>>> {
+    if let Some(s) = accepted.filter(|s| s.index() == pending) {
+        return Ok(Some(s));
+    }
+    match latest {
+        Some(s) if s.index() == pending => Ok(Some(s)),
+        Some(s) if s.index() > pending => Ok((s.index() <= commit).then_some(s)),
+        other => Err(Error::Internal(format!(
+            "snapshot {pending} to install is gone (latest: {:?})",
+            other.map(|s| s.index())
+        ))),
     }
 }
 
@@ -257,5 +291,59 @@ fn failpoint(node: &Node, name: &str) {
     if node.opts.crash_at.as_deref() == Some(name) {
         tracing::error!(node = %node.id, failpoint = name, "crashing at a test failpoint");
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_index: index,
+            last_term: 1,
+            ..Default::default()
+        }
+    }
+
+    fn commit(store: &SnapshotStore, index: u64) -> Arc<SnapshotHandle> {
+        let staging = store.stage("test").unwrap();
+        std::fs::write(staging.data_dir().join("state"), index.to_string()).unwrap();
+        store.commit(staging, meta(index)).unwrap()
+    }
+
+    /// Issue 20, item 3: snapshot 100 was accepted by the core; before the
+    /// apply thread loaded it, a stream of snapshot 150 was committed to the
+    /// store and then refused by the core (its term had moved). The install
+    /// of 100 must still load (from the files the core accepted), not wait
+    /// for an install of 150 that never comes: the node would never apply again.
+    #[test]
+    fn the_snapshot_the_core_accepted_loads_though_a_newer_refused_one_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        let accepted = commit(&store, 100);
+        let newer = commit(&store, 150);
+        assert_eq!(store.latest().unwrap().index(), 150);
+        let chosen = snapshot_for_install(100, Some(accepted), store.latest(), 100).unwrap();
+        let chosen = chosen.expect("the accepted snapshot is loaded now");
+        assert_eq!(chosen.index(), 100);
+        let state = std::fs::read_to_string(chosen.data_dir().join("state")).unwrap();
+        assert_eq!(state, "100", "its files are still there");
+        // Without the held snapshot (after a restart, say), the newer one is
+        // loaded once the log has caught up with it, and not before.
+        assert!(snapshot_for_install(100, None, Some(newer.clone()), 149)
+            .unwrap()
+            .is_none());
+        let later = snapshot_for_install(100, None, Some(newer), 150).unwrap();
+        assert_eq!(later.map(|s| s.index()), Some(150));
+    }
+
+    #[test]
+    fn an_install_whose_snapshot_is_gone_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        let older = commit(&store, 50);
+        assert!(snapshot_for_install(100, None, Some(older), 100).is_err());
+        assert!(snapshot_for_install(100, None, None, 100).is_err());
     }
 }

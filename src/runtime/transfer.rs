@@ -29,6 +29,8 @@ struct State {
     waiting: Vec<Waiter>,
     /// The core's transfer as last seen, to tell when one ends.
     active: Option<String>,
+    /// Set by [`TransferWaiters::fail_all`]: nobody waits after it.
+    closed: bool,
 }
 
 /// Thread-safe list of callers waiting for a transfer; short, since one runs at a time.
@@ -58,13 +60,24 @@ pub fn transfer_timeout(opts: &Options) -> Duration {
 
 impl TransferWaiters {
     /// Waits for the transfer to `target`; answered by a later [`settle`](Self::settle).
-    pub fn wait(&self, target: String, deadline: Instant, done: Completion) {
-        self.state.lock().waiting.push(Waiter {
+    /// `Err`: closed (the node closes or failed), for the caller to answer.
+    pub fn wait(
+        &self,
+        target: String,
+        deadline: Instant,
+        done: Completion,
+    ) -> std::result::Result<(), Completion> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(done);
+        }
+        st.waiting.push(Waiter {
             target,
             deadline,
             done,
         });
         self.busy.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Called with the core locked after every core call: takes the waiters
@@ -115,8 +128,14 @@ impl TransferWaiters {
         }
     }
 
+    /// Answers every waiter with `err`, and closes: nobody waits after it.
     pub fn fail_all(&self, err: &Error) {
-        for w in std::mem::take(&mut self.state.lock().waiting) {
+        let all = {
+            let mut st = self.state.lock();
+            st.closed = true;
+            std::mem::take(&mut st.waiting)
+        };
+        for w in all {
             (w.done)(Err(err.clone()));
         }
     }
@@ -155,10 +174,10 @@ impl Node {
         let deadline = deadline.min(Instant::now() + transfer_timeout(&self.opts));
         // Registered under the core lock: the dispatch of this very call settles it.
         let refused = self.with_core(|core| match core.transfer_leader(&target) {
-            Ok(()) => {
-                self.transfers.wait(target.clone(), deadline, done);
-                None
-            }
+            Ok(()) => match self.transfers.wait(target.clone(), deadline, done) {
+                Ok(()) => None,
+                Err(done) => Some((done, self.unusable())),
+            },
             Err(e) => Some((done, transfer_error(e))),
         });
         if let Some((done, e)) = refused {
@@ -173,7 +192,9 @@ impl Node {
     pub(super) fn hold_back(&self, pending: Vec<PendingCommand>) {
         let now = Instant::now();
         let (late, keep): (Vec<_>, Vec<_>) = pending.into_iter().partition(|c| c.deadline <= now);
-        self.proposals.put_back(keep);
+        for cmd in self.proposals.put_back(keep) {
+            (cmd.done)(Err(self.unusable()));
+        }
         for cmd in late {
             (cmd.done)(Err(Error::NoLeader(
                 "leadership was being transferred; the command was not applied".into(),
