@@ -14,6 +14,7 @@ use super::server::PROTOCOL_VERSION;
 use crate::wire::Handshake;
 use parking_lot::RwLock;
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 /// This node's side of every handshake. Thread-safe; updated by the node
 /// whenever its configuration changes.
@@ -51,6 +52,13 @@ impl Identity {
 
     pub fn uid(&self) -> String {
         self.state.read().uid.clone()
+    }
+
+    /// The members of the configuration in force, as addresses: under TLS,
+    /// a certificate that names only an IP is refused where two of them share it.
+    pub fn member_addrs(&self) -> Vec<SocketAddr> {
+        let s = self.state.read();
+        s.members.iter().filter_map(|m| m.parse().ok()).collect()
     }
 
     /// The handshake this node sends as `from`.

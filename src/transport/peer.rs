@@ -77,7 +77,7 @@ pub struct PeerConfig {
     pub snapshot_chunk_bytes: usize,
     /// Pace of a snapshot stream, chunk framing included; 0: unlimited.
     pub snapshot_bytes_per_sec: u64,
-    /// Mutual TLS: the peer's certificate must chain to the CA and name its address.
+    /// Mutual TLS: the peer's certificate must chain to the CA and speak for the peer.
     pub tls: Option<Arc<TlsConfig>>,
 }
 
@@ -708,7 +708,7 @@ fn connect(cfg: &PeerConfig) -> Result<Stream, ConnectError> {
     // Only the handshakes are read blocking; afterwards reads never wait.
     sock.set_read_timeout(Some(cfg.connect_timeout))?;
     let mut stream = match &cfg.tls {
-        Some(tls) => Stream::tls_client(sock, tls, peer.ip()).map_err(ConnectError::Tls)?,
+        Some(tls) => Stream::tls_client(sock, tls, peer, &cfg.identity).map_err(ConnectError::Tls)?,
         None => Stream::plain(sock),
     };
     let hello = cfg.identity.hello(&cfg.my_id);

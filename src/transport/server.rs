@@ -19,7 +19,7 @@
 
 use super::frame::{body_to_message, read_frame, write_frame, FrameError};
 use super::stream::Stream;
-use super::tls::{names_address, TlsConfig};
+use super::tls::TlsConfig;
 use super::Handler;
 use super::Identity;
 use crate::wire::{frame::Body, HandshakeAck, Pong};
@@ -54,8 +54,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// A connection silent for this long is closed (peers send pings when idle).
     pub idle_timeout: Duration,
-    /// Mutual TLS: only peers whose certificate chains to the CA and names
-    /// the member they claim to be are served.
+    /// Mutual TLS: only peers whose certificate chains to the CA and speaks
+    /// for the member they claim to be are served.
     pub tls: Option<Arc<TlsConfig>>,
 }
 
@@ -351,7 +351,8 @@ fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, Stri
         Ok(other) => return Err(format!("expected a handshake, got {other:?}")),
         Err(e) => return Err(e.to_string()),
     };
-    let refusal = certificate_refusal(stream, &hs.from).or_else(|| shared.cfg.identity.refusal(&hs));
+    let refusal =
+        certificate_refusal(stream, &hs.from, &shared.cfg).or_else(|| shared.cfg.identity.refusal(&hs));
     let ack = HandshakeAck {
         accepted: refusal.is_none(),
         reason: refusal.clone().unwrap_or_default(),
@@ -363,21 +364,18 @@ fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, Stri
     }
 }
 
-/// Under TLS, the certificate must name the member the handshake speaks for.
-fn certificate_refusal(stream: &Stream, from: &str) -> Option<String> {
-    if !stream.is_tls() {
-        return None;
-    }
+/// Under TLS, the certificate must speak for the member the handshake
+/// claims, among the members of our configuration (see [`TlsConfig::refusal`]).
+fn certificate_refusal(stream: &Stream, from: &str, cfg: &ServerConfig) -> Option<String> {
+    let tls = cfg.tls.as_ref().filter(|_| stream.is_tls())?;
     let Ok(addr) = from.parse::<SocketAddr>() else {
         return Some(format!("{from:?} is no member address"));
     };
-    match stream.peer_certificate() {
-        Some(cert) if names_address(cert, addr.ip()) => None,
-        _ => Some(format!(
-            "the certificate presented does not name {} (claimed member {from})",
-            addr.ip()
-        )),
-    }
+    let Some(cert) = stream.peer_certificate() else {
+        return Some(format!("no certificate presented (claimed member {from})"));
+    };
+    tls.refusal(cert, addr, &cfg.identity.member_addrs())
+        .map(|why| format!("{why} (claimed member {from})"))
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 //! between writes.
 
 use super::tls::TlsConfig;
+use super::Identity;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConnection, Connection, ServerConnection};
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 
 /// Reads per wake-up when draining what the peer sent: a peer cannot keep the worker reading forever.
 const MAX_DRAIN_READS: usize = 64;
@@ -46,12 +47,30 @@ impl Stream {
         }
     }
 
-    /// TLS as the dialing side: `peer_ip` must be named by the peer's certificate.
-    /// Blocks for the handshake within the socket's timeouts.
-    pub fn tls_client(sock: TcpStream, cfg: &TlsConfig, peer_ip: IpAddr) -> io::Result<Stream> {
-        let conn =
-            ClientConnection::new(cfg.client(), ServerName::IpAddress(peer_ip.into())).map_err(tls_error)?;
-        Self::handshake(sock, Connection::Client(conn))
+    /// TLS as the dialing side, to `member`: the peer's certificate must
+    /// speak for it among the members of `identity`'s configuration (see
+    /// [`TlsConfig::refusal`]), or the connection is dropped before a byte
+    /// of it is written or read. Blocks for the handshake within the socket's timeouts.
+    pub fn tls_client(
+        sock: TcpStream,
+        cfg: &TlsConfig,
+        member: SocketAddr,
+        identity: &Identity,
+    ) -> io::Result<Stream> {
+        let conn = ClientConnection::new(cfg.client(), ServerName::IpAddress(member.ip().into()))
+            .map_err(tls_error)?;
+        let stream = Self::handshake(sock, Connection::Client(conn))?;
+        let refusal = match stream.peer_certificate() {
+            Some(cert) => cfg.refusal(cert, member, &identity.member_addrs()),
+            None => Some("no certificate presented".to_string()),
+        };
+        match refusal {
+            None => Ok(stream),
+            Some(why) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("TLS: {why} (the member dialed)"),
+            )),
+        }
     }
 
     /// TLS as the serving side: the peer must present a certificate from the CA.
