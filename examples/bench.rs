@@ -77,8 +77,9 @@ fn parse_args() -> Args {
 }
 
 fn start_cluster(n: usize, dir: &std::path::Path, lease: bool, tls: bool) -> Vec<Floyd> {
-    // A CA and one certificate for 127.0.0.1, shared by every node.
-    let tls = tls.then(|| certs::Ca::new(dir, "tls").member("member", "127.0.0.1", false));
+    // A CA, and a certificate for each node naming it (floyd://127.0.0.1:port):
+    // the nodes share an IP, so one naming only the IP would be refused.
+    let ca = tls.then(|| certs::Ca::new(dir, "tls"));
     let holds: Vec<_> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -95,7 +96,9 @@ fn start_cluster(n: usize, dir: &std::path::Path, lease: bool, tls: bool) -> Vec
         .map(|(i, p)| {
             let mut opts = Options::new(&members, "127.0.0.1", *p, dir.join(format!("n{i}")));
             opts.lease_reads = lease;
-            opts.tls = tls.clone();
+            opts.tls = ca
+                .as_ref()
+                .map(|ca| ca.member_of(&format!("n{i}"), [format!("127.0.0.1:{p}")]));
             Floyd::open(opts).expect("open")
         })
         .collect()
