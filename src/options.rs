@@ -119,9 +119,11 @@ pub struct Options {
     /// than the cluster cannot grow memory without bound.
     pub max_async_in_flight: usize,
     /// Mutual TLS between members (default off). With it, a member serves
-    /// and dials only peers whose certificate chains to the CA and names,
-    /// as an IP subjectAltName, the member address they speak for; every
-    /// member of the cluster needs it. Without it, peer traffic (Raft
+    /// and dials only peers whose certificate chains to the CA and speaks
+    /// for the member they are: it names the member's IP as an IP
+    /// subjectAltName and its address as a URI subjectAltName
+    /// `floyd://ip:port` (a certificate naming only the IP is accepted only
+    /// where no other member shares that IP); every member of the cluster needs it. Without it, peer traffic (Raft
     /// messages, forwarded commands, snapshots) is neither authenticated nor
     /// encrypted and must stay on a trusted network. Read once, at open.
     pub tls: Option<TlsFiles>,

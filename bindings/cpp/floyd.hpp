@@ -423,7 +423,9 @@ struct Options {
   uint64_t max_async_in_flight;
   // (floyd) Mutual TLS between members (PEM paths; all empty: off). With it a
   // member talks only to peers whose certificate chains to tls_ca_path and
-  // names, as an IP subjectAltName, the member address they speak for.
+  // speaks for the member they are: it names the member's IP as an IP
+  // subjectAltName and its address as a URI subjectAltName floyd://ip:port
+  // (one naming only the IP is accepted only where no other member shares it).
   // Without it, peer traffic is unauthenticated: keep it on a trusted network.
   std::string tls_ca_path;
   std::string tls_cert_path;

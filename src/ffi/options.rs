@@ -373,13 +373,16 @@ pub unsafe extern "C" fn floyd_options_set_log_keep_files(opts: *mut floyd_optio
 }
 
 /// Mutual TLS between members (default off): with it, this member serves and dials only
-/// peers whose certificate chains to the CA in `ca_pem_path` and names, as an IP
-/// subjectAltName, the member address they speak for. Every member of the cluster needs it.
+/// peers whose certificate chains to the CA in `ca_pem_path` and speaks for the member they
+/// are: it names the member's IP as an IP subjectAltName and its address as a URI
+/// subjectAltName `floyd://ip:port` (a certificate naming only the IP is accepted only where
+/// no other member shares that IP). Every member of the cluster needs it.
 /// `cert_pem_path` holds this member's certificate (then any intermediates) and
 /// `key_pem_path` its private key. The files are read by `floyd_open`, which fails with
 /// FLOYD_INVALID_ARGUMENT and a message if one is unreadable, invalid, expired, not from the
-/// CA, or does not name `local_ip`. All three NULL turns TLS off again. Without TLS, peer
-/// traffic is unauthenticated and unencrypted: keep it on a trusted network.
+/// CA, or does not speak for this member (`local_ip`, `local_port`) among `members`. All
+/// three NULL turns TLS off again. Without TLS, peer traffic is unauthenticated and
+/// unencrypted: keep it on a trusted network.
 ///
 /// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
 /// Ownership: `opts` and the paths (NUL-terminated) are borrowed; the paths are copied.

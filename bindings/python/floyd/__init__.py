@@ -311,8 +311,10 @@ class Floyd:
 
     ``tls=(ca_pem_path, cert_pem_path, key_pem_path)`` turns on mutual TLS
     between members: a member then talks only to peers whose certificate
-    chains to the CA and names, as an IP subjectAltName, the member address
-    they speak for. Without it, peer traffic is unauthenticated and must
+    chains to the CA and speaks for the member they are (it names the
+    member's IP as an IP subjectAltName and its address as a URI
+    subjectAltName ``floyd://ip:port``; one naming only the IP is accepted
+    only where no other member shares that IP). Without it, peer traffic is unauthenticated and must
     stay on a trusted network.
     """
 
