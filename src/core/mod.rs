@@ -453,11 +453,13 @@ impl RaftCore {
             }
             // A lone voter has no leader to hear from: no reason to wait.
             let alone = self.is_voter() && self.membership().voters.len() == 1;
-            // Ticks that were due before the leader's last message may run
-            // after it (a late runtime catching up): time decides too.
-            let timed_out =
-                self.election_elapsed >= self.randomized_election_ticks && !self.in_lease_lockout();
-            if alone || timed_out {
+            let timed_out = self.election_elapsed >= self.randomized_election_ticks;
+            // But with lease reads, not before its lockout has passed, timed
+            // from its leader's last message: ticks that were due before it
+            // may run after it (a late runtime catching up), and a voter left
+            // alone by a configuration not yet committed still holds up the
+            // lease of the leader that sent it (which counts its answers).
+            if (alone || timed_out) && !self.in_lease_lockout() {
                 self.election_elapsed = 0;
                 self.campaign();
             }

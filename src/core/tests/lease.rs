@@ -244,3 +244,39 @@ fn section6_4_1_a_burst_of_late_ticks_after_an_ack_does_not_let_a_rival_win_insi
     assert!(net.leaders().iter().any(|(n, _)| n == "n2" || n == "n3"));
     assert_eq!(net.core("n1").lease_read_index(10_100 + lockout_us), None);
 }
+
+/// Found by the simulation's lease check (issue 20, item 1): a leader
+/// removing itself leaves one voter in the configuration it appended. That
+/// voter, alone in it, used to campaign at once and win term + 1, while the
+/// removed leader, whose lease rests on that voter's answers, still served
+/// reads on it. Alone or not, a voter waits out its lockout.
+#[test]
+fn section6_4_1_a_voter_left_alone_by_an_uncommitted_removal_waits_out_the_lease() {
+    let mut net = Net::new(2, |c| {
+        c.lease_us = LEASE_US;
+        c.lockout_us = 2 * LEASE_US;
+    });
+    for n in ["n1", "n2"] {
+        net.core_mut(n).boot_quiet = false;
+    }
+    net.elect("n1");
+    net.deliver_all();
+    heartbeat_at(&mut net, 10_000);
+    net.core_mut("n2").set_monotonic(10_050);
+    net.deliver_all();
+    assert!(net.core("n1").lease_read_index(10_100).is_some());
+    // n1 removes itself; n2 gets the entry (and with it the configuration
+    // {n2}), its answer is lost: nothing commits.
+    net.change("n1", ConfChange::RemoveServer(id(1))).unwrap();
+    net.deliver_where(|from, _| from == "n1");
+    net.queue.clear();
+    assert_eq!(net.core("n2").membership().voters.len(), 1);
+    assert!(net.core("n1").lease_read_index(10_100).is_some(), "n1 leads on its lease");
+    net.core_mut("n2").set_monotonic(10_100);
+    net.tick("n2");
+    assert_ne!(net.core("n2").role(), Role::Leader, "inside n1's lease");
+    net.core_mut("n2").set_monotonic(10_050 + 2 * LEASE_US);
+    net.tick("n2");
+    assert_eq!(net.core("n2").role(), Role::Leader, "once the lockout has passed");
+    assert_eq!(net.core("n1").lease_read_index(10_050 + 2 * LEASE_US), None);
+}
