@@ -32,6 +32,13 @@
 //! ReadIndex; a read is served once its node applied the confirmed index,
 //! and must see every write committed before it began (linearizability).
 //!
+//! Every node has its own clock, a little fast or slow, and now and then
+//! nodes are held up (their ticks come late, all at once, while they keep
+//! receiving messages), as a late primary thread is (see `model/clock.rs`).
+//! Most seeds with check-quorum turn lease reads on: a leader then serves
+//! reads on its lease, and after every step no node may lead a later term
+//! while a leader's lease holds (dissertation §6.4.1).
+//!
 //! After every step a [`Checker`] verifies the invariants of
 //! `raft-acceptance.md` that apply to the core (election safety, log
 //! matching, leader completeness, state machine safety, committed entries
@@ -148,6 +155,11 @@ fn simulation_random_seeds() {
             assert!(
                 total.reads_served > 0 && total.reads_waited > 0,
                 "no read served, or none waited for its index: {total:?}"
+            );
+            // Lease reads were served, and nodes woke late and took their ticks at once.
+            assert!(
+                total.reads_on_lease > 0 && total.late_bursts > 0,
+                "no lease read, or no late burst of ticks: {total:?}"
             );
         }
     }

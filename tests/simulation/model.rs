@@ -165,6 +165,10 @@ pub(crate) struct Stats {
     pub(crate) reads_served: usize,
     pub(crate) reads_failed: usize,
     pub(crate) reads_waited: usize,
+    /// Reads a leader served on its lease (lease seeds), and nodes that
+    /// took the ticks they missed at once (see `clock.rs`).
+    pub(crate) reads_on_lease: usize,
+    pub(crate) late_bursts: usize,
     pub(crate) reads_dropped: usize,
     pub(crate) reads_unanswered: usize,
 }
@@ -204,6 +208,8 @@ impl Stats {
         self.reads_served += s.reads_served;
         self.reads_failed += s.reads_failed;
         self.reads_waited += s.reads_waited;
+        self.reads_on_lease += s.reads_on_lease;
+        self.late_bursts += s.late_bursts;
         self.reads_dropped += s.reads_dropped;
         self.reads_unanswered += s.reads_unanswered;
     }
@@ -243,6 +249,8 @@ struct Sim {
     next_payload: u64,
     /// Clients' reads in progress (see `model/reads.rs`).
     reads: reads::Reads,
+    /// Every node's clock, and the nodes held up (see `model/clock.rs`).
+    clocks: clock::Clocks,
     violation: Option<String>,
     trace: VecDeque<String>,
     /// `FLOYD_SIM_TRACE=1`: print every event as it happens.
@@ -265,6 +273,7 @@ macro_rules! trace {
 }
 
 // Declared after `trace!`, so that they can use it.
+mod clock;
 mod driver;
 mod faults;
 mod membership;
@@ -342,6 +351,7 @@ impl Sim {
         let max_entries = rng.random_range(1..=8);
         let pre_vote = rng.random_bool(0.8);
         let check_quorum = rng.random_bool(0.7);
+        let lease_reads = check_quorum && rng.random_bool(0.6);
         let nodes = names
             .iter()
             .enumerate()
@@ -363,6 +373,9 @@ impl Sim {
                 cfg.max_bytes_per_message = 256;
                 cfg.pre_vote = pre_vote;
                 cfg.check_quorum = check_quorum;
+                if lease_reads {
+                    clock::lease_settings(&mut cfg);
+                }
                 let core = RaftCore::new(cfg.clone(), Restored::default(), node_seed(seed, i, 0));
                 SimNode {
                     id: id.clone(),
@@ -387,6 +400,7 @@ impl Sim {
         let duplication = rng.random_range(0.0..0.05);
         let crash_rate = rng.random_range(0.0005..0.003);
         let snapshot_rate = Sim::snapshot_rate(&mut rng);
+        let clocks = clock::Clocks::new(&mut rng, n + spares);
         Sim {
             seed,
             rng,
@@ -410,6 +424,7 @@ impl Sim {
             acked: Vec::new(),
             next_payload: 0,
             reads: reads::Reads::new(n + spares),
+            clocks,
             violation: None,
             trace: VecDeque::new(),
             verbose: std::env::var_os("FLOYD_SIM_TRACE").is_some(),
@@ -528,6 +543,8 @@ impl Sim {
             self.vote_request = Some((m.to, from.clone(), may_get_vote(core, r)));
         }
         let msg = std::mem::replace(&mut m.msg, Message::InstallSnapshot(Default::default()));
+        self.read_clock(m.to);
+        let core = self.nodes[m.to].core.as_mut().unwrap();
         let result = core.step(&from, msg);
         self.report_stream(&m, true);
         let core = self.nodes[m.to].core.as_mut().unwrap();

@@ -61,6 +61,7 @@ impl Sim {
             node.last_commit = s.commit;
         }
         self.check_membership(&mut verdicts);
+        verdicts.push(self.check_leases());
         for v in verdicts {
             self.note(v);
         }
@@ -80,14 +81,8 @@ impl Sim {
                     self.deliver_one();
                 }
             }
-            // Tick every live node (a node now and then misses a tick: clock drift).
-            500..=579 => {
-                for &i in &live {
-                    if self.rng.random_bool(0.9) {
-                        self.nodes[i].core.as_mut().unwrap().tick();
-                    }
-                }
-            }
+            // A tick period passes (see `clock.rs`).
+            500..=579 => self.tick_period(false),
             // Persist some pending Readies of one node.
             580..=729 => {
                 let with_pending: Vec<usize> = live
@@ -162,9 +157,7 @@ impl Sim {
     /// application run until the network is quiet.
     fn calm_round(&mut self) {
         self.step += 1;
-        for i in self.live() {
-            self.nodes[i].core.as_mut().unwrap().tick();
-        }
+        self.tick_period(true);
         let mut budget = 100_000;
         loop {
             for i in 0..self.nodes.len() {

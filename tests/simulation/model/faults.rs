@@ -23,6 +23,7 @@ impl Sim {
         node.incarnation += 1;
         self.stats.crashes += 1;
         self.drop_reads(i);
+        self.forget_held(i);
         trace!(self, "{} crashed", self.nodes[i].id);
     }
 
@@ -70,6 +71,7 @@ impl Sim {
         };
         node.core = Some(core);
         let id = node.id.clone();
+        self.read_clock(i);
         if (s.role, s.term, &s.vote, &s.leader) != (Role::Follower, hs.term, &hs.vote, &None) {
             self.note(Err(format!("{id} restarted as {s:?} from {hs:?}")));
         }

@@ -31,6 +31,9 @@ const READ_RATE: f64 = 0.03;
 struct Asked {
     node: usize,
     floor: u64,
+    /// The step it was asked at: a leader's read confirmed in the same step
+    /// was served on its lease, without a round.
+    step: usize,
 }
 
 /// A read confirmed, waiting for its node to apply `index`.
@@ -93,7 +96,10 @@ impl Sim {
             // The bug: read the local state machine without asking the core.
             return self.serve(i, ctx, floor);
         }
-        self.reads.asked.insert(ctx, Asked { node: i, floor });
+        let step = self.step;
+        self.reads.asked.insert(ctx, Asked { node: i, floor, step });
+        // A leader may serve it on its lease: at the time of its clock.
+        self.read_clock(i);
         self.nodes[i].core.as_mut().unwrap().read_index(ctx);
     }
 
@@ -132,7 +138,13 @@ impl Sim {
     fn answered(&mut self, i: usize, ctx: u64) -> Option<u64> {
         let asked = self.reads.asked.remove(&ctx);
         match asked {
-            Some(a) if a.node == i => Some(a.floor),
+            Some(a) if a.node == i => {
+                let core = self.nodes[i].core.as_ref().unwrap();
+                if a.step == self.step && core.config().lease_us > 0 && core.membership().voters.len() > 1 {
+                    self.stats.reads_on_lease += 1;
+                }
+                Some(a.floor)
+            }
             other => {
                 let asked_on = other.map(|a| self.nodes[a.node].id.clone());
                 let id = self.nodes[i].id.clone();
