@@ -95,15 +95,16 @@ struct ParkedInner {
 }
 
 impl Parked {
-    /// `Err`: closed, the command is the caller's to answer.
-    fn park(&self, op: Command, wait: Wait) -> std::result::Result<(), Command> {
+    /// `Some`: closed, the command comes back, the caller's to answer.
+    #[must_use]
+    fn park(&self, op: Command, wait: Wait) -> Option<Command> {
         let mut inner = self.inner.lock();
         if inner.closed {
-            return Err(op);
+            return Some(op);
         }
         inner.waiting.push((op, wait));
         self.any.store(true, Ordering::Release);
-        Ok(())
+        None
     }
 
     /// `Err`: closed, nobody is left to hand the answer over.
@@ -355,8 +356,8 @@ impl Node {
     fn park(&self, op: Command, wait: Wait) {
         match self.parked.park(op, wait) {
             // The primary thread looks at parked commands when it wakes.
-            Ok(()) => self.wake_primary(),
-            Err(op) => (op.done)(Err(self.unusable())),
+            None => self.wake_primary(),
+            Some(op) => (op.done)(Err(self.unusable())),
         }
     }
 
@@ -393,7 +394,7 @@ impl Node {
                     )),
                 };
                 (op.done)(Err(err));
-            } else if let Err(op) = self.parked.park(op, wait) {
+            } else if let Some(op) = self.parked.park(op, wait) {
                 // (Not `park`: waking this very thread would spin it.)
                 (op.done)(Err(self.unusable()));
             }

@@ -271,7 +271,10 @@ fn section6_4_1_a_voter_left_alone_by_an_uncommitted_removal_waits_out_the_lease
     net.deliver_where(|from, _| from == "n1");
     net.queue.clear();
     assert_eq!(net.core("n2").membership().voters.len(), 1);
-    assert!(net.core("n1").lease_read_index(10_100).is_some(), "n1 leads on its lease");
+    assert!(
+        net.core("n1").lease_read_index(10_100).is_some(),
+        "n1 leads on its lease"
+    );
     net.core_mut("n2").set_monotonic(10_100);
     net.tick("n2");
     assert_ne!(net.core("n2").role(), Role::Leader, "inside n1's lease");
