@@ -186,8 +186,11 @@ typedef void (*floyd_log_callback_t)(void *user_data, int level, const char *msg
  * `user_data` until it calls `destroy`.
  *
  * Every callback runs on the node's apply thread, one at a time, never two
- * at once (`destroy`, and an `on_leader_stop` at close, run on the thread
- * that calls `floyd_close`, after the apply thread has stopped). A callback
+ * at once, with two exceptions: at open, `snapshot_load` of the latest
+ * snapshot runs on the thread calling `floyd_open_with_state_machine`,
+ * before the apply thread starts; `destroy`, and an `on_leader_stop` at
+ * close, run on the thread that calls `floyd_close`, after the apply
+ * thread has stopped. A callback
  * must not call into the same `floyd_t` (that deadlocks) and should not
  * block for long: nothing is applied, and no proposer answered, while it
  * runs. Every replica applies the same commands in the same order, so

@@ -268,7 +268,10 @@ inline bool HasNul(const std::string& s) { return s.find('\0') != std::string::n
 // node with Floyd::open_with_state_machine; floyd then owns the object and
 // deletes it when the node is closed (or when opening fails).
 //
-// The methods run on the node's apply thread, one at a time; they must not
+// The methods run on the node's apply thread, one at a time (but at open,
+// snapshot_load of the latest snapshot runs on the thread calling
+// Floyd::open_with_state_machine, before the apply thread starts; at close,
+// on_leader_stop and the destructor run on the closing thread); they must not
 // call the Floyd that runs them (that deadlocks) and should not block for
 // long. apply must be deterministic: the same state and command give the
 // same state and answer on every node. floyd keeps no state of the machine

@@ -23,9 +23,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A state machine of the user's own, replicated by floyd. Called only from the node's apply thread (one call at a time).
-/// (At close, a last `on_leader_stop` and the drop run on the closing
-/// thread, once the apply thread has stopped.)
+/// A state machine of the user's own, replicated by floyd. Called from the
+/// node's apply thread, one call at a time, but for two exceptions: at open,
+/// `snapshot_load` of the latest snapshot runs on the opening thread, before
+/// the apply thread starts; at close, a last `on_leader_stop` and the drop
+/// run on the closing thread, once the apply thread has stopped.
 ///
 /// Every replica applies the same commands in the same order, so every
 /// callback must be deterministic: the same state and command give the

@@ -1,8 +1,10 @@
 """User-defined state machines: the StateMachine base class, and the C
 callbacks (floyd_state_machine_t) that run one.
 
-The callbacks run on the node's apply thread, holding the GIL while Python
-code runs. No exception ever reaches the library: one raised by ``apply`` is a
+The callbacks run on the node's apply thread (but at open, ``snapshot_load``
+of the latest snapshot runs on the opening thread, and at close the last
+``on_leader_stop`` on the closing one), holding the GIL while Python code
+runs. No exception ever reaches the library: one raised by ``apply`` is a
 refusal (the proposer gets StateMachineError with its message), one raised by
 ``snapshot_save``/``snapshot_load`` a failure (its traceback printed), one
 raised by the leadership methods is reported through ``sys.unraisablehook``
@@ -51,7 +53,8 @@ class StateMachine:
 
     Every node applies the same commands in the same order, so ``apply`` must
     be deterministic (no clocks, randomness or outside state). Methods run on
-    the node's apply thread, one at a time, and must not call the node that
+    the node's apply thread, one at a time (at open, ``snapshot_load`` of the
+    latest snapshot on the opening thread), and must not call the node that
     runs them (such calls raise RuntimeError). floyd keeps no state of the
     machine on disk: at every open it calls ``snapshot_load`` with the latest
     snapshot, if there is one, then ``apply`` for every later command, so the
