@@ -28,13 +28,15 @@ pub struct Cluster {
     ports: Vec<u16>,
     /// Node `i`'s TLS files, when the members talk over mutual TLS.
     tls: Option<Vec<floyd::TlsFiles>>,
+    /// Whether leaders serve GET on their lease (`--lease-reads`).
+    lease_reads: bool,
     tmp: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` raftis processes on 127.0.0.1 and waits until each answers PING.
     pub fn start(n: usize) -> Cluster {
-        Self::start_on(vec!["127.0.0.1".to_string(); n], false)
+        Self::start_on(vec!["127.0.0.1".to_string(); n], false, false)
     }
 
     /// Starts `n` raftis processes, node `i` on its own address
@@ -42,20 +44,25 @@ impl Cluster {
     /// differs for every cluster of this process, so the rules of one never
     /// touch another), and waits until each answers PING.
     pub fn start_apart(n: usize) -> Cluster {
-        Self::start_apart_with(n, false)
+        Self::start_apart_with(n, false, false)
     }
 
     /// [`Cluster::start_apart`], the members talking over mutual TLS if
-    /// `tls` (a CA made for the run, a certificate per node naming its IP).
-    pub fn start_apart_with(n: usize, tls: bool) -> Cluster {
+    /// `tls` (a CA made for the run, a certificate per node naming its IP),
+    /// leaders serving reads on their lease if `lease_reads`.
+    pub fn start_apart_with(n: usize, tls: bool, lease_reads: bool) -> Cluster {
         use std::sync::atomic::{AtomicU32, Ordering};
         static BLOCK: AtomicU32 = AtomicU32::new(1);
         let b = BLOCK.fetch_add(1, Ordering::Relaxed);
         assert!(b < 255, "out of loopback address blocks");
-        Self::start_on((0..n).map(|i| format!("127.0.{b}.{}", 11 + i)).collect(), tls)
+        Self::start_on(
+            (0..n).map(|i| format!("127.0.{b}.{}", 11 + i)).collect(),
+            tls,
+            lease_reads,
+        )
     }
 
-    fn start_on(ips: Vec<String>, tls: bool) -> Cluster {
+    fn start_on(ips: Vec<String>, tls: bool, lease_reads: bool) -> Cluster {
         let n = ips.len();
         let tmp = tempfile::tempdir().unwrap();
         let tls = tls.then(|| {
@@ -78,6 +85,7 @@ impl Cluster {
             raft,
             ports,
             tls,
+            lease_reads,
             tmp,
         };
         for i in 0..n {
@@ -110,6 +118,9 @@ impl Cluster {
                 .arg(&files[i].cert)
                 .arg("--tls-key")
                 .arg(&files[i].key);
+        }
+        if self.lease_reads {
+            cmd.arg("--lease-reads");
         }
         let child = cmd
             .args(["--members", &self.members, "--local", &self.raft[i]])
