@@ -12,6 +12,8 @@
 mod commands;
 #[path = "raftis/http.rs"]
 mod http;
+#[path = "raftis/limits.rs"]
+mod limits;
 #[path = "raftis/pipeline.rs"]
 mod pipeline;
 #[path = "raftis/resp.rs"]
@@ -21,13 +23,15 @@ mod server;
 
 use floyd::{Floyd, LogCallback, LogLevel, Options};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Instant;
 
 const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT --path DIR
               [--port 6379] [--http-port PORT] [--bind IP] [--join] [--lease-reads]
               [--max-clients 10000] [--heartbeat-us N] [--check-leader-us N] [--log-level debug|info|warn|error]
+              [--requirepass PASSWORD | --requirepass-file PATH] [--no-admin]
+              [--max-request-buffer-bytes 1073741824] [--client-output-buffer-limit 268435456]
               [--tls-ca CA.pem --tls-cert CERT.pem --tls-key KEY.pem]
   --members      every member's Raft address (with --join: the existing members)
   --local        this node's Raft address (peers connect here; peer sockets bind to its IP)
@@ -36,6 +40,16 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
   --http-port    HTTP API port (default: none)
   --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)
   --lease-reads  a leader whose lease holds serves GET without a confirmation round
+  --requirepass  clients must AUTH with this password first (Redis: AUTH [default] PASSWORD),
+                 HTTP requests must carry it (Authorization: Bearer PASSWORD, or Basic)
+  --requirepass-file  the same, read from a file (its first line), so `ps` does not show it;
+                 or set RAFTIS_REQUIREPASS in the environment
+  --no-admin     refuse FLOYD.ADDSERVER, FLOYD.REMOVESERVER, FLOYD.TRANSFER, FLOYD.DEBUG.*
+                 and POST/DELETE /-/servers on this node
+  --max-request-buffer-bytes  bound on the bytes all connections buffer for large requests
+                 together (default 1 GiB): past it a connection waits for room, unread
+  --client-output-buffer-limit  a client whose pending replies pass this many bytes is
+                 disconnected (default 256 MiB; 0: no limit)
   --tls-ca, --tls-cert, --tls-key  mutual TLS between members (PEM files; all three or none):
                  peers must hold a certificate from the CA naming their IP. Without it,
                  member traffic is unauthenticated: keep it on a trusted network.
@@ -51,13 +65,46 @@ struct Args {
     http_port: Option<u16>,
     max_clients: usize,
     fault_injection: bool,
+    password: Option<Vec<u8>>,
+    admin: bool,
+    max_request_buffer: usize,
+    output_limit: usize,
+}
+
+/// Environment variable with the password, if no flag gives it.
+const PASSWORD_ENV: &str = "RAFTIS_REQUIREPASS";
+/// Default of `--client-output-buffer-limit`.
+const DEFAULT_OUTPUT_LIMIT: usize = 256 << 20;
+
+/// The password from `--requirepass`, `--requirepass-file` or the environment.
+fn password(flag: Option<String>, file: Option<String>) -> Result<Option<Vec<u8>>, String> {
+    let pass = match (flag, file) {
+        (Some(_), Some(_)) => return Err("--requirepass and --requirepass-file exclude each other".into()),
+        (Some(p), None) => p.into_bytes(),
+        (None, Some(path)) => {
+            let text = std::fs::read(&path).map_err(|e| format!("--requirepass-file {path:?}: {e}"))?;
+            let line = text.split(|&c| c == b'\n').next().unwrap_or_default();
+            line.strip_suffix(b"\r").unwrap_or(line).to_vec()
+        }
+        (None, None) => match std::env::var_os(PASSWORD_ENV) {
+            Some(p) => p.into_encoded_bytes(),
+            None => return Ok(None),
+        },
+    };
+    if pass.is_empty() {
+        return Err("the password is empty (drop --requirepass for none)".into());
+    }
+    Ok(Some(pass))
 }
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut it = argv.iter();
     let (mut members, mut local, mut path) = (None, None, None);
     let (mut port, mut http_port, mut bind, mut join) = (6379u16, None, None, false);
-    let (mut lease_reads, mut fault_injection) = (false, false);
+    let (mut lease_reads, mut fault_injection, mut admin) = (false, false, true);
+    let (mut requirepass, mut requirepass_file) = (None, None);
+    let mut max_request_buffer = limits::DEFAULT_MAX_REQUEST_BUFFER;
+    let mut output_limit = DEFAULT_OUTPUT_LIMIT;
     let (mut tls_ca, mut tls_cert, mut tls_key) = (None, None, None);
     let (mut heartbeat, mut check_leader, mut max_clients, mut level) =
         (None, None, 10_000usize, LogLevel::Info);
@@ -76,6 +123,13 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--heartbeat-us" => heartbeat = Some(num(a, it.next())?),
             "--check-leader-us" => check_leader = Some(num(a, it.next())?),
             "--max-clients" => max_clients = num(a, it.next())?,
+            "--max-request-buffer-bytes" => max_request_buffer = num(a, it.next())?,
+            "--client-output-buffer-limit" => output_limit = num(a, it.next())?,
+            "--requirepass" => requirepass = Some(it.next().cloned().ok_or("--requirepass needs a value")?),
+            "--requirepass-file" => {
+                requirepass_file = Some(it.next().cloned().ok_or("--requirepass-file needs a value")?)
+            }
+            "--no-admin" => admin = false,
             "--log-level" => {
                 level = match it.next().map(|s| s.to_ascii_lowercase()).as_deref() {
                     Some("debug") => LogLevel::Debug,
@@ -98,6 +152,10 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if max_request_buffer == 0 {
+        return Err("--max-request-buffer-bytes must be more than 0".into());
+    }
+    let password = password(requirepass, requirepass_file)?;
     let members = members.ok_or("missing --members")?;
     let local = local.ok_or("missing --local")?;
     let path = path.ok_or("missing --path")?;
@@ -128,6 +186,10 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         http_port,
         max_clients,
         fault_injection,
+        password,
+        admin,
+        max_request_buffer,
+        output_limit,
     })
 }
 
@@ -193,7 +255,11 @@ fn main() {
     }));
     let http = args.http_port.map(|p| {
         let addr = listen_addr(&args.bind, p);
-        http::start(&addr, floyd.clone()).unwrap_or_else(|e| {
+        let access = http::Access {
+            password: args.password.clone(),
+            admin: args.admin,
+        };
+        http::start(&addr, floyd.clone(), access).unwrap_or_else(|e| {
             eprintln!("raftis: {e}");
             floyd.close();
             std::process::exit(1);
@@ -206,6 +272,11 @@ fn main() {
         started: Instant::now(),
         clients: AtomicUsize::new(0),
         fault_injection: args.fault_injection,
+        password: args.password,
+        admin: args.admin,
+        budget: limits::Budget::new(args.max_request_buffer),
+        output_limit: args.output_limit,
+        output_disconnections: AtomicU64::new(0),
     });
     let max_clients = args.max_clients;
     std::thread::Builder::new()
@@ -227,4 +298,56 @@ fn main() {
     floyd.close();
     eprintln!("raftis: node {node} closed");
     std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, String> {
+        let mut argv: Vec<String> = [
+            "--members",
+            "127.0.0.1:1",
+            "--local",
+            "127.0.0.1:1",
+            "--path",
+            "d",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        parse_args(&argv)
+    }
+
+    #[test]
+    fn the_password_comes_from_the_flag_or_the_first_line_of_a_file() {
+        let a = parse(&[]).unwrap();
+        assert!(a.admin && a.password.is_none());
+        assert_eq!(a.max_request_buffer, limits::DEFAULT_MAX_REQUEST_BUFFER);
+        assert_eq!(a.output_limit, DEFAULT_OUTPUT_LIMIT);
+        let a = parse(&["--requirepass", "pw", "--no-admin"]).unwrap();
+        assert_eq!(a.password.as_deref(), Some(&b"pw"[..]));
+        assert!(!a.admin);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from file\r\nnot this\n").unwrap();
+        let path = file.to_str().unwrap();
+        let a = parse(&["--requirepass-file", path]).unwrap();
+        assert_eq!(a.password.as_deref(), Some(&b"from file"[..]));
+        assert!(parse(&["--requirepass-file", path, "--requirepass", "x"]).is_err());
+        std::fs::write(&file, "\n").unwrap();
+        assert!(parse(&["--requirepass-file", path]).is_err(), "an empty password");
+        assert!(parse(&["--requirepass", ""]).is_err());
+        assert!(parse(&["--requirepass-file", "/no/such/file"]).is_err());
+        assert!(parse(&["--max-request-buffer-bytes", "0"]).is_err());
+        let a = parse(&[
+            "--max-request-buffer-bytes",
+            "1000",
+            "--client-output-buffer-limit",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!((a.max_request_buffer, a.output_limit), (1000, 0));
+    }
 }

@@ -1,9 +1,11 @@
 //! The Redis commands raftis understands, each mapped onto one floyd call
-//! (or a few), and floyd's errors mapped onto RESP errors.
+//! (or a few), and floyd's errors mapped onto RESP errors; AUTH and the
+//! switch that turns the admin commands off.
 
+use crate::limits::Budget;
 use crate::resp::Reply;
 use floyd::{Error, Floyd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +18,30 @@ pub struct Context {
     pub clients: AtomicUsize,
     /// `--fault-injection`: FLOYD.DEBUG.CUT is accepted.
     pub fault_injection: bool,
+    /// `--requirepass`: every command but AUTH, QUIT and HELLO needs it first.
+    pub password: Option<Vec<u8>>,
+    /// Membership, transfer and debug commands are served (no `--no-admin`).
+    pub admin: bool,
+    /// `--max-request-buffer-bytes`: what large requests reserve from.
+    pub budget: Arc<Budget>,
+    /// `--client-output-buffer-limit`: most reply bytes a connection may
+    /// have pending (0: no limit).
+    pub output_limit: usize,
+    /// Connections closed for going over `output_limit`.
+    pub output_disconnections: AtomicU64,
+}
+
+/// One connection's state.
+pub struct Session {
+    pub authenticated: bool,
+}
+
+impl Session {
+    pub fn new(ctx: &Context) -> Session {
+        Session {
+            authenticated: ctx.password.is_none(),
+        }
+    }
 }
 
 /// What to do after a command.
@@ -23,6 +49,61 @@ pub enum Outcome {
     Reply(Reply),
     /// Send the reply, then close the connection.
     Close(Reply),
+    /// The reply would take more than `--client-output-buffer-limit` bytes
+    /// (at least this many): close the connection without it.
+    Overflow(usize),
+}
+
+/// The admin commands `--no-admin` turns off (and `FLOYD.DEBUG.*`).
+const ADMIN: &[&str] = &["FLOYD.ADDSERVER", "FLOYD.REMOVESERVER", "FLOYD.TRANSFER"];
+
+fn is_admin(name: &str) -> bool {
+    ADMIN.contains(&name) || name.starts_with("FLOYD.DEBUG.")
+}
+
+/// Compares `given` with `secret` in time that depends only on `given`'s length.
+pub fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    if secret.is_empty() {
+        return given.is_empty();
+    }
+    let mut diff = u8::from(given.len() != secret.len());
+    for (i, b) in given.iter().enumerate() {
+        diff |= b ^ secret[i % secret.len()];
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// `AUTH password` or `AUTH username password`, as Redis 6 and later with
+/// only the `default` user: `-WRONGPASS` for a wrong pair (the session
+/// keeps its state, as in Redis).
+fn auth(ctx: &Context, session: &mut Session, a: &[Vec<u8>]) -> Reply {
+    let (user, pass) = match a {
+        [pass] => (None, pass),
+        [user, pass] => (Some(user.as_slice()), pass),
+        [] => return wrong_args("AUTH"),
+        _ => return Reply::err("ERR syntax error"),
+    };
+    let Some(secret) = &ctx.password else {
+        return match user {
+            None => Reply::err(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+            // The default user has no password: any one will do, as in Redis.
+            Some(b"default") => Reply::ok(),
+            Some(_) => wrongpass(),
+        };
+    };
+    let good_user = user.is_none_or(|u| u == b"default");
+    if same_secret(pass, secret) & good_user {
+        session.authenticated = true;
+        Reply::ok()
+    } else {
+        wrongpass()
+    }
+}
+
+fn wrongpass() -> Reply {
+    Reply::err("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
 /// The commands `COMMAND COUNT` counts (and that `execute` handles).
@@ -42,6 +123,7 @@ const COMMANDS: &[&str] = &[
     "SELECT",
     "CLIENT",
     "HELLO",
+    "AUTH",
     "FLOYD.TRYLOCK",
     "FLOYD.UNLOCK",
     "FLOYD.LEADER",
@@ -84,10 +166,16 @@ fn text(arg: &[u8]) -> String {
 }
 
 /// Runs one request.
-pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
+pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcome {
     let name = text(&args[0]).to_ascii_uppercase();
     let a = &args[1..];
     let f = &*ctx.floyd;
+    if !session.authenticated && !matches!(name.as_str(), "AUTH" | "QUIT" | "HELLO") {
+        return Outcome::Reply(Reply::err("NOAUTH Authentication required."));
+    }
+    if !ctx.admin && is_admin(&name) {
+        return Outcome::Reply(Reply::err("ERR admin commands are disabled on this node"));
+    }
     let reply = match (name.as_str(), a.len()) {
         ("PING", 0) => Reply::Simple("PONG".into()),
         ("PING", 1) => Reply::Bulk(a[0].clone()),
@@ -100,12 +188,16 @@ pub fn execute(ctx: &Context, args: &[Vec<u8>]) -> Outcome {
         ("DEL", n) if n >= 1 => del(f, a),
         ("EXISTS", n) if n >= 1 => exists(f, a),
         ("MSET", n) if n >= 2 && n % 2 == 0 => mset(f, a),
-        ("MGET", n) if n >= 1 => mget(f, a),
+        ("MGET", n) if n >= 1 => match mget(f, a, ctx.output_limit) {
+            Ok(r) => r,
+            Err(bytes) => return Outcome::Overflow(bytes),
+        },
         ("INFO", n) if n <= 1 => Reply::Bulk(info(ctx, a.first().map(|s| text(s))).into_bytes()),
         ("ROLE", 0) => role(f),
         ("COMMAND", _) => command(a),
         ("CLIENT", n) if n >= 1 => client(a),
         ("HELLO", _) => Reply::err("NOPROTO raftis speaks RESP2 only"),
+        ("AUTH", _) => auth(ctx, session, a),
         ("FLOYD.TRYLOCK", 3) => match text(&a[2]).parse::<u64>() {
             Ok(ttl) => result(f.try_lock(&a[0], &a[1], ttl).map(|t| Reply::Int(t as i64))),
             Err(_) => Reply::err("ERR ttl_ms is not a number of milliseconds"),
@@ -232,20 +324,30 @@ fn mset(f: &Floyd, a: &[Vec<u8>]) -> Reply {
     Reply::ok()
 }
 
-fn mget(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
+/// `MGET k…`; `Err` with the bytes read so far once they pass `limit`
+/// (the output bound, 0: none), before reading more.
+fn mget(f: &Floyd, keys: &[Vec<u8>], limit: usize) -> Result<Reply, usize> {
     let mut out = Vec::with_capacity(keys.len());
+    let mut bytes = 0;
     for k in keys {
         match f.read(k) {
-            Ok(v) => out.push(Reply::Bulk(v)),
+            Ok(v) => {
+                bytes += v.len();
+                out.push(Reply::Bulk(v));
+            }
             Err(Error::NotFound) => out.push(Reply::Nil),
-            Err(e) => return error_reply(&e),
+            Err(e) => return Ok(error_reply(&e)),
+        }
+        if limit > 0 && bytes > limit {
+            return Err(bytes);
         }
     }
-    Reply::Array(out)
+    Ok(Reply::Array(out))
 }
 
-/// `INFO [section]`: `# Server`, `# Clients` and `# Replication` (this node's
-/// Raft view, with Redis's `role:master`/`role:slave` for tools that read it).
+/// `INFO [section]`: `# Server`, `# Clients` (with the request budget and
+/// the output bound), `# Stats` and `# Replication` (this node's Raft view,
+/// with Redis's `role:master`/`role:slave` for tools that read it).
 fn info(ctx: &Context, section: Option<String>) -> String {
     let section = section.map(|s| s.to_ascii_lowercase());
     let want = |name: &str| {
@@ -268,8 +370,18 @@ fn info(ctx: &Context, section: Option<String>) -> String {
     }
     if want("clients") {
         out += &format!(
-            "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            ctx.clients.load(Ordering::Relaxed)
+            "# Clients\r\nconnected_clients:{}\r\nclients_waiting_for_request_buffer:{}\r\nrequest_buffer_bytes:{}\r\nmax_request_buffer_bytes:{}\r\nclient_output_buffer_limit:{}\r\n\r\n",
+            ctx.clients.load(Ordering::Relaxed),
+            ctx.budget.waiting(),
+            ctx.budget.used(),
+            ctx.budget.limit(),
+            ctx.output_limit,
+        );
+    }
+    if want("stats") {
+        out += &format!(
+            "# Stats\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            ctx.output_disconnections.load(Ordering::Relaxed)
         );
     }
     if want("replication") {

@@ -15,7 +15,13 @@
 //! Errors: 400 bad input, 404 missing key, 409 locked/busy (another membership
 //! change runs: retry), 413 value too large, 503 no leader or node stopped,
 //! 504 timed out (the outcome is unknown), 500 otherwise; the body says why.
+//!
+//! With `--requirepass`, every request needs the password, as
+//! `Authorization: Bearer PASSWORD` or HTTP Basic with any user name and
+//! the password: 401 and `WWW-Authenticate` otherwise. With `--no-admin`,
+//! `POST /-/servers` and `DELETE /-/servers/…` get 403.
 
+use crate::commands::same_secret;
 use floyd::{Error, Floyd};
 use std::io::Read;
 use std::sync::Arc;
@@ -26,16 +32,25 @@ const WORKERS: usize = 4;
 
 type Answer = (u16, Vec<u8>, &'static str);
 
+/// Who may do what over HTTP.
+#[derive(Clone)]
+pub struct Access {
+    /// `--requirepass`: every request must carry it.
+    pub password: Option<Vec<u8>>,
+    /// Membership changes are served (no `--no-admin`).
+    pub admin: bool,
+}
+
 /// Starts the HTTP workers; the returned server stops them with `unblock`.
-pub fn start(addr: &str, floyd: Arc<Floyd>) -> Result<Arc<Server>, String> {
+pub fn start(addr: &str, floyd: Arc<Floyd>, access: Access) -> Result<Arc<Server>, String> {
     let server = Arc::new(Server::http(addr).map_err(|e| format!("HTTP on {addr}: {e}"))?);
     for _ in 0..WORKERS {
-        let (s, f) = (server.clone(), floyd.clone());
+        let (s, f, a) = (server.clone(), floyd.clone(), access.clone());
         std::thread::Builder::new()
             .name("raftis-http".into())
             .spawn(move || {
                 while let Ok(req) = s.recv() {
-                    handle(&f, req);
+                    handle(&f, &a, req);
                 }
             })
             .map_err(|e| format!("cannot start an HTTP thread: {e}"))?;
@@ -43,13 +58,74 @@ pub fn start(addr: &str, floyd: Arc<Floyd>) -> Result<Arc<Server>, String> {
     Ok(server)
 }
 
-fn handle(f: &Floyd, mut req: Request) {
-    let (code, body, ctype) = answer(f, &mut req);
-    let header = Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).expect("header");
+fn handle(f: &Floyd, access: &Access, mut req: Request) {
+    let header =
+        |name: &str, value: &str| Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header");
+    if let Some(secret) = &access.password {
+        if !authorized(&req, secret) {
+            let resp = Response::from_data(&b"authentication required\n"[..])
+                .with_status_code(401)
+                .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+                .with_header(header("WWW-Authenticate", "Basic realm=\"raftis\""))
+                .with_header(header("WWW-Authenticate", "Bearer realm=\"raftis\""));
+            let _ = req.respond(resp);
+            return;
+        }
+    }
+    let (code, body, ctype) = answer(f, access.admin, &mut req);
     let resp = Response::from_data(body)
         .with_status_code(code)
-        .with_header(header);
+        .with_header(header("Content-Type", ctype));
     let _ = req.respond(resp);
+}
+
+/// Whether `req` carries the password: `Authorization: Bearer PASSWORD`,
+/// or `Basic` with any user name and the password.
+fn authorized(req: &Request, secret: &[u8]) -> bool {
+    let Some(h) = req.headers().iter().find(|h| h.field.equiv("Authorization")) else {
+        return false;
+    };
+    let value = h.value.as_str().trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("Bearer") {
+        return same_secret(rest.as_bytes(), secret);
+    }
+    if scheme.eq_ignore_ascii_case("Basic") {
+        let Some(pair) = base64_decode(rest) else {
+            return false;
+        };
+        let Some(colon) = pair.iter().position(|&c| c == b':') else {
+            return false;
+        };
+        return same_secret(&pair[colon + 1..], secret);
+    }
+    false
+}
+
+/// Standard base64 (padding optional); `None` if malformed.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (bits < 6).then_some(out)
 }
 
 fn text(code: u16, s: impl Into<String>) -> Answer {
@@ -74,7 +150,7 @@ fn error(e: &Error) -> Answer {
     text(code, e.to_string())
 }
 
-fn answer(f: &Floyd, req: &mut Request) -> Answer {
+fn answer(f: &Floyd, admin: bool, req: &mut Request) -> Answer {
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("");
     let Some(path) = percent_decode(path) else {
@@ -83,6 +159,10 @@ fn answer(f: &Floyd, req: &mut Request) -> Answer {
     let method = req.method().clone();
     if let Some(api) = path.strip_prefix(b"/-/") {
         let api = String::from_utf8_lossy(api).into_owned();
+        let changes_servers = api == "servers" || api.starts_with("servers/");
+        if !admin && changes_servers && matches!(method, Method::Post | Method::Delete) {
+            return text(403, "admin commands are disabled on this node");
+        }
         return match (&method, api.as_str()) {
             (Method::Get, "status") => (
                 200,
@@ -161,6 +241,15 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base64_decoding() {
+        assert_eq!(super::base64_decode("dXNlcjpzM2NyZXQ=").unwrap(), b"user:s3cret");
+        assert_eq!(super::base64_decode("OnB3").unwrap(), b":pw");
+        assert_eq!(super::base64_decode("").unwrap(), b"");
+        assert!(super::base64_decode("a").is_none());
+        assert!(super::base64_decode("ab!c").is_none());
+    }
+
     #[test]
     fn percent_decoding() {
         assert_eq!(super::percent_decode("/a%20b%2F").unwrap(), b"/a b/");

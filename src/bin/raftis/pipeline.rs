@@ -12,6 +12,7 @@
 //! effect in any order, as they could from different connections.
 
 use crate::commands::{error_reply, get_reply, Context};
+use crate::limits::Reservation;
 use crate::resp::Reply;
 use std::collections::HashSet;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -26,6 +27,9 @@ pub struct Pipeline {
     /// Keys the run writes, and keys it reads.
     written: HashSet<Vec<u8>>,
     read: HashSet<Vec<u8>>,
+    /// What the run's requests hold of the request budget: floyd holds a
+    /// copy of each until it answers.
+    held: Vec<Reservation>,
 }
 
 impl Default for Pipeline {
@@ -38,6 +42,7 @@ impl Default for Pipeline {
             pending: 0,
             written: HashSet::new(),
             read: HashSet::new(),
+            held: Vec::new(),
         }
     }
 }
@@ -100,17 +105,32 @@ impl Pipeline {
         true
     }
 
-    /// Waits for every request of the run and encodes their replies, in order.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    /// Keeps the budget a started request holds until the run finishes.
+    pub fn keep(&mut self, r: Option<Reservation>) {
+        self.held.extend(r);
+    }
+
+    /// Waits for every request of the run and encodes their replies, in
+    /// order. `Err` with the bytes pending once they, with what `out`
+    /// holds, pass `limit` (0: none): the connection is to be closed; the
+    /// replies still to come are dropped as they arrive.
+    pub fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), usize> {
+        let answered: usize = self.replies.iter().flatten().map(Reply::size).sum();
+        let mut pending_bytes = out.len() + answered;
         while self.pending > 0 {
             // Every started request is answered (floyd answers each async
             // call once, at the latest at its deadline or at close).
             let Ok((slot, reply)) = self.rx.recv() else {
                 break;
             };
+            pending_bytes += reply.size();
+            if limit > 0 && pending_bytes > limit {
+                return Err(pending_bytes);
+            }
             self.replies[slot] = Some(reply);
             self.pending -= 1;
         }
+        self.held.clear();
         for reply in self.replies.drain(..) {
             reply
                 .unwrap_or_else(|| Reply::err("ERR internal: no reply"))
@@ -118,5 +138,6 @@ impl Pipeline {
         }
         self.written.clear();
         self.read.clear();
+        Ok(())
     }
 }

@@ -9,6 +9,19 @@
 //! absurd length, more than [`MAX_ARGS`] arguments, an inline line longer than
 //! [`MAX_INLINE`]) is a protocol error: the connection gets the error and is
 //! closed, as Redis does.
+//!
+//! Memory: a bulk string's body goes straight into its argument (allocated
+//! once, from its header), so the read buffer holds at most a header line
+//! and one read. Past a request's first [`FREE_BYTES`], its bulks are
+//! reserved from the process-wide [`Budget`] before they are buffered
+//! (see `limits.rs`): if the budget is full, [`Parser::wants_budget`] says
+//! how much the request waits for, and parsing stops until
+//! [`Parser::grant`]. Before a client authenticates (with `--requirepass`),
+//! Redis's limits apply: at most 10 arguments of at most 16 KiB each, or a
+//! protocol error.
+
+use crate::limits::{Budget, Reservation, Reserve, FREE_BYTES};
+use std::sync::Arc;
 
 /// Largest bulk string accepted: floyd's largest value.
 pub const MAX_BULK: usize = floyd::options::MAX_VALUE_BYTES;
@@ -21,6 +34,10 @@ pub const MAX_INLINE: usize = 64 << 10;
 /// A bulk length beyond this is not skipped but ends the connection (Redis's
 /// `proto-max-bulk-len` default).
 const MAX_SKIPPABLE: u64 = 512 << 20;
+/// Most arguments of a request before AUTH (Redis's limit).
+const UNAUTHENTICATED_ARGS: i64 = 10;
+/// Longest bulk string before AUTH (Redis's limit).
+const UNAUTHENTICATED_BULK: i64 = 16 << 10;
 
 /// What the parser found next.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,15 +52,24 @@ pub enum Parsed {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProtocolError(pub String);
 
+/// What an argument costs besides its bytes, for the budget (its `Vec`):
+/// a million empty arguments are not free.
+const ARG_OVERHEAD: usize = 32;
+
 /// A multibulk request being read.
 struct Multibulk {
+    count: usize,
     remaining: usize,
     args: Vec<Vec<u8>>,
     bytes: usize,
     /// The length of the bulk whose header was read and whose body is awaited.
     bulk: Option<usize>,
+    /// That bulk's body (and CRLF) as far as it came, allocated once.
+    body: Vec<u8>,
     /// Set once the request is refused: later arguments are thrown away.
     refused: Option<String>,
+    /// What this request holds of the budget.
+    reserved: Option<Reservation>,
 }
 
 /// Incremental request parser: [`Parser::feed`] bytes, then take requests
@@ -55,11 +81,59 @@ pub struct Parser {
     /// Bytes still to throw away (the body of a refused bulk string).
     skip: u64,
     partial: Option<Multibulk>,
+    /// Where large requests reserve their bytes (none: no bound).
+    budget: Option<Arc<Budget>>,
+    /// The request being read waits for this many bytes of the budget.
+    wanted: Option<usize>,
+    /// The budget the last request returned holds, until taken.
+    done: Option<Reservation>,
+    /// Redis's limits for a client that has not authenticated apply.
+    unauthenticated: bool,
 }
 
 impl Parser {
+    /// A parser with no bound across connections.
+    #[cfg(test)]
     pub fn new() -> Parser {
         Parser::default()
+    }
+
+    /// A parser whose large requests reserve their bytes from `budget`.
+    pub fn with_budget(budget: Arc<Budget>) -> Parser {
+        Parser {
+            budget: Some(budget),
+            ..Parser::default()
+        }
+    }
+
+    /// Applies (or lifts) the limits for a client that has not authenticated.
+    pub fn set_unauthenticated(&mut self, yes: bool) {
+        self.unauthenticated = yes;
+    }
+
+    /// Bytes of the budget the request being read waits for: nothing more
+    /// is parsed until [`Parser::grant`].
+    pub fn wants_budget(&self) -> Option<usize> {
+        self.wanted
+    }
+
+    /// Hands the request being read the bytes it waited for.
+    pub fn grant(&mut self, r: Reservation) {
+        self.wanted = None;
+        match self.partial.as_mut() {
+            Some(mb) => match mb.reserved.as_mut() {
+                Some(held) => held.absorb(r),
+                None => mb.reserved = Some(r),
+            },
+            None => debug_assert!(false, "a grant with no request being read"),
+        }
+    }
+
+    /// The budget the request just returned holds: keep it while the
+    /// request (or floyd's copy of it) lives. Dropped at the next
+    /// [`Parser::next`] if not taken.
+    pub fn take_reservation(&mut self) -> Option<Reservation> {
+        self.done.take()
     }
 
     /// Appends bytes read from the connection (or throws them away while skipping).
@@ -86,7 +160,11 @@ impl Parser {
 
     /// The next complete request, `Ok(None)` if more bytes are needed.
     pub fn next(&mut self) -> Result<Option<Parsed>, ProtocolError> {
+        self.done = None;
         loop {
+            if self.wanted.is_some() {
+                return Ok(None);
+            }
             if self.skip > 0 {
                 let n = self.skip.min(self.available().len() as u64) as usize;
                 self.pos += n;
@@ -100,7 +178,10 @@ impl Parser {
                     let mb = self.partial.take().expect("partial");
                     return Ok(Some(match mb.refused {
                         Some(msg) => Parsed::Refused(msg),
-                        None => Parsed::Command(mb.args),
+                        None => {
+                            self.done = mb.reserved;
+                            Parsed::Command(mb.args)
+                        }
                     }));
                 }
                 if !self.bulk_step()? {
@@ -119,15 +200,21 @@ impl Parser {
                 if count > MAX_ARGS as i64 {
                     return Err(ProtocolError("invalid multibulk length".into()));
                 }
+                if self.unauthenticated && count > UNAUTHENTICATED_ARGS {
+                    return Err(ProtocolError("unauthenticated multibulk length".into()));
+                }
                 if count <= 0 {
                     continue; // `*0` and `*-1` are no request at all, as in Redis.
                 }
                 self.partial = Some(Multibulk {
+                    count: count as usize,
                     remaining: count as usize,
                     args: Vec::with_capacity((count as usize).min(64)),
                     bytes: 0,
                     bulk: None,
+                    body: Vec::new(),
                     refused: None,
+                    reserved: None,
                 });
                 continue;
             }
@@ -145,18 +232,29 @@ impl Parser {
     /// One step of a multibulk request: a bulk header or a bulk body.
     /// False if more bytes are needed.
     fn bulk_step(&mut self) -> Result<bool, ProtocolError> {
-        let pending = self.partial.as_ref().and_then(|mb| mb.bulk);
-        if let Some(len) = pending {
-            let avail = self.available();
-            if avail.len() < len + 2 {
-                return Ok(false);
-            }
-            if &avail[len..len + 2] != b"\r\n" {
+        let mb = self.partial.as_mut().expect("partial");
+        if let Some(len) = mb.bulk {
+            let avail = &self.buf[self.pos..];
+            let mut arg = if mb.body.is_empty() && avail.len() >= len + 2 {
+                // All of it is here: one copy.
+                self.pos += len + 2;
+                avail[..len + 2].to_vec()
+            } else {
+                if mb.body.capacity() == 0 {
+                    mb.body.reserve_exact(len + 2);
+                }
+                let n = (len + 2 - mb.body.len()).min(avail.len());
+                mb.body.extend_from_slice(&avail[..n]);
+                self.pos += n;
+                if mb.body.len() < len + 2 {
+                    return Ok(false);
+                }
+                std::mem::take(&mut mb.body)
+            };
+            if &arg[len..] != b"\r\n" {
                 return Err(ProtocolError("expected CRLF after a bulk string".into()));
             }
-            let arg = avail[..len].to_vec();
-            self.pos += len + 2;
-            let mb = self.partial.as_mut().expect("partial");
+            arg.truncate(len);
             mb.args.push(arg);
             mb.bulk = None;
             return Ok(true);
@@ -174,6 +272,9 @@ impl Parser {
         if len < 0 || len as u64 > MAX_SKIPPABLE {
             return Err(ProtocolError("invalid bulk length".into()));
         }
+        if self.unauthenticated && len > UNAUTHENTICATED_BULK {
+            return Err(ProtocolError("unauthenticated bulk length".into()));
+        }
         let len = len as usize;
         let mb = self.partial.as_mut().expect("partial");
         mb.remaining -= 1;
@@ -188,8 +289,35 @@ impl Parser {
                 ));
             }
         }
+        if let Some(budget) = self.budget.as_ref().filter(|_| mb.refused.is_none()) {
+            let held = mb.reserved.as_ref().map_or(0, Reservation::bytes);
+            let cost = mb.bytes + len + (mb.count - mb.remaining) * ARG_OVERHEAD;
+            let need = cost.saturating_sub(FREE_BYTES).saturating_sub(held);
+            if need > 0 && held + need > budget.limit() {
+                mb.refused = Some(format!(
+                    "ERR request of more than {} bytes is over --max-request-buffer-bytes ({})",
+                    mb.bytes + len,
+                    budget.limit()
+                ));
+            } else if need > 0 {
+                match budget.try_reserve(need, held > 0) {
+                    Reserve::Granted(r) => match mb.reserved.as_mut() {
+                        Some(h) => h.absorb(r),
+                        None => mb.reserved = Some(r),
+                    },
+                    // Waiting while holding part of the budget could
+                    // deadlock two such requests: refused (retry).
+                    Reserve::Full if held > 0 => mb.refused = Some(
+                        "OOM the request buffers of all clients are full (--max-request-buffer-bytes): retry"
+                            .to_string(),
+                    ),
+                    Reserve::Full | Reserve::Never => self.wanted = Some(need),
+                }
+            }
+        }
         if mb.refused.is_some() {
             mb.args = Vec::new();
+            mb.reserved = None;
             self.skip = len as u64 + 2;
         } else {
             mb.bytes += len;
@@ -325,6 +453,17 @@ impl Reply {
         Reply::Error(msg.into())
     }
 
+    /// Bytes of its encoding, about (exactly for a bulk string's body).
+    pub fn size(&self) -> usize {
+        match self {
+            Reply::Simple(s) | Reply::Error(s) => s.len() + 3,
+            Reply::Int(_) => 22,
+            Reply::Bulk(b) => b.len() + 16,
+            Reply::Nil => 5,
+            Reply::Array(items) => 16 + items.iter().map(Reply::size).sum::<usize>(),
+        }
+    }
+
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Reply::Simple(s) => line(out, b'+', s.as_bytes()),
@@ -425,6 +564,99 @@ mod tests {
         let mut p = Parser::new();
         p.feed(&vec![b'a'; MAX_INLINE + 1]);
         assert!(p.next().is_err());
+    }
+
+    /// A multibulk SET header whose value is `len` bytes long.
+    fn set_header(key: &str, len: usize) -> Vec<u8> {
+        format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${len}\r\n", key.len()).into_bytes()
+    }
+
+    #[test]
+    fn large_requests_reserve_from_the_budget_wait_when_it_is_full_and_give_it_back() {
+        let budget = Budget::new(1 << 20);
+        let mut a = Parser::with_budget(budget.clone());
+        let mut b = Parser::with_budget(budget.clone());
+        // A small request reserves nothing.
+        a.feed(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert!(matches!(a.next().unwrap(), Some(Parsed::Command(_))));
+        assert!(a.take_reservation().is_none());
+        assert_eq!(budget.used(), 0);
+        // A's 700 KiB value is reserved from its header, before its body.
+        a.feed(&set_header("a", 700 << 10));
+        assert_eq!(a.next().unwrap(), None);
+        let a_held = budget.used();
+        assert!(a_held > 600 << 10 && a_held <= 700 << 10, "{a_held}");
+        // B's does not fit next to it: B waits, and parses nothing more.
+        b.feed(&set_header("b", 700 << 10));
+        assert_eq!(b.next().unwrap(), None);
+        let want = b.wants_budget().expect("B waits");
+        b.feed(&vec![b'y'; 700 << 10]);
+        b.feed(b"\r\n");
+        assert_eq!(b.next().unwrap(), None);
+        // A completes; its reservation lasts until dropped.
+        a.feed(&vec![b'x'; 700 << 10]);
+        a.feed(b"\r\n");
+        let Some(Parsed::Command(args)) = a.next().unwrap() else {
+            panic!("A's SET")
+        };
+        assert_eq!(args[2].len(), 700 << 10);
+        let r = a.take_reservation().expect("A holds the budget");
+        assert_eq!((r.bytes(), budget.used()), (a_held, a_held));
+        drop(r);
+        assert_eq!(budget.used(), 0);
+        let Reserve::Granted(room) = budget.try_reserve(want, false) else {
+            panic!("room for B")
+        };
+        b.grant(room);
+        assert!(matches!(b.next().unwrap(), Some(Parsed::Command(args)) if args[2].len() == 700 << 10));
+        drop(b.next().unwrap());
+        assert_eq!(budget.used(), 0, "not taken: given back at the next call");
+    }
+
+    #[test]
+    fn a_request_that_holds_part_of_a_full_budget_is_refused_and_gives_it_back() {
+        let budget = Budget::new(1 << 20);
+        let Reserve::Granted(other) = budget.try_reserve(300 << 10, false) else {
+            panic!()
+        };
+        let mut p = Parser::with_budget(budget.clone());
+        let half = 400 << 10;
+        p.feed(format!("*5\r\n$4\r\nMSET\r\n$1\r\na\r\n${half}\r\n").as_bytes());
+        p.feed(&vec![b'x'; half]);
+        p.feed(format!("\r\n$1\r\nb\r\n${half}\r\n").as_bytes());
+        assert_eq!(p.next().unwrap(), None);
+        assert_eq!(budget.used(), 300 << 10, "the first value's share is given back");
+        p.feed(&vec![b'x'; half]);
+        p.feed(b"\r\nPING\r\n");
+        assert!(matches!(p.next().unwrap(), Some(Parsed::Refused(m)) if m.starts_with("OOM")));
+        assert_eq!(p.next().unwrap(), Some(cmd(&["PING"])));
+        // More than the whole budget is refused at once, never waited for.
+        p.feed(&set_header("c", (1 << 20) + FREE_BYTES));
+        p.feed(&vec![b'x'; (1 << 20) + FREE_BYTES]);
+        p.feed(b"\r\n");
+        assert!(
+            matches!(p.next().unwrap(), Some(Parsed::Refused(m)) if m.contains("--max-request-buffer-bytes"))
+        );
+        assert_eq!(p.wants_budget(), None);
+        drop(other);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn before_auth_requests_are_held_to_redis_limits() {
+        for (bad, why) in [
+            (&b"*11\r\n"[..], "unauthenticated multibulk length"),
+            (b"*2\r\n$4\r\nAUTH\r\n$16385\r\n", "unauthenticated bulk length"),
+        ] {
+            let mut p = Parser::new();
+            p.set_unauthenticated(true);
+            p.feed(bad);
+            assert_eq!(p.next(), Err(ProtocolError(why.into())));
+        }
+        let mut p = Parser::new();
+        p.set_unauthenticated(true);
+        p.feed(b"*2\r\n$4\r\nAUTH\r\n$16384\r\n");
+        assert_eq!(p.next().unwrap(), None);
     }
 
     #[test]

@@ -8,8 +8,16 @@
 //! README.md, "raftis". Requests a client pipelines are run together where
 //! they can be (plain SET and GET, see `pipeline.rs`), otherwise in order,
 //! and their replies written together.
+//!
+//! Bounds: a large request reserves its bytes from the process-wide budget
+//! (`limits.rs`) and the connection stops reading while it waits for room.
+//! Replies are written with blocking writes, so a client that does not read
+//! stops its own connection; what is pending besides (the replies of one
+//! pipelined run, one command's reply) may not pass
+//! `--client-output-buffer-limit`: past it the client is disconnected and
+//! the closing logged, as Redis does with its client-output-buffer-limit.
 
-use crate::commands::{execute, Context, Outcome};
+use crate::commands::{execute, Context, Outcome, Session};
 use crate::pipeline::Pipeline;
 use crate::resp::{Parsed, Parser, Reply};
 use std::io::{ErrorKind, Read, Write};
@@ -58,41 +66,55 @@ pub fn serve(listener: TcpListener, ctx: Arc<Context>, max_clients: usize) {
 /// Serves one client until it quits, disconnects or breaks the protocol.
 fn connection(mut stream: TcpStream, ctx: &Context) {
     let _ = stream.set_nodelay(true);
-    let mut parser = Parser::new();
+    let mut session = Session::new(ctx);
+    let mut parser = Parser::with_budget(ctx.budget.clone());
+    parser.set_unauthenticated(!session.authenticated);
     let mut input = vec![0u8; 16 << 10];
     let mut out = Vec::new();
     let mut pipeline = Pipeline::default();
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let overflow = |pending: usize| {
+        ctx.output_disconnections.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "raftis: closing client {peer}: {pending} bytes of replies pending is over \
+             --client-output-buffer-limit ({})",
+            ctx.output_limit
+        );
+    };
     loop {
-        let n = match stream.read(&mut input) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        };
-        parser.feed(&input[..n]);
+        // Every complete request buffered, then the replies, then more input.
         loop {
             let request = match parser.next() {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    pipeline.finish(&mut out);
+                    if let Err(n) = pipeline.finish(&mut out, ctx.output_limit) {
+                        return overflow(n);
+                    }
                     Reply::err(format!("ERR Protocol error: {}", e.0)).encode(&mut out);
                     let _ = stream.write_all(&out);
                     return;
                 }
             };
+            // Held while the request (or floyd's copy of it) lives.
+            let reservation = parser.take_reservation();
             if let Parsed::Command(args) = &request {
-                if pipeline.try_start(ctx, args) {
+                if session.authenticated && pipeline.try_start(ctx, args) {
+                    pipeline.keep(reservation);
                     continue;
                 }
             }
-            pipeline.finish(&mut out);
+            if let Err(n) = pipeline.finish(&mut out, ctx.output_limit) {
+                return overflow(n);
+            }
             let close = match request {
                 Parsed::Refused(msg) => {
                     Reply::Error(msg).encode(&mut out);
                     false
                 }
-                Parsed::Command(args) => match execute(ctx, &args) {
+                Parsed::Command(args) => match execute(ctx, &mut session, &args) {
                     Outcome::Reply(r) => {
                         r.encode(&mut out);
                         false
@@ -101,11 +123,17 @@ fn connection(mut stream: TcpStream, ctx: &Context) {
                         r.encode(&mut out);
                         true
                     }
+                    Outcome::Overflow(n) => return overflow(out.len() + n),
                 },
             };
+            drop(reservation);
+            parser.set_unauthenticated(!session.authenticated);
             if close {
                 let _ = stream.write_all(&out);
                 return;
+            }
+            if ctx.output_limit > 0 && out.len() > ctx.output_limit {
+                return overflow(out.len());
             }
             if out.len() >= FLUSH_BYTES {
                 if stream.write_all(&out).is_err() {
@@ -114,12 +142,27 @@ fn connection(mut stream: TcpStream, ctx: &Context) {
                 out.clear();
             }
         }
-        pipeline.finish(&mut out);
+        if let Err(n) = pipeline.finish(&mut out, ctx.output_limit) {
+            return overflow(n);
+        }
         if !out.is_empty() {
             if stream.write_all(&out).is_err() {
                 return;
             }
             out.clear();
         }
+        if let Some(n) = parser.wants_budget() {
+            // The budget is full: this connection reads nothing more (TCP
+            // slows the client) until its turn comes and room is free.
+            parser.grant(ctx.budget.reserve(n));
+            continue;
+        }
+        let n = match stream.read(&mut input) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        parser.feed(&input[..n]);
     }
 }
