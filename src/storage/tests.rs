@@ -293,6 +293,13 @@ fn append_flushed(s: &LogStore, from: u64, to: u64) {
     s.db.get().unwrap().flush().unwrap();
 }
 
+/// Entries 1..=1000 in a file below level 0, 1001..=2000 in one of their own.
+fn two_files_of_entries(s: &LogStore) {
+    append_flushed(s, 1, 1000);
+    compact_entries(s);
+    append_flushed(s, 1001, 2000);
+}
+
 /// Moves every table file of the entries to level 1 and below, where
 /// [`LogStore::reclaim`] may drop whole files (it never drops level 0's).
 fn compact_entries(s: &LogStore) {
@@ -307,9 +314,7 @@ fn compact_entries(s: &LogStore) {
 fn reclaim_drops_the_files_of_compacted_entries_written_with_the_hard_state() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
-    append_flushed(&s, 1, 1000);
-    compact_entries(&s);
-    append_flushed(&s, 1001, 2000);
+    two_files_of_entries(&s);
     let before = table_files(dir.path());
     compact_to(&s, 1000, 1);
     let after = table_files(dir.path());
@@ -452,9 +457,7 @@ fn append_unsynced(s: &LogStore, hs: &HardState, e: Entry) {
 fn a_power_cut_right_after_a_compaction_leaves_a_log_that_opens_from_its_new_start() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
-    append_flushed(&s, 1, 1000);
-    compact_entries(&s);
-    append_flushed(&s, 1001, 2000);
+    two_files_of_entries(&s);
     let before = table_files(dir.path());
     s.compact(1000, 1).unwrap();
     assert!(table_files(dir.path()).len() < before.len(), "a file was dropped");
