@@ -51,7 +51,8 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
   --client-output-buffer-limit  a client whose pending replies pass this many bytes is
                  disconnected (default 256 MiB; 0: no limit)
   --tls-ca, --tls-cert, --tls-key  mutual TLS between members (PEM files; all three or none):
-                 peers must hold a certificate from the CA naming their IP. Without it,
+                 peers must hold a certificate from the CA naming their IP and, as a URI
+                 subjectAltName, their address (floyd://ip:port). Without it,
                  member traffic is unauthenticated: keep it on a trusted network.
                  (The Redis and HTTP ports stay plain.)
   --fault-injection  accept FLOYD.DEBUG.CUT (cut this node's link to a peer for a while)
