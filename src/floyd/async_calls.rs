@@ -60,6 +60,6 @@ impl Floyd {
 
     /// How many async commands are unanswered on this handle.
     pub fn async_in_flight(&self) -> usize {
-        self.node.async_in_flight.count()
+        self.node.waiters.async_in_flight.count()
     }
 }

@@ -36,7 +36,7 @@ pub fn run(node: Arc<Node>, wake: Receiver<()>) {
                 Err(e) => return node.fail(e),
             };
             node.with_core(|core| core.on_applied(last));
-            node.proposals.complete(applied);
+            node.waiters.proposals.complete(applied);
             node.serve_reads();
             snapshot_if_due(&node);
         }

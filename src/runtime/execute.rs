@@ -253,7 +253,7 @@ impl Node {
     pub fn execute_async(self: &Arc<Self>, cmd: CommandKind, done: Done) -> Result<()> {
         cmd.validate()?;
         self.check_usable()?;
-        if !self.async_in_flight.admit(self.opts.max_async_in_flight) {
+        if !self.waiters.async_in_flight.admit(self.opts.max_async_in_flight) {
             return Err(Error::Busy(format!(
                 "{} async commands are in flight (max_async_in_flight)",
                 self.opts.max_async_in_flight
@@ -267,7 +267,7 @@ impl Node {
             self.opts.request_timeout,
             Box::new(move |r| {
                 if let Some(n) = node.upgrade() {
-                    n.async_in_flight.release();
+                    n.waiters.async_in_flight.release();
                 }
                 let mut slot = early_slot.lock();
                 match &mut *slot {
@@ -282,7 +282,7 @@ impl Node {
         let answered = std::mem::replace(&mut *early.lock(), EarlyAnswer::Returned);
         if let EarlyAnswer::Calling(Some((done, r))) = answered {
             // Handed to the primary thread: never run on the caller's.
-            match self.parked.hand_over(done, r) {
+            match self.waiters.parked.hand_over(done, r) {
                 Ok(()) => self.wake_primary(),
                 // Closed meanwhile: no thread is left to run it; as for any
                 // call on a closed node, `done` is never called.
@@ -339,7 +339,7 @@ impl Node {
             }
             Answer::GaveUp(e) => (op.done)(Err(e)),
         });
-        let request_id = match self.forwards.register(&to, deadline, reply) {
+        let request_id = match self.waiters.forwards.register(&to, deadline, reply) {
             Ok(id) => id,
             Err(reply) => return reply(Answer::GaveUp(self.unusable())),
         };
@@ -349,12 +349,12 @@ impl Node {
         };
         if !self.send_frame(&to, Body::ClientRequest(req)) {
             let full = Error::Busy(format!("the queue to leader {to} is full"));
-            self.forwards.fail_some(&to, &[request_id], &full);
+            self.waiters.forwards.fail_some(&to, &[request_id], &full);
         }
     }
 
     fn park(&self, op: Command, wait: Wait) {
-        match self.parked.park(op, wait) {
+        match self.waiters.parked.park(op, wait) {
             // The primary thread looks at parked commands when it wakes.
             None => self.wake_primary(),
             Some(op) => (op.done)(Err(self.unusable())),
@@ -364,10 +364,10 @@ impl Node {
     /// Primary thread: tries again the parked commands whose wait is over,
     /// and answers those whose time ran out.
     pub(super) fn resume_parked(self: &Arc<Self>, now: Instant) {
-        if self.parked.is_empty() {
+        if self.waiters.parked.is_empty() {
             return;
         }
-        let (answers, parked) = self.parked.take();
+        let (answers, parked) = self.waiters.parked.take();
         for (done, result) in answers {
             done(result);
         }
@@ -394,7 +394,7 @@ impl Node {
                     )),
                 };
                 (op.done)(Err(err));
-            } else if let Some(op) = self.parked.park(op, wait) {
+            } else if let Some(op) = self.waiters.parked.park(op, wait) {
                 // (Not `park`: waking this very thread would spin it.)
                 (op.done)(Err(self.unusable()));
             }

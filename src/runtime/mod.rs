@@ -16,6 +16,7 @@ pub mod proposals;
 mod reads;
 mod snapshot;
 pub(crate) mod transfer;
+mod waiters;
 
 use crate::core::{Config, RaftCore, Restored};
 use crate::error::{Error, Result};
@@ -294,7 +295,7 @@ impl Runtime {
             link.stop();
         }
         let stopped = Error::Stopped("the node was closed".into());
-        self.node.close_waiters(&stopped, &stopped);
+        self.node.waiters.close(&stopped, &stopped);
         // Only once no thread of the node is left: the `Floyd` handle (and so
         // the node) may live on, but the directory must open again right away.
         self.node.log_store.close();

@@ -2,9 +2,9 @@
 //! the glue that turns the core's Readies into sends, writes and wake-ups.
 
 use super::faults::Faults;
-use super::forward::{response_from_result, Forwards};
-use super::membership::{ConfigWaiters, Want};
-use super::proposals::{Completion, PendingCommand, Proposals};
+use super::forward::response_from_result;
+use super::membership::Want;
+use super::proposals::{Completion, PendingCommand};
 use crate::core::{ConfChange, ConfChangeError, Envelope, Membership, ProposeError, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
@@ -54,15 +54,8 @@ pub struct Node {
     pub log_store: LogStore,
     pub state_machine: Machine,
     pub snapshots: super::snapshot::Snapshots,
-    pub proposals: Proposals,
-    pub reads: super::reads::Reads,
-    pub forwards: Forwards,
-    pub config_waiters: ConfigWaiters,
-    pub transfers: super::transfer::TransferWaiters,
-    /// Commands waiting for a leader before their next attempt.
-    pub parked: super::execute::Parked,
-    /// Async commands not yet answered (admission control).
-    pub async_in_flight: super::execute::InFlight,
+    /// Everyone waiting on this node.
+    pub waiters: super::waiters::Waiters,
     /// One link per other member of the configuration in force (and to a
     /// leader outside it); changed as the configuration changes.
     peers: RwLock<HashMap<String, Arc<PeerLink>>>,
@@ -133,13 +126,7 @@ impl Node {
             log_store,
             state_machine,
             snapshots,
-            proposals: Proposals::default(),
-            reads: Default::default(),
-            forwards: Forwards::default(),
-            config_waiters: ConfigWaiters::default(),
-            transfers: Default::default(),
-            parked: Default::default(),
-            async_in_flight: Default::default(),
+            waiters: Default::default(),
             peers: RwLock::new(HashMap::new()),
             retiring: Mutex::new(HashMap::new()),
             stopped_links: Mutex::new(Vec::new()),
@@ -272,8 +259,11 @@ impl Node {
         let mut ready = core.ready();
         let mut after = AfterUnlock {
             new_leader: self.note_leader(core.leader()),
-            reads: self.reads.settle(&ready.read_states, &ready.read_failures),
-            transfers: self.transfers.settle(core),
+            reads: self
+                .waiters
+                .reads
+                .settle(&ready.read_states, &ready.read_failures),
+            transfers: self.waiters.transfers.settle(core),
             ..Default::default()
         };
         if self.failure.lock().is_some() {
@@ -284,7 +274,7 @@ impl Node {
         let committed_changed =
             self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index;
         if committed_changed {
-            after.changes_done = self.config_waiters.satisfied_by(committed);
+            after.changes_done = self.waiters.config.satisfied_by(committed);
         }
         // (A committed change also ends the leader's replication to removed members.)
         if ready.config.is_some() || after.new_leader.is_some() || committed_changed {
@@ -370,7 +360,7 @@ impl Node {
             return None;
         }
         watch.leader = leader.map(str::to_string);
-        if !self.parked.is_empty() {
+        if !self.waiters.parked.is_empty() {
             self.wake_primary();
         }
         Some(watch.leader.clone())
@@ -384,7 +374,7 @@ impl Node {
         } else {
             watch.links_up.remove(peer)
         };
-        if changed && !self.parked.is_empty() {
+        if changed && !self.waiters.parked.is_empty() {
             self.wake_primary();
         }
     }
@@ -465,7 +455,8 @@ impl Node {
         // Registered under the core lock: the commit cannot slip in between.
         let refused = self.with_core(|core| match core.propose_conf_change(change) {
             Ok(_) => match self
-                .config_waiters
+                .waiters
+                .config
                 .wait(want, core.committed_membership().1, deadline, done)
             {
                 Ok(met) => met.map(|done| (done, Ok(None))),
@@ -490,7 +481,7 @@ impl Node {
             deadline,
             done,
         };
-        match self.proposals.push(cmd) {
+        match self.waiters.proposals.push(cmd) {
             Ok(true) => self.wake_primary(),
             Ok(false) => {}
             // Closed since the check: the close answered everyone else.
@@ -500,7 +491,7 @@ impl Node {
 
     /// NewCommand: proposes every queued command as one batch.
     pub fn propose_pending(&self) {
-        let pending = self.proposals.take_pending();
+        let pending = self.waiters.proposals.take_pending();
         if pending.is_empty() {
             return;
         }
@@ -516,7 +507,7 @@ impl Node {
             Ok(positions) => {
                 // Register under the core lock: nothing can be applied before it.
                 for ((index, term), cmd) in positions.into_iter().zip(pending) {
-                    unregistered.extend(self.proposals.wait_for(index, term, cmd).err());
+                    unregistered.extend(self.waiters.proposals.wait_for(index, term, cmd).err());
                 }
                 None
             }
@@ -592,21 +583,7 @@ impl Node {
         let in_doubt = Error::Timeout(format!(
             "this node failed ({err}) with the command in flight; it may or may not have been applied"
         ));
-        self.close_waiters(&failed, &in_doubt);
-    }
-
-    /// Answers every caller waiting on this node and closes the waiter
-    /// tables, so that a caller who passed [`Node::check_usable`] just before
-    /// gets its command back to answer instead of waiting forever: each is
-    /// answered exactly once. `not_applied` for what certainly was not,
-    /// `in_doubt` for what may have been.
-    pub(super) fn close_waiters(&self, not_applied: &Error, in_doubt: &Error) {
-        self.proposals.fail_all(not_applied, in_doubt);
-        self.forwards.fail_all(in_doubt);
-        self.config_waiters.fail_all(in_doubt);
-        self.transfers.fail_all(in_doubt);
-        self.reads.fail_all(not_applied);
-        self.parked.fail_all(not_applied);
+        self.waiters.close(&failed, &in_doubt);
     }
 
     /// Logs a message the core refused, at most [`REFUSALS_LOGGED`] lines
@@ -693,7 +670,7 @@ impl Handler for Inbound {
 
     fn on_client_response(&self, from: &str, resp: ClientResponse) {
         if let Some(node) = self.0.upgrade() {
-            node.forwards.resolve(from, resp);
+            node.waiters.forwards.resolve(from, resp);
         }
     }
 
@@ -705,7 +682,7 @@ impl Handler for Inbound {
 
     fn on_undeliverable(&self, to: &str, req: ClientRequest) {
         if let Some(node) = self.0.upgrade() {
-            node.forwards.not_sent(to, req.request_id);
+            node.waiters.forwards.not_sent(to, req.request_id);
         }
     }
 
@@ -714,7 +691,7 @@ impl Handler for Inbound {
             let err = Error::Timeout(format!(
                 "the connection to leader {to} broke with the command in flight; it may or may not have been applied"
             ));
-            node.forwards.fail_some(to, &request_ids, &err);
+            node.waiters.forwards.fail_some(to, &request_ids, &err);
         }
     }
 

@@ -71,12 +71,8 @@ fn run_clock(node: &Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
                 core.set_monotonic(now_us);
                 (0..due).for_each(|_| core.tick())
             });
-            node.proposals.expire(now);
-            node.forwards.expire(now);
-            node.reads.expire(now);
+            node.waiters.expire(now);
             node.restart_stalled_reads();
-            node.config_waiters.expire(now);
-            node.transfers.expire(now);
             node.reap_links(now);
         }
         if new_command {

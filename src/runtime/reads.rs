@@ -76,7 +76,12 @@ impl Default for Reads {
 impl Reads {
     /// Queues a read; returns whether the caller should start a round now.
     /// `Err`: closed, the completion is the caller's to answer.
-    fn push(&self, key: Bytes, deadline: Instant, done: Completion) -> std::result::Result<bool, Completion> {
+    pub(super) fn push(
+        &self,
+        key: Bytes,
+        deadline: Instant,
+        done: Completion,
+    ) -> std::result::Result<bool, Completion> {
         let mut s = self.state.lock();
         if s.closed {
             return Err(done);
@@ -209,14 +214,14 @@ impl Node {
                 if applied >= index {
                     return done(self.read_local(&key));
                 }
-                if let Err(done) = self.reads.push_confirmed(index, key, deadline, done) {
+                if let Err(done) = self.waiters.reads.push_confirmed(index, key, deadline, done) {
                     return done(Err(self.unusable()));
                 }
                 // The apply thread may have passed `index` since: look again.
                 return self.serve_reads();
             }
         }
-        match self.reads.push(key, deadline, done) {
+        match self.waiters.reads.push(key, deadline, done) {
             Ok(true) => self.start_read_round(),
             Ok(false) => {}
             Err(done) => done(Err(self.unusable())),
@@ -225,7 +230,7 @@ impl Node {
 
     /// One confirmation round for every read queued.
     pub(super) fn start_read_round(&self) {
-        if let Some(ctx) = self.reads.start_round() {
+        if let Some(ctx) = self.waiters.reads.start_round() {
             self.with_core(|core| core.read_index(ctx));
         }
     }
@@ -233,7 +238,7 @@ impl Node {
     /// Primary's tick: reads queued behind rounds still out (an answer lost
     /// with a connection) get a round of their own.
     pub(super) fn restart_stalled_reads(&self) {
-        if self.reads.has_queued() {
+        if self.waiters.reads.has_queued() {
             self.start_read_round();
         }
     }
@@ -241,11 +246,11 @@ impl Node {
     /// Serves the confirmed reads the state machine has caught up with.
     pub(super) fn serve_reads(&self) {
         // Called after every apply batch: no core lock when there is nothing to serve.
-        if !self.reads.has_confirmed() {
+        if !self.waiters.reads.has_confirmed() {
             return;
         }
         let applied = self.inspect(|core| core.applied());
-        for r in self.reads.take_servable(applied) {
+        for r in self.waiters.reads.take_servable(applied) {
             (r.done)(self.read_local(&r.key));
         }
     }

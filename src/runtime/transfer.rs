@@ -174,7 +174,7 @@ impl Node {
         let deadline = deadline.min(Instant::now() + transfer_timeout(&self.opts));
         // Registered under the core lock: the dispatch of this very call settles it.
         let refused = self.with_core(|core| match core.transfer_leader(&target) {
-            Ok(()) => match self.transfers.wait(target.clone(), deadline, done) {
+            Ok(()) => match self.waiters.transfers.wait(target.clone(), deadline, done) {
                 Ok(()) => None,
                 Err(done) => Some((done, self.unusable())),
             },
@@ -192,7 +192,7 @@ impl Node {
     pub(super) fn hold_back(&self, pending: Vec<PendingCommand>) {
         let now = Instant::now();
         let (late, keep): (Vec<_>, Vec<_>) = pending.into_iter().partition(|c| c.deadline <= now);
-        for cmd in self.proposals.put_back(keep) {
+        for cmd in self.waiters.proposals.put_back(keep) {
             (cmd.done)(Err(self.unusable()));
         }
         for cmd in late {
