@@ -62,7 +62,7 @@ pub fn run(node: Arc<Node>, rx: Receiver<LogEvent>) {
                     tracing::warn!(node = %node.id, "the log is written again: disk space came back");
                 }
                 let written = readies.len();
-                let_out(&node, std::mem::take(&mut readies));
+                super::ready::let_out(&node, std::mem::take(&mut readies));
                 node.log_written(written);
             }
             Err(e) if is_no_space(&e) => {
@@ -131,21 +131,4 @@ fn write(node: &Node, readies: &[Ready], start: &mut u64) -> Result<()> {
     }
     *start = log_start;
     Ok(())
-}
-
-/// Once written: the core learns what is durable, and what waited on it goes.
-fn let_out(node: &Node, readies: Vec<Ready>) {
-    let last = readies.iter().rev().find_map(|r| r.persisted_position());
-    if let Some((index, term)) = last {
-        node.with_core(|core| core.on_persisted(index, term));
-    }
-    for r in readies {
-        if let Some(meta) = r.snapshot {
-            node.snapshot_reset_durable(meta);
-        }
-        for env in r.messages_after_persist {
-            node.send_message(env);
-        }
-    }
-    node.wake_apply();
 }

@@ -3,23 +3,24 @@
 
 use super::faults::Faults;
 use super::forward::response_from_result;
+use super::inbound::Inbound;
 use super::membership::Want;
 use super::proposals::{Completion, PendingCommand};
-use crate::core::{ConfChange, ConfChangeError, Envelope, Membership, ProposeError, RaftCore, Ready, Role};
+use crate::core::{ConfChange, ConfChangeError, Membership, ProposeError, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
 use crate::options::Options;
 use crate::state_machine::{encode_command, CommandKind, Machine};
 use crate::storage::LogStore;
-use crate::transport::{message_to_body, Handler, Identity, PeerConfig, PeerLink, TlsConfig};
-use crate::wire::{frame::Body, ClientRequest, ClientResponse};
+use crate::transport::{Identity, PeerLink, TlsConfig};
+use crate::wire::frame::Body;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Work for the primary thread.
@@ -40,9 +41,9 @@ pub enum LogEvent {
 
 /// What callers wait on: the leader as last seen, and which peer links are up.
 #[derive(Default)]
-struct Watch {
-    leader: Option<String>,
-    links_up: HashSet<String>,
+pub(super) struct Watch {
+    pub(super) leader: Option<String>,
+    pub(super) links_up: HashSet<String>,
 }
 
 /// Shared state of a node; every thread holds an `Arc` of it.
@@ -50,7 +51,7 @@ pub struct Node {
     pub id: String,
     pub opts: Options,
     /// Guarded like Floyd's `global_mu`: held briefly, never across I/O.
-    core: Mutex<RaftCore>,
+    pub(super) core: Mutex<RaftCore>,
     pub log_store: LogStore,
     pub state_machine: Machine,
     pub snapshots: super::snapshot::Snapshots,
@@ -58,42 +59,42 @@ pub struct Node {
     pub waiters: super::waiters::Waiters,
     /// One link per other member of the configuration in force (and to a
     /// leader outside it); changed as the configuration changes.
-    peers: RwLock<HashMap<String, Arc<PeerLink>>>,
+    pub(super) peers: RwLock<HashMap<String, Arc<PeerLink>>>,
     /// Links to peers that left the configuration, kept until then: the
     /// removed server still gets the answer to its own request and the
     /// acknowledgements that let a removed leader learn the commit.
-    retiring: Mutex<HashMap<String, Instant>>,
+    pub(super) retiring: Mutex<HashMap<String, Instant>>,
     /// Links told to stop, joined once finished (or at close).
-    stopped_links: Mutex<Vec<Arc<PeerLink>>>,
+    pub(super) stopped_links: Mutex<Vec<Arc<PeerLink>>>,
     /// Who the links and the server admit, following the configuration.
     pub identity: Arc<Identity>,
-    local_ip: IpAddr,
+    pub(super) local_ip: IpAddr,
     /// Mutual TLS on every link, when configured.
-    tls: Option<Arc<TlsConfig>>,
+    pub(super) tls: Option<Arc<TlsConfig>>,
     /// Keeps the core's messages in order between its lock and the links (see `with_core`).
-    send_order: Mutex<()>,
+    pub(super) send_order: Mutex<()>,
     /// What the links deliver to; set once at start.
-    handler: OnceLock<Arc<Inbound>>,
+    pub(super) handler: OnceLock<Arc<Inbound>>,
     /// When each peer was last heard from (status only).
-    contacts: Mutex<HashMap<String, Instant>>,
+    pub(super) contacts: Mutex<HashMap<String, Instant>>,
     /// Index of the committed configuration last acted on.
-    committed_config: AtomicU64,
-    primary_tx: Sender<PrimaryEvent>,
-    log_tx: Sender<LogEvent>,
+    pub(super) committed_config: AtomicU64,
+    pub(super) primary_tx: Sender<PrimaryEvent>,
+    pub(super) log_tx: Sender<LogEvent>,
     /// Readies handed to the log writer and not yet written (and their
     /// messages sent). Changed under the core lock or after a write.
-    log_queued: AtomicUsize,
+    pub(super) log_queued: AtomicUsize,
     /// Taken by the primary thread, which starts the log writer.
-    log_rx: Mutex<Option<Receiver<LogEvent>>>,
-    apply_tx: Sender<()>,
+    pub(super) log_rx: Mutex<Option<Receiver<LogEvent>>>,
+    pub(super) apply_tx: Sender<()>,
     /// The leader and the links, as parked commands look at them.
-    watch: Mutex<Watch>,
-    stopping: AtomicBool,
+    pub(super) watch: Mutex<Watch>,
+    pub(super) stopping: AtomicBool,
     /// The log writer found the disk full and is waiting for space.
-    disk_full: AtomicBool,
-    failure: Mutex<Option<Error>>,
+    pub(super) disk_full: AtomicBool,
+    pub(super) failure: Mutex<Option<Error>>,
     /// Refused messages are logged in bursts, then counted.
-    refusals_logged: super::log_throttle::LogThrottle,
+    pub(super) refusals_logged: super::log_throttle::LogThrottle,
     pub faults: Faults,
     pub log: Arc<NodeLog>,
 }
@@ -152,11 +153,6 @@ impl Node {
         }
     }
 
-    /// The log writer wrote `n` Readies (or gave up on them) and sent their messages.
-    pub(super) fn log_written(&self, n: usize) {
-        self.log_queued.fetch_sub(n, Ordering::AcqRel);
-    }
-
     pub(super) fn take_log_receiver(&self) -> Option<Receiver<LogEvent>> {
         self.log_rx.lock().take()
     }
@@ -164,66 +160,6 @@ impl Node {
     /// Lets the log writer finish what is queued, then exit.
     pub(super) fn stop_log_writer(&self) {
         let _ = self.log_tx.send(LogEvent::Stop);
-    }
-
-    /// Connects to the members of the configuration in force; call once at start.
-    pub fn start_links(&self, handler: Arc<Inbound>) -> Result<()> {
-        let _ = self.handler.set(handler);
-        let core = self.core.lock();
-        self.reconcile_links(&core)
-    }
-
-    /// Every link, for closing.
-    pub fn take_links(&self) -> Vec<Arc<PeerLink>> {
-        let mut links: Vec<Arc<PeerLink>> = self.peers.write().drain().map(|(_, l)| l).collect();
-        links.append(&mut self.stopped_links.lock());
-        links
-    }
-
-    /// Stops links whose peer left the configuration longer than the grace
-    /// period ago (without waiting for them: the caller keeps ticking).
-    pub fn reap_links(&self, now: Instant) {
-        self.stopped_links.lock().retain(|l| !l.is_finished());
-        if self.retiring.lock().values().all(|at| *at > now) {
-            return;
-        }
-        let mut peers = self.peers.write();
-        let mut retiring = self.retiring.lock();
-        let due: Vec<String> = retiring
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for peer in due {
-            retiring.remove(&peer);
-            if let Some(link) = peers.remove(&peer) {
-                tracing::info!(node = %self.id, peer = %peer, "no longer a member: link closed");
-                link.request_stop();
-                self.stopped_links.lock().push(link);
-            }
-        }
-    }
-
-    pub(crate) fn peer(&self, id: &str) -> Option<Arc<PeerLink>> {
-        self.peers.read().get(id).cloned()
-    }
-
-    /// Runs `f` on the core under its lock, then hands out what it produced.
-    pub fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> T {
-        let mut core = self.core.lock();
-        let out = f(&mut core);
-        let mut after = self.dispatch(&mut core);
-        // Sent after the core is free (a link may write on its socket right
-        // away) but in the order the core produced them: the next sender
-        // takes `send_order` only while it still holds the core.
-        let sending = (!after.messages.is_empty()).then(|| self.send_order.lock());
-        drop(core);
-        for env in std::mem::take(&mut after.messages) {
-            self.send_message(env);
-        }
-        drop(sending);
-        after.run(self);
-        out
     }
 
     /// Reads the core under its lock (nothing it produces is sent).
@@ -236,168 +172,9 @@ impl Node {
         self.core.lock().membership().clone()
     }
 
-    fn note_contact(&self, peer: &str) {
-        let now = Instant::now();
-        let mut contacts = self.contacts.lock();
-        match contacts.get_mut(peer) {
-            Some(at) => *at = now,
-            None => {
-                contacts.insert(peer.to_string(), now);
-            }
-        }
-    }
-
-    /// Milliseconds since `peer` was last heard from.
-    pub fn last_contact_ms(&self, peer: &str) -> Option<u64> {
-        let at = *self.contacts.lock().get(peer)?;
-        Some(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Sends what may go now; queues persistence (and what waits on it) to the
-    /// primary thread. Called with the core locked, so Readies queue in order.
-    fn dispatch(&self, core: &mut RaftCore) -> AfterUnlock {
-        let mut ready = core.ready();
-        let mut after = AfterUnlock {
-            new_leader: self.note_leader(core.leader()),
-            reads: self
-                .waiters
-                .reads
-                .settle(&ready.read_states, &ready.read_failures),
-            transfers: self.waiters.transfers.settle(core),
-            ..Default::default()
-        };
-        if self.failure.lock().is_some() {
-            // (A node that cannot persist must not speak.)
-            return after;
-        }
-        let (committed_index, committed) = core.committed_membership();
-        let committed_changed =
-            self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index;
-        if committed_changed {
-            after.changes_done = self.waiters.config.satisfied_by(committed);
-        }
-        // (A committed change also ends the leader's replication to removed members.)
-        if ready.config.is_some() || after.new_leader.is_some() || committed_changed {
-            after.link_error = self.reconcile_links(core).err();
-        }
-        if ready.is_empty() {
-            return after;
-        }
-        after.messages = std::mem::take(&mut ready.messages);
-        if !ready.needs_persist() && self.log_queued.load(Ordering::Acquire) == 0 {
-            // Nothing to write, and everything produced before is on disk: an
-            // answer waiting for durability (a heartbeat's) may go now,
-            // without a trip through the log writer.
-            after.messages.append(&mut ready.messages_after_persist);
-        } else if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
-            self.log_queued.fetch_add(1, Ordering::AcqRel);
-            let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
-        }
-        // Only when there is something to apply, or a leader change to
-        // report: most core calls (a heartbeat, an acknowledgement that
-        // moved nothing) leave the apply thread nothing to do.
-        if core.applicable_index() > core.applied() || after.new_leader.is_some() {
-            self.wake_apply();
-        }
-        after
-    }
-
-    /// Makes the links match the configuration in force (plus the leader, who
-    /// may be outside it), and the handshake rules follow it. Links no longer
-    /// wanted retire after a grace period ([`Node::reap_links`]).
-    fn reconcile_links(&self, core: &RaftCore) -> Result<()> {
-        let m = core.membership();
-        self.identity.update(&m.uid, m.members().cloned());
-        let mut wanted: BTreeSet<String> = m.members().cloned().collect();
-        wanted.extend(core.leader().map(str::to_string));
-        wanted.extend(core.replication_targets());
-        wanted.remove(&self.id);
-        let Some(handler) = self.handler.get() else {
-            return Ok(());
-        };
-        let mut peers = self.peers.write();
-        let mut retiring = self.retiring.lock();
-        let grace = Instant::now() + link_grace(&self.opts);
-        for p in peers.keys().filter(|p| !wanted.contains(*p)) {
-            retiring.entry(p.clone()).or_insert(grace);
-        }
-        retiring.retain(|p, _| !wanted.contains(p));
-        for peer in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = peers.entry(peer) {
-                let link = PeerLink::spawn(self.peer_config(slot.key()), handler.clone())?;
-                slot.insert(Arc::new(link));
-            }
-        }
-        Ok(())
-    }
-
-    fn peer_config(&self, peer: &str) -> PeerConfig {
-        let opts = &self.opts;
-        let heartbeat = Duration::from_micros(opts.heartbeat_us);
-        PeerConfig {
-            name: opts.local_port.to_string(),
-            local_ip: self.local_ip,
-            my_id: self.id.clone(),
-            peer: peer.to_string(),
-            identity: self.identity.clone(),
-            connect_timeout: heartbeat.max(Duration::from_millis(200)),
-            write_timeout: Duration::from_micros(opts.check_leader_us),
-            keepalive: heartbeat,
-            liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
-            in_doubt_window: opts.request_timeout,
-            max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
-            snapshot_chunk_bytes: usize::try_from(opts.snapshot_chunk_bytes)
-                .unwrap_or(crate::transport::DEFAULT_SNAPSHOT_CHUNK_BYTES),
-            snapshot_bytes_per_sec: opts.snapshot_bytes_per_sec,
-            tls: self.tls.clone(),
-        }
-    }
-
-    /// Records the leader and wakes callers waiting for one; returns it if it changed.
-    fn note_leader(&self, leader: Option<&str>) -> Option<Option<String>> {
-        let mut watch = self.watch.lock();
-        if watch.leader.as_deref() == leader {
-            return None;
-        }
-        watch.leader = leader.map(str::to_string);
-        if !self.waiters.parked.is_empty() {
-            self.wake_primary();
-        }
-        Some(watch.leader.clone())
-    }
-
-    /// Records whether the link to `peer` is connected, waking callers waiting for it.
-    pub fn note_link(&self, peer: &str, connected: bool) {
-        let mut watch = self.watch.lock();
-        let changed = if connected {
-            watch.links_up.insert(peer.to_string())
-        } else {
-            watch.links_up.remove(peer)
-        };
-        if changed && !self.waiters.parked.is_empty() {
-            self.wake_primary();
-        }
-    }
-
-    pub fn send_message(&self, env: Envelope) {
-        if let crate::core::Message::InstallSnapshot(m) = env.msg {
-            return self.offer_snapshot(&env.to, m);
-        }
-        if let Some(body) = message_to_body(env.msg) {
-            self.send_frame(&env.to, body);
-        }
-    }
-
     /// Queues work for the log writer, the one writer of the log store.
     pub(super) fn send_log_event(&self, ev: LogEvent) {
         let _ = self.log_tx.send(ev);
-    }
-
-    pub fn send_frame(&self, to: &str, body: Body) -> bool {
-        match self.peer(to) {
-            Some(link) => link.send(body),
-            None => false,
-        }
     }
 
     pub fn wake_apply(&self) {
@@ -540,7 +317,7 @@ impl Node {
     }
 
     /// Answers a command forwarded by `to`.
-    fn reply(&self, to: &str, request_id: u64, result: Result<Option<Bytes>>) {
+    pub(super) fn reply(&self, to: &str, request_id: u64, result: Result<Option<Bytes>>) {
         let hint = self.leader().unwrap_or_default();
         self.send_frame(
             to,
@@ -628,153 +405,6 @@ impl Node {
         let _ = self.primary_tx.send(PrimaryEvent::Stop);
         self.snapshots.wake();
     }
-}
-
-/// What the transport calls into: a weak reference, so links and servers
-/// never keep a closed node alive.
-pub struct Inbound(pub Weak<Node>);
-
-impl Handler for Inbound {
-    fn on_message(&self, from: &str, msg: crate::core::Message) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
-            node.note_contact(from);
-            if let Err(why) = node.step(from, msg) {
-                node.log_refusal(from, &why);
-            }
-        }
-    }
-
-    fn on_client_request(&self, from: &str, req: ClientRequest) {
-        let Some(node) = self.0.upgrade() else { return };
-        let id = req.request_id;
-        let command = req
-            .command
-            .ok_or_else(|| Error::InvalidArgument("forwarded request without a command".into()))
-            .and_then(CommandKind::from_wire)
-            .and_then(|c| c.validate().map(|_| c));
-        let cmd = match command {
-            Ok(c) => c,
-            Err(e) => return node.reply(from, id, Err(e)),
-        };
-        let weak = self.0.clone();
-        let reply_to = from.to_string();
-        // Runs on the apply or primary thread: it only queues a frame.
-        let done: Completion = Box::new(move |result| {
-            if let Some(node) = weak.upgrade() {
-                node.reply(&reply_to, id, result);
-            }
-        });
-        let deadline = Instant::now() + node.opts.request_timeout;
-        node.submit_command(cmd, deadline, done);
-    }
-
-    fn on_client_response(&self, from: &str, resp: ClientResponse) {
-        if let Some(node) = self.0.upgrade() {
-            node.waiters.forwards.resolve(from, resp);
-        }
-    }
-
-    fn on_thread_panic(&self, thread: &str, message: &str) {
-        if let Some(node) = self.0.upgrade() {
-            node.fail(Error::Internal(format!("thread {thread} panicked: {message}")));
-        }
-    }
-
-    fn on_undeliverable(&self, to: &str, req: ClientRequest) {
-        if let Some(node) = self.0.upgrade() {
-            node.waiters.forwards.not_sent(to, req.request_id);
-        }
-    }
-
-    fn on_in_doubt(&self, to: &str, request_ids: Vec<u64>) {
-        if let Some(node) = self.0.upgrade() {
-            let err = Error::Timeout(format!(
-                "the connection to leader {to} broke with the command in flight; it may or may not have been applied"
-            ));
-            node.waiters.forwards.fail_some(to, &request_ids, &err);
-        }
-    }
-
-    fn on_link_state(&self, peer: &str, connected: bool) {
-        if let Some(node) = self.0.upgrade() {
-            node.note_link(peer, connected);
-        }
-    }
-
-    fn on_snapshot_chunk(&self, from: &str, chunk: crate::wire::SnapshotChunk) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
-            node.note_contact(from);
-            node.receive_snapshot_chunk(from, chunk);
-        }
-    }
-
-    fn on_snapshot_sent(&self, to: &str, snapshot_index: u64, ok: bool) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
-            node.with_core(|core| core.report_snapshot(to, snapshot_index, ok));
-        }
-    }
-
-    fn on_peer_connected(&self, from: &str) {
-        // A fresh connection from a peer hints that our own link to it may
-        // have died unnoticed (its close lost in a partition): check it.
-        if let Some(link) = self.0.upgrade().as_ref().and_then(|n| n.peer(from)) {
-            link.probe();
-        }
-    }
-}
-
-/// What a core call leaves to do once the core lock is released: logging
-/// (which may write to disk or call into the host), stopping links (which
-/// joins threads) and answering callers.
-#[derive(Default)]
-struct AfterUnlock {
-    /// Messages to send, in order, once the core is unlocked.
-    messages: Vec<Envelope>,
-    new_leader: Option<Option<String>>,
-    link_error: Option<Error>,
-    changes_done: Vec<Completion>,
-    /// What the reads' verdicts left to do.
-    reads: super::reads::Settled,
-    transfers: super::transfer::Settled,
-}
-
-impl AfterUnlock {
-    fn run(self, node: &Node) {
-        if let Some(leader) = self.new_leader {
-            tracing::info!(node = %node.id, leader = ?leader, "leader changed");
-        }
-        if let Some(e) = self.link_error {
-            node.fail(Error::Io(format!("cannot start a peer link: {e}")));
-        }
-        for done in self.changes_done {
-            done(Ok(None));
-        }
-        if let Some(target) = self.transfers.ended {
-            tracing::info!(node = %node.id, target = %target, "leadership transfer over");
-            // The proposals it held back.
-            node.wake_primary();
-        }
-        for (done, result) in self.transfers.answers {
-            done(result);
-        }
-        for done in self.reads.failed {
-            done(Err(Error::NoLeader(
-                "leadership changed before the read was confirmed".into(),
-            )));
-        }
-        if self.reads.serve {
-            node.serve_reads();
-        }
-        if self.reads.next_round {
-            node.start_read_round();
-        }
-    }
-}
-
-/// How long a link to a peer that left the configuration stays: long
-/// enough for the answers and acknowledgements it still has to carry.
-fn link_grace(opts: &Options) -> Duration {
-    Duration::from_micros(opts.check_leader_us.saturating_mul(2)).max(Duration::from_secs(1))
 }
 
 /// The caller's view of a refused membership change.

@@ -1,0 +1,161 @@
+//! A Ready, from the core to the disk and the network, in one place.
+//!
+//! 1. Under the core's lock ([`Node::with_core`]), the Ready is taken and
+//!    split: the reads' and transfers' verdicts are settled, the links follow
+//!    the configuration, messages that may leave at once are set aside, and
+//!    what must be persisted (with what waits on it) is queued to the log
+//!    writer, in the order the core produced it.
+//! 2. Once the lock is released, the messages are sent, still in the core's
+//!    order (`send_order`), and what was left to do runs ([`AfterUnlock`]):
+//!    logging, answering callers, starting read rounds.
+//! 3. The log writer persists queued Readies in one batch and then lets out
+//!    what waited on them ([`let_out`]): the core learns what is durable, an
+//!    installed snapshot goes to the apply thread, the messages that waited
+//!    for the disk leave.
+
+use super::node::{LogEvent, Node};
+use super::proposals::Completion;
+use crate::core::{Envelope, RaftCore, Ready};
+use crate::error::Error;
+use std::sync::atomic::Ordering;
+
+impl Node {
+    /// Runs `f` on the core under its lock, then hands out what it produced
+    /// (steps 1 and 2).
+    pub fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> T {
+        let mut core = self.core.lock();
+        let out = f(&mut core);
+        let mut after = self.dispatch(&mut core);
+        // Sent after the core is free (a link may write on its socket right
+        // away) but in the order the core produced them: the next sender
+        // takes `send_order` only while it still holds the core.
+        let sending = (!after.messages.is_empty()).then(|| self.send_order.lock());
+        drop(core);
+        for env in std::mem::take(&mut after.messages) {
+            self.send_message(env);
+        }
+        drop(sending);
+        after.run(self);
+        out
+    }
+
+    /// Step 1: settles what the Ready decided, sets aside what may go now and
+    /// queues persistence (and what waits on it) to the log writer. Called
+    /// with the core locked, so Readies queue in order.
+    fn dispatch(&self, core: &mut RaftCore) -> AfterUnlock {
+        let mut ready = core.ready();
+        let mut after = AfterUnlock {
+            new_leader: self.note_leader(core.leader()),
+            reads: self
+                .waiters
+                .reads
+                .settle(&ready.read_states, &ready.read_failures),
+            transfers: self.waiters.transfers.settle(core),
+            ..Default::default()
+        };
+        if self.failure.lock().is_some() {
+            // (A node that cannot persist must not speak.)
+            return after;
+        }
+        let (committed_index, committed) = core.committed_membership();
+        let committed_changed =
+            self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index;
+        if committed_changed {
+            after.changes_done = self.waiters.config.satisfied_by(committed);
+        }
+        // (A committed change also ends the leader's replication to removed members.)
+        if ready.config.is_some() || after.new_leader.is_some() || committed_changed {
+            after.link_error = self.reconcile_links(core).err();
+        }
+        if ready.is_empty() {
+            return after;
+        }
+        after.messages = std::mem::take(&mut ready.messages);
+        if !ready.needs_persist() && self.log_queued.load(Ordering::Acquire) == 0 {
+            // Nothing to write, and everything produced before is on disk: an
+            // answer waiting for durability (a heartbeat's) may go now,
+            // without a trip through the log writer.
+            after.messages.append(&mut ready.messages_after_persist);
+        } else if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
+            self.log_queued.fetch_add(1, Ordering::AcqRel);
+            let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
+        }
+        // Only when there is something to apply, or a leader change to
+        // report: most core calls (a heartbeat, an acknowledgement that
+        // moved nothing) leave the apply thread nothing to do.
+        if core.applicable_index() > core.applied() || after.new_leader.is_some() {
+            self.wake_apply();
+        }
+        after
+    }
+
+    /// The log writer wrote `n` Readies (or gave up on them) and sent their messages.
+    pub(super) fn log_written(&self, n: usize) {
+        self.log_queued.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// What a core call leaves to do once the core lock is released: logging
+/// (which may write to disk or call into the host), stopping links (which
+/// joins threads) and answering callers.
+#[derive(Default)]
+struct AfterUnlock {
+    /// Messages to send, in order, once the core is unlocked.
+    messages: Vec<Envelope>,
+    new_leader: Option<Option<String>>,
+    link_error: Option<Error>,
+    changes_done: Vec<Completion>,
+    /// What the reads' verdicts left to do.
+    reads: super::reads::Settled,
+    transfers: super::transfer::Settled,
+}
+
+impl AfterUnlock {
+    fn run(self, node: &Node) {
+        if let Some(leader) = self.new_leader {
+            tracing::info!(node = %node.id, leader = ?leader, "leader changed");
+        }
+        if let Some(e) = self.link_error {
+            node.fail(Error::Io(format!("cannot start a peer link: {e}")));
+        }
+        for done in self.changes_done {
+            done(Ok(None));
+        }
+        if let Some(target) = self.transfers.ended {
+            tracing::info!(node = %node.id, target = %target, "leadership transfer over");
+            // The proposals it held back.
+            node.wake_primary();
+        }
+        for (done, result) in self.transfers.answers {
+            done(result);
+        }
+        for done in self.reads.failed {
+            done(Err(Error::NoLeader(
+                "leadership changed before the read was confirmed".into(),
+            )));
+        }
+        if self.reads.serve {
+            node.serve_reads();
+        }
+        if self.reads.next_round {
+            node.start_read_round();
+        }
+    }
+}
+
+/// Once written: the core learns what is durable, and what waited on it goes.
+pub(super) fn let_out(node: &Node, readies: Vec<Ready>) {
+    let last = readies.iter().rev().find_map(|r| r.persisted_position());
+    if let Some((index, term)) = last {
+        node.with_core(|core| core.on_persisted(index, term));
+    }
+    for r in readies {
+        if let Some(meta) = r.snapshot {
+            node.snapshot_reset_durable(meta);
+        }
+        for env in r.messages_after_persist {
+            node.send_message(env);
+        }
+    }
+    node.wake_apply();
+}
