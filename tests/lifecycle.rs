@@ -116,7 +116,7 @@ fn a_start_failing_midway_stops_what_it_started_and_the_path_opens_again() {
     };
     // By then the peers, the server and the primary thread are running, and
     // both databases are open.
-    for thread in ["floyd-apply-", "floyd-primary-"] {
+    for thread in ["floyd-log-", "floyd-apply-", "floyd-primary-"] {
         let mut failing = opts(0);
         failing.fail_spawn_of = Some(thread.to_string());
         match Floyd::open(failing) {

@@ -1,7 +1,9 @@
 //! The threads that drive the core, in the original Floyd's shape:
-//! `floyd-primary-<port>` (CheckLeader, HeartBeat, NewCommand, log writes),
-//! `floyd-peer-<port>-><peer>` (one per member), `floyd-apply-<port>`, and the
-//! RPC server's `floyd-listen-<port>` with one `floyd-conn-<port>-<n>` per connection.
+//! `floyd-primary-<port>` (CheckLeader, HeartBeat, NewCommand),
+//! `floyd-log-<port>` (log writes), `floyd-peer-<port>-><peer>` (one per
+//! member), `floyd-apply-<port>`, `floyd-snapshot-<port>`, and the RPC
+//! server's `floyd-listen-<port>` with one `floyd-conn-<port>-<n>` per
+//! connection. `threads.rs` starts and joins the node's own.
 
 mod apply;
 pub mod execute;
@@ -18,6 +20,7 @@ pub mod proposals;
 mod reads;
 mod ready;
 mod snapshot;
+mod threads;
 pub(crate) mod transfer;
 mod waiters;
 
@@ -31,12 +34,10 @@ use crate::storage::LogStore;
 use crate::transport::{Identity, Server, ServerConfig, TlsConfig};
 use inbound::Inbound;
 use node::Node;
-use parking_lot::Mutex;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
+use threads::{Role, Threads};
 
 /// A started node and its threads. `close` stops and joins all of them and
 /// closes both stores; so does dropping it, which is how a failed start
@@ -44,7 +45,7 @@ use std::time::Duration;
 pub struct Runtime {
     pub node: Arc<Node>,
     server: Option<Server>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Threads,
     closed: bool,
 }
 
@@ -173,6 +174,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
 
     let (primary_tx, primary_rx) = crossbeam_channel::unbounded();
     let (apply_tx, apply_rx) = crossbeam_channel::bounded(1);
+    let (log_tx, log_rx) = crossbeam_channel::unbounded();
     let node = Arc::new(Node::new(
         opts,
         identity.clone(),
@@ -184,6 +186,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
         snapshot::Snapshots::new(snapshot_store),
         primary_tx,
         apply_tx,
+        log_tx,
         log,
     ));
     // From here on an error drops `rt`, and its close stops whatever was
@@ -191,7 +194,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
     let mut rt = Runtime {
         node: node.clone(),
         server: None,
-        threads: Mutex::new(Vec::new()),
+        threads: Threads::default(),
         closed: false,
     };
     let handler = Arc::new(Inbound(Arc::downgrade(&node)));
@@ -206,20 +209,24 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
         tls,
     };
     rt.server = Some(Server::start(listener, server_cfg, handler)?);
+    let threads = &mut rt.threads;
     let n = node.clone();
-    let primary = spawn_guarded(&node, format!("floyd-primary-{name}"), move || {
+    threads.spawn(&node, Role::LogWriter, format!("floyd-log-{name}"), move || {
+        log_writer::run(n, log_rx)
+    })?;
+    let n = node.clone();
+    threads.spawn(&node, Role::Primary, format!("floyd-primary-{name}"), move || {
         primary::run(n, primary_rx, tick)
     })?;
-    rt.threads.get_mut().push(primary);
     let n = node.clone();
-    let apply = spawn_guarded(&node, format!("floyd-apply-{name}"), move || {
+    threads.spawn(&node, Role::Other, format!("floyd-apply-{name}"), move || {
         apply::run(n, apply_rx)
     })?;
-    rt.threads.get_mut().push(apply);
     if !node.state_machine.is_user() {
         let n = node.clone();
-        let snapshots = spawn_guarded(&node, format!("floyd-snapshot-{name}"), move || snapshot::run(n))?;
-        rt.threads.get_mut().push(snapshots);
+        threads.spawn(&node, Role::Other, format!("floyd-snapshot-{name}"), move || {
+            snapshot::run(n)
+        })?;
     }
     node.wake_apply();
     tracing::info!(node = %node.id, members = ?node.opts.members, "node started");
@@ -253,29 +260,6 @@ pub(crate) fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Spawns a named thread whose panic marks the node failed instead of vanishing.
-fn spawn_guarded(
-    node: &Arc<Node>,
-    name: String,
-    body: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>> {
-    if let Some(prefix) = node.opts.fail_spawn_of.as_deref() {
-        if name.starts_with(prefix) {
-            return Err(Error::Io(format!("cannot start thread {name}: injected failure")));
-        }
-    }
-    let n = Arc::downgrade(node);
-    let thread_name = name.clone();
-    Ok(crate::transport::spawn_named(name, move || {
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(body)) {
-            let what = crate::transport::panic_message(&*panic);
-            if let Some(node) = n.upgrade() {
-                node.fail(Error::Internal(format!("thread {thread_name} panicked: {what}")));
-            }
-        }
-    })?)
-}
-
 impl Runtime {
     /// Stops every thread and joins it, fails pending callers with `Stopped`
     /// and closes both stores. Idempotent. Also undoes a start that failed midway.
@@ -292,9 +276,7 @@ impl Runtime {
         if let Some(server) = self.server.take() {
             server.stop();
         }
-        for t in self.threads.get_mut().drain(..) {
-            let _ = t.join();
-        }
+        self.threads.join(&self.node);
         for link in self.node.take_links() {
             link.stop();
         }

@@ -15,7 +15,7 @@ use crate::storage::LogStore;
 use crate::transport::{Identity, PeerLink, TlsConfig};
 use crate::wire::frame::Body;
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -84,8 +84,6 @@ pub struct Node {
     /// Readies handed to the log writer and not yet written (and their
     /// messages sent). Changed under the core lock or after a write.
     pub(super) log_queued: AtomicUsize,
-    /// Taken by the primary thread, which starts the log writer.
-    pub(super) log_rx: Mutex<Option<Receiver<LogEvent>>>,
     pub(super) apply_tx: Sender<()>,
     /// The leader and the links, as parked commands look at them.
     pub(super) watch: Mutex<Watch>,
@@ -117,9 +115,9 @@ impl Node {
         snapshots: super::snapshot::Snapshots,
         primary_tx: Sender<PrimaryEvent>,
         apply_tx: Sender<()>,
+        log_tx: Sender<LogEvent>,
         log: Arc<NodeLog>,
     ) -> Self {
-        let (log_tx, log_rx) = crossbeam_channel::unbounded();
         Node {
             id: opts.local_id(),
             opts,
@@ -141,7 +139,6 @@ impl Node {
             primary_tx,
             log_tx,
             log_queued: AtomicUsize::new(0),
-            log_rx: Mutex::new(Some(log_rx)),
             apply_tx,
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
@@ -151,10 +148,6 @@ impl Node {
             faults: Faults::default(),
             log,
         }
-    }
-
-    pub(super) fn take_log_receiver(&self) -> Option<Receiver<LogEvent>> {
-        self.log_rx.lock().take()
     }
 
     /// Lets the log writer finish what is queued, then exit.

@@ -1,13 +1,12 @@
 //! The primary thread: CheckLeader and HeartBeat (the core's logical clock)
 //! and NewCommand (proposing queued commands as one batch). It never touches
-//! the disk: the log writer thread (`floyd-log-<port>`, started and joined
-//! here) is the one writer of the log store, so a slow fsync can neither
+//! the disk: the log writer thread (`floyd-log-<port>`) is the one writer of
+//! the log store, so a slow fsync can neither
 //! stop heartbeats nor slow the clock. Readies reach the disk in the order
 //! the core produced them, batched: everything pending goes out in one
 //! WriteBatch with one fsync (group commit).
 
 use super::node::{Node, PrimaryEvent};
-use crate::error::Error;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,35 +16,8 @@ use std::time::{Duration, Instant};
 /// catching up stays quick.
 const MAX_CATCH_UP_TICKS: u32 = 1_000;
 
-/// Runs until `PrimaryEvent::Stop`; the log writer runs as long as it does.
+/// CheckLeader, HeartBeat and NewCommand until `PrimaryEvent::Stop`.
 pub fn run(node: Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
-    let Some(log_rx) = node.take_log_receiver() else {
-        return node.fail(Error::Internal("the log writer was started twice".into()));
-    };
-    let name = format!("floyd-log-{}", node.opts.local_port);
-    let n = node.clone();
-    let writer = match super::spawn_guarded(&node, name, move || super::log_writer::run(n, log_rx)) {
-        Ok(t) => t,
-        Err(e) => return node.fail(Error::Io(format!("cannot start the log writer thread: {e}"))),
-    };
-    // Stops and joins the writer however the clock ends, a panic included.
-    let _writer = JoinOnDrop(&node, Some(writer));
-    run_clock(&node, rx, tick);
-}
-
-struct JoinOnDrop<'a>(&'a Node, Option<std::thread::JoinHandle<()>>);
-
-impl Drop for JoinOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.stop_log_writer();
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// CheckLeader, HeartBeat and NewCommand until told to stop.
-fn run_clock(node: &Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
     let mut clock = Clock::new(Instant::now(), tick);
     loop {
         let mut new_command = false;
