@@ -32,6 +32,7 @@ pub mod ffi;
 mod floyd;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod limits;
 pub mod logging;
 pub mod options;
 mod runtime;

@@ -21,25 +21,11 @@ pub const DEFAULT_HEARTBEAT_US: u64 = 100_000;
 pub const DEFAULT_APPEND_ENTRIES_SIZE_ONCE: u64 = 4 << 20;
 /// Default cap on the entries of one AppendEntries.
 pub const DEFAULT_APPEND_ENTRIES_COUNT_ONCE: u64 = 4096;
-/// Largest key accepted.
-pub const MAX_KEY_BYTES: usize = 64 << 10;
-/// Largest value accepted.
-pub const MAX_VALUE_BYTES: usize = 16 << 20;
-/// Largest `request_timeout` and `leader_wait`: beyond it, deadlines computed
-/// as `now + timeout` could overflow the clock.
-pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
-/// Largest `heartbeat_us` and `check_leader_us` (one hour): the runtime
-/// multiplies them, and a longer election timeout is no failure detection at all.
-pub const MAX_TIMER_US: u64 = 3_600_000_000;
-// The cap on append_entries_size_once (half a frame) leaves room for one
-// maximal command past it; checked when compiling.
-const _: () = assert!(MAX_FRAME_BYTES / 2 + MAX_KEY_BYTES + MAX_VALUE_BYTES < MAX_FRAME_BYTES);
+pub use crate::limits::{MAX_KEY_BYTES, MAX_LOG_KEEP_FILES, MAX_TIMER_US, MAX_VALUE_BYTES, MAX_WAIT};
 /// Default size at which `<path>/LOG` is rotated.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 << 20;
 /// Default number of rotated LOG files kept (`LOG.1` .. `LOG.4`).
 pub const DEFAULT_LOG_KEEP_FILES: u32 = 4;
-/// Most rotated LOG files kept: each rotation renames every one of them.
-pub const MAX_LOG_KEEP_FILES: u32 = 1000;
 /// Default of [`Options::max_async_in_flight`].
 pub const DEFAULT_MAX_ASYNC_IN_FLIGHT: usize = 100_000;
 

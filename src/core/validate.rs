@@ -6,11 +6,7 @@
 use super::{Message, RaftCore};
 use crate::wire::{AppendEntries, AppendEntriesResponse};
 
-/// Largest term or index accepted from the wire. Honest clusters never get
-/// near it (2^62 elections, or entries at a million a second for 146,000
-/// years), and everything computed from it (`term + 1`, `index + n`) fits in
-/// a u64.
-pub const MAX_WIRE_VALUE: u64 = 1 << 62;
+pub use crate::limits::MAX_WIRE_VALUE;
 
 /// Why the core refused a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

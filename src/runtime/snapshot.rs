@@ -27,9 +27,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest snapshot a follower accepts (a bound on disk use against a bad
-/// peer; the state machine's own size is the real limit).
-const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
+use crate::limits::MAX_SNAPSHOT_BYTES;
 /// How often the snapshot thread checks the thresholds when not woken.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 

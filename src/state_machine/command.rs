@@ -8,8 +8,7 @@ use crate::wire::{
 use bytes::Bytes;
 use prost::Message as _;
 
-/// Longest lock lease: a day. A holder that needs longer renews.
-pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+pub use crate::limits::MAX_LOCK_TTL_MS;
 
 /// What a client asks the cluster to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

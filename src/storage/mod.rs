@@ -28,11 +28,7 @@ pub use keys::{entry_key, ENTRY_PREFIX};
 
 /// The column family of the metadata keys (`m:*`).
 const META_CF: &str = "meta";
-/// The write-ahead log kept at most (RocksDB flushes the column families
-/// that hold its oldest file past it). The metadata's memtable takes a few
-/// bytes per batch and would otherwise pin every WAL file, entries and all,
-/// until it filled.
-const MAX_WAL_BYTES: u64 = 32 << 20;
+use crate::limits::MAX_WAL_BYTES;
 
 /// What the log store holds after a restart.
 #[derive(Debug, Clone, Default)]

@@ -10,12 +10,7 @@ use crate::wire::{frame::Body, Frame};
 use prost::Message as _;
 use std::io::{self, Read, Write};
 
-/// Largest encoded `Frame` (without its 4-byte length prefix) on the wire, on
-/// every node. It must hold one maximal command (a 64 KiB key and a 16 MiB
-/// value, see `options`) and one AppendEntries of `append_entries_size_once`
-/// bytes of entries plus their framing; `Options::validate` keeps the latter
-/// below it. Changing it is a wire-protocol change: bump `PROTOCOL_VERSION`.
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+pub use crate::limits::MAX_FRAME_BYTES;
 
 /// Why a frame could not be encoded or read.
 #[derive(Debug, thiserror::Error)]

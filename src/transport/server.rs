@@ -38,8 +38,7 @@ use std::time::Duration;
 /// `TransferLeader` command): a node of version 4 would drop the frame and
 /// its connection, or refuse the vote.
 pub const PROTOCOL_VERSION: u32 = 5;
-/// Connections served at once; more are refused so a flood cannot exhaust threads.
-const MAX_CONNECTIONS: usize = 256;
+use crate::limits::MAX_CONNECTIONS;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 

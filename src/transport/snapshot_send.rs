@@ -14,11 +14,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Default data bytes per chunk.
-pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
-/// Largest data bytes per chunk: far below [`MAX_FRAME_BYTES`](super::MAX_FRAME_BYTES),
-/// so a chunk never blocks the worker (and the heartbeats behind it) for long.
-pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 8 << 20;
+pub use crate::limits::{DEFAULT_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
 
 /// "Send this snapshot to the peer": the leader's `InstallSnapshot`.
 #[derive(Debug, Clone)]

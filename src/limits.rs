@@ -1,0 +1,60 @@
+//! Every size limit of floyd in one place: what a key, a value, a frame, a
+//! snapshot, a timer or a lock may be at most. Each bounds memory, disk or
+//! arithmetic against a caller's mistake or a hostile peer; the modules
+//! that enforce them re-export them where they were first defined.
+
+use std::time::Duration;
+
+// ---- what callers may ask for ----------------------------------------------
+
+/// Largest key accepted (also a lock's name and holder).
+pub const MAX_KEY_BYTES: usize = 64 << 10;
+/// Largest value accepted (also a user state machine's command).
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// Longest lock lease: a day. A holder that needs longer renews.
+pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest `request_timeout` and `leader_wait`: beyond it, deadlines computed
+/// as `now + timeout` could overflow the clock.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Largest `heartbeat_us` and `check_leader_us` (one hour): the runtime
+/// multiplies them, and a longer election timeout is no failure detection at all.
+pub const MAX_TIMER_US: u64 = 3_600_000_000;
+/// Most rotated LOG files kept: each rotation renames every one of them.
+pub const MAX_LOG_KEEP_FILES: u32 = 1000;
+
+// ---- what crosses the wire --------------------------------------------------
+
+/// Largest encoded `Frame` (without its 4-byte length prefix) on the wire, on
+/// every node. It must hold one maximal command (a 64 KiB key and a 16 MiB
+/// value) and one AppendEntries of `append_entries_size_once` bytes of
+/// entries plus their framing; `Options::validate` keeps the latter below it.
+/// Changing it is a wire-protocol change: bump `PROTOCOL_VERSION`.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// Largest term or index accepted from the wire. Honest clusters never get
+/// near it (2^62 elections, or entries at a million a second for 146,000
+/// years), and everything computed from it (`term + 1`, `index + n`) fits in
+/// a u64.
+pub const MAX_WIRE_VALUE: u64 = 1 << 62;
+/// Default data bytes per snapshot chunk.
+pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Largest data bytes per snapshot chunk: far below [`MAX_FRAME_BYTES`], so
+/// a chunk never blocks a peer worker (and the heartbeats behind it) for long.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 8 << 20;
+/// Largest snapshot a follower accepts (a bound on disk use against a bad
+/// peer; the state machine's own size is the real limit).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
+/// Connections a node serves at once; more are refused so that a flood
+/// cannot exhaust its threads.
+pub const MAX_CONNECTIONS: usize = 256;
+
+// ---- what floyd keeps -------------------------------------------------------
+
+/// The write-ahead log of the log store kept at most (RocksDB flushes the
+/// column families that hold its oldest file past it). The metadata's
+/// memtable takes a few bytes per batch and would otherwise pin every WAL
+/// file, entries and all, until it filled.
+pub const MAX_WAL_BYTES: u64 = 32 << 20;
+
+// The cap on append_entries_size_once (half a frame) leaves room for one
+// maximal command past it; checked when compiling.
+const _: () = assert!(MAX_FRAME_BYTES / 2 + MAX_KEY_BYTES + MAX_VALUE_BYTES < MAX_FRAME_BYTES);
