@@ -49,7 +49,7 @@ pub mod wire {
 pub use error::{Error, Result};
 pub use floyd::{Floyd, PeerStatus, ServerStatus, STATUS_HEADER};
 pub use logging::{LogCallback, LogLevel};
-pub use options::{Options, TlsFiles};
+pub use options::{GroupOptions, HostOptions, Options, TlsFiles};
 #[doc(hidden)]
 pub use runtime::faults::Faults;
 pub use state_machine::StateMachine;

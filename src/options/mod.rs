@@ -8,10 +8,14 @@
 
 use crate::error::{Error, Result};
 use crate::logging::{LogCallback, LogLevel};
+#[cfg(test)]
 use crate::transport::MAX_FRAME_BYTES;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod split;
+pub use split::{GroupOptions, HostOptions};
 
 /// Default election timeout base (the real timeout is random in `[base, 2 * base)`).
 pub const DEFAULT_CHECK_LEADER_US: u64 = 1_000_000;
@@ -201,132 +205,24 @@ impl Options {
         }
     }
 
-    /// Checks every field; on success the members are normalised (canonical
-    /// address text, sorted, deduplicated) and `local_ip` is bare (`::1`).
+    /// Checks every field (the host's, then the group's); on success the
+    /// members are normalised (canonical address text, sorted, deduplicated)
+    /// and `local_ip` is bare (`::1`).
     pub fn validate(&mut self) -> Result<()> {
-        self.validate_addresses()?;
-        self.validate_limits()
-    }
-
-    fn validate_addresses(&mut self) -> Result<()> {
-        if self.members.is_empty() && !self.join {
-            return invalid("members is empty".into());
-        }
-        let mut members = Vec::with_capacity(self.members.len());
-        for m in &self.members {
-            members.push(canonical_member(m)?);
-        }
-        let Some(ip) = parse_ip(&self.local_ip) else {
-            return invalid(format!("local_ip {:?} is not an IP address", self.local_ip));
-        };
-        if ip.is_unspecified() {
-            return invalid(format!(
-                "local_ip {ip} is unspecified: give this node's own address, as in members"
-            ));
-        }
-        if self.local_port == 0 {
-            return invalid("local_port must not be 0".into());
-        }
-        self.local_ip = ip.to_string();
-        members.sort();
-        members.dedup();
-        self.members = members;
-        let me = self.local_id();
-        if self.join {
-            // A joining node takes its configuration from the leader.
-            if self.single_mode {
-                return invalid("join and single_mode exclude each other".into());
-            }
-            return Ok(());
-        }
-        if !self.members.contains(&me) {
-            return invalid(format!("this node {me} is not among members {:?}", self.members));
-        }
-        if self.members.len() == 1 {
-            self.single_mode = true;
-        } else if self.single_mode {
-            return invalid("single_mode needs members to hold only this node".into());
-        }
-        Ok(())
-    }
-
-    fn validate_limits(&self) -> Result<()> {
-        if self.path.as_os_str().is_empty() {
-            return invalid("path is empty".into());
-        }
-        for (name, us) in [
-            ("heartbeat_us", self.heartbeat_us),
-            ("check_leader_us", self.check_leader_us),
-        ] {
-            if us > MAX_TIMER_US {
-                return invalid(format!(
-                    "{name} {us} is over the limit of {MAX_TIMER_US} (one hour)"
-                ));
-            }
-        }
-        // No overflow: both are at most MAX_TIMER_US here.
-        if self.heartbeat_us < 1_000 || self.check_leader_us < 2 * self.heartbeat_us {
-            return invalid(format!(
-                "need heartbeat_us >= 1000 and check_leader_us >= 2 * heartbeat_us (got {} and {})",
-                self.heartbeat_us, self.check_leader_us
-            ));
-        }
-        if self.append_entries_size_once == 0 || self.append_entries_count_once == 0 {
-            return invalid("append_entries_size_once and append_entries_count_once must be > 0".into());
-        }
-        // Half the frame cap leaves room for per-entry overhead and one maximal entry
-        // past the soft size limit.
-        let max_batch = (MAX_FRAME_BYTES / 2) as u64;
-        if self.append_entries_size_once > max_batch {
-            return invalid(format!(
-                "append_entries_size_once {} is over the limit of {max_batch} (half the largest frame)",
-                self.append_entries_size_once
-            ));
-        }
-        if self.cluster_id.is_empty() {
-            return invalid("cluster_id must not be empty".into());
-        }
-        if self.request_timeout.is_zero() {
-            return invalid("request_timeout must not be zero".into());
-        }
-        for (name, d) in [
-            ("request_timeout", self.request_timeout),
-            ("leader_wait", self.leader_wait),
-        ] {
-            if d > MAX_WAIT {
-                return invalid(format!(
-                    "{name} {d:?} is over the limit of {MAX_WAIT:?} (24 hours)"
-                ));
-            }
-        }
-        if self.max_async_in_flight == 0 {
-            return invalid("max_async_in_flight must be > 0".into());
-        }
-        if self.log_max_bytes == 0 {
-            return invalid("log_max_bytes must be > 0".into());
-        }
-        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > 8 << 20 {
-            return invalid(format!(
-                "snapshot_chunk_bytes {} must be in 1..=8 MiB",
-                self.snapshot_chunk_bytes
-            ));
-        }
-        if self.log_keep_files > MAX_LOG_KEEP_FILES {
-            return invalid(format!(
-                "log_keep_files {} is over the limit of {MAX_LOG_KEEP_FILES}",
-                self.log_keep_files
-            ));
-        }
+        let (mut host, mut group) = self.clone().split();
+        host.validate()?;
+        group.validate(&host.local_id())?;
+        *self = Options::from_parts(host, group);
         Ok(())
     }
 }
 
-fn invalid<T>(message: String) -> Result<T> {
+pub(super) fn invalid<T>(message: String) -> Result<T> {
     Err(Error::InvalidArgument(message))
 }
 
 /// An IP address, IPv6 with or without brackets.
-fn parse_ip(text: &str) -> Option<IpAddr> {
+pub(super) fn parse_ip(text: &str) -> Option<IpAddr> {
     let bare = text
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
