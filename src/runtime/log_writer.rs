@@ -25,7 +25,7 @@ const MAX_RETRY: Duration = Duration::from_secs(1);
 pub fn run(node: Arc<Node>, rx: Receiver<LogEvent>) {
     // Where the log on disk starts: a compaction queued before an install
     // (which moved the start further) must not move it back.
-    let mut start = match node.log_store.log_start() {
+    let mut start = match node.log_store.log_start(node.group) {
         Ok(s) => s.0,
         Err(e) => return node.fail(Error::Io(format!("cannot read the log start: {e}"))),
     };
@@ -92,7 +92,7 @@ pub fn run(node: Arc<Node>, rx: Receiver<LogEvent>) {
 
 /// Deletes the log up to `index` (in a snapshot now) and gives the disk space back.
 fn compact_log(node: &Node, index: u64, term: u64) {
-    if let Err(e) = node.log_store.compact(index, term) {
+    if let Err(e) = node.log_store.compact(node.group, index, term) {
         tracing::warn!(node = %node.id, error = %e, "cannot compact the log store");
     }
 }
@@ -107,21 +107,21 @@ fn write(node: &Node, readies: &[Ready], start: &mut u64) -> Result<()> {
     for r in readies {
         if let Some(meta) = &r.snapshot {
             // Before this Ready's entries, which follow the snapshot's point.
-            batch.add(None, r.truncate_from, &[]);
-            batch.set_log_start(meta.last_index, meta.last_term);
+            batch.add(node.group, None, r.truncate_from, &[]);
+            batch.set_log_start(node.group, meta.last_index, meta.last_term);
             log_start = log_start.max(meta.last_index);
-            batch.add(None, None, &r.entries);
+            batch.add(node.group, None, None, &r.entries);
         } else {
-            batch.add(None, r.truncate_from, &r.entries);
+            batch.add(node.group, None, r.truncate_from, &r.entries);
         }
         config = r.config.as_ref().or(config);
         sync |= r.must_sync;
         hard_state = r.hard_state.as_ref().or(hard_state);
     }
     // Only the newest (term, vote, commit) matters; its keys are apart from the entries'.
-    batch.add(hard_state, None, &[]);
+    batch.add(node.group, hard_state, None, &[]);
     if let Some((index, m)) = config {
-        batch.set_config(*index, m);
+        batch.set_config(node.group, *index, m);
     }
     if !batch.is_empty() {
         let sync = node.faults.sync_log(sync);

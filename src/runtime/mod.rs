@@ -39,6 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use threads::{Role, Threads};
 
+/// The one group of a node opened on its own (a private host).
+const GROUP: crate::storage::GroupId = 0;
+
 /// A started node and its threads. `close` stops and joins all of them and
 /// closes both stores; so does dropping it, which is how a failed start
 /// cleans up what it had started.
@@ -124,7 +127,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
     };
     let log_store = LogStore::open(&opts.path.join("log"))?;
     let state_machine = Machine::open(&opts.path.join("db"), user)?;
-    let loaded = log_store.load()?;
+    let loaded = log_store.load(GROUP)?;
     let snapshot_store = Arc::new(SnapshotStore::open(&opts.path.join("snapshots"))?);
     let (applied, snapshot) = snapshot::restore_at_start(&snapshot_store, &state_machine)?;
     let log_end = loaded.log_start.0 + loaded.entries.len() as u64;
@@ -236,7 +239,7 @@ fn start_logged(opts: Options, log: Arc<NodeLog>, user: Option<Box<dyn StateMach
 /// The bootstrap member list: the one stored at the first start, else the
 /// options' (stored now). A joining node that has no log has none.
 fn bootstrap_members(opts: &Options, store: &LogStore, log_empty: bool) -> Result<Vec<String>> {
-    if let Some(stored) = store.bootstrap_members()? {
+    if let Some(stored) = store.bootstrap_members(GROUP)? {
         if !opts.join && stored != opts.members {
             tracing::warn!(options = ?opts.members, stored = ?stored,
                 "the member list in the options differs from the one this node bootstrapped with; keeping the stored one");
@@ -249,7 +252,7 @@ fn bootstrap_members(opts: &Options, store: &LogStore, log_empty: bool) -> Resul
         }
         return Ok(Vec::new());
     }
-    store.set_bootstrap_members(&opts.members)?;
+    store.set_bootstrap_members(GROUP, &opts.members)?;
     Ok(opts.members.clone())
 }
 

@@ -49,6 +49,8 @@ pub(super) struct Watch {
 /// Shared state of a node; every thread holds an `Arc` of it.
 pub struct Node {
     pub id: String,
+    /// The group this node is a member of, on its host.
+    pub group: crate::storage::GroupId,
     pub opts: Options,
     /// Guarded like Floyd's `global_mu`: held briefly, never across I/O.
     pub(super) core: Mutex<RaftCore>,
@@ -120,6 +122,7 @@ impl Node {
     ) -> Self {
         Node {
             id: opts.local_id(),
+            group: 0,
             opts,
             core: Mutex::new(core),
             log_store,

@@ -1,15 +1,18 @@
-//! RocksDB storage of the Raft log and metadata (`<path>/log`).
+//! RocksDB storage of the Raft log and metadata (`<path>/log`), for every
+//! group of a host (`keys.rs` has the layout; group 0, the one group of a
+//! node opened on its own, keeps the keys of stores from before groups).
 //!
-//! Entries live in the default column family under `e` + big-endian index
-//! (so the first and last index are one seek each). The metadata lives in
-//! the `meta` column family: `m:term`, `m:vote`, `m:commit` for the hard
-//! state, `m:conf` for the latest configuration in the log (written with the
-//! entries that bring it), `m:logstart` for the last compacted entry (index,
-//! term), `m:bootstrap` for the member list the node started with. Apart, a
-//! table file of entries holds nothing else, so a compacted prefix of the log
-//! goes by dropping whole files ([`LogStore::reclaim`]). Every write is one
-//! WriteBatch across both; a Ready's log changes and (term, vote) are synced
-//! together before anything that depends on them leaves the node.
+//! A group's entries live in the default column family under its prefix +
+//! big-endian index (so its first and last index are one seek each). The
+//! metadata lives in the `meta` column family: term, vote and commit for
+//! the hard state, the latest configuration in the log (written with the
+//! entries that bring it), the log start (the last compacted entry's index
+//! and term), and the member list the group bootstrapped with. Apart, a
+//! table file of entries holds nothing else, so a compacted prefix of a log
+//! can go by dropping whole files ([`LogStore::compact`]). Every write is
+//! one WriteBatch across both, for one group or many; a Ready's log changes
+//! and (term, vote) are synced together before anything that depends on
+//! them leaves the node.
 
 mod keys;
 pub mod memory;
@@ -24,7 +27,8 @@ use prost::Message as _;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, WriteBatch, WriteOptions, DB};
 use std::path::Path;
 
-pub use keys::{entry_key, ENTRY_PREFIX};
+use keys::Meta;
+pub use keys::{entry_key, GroupId, ENTRY_PREFIX};
 
 /// The column family of the metadata keys (`m:*`).
 const META_CF: &str = "meta";
@@ -102,53 +106,62 @@ pub struct LogBatch {
     batch: WriteBatch,
     /// The metadata's: a value to put, or `None` to delete the key. Kept
     /// apart until the write, which has the column family's handle.
-    meta: Vec<(&'static [u8], Option<Vec<u8>>)>,
+    meta: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ops: usize,
 }
 
 impl LogBatch {
-    /// Adds one Ready's worth of changes: truncation first, then entries, then hard state.
-    pub fn add(&mut self, hard_state: Option<&HardState>, truncate_from: Option<u64>, entries: &[Entry]) {
+    /// Adds one Ready's worth of `group`'s changes: truncation first, then
+    /// entries, then hard state.
+    pub fn add(
+        &mut self,
+        group: GroupId,
+        hard_state: Option<&HardState>,
+        truncate_from: Option<u64>,
+        entries: &[Entry],
+    ) {
         if let Some(from) = truncate_from {
-            self.batch.delete_range(entry_key(from), entry_key(u64::MAX));
+            self.batch
+                .delete_range(entry_key(group, from), entry_key(group, u64::MAX));
             self.ops += 1;
         }
         for e in entries {
-            self.batch.put(entry_key(e.index), e.encode_to_vec());
+            self.batch.put(entry_key(group, e.index), e.encode_to_vec());
             self.ops += 1;
         }
         if let Some(hs) = hard_state {
-            self.put_meta(keys::TERM, hs.term.to_be_bytes().to_vec());
+            self.put_meta(group, Meta::Term, hs.term.to_be_bytes().to_vec());
             let vote = hs.vote.as_ref().map(|v| v.as_bytes().to_vec());
-            self.meta.push((keys::VOTE, vote));
-            self.put_meta(keys::COMMIT, hs.commit.to_be_bytes().to_vec());
+            self.meta.push((keys::meta_key(group, Meta::Vote), vote));
+            self.put_meta(group, Meta::Commit, hs.commit.to_be_bytes().to_vec());
             self.ops += 1;
         }
     }
 
-    /// Makes the log start after (`index`, `term`): deletes every entry up to
-    /// `index` (a compaction, or the point of an installed snapshot).
-    pub fn set_log_start(&mut self, index: u64, term: u64) {
-        self.batch.delete_range(entry_key(0), entry_key(index + 1));
+    /// Makes `group`'s log start after (`index`, `term`): deletes every entry
+    /// up to `index` (a compaction, or the point of an installed snapshot).
+    pub fn set_log_start(&mut self, group: GroupId, index: u64, term: u64) {
+        self.batch
+            .delete_range(entry_key(group, 0), entry_key(group, index + 1));
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&index.to_be_bytes());
         v[8..].copy_from_slice(&term.to_be_bytes());
-        self.put_meta(keys::LOG_START, v.to_vec());
+        self.put_meta(group, Meta::LogStart, v.to_vec());
         self.ops += 1;
     }
 
-    /// Records the configuration in force after these changes.
-    pub fn set_config(&mut self, index: u64, m: &Membership) {
+    /// Records `group`'s configuration in force after these changes.
+    pub fn set_config(&mut self, group: GroupId, index: u64, m: &Membership) {
         let state = ConfigState {
             index,
             config: Some(m.to_wire()),
         };
-        self.put_meta(keys::CONFIG, state.encode_to_vec());
+        self.put_meta(group, Meta::Config, state.encode_to_vec());
         self.ops += 1;
     }
 
-    fn put_meta(&mut self, key: &'static [u8], value: Vec<u8>) {
-        self.meta.push((key, Some(value)));
+    fn put_meta(&mut self, group: GroupId, what: Meta, value: Vec<u8>) {
+        self.meta.push((keys::meta_key(group, what), Some(value)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -213,33 +226,36 @@ impl LogStore {
         Ok(())
     }
 
-    /// Compacts the log up to (`index`, `term`), which a snapshot covers:
+    /// Compacts `group`'s log up to (`index`, `term`), which a snapshot covers:
     /// records the new start, synced, then gives the disk space of the
     /// entries before it back. The order matters: dropping a table file is a
     /// synced edit of RocksDB's MANIFEST, so a start written without a sync
     /// could be lost in a power cut that keeps the files' deletion, and the
     /// log would no longer open ("not contiguous"). One sync per snapshot.
-    pub fn compact(&self, index: u64, term: u64) -> Result<()> {
+    pub fn compact(&self, group: GroupId, index: u64, term: u64) -> Result<()> {
         let mut batch = LogBatch::default();
-        batch.set_log_start(index, term);
+        batch.set_log_start(group, index, term);
         self.write(batch, true)?;
-        self.reclaim(index)
+        self.reclaim(group, index)
     }
 
-    /// Reads the hard state and the log, checking that it is contiguous from its start.
-    pub fn load(&self) -> Result<LoadedLog> {
-        let hard_state = self.hard_state()?;
-        let log_start = self.log_start()?;
+    /// Reads `group`'s hard state and log, checking that the log is
+    /// contiguous from its start.
+    pub fn load(&self, group: GroupId) -> Result<LoadedLog> {
+        let hard_state = self.hard_state(group)?;
+        let log_start = self.log_start(group)?;
         let mut entries = Vec::new();
         let db = self.db.get()?;
         let first = log_start.0 + 1;
-        let iter = db.iterator(IteratorMode::From(&entry_key(first), rocksdb::Direction::Forward));
+        let from = entry_key(group, first);
+        let prefix = keys::entry_prefix(group);
+        let iter = db.iterator(IteratorMode::From(from.as_ref(), rocksdb::Direction::Forward));
         for item in iter {
             let (key, value) = item?;
-            if !key.starts_with(ENTRY_PREFIX) {
+            if !key.starts_with(prefix.as_ref()) {
                 break;
             }
-            let index = keys::index_of(&key)?;
+            let index = keys::index_of(group, &key)?;
             let entry = decode_entry(index, &value)?;
             let expected = first + entries.len() as u64;
             if index != expected {
@@ -250,7 +266,7 @@ impl LogStore {
             entries.push(entry);
         }
         drop(db);
-        let config = self.stored_config()?;
+        let config = self.stored_config(group)?;
         Ok(LoadedLog {
             hard_state,
             log_start,
@@ -259,10 +275,10 @@ impl LogStore {
         })
     }
 
-    /// The last compacted entry's (index, term), (0, 0) if the log was never compacted.
-    pub fn log_start(&self) -> Result<(u64, u64)> {
+    /// `group`'s last compacted entry's (index, term), (0, 0) if its log was never compacted.
+    pub fn log_start(&self, group: GroupId) -> Result<(u64, u64)> {
         let db = self.db.get()?;
-        let Some(v) = db.get_pinned_cf(meta_cf(&db)?, keys::LOG_START)? else {
+        let Some(v) = db.get_pinned_cf(meta_cf(&db)?, keys::meta_key(group, Meta::LogStart))? else {
             return Ok((0, 0));
         };
         match (
@@ -281,18 +297,19 @@ impl LogStore {
     /// nothing, so the log writer that calls it never stalls (a manual
     /// compaction here held every write up for 50 to 280 ms with 4 KiB values).
     /// The start past `up_to` must be durable first: see [`LogStore::compact`].
-    fn reclaim(&self, up_to: u64) -> Result<()> {
+    fn reclaim(&self, group: GroupId, up_to: u64) -> Result<()> {
         let db = self.db.get()?;
         // Both ends are inclusive: a file whose last key is entry `up_to + 1`
-        // still holds a live entry.
-        db.delete_file_in_range(entry_key(0), entry_key(up_to))?;
+        // still holds a live entry. (Files that hold other groups' keys as
+        // well are not dropped: the range deletion frees them in time.)
+        db.delete_file_in_range(entry_key(group, 0), entry_key(group, up_to))?;
         Ok(())
     }
 
-    /// `m:conf`, if a configuration was ever stored.
-    pub fn stored_config(&self) -> Result<Option<(u64, Membership)>> {
+    /// `group`'s latest configuration, if one was ever stored.
+    pub fn stored_config(&self, group: GroupId) -> Result<Option<(u64, Membership)>> {
         let db = self.db.get()?;
-        let Some(v) = db.get_cf(meta_cf(&db)?, keys::CONFIG)? else {
+        let Some(v) = db.get_cf(meta_cf(&db)?, keys::meta_key(group, Meta::Config))? else {
             return Ok(None);
         };
         let state = ConfigState::decode(v.as_slice())
@@ -303,10 +320,10 @@ impl LogStore {
         Ok(Some((state.index, Membership::from_wire(config))))
     }
 
-    /// The member list this node bootstrapped with, if it did.
-    pub fn bootstrap_members(&self) -> Result<Option<Vec<String>>> {
+    /// The member list `group` bootstrapped with here, if it did.
+    pub fn bootstrap_members(&self, group: GroupId) -> Result<Option<Vec<String>>> {
         let db = self.db.get()?;
-        let Some(v) = db.get_cf(meta_cf(&db)?, keys::BOOTSTRAP)? else {
+        let Some(v) = db.get_cf(meta_cf(&db)?, keys::meta_key(group, Meta::Bootstrap))? else {
             return Ok(None);
         };
         let text =
@@ -319,58 +336,102 @@ impl LogStore {
         ))
     }
 
-    /// Stores the bootstrap member list, synced.
-    pub fn set_bootstrap_members(&self, members: &[String]) -> Result<()> {
+    /// Stores `group`'s bootstrap member list, synced.
+    pub fn set_bootstrap_members(&self, group: GroupId, members: &[String]) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let db = self.db.get()?;
-        db.put_cf_opt(meta_cf(&db)?, keys::BOOTSTRAP, members.join(","), &wo)?;
+        let key = keys::meta_key(group, Meta::Bootstrap);
+        db.put_cf_opt(meta_cf(&db)?, key, members.join(","), &wo)?;
         drop(db);
         self.after_sync();
         Ok(())
     }
 
-    /// The persisted (term, vote, commit).
-    pub fn hard_state(&self) -> Result<HardState> {
+    /// `group`'s persisted (term, vote, commit).
+    pub fn hard_state(&self, group: GroupId) -> Result<HardState> {
         let db = self.db.get()?;
         let meta = meta_cf(&db)?;
-        let term = get_u64(&db, meta, keys::TERM)?;
-        let commit = get_u64(&db, meta, keys::COMMIT)?;
-        let vote = match db.get_cf(meta, keys::VOTE)? {
+        let term = get_u64(&db, meta, &keys::meta_key(group, Meta::Term))?;
+        let commit = get_u64(&db, meta, &keys::meta_key(group, Meta::Commit))?;
+        let vote = match db.get_cf(meta, keys::meta_key(group, Meta::Vote))? {
             None => None,
             Some(v) => Some(String::from_utf8(v).map_err(|_| Error::Corruption("vote is not UTF-8".into()))?),
         };
         Ok(HardState { term, vote, commit })
     }
 
-    /// Index of the first entry (0 when the log is empty): one seek.
-    pub fn first_index(&self) -> Result<u64> {
+    /// Index of `group`'s first entry (0 when its log is empty): one seek.
+    pub fn first_index(&self, group: GroupId) -> Result<u64> {
         let db = self.db.get()?;
         let mut it = db.raw_iterator();
-        it.seek(entry_key(0));
-        index_at(&it)
+        it.seek(entry_key(group, 0));
+        index_at(group, &it)
     }
 
-    /// Index of the last entry (0 when the log is empty): one seek.
-    pub fn last_index(&self) -> Result<u64> {
+    /// Index of `group`'s last entry (0 when its log is empty): one seek.
+    pub fn last_index(&self, group: GroupId) -> Result<u64> {
         let db = self.db.get()?;
         let mut it = db.raw_iterator();
-        it.seek_for_prev(entry_key(u64::MAX));
-        index_at(&it)
+        it.seek_for_prev(entry_key(group, u64::MAX));
+        index_at(group, &it)
     }
 
-    /// The entry at `index`, if present.
-    pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
-        match self.db.get()?.get_pinned(entry_key(index))? {
+    /// `group`'s entry at `index`, if present.
+    pub fn entry(&self, group: GroupId, index: u64) -> Result<Option<Entry>> {
+        match self.db.get()?.get_pinned(entry_key(group, index))? {
             Some(v) => Ok(Some(decode_entry(index, &v)?)),
             None => Ok(None),
         }
     }
+
+    /// The groups that have entries or metadata here, sorted.
+    pub fn groups(&self) -> Result<Vec<GroupId>> {
+        let db = self.db.get()?;
+        let mut groups = std::collections::BTreeSet::new();
+        let meta = meta_cf(&db)?;
+        for cf in [None, Some(meta)] {
+            let mut it = match cf {
+                None => db.raw_iterator(),
+                Some(cf) => db.raw_iterator_cf(cf),
+            };
+            it.seek_to_first();
+            while let Some(key) = it.key() {
+                let Some(group) = keys::group_of_key(key) else {
+                    it.next();
+                    continue;
+                };
+                groups.insert(group);
+                // Past every key of this group: one seek per group.
+                match keys::past_group_of(key) {
+                    Some(end) => it.seek(end),
+                    None => break,
+                }
+            }
+            it.status()?;
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// Deletes everything `group` has here (its entries and metadata), synced.
+    pub fn drop_group(&self, group: GroupId) -> Result<()> {
+        let db = self.db.get()?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range(entry_key(group, 0), entry_key(group, u64::MAX));
+        batch.delete(entry_key(group, u64::MAX));
+        batch.delete_range_cf(meta_cf(&db)?, keys::meta_start(group), keys::meta_end(group));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(batch, &wo)?;
+        drop(db);
+        self.after_sync();
+        Ok(())
+    }
 }
 
-fn index_at(it: &rocksdb::DBRawIterator<'_>) -> Result<u64> {
+fn index_at(group: GroupId, it: &rocksdb::DBRawIterator<'_>) -> Result<u64> {
     match it.key() {
-        Some(k) if k.starts_with(ENTRY_PREFIX) => keys::index_of(k),
+        Some(k) if k.starts_with(keys::entry_prefix(group).as_ref()) => keys::index_of(group, k),
         _ => {
             it.status()?;
             Ok(0)

@@ -3,6 +3,7 @@
 
 use super::*;
 use bytes::Bytes;
+use keys::Meta;
 
 fn entry(index: u64, term: u64) -> Entry {
     Entry {
@@ -16,12 +17,12 @@ fn entry(index: u64, term: u64) -> Entry {
 
 /// What the log writer does after a snapshot.
 fn compact_to(store: &LogStore, index: u64, term: u64) {
-    store.compact(index, term).unwrap();
+    store.compact(0, index, term).unwrap();
 }
 
 fn append(store: &LogStore, hs: Option<&HardState>, truncate: Option<u64>, entries: &[Entry]) {
     let mut b = LogBatch::default();
-    b.add(hs, truncate, entries);
+    b.add(0, hs, truncate, entries);
     store.write(b, true).unwrap();
 }
 
@@ -29,10 +30,10 @@ fn append(store: &LogStore, hs: Option<&HardState>, truncate: Option<u64>, entri
 fn empty_store_loads_empty() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.hard_state, HardState::default());
     assert!(l.entries.is_empty());
-    assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (0, 0));
+    assert_eq!((s.first_index(0).unwrap(), s.last_index(0).unwrap()), (0, 0));
 }
 
 #[test]
@@ -47,14 +48,14 @@ fn append_and_read_back_across_reopen() {
     {
         let s = LogStore::open(dir.path()).unwrap();
         append(&s, Some(&hs), None, &entries);
-        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 5));
+        assert_eq!((s.first_index(0).unwrap(), s.last_index(0).unwrap()), (1, 5));
     }
     let s = LogStore::open(dir.path()).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.entries, entries);
     assert_eq!(l.hard_state, hs);
-    assert_eq!(s.entry(3).unwrap(), Some(entry(3, 1)));
-    assert_eq!(s.entry(6).unwrap(), None);
+    assert_eq!(s.entry(0, 3).unwrap(), Some(entry(3, 1)));
+    assert_eq!(s.entry(0, 6).unwrap(), None);
 }
 
 #[test]
@@ -63,10 +64,10 @@ fn conflict_truncation_replaces_the_suffix() {
     let s = LogStore::open(dir.path()).unwrap();
     append(&s, None, None, &(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>());
     append(&s, None, Some(4), &[entry(4, 2), entry(5, 2)]);
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     let terms: Vec<_> = l.entries.iter().map(|e| (e.index, e.term)).collect();
     assert_eq!(terms, vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]);
-    assert_eq!(s.last_index().unwrap(), 5);
+    assert_eq!(s.last_index(0).unwrap(), 5);
 }
 
 #[test]
@@ -74,8 +75,9 @@ fn several_readies_in_one_batch_apply_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
     let mut b = LogBatch::default();
-    b.add(None, None, &[entry(1, 1), entry(2, 1), entry(3, 1)]);
+    b.add(0, None, None, &[entry(1, 1), entry(2, 1), entry(3, 1)]);
     b.add(
+        0,
         Some(&HardState {
             term: 2,
             vote: None,
@@ -86,7 +88,7 @@ fn several_readies_in_one_batch_apply_in_order() {
     );
     assert!(!b.is_empty());
     s.write(b, true).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.entries, vec![entry(1, 1), entry(2, 2)]);
     assert_eq!(l.hard_state.term, 2);
 }
@@ -119,7 +121,7 @@ fn vote_can_be_cleared_and_term_survives_restart() {
     }
     let s = LogStore::open(dir.path()).unwrap();
     assert_eq!(
-        s.hard_state().unwrap(),
+        s.hard_state(0).unwrap(),
         HardState {
             term: 6,
             vote: None,
@@ -136,11 +138,11 @@ fn undecodable_entry_is_corruption_not_panic() {
         append(&s, None, None, &[entry(1, 1)]);
         s.db.get()
             .unwrap()
-            .put(entry_key(2), b"\xff\xff\xff garbage")
+            .put(entry_key(0, 2), b"\xff\xff\xff garbage")
             .unwrap();
     }
     let s = LogStore::open(dir.path()).unwrap();
-    assert!(matches!(s.load(), Err(Error::Corruption(_))));
+    assert!(matches!(s.load(0), Err(Error::Corruption(_))));
 }
 
 #[test]
@@ -148,7 +150,7 @@ fn gap_in_log_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
     append(&s, None, None, &[entry(1, 1), entry(3, 1)]);
-    assert!(matches!(s.load(), Err(Error::Corruption(_))));
+    assert!(matches!(s.load(0), Err(Error::Corruption(_))));
 }
 
 #[test]
@@ -156,9 +158,10 @@ fn malformed_meta_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let s = LogStore::open(dir.path()).unwrap();
     let db = s.db.get().unwrap();
-    db.put_cf(meta_cf(&db).unwrap(), keys::TERM, b"abc").unwrap();
+    db.put_cf(meta_cf(&db).unwrap(), keys::meta_key(0, Meta::Term), b"abc")
+        .unwrap();
     drop(db);
-    assert!(matches!(s.hard_state(), Err(Error::Corruption(_))));
+    assert!(matches!(s.hard_state(0), Err(Error::Corruption(_))));
 }
 
 #[test]
@@ -178,16 +181,16 @@ fn a_closed_store_releases_its_directory_and_answers_stopped() {
     assert!(LogStore::open(dir.path()).is_err());
     s.close();
     s.close();
-    assert!(matches!(s.load(), Err(Error::Stopped(_))));
-    assert!(matches!(s.last_index(), Err(Error::Stopped(_))));
-    assert!(matches!(s.entry(1), Err(Error::Stopped(_))));
+    assert!(matches!(s.load(0), Err(Error::Stopped(_))));
+    assert!(matches!(s.last_index(0), Err(Error::Stopped(_))));
+    assert!(matches!(s.entry(0, 1), Err(Error::Stopped(_))));
     assert!(matches!(
         s.write(LogBatch::default(), true),
         Err(Error::Stopped(_))
     ));
     // Still alive, yet the directory opens again.
     let again = LogStore::open(dir.path()).unwrap();
-    assert_eq!(again.load().unwrap().entries, vec![entry(1, 1)]);
+    assert_eq!(again.load(0).unwrap().entries, vec![entry(1, 1)]);
 }
 
 #[test]
@@ -195,27 +198,27 @@ fn the_configuration_and_bootstrap_members_are_stored_and_recovered() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = LogStore::open(dir.path()).unwrap();
-        assert_eq!(store.load().unwrap().config, None);
-        assert_eq!(store.bootstrap_members().unwrap(), None);
+        assert_eq!(store.load(0).unwrap().config, None);
+        assert_eq!(store.bootstrap_members(0).unwrap(), None);
         let mut m = Membership::new(["a:1".to_string(), "b:2".to_string()]);
         m.learners.insert("c:3".into());
         m.uid = "u".into();
         let mut batch = LogBatch::default();
-        batch.add(None, None, &[entry(1, 1)]);
-        batch.set_config(1, &m);
+        batch.add(0, None, None, &[entry(1, 1)]);
+        batch.set_config(0, 1, &m);
         store.write(batch, true).unwrap();
         store
-            .set_bootstrap_members(&["a:1".to_string(), "b:2".to_string()])
+            .set_bootstrap_members(0, &["a:1".to_string(), "b:2".to_string()])
             .unwrap();
     }
     let store = LogStore::open(dir.path()).unwrap();
-    let (index, m) = store.load().unwrap().config.unwrap();
+    let (index, m) = store.load(0).unwrap().config.unwrap();
     assert_eq!(index, 1);
     assert_eq!(m.voters.len(), 2);
     assert!(m.learners.contains("c:3"));
     assert_eq!(m.uid, "u");
     assert_eq!(
-        store.bootstrap_members().unwrap().unwrap(),
+        store.bootstrap_members(0).unwrap().unwrap(),
         vec!["a:1".to_string(), "b:2".to_string()]
     );
 }
@@ -230,18 +233,18 @@ fn a_compacted_log_loads_from_its_start_across_reopen() {
         compact_to(&s, 6, 2);
     }
     let s = LogStore::open(dir.path()).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.log_start, (6, 2));
     assert_eq!(
         l.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
         vec![7, 8, 9, 10]
     );
-    assert_eq!(s.first_index().unwrap(), 7);
+    assert_eq!(s.first_index(0).unwrap(), 7);
     // An installed snapshot past the end of the log empties it.
     let mut b = LogBatch::default();
-    b.set_log_start(20, 3);
+    b.set_log_start(0, 20, 3);
     s.write(b, true).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!((l.log_start, l.entries.len()), ((20, 3), 0));
 }
 
@@ -274,7 +277,7 @@ fn reclaim_rewrites_no_file_and_the_log_loads_from_its_new_start() {
         after.is_subset(&before),
         "reclaim rewrote files: {before:?} -> {after:?}"
     );
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.log_start, (1500, 1));
     assert_eq!(l.entries.first().map(|e| e.index), Some(1501));
     assert_eq!(l.entries.len(), 500);
@@ -324,7 +327,7 @@ fn reclaim_drops_the_files_of_compacted_entries_written_with_the_hard_state() {
     );
     drop(s);
     let s = LogStore::open(dir.path()).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.log_start, (1000, 1));
     assert_eq!(l.hard_state.commit, 2000);
     assert_eq!(l.hard_state.vote.as_deref(), Some("127.0.0.1:7"));
@@ -344,7 +347,7 @@ fn reclaim_keeps_a_file_that_ends_with_the_entry_after_the_compacted_point() {
     compact_to(&s, 1000, 1);
     drop(s);
     let s = LogStore::open(dir.path()).unwrap();
-    let l = s.load().unwrap();
+    let l = s.load(0).unwrap();
     assert_eq!(l.log_start, (1000, 1));
     assert_eq!(l.entries, vec![entry(1001, 1)]);
 }
@@ -361,25 +364,28 @@ fn a_store_written_with_the_metadata_among_the_entries_opens_with_it() {
         opts.create_if_missing(true);
         let old = DB::open(&opts, dir.path()).unwrap();
         for i in 1..=5 {
-            old.put(entry_key(i), entry(i, 2).encode_to_vec()).unwrap();
+            old.put(entry_key(0, i), entry(i, 2).encode_to_vec()).unwrap();
         }
-        old.put(keys::TERM, 3u64.to_be_bytes()).unwrap();
-        old.put(keys::VOTE, b"b:2").unwrap();
-        old.put(keys::COMMIT, 4u64.to_be_bytes()).unwrap();
+        old.put(keys::meta_key(0, Meta::Term), 3u64.to_be_bytes())
+            .unwrap();
+        old.put(keys::meta_key(0, Meta::Vote), b"b:2").unwrap();
+        old.put(keys::meta_key(0, Meta::Commit), 4u64.to_be_bytes())
+            .unwrap();
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&2u64.to_be_bytes());
         v[8..].copy_from_slice(&2u64.to_be_bytes());
-        old.put(keys::LOG_START, v).unwrap();
+        old.put(keys::meta_key(0, Meta::LogStart), v).unwrap();
         let conf = ConfigState {
             index: 3,
             config: Some(m.to_wire()),
         };
-        old.put(keys::CONFIG, conf.encode_to_vec()).unwrap();
-        old.put(keys::BOOTSTRAP, b"a:1,b:2").unwrap();
+        old.put(keys::meta_key(0, Meta::Config), conf.encode_to_vec())
+            .unwrap();
+        old.put(keys::meta_key(0, Meta::Bootstrap), b"a:1,b:2").unwrap();
     }
     for _ in 0..2 {
         let s = LogStore::open(dir.path()).unwrap();
-        let l = s.load().unwrap();
+        let l = s.load(0).unwrap();
         assert_eq!(
             l.hard_state,
             HardState {
@@ -394,9 +400,12 @@ fn a_store_written_with_the_metadata_among_the_entries_opens_with_it() {
             vec![3, 4, 5]
         );
         assert_eq!(l.config.map(|c| c.0), Some(3));
-        assert_eq!(s.bootstrap_members().unwrap().unwrap().len(), 2);
+        assert_eq!(s.bootstrap_members(0).unwrap().unwrap().len(), 2);
         let db = s.db.get().unwrap();
-        assert!(db.get(keys::TERM).unwrap().is_none(), "left among the entries");
+        assert!(
+            db.get(keys::meta_key(0, Meta::Term)).unwrap().is_none(),
+            "left among the entries"
+        );
     }
 }
 
@@ -444,7 +453,7 @@ fn the_write_ahead_log_stays_bounded_while_the_metadata_changes_little() {
 
 fn append_unsynced(s: &LogStore, hs: &HardState, e: Entry) {
     let mut b = LogBatch::default();
-    b.add(Some(hs), None, &[e]);
+    b.add(0, Some(hs), None, &[e]);
     s.write(b, false).unwrap();
 }
 
@@ -459,11 +468,11 @@ fn a_power_cut_right_after_a_compaction_leaves_a_log_that_opens_from_its_new_sta
     let s = LogStore::open(dir.path()).unwrap();
     two_files_of_entries(&s);
     let before = table_files(dir.path());
-    s.compact(1000, 1).unwrap();
+    s.compact(0, 1000, 1).unwrap();
     assert!(table_files(dir.path()).len() < before.len(), "a file was dropped");
     let image = tempfile::tempdir().unwrap();
     s.power_cut_image(image.path());
-    let l = LogStore::open(image.path()).unwrap().load().unwrap();
+    let l = LogStore::open(image.path()).unwrap().load(0).unwrap();
     assert_eq!(l.log_start, (1000, 1));
     assert_eq!(l.entries.first().map(|e| e.index), Some(1001));
     assert_eq!(l.entries.len(), 1000);
@@ -484,12 +493,12 @@ fn a_power_cut_loses_the_unsynced_writes_and_keeps_the_synced_ones() {
     append_unsynced(&s, &hs, entry(3, 1));
     let image = tempfile::tempdir().unwrap();
     s.power_cut_image(image.path());
-    let l = LogStore::open(image.path()).unwrap().load().unwrap();
+    let l = LogStore::open(image.path()).unwrap().load(0).unwrap();
     assert_eq!(l.entries, vec![entry(1, 1), entry(2, 1)]);
     assert_eq!(l.hard_state, HardState::default());
     // kill -9 keeps the page cache: everything written is there.
     drop(s);
-    let l = LogStore::open(dir.path()).unwrap().load().unwrap();
+    let l = LogStore::open(dir.path()).unwrap().load(0).unwrap();
     assert_eq!(l.entries.len(), 3);
 }
 
@@ -527,9 +536,71 @@ fn a_full_disk_is_reported_in_words_is_no_space_knows() {
                 payload: big.clone(),
                 ..entry(i, 1)
             };
-            b.add(None, None, &[e]);
+            b.add(0, None, None, &[e]);
             s.write(b, true).err()
         })
         .expect("a 4 MiB file system fills up with 16 MiB of entries");
     assert!(is_no_space(&error), "not recognised as a full disk: {error}");
+}
+
+fn append_to(store: &LogStore, group: GroupId, hs: &HardState, entries: &[Entry]) {
+    let mut b = LogBatch::default();
+    b.add(group, Some(hs), None, entries);
+    store.write(b, true).unwrap();
+}
+
+/// Issue 21: one log store holds many groups' logs and metadata, each its
+/// own range of keys: written in one batch, loaded, compacted and dropped
+/// apart, across reopens; group 0 keeps the keys of stores from before.
+#[test]
+fn groups_share_one_store_and_keep_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hs = |term, commit| HardState {
+        term,
+        vote: Some(format!("127.0.0.1:{term}")),
+        commit,
+    };
+    {
+        let s = LogStore::open(dir.path()).unwrap();
+        let mut b = LogBatch::default();
+        for g in [0, 7, 9] {
+            let entries: Vec<_> = (1..=10).map(|i| entry(i, g + 1)).collect();
+            b.add(g, Some(&hs(g + 1, 10)), None, &entries);
+            b.set_config(g, 1, &Membership::new([format!("127.0.0.1:{g}")]));
+        }
+        s.write(b, true).unwrap();
+        s.set_bootstrap_members(7, &["a:1".to_string()]).unwrap();
+        append_to(&s, 9, &hs(11, 12), &[entry(11, 11), entry(12, 11)]);
+        s.compact(7, 6, 8).unwrap();
+    }
+    let s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(s.groups().unwrap(), vec![0, 7, 9]);
+    let (zero, seven, nine) = (s.load(0).unwrap(), s.load(7).unwrap(), s.load(9).unwrap());
+    assert_eq!((zero.log_start, zero.entries.len()), ((0, 0), 10));
+    assert_eq!(zero.entries[0], entry(1, 1));
+    assert_eq!((seven.log_start, seven.entries.len()), ((6, 8), 4));
+    assert_eq!(seven.entries[0], entry(7, 8));
+    assert_eq!(nine.entries.last(), Some(&entry(12, 11)));
+    assert_eq!((nine.hard_state.term, nine.hard_state.commit), (11, 12));
+    assert_eq!(seven.hard_state, hs(8, 10));
+    assert_eq!(
+        seven.config.unwrap().1.voters.iter().next().unwrap(),
+        "127.0.0.1:7"
+    );
+    assert_eq!(s.bootstrap_members(7).unwrap(), Some(vec!["a:1".to_string()]));
+    assert_eq!(s.bootstrap_members(9).unwrap(), None);
+    assert_eq!((s.first_index(9).unwrap(), s.last_index(9).unwrap()), (1, 12));
+    assert_eq!((s.first_index(5).unwrap(), s.last_index(5).unwrap()), (0, 0));
+    // Group 0 is where stores from before groups kept everything.
+    let db = s.db.get().unwrap();
+    assert!(db.get(entry_key(0, 1)).unwrap().is_some());
+    assert_eq!(entry_key(0, 1).as_ref()[0], b'e');
+    drop(db);
+    s.drop_group(7).unwrap();
+    assert_eq!(s.groups().unwrap(), vec![0, 9]);
+    let gone = s.load(7).unwrap();
+    assert!(gone.entries.is_empty() && gone.config.is_none());
+    assert_eq!(gone.hard_state, HardState::default());
+    assert_eq!(s.load(9).unwrap().entries.len(), 12, "the others keep theirs");
+    assert_eq!(s.load(0).unwrap().entries.len(), 10);
 }
