@@ -6,6 +6,7 @@
 //! says. A fast leader clock can only end leases early; fencing tokens keep
 //! that safe for whoever checks them.
 
+use super::KvKeys;
 use crate::error::{Error, Result};
 use crate::wire::LockState;
 use bytes::Bytes;
@@ -13,17 +14,8 @@ use prost::Message as _;
 use rocksdb::{WriteBatch, DB};
 use std::collections::HashMap;
 
-pub(super) const LOCK_PREFIX: u8 = b'l';
-
 /// Lock changes earlier in the batch being applied, so later entries see them.
 pub(super) type PendingLocks = HashMap<Vec<u8>, Option<LockState>>;
-
-pub(super) fn lock_key(name: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 1);
-    k.push(LOCK_PREFIX);
-    k.extend_from_slice(name);
-    k
-}
 
 fn current(db: &DB, pending: &PendingLocks, key: &[u8]) -> Result<Option<LockState>> {
     if let Some(state) = pending.get(key) {
@@ -43,6 +35,7 @@ fn current(db: &DB, pending: &PendingLocks, key: &[u8]) -> Result<Option<LockSta
 #[allow(clippy::too_many_arguments)]
 pub(super) fn try_lock(
     db: &DB,
+    keys: &KvKeys,
     batch: &mut WriteBatch,
     pending: &mut PendingLocks,
     name: &[u8],
@@ -51,7 +44,7 @@ pub(super) fn try_lock(
     index: u64,
     now: u64,
 ) -> Result<Result<Option<Bytes>>> {
-    let key = lock_key(name);
+    let key = keys.lock(name);
     let held = current(db, pending, &key)?.filter(|l| l.lease_end_ms > now);
     let token = match held {
         Some(l) if l.holder != *holder => {
@@ -78,13 +71,14 @@ pub(super) fn try_lock(
 /// Releases `name` if `holder` holds it at log time `now`; else `NotHolder`.
 pub(super) fn unlock(
     db: &DB,
+    keys: &KvKeys,
     batch: &mut WriteBatch,
     pending: &mut PendingLocks,
     name: &[u8],
     holder: &[u8],
     now: u64,
 ) -> Result<Result<Option<Bytes>>> {
-    let key = lock_key(name);
+    let key = keys.lock(name);
     match current(db, pending, &key)? {
         Some(l) if l.holder == holder && l.lease_end_ms > now => {
             batch.delete(&key);
@@ -101,12 +95,13 @@ pub(super) fn unlock(
 }
 
 /// Locks whose lease has not run out at log time `now`.
-pub(super) fn count_held(db: &DB, now: u64) -> Result<u64> {
+pub(super) fn count_held(db: &DB, keys: &KvKeys, now: u64) -> Result<u64> {
     let mut count = 0;
-    let iter = db.prefix_iterator([LOCK_PREFIX]);
+    let prefix = keys.locks();
+    let iter = db.iterator(rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward));
     for item in iter {
         let (key, value) = item?;
-        if key.first() != Some(&LOCK_PREFIX) {
+        if !key.starts_with(&prefix) {
             break;
         }
         let state = LockState::decode(value.as_ref())

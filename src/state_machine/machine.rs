@@ -2,12 +2,15 @@
 //! or a user-defined one, behind the one interface the runtime calls.
 
 use super::user::{StateMachine, UserMachine};
-use super::{Applied, KvStateMachine};
+use super::{Applied, KvStateMachine, KvStore};
 use crate::error::{Error, Result};
+use crate::storage::GroupId;
 use crate::wire::Entry;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The directory of a key-value snapshot inside a snapshot's data directory.
+/// The directory of a key-value checkpoint inside a snapshot's data directory
+/// (an export is `kv.sst` beside it).
 const KV_DIR: &str = "kv";
 
 /// Whichever state machine the node runs.
@@ -23,6 +26,14 @@ impl Machine {
             None => Machine::Kv(KvStateMachine::open(dir)?),
             Some(machine) => Machine::User(UserMachine::new(machine)),
         })
+    }
+
+    /// `None`: `group`'s state in the host's shared key-value store; `Some`: the user's machine.
+    pub fn in_store(store: &Arc<KvStore>, group: GroupId, user: Option<Box<dyn StateMachine>>) -> Machine {
+        match user {
+            None => Machine::Kv(KvStateMachine::in_store(store.clone(), group)),
+            Some(machine) => Machine::User(UserMachine::new(machine)),
+        }
     }
 
     pub fn applied_index(&self) -> Result<u64> {
@@ -72,22 +83,31 @@ impl Machine {
     }
 
     /// Writes a snapshot of the state into `data_dir` (exists, empty) and returns the applied index it reflects.
-    /// Kv: a RocksDB checkpoint in `data_dir/kv`, safe from any thread,
-    /// concurrently with apply. User: the machine's `snapshot_save`, which the
-    /// runtime calls from the apply thread only (so no apply runs meanwhile).
+    /// Kv: a checkpoint in `data_dir/kv` (a private store) or an export in
+    /// `data_dir/kv.sst` (a shared one), safe from any thread, concurrently
+    /// with apply. User: the machine's `snapshot_save`, which the runtime
+    /// calls from the apply thread only (so no apply runs meanwhile).
     pub fn snapshot_save(&self, data_dir: &Path) -> Result<u64> {
         match self {
-            Machine::Kv(kv) => kv.checkpoint(&data_dir.join(KV_DIR)),
+            Machine::Kv(kv) if kv.is_private() => kv.checkpoint(&data_dir.join(KV_DIR)),
+            Machine::Kv(kv) => kv.export(data_dir),
             Machine::User(user) => user.snapshot_save(data_dir),
         }
     }
 
     /// Replaces the state with the snapshot in `data_dir` (NOT consumed: it stays a valid snapshot), as of `index`.
     pub fn snapshot_load(&self, data_dir: &Path, index: u64) -> Result<()> {
-        match self {
-            Machine::Kv(kv) => load_kv(kv, &data_dir.join(KV_DIR), index),
-            Machine::User(user) => user.snapshot_load(data_dir, index),
+        let loaded = match self {
+            Machine::Kv(kv) => load_kv(kv, data_dir)?,
+            Machine::User(user) => return user.snapshot_load(data_dir, index),
+        };
+        if loaded != index {
+            return Err(Error::Corruption(format!(
+                "the snapshot in {} holds applied index {loaded}, expected {index}",
+                data_dir.display()
+            )));
         }
+        Ok(())
     }
 
     /// The apply thread reports leadership as it sees it: Some(term) when this node leads in `term`, None otherwise.
@@ -107,25 +127,27 @@ fn user_has_no_keys() -> Error {
     )
 }
 
-/// Restores the key-value store from a copy of `snapshot`: restoring moves
-/// the directory it is given into place, and the snapshot itself must stay
-/// (it may still be sent to other followers, or be the latest one kept).
-fn load_kv(kv: &KvStateMachine, snapshot: &Path, index: u64) -> Result<()> {
-    let incoming = sibling(&kv.dir, ".incoming");
+/// Loads a key-value snapshot, whichever its form and the store's, and
+/// returns the applied index it holds. The snapshot itself stays (it may
+/// still be sent to other followers, or be the latest one kept).
+fn load_kv(kv: &KvStateMachine, data_dir: &Path) -> Result<u64> {
+    let export = data_dir.join(super::snapshot::EXPORT_FILE);
+    if export.exists() {
+        return kv.import(&export);
+    }
+    let checkpoint = data_dir.join(KV_DIR);
+    if !kv.is_private() {
+        return kv.import_checkpoint(&checkpoint, &sibling(data_dir, ".import.sst"));
+    }
+    // Restoring moves the directory it is given into place: give it a copy.
+    let incoming = sibling(kv.dir(), ".incoming");
     if incoming.exists() {
         // Left by a load that a crash interrupted: never in use.
         std::fs::remove_dir_all(&incoming).map_err(|e| io(&incoming, e))?;
     }
-    copy_tree(snapshot, &incoming)?;
+    copy_tree(&checkpoint, &incoming)?;
     sync_dir(&incoming)?;
-    let restored = kv.restore(&incoming)?;
-    if restored != index {
-        return Err(Error::Corruption(format!(
-            "the snapshot in {} holds applied index {restored}, expected {index}",
-            snapshot.display()
-        )));
-    }
-    Ok(())
+    kv.restore(&incoming)
 }
 
 /// Copies a directory tree. RocksDB never rewrites a table file (`*.sst`)

@@ -1,14 +1,16 @@
 //! The built-in key-value state machine (`<path>/db`), and [`Machine`]: it
 //! or a user-defined [`StateMachine`], whichever the node runs.
 //!
-//! Keys: `d` + user key for data, `l` + name for locks, `m:applied` for the
-//! applied index, `m:time` for the log's time (see `log_time.rs`) and
-//! `m:stamp` for the term and leader stamp it was last moved by. Each batch of committed entries is applied in one
+//! One RocksDB ([`KvStore`]) holds the state of every group of a host, each
+//! group's keys one range (`kv_keys.rs`): data, locks, the applied index,
+//! the log's time (see `log_time.rs`) and the term and leader stamp it was
+//! last moved by. Each batch of committed entries is applied in one
 //! WriteBatch that also moves the applied index and the time, so a crash
 //! between commit and apply replays every entry exactly once: entries at or
 //! below the stored applied index are skipped.
 
 mod command;
+mod kv_keys;
 mod lock;
 mod log_time;
 mod machine;
@@ -16,21 +18,19 @@ mod snapshot;
 mod user;
 
 pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
+pub use kv_keys::KvKeys;
 pub use machine::Machine;
 pub use user::{StateMachine, UserMachine};
 
 use crate::error::{Error, Result};
-use crate::storage::Db;
+use crate::storage::{Db, GroupId};
 use crate::wire::{command::Op, Entry, EntryType};
 use bytes::Bytes;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
-use std::path::Path;
-
-const APPLIED: &[u8] = b"m:applied";
-const TIME: &[u8] = b"m:time";
-const STAMP: &[u8] = b"m:stamp";
-const DATA_PREFIX: u8 = b'd';
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What applying one entry produced, handed to whoever proposed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,53 +42,109 @@ pub struct Applied {
     pub result: Result<Option<Bytes>>,
 }
 
-/// The key-value store. Thread-safe: reads may run concurrently with the apply thread.
-/// After [`KvStateMachine::close`] every call fails with `Stopped`.
-pub struct KvStateMachine {
+/// The database of the key-value store (`<path>/db`), shared by the groups
+/// of a host. After [`KvStore::close`] every call fails with `Stopped`.
+pub struct KvStore {
     db: Db,
-    /// The database directory (`<path>/db`): a restored snapshot takes its place.
-    dir: std::path::PathBuf,
+    /// Its directory: a restored checkpoint takes its place (a private store only).
+    dir: PathBuf,
 }
 
-impl KvStateMachine {
-    /// Opens (creating if needed) the state machine in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+impl KvStore {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Arc<KvStore>> {
         snapshot::finish_interrupted_restore(dir)?;
         let db = open_db(dir)?;
-        Ok(KvStateMachine {
+        Ok(Arc::new(KvStore {
             db: Db::new(db, "state machine"),
             dir: dir.to_path_buf(),
-        })
+        }))
     }
 
     /// Closes the database, releasing its directory; later calls fail with `Stopped`.
     pub fn close(&self) {
         self.db.close();
     }
+}
+
+/// One group's key-value state. Thread-safe: reads may run concurrently with
+/// the apply thread. After [`KvStateMachine::close`] every call fails with `Stopped`.
+pub struct KvStateMachine {
+    store: Arc<KvStore>,
+    keys: KvKeys,
+    /// The store is this group's alone (a node opened on its own): its
+    /// snapshots are checkpoints of the whole database, restored by swapping
+    /// directories, and closing the group closes the store.
+    private: bool,
+    closed: AtomicBool,
+}
+
+impl KvStateMachine {
+    /// Opens (creating if needed) a store in `dir` of its own, for group 0.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(KvStateMachine {
+            store: KvStore::open(dir)?,
+            keys: KvKeys::of(0),
+            private: true,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// `group`'s state in a store the host shares among its groups.
+    pub fn in_store(store: Arc<KvStore>, group: GroupId) -> Self {
+        KvStateMachine {
+            store,
+            keys: KvKeys::of(group),
+            private: false,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Closes the group's view (and a private store); later calls fail with `Stopped`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if self.private {
+            self.store.close();
+        }
+    }
+
+    /// The store's directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.store.dir
+    }
+
+    /// The open database.
+    fn db(&self) -> Result<parking_lot::MappedRwLockReadGuard<'_, DB>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Stopped("the state machine is closed".into()));
+        }
+        self.store.db.get()
+    }
 
     /// Highest log index whose effect is stored here.
     pub fn applied_index(&self) -> Result<u64> {
-        applied_index(&*self.db.get()?)
+        applied_index(&*self.db()?, &self.keys)
     }
 
     /// Locks held at the log's time (not expired), as of the last applied entry.
     pub fn locks_held(&self) -> Result<u64> {
-        let db = self.db.get()?;
-        let now = read_u64(&db, TIME, "log time")?;
-        lock::count_held(&db, now)
+        let db = self.db()?;
+        let now = read_u64(&db, &self.keys.time(), "log time")?;
+        lock::count_held(&db, &self.keys, now)
     }
 
     /// The value of `key` as of the last applied entry (a local, possibly stale read).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get()?.get(data_key(key))?)
+        Ok(self.db()?.get(self.keys.data(key))?)
     }
 
     /// Applies committed entries in order, atomically with the new applied index.
     /// Entries already applied (index at or below the stored applied index) are skipped.
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
-        let db = self.db.get()?;
-        let applied = applied_index(&db)?;
-        let mut time = read_log_time(&db)?;
+        let db = self.db()?;
+        let keys = &self.keys;
+        let applied = applied_index(&db, keys)?;
+        let mut time = read_log_time(&db, keys)?;
         let mut batch = WriteBatch::default();
         // Writes earlier in this batch, so a read later in it sees them.
         let mut pending = Pending::default();
@@ -108,7 +164,7 @@ impl KvStateMachine {
                     index: e.index,
                     time: time.time,
                 };
-                apply_command(&db, &e.payload, at, &mut batch, &mut pending)?
+                apply_command(&db, keys, &e.payload, at, &mut batch, &mut pending)?
             } else {
                 Ok(None)
             };
@@ -119,10 +175,10 @@ impl KvStateMachine {
             });
         }
         if last > applied {
-            batch.put(APPLIED, last.to_be_bytes());
-            batch.put(TIME, time.time.to_be_bytes());
+            batch.put(keys.applied(), last.to_be_bytes());
+            batch.put(keys.time(), time.time.to_be_bytes());
             if let Some(last) = time.encode_last() {
-                batch.put(STAMP, last);
+                batch.put(keys.stamp(), last);
             }
             // Not synced: the log is the durable source; after a power loss the
             // state machine rolls back with its applied index and replays.
@@ -138,9 +194,9 @@ fn open_db(dir: &Path) -> Result<DB> {
     DB::open(&crate::storage::memory::db_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
 }
 
-fn read_log_time(db: &DB) -> Result<log_time::LogTime> {
-    let time = read_u64(db, TIME, "log time")?;
-    let last = match db.get_pinned(STAMP)? {
+fn read_log_time(db: &DB, keys: &KvKeys) -> Result<log_time::LogTime> {
+    let time = read_u64(db, &keys.time(), "log time")?;
+    let last = match db.get_pinned(keys.stamp())? {
         None => None,
         Some(v) => Some(
             log_time::LogTime::decode_last(&v)
@@ -150,8 +206,8 @@ fn read_log_time(db: &DB) -> Result<log_time::LogTime> {
     Ok(log_time::LogTime { time, last })
 }
 
-fn applied_index(db: &DB) -> Result<u64> {
-    read_u64(db, APPLIED, "applied index")
+fn applied_index(db: &DB, keys: &KvKeys) -> Result<u64> {
+    read_u64(db, &keys.applied(), "applied index")
 }
 
 fn read_u64(db: &DB, key: &[u8], what: &str) -> Result<u64> {
@@ -181,6 +237,7 @@ struct At {
 
 fn apply_command(
     db: &DB,
+    keys: &KvKeys,
     payload: &[u8],
     at: At,
     batch: &mut WriteBatch,
@@ -194,25 +251,26 @@ fn apply_command(
     };
     Ok(match op {
         Op::Put(p) => {
-            batch.put(data_key(&p.key), &p.value);
+            batch.put(keys.data(&p.key), &p.value);
             pending.data.insert(p.key.to_vec(), Some(p.value));
             Ok(None)
         }
         Op::Delete(d) => {
-            batch.delete(data_key(&d.key));
+            batch.delete(keys.data(&d.key));
             pending.data.insert(d.key.to_vec(), None);
             Ok(None)
         }
         Op::Get(g) => {
             let value = match pending.data.get(g.key.as_ref()) {
                 Some(v) => v.clone(),
-                None => db.get(data_key(&g.key))?.map(Bytes::from),
+                None => db.get(keys.data(&g.key))?.map(Bytes::from),
             };
             value.map(Some).ok_or(Error::NotFound)
         }
         Op::TryLock(t) => {
             return lock::try_lock(
                 db,
+                keys,
                 batch,
                 &mut pending.locks,
                 &t.name,
@@ -222,7 +280,9 @@ fn apply_command(
                 at.time,
             )
         }
-        Op::Unlock(u) => return lock::unlock(db, batch, &mut pending.locks, &u.name, &u.holder, at.time),
+        Op::Unlock(u) => {
+            return lock::unlock(db, keys, batch, &mut pending.locks, &u.name, &u.holder, at.time)
+        }
         // Membership requests become configuration entries, never commands.
         Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) => Err(Error::InvalidArgument(
             "a membership or leadership request in a command entry".into(),
@@ -235,15 +295,11 @@ fn apply_command(
     })
 }
 
-fn data_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(DATA_PREFIX);
-    k.extend_from_slice(key);
-    k
-}
-
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 mod lock_tests;
+
+#[cfg(test)]
+mod shared_tests;

@@ -1,26 +1,42 @@
-//! Snapshots of the key-value state machine as RocksDB checkpoints: hard
-//! links to its immutable files, so taking one is cheap and does not stall
-//! applies. A snapshot holds everything the state machine has, `m:applied`
-//! and `m:time` included, so restoring one restores the point it was taken.
+//! Snapshots of a group's key-value state, in one of two forms:
 //!
-//! Restoring swaps directories: `db` → `db.old`, snapshot → `db`, then
-//! `db.old` is deleted. A crash in between leaves `db.old` (and maybe no
-//! `db`); the next open finishes or undoes the swap.
+//! - a **checkpoint** (`kv/`, taken by a group whose store is its own, a
+//!   node opened on its own): a RocksDB checkpoint of the whole store, hard
+//!   links to its immutable files, so taking one is cheap and does not stall
+//!   applies; restoring one into a private store swaps directories (`db` →
+//!   `db.old`, snapshot → `db`, then `db.old` is deleted; a crash in
+//!   between leaves `db.old`, and the next open finishes or undoes the swap).
+//!   Nodes of earlier versions take and load only this form.
+//! - an **export** (`kv.sst`, taken by a group of a shared store): one table
+//!   file with the group's keys and range deletions over every key the group
+//!   may have, so ingesting it replaces the group's state in one step, and
+//!   the other groups of the store are untouched.
+//!
+//! Either holds everything the state machine has, the applied index and the
+//! log's time included, so restoring one restores the point it was taken.
 
-use super::{applied_index, open_db, KvStateMachine};
-use crate::error::Result;
+use super::{applied_index, open_db, KvKeys, KvStateMachine};
+use crate::error::{Error, Result};
 use crate::storage::snapshots::io;
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{Options as DbOptions, DB};
+use rocksdb::{IngestExternalFileOptions, IteratorMode, Options as DbOptions, SstFileWriter, DB};
 use std::path::{Path, PathBuf};
 
+/// The table file of an export, inside its directory.
+pub(super) const EXPORT_FILE: &str = "kv.sst";
+
 impl KvStateMachine {
-    /// Writes a consistent copy of the state machine to `dir` (which must
+    /// Whether this group's store is its own (checkpoints) or shared (exports).
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+
+    /// Writes a consistent copy of the whole store to `dir` (which must
     /// not exist; its parent must be on the same file system) and returns
-    /// the applied index it holds.
+    /// the applied index it holds. For a private store.
     pub fn checkpoint(&self, dir: &Path) -> Result<u64> {
         {
-            let db = self.db.get()?;
+            let db = self.db()?;
             Checkpoint::new(&db)?
                 .create_checkpoint(dir)
                 .map_err(|e| crate::storage::annotate(e, dir))?;
@@ -28,32 +44,119 @@ impl KvStateMachine {
         snapshot_applied_index(dir)
     }
 
-    /// Replaces the whole state with the snapshot in `dir` (moved into
+    /// Replaces the whole store with the checkpoint in `dir` (moved into
     /// place, so it is consumed) and returns its applied index. Calls in
-    /// progress finish first; none sees a half-restored state.
+    /// progress finish first; none sees a half-restored state. For a private store.
     pub fn restore(&self, dir: &Path) -> Result<u64> {
+        if !self.private {
+            return Err(Error::Internal("a shared store is never restored whole".into()));
+        }
         let index = snapshot_applied_index(dir)?;
-        let old = with_suffix(&self.dir, ".old");
-        self.db.replace(|| {
+        let store = &self.store;
+        let old = with_suffix(&store.dir, ".old");
+        store.db.replace(|| {
             if old.exists() {
                 std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
             }
-            std::fs::rename(&self.dir, &old).map_err(|e| io(&self.dir, e))?;
-            std::fs::rename(dir, &self.dir).map_err(|e| io(dir, e))?;
-            sync_parent(&self.dir)?;
-            let db = open_db(&self.dir)?;
+            std::fs::rename(&store.dir, &old).map_err(|e| io(&store.dir, e))?;
+            std::fs::rename(dir, &store.dir).map_err(|e| io(dir, e))?;
+            sync_parent(&store.dir)?;
+            let db = open_db(&store.dir)?;
             std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
             Ok(db)
         })?;
         Ok(index)
     }
+
+    /// Writes the group's state, as of now, to `dir/kv.sst` (`dir` exists)
+    /// and returns the applied index it holds. Applies may go on meanwhile.
+    pub fn export(&self, dir: &Path) -> Result<u64> {
+        let db = self.db()?;
+        let snapshot = db.snapshot();
+        let applied = match snapshot.get(self.keys.applied())? {
+            Some(v) => decode_index(&v)?,
+            None => 0,
+        };
+        let file = dir.join(EXPORT_FILE);
+        write_export(&file, &self.keys, |start| {
+            snapshot.iterator(IteratorMode::From(start, rocksdb::Direction::Forward))
+        })?;
+        Ok(applied)
+    }
+
+    /// Replaces the group's state with the export at `file`, in one step
+    /// (readers see the state before or after, nothing in between), and
+    /// returns the applied index it holds. The file stays.
+    pub fn import(&self, file: &Path) -> Result<u64> {
+        let db = self.db()?;
+        let mut opts = IngestExternalFileOptions::default();
+        opts.set_move_files(false);
+        db.ingest_external_file_opts(&opts, vec![file])
+            .map_err(|e| crate::storage::annotate(e, file))?;
+        applied_index(&db, &self.keys)
+    }
+
+    /// Loads a checkpoint (`dir`, a whole store of one group 0) into this
+    /// group of a shared store: its keys are exported to a table file beside
+    /// it, which is then imported.
+    pub fn import_checkpoint(&self, dir: &Path, scratch: &Path) -> Result<u64> {
+        if self.keys != KvKeys::of(0) {
+            return Err(Error::Corruption(
+                "a checkpoint snapshot holds group 0's state, not this group's".into(),
+            ));
+        }
+        let source = DB::open_for_read_only(&DbOptions::default(), dir, false)
+            .map_err(|e| crate::storage::annotate(e, dir))?;
+        write_export(scratch, &self.keys, |start| {
+            source.iterator(IteratorMode::From(start, rocksdb::Direction::Forward))
+        })?;
+        drop(source);
+        let index = self.import(scratch);
+        let _ = std::fs::remove_file(scratch);
+        index
+    }
 }
 
-/// The applied index stored in a snapshot directory.
+/// Writes a table file that replaces every key `keys` covers: range
+/// deletions over all of them, then the keys `scan` finds in those ranges.
+fn write_export<'a, I>(file: &Path, keys: &KvKeys, mut scan: impl FnMut(&[u8]) -> I) -> Result<()>
+where
+    I: Iterator<Item = std::result::Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a,
+{
+    let opts = crate::storage::memory::db_options();
+    let mut writer = SstFileWriter::create(&opts);
+    writer.open(file).map_err(|e| crate::storage::annotate(e, file))?;
+    let ranges = keys.ranges();
+    for (start, end) in &ranges {
+        writer.delete_range(start, end)?;
+    }
+    for (start, end) in &ranges {
+        for item in scan(start) {
+            let (key, value) = item?;
+            if key.as_ref() >= end.as_slice() {
+                break;
+            }
+            writer.put(key, value)?;
+        }
+    }
+    writer.finish().map_err(|e| crate::storage::annotate(e, file))?;
+    // Synced with the rest of the snapshot's directory before it is committed.
+    std::fs::File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(file, e))
+}
+
+fn decode_index(v: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(v.try_into().map_err(|_| {
+        Error::Corruption("applied index is not 8 bytes".into())
+    })?))
+}
+
+/// The applied index stored in a checkpoint directory.
 fn snapshot_applied_index(dir: &Path) -> Result<u64> {
     let db = DB::open_for_read_only(&DbOptions::default(), dir, false)
         .map_err(|e| crate::storage::annotate(e, dir))?;
-    applied_index(&db)
+    applied_index(&db, &KvKeys::of(0))
 }
 
 /// After a crash during [`KvStateMachine::restore`]: with `db` in place the

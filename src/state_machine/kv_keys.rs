@@ -1,0 +1,119 @@
+//! Key layout of the built-in key-value store, per group: one RocksDB holds
+//! the state of every group of a host.
+//!
+//! Group 0 (the one group of a node opened on its own) keeps the keys of
+//! stores from before groups, so those open as they are: `d` + user key for
+//! data, `l` + name for locks, `m:applied`, `m:time`, `m:stamp`. Every other
+//! group's keys are the same behind `G` + its id (big-endian), so each
+//! group's state is one range of keys.
+
+use crate::storage::GroupId;
+
+const GROUP_PREFIX: u8 = b'G';
+const DATA: u8 = b'd';
+const LOCK: u8 = b'l';
+
+/// The keys of one group's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvKeys {
+    group: GroupId,
+    prefix: Vec<u8>,
+}
+
+impl KvKeys {
+    pub fn of(group: GroupId) -> KvKeys {
+        let prefix = match group {
+            0 => Vec::new(),
+            g => {
+                let mut p = vec![GROUP_PREFIX];
+                p.extend_from_slice(&g.to_be_bytes());
+                p
+            }
+        };
+        KvKeys { group, prefix }
+    }
+
+    fn key(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let len = self.prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut k = Vec::with_capacity(len);
+        k.extend_from_slice(&self.prefix);
+        parts.iter().for_each(|p| k.extend_from_slice(p));
+        k
+    }
+
+    /// The key of user key `key`'s value.
+    pub fn data(&self, key: &[u8]) -> Vec<u8> {
+        self.key(&[&[DATA], key])
+    }
+
+    /// The key of lock `name`'s state.
+    pub fn lock(&self, name: &[u8]) -> Vec<u8> {
+        self.key(&[&[LOCK], name])
+    }
+
+    /// The prefix of every lock's key.
+    pub fn locks(&self) -> Vec<u8> {
+        self.key(&[&[LOCK]])
+    }
+
+    pub fn applied(&self) -> Vec<u8> {
+        self.key(&[b"m:applied"])
+    }
+
+    pub fn time(&self) -> Vec<u8> {
+        self.key(&[b"m:time"])
+    }
+
+    pub fn stamp(&self) -> Vec<u8> {
+        self.key(&[b"m:stamp"])
+    }
+
+    /// Every key of this group lies in one of these `[start, end)` ranges.
+    pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if self.prefix.is_empty() {
+            // `d…`, `l…`, `m:…`: apart from every other group's `G…`.
+            return vec![
+                (vec![DATA], vec![DATA + 1]),
+                (vec![LOCK], vec![LOCK + 1]),
+                (b"m:".to_vec(), b"m;".to_vec()),
+            ];
+        }
+        let end = match self.group.checked_add(1) {
+            Some(next) => KvKeys::of(next).prefix,
+            None => vec![GROUP_PREFIX + 1],
+        };
+        vec![(self.prefix.clone(), end)]
+    }
+
+    /// Whether `key` is one of this group's.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        self.ranges()
+            .iter()
+            .any(|(start, end)| key >= start.as_slice() && key < end.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_zero_keeps_the_keys_of_stores_from_before_groups() {
+        let k = KvKeys::of(0);
+        assert_eq!(k.data(b"x"), b"dx");
+        assert_eq!(k.lock(b"x"), b"lx");
+        assert_eq!(k.applied(), b"m:applied");
+        assert!(k.owns(b"dx") && k.owns(b"m:time") && !k.owns(b"G\0\0\0\0\0\0\0\x01dx"));
+    }
+
+    #[test]
+    fn each_other_group_is_one_range_apart_from_the_rest() {
+        let (a, b) = (KvKeys::of(1), KvKeys::of(256));
+        assert!(a.owns(&a.data(b"k")) && a.owns(&a.applied()) && a.owns(&a.lock(b"")));
+        assert!(!a.owns(&b.data(b"k")) && !b.owns(&a.data(b"k")));
+        assert!(!a.owns(&KvKeys::of(0).data(b"k")) && !KvKeys::of(0).owns(&a.data(b"k")));
+        let last = KvKeys::of(u64::MAX);
+        assert!(last.owns(&last.data(&[0xff; 8])));
+        assert_eq!(KvKeys::of(255).ranges()[0].1, KvKeys::of(256).ranges()[0].0);
+    }
+}

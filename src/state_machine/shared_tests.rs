@@ -1,0 +1,144 @@
+//! Many groups in one key-value store (issue 21): each applies, snapshots
+//! and restores its own state, never another group's.
+
+use super::*;
+
+fn put(index: u64, k: &str, v: &str) -> Entry {
+    Entry {
+        term: 1,
+        index,
+        r#type: EntryType::EntryCommand as i32,
+        payload: encode_command(CommandKind::Put {
+            key: Bytes::from(k.to_string()),
+            value: Bytes::from(v.to_string()),
+        }),
+        leader_time_ms: 1_000 + index,
+    }
+}
+
+fn lock(index: u64, name: &str) -> Entry {
+    Entry {
+        payload: encode_command(CommandKind::TryLock {
+            name: Bytes::from(name.to_string()),
+            holder: Bytes::from_static(b"h"),
+            ttl_ms: 60_000,
+        }),
+        ..put(index, "", "")
+    }
+}
+
+fn value(sm: &KvStateMachine, key: &str) -> Option<String> {
+    sm.get(key.as_bytes())
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+#[test]
+fn groups_in_one_store_keep_their_own_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KvStore::open(dir.path()).unwrap();
+    let (zero, one, big) = (
+        KvStateMachine::in_store(store.clone(), 0),
+        KvStateMachine::in_store(store.clone(), 1),
+        KvStateMachine::in_store(store.clone(), u64::MAX),
+    );
+    zero.apply(&[put(1, "k", "zero"), lock(2, "L")]).unwrap();
+    one.apply(&[
+        put(1, "k", "one"),
+        put(2, "only-one", "x"),
+        put(3, "k", "one again"),
+    ])
+    .unwrap();
+    big.apply(&[put(1, "k", "big")]).unwrap();
+    assert_eq!(value(&zero, "k").as_deref(), Some("zero"));
+    assert_eq!(value(&one, "k").as_deref(), Some("one again"));
+    assert_eq!(value(&big, "k").as_deref(), Some("big"));
+    assert_eq!(value(&zero, "only-one"), None);
+    assert_eq!(
+        (
+            zero.applied_index().unwrap(),
+            one.applied_index().unwrap(),
+            big.applied_index().unwrap()
+        ),
+        (2, 3, 1)
+    );
+    assert_eq!((zero.locks_held().unwrap(), one.locks_held().unwrap()), (1, 0));
+    // Closing a group of a shared store leaves the store and the others open.
+    one.close();
+    assert!(matches!(one.get(b"k"), Err(Error::Stopped(_))));
+    assert_eq!(value(&zero, "k").as_deref(), Some("zero"));
+    // A group's keys in the store: group 0 keeps the layout of before.
+    let db = store.db.get().unwrap();
+    assert_eq!(db.get(b"dk").unwrap().as_deref(), Some(&b"zero"[..]));
+}
+
+#[test]
+fn an_export_restores_one_group_in_one_step_and_leaves_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KvStore::open(&dir.path().join("db")).unwrap();
+    let (a, b) = (
+        KvStateMachine::in_store(store.clone(), 7),
+        KvStateMachine::in_store(store.clone(), 8),
+    );
+    a.apply(&[put(1, "x", "1"), put(2, "y", "2"), lock(3, "L")])
+        .unwrap();
+    b.apply(&[put(1, "x", "b")]).unwrap();
+    let snap = dir.path().join("snap");
+    std::fs::create_dir(&snap).unwrap();
+    assert_eq!(a.export(&snap).unwrap(), 3);
+    // Later changes: an overwrite, a new key, a lock released by expiry
+    // (gone from the snapshot's point of view).
+    a.apply(&[put(4, "x", "changed"), put(5, "z", "new")]).unwrap();
+    let file = snap.join(snapshot::EXPORT_FILE);
+    assert_eq!(a.import(&file).unwrap(), 3);
+    assert_eq!(value(&a, "x").as_deref(), Some("1"));
+    assert_eq!(value(&a, "z"), None, "a key written after the snapshot is gone");
+    assert_eq!(a.locks_held().unwrap(), 1);
+    assert_eq!(
+        value(&b, "x").as_deref(),
+        Some("b"),
+        "the other group is untouched"
+    );
+    assert!(file.exists(), "the snapshot stays");
+    // Another store's group 7 (a follower) loads it too, through Machine.
+    let other = KvStore::open(&dir.path().join("other")).unwrap();
+    let follower = Machine::in_store(&other, 7, None);
+    follower.apply(&[put(1, "stale", "s")]).unwrap();
+    follower.snapshot_load(&snap, 3).unwrap();
+    assert_eq!(follower.get(b"y").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(follower.get(b"stale").unwrap(), None);
+    assert_eq!(follower.applied_index().unwrap(), 3);
+    assert!(follower.snapshot_load(&snap, 4).is_err(), "the index is checked");
+}
+
+/// A node of an earlier version (or one opened on its own) sends a
+/// checkpoint of its whole store: group 0 of a shared store loads it.
+#[test]
+fn a_checkpoint_from_a_private_store_loads_into_group_zero_of_a_shared_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = Machine::open(&dir.path().join("private"), None).unwrap();
+    private.apply(&[put(1, "k", "v"), lock(2, "L")]).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    assert_eq!(private.snapshot_save(&data).unwrap(), 2);
+    assert!(data.join("kv").is_dir(), "a checkpoint");
+    let store = KvStore::open(&dir.path().join("shared")).unwrap();
+    let neighbour = KvStateMachine::in_store(store.clone(), 3);
+    neighbour.apply(&[put(1, "k", "3")]).unwrap();
+    let zero = Machine::in_store(&store, 0, None);
+    zero.apply(&[put(1, "old", "o")]).unwrap();
+    zero.snapshot_load(&data, 2).unwrap();
+    assert_eq!(zero.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(zero.get(b"old").unwrap(), None);
+    assert_eq!(zero.locks_held().unwrap(), 1);
+    assert_eq!(value(&neighbour, "k").as_deref(), Some("3"));
+    // A group other than 0 refuses one.
+    assert!(Machine::in_store(&store, 3, None)
+        .snapshot_load(&data, 2)
+        .is_err());
+    // A shared store's group snapshots as an export.
+    let exported = dir.path().join("exported");
+    std::fs::create_dir(&exported).unwrap();
+    assert_eq!(zero.snapshot_save(&exported).unwrap(), 2);
+    assert!(exported.join(snapshot::EXPORT_FILE).is_file());
+}
