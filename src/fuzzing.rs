@@ -4,7 +4,7 @@
 //! Not part of the API.
 
 use crate::core::{Config, Message, RaftCore, Restored};
-use crate::transport::{body_to_message, encode_frame, read_frame, MAX_FRAME_BYTES};
+use crate::transport::{body_to_message, encode_frame, read_frame, read_group_frame, MAX_FRAME_BYTES};
 use crate::wire::{
     AppendEntries, AppendEntriesResponse, Entry, ReadIndexRequest, ReadIndexResponse, RequestVote,
     RequestVoteResponse, TimeoutNow,
@@ -12,14 +12,14 @@ use crate::wire::{
 use bytes::Bytes;
 
 /// Reads the frame decoder's input: every frame it accepts re-encodes to
-/// a frame that decodes to the same body.
+/// a frame that decodes to the same group and body.
 pub fn frame(data: &[u8]) {
     let mut input = data;
-    while let Ok(body) = read_frame(&mut input, MAX_FRAME_BYTES) {
+    while let Ok(frame) = read_group_frame(&mut input, MAX_FRAME_BYTES) {
         let mut buf = Vec::new();
-        if encode_frame(&body, &mut buf).is_ok() {
-            let again = read_frame(&mut &buf[..], MAX_FRAME_BYTES).expect("a frame we encoded decodes");
-            assert_eq!(again, body, "a frame changed through encode and decode");
+        if encode_frame(frame.0, &frame.1, &mut buf).is_ok() {
+            let again = read_group_frame(&mut &buf[..], MAX_FRAME_BYTES).expect("a frame we encoded decodes");
+            assert_eq!(again, frame, "a frame changed through encode and decode");
         }
     }
 }

@@ -55,9 +55,12 @@ fn frames() -> Vec<Vec<u8>> {
         Body::TimeoutNow(Default::default()),
     ];
     msgs.iter()
-        .map(|b| {
+        .enumerate()
+        .map(|(i, b)| {
             let mut buf = Vec::new();
-            encode_frame(b, &mut buf).unwrap();
+            // Groups 0 (no id on the wire), small and large.
+            let group = [0, 7, u64::MAX][i % 3];
+            encode_frame(group, b, &mut buf).unwrap();
             buf
         })
         .collect()

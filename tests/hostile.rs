@@ -21,6 +21,7 @@ fn impostor(c: &Cluster, target: usize, as_member: &str) -> TcpStream {
         cluster_id: "floyd".into(),
         from: as_member.to_string(),
         protocol_version: PROTOCOL_VERSION,
+        max_protocol_version: floyd::transport::MAX_PROTOCOL_VERSION,
         config_id: config_id(&members),
         cluster_uid: String::new(),
     };
@@ -307,5 +308,32 @@ fn a_stream_of_refused_messages_is_logged_in_a_bounded_number_of_lines() {
     let logged = refusals_logged(&c, target);
     assert!(logged >= 1, "the refusals are logged");
     assert!(logged <= 25, "{logged} lines for 2,000 refused messages");
+    c.write_retrying(target, b"k", b"still serving");
+}
+
+/// Issue 21: a frame for a group this host does not have (here, a node of
+/// group 0 only) is dropped and logged, never acted on, whoever sends it.
+#[test]
+fn frames_for_a_group_the_host_does_not_have_are_dropped_and_logged() {
+    use floyd::transport::encode_frame;
+    use std::io::Write;
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let target = (leader + 1) % 3;
+    let term = c.node(target).server_status().term;
+    let mut conn = impostor(&c, target, &c.id(leader));
+    let forged = AppendEntries {
+        term: term + 5,
+        leader: c.id(leader),
+        ..Default::default()
+    };
+    let mut buf = Vec::new();
+    encode_frame(77, &Body::AppendEntries(forged), &mut buf).unwrap();
+    conn.write_all(&buf).unwrap();
+    wait_until("the frame to be dropped", || {
+        lines_with(&c, target, "dropped a frame for a group this host does not have") >= 1
+    });
+    let s = c.node(target).server_status();
+    assert_eq!(s.term, term, "a frame of another group moved no term");
     c.write_retrying(target, b"k", b"still serving");
 }

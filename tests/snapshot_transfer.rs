@@ -74,16 +74,16 @@ impl Recorder {
 }
 
 impl Handler for Recorder {
-    fn on_message(&self, _: &str, msg: Message) {
+    fn on_message(&self, _: &str, _: u64, msg: Message) {
         self.events.lock().push(Event::Vote(msg.term()));
     }
-    fn on_client_request(&self, _: &str, _: ClientRequest) {}
-    fn on_client_response(&self, _: &str, _: ClientResponse) {}
-    fn on_undeliverable(&self, _: &str, _: ClientRequest) {}
+    fn on_client_request(&self, _: &str, _: u64, _: ClientRequest) {}
+    fn on_client_response(&self, _: &str, _: u64, _: ClientResponse) {}
+    fn on_undeliverable(&self, _: &str, _: u64, _: ClientRequest) {}
     fn on_thread_panic(&self, thread: &str, message: &str) {
         panic!("{thread} panicked: {message}");
     }
-    fn on_snapshot_chunk(&self, from: &str, chunk: SnapshotChunk) {
+    fn on_snapshot_chunk(&self, from: &str, _: u64, chunk: SnapshotChunk) {
         self.events.lock().push(Event::Chunk {
             index: chunk.snapshot_index,
             seq: chunk.seq,
@@ -99,7 +99,7 @@ impl Handler for Recorder {
             Err(e) => self.events.lock().push(Event::Refused(e.to_string())),
         }
     }
-    fn on_snapshot_sent(&self, _: &str, snapshot_index: u64, ok: bool) {
+    fn on_snapshot_sent(&self, _: &str, _: u64, snapshot_index: u64, ok: bool) {
         self.sent.lock().push((snapshot_index, ok));
     }
 }
@@ -182,6 +182,7 @@ fn snapshot(store: &SnapshotStore, index: u64, big: usize) -> Arc<SnapshotHandle
 
 fn offer(snapshot: &Arc<SnapshotHandle>) -> SnapshotOffer {
     SnapshotOffer {
+        group: 0,
         term: 4,
         leader: LEADER.into(),
         snapshot: snapshot.clone(),
@@ -231,10 +232,13 @@ fn a_snapshot_arrives_byte_identical_while_raft_frames_keep_flowing() {
     assert!(link.send_snapshot(offer(&snap)));
     wait_until("the stream under way", || follower.saw_chunk(100, 2));
     for term in 1..=5 {
-        assert!(link.send(Body::RequestVote(RequestVote {
-            term,
-            ..Default::default()
-        })));
+        assert!(link.send(
+            0,
+            Body::RequestVote(RequestVote {
+                term,
+                ..Default::default()
+            })
+        ));
     }
     wait_until("the snapshot", || follower.received(100).is_some());
     let elapsed = started.elapsed();
@@ -382,6 +386,7 @@ fn raw_member(port: u16) -> TcpStream {
         protocol_version: PROTOCOL_VERSION,
         config_id: config_id(&[LEADER.to_string()]),
         cluster_uid: String::new(),
+        max_protocol_version: floyd::transport::MAX_PROTOCOL_VERSION,
     };
     write_frame(&mut c, Body::Handshake(hs)).unwrap();
     match read_frame(&mut c, 1 << 16).unwrap() {

@@ -197,6 +197,7 @@ fn claim(files: &TlsFiles, port: u16, claimed: &str, members: &[String]) -> Resu
         cluster_id: "floyd".into(),
         from: claimed.to_string(),
         protocol_version: PROTOCOL_VERSION,
+        max_protocol_version: floyd::transport::MAX_PROTOCOL_VERSION,
         config_id: config_id(members),
         cluster_uid: String::new(),
     };
@@ -416,6 +417,7 @@ fn an_ip_only_certificate_still_speaks_for_the_one_member_at_its_ip() {
         cluster_id: "floyd".into(),
         from: members[1].clone(),
         protocol_version: PROTOCOL_VERSION,
+        max_protocol_version: floyd::transport::MAX_PROTOCOL_VERSION,
         config_id: config_id(&members),
         cluster_uid: String::new(),
     };

@@ -31,18 +31,22 @@ struct Recorder {
     in_doubt: Mutex<Vec<u64>>,
     link_states: Mutex<Vec<bool>>,
     peers_connected: Mutex<Vec<String>>,
+    /// The group of every Raft message and forwarded request, in arrival order.
+    groups: Mutex<Vec<u64>>,
 }
 
 impl Handler for Recorder {
-    fn on_message(&self, from: &str, msg: Message) {
+    fn on_message(&self, from: &str, group: u64, msg: Message) {
         self.arrivals.lock().push(format!("vote {}", msg.term()));
+        self.groups.lock().push(group);
         self.messages.lock().push((from.to_string(), msg));
     }
-    fn on_client_request(&self, _: &str, req: ClientRequest) {
+    fn on_client_request(&self, _: &str, group: u64, req: ClientRequest) {
         self.arrivals.lock().push(format!("req {}", req.request_id));
+        self.groups.lock().push(group);
     }
-    fn on_client_response(&self, _: &str, _: ClientResponse) {}
-    fn on_undeliverable(&self, _: &str, req: ClientRequest) {
+    fn on_client_response(&self, _: &str, _: u64, _: ClientResponse) {}
+    fn on_undeliverable(&self, _: &str, _: u64, req: ClientRequest) {
         self.undeliverable.lock().push(req.request_id);
     }
     fn on_thread_panic(&self, thread: &str, message: &str) {
@@ -51,8 +55,10 @@ impl Handler for Recorder {
     fn on_peer_connected(&self, from: &str) {
         self.peers_connected.lock().push(from.to_string());
     }
-    fn on_in_doubt(&self, _: &str, request_ids: Vec<u64>) {
-        self.in_doubt.lock().extend(request_ids);
+    fn on_in_doubt(&self, _: &str, request_ids: Vec<(u64, u64)>) {
+        self.in_doubt
+            .lock()
+            .extend(request_ids.into_iter().map(|(_, id)| id));
     }
     fn on_link_state(&self, _: &str, connected: bool) {
         self.link_states.lock().push(connected);
@@ -143,6 +149,7 @@ fn handshake(from: &str, config_id: u64) -> Body {
         cluster_id: "c1".into(),
         from: from.into(),
         protocol_version: PROTOCOL_VERSION,
+        max_protocol_version: floyd::transport::MAX_PROTOCOL_VERSION,
         config_id,
         cluster_uid: String::new(),
     })
@@ -178,9 +185,11 @@ impl SilentServer {
             for _ in 0..conns {
                 let (mut c, _) = listener.accept().unwrap();
                 assert!(matches!(read_frame(&mut c, 1 << 16), Ok(Body::Handshake(_))));
+                // A peer of version 5: its ack announces no newer version.
                 let ack = HandshakeAck {
                     accepted: true,
                     reason: String::new(),
+                    max_protocol_version: 0,
                 };
                 write_frame(&mut c, Body::HandshakeAck(ack)).unwrap();
                 *a.lock() += 1;
@@ -220,7 +229,7 @@ fn a_member_is_heard_and_a_restarted_peer_gets_every_later_message() {
     let received = Arc::new(Recorder::default());
     let s = server(listener, received.clone());
     let l = link(port, CLIENT, "c1", Arc::new(Recorder::default()));
-    assert!(l.send(vote(1)));
+    assert!(l.send(0, vote(1)));
     wait_until("first message", || terms(&received) == vec![1]);
     assert_eq!(received.messages.lock()[0].0, CLIENT);
 
@@ -230,7 +239,7 @@ fn a_member_is_heard_and_a_restarted_peer_gets_every_later_message() {
     let _s2 = server(TcpListener::bind(("127.0.0.1", port)).unwrap(), again.clone());
     wait_until("the link noticing the closed connection", || {
         // Keep sending: Raft retries, and the link must not swallow messages forever.
-        l.send(vote(2));
+        l.send(0, vote(2));
         !terms(&again).is_empty()
     });
 }
@@ -244,10 +253,10 @@ fn strangers_and_other_clusters_are_refused() {
     let stranger = link(port, "127.0.0.1:2", "c1", Arc::new(Recorder::default()));
     let member = link(port, CLIENT, "c1", Arc::new(Recorder::default()));
     for _ in 0..5 {
-        wrong_cluster.send(vote(7));
-        stranger.send(vote(8));
+        wrong_cluster.send(0, vote(7));
+        stranger.send(0, vote(8));
     }
-    member.send(vote(9));
+    member.send(0, vote(9));
     wait_until("the member's message", || terms(&received).contains(&9));
     assert!(!terms(&received).iter().any(|t| *t == 7 || *t == 8));
 }
@@ -313,7 +322,7 @@ fn links_with_another_member_list_are_refused_and_say_why_once() {
         .collect();
     wait_until("several refused redials of each link", || {
         for l in &links {
-            l.send(vote(7));
+            l.send(0, vote(7));
         }
         server_log.count("member list differs") >= 6
     });
@@ -356,10 +365,13 @@ fn a_forwarded_command_that_cannot_be_sent_is_reported_undeliverable() {
     let port = common::free_ports(1)[0]; // nobody listens there
     let handler = Arc::new(Recorder::default());
     let l = link(port, CLIENT, "c1", handler.clone());
-    l.send(Body::ClientRequest(ClientRequest {
-        request_id: 42,
-        command: None,
-    }));
+    l.send(
+        0,
+        Body::ClientRequest(ClientRequest {
+            request_id: 42,
+            command: None,
+        }),
+    );
     wait_until("undeliverable report", || {
         handler.undeliverable.lock().contains(&42)
     });
@@ -372,11 +384,11 @@ fn a_command_over_the_frame_limit_is_undeliverable_and_the_link_goes_on() {
     let _s = server(listener, received.clone());
     let handler = Arc::new(Recorder::default());
     let l = link(port, CLIENT, "c1", handler.clone());
-    l.send(vote(1));
+    l.send(0, vote(1));
     wait_until("connected", || terms(&received) == [1]);
     // Zeroed pages are not touched: encoding refuses on the computed length.
-    l.send(request(5, bytes::Bytes::from(vec![0u8; MAX_FRAME_BYTES + 1])));
-    l.send(vote(2));
+    l.send(0, request(5, bytes::Bytes::from(vec![0u8; MAX_FRAME_BYTES + 1])));
+    l.send(0, vote(2));
     wait_until("the oversized command reported", || {
         handler.undeliverable.lock().contains(&5)
     });
@@ -391,14 +403,14 @@ fn a_vote_queued_behind_large_forwarded_values_overtakes_them() {
     let received = Arc::new(Recorder::default());
     let _s = server(listener, received.clone());
     let l = link(port, CLIENT, "c1", Arc::new(Recorder::default()));
-    l.send(vote(1));
+    l.send(0, vote(1));
     wait_until("connected", || terms(&received) == [1]);
     let value = bytes::Bytes::from(vec![7u8; 1 << 20]);
     const N: u64 = 60;
     for id in 0..N {
-        assert!(l.send(request(id, value.clone())));
+        assert!(l.send(0, request(id, value.clone())));
     }
-    assert!(l.send(vote(2)));
+    assert!(l.send(0, vote(2)));
     wait_until("everything", || received.arrivals.lock().len() == N as usize + 2);
     let arrivals = received.arrivals.lock().clone();
     let at = arrivals.iter().position(|a| a == "vote 2").unwrap();
@@ -452,7 +464,7 @@ fn a_link_whose_peer_stops_answering_is_declared_dead_and_its_requests_in_doubt(
     cfg.liveness_timeout = Duration::from_millis(300);
     let l = PeerLink::spawn(cfg, handler.clone()).unwrap();
     let sent = Instant::now();
-    l.send(request(7, "v".into()));
+    l.send(0, request(7, "v".into()));
     wait_until("the request written", || fake.got_request(7));
     assert!(l.is_connected());
     wait_until("the dead connection noticed", || {
@@ -482,7 +494,7 @@ fn an_unanswered_probe_replaces_the_connection() {
     cfg.liveness_timeout = Duration::from_secs(60);
     cfg.connect_timeout = Duration::from_millis(200);
     let l = PeerLink::spawn(cfg, handler.clone()).unwrap();
-    l.send(request(3, "v".into()));
+    l.send(0, request(3, "v".into()));
     wait_until("the request written", || fake.got_request(3));
     l.probe();
     wait_until("a new connection", || *fake.accepted.lock() == 2);
@@ -501,7 +513,7 @@ fn probing_a_healthy_link_keeps_it_and_it_keeps_delivering() {
     let handler = Arc::new(Recorder::default());
     // The probes' deadline is connect_timeout (1 s): long enough for a loaded machine to answer.
     let l = link(port, CLIENT, "c1", handler.clone());
-    l.send(vote(1));
+    l.send(0, vote(1));
     wait_until("connected", || terms(&received) == [1]);
     let probed = Instant::now();
     for _ in 0..3 {
@@ -511,11 +523,67 @@ fn probing_a_healthy_link_keeps_it_and_it_keeps_delivering() {
     let mut term = 1;
     wait_until("deliveries well after the probes' deadlines", || {
         term += 1;
-        l.send(vote(term));
+        l.send(0, vote(term));
         probed.elapsed() > Duration::from_millis(2500) && terms(&received).len() >= 5
     });
     wait_until("the last message", || terms(&received).contains(&term));
     assert!(l.is_connected());
     assert_eq!(*handler.link_states.lock(), [true], "never torn down");
     assert_eq!(received.peers_connected.lock().len(), 1, "never redialled");
+}
+
+/// Issue 21: one connection carries the frames of many groups, each
+/// delivered with its group (the id travels in the frame; group 0 writes none).
+#[test]
+fn frames_of_many_groups_share_a_link_and_arrive_with_their_group() {
+    let (listener, port) = listen();
+    let received = Arc::new(Recorder::default());
+    let _s = server(listener, received.clone());
+    let l = link(port, CLIENT, "c1", Arc::new(Recorder::default()));
+    for (i, group) in [0, 7, u64::MAX, 7].into_iter().enumerate() {
+        assert!(l.send(group, vote(i as u64 + 1)));
+    }
+    assert!(l.send(
+        42,
+        Body::ClientRequest(ClientRequest {
+            request_id: 9,
+            ..Default::default()
+        })
+    ));
+    wait_until("every frame", || received.groups.lock().len() == 5);
+    assert_eq!(terms(&received), vec![1, 2, 3, 4]);
+    assert_eq!(*received.groups.lock(), vec![0, 7, u64::MAX, 7, 42]);
+}
+
+/// Issue 21: a peer of version 5 (its handshake ack announces nothing
+/// newer) knows no groups: only group 0's frames go to it, and a forwarded
+/// command of another group is reported undeliverable (certainly not applied).
+#[test]
+fn a_peer_of_version_5_gets_group_zero_frames_only() {
+    let (listener, port) = listen();
+    let old = SilentServer::start(listener, 1);
+    let sent = Arc::new(Recorder::default());
+    let l = link(port, CLIENT, "c1", sent.clone());
+    assert!(l.send(7, vote(1)));
+    assert!(l.send(0, request(5, "v".into())));
+    assert!(l.send(7, request(6, "v".into())));
+    assert!(l.send(0, vote(2)));
+    wait_until("group 0's frames", || {
+        old.got_request(5)
+            && old
+                .frames
+                .lock()
+                .iter()
+                .any(|b| matches!(b, Body::RequestVote(v) if v.term == 2))
+    });
+    wait_until("the other group's command reported", || {
+        *sent.undeliverable.lock() == vec![6]
+    });
+    assert!(!old.got_request(6));
+    assert!(!old
+        .frames
+        .lock()
+        .iter()
+        .any(|b| matches!(b, Body::RequestVote(v) if v.term == 1)));
+    l.stop();
 }

@@ -5,18 +5,32 @@ use super::node::Node;
 use super::proposals::Completion;
 use crate::error::Error;
 use crate::state_machine::CommandKind;
+use crate::storage::GroupId;
 use crate::transport::Handler;
 use crate::wire::{ClientRequest, ClientResponse};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// What the transport calls into: a weak reference, so links and servers
-/// never keep a closed node alive.
+/// never keep a closed node alive. Every message names its group: one of
+/// another group than the node's is dropped, logged and counted.
 pub struct Inbound(pub Weak<Node>);
 
+impl Inbound {
+    /// The node of `group`, if it is this one's and it is not closing.
+    fn node(&self, from: &str, group: GroupId) -> Option<Arc<Node>> {
+        let node = self.0.upgrade().filter(|n| !n.is_stopping())?;
+        if node.group != group {
+            node.unknown_group(from, group);
+            return None;
+        }
+        Some(node)
+    }
+}
+
 impl Handler for Inbound {
-    fn on_message(&self, from: &str, msg: crate::core::Message) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
+    fn on_message(&self, from: &str, group: GroupId, msg: crate::core::Message) {
+        if let Some(node) = self.node(from, group) {
             node.note_contact(from);
             if let Err(why) = node.step(from, msg) {
                 node.log_refusal(from, &why);
@@ -24,8 +38,10 @@ impl Handler for Inbound {
         }
     }
 
-    fn on_client_request(&self, from: &str, req: ClientRequest) {
-        let Some(node) = self.0.upgrade() else { return };
+    fn on_client_request(&self, from: &str, group: GroupId, req: ClientRequest) {
+        let Some(node) = self.node(from, group) else {
+            return;
+        };
         let id = req.request_id;
         let command = req
             .command
@@ -36,7 +52,7 @@ impl Handler for Inbound {
             Ok(c) => c,
             Err(e) => return node.reply(from, id, Err(e)),
         };
-        let weak = self.0.clone();
+        let weak = Arc::downgrade(&node);
         let reply_to = from.to_string();
         // Runs on the apply or primary thread: it only queues a frame.
         let done: Completion = Box::new(move |result| {
@@ -48,8 +64,8 @@ impl Handler for Inbound {
         node.submit_command(cmd, deadline, done);
     }
 
-    fn on_client_response(&self, from: &str, resp: ClientResponse) {
-        if let Some(node) = self.0.upgrade() {
+    fn on_client_response(&self, from: &str, group: GroupId, resp: ClientResponse) {
+        if let Some(node) = self.node(from, group) {
             node.waiters.forwards.resolve(from, resp);
         }
     }
@@ -60,18 +76,23 @@ impl Handler for Inbound {
         }
     }
 
-    fn on_undeliverable(&self, to: &str, req: ClientRequest) {
-        if let Some(node) = self.0.upgrade() {
+    fn on_undeliverable(&self, to: &str, group: GroupId, req: ClientRequest) {
+        if let Some(node) = self.0.upgrade().filter(|n| n.group == group) {
             node.waiters.forwards.not_sent(to, req.request_id);
         }
     }
 
-    fn on_in_doubt(&self, to: &str, request_ids: Vec<u64>) {
+    fn on_in_doubt(&self, to: &str, request_ids: Vec<(GroupId, u64)>) {
         if let Some(node) = self.0.upgrade() {
             let err = Error::Timeout(format!(
                 "the connection to leader {to} broke with the command in flight; it may or may not have been applied"
             ));
-            node.waiters.forwards.fail_some(to, &request_ids, &err);
+            let ids: Vec<u64> = request_ids
+                .into_iter()
+                .filter(|(g, _)| *g == node.group)
+                .map(|(_, id)| id)
+                .collect();
+            node.waiters.forwards.fail_some(to, &ids, &err);
         }
     }
 
@@ -81,15 +102,15 @@ impl Handler for Inbound {
         }
     }
 
-    fn on_snapshot_chunk(&self, from: &str, chunk: crate::wire::SnapshotChunk) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
+    fn on_snapshot_chunk(&self, from: &str, group: GroupId, chunk: crate::wire::SnapshotChunk) {
+        if let Some(node) = self.node(from, group) {
             node.note_contact(from);
             node.receive_snapshot_chunk(from, chunk);
         }
     }
 
-    fn on_snapshot_sent(&self, to: &str, snapshot_index: u64, ok: bool) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping()) {
+    fn on_snapshot_sent(&self, to: &str, group: GroupId, snapshot_index: u64, ok: bool) {
+        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping() && n.group == group) {
             node.with_core(|core| core.report_snapshot(to, snapshot_index, ok));
         }
     }

@@ -163,7 +163,7 @@ impl Node {
 
     pub fn send_frame(&self, to: &str, body: Body) -> bool {
         match self.peer(to) {
-            Some(link) => link.send(body),
+            Some(link) => link.send(self.group, body),
             None => false,
         }
     }

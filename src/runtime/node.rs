@@ -95,6 +95,8 @@ pub struct Node {
     pub(super) failure: Mutex<Option<Error>>,
     /// Refused messages are logged in bursts, then counted.
     pub(super) refusals_logged: super::log_throttle::LogThrottle,
+    /// Frames dropped for naming a group this host does not have.
+    pub(super) unknown_group_frames: AtomicU64,
     pub faults: Faults,
     pub log: Arc<NodeLog>,
 }
@@ -148,6 +150,7 @@ impl Node {
             disk_full: AtomicBool::new(false),
             failure: Mutex::new(None),
             refusals_logged: super::log_throttle::LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),
+            unknown_group_frames: AtomicU64::new(0),
             faults: Faults::default(),
             log,
         }
@@ -357,6 +360,15 @@ impl Node {
             "this node failed ({err}) with the command in flight; it may or may not have been applied"
         ));
         self.waiters.close(&failed, &in_doubt);
+    }
+
+    /// A frame for a group this host does not have: dropped (never does it
+    /// create a group), counted, and logged like a refused message.
+    pub(super) fn unknown_group(&self, from: &str, group: crate::storage::GroupId) {
+        self.unknown_group_frames.fetch_add(1, Ordering::Relaxed);
+        if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
+            tracing::warn!(node = %self.id, peer = %from, group, left_out, "dropped a frame for a group this host does not have");
+        }
     }
 
     /// Logs a message the core refused, at most [`REFUSALS_LOGGED`] lines

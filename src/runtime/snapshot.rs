@@ -166,6 +166,7 @@ impl Node {
         let Some(link) = self.peer(to) else { return };
         tracing::info!(node = %self.id, peer = %to, index = snapshot.index(), "sending a snapshot");
         link.send_snapshot(SnapshotOffer {
+            group: self.group,
             term: m.term,
             leader: m.leader,
             snapshot,

@@ -6,6 +6,7 @@
 //! length is checked against the limit before anything is allocated.
 
 use crate::core::Message;
+use crate::storage::GroupId;
 use crate::wire::{frame::Body, Frame};
 use prost::Message as _;
 use std::io::{self, Read, Write};
@@ -26,16 +27,30 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// The encoded size of `body` as a frame, length prefix included.
-pub fn frame_len(body: &Body) -> usize {
-    4 + body.encoded_len()
+/// The field number of `Frame.group_id`.
+const GROUP_ID_FIELD: u32 = 15;
+
+/// The encoded length of a frame's group id (nothing for group 0).
+fn group_len(group: GroupId) -> usize {
+    if group == 0 {
+        0
+    } else {
+        prost::encoding::uint64::encoded_len(GROUP_ID_FIELD, &group)
+    }
 }
 
-/// Appends one frame to `buf`, or refuses a body larger than [`MAX_FRAME_BYTES`]
-/// (leaving `buf` untouched) rather than writing a length that does not fit.
-pub fn encode_frame(body: &Body, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-    // A `Frame` holds nothing but its oneof, so its encoding is the body's.
-    let len = body.encoded_len();
+/// The encoded size of `body` for `group` as a frame, length prefix included.
+pub fn frame_len(group: GroupId, body: &Body) -> usize {
+    4 + body.encoded_len() + group_len(group)
+}
+
+/// Appends one frame of `group` to `buf`, or refuses a body larger than
+/// [`MAX_FRAME_BYTES`] (leaving `buf` untouched) rather than writing a
+/// length that does not fit.
+pub fn encode_frame(group: GroupId, body: &Body, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    // A `Frame` is its oneof and its group id: its encoding is the body's,
+    // then the id (none for group 0, as nodes of earlier versions write it).
+    let len = body.encoded_len() + group_len(group);
     if len > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(len, MAX_FRAME_BYTES));
     }
@@ -43,19 +58,28 @@ pub fn encode_frame(body: &Body, buf: &mut Vec<u8>) -> Result<(), FrameError> {
     buf.reserve(4 + len);
     buf.extend_from_slice(&prefix.to_be_bytes());
     body.encode(buf);
+    if group != 0 {
+        prost::encoding::uint64::encode(GROUP_ID_FIELD, &group, buf);
+    }
     Ok(())
 }
 
-/// Writes one frame.
+/// Writes one frame about no group (a handshake, a ping).
 pub fn write_frame(w: &mut impl Write, body: Body) -> io::Result<()> {
     let mut buf = Vec::new();
-    encode_frame(&body, &mut buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    encode_frame(0, &body, &mut buf)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     w.write_all(&buf)?;
     w.flush()
 }
 
-/// Reads one frame of at most `max_len` bytes.
+/// Reads one frame of at most `max_len` bytes, ignoring its group.
 pub fn read_frame(r: &mut impl Read, max_len: usize) -> Result<Body, FrameError> {
+    read_group_frame(r, max_len).map(|(_, body)| body)
+}
+
+/// Reads one frame of at most `max_len` bytes: its group and its body.
+pub fn read_group_frame(r: &mut impl Read, max_len: usize) -> Result<(GroupId, Body), FrameError> {
     let mut len = [0u8; 4];
     if let Err(e) = r.read_exact(&mut len) {
         return Err(match e.kind() {
@@ -70,7 +94,10 @@ pub fn read_frame(r: &mut impl Read, max_len: usize) -> Result<Body, FrameError>
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)?;
     let frame = Frame::decode(&buf[..]).map_err(|e| FrameError::Decode(e.to_string()))?;
-    frame.body.ok_or_else(|| FrameError::Decode("empty frame".into()))
+    let body = frame
+        .body
+        .ok_or_else(|| FrameError::Decode("empty frame".into()))?;
+    Ok((frame.group_id, body))
 }
 
 /// A Raft message as a frame body. `None` for `InstallSnapshot`, which is no
@@ -124,12 +151,12 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let mut buf = Vec::new();
-        encode_frame(&Body::Ping(Ping {}), &mut buf).unwrap();
+        encode_frame(0, &Body::Ping(Ping {}), &mut buf).unwrap();
         let msg = Message::RequestVote(crate::wire::RequestVote {
             term: 3,
             ..Default::default()
         });
-        encode_frame(&message_to_body(msg.clone()).unwrap(), &mut buf).unwrap();
+        encode_frame(0, &message_to_body(msg.clone()).unwrap(), &mut buf).unwrap();
         let mut r = &buf[..];
         assert_eq!(read_frame(&mut r, 1024).unwrap(), Body::Ping(Ping {}));
         assert_eq!(body_to_message(read_frame(&mut r, 1024).unwrap()).unwrap(), msg);
@@ -153,14 +180,18 @@ mod tests {
     #[test]
     fn the_encoding_is_a_frame_and_frame_len_is_exact() {
         let body = request_with_value(1000);
-        let mut buf = Vec::new();
-        encode_frame(&body, &mut buf).unwrap();
-        assert_eq!(buf.len(), frame_len(&body));
-        let frame = Frame {
-            body: Some(body.clone()),
-        };
-        assert_eq!(&buf[4..], &frame.encode_to_vec()[..]);
-        assert_eq!(read_frame(&mut &buf[..], MAX_FRAME_BYTES).unwrap(), body);
+        for group in [0, 1, 300, u64::MAX] {
+            let mut buf = Vec::new();
+            encode_frame(group, &body, &mut buf).unwrap();
+            assert_eq!(buf.len(), frame_len(group, &body));
+            let frame = Frame {
+                body: Some(body.clone()),
+                group_id: group,
+            };
+            assert_eq!(&buf[4..], &frame.encode_to_vec()[..]);
+            let read = read_group_frame(&mut &buf[..], MAX_FRAME_BYTES).unwrap();
+            assert_eq!(read, (group, body.clone()));
+        }
     }
 
     #[test]
@@ -168,7 +199,7 @@ mod tests {
         // 4 GiB + 10 bytes used to go out as a 10-byte length prefix; 64 MiB + 1 is already too much.
         let body = request_with_value(MAX_FRAME_BYTES + 1);
         let mut buf = vec![7u8];
-        match encode_frame(&body, &mut buf) {
+        match encode_frame(0, &body, &mut buf) {
             Err(FrameError::TooLarge(len, MAX_FRAME_BYTES)) => assert!(len > MAX_FRAME_BYTES),
             other => panic!("expected TooLarge, got {other:?}"),
         }
@@ -180,10 +211,24 @@ mod tests {
     fn the_largest_command_fits_the_limit() {
         let most = crate::options::MAX_KEY_BYTES + crate::options::MAX_VALUE_BYTES;
         let body = request_with_value(most);
-        assert!(frame_len(&body) <= MAX_FRAME_BYTES);
+        assert!(frame_len(u64::MAX, &body) <= MAX_FRAME_BYTES);
         let mut buf = Vec::new();
-        encode_frame(&body, &mut buf).unwrap();
+        encode_frame(u64::MAX, &body, &mut buf).unwrap();
         assert_eq!(read_frame(&mut &buf[..], MAX_FRAME_BYTES).unwrap(), body);
+    }
+
+    /// A node of an earlier version writes no group id: its frames are group 0's.
+    #[test]
+    fn a_frame_without_a_group_id_is_group_zero() {
+        let body = Body::Ping(crate::wire::Ping {});
+        let old = Frame {
+            body: Some(body.clone()),
+            group_id: 0,
+        }
+        .encode_to_vec();
+        let mut buf = (old.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(&old);
+        assert_eq!(read_group_frame(&mut &buf[..], 1024).unwrap(), (0, body));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! Everything else that passes is for the Raft rules to judge: a member of
 //! this cluster outside our configuration may be a leader of a newer one.
 
-use super::server::PROTOCOL_VERSION;
+use super::server::{MAX_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::wire::Handshake;
 use parking_lot::RwLock;
 use std::collections::HashSet;
@@ -69,6 +69,7 @@ impl Identity {
             protocol_version: PROTOCOL_VERSION,
             config_id: self.bootstrap_id,
             cluster_uid: self.uid(),
+            max_protocol_version: MAX_PROTOCOL_VERSION,
         }
     }
 

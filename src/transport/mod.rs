@@ -31,31 +31,33 @@ mod stream;
 mod tls;
 
 pub use frame::{
-    body_to_message, encode_frame, frame_len, message_to_body, read_frame, write_frame, FrameError,
-    MAX_FRAME_BYTES,
+    body_to_message, encode_frame, frame_len, message_to_body, read_frame, read_group_frame, write_frame,
+    FrameError, MAX_FRAME_BYTES,
 };
 pub use identity::Identity;
 pub use peer::{PeerConfig, PeerLink};
-pub use server::{Server, ServerConfig, PROTOCOL_VERSION};
+pub use server::{Server, ServerConfig, GROUPS_VERSION, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use snapshot_receive::{ReceiveError, ReceivedSnapshot, SnapshotReceiver};
 pub use snapshot_send::{SnapshotOffer, DEFAULT_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
 pub use tls::{TlsConfig, TlsError};
 
 use crate::core::Message;
+use crate::storage::GroupId;
 use crate::wire::{ClientRequest, ClientResponse, SnapshotChunk};
 
-/// What the transport delivers to the node. Called from server and peer
-/// threads concurrently; implementations must not block for long.
+/// What the transport delivers to the host. Called from server and peer
+/// threads concurrently; implementations must not block for long. Every
+/// message, forwarded command and snapshot names its group (the frame's).
 pub trait Handler: Send + Sync + 'static {
-    /// A Raft message from member `from`.
-    fn on_message(&self, from: &str, msg: Message);
-    /// A client command forwarded by member `from`.
-    fn on_client_request(&self, from: &str, req: ClientRequest);
-    /// The result of a command this node forwarded to `from`.
-    fn on_client_response(&self, from: &str, resp: ClientResponse);
+    /// A Raft message of `group` from member `from`.
+    fn on_message(&self, from: &str, group: GroupId, msg: Message);
+    /// A client command of `group` forwarded by member `from`.
+    fn on_client_request(&self, from: &str, group: GroupId, req: ClientRequest);
+    /// The result of a command of `group` this host forwarded to `from`.
+    fn on_client_response(&self, from: &str, group: GroupId, resp: ClientResponse);
     /// A forwarded command that was certainly not delivered to `to`: there was
     /// no connection, or it was too large to encode, so not a byte of it was written.
-    fn on_undeliverable(&self, to: &str, req: ClientRequest);
+    fn on_undeliverable(&self, to: &str, group: GroupId, req: ClientRequest);
     /// A transport thread panicked (a bug): the node can no longer be trusted.
     fn on_thread_panic(&self, thread: &str, message: &str);
     /// Member `from` opened a connection to us and passed the handshake. A
@@ -69,8 +71,8 @@ pub trait Handler: Send + Sync + 'static {
     /// answer to pings within the liveness timeout, or replaced) after these
     /// forwarded requests were written on it within the in-doubt window: they
     /// may or may not have been received, and no answer will come for those
-    /// that were not. The ids are in the order they were written.
-    fn on_in_doubt(&self, to: &str, request_ids: Vec<u64>) {
+    /// that were not. The (group, id) are in the order they were written.
+    fn on_in_doubt(&self, to: &str, request_ids: Vec<(GroupId, u64)>) {
         let _ = (to, request_ids);
     }
     /// The link to `peer` connected (`true`) or lost its connection (`false`,
@@ -78,19 +80,19 @@ pub trait Handler: Send + Sync + 'static {
     fn on_link_state(&self, peer: &str, connected: bool) {
         let _ = (peer, connected);
     }
-    /// A piece of a snapshot streamed by member `from` (see
+    /// A piece of a snapshot of `group` streamed by member `from` (see
     /// [`SnapshotReceiver::on_chunk`], which assembles them). Called on the
     /// connection's thread, in order: the frames behind it wait meanwhile.
-    fn on_snapshot_chunk(&self, from: &str, chunk: SnapshotChunk) {
-        let _ = (from, chunk);
+    fn on_snapshot_chunk(&self, from: &str, group: GroupId, chunk: SnapshotChunk) {
+        let _ = (from, group, chunk);
     }
     /// The stream of snapshot `snapshot_index` offered with
     /// [`PeerLink::send_snapshot`] ended: `ok` once its final chunk was
     /// written to the connection (not a proof of receipt: the follower's
     /// answer is), `false` if it was abandoned (connection lost, link cut or
     /// stopped, a file unreadable, or replaced by another offer).
-    fn on_snapshot_sent(&self, to: &str, snapshot_index: u64, ok: bool) {
-        let _ = (to, snapshot_index, ok);
+    fn on_snapshot_sent(&self, to: &str, group: GroupId, snapshot_index: u64, ok: bool) {
+        let _ = (to, group, snapshot_index, ok);
     }
 }
 

@@ -13,6 +13,7 @@
 //! callers at once instead of letting them wait for the request timeout.
 
 use super::frame::{encode_frame, frame_len, FrameError};
+use crate::storage::GroupId;
 use crate::wire::{frame::Body, ClientRequest};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -23,6 +24,13 @@ pub(super) const BATCH_BYTES: usize = 1 << 20;
 /// At most this many frames per batch: Linux's `IOV_MAX`, so one `writev` can take a whole batch.
 pub(super) const BATCH_FRAMES: usize = 1024;
 
+/// A frame waiting to go out: the group it is for, and its body.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Outgoing {
+    pub group: GroupId,
+    pub body: Body,
+}
+
 /// Whether `body` belongs in the client queue (everything else is Raft traffic).
 pub(super) fn is_client_traffic(body: &Body) -> bool {
     matches!(body, Body::ClientRequest(_) | Body::ClientResponse(_))
@@ -32,11 +40,11 @@ pub(super) fn is_client_traffic(body: &Body) -> bool {
 /// `max_bytes` of frames or `max_frames` frames are taken. A single frame
 /// larger than `max_bytes` still makes a batch of its own.
 pub(super) fn next_batch(
-    mut raft: impl FnMut() -> Option<Body>,
-    mut client: impl FnMut() -> Option<Body>,
+    mut raft: impl FnMut() -> Option<Outgoing>,
+    mut client: impl FnMut() -> Option<Outgoing>,
     max_bytes: usize,
     max_frames: usize,
-) -> Vec<Body> {
+) -> Vec<Outgoing> {
     let mut batch = Vec::new();
     let mut bytes = 0;
     let mut raft_done = false;
@@ -52,7 +60,7 @@ pub(super) fn next_batch(
                 }
             }
         };
-        bytes += frame_len(&body);
+        bytes += frame_len(body.group, &body.body);
         batch.push(body);
     }
     batch
@@ -63,31 +71,34 @@ pub(super) fn next_batch(
 pub(super) struct Encoded {
     pub bufs: Vec<Vec<u8>>,
     /// Forwarded requests in the batch, with the index of their buffer.
-    pub requests: Vec<(usize, ClientRequest)>,
+    pub requests: Vec<(usize, GroupId, ClientRequest)>,
 }
 
-/// Encodes `bodies`, handing each frame that cannot be encoded (over the
+/// Encodes `frames`, handing each that cannot be encoded (over the
 /// cluster's frame limit) to `refused` instead.
-pub(super) fn encode_batch(bodies: Vec<Body>, mut refused: impl FnMut(Body, FrameError)) -> Encoded {
+pub(super) fn encode_batch(frames: Vec<Outgoing>, mut refused: impl FnMut(Outgoing, FrameError)) -> Encoded {
     let mut out = Encoded::default();
-    for body in bodies {
+    for frame in frames {
         let mut buf = Vec::new();
-        if let Err(e) = encode_frame(&body, &mut buf) {
-            refused(body, e);
+        if let Err(e) = encode_frame(frame.group, &frame.body, &mut buf) {
+            refused(frame, e);
             continue;
         }
-        if let Body::ClientRequest(req) = body {
-            out.requests.push((out.bufs.len(), req));
+        if let Body::ClientRequest(req) = frame.body {
+            out.requests.push((out.bufs.len(), frame.group, req));
         }
         out.bufs.push(buf);
     }
     out
 }
 
+/// A forwarded request, with its group.
+pub(super) type GroupRequest = (GroupId, ClientRequest);
+
 /// Splits the requests of a batch whose write failed after `written` bytes:
 /// those whose frame was at least partly handed to the kernel may have
 /// arrived (in doubt); the rest were certainly not sent.
-pub(super) fn split_by_written(enc: Encoded, written: usize) -> (Vec<ClientRequest>, Vec<ClientRequest>) {
+pub(super) fn split_by_written(enc: Encoded, written: usize) -> (Vec<GroupRequest>, Vec<GroupRequest>) {
     let mut starts = Vec::with_capacity(enc.bufs.len());
     let mut offset = 0;
     for b in &enc.bufs {
@@ -95,11 +106,11 @@ pub(super) fn split_by_written(enc: Encoded, written: usize) -> (Vec<ClientReque
         offset += b.len();
     }
     let (mut doubt, mut unsent) = (Vec::new(), Vec::new());
-    for (i, req) in enc.requests {
+    for (i, group, req) in enc.requests {
         if starts[i] < written {
-            doubt.push(req);
+            doubt.push((group, req));
         } else {
-            unsent.push(req);
+            unsent.push((group, req));
         }
     }
     (doubt, unsent)
@@ -130,7 +141,7 @@ pub(super) fn write_all_vectored(w: &mut impl Write, bufs: &[Vec<u8>]) -> Result
 /// `window`: pruned by age, so it stays bounded by the forwarding rate.
 pub(super) struct InDoubt {
     window: Duration,
-    written: VecDeque<(Instant, u64)>,
+    written: VecDeque<(Instant, GroupId, u64)>,
 }
 
 impl InDoubt {
@@ -141,14 +152,14 @@ impl InDoubt {
         }
     }
 
-    pub fn record(&mut self, at: Instant, request_id: u64) {
+    pub fn record(&mut self, at: Instant, group: GroupId, request_id: u64) {
         self.prune(at);
-        self.written.push_back((at, request_id));
+        self.written.push_back((at, group, request_id));
     }
 
     /// Forgets requests written more than `window` before `now`: their callers have timed out already.
     pub fn prune(&mut self, now: Instant) {
-        while let Some((at, _)) = self.written.front() {
+        while let Some((at, _, _)) = self.written.front() {
             if now.saturating_duration_since(*at) <= self.window {
                 break;
             }
@@ -156,10 +167,10 @@ impl InDoubt {
         }
     }
 
-    /// The ids still in the window, oldest first; the list is left empty.
-    pub fn take(&mut self, now: Instant) -> Vec<u64> {
+    /// The (group, id) still in the window, oldest first; the list is left empty.
+    pub fn take(&mut self, now: Instant) -> Vec<(GroupId, u64)> {
         self.prune(now);
-        self.written.drain(..).map(|(_, id)| id).collect()
+        self.written.drain(..).map(|(_, group, id)| (group, id)).collect()
     }
 
     #[cfg(test)]
@@ -173,15 +184,16 @@ mod tests {
     use super::*;
     use crate::wire::{command::Op, ClientResponse, Command, Ping, Put, RequestVote};
 
-    fn vote(term: u64) -> Body {
-        Body::RequestVote(RequestVote {
+    fn vote(term: u64) -> Outgoing {
+        let body = Body::RequestVote(RequestVote {
             term,
             ..Default::default()
-        })
+        });
+        Outgoing { group: 3, body }
     }
 
-    fn request(id: u64, value_len: usize) -> Body {
-        Body::ClientRequest(ClientRequest {
+    fn request(id: u64, value_len: usize) -> Outgoing {
+        let body = Body::ClientRequest(ClientRequest {
             request_id: id,
             command: Some(Command {
                 op: Some(Op::Put(Put {
@@ -189,10 +201,15 @@ mod tests {
                     value: bytes::Bytes::from(vec![1u8; value_len]),
                 })),
             }),
-        })
+        });
+        Outgoing { group: id, body }
     }
 
-    fn batch_of(raft: &mut VecDeque<Body>, client: &mut VecDeque<Body>, max_bytes: usize) -> Vec<Body> {
+    fn batch_of(
+        raft: &mut VecDeque<Outgoing>,
+        client: &mut VecDeque<Outgoing>,
+        max_bytes: usize,
+    ) -> Vec<Outgoing> {
         next_batch(
             || raft.pop_front(),
             || client.pop_front(),
@@ -201,8 +218,8 @@ mod tests {
         )
     }
 
-    fn id(b: &Body) -> u64 {
-        match b {
+    fn id(b: &Outgoing) -> u64 {
+        match &b.body {
             Body::ClientRequest(r) => r.request_id,
             Body::RequestVote(v) => 1000 + v.term,
             _ => 0,
@@ -211,18 +228,18 @@ mod tests {
 
     #[test]
     fn traffic_is_split_into_raft_and_client_queues() {
-        assert!(is_client_traffic(&request(1, 0)));
+        assert!(is_client_traffic(&request(1, 0).body));
         assert!(is_client_traffic(
             &Body::ClientResponse(ClientResponse::default())
         ));
-        assert!(!is_client_traffic(&vote(1)));
+        assert!(!is_client_traffic(&vote(1).body));
         assert!(!is_client_traffic(&Body::Ping(Ping {})));
     }
 
     #[test]
     fn raft_frames_go_first_and_a_batch_is_bounded_in_bytes() {
-        let mut client: VecDeque<Body> = (1..=5).map(|i| request(i, 600 << 10)).collect();
-        let mut raft: VecDeque<Body> = (1..=3).map(vote).collect();
+        let mut client: VecDeque<Outgoing> = (1..=5).map(|i| request(i, 600 << 10)).collect();
+        let mut raft: VecDeque<Outgoing> = (1..=3).map(vote).collect();
         let first = batch_of(&mut raft, &mut client, BATCH_BYTES);
         // Every vote, then client frames until 1 MiB is reached: the second 600 KiB crosses it.
         assert_eq!(first.iter().map(id).collect::<Vec<_>>(), [1001, 1002, 1003, 1, 2]);
@@ -237,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_frame_larger_than_a_batch_is_a_batch_of_its_own() {
-        let mut client: VecDeque<Body> = [request(1, 3 << 20), request(2, 10)].into();
+        let mut client: VecDeque<Outgoing> = [request(1, 3 << 20), request(2, 10)].into();
         let mut raft = VecDeque::new();
         assert_eq!(batch_of(&mut raft, &mut client, BATCH_BYTES).len(), 1);
         assert_eq!(batch_of(&mut raft, &mut client, BATCH_BYTES).len(), 1);
@@ -245,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_bounded_in_frames() {
-        let mut raft: VecDeque<Body> = (0..3000).map(vote).collect();
+        let mut raft: VecDeque<Outgoing> = (0..3000).map(vote).collect();
         let b = next_batch(|| raft.pop_front(), || None, BATCH_BYTES, BATCH_FRAMES);
         assert_eq!(b.len(), BATCH_FRAMES);
     }
@@ -253,8 +270,9 @@ mod tests {
     #[test]
     fn the_client_queue_is_not_read_while_raft_frames_wait() {
         // A client frame taken too early could not be put back in its queue.
-        let raft: std::cell::RefCell<VecDeque<Body>> = std::cell::RefCell::new((1..=2).map(vote).collect());
-        let mut client: VecDeque<Body> = [request(9, 1)].into();
+        let raft: std::cell::RefCell<VecDeque<Outgoing>> =
+            std::cell::RefCell::new((1..=2).map(vote).collect());
+        let mut client: VecDeque<Outgoing> = [request(9, 1)].into();
         let mut asked_client_with_raft_left = false;
         let mut raft_calls = 0;
         let b = next_batch(
@@ -285,7 +303,8 @@ mod tests {
         assert_eq!(refused, [7]);
         assert_eq!(enc.bufs.len(), 2);
         assert_eq!(enc.requests.len(), 1);
-        assert_eq!((enc.requests[0].0, enc.requests[0].1.request_id), (1, 8));
+        let (at, group, req) = &enc.requests[0];
+        assert_eq!((*at, *group, req.request_id), (1, 8, 8));
     }
 
     /// Accepts at most `chunk` bytes per call, and fails once `fail_after` bytes are in.
@@ -349,8 +368,11 @@ mod tests {
         let (written, _) = write_all_vectored(&mut w, &enc.bufs).unwrap_err();
         assert_eq!(written, fail_after);
         let (doubt, unsent) = split_by_written(enc, written);
-        assert_eq!(doubt.iter().map(|r| r.request_id).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(unsent.iter().map(|r| r.request_id).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            doubt.iter().map(|(g, r)| (*g, r.request_id)).collect::<Vec<_>>(),
+            [(1, 1), (2, 2)]
+        );
+        assert_eq!(unsent.iter().map(|(_, r)| r.request_id).collect::<Vec<_>>(), [3]);
     }
 
     #[test]
@@ -367,12 +389,12 @@ mod tests {
         let s = Duration::from_secs(1);
         let mut d = InDoubt::new(5 * s);
         for i in 0..10u32 {
-            d.record(t0 + s * i, u64::from(i));
+            d.record(t0 + s * i, 2, u64::from(i));
         }
         // Recorded at 0..9 s with a 5 s window: at 9 s, those of 0..3 s are gone.
         assert_eq!(d.len(), 6);
         // At 12 s, only those of the last 5 s remain.
-        assert_eq!(d.take(t0 + 12 * s), [7, 8, 9]);
+        assert_eq!(d.take(t0 + 12 * s), [(2, 7), (2, 8), (2, 9)]);
         assert_eq!(d.len(), 0);
         assert!(d.take(t0 + 12 * s).is_empty());
     }

@@ -24,13 +24,14 @@
 
 use super::frame::{encode_frame, read_frame, write_frame};
 use super::outbox::{
-    encode_batch, is_client_traffic, next_batch, split_by_written, write_all_vectored, InDoubt, BATCH_BYTES,
-    BATCH_FRAMES,
+    encode_batch, is_client_traffic, next_batch, split_by_written, write_all_vectored, InDoubt, Outgoing,
+    BATCH_BYTES, BATCH_FRAMES,
 };
 use super::snapshot_send::{OutgoingStream, SnapshotOffer, MAX_SNAPSHOT_CHUNK_BYTES};
 use super::stream::{Readable, Stream};
 use super::tls::TlsConfig;
 use super::Handler;
+use crate::storage::GroupId;
 use crate::wire::{frame::Body, Ping};
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySendError};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -93,8 +94,8 @@ enum Control {
 /// Handle to a peer worker. Thread-safe `send`; `stop` joins the worker.
 pub struct PeerLink {
     peer: String,
-    raft: Sender<Body>,
-    client: Sender<Body>,
+    raft: Sender<Outgoing>,
+    client: Sender<Outgoing>,
     control: Sender<Control>,
     snapshot: Sender<SnapshotOffer>,
     connected: Arc<AtomicBool>,
@@ -107,8 +108,8 @@ pub struct PeerLink {
 type SharedConn = Arc<parking_lot::Mutex<Option<Conn>>>;
 
 struct Queues {
-    raft: Receiver<Body>,
-    client: Receiver<Body>,
+    raft: Receiver<Outgoing>,
+    client: Receiver<Outgoing>,
     control: Receiver<Control>,
     snapshot: Receiver<SnapshotOffer>,
 }
@@ -164,7 +165,7 @@ impl PeerLink {
         &self.peer
     }
 
-    /// Sends a frame; returns false if it was dropped because its queue is full.
+    /// Sends a frame of `group`; returns false if it was dropped because its queue is full.
     ///
     /// A small Raft frame goes out at once on the caller's thread when the
     /// connection is idle (no frame queued, the worker not writing): one
@@ -172,36 +173,40 @@ impl PeerLink {
     /// the socket does not take at once is left for the worker. Anything
     /// else is queued for the worker, forwarded commands and their results
     /// behind Raft traffic.
-    pub fn send(&self, body: Body) -> bool {
-        let (queue, body) = if is_client_traffic(&body) {
-            (&self.client, body)
+    pub fn send(&self, group: GroupId, body: Body) -> bool {
+        let frame = Outgoing { group, body };
+        let (queue, frame) = if is_client_traffic(&frame.body) {
+            (&self.client, frame)
         } else {
-            match self.send_directly(body) {
+            match self.send_directly(frame) {
                 Ok(()) => return true,
-                Err(body) => (&self.raft, body),
+                Err(frame) => (&self.raft, frame),
             }
         };
-        match queue.try_send(body) {
+        match queue.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
     /// The direct path of [`PeerLink::send`]: gives the frame back if it must be queued.
-    fn send_directly(&self, body: Body) -> Result<(), Body> {
-        if !is_read_round(&body) || !self.raft.is_empty() {
+    fn send_directly(&self, out: Outgoing) -> Result<(), Outgoing> {
+        if !is_read_round(&out.body) || !self.raft.is_empty() {
             // Behind frames already queued, in order.
-            return Err(body);
+            return Err(out);
         }
         let Some(mut slot) = self.conn.try_lock() else {
-            return Err(body);
+            return Err(out);
         };
-        let Some(conn) = slot.as_mut().filter(|c| !c.stream.has_unsent()) else {
-            return Err(body);
+        let Some(conn) = slot
+            .as_mut()
+            .filter(|c| !c.stream.has_unsent() && (c.groups || out.group == 0))
+        else {
+            return Err(out);
         };
         let mut frame = Vec::new();
-        if encode_frame(&body, &mut frame).is_err() || frame.len() > DIRECT_FRAME_BYTES {
-            return Err(body);
+        if encode_frame(out.group, &out.body, &mut frame).is_err() || frame.len() > DIRECT_FRAME_BYTES {
+            return Err(out);
         }
         if !conn.stream.send_nonblocking(&frame) {
             // Left unsent bytes, or broke: the worker finishes the frame or
@@ -276,6 +281,9 @@ struct Conn {
     /// A probe's ping must be answered by then.
     probe_deadline: Option<Instant>,
     in_doubt: InDoubt,
+    /// The peer speaks frames with a group id (version 6): frames of groups
+    /// other than 0 may go to it. Nodes of version 5 know only group 0.
+    groups: bool,
 }
 
 struct PeerWorker {
@@ -451,7 +459,10 @@ impl PeerWorker {
         let ping = probe || Instant::now() >= conn.last_ping + self.cfg.keepalive;
         let mut bodies = Vec::new();
         if ping {
-            bodies.push(Body::Ping(Ping {}));
+            bodies.push(Outgoing {
+                group: 0,
+                body: Body::Ping(Ping {}),
+            });
         }
         bodies.extend(next_batch(
             || q.raft.try_recv().ok(),
@@ -463,10 +474,13 @@ impl PeerWorker {
             return;
         }
         let (peer, handler) = (&self.cfg.peer, &self.handler);
-        let encoded = encode_batch(bodies, |body, e| {
+        if !conn.groups {
+            bodies = drop_for_old_peer(bodies, peer, &**handler);
+        }
+        let encoded = encode_batch(bodies, |frame, e| {
             tracing::error!(peer = %peer, error = %e, "dropping a frame over the cluster's frame limit");
-            if let Body::ClientRequest(req) = body {
-                handler.on_undeliverable(peer, req);
+            if let Body::ClientRequest(req) = frame.body {
+                handler.on_undeliverable(peer, frame.group, req);
             }
         });
         match write_all_vectored(&mut conn.stream, &encoded.bufs) {
@@ -480,19 +494,19 @@ impl PeerWorker {
                     let deadline = now + self.cfg.connect_timeout;
                     conn.probe_deadline = Some(conn.probe_deadline.map_or(deadline, |d| d.min(deadline)));
                 }
-                for (_, req) in &encoded.requests {
-                    conn.in_doubt.record(now, req.request_id);
+                for (_, group, req) in &encoded.requests {
+                    conn.in_doubt.record(now, *group, req.request_id);
                 }
             }
             Err((written, e)) => {
                 let now = Instant::now();
                 let (doubt, unsent) = split_by_written(encoded, written);
-                for req in doubt {
-                    conn.in_doubt.record(now, req.request_id);
+                for (group, req) in doubt {
+                    conn.in_doubt.record(now, group, req.request_id);
                 }
                 self.break_connection(&format!("write failed: {e}"));
-                for req in unsent {
-                    self.handler.on_undeliverable(&self.cfg.peer, req);
+                for (group, req) in unsent {
+                    self.handler.on_undeliverable(&self.cfg.peer, group, req);
                 }
             }
         }
@@ -508,7 +522,7 @@ impl PeerWorker {
             return;
         }
         self.abandon_stream("replaced by another offer");
-        let index = offer.snapshot.index();
+        let (group, index) = (offer.group, offer.snapshot.index());
         match OutgoingStream::new(
             offer,
             self.cfg.snapshot_chunk_bytes,
@@ -520,7 +534,7 @@ impl PeerWorker {
             }
             Err(e) => {
                 tracing::warn!(peer = %self.cfg.peer, snapshot = index, error = %e, "cannot send a snapshot");
-                self.handler.on_snapshot_sent(&self.cfg.peer, index, false);
+                self.handler.on_snapshot_sent(&self.cfg.peer, group, index, false);
             }
         }
     }
@@ -528,7 +542,8 @@ impl PeerWorker {
     fn abandon_stream(&mut self, why: &str) {
         if let Some(s) = self.stream.take() {
             tracing::info!(peer = %self.cfg.peer, snapshot = s.index(), reason = %why, "snapshot stream abandoned");
-            self.handler.on_snapshot_sent(&self.cfg.peer, s.index(), false);
+            self.handler
+                .on_snapshot_sent(&self.cfg.peer, s.offer().group, s.index(), false);
         }
     }
 
@@ -551,7 +566,8 @@ impl PeerWorker {
         };
         let done = chunk.done;
         let mut buf = Vec::new();
-        if let Err(e) = encode_frame(&Body::SnapshotChunk(Box::new(chunk)), &mut buf) {
+        let group = s.offer().group;
+        if let Err(e) = encode_frame(group, &Body::SnapshotChunk(Box::new(chunk)), &mut buf) {
             tracing::error!(peer = %self.cfg.peer, snapshot = s.index(), error = %e, "snapshot chunk does not fit a frame");
             return self.abandon_stream("chunk too large");
         }
@@ -563,16 +579,16 @@ impl PeerWorker {
             let index = s.index();
             self.stream = None;
             tracing::info!(peer = %self.cfg.peer, snapshot = index, "snapshot sent");
-            self.handler.on_snapshot_sent(&self.cfg.peer, index, true);
+            self.handler.on_snapshot_sent(&self.cfg.peer, group, index, true);
         }
     }
 
     /// Without a connection nothing can be sent: Raft frames are dropped (Raft
     /// retries) and forwarded commands fail as certainly not applied.
     fn drop_queued(&self, q: &Queues) {
-        for body in q.raft.try_iter().chain(q.client.try_iter()) {
-            if let Body::ClientRequest(req) = body {
-                self.handler.on_undeliverable(&self.cfg.peer, req);
+        for frame in q.raft.try_iter().chain(q.client.try_iter()) {
+            if let Body::ClientRequest(req) = frame.body {
+                self.handler.on_undeliverable(&self.cfg.peer, frame.group, req);
             }
         }
     }
@@ -596,7 +612,7 @@ impl PeerWorker {
         self.abandon_stream("link stopped");
         for offer in q.snapshot.try_iter() {
             self.handler
-                .on_snapshot_sent(&self.cfg.peer, offer.snapshot.index(), false);
+                .on_snapshot_sent(&self.cfg.peer, offer.group, offer.snapshot.index(), false);
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.stream.socket().shutdown(Shutdown::Both);
@@ -607,7 +623,7 @@ impl PeerWorker {
 
     fn reconnect(&mut self) {
         match connect(&self.cfg) {
-            Ok(stream) => {
+            Ok((stream, groups)) => {
                 tracing::debug!(peer = %self.cfg.peer, "connected");
                 let now = Instant::now();
                 self.conn = Some(Conn {
@@ -616,7 +632,12 @@ impl PeerWorker {
                     unanswered_since: None,
                     probe_deadline: None,
                     in_doubt: InDoubt::new(self.cfg.in_doubt_window),
+                    groups,
                 });
+                if !groups {
+                    tracing::info!(peer = %self.cfg.peer,
+                        "the peer speaks protocol version 5: only group 0's frames go to it");
+                }
                 self.backoff = Duration::ZERO;
                 self.refusals.reset();
                 self.connected.store(true, Ordering::Relaxed);
@@ -639,6 +660,22 @@ impl PeerWorker {
             }
         }
     }
+}
+
+/// A peer of version 5 knows no groups: a frame of a group other than 0
+/// would be taken for group 0's. Such frames are dropped (a forwarded
+/// command is reported undeliverable: certainly not applied).
+fn drop_for_old_peer(frames: Vec<Outgoing>, peer: &str, handler: &dyn Handler) -> Vec<Outgoing> {
+    let (keep, drop): (Vec<_>, Vec<_>) = frames.into_iter().partition(|f| f.group == 0);
+    if !drop.is_empty() {
+        tracing::debug!(peer = %peer, frames = drop.len(), "dropped frames of groups other than 0 for a peer of version 5");
+    }
+    for frame in drop {
+        if let Body::ClientRequest(req) = frame.body {
+            handler.on_undeliverable(peer, frame.group, req);
+        }
+    }
+    keep
 }
 
 /// Whether `body` belongs to a read's confirmation round (ReadIndex): a
@@ -691,8 +728,9 @@ enum ConnectError {
     Io(#[from] io::Error),
 }
 
-/// Connects from `local_ip`, then performs the handshake.
-fn connect(cfg: &PeerConfig) -> Result<Stream, ConnectError> {
+/// Connects from `local_ip`, then performs the handshake; says whether the
+/// peer speaks frames with a group id.
+fn connect(cfg: &PeerConfig) -> Result<(Stream, bool), ConnectError> {
     let peer: SocketAddr = cfg.peer.parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -714,7 +752,9 @@ fn connect(cfg: &PeerConfig) -> Result<Stream, ConnectError> {
     let hello = cfg.identity.hello(&cfg.my_id);
     write_frame(&mut stream, Body::Handshake(hello))?;
     match read_frame(&mut stream, 64 << 10) {
-        Ok(Body::HandshakeAck(ack)) if ack.accepted => Ok(stream),
+        Ok(Body::HandshakeAck(ack)) if ack.accepted => {
+            Ok((stream, ack.max_protocol_version >= super::GROUPS_VERSION))
+        }
         Ok(Body::HandshakeAck(ack)) => Err(ConnectError::Refused(ack.reason)),
         Ok(other) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?}")).into()),
         // Under TLS, a peer that refuses our certificate says so only now.

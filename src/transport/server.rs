@@ -17,7 +17,7 @@
 //! registry when it ends, so the live count is exact without waiting for the
 //! next accept; `stop` still joins every connection thread.
 
-use super::frame::{body_to_message, read_frame, write_frame, FrameError};
+use super::frame::{body_to_message, read_frame, read_group_frame, write_frame, FrameError};
 use super::stream::Stream;
 use super::tls::TlsConfig;
 use super::Handler;
@@ -38,6 +38,14 @@ use std::time::Duration;
 /// `TransferLeader` command): a node of version 4 would drop the frame and
 /// its connection, or refuse the vote.
 pub const PROTOCOL_VERSION: u32 = 5;
+/// The newest version spoken, announced in the handshake beside
+/// [`PROTOCOL_VERSION`] (which nodes of version 5 check for equality). 6:
+/// frames carry a group id (many groups per host). A link sends frames of
+/// groups other than 0 only to peers that announce 6; to the others it
+/// speaks version 5, group 0 only, so a cluster can be upgraded one node at a time.
+pub const MAX_PROTOCOL_VERSION: u32 = 6;
+/// The version whose frames carry a group id.
+pub const GROUPS_VERSION: u32 = 6;
 use crate::limits::MAX_CONNECTIONS;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -316,8 +324,8 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
         if shared.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let body = match read_frame(&mut reader, shared.cfg.max_frame_bytes) {
-            Ok(b) => b,
+        let (group, body) = match read_group_frame(&mut reader, shared.cfg.max_frame_bytes) {
+            Ok(f) => f,
             Err(FrameError::Closed) => return,
             Err(e) => {
                 tracing::warn!(peer = %from, error = %e, "closing connection");
@@ -325,10 +333,10 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
             }
         };
         match body_to_message(body) {
-            Ok(msg) => shared.handler.on_message(&from, msg),
-            Err(Body::ClientRequest(req)) => shared.handler.on_client_request(&from, req),
-            Err(Body::ClientResponse(resp)) => shared.handler.on_client_response(&from, resp),
-            Err(Body::SnapshotChunk(chunk)) => shared.handler.on_snapshot_chunk(&from, *chunk),
+            Ok(msg) => shared.handler.on_message(&from, group, msg),
+            Err(Body::ClientRequest(req)) => shared.handler.on_client_request(&from, group, req),
+            Err(Body::ClientResponse(resp)) => shared.handler.on_client_response(&from, group, resp),
+            Err(Body::SnapshotChunk(chunk)) => shared.handler.on_snapshot_chunk(&from, group, *chunk),
             Err(Body::Ping(_)) => {
                 if let Err(e) = write_frame(reader.get_mut(), Body::Pong(Pong {})) {
                     tracing::debug!(peer = %from, error = %e, "cannot answer a ping; closing connection");
@@ -355,6 +363,7 @@ fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, Stri
     let ack = HandshakeAck {
         accepted: refusal.is_none(),
         reason: refusal.clone().unwrap_or_default(),
+        max_protocol_version: MAX_PROTOCOL_VERSION,
     };
     let _ = write_frame(stream, Body::HandshakeAck(ack));
     match refusal {

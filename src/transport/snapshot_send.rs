@@ -19,6 +19,8 @@ pub use crate::limits::{DEFAULT_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
 /// "Send this snapshot to the peer": the leader's `InstallSnapshot`.
 #[derive(Debug, Clone)]
 pub struct SnapshotOffer {
+    /// The group whose snapshot it is.
+    pub group: crate::storage::GroupId,
     /// The leader's term, carried by every chunk.
     pub term: u64,
     /// The leader's id (the follower checks it against the connection's sender).
@@ -28,8 +30,9 @@ pub struct SnapshotOffer {
 
 impl SnapshotOffer {
     /// What identifies a stream on both sides: the receiver restarts on any change.
-    pub(super) fn key(&self) -> (u64, &str, u64, u64) {
+    pub(super) fn key(&self) -> (crate::storage::GroupId, u64, &str, u64, u64) {
         (
+            self.group,
             self.term,
             &self.leader,
             self.snapshot.index(),
@@ -255,6 +258,7 @@ mod tests {
             ..Default::default()
         };
         SnapshotOffer {
+            group: 0,
             term: 5,
             leader: "l".into(),
             snapshot: store.commit(st, meta).unwrap(),
