@@ -277,3 +277,39 @@ fn async_calls_racing_close_are_each_answered_exactly_once() {
         assert!(rx.try_recv().is_err(), "a refused call was answered");
     }
 }
+
+/// A completion never runs on a caller's thread inside a later floyd call
+/// either (the caller may hold a lock it takes): a lease read queued until
+/// its index is applied used to be served, and answered, by whichever call
+/// came next on the submitting thread.
+#[test]
+fn no_completion_runs_on_the_submitting_thread_during_a_later_call() {
+    let c = Cluster::start_tweaked(3, |mut o| {
+        o.lease_reads = true;
+        o
+    });
+    let leader = c.wait_for_leader();
+    c.write_retrying(leader, b"k", b"v");
+    let me = std::thread::current().id();
+    let (tx, rx) = unbounded();
+    let n = 3000;
+    for i in 0..n {
+        let tx = tx.clone();
+        let key = format!("k{}", i % 50);
+        let node = c.node(leader);
+        if i % 3 == 0 {
+            node.write_async(key.as_bytes(), b"v", move |_| {
+                let _ = tx.send(std::thread::current().id());
+            })
+        } else {
+            node.read_async(key.as_bytes(), move |_| {
+                let _ = tx.send(std::thread::current().id());
+            })
+        }
+        .unwrap();
+    }
+    for _ in 0..n {
+        let thread = rx.recv_timeout(DEADLINE).unwrap();
+        assert_ne!(thread, me, "a completion ran on the submitting thread");
+    }
+}

@@ -107,11 +107,11 @@ impl Parked {
         None
     }
 
-    /// `Err`: closed, nobody is left to hand the answer over.
-    fn hand_over(&self, done: Done, result: Result<Bytes>) -> std::result::Result<(), Done> {
+    /// `Err`: closed, nobody is left to hand the answer over: it comes back.
+    fn hand_over(&self, done: Done, result: Result<Bytes>) -> std::result::Result<(), Answered> {
         let mut inner = self.inner.lock();
         if inner.closed {
-            return Err(done);
+            return Err((done, result));
         }
         inner.answers.push((done, result));
         self.any.store(true, Ordering::Release);
@@ -150,6 +150,21 @@ impl Parked {
         for (op, _) in waiting {
             (op.done)(Err(err.clone()));
         }
+    }
+}
+
+/// Runs an async call's completion, on this thread if it is one of floyd's;
+/// a caller's thread (inside a later call of its own, which may hold a lock
+/// the completion takes) hands it to the primary thread instead. (Once the
+/// node is closed, it runs here, as the close itself would run it.)
+fn answer_off_caller_threads(node: Option<&Node>, done: Done, r: Result<Bytes>) {
+    let node = node.filter(|_| !crate::transport::on_library_thread());
+    let Some(node) = node else {
+        return done(r);
+    };
+    match node.waiters.parked.hand_over(done, r) {
+        Ok(()) => node.wake_primary(),
+        Err((done, r)) => done(r),
     }
 }
 
@@ -274,7 +289,7 @@ impl Node {
                     EarlyAnswer::Calling(answer) => *answer = Some((done, r)),
                     EarlyAnswer::Returned => {
                         drop(slot);
-                        done(r)
+                        answer_off_caller_threads(node.upgrade().as_deref(), done, r);
                     }
                 }
             }),

@@ -137,9 +137,20 @@ pub(crate) fn spawn_named<T: Send + 'static>(
     body: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || tracing::dispatcher::with_default(&dispatch, body))
+    std::thread::Builder::new().name(name).spawn(move || {
+        LIBRARY_THREAD.with(|t| t.set(true));
+        tracing::dispatcher::with_default(&dispatch, body)
+    })
+}
+
+thread_local! {
+    static LIBRARY_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is one of floyd's own (started with
+/// `spawn_named`), not a caller's.
+pub(crate) fn on_library_thread() -> bool {
+    LIBRARY_THREAD.with(|t| t.get())
 }
 
 /// Runs `body`, reporting a panic to `handler` instead of letting it vanish with the thread.
