@@ -4,8 +4,9 @@ mod async_calls;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
+use crate::runtime::host::Host;
 use crate::runtime::node::Node;
-use crate::runtime::{self, Runtime};
+use crate::runtime::{self};
 use crate::state_machine::{CommandKind, StateMachine};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -13,13 +14,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A member of a floyd cluster, running inside this process.
+/// A member of a floyd cluster, running inside this process: one group on a
+/// host, the host its own (`Floyd::open`) or shared ([`Host::open_group`]).
 ///
 /// Thread-safe: every method may be called from many threads at once.
-/// Dropping it (or [`Floyd::close`]) stops and joins every thread it started.
+/// Dropping it (or [`Floyd::close`]) stops the group; a node opened on its
+/// own also stops and joins every thread it started.
 pub struct Floyd {
     node: Arc<Node>,
-    runtime: Mutex<Runtime>,
+    /// A node opened on its own owns its private host.
+    host: Mutex<Option<Host>>,
 }
 
 impl Floyd {
@@ -46,11 +50,24 @@ impl Floyd {
     }
 
     fn start(options: Options, machine: Option<Box<dyn StateMachine>>) -> Result<Floyd> {
-        let rt = runtime::start(options, machine)?;
-        Ok(Floyd {
-            node: rt.node.clone(),
-            runtime: Mutex::new(rt),
-        })
+        let members = options.members.clone();
+        let (host_opts, group_opts) = options.split();
+        let host = Host::open_private(host_opts, &members)?;
+        let node = host.start_group(0, group_opts, machine)?;
+        Ok(Floyd::for_group(node, Some(host)))
+    }
+
+    /// The handle of a group started on a host (`host`: the private one it owns).
+    pub(crate) fn for_group(node: Arc<Node>, host: Option<Host>) -> Floyd {
+        Floyd {
+            node,
+            host: Mutex::new(host),
+        }
+    }
+
+    /// The group this handle runs, on its host (0 for a node opened on its own).
+    pub fn group(&self) -> u64 {
+        self.node.group
     }
 
     /// Has the cluster's user-defined state machine apply `data` once a
@@ -278,7 +295,7 @@ impl Floyd {
     /// machine. Not part of the stable API.
     #[doc(hidden)]
     pub fn faults(&self) -> &crate::Faults {
-        &self.node.faults
+        self.node.faults()
     }
 
     /// Test hook: drops this node's link to member `peer` and makes none for
@@ -292,7 +309,10 @@ impl Floyd {
     /// the same path can be opened again at once, even while this handle lives.
     /// Idempotent; later calls fail with `Stopped`.
     pub fn close(&self) {
-        self.runtime.lock().close();
+        match self.host.lock().as_ref() {
+            Some(host) => host.close(),
+            None => runtime::close_group(&self.node),
+        }
     }
 
     /// Runs a command on the leader (forwarding it if this node is a follower),

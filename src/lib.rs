@@ -52,4 +52,5 @@ pub use logging::{LogCallback, LogLevel};
 pub use options::{GroupOptions, HostOptions, Options, TlsFiles};
 #[doc(hidden)]
 pub use runtime::faults::Faults;
+pub use runtime::host::Host;
 pub use state_machine::StateMachine;

@@ -28,6 +28,9 @@ pub struct HostOptions {
     pub log_callback: Option<LogCallback>,
     pub log_max_bytes: u64,
     pub log_keep_files: u32,
+    /// Apply workers of a host of many groups (default 0: one per core, at
+    /// most 8). A group is applied by one worker at a time, in order.
+    pub workers: u32,
     #[doc(hidden)]
     pub crash_at: Option<String>,
     #[doc(hidden)]
@@ -69,6 +72,7 @@ impl Options {
             log_callback: self.log_callback,
             log_max_bytes: self.log_max_bytes,
             log_keep_files: self.log_keep_files,
+            workers: 0,
             crash_at: self.crash_at,
             fail_spawn_of: self.fail_spawn_of,
         };
@@ -128,6 +132,12 @@ impl Options {
 }
 
 impl HostOptions {
+    /// A host listening on `local_ip:local_port` with its data under `path`,
+    /// and the defaults of [`Options`] for the rest.
+    pub fn new(local_ip: &str, local_port: u16, path: impl Into<PathBuf>) -> Self {
+        Options::new("", local_ip, local_port, path).split().0
+    }
+
     /// This host's name, `"local_ip:local_port"` in canonical form: what its
     /// groups call their member here.
     pub fn local_id(&self) -> String {
@@ -171,6 +181,12 @@ impl HostOptions {
 }
 
 impl GroupOptions {
+    /// A group of `members` (`"ip:port,ip:port,..."`: host addresses) with
+    /// the defaults of [`Options`] for the rest.
+    pub fn new(members: &str) -> Self {
+        Options::new(members, "127.0.0.1", 1, "").split().1
+    }
+
     /// Checks every field for a group whose member on this host is `me` (the
     /// host's [`local_id`](HostOptions::local_id)); on success the members
     /// are normalised (canonical address text, sorted, deduplicated).

@@ -1,50 +1,124 @@
-//! The apply thread: drains committed, durable entries into the state machine
-//! and hands each proposer its result.
+//! The host's apply workers (`floyd-apply-<port>-<n>`): they drain
+//! committed, durable entries into each group's state machine and hand each
+//! proposer its result. A group woken (commit moved, a snapshot to load, a
+//! leader change) is queued once; a worker takes it, applies a few batches
+//! and, if more is left, queues it again behind the others: one group is
+//! applied by one worker at a time, in order, and a busy group does not hold
+//! the others up (a slow user state machine holds up only the worker running
+//! it).
 
+use super::host::HostShared;
 use super::node::Node;
 use crate::error::Result;
 use crate::state_machine::Applied;
+use crate::storage::GroupId;
 use crate::wire::Entry;
-use crossbeam_channel::Receiver;
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Entries applied per state-machine batch.
 const APPLY_BATCH: usize = 1024;
+/// Batches a worker applies for one group before it serves the next group.
+const BATCHES_PER_TURN: usize = 8;
 
-/// Runs until the node stops; woken through `wake` whenever commit may have moved.
-pub fn run(node: Arc<Node>, wake: Receiver<()>) {
-    while !node.is_stopping() {
-        node.state_machine
-            .observe_leadership(node.inspect(|c| (c.role() == crate::core::Role::Leader).then(|| c.term())));
-        let _ = wake.recv_timeout(Duration::from_millis(100));
-        if node.failure().is_some() {
-            return;
-        }
-        if let Err(e) = node.install_pending_snapshot() {
-            return node.fail(e);
-        }
-        node.serve_reads();
+/// The groups waiting for an apply worker, in the order they were woken.
+#[derive(Default)]
+pub struct ApplyQueue {
+    queue: Mutex<VecDeque<GroupId>>,
+    ready: Condvar,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl ApplyQueue {
+    pub fn push(&self, group: GroupId) {
+        self.queue.lock().push_back(group);
+        self.ready.notify_one();
+    }
+
+    /// Wakes every worker to exit.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _q = self.queue.lock();
+        self.ready.notify_all();
+    }
+
+    /// The next group to serve; `None` once stopping.
+    fn pop(&self) -> Option<GroupId> {
+        let mut q = self.queue.lock();
         loop {
-            // A read of the core: nothing to hand out afterwards, so no dispatch.
-            let entries = node.inspect(|core| core.entries_to_apply(APPLY_BATCH));
-            let Some(last) = entries.last().map(|e| e.index) else {
-                break;
-            };
-            let applied = match apply_retrying(&node, &entries) {
-                Ok(a) => a,
-                Err(e) => return node.fail(e),
-            };
-            node.with_core(|core| core.on_applied(last));
-            node.waiters.proposals.complete(applied);
-            node.serve_reads();
-            snapshot_if_due(&node);
+            if self.stopping.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(g) = q.pop_front() {
+                return Some(g);
+            }
+            self.ready.wait(&mut q);
         }
     }
 }
 
+/// One apply worker: runs until the host stops.
+pub fn run(host: Arc<HostShared>) {
+    while let Some(group) = host.apply.pop() {
+        let Some(node) = host.node(group) else { continue };
+        // Cleared before the turn: a wake-up during it queues the group again.
+        node.apply_scheduled.store(false, Ordering::Release);
+        let guard = match node.applying.try_lock() {
+            Some(g) => g,
+            None => {
+                // Another worker serves it now: it looks again once it has
+                // let go (unless it let go in between, and then this one does).
+                node.apply_again.store(true, Ordering::Release);
+                match node.applying.try_lock() {
+                    Some(g) => g,
+                    None => continue,
+                }
+            }
+        };
+        node.apply_again.store(false, Ordering::Release);
+        let more = !node.is_stopping() && node.failure().is_none() && turn(&node);
+        drop(guard);
+        if more || node.apply_again.swap(false, Ordering::AcqRel) {
+            node.wake_apply();
+        }
+    }
+}
+
+/// Serves one group for a while; whether it has more to apply.
+fn turn(node: &Arc<Node>) -> bool {
+    node.state_machine
+        .observe_leadership(node.inspect(|c| (c.role() == crate::core::Role::Leader).then(|| c.term())));
+    if let Err(e) = node.install_pending_snapshot() {
+        node.fail(e);
+        return false;
+    }
+    node.serve_reads();
+    for _ in 0..BATCHES_PER_TURN {
+        // A read of the core: nothing to hand out afterwards, so no dispatch.
+        let entries = node.inspect(|core| core.entries_to_apply(APPLY_BATCH));
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return false;
+        };
+        let applied = match apply_retrying(node, &entries) {
+            Ok(a) => a,
+            Err(e) => {
+                node.fail(e);
+                return false;
+            }
+        };
+        node.with_core(|core| core.on_applied(last));
+        node.waiters.proposals.complete(applied);
+        node.serve_reads();
+        snapshot_if_due(node);
+    }
+    node.inspect(|core| core.applicable_index() > core.applied())
+}
+
 /// Applies `entries`, retrying a transient refusal (`Busy`) for up to about a
-/// second before it fails the node: a busy RocksDB is no reason to stop. A
+/// second before it fails the group: a busy RocksDB is no reason to stop. A
 /// full disk is waited out however long: RocksDB writes again once there is
 /// room, and nothing is applied meanwhile.
 fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
@@ -52,7 +126,7 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
     let mut disk_full = false;
     loop {
         match node
-            .faults
+            .faults()
             .before_apply()
             .and_then(|_| node.state_machine.apply(entries))
         {
@@ -74,14 +148,14 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
 
 /// After applying: a user state machine is snapshotted here, on the thread
 /// its callbacks run on; the built-in store by the snapshot thread, woken.
-fn snapshot_if_due(node: &Node) {
+fn snapshot_if_due(node: &Arc<Node>) {
     if !super::snapshot::snapshot_due(node) {
         // (Waking the snapshot thread after every batch to find nothing due
         // cost ~4% of the CPU of a write-heavy run.)
         return;
     }
     if !node.state_machine.is_user() {
-        return node.snapshots.wake();
+        return node.snapshots.wake(&node.host);
     }
     if let Err(e) = super::snapshot::take_snapshot(node) {
         tracing::warn!(node = %node.id, error = %e, "snapshot failed; will retry");

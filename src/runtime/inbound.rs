@@ -1,6 +1,7 @@
 //! What the transport hands a node: Raft messages, forwarded commands and
 //! their answers, snapshot chunks, link states.
 
+use super::host::HostShared;
 use super::node::Node;
 use super::proposals::Completion;
 use crate::error::Error;
@@ -11,27 +12,36 @@ use crate::wire::{ClientRequest, ClientResponse};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-/// What the transport calls into: a weak reference, so links and servers
-/// never keep a closed node alive. Every message names its group: one of
-/// another group than the node's is dropped, logged and counted.
-pub struct Inbound(pub Weak<Node>);
+/// What the transport calls into, for the whole host: a weak reference, so
+/// links and servers never keep a closed host alive. Every message names
+/// its group and goes to that group's node; one of a group the host does not
+/// have is dropped, logged and counted (it never creates a group).
+pub struct HostInbound(pub Weak<HostShared>);
 
-impl Inbound {
-    /// The node of `group`, if it is this one's and it is not closing.
+impl HostInbound {
+    /// The node of `group`, if the host has it open and it is not closing.
     fn node(&self, from: &str, group: GroupId) -> Option<Arc<Node>> {
-        let node = self.0.upgrade().filter(|n| !n.is_stopping())?;
-        if node.group != group {
-            node.unknown_group(from, group);
-            return None;
+        let host = self.0.upgrade()?;
+        host.links.note_contact(from);
+        match host.node(group) {
+            Some(node) if !node.is_stopping() => Some(node),
+            Some(_) => None,
+            None => {
+                host.unknown_group(from, group);
+                None
+            }
         }
-        Some(node)
+    }
+
+    /// The node of `group` for a report about our own traffic (no contact).
+    fn own(&self, group: GroupId) -> Option<Arc<Node>> {
+        self.0.upgrade()?.node(group)
     }
 }
 
-impl Handler for Inbound {
+impl Handler for HostInbound {
     fn on_message(&self, from: &str, group: GroupId, msg: crate::core::Message) {
         if let Some(node) = self.node(from, group) {
-            node.note_contact(from);
             if let Err(why) = node.step(from, msg) {
                 node.log_refusal(from, &why);
             }
@@ -71,46 +81,49 @@ impl Handler for Inbound {
     }
 
     fn on_thread_panic(&self, thread: &str, message: &str) {
-        if let Some(node) = self.0.upgrade() {
-            node.fail(Error::Internal(format!("thread {thread} panicked: {message}")));
+        if let Some(host) = self.0.upgrade() {
+            host.fail(Error::Internal(format!("thread {thread} panicked: {message}")));
         }
     }
 
     fn on_undeliverable(&self, to: &str, group: GroupId, req: ClientRequest) {
-        if let Some(node) = self.0.upgrade().filter(|n| n.group == group) {
+        if let Some(node) = self.own(group) {
             node.waiters.forwards.not_sent(to, req.request_id);
         }
     }
 
     fn on_in_doubt(&self, to: &str, request_ids: Vec<(GroupId, u64)>) {
-        if let Some(node) = self.0.upgrade() {
-            let err = Error::Timeout(format!(
-                "the connection to leader {to} broke with the command in flight; it may or may not have been applied"
-            ));
-            let ids: Vec<u64> = request_ids
-                .into_iter()
-                .filter(|(g, _)| *g == node.group)
-                .map(|(_, id)| id)
-                .collect();
-            node.waiters.forwards.fail_some(to, &ids, &err);
+        let Some(host) = self.0.upgrade() else { return };
+        let err = Error::Timeout(format!(
+            "the connection to leader {to} broke with the command in flight; it may or may not have been applied"
+        ));
+        let mut by_group: std::collections::BTreeMap<GroupId, Vec<u64>> = Default::default();
+        for (group, id) in request_ids {
+            by_group.entry(group).or_default().push(id);
+        }
+        for (group, ids) in by_group {
+            if let Some(node) = host.node(group) {
+                node.waiters.forwards.fail_some(to, &ids, &err);
+            }
         }
     }
 
     fn on_link_state(&self, peer: &str, connected: bool) {
-        if let Some(node) = self.0.upgrade() {
-            node.note_link(peer, connected);
+        if let Some(host) = self.0.upgrade() {
+            for node in host.nodes() {
+                node.note_link(peer, connected);
+            }
         }
     }
 
     fn on_snapshot_chunk(&self, from: &str, group: GroupId, chunk: crate::wire::SnapshotChunk) {
         if let Some(node) = self.node(from, group) {
-            node.note_contact(from);
             node.receive_snapshot_chunk(from, chunk);
         }
     }
 
     fn on_snapshot_sent(&self, to: &str, group: GroupId, snapshot_index: u64, ok: bool) {
-        if let Some(node) = self.0.upgrade().filter(|n| !n.is_stopping() && n.group == group) {
+        if let Some(node) = self.own(group).filter(|n| !n.is_stopping()) {
             node.with_core(|core| core.report_snapshot(to, snapshot_index, ok));
         }
     }
@@ -118,7 +131,7 @@ impl Handler for Inbound {
     fn on_peer_connected(&self, from: &str) {
         // A fresh connection from a peer hints that our own link to it may
         // have died unnoticed (its close lost in a partition): check it.
-        if let Some(link) = self.0.upgrade().as_ref().and_then(|n| n.peer(from)) {
+        if let Some(link) = self.0.upgrade().and_then(|h| h.links.peer(from)) {
             link.probe();
         }
     }

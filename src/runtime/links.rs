@@ -1,39 +1,107 @@
-//! A node's links to its peers: one per member of the configuration in
-//! force (and to a leader outside it), made and retired as the
-//! configuration changes; what callers waiting for a leader watch (the
-//! leader as last seen, the links that are up); and when each peer was last
-//! heard from.
+//! A host's links: one per remote host that any of its groups has as a
+//! member (or as a leader outside its configuration), carrying the frames of
+//! all of them; made and retired as the groups' configurations change.
+//! Also what a group's callers waiting for a leader watch (the leader as
+//! last seen, the links that are up) and when each peer was last heard from.
 
-use super::inbound::Inbound;
+use super::inbound::HostInbound;
 use super::node::Node;
 use crate::core::{Envelope, RaftCore};
 use crate::error::Result;
 use crate::options::Options;
-use crate::transport::{message_to_body, PeerConfig, PeerLink};
+use crate::storage::GroupId;
+use crate::transport::{message_to_body, Identity, PeerConfig, PeerLink};
 use crate::wire::frame::Body;
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-impl Node {
-    /// Connects to the members of the configuration in force; call once at start.
-    pub fn start_links(&self, handler: Arc<Inbound>) -> Result<()> {
+/// The host's links to its peers. Thread-safe.
+#[derive(Default)]
+pub struct Links {
+    peers: RwLock<HashMap<String, Arc<PeerLink>>>,
+    /// Per group, the peers it wants links to.
+    wanted: Mutex<HashMap<GroupId, BTreeSet<String>>>,
+    /// Links no group wants any more, kept until then: a removed server
+    /// still gets the answer to its own request and the acknowledgements
+    /// that let a removed leader learn the commit.
+    retiring: Mutex<HashMap<String, Instant>>,
+    /// Links told to stop, joined once finished (or at close).
+    stopped: Mutex<Vec<Arc<PeerLink>>>,
+    /// What the links deliver to; set once at start.
+    handler: OnceLock<Arc<HostInbound>>,
+    /// When each peer was last heard from (status only).
+    contacts: Mutex<HashMap<String, Instant>>,
+}
+
+impl Links {
+    pub(super) fn set_handler(&self, handler: Arc<HostInbound>) {
         let _ = self.handler.set(handler);
-        let core = self.core.lock();
-        self.reconcile_links(&core)
+    }
+
+    pub fn peer(&self, id: &str) -> Option<Arc<PeerLink>> {
+        self.peers.read().get(id).cloned()
     }
 
     /// Every link, for closing.
-    pub fn take_links(&self) -> Vec<Arc<PeerLink>> {
+    pub fn take_all(&self) -> Vec<Arc<PeerLink>> {
         let mut links: Vec<Arc<PeerLink>> = self.peers.write().drain().map(|(_, l)| l).collect();
-        links.append(&mut self.stopped_links.lock());
+        links.append(&mut self.stopped.lock());
         links
     }
 
-    /// Stops links whose peer left the configuration longer than the grace
-    /// period ago (without waiting for them: the caller keeps ticking).
-    pub fn reap_links(&self, now: Instant) {
-        self.stopped_links.lock().retain(|l| !l.is_finished());
+    /// Makes the links serve what `group` wants (`opts`: the group's, for a
+    /// link it is the first to want); links no group wants any more retire
+    /// after a grace period ([`Links::reap`]).
+    fn want(&self, group: GroupId, wanted: BTreeSet<String>, opts: &Options, cfg: &LinkBase) -> Result<()> {
+        let Some(handler) = self.handler.get() else {
+            return Ok(());
+        };
+        let all: BTreeSet<String> = {
+            let mut w = self.wanted.lock();
+            w.insert(group, wanted);
+            w.values().flatten().cloned().collect()
+        };
+        let mut peers = self.peers.write();
+        let mut retiring = self.retiring.lock();
+        let grace = Instant::now() + link_grace(opts);
+        for p in peers.keys().filter(|p| !all.contains(*p)) {
+            retiring.entry(p.clone()).or_insert(grace);
+        }
+        retiring.retain(|p, _| !all.contains(p));
+        for peer in all {
+            if let std::collections::hash_map::Entry::Vacant(slot) = peers.entry(peer) {
+                let link = PeerLink::spawn(cfg.peer_config(slot.key(), opts), handler.clone())?;
+                slot.insert(Arc::new(link));
+            }
+        }
+        Ok(())
+    }
+
+    /// A group closed: the links only it wanted retire, and a host of many
+    /// groups forgets its members.
+    pub(super) fn forget(&self, identity: &Identity, group: GroupId, private: bool) {
+        let all: BTreeSet<String> = {
+            let mut w = self.wanted.lock();
+            w.remove(&group);
+            w.values().flatten().cloned().collect()
+        };
+        if !private {
+            identity.update_group(group, None::<Vec<String>>);
+        }
+        let peers = self.peers.read();
+        let mut retiring = self.retiring.lock();
+        let grace = Instant::now() + Duration::from_secs(1);
+        for p in peers.keys().filter(|p| !all.contains(*p)) {
+            retiring.entry(p.clone()).or_insert(grace);
+        }
+    }
+
+    /// Stops links no group has wanted for longer than the grace period
+    /// (without waiting for them: the caller keeps ticking).
+    pub fn reap(&self, now: Instant) {
+        self.stopped.lock().retain(|l| !l.is_finished());
         if self.retiring.lock().values().all(|at| *at > now) {
             return;
         }
@@ -47,15 +115,11 @@ impl Node {
         for peer in due {
             retiring.remove(&peer);
             if let Some(link) = peers.remove(&peer) {
-                tracing::info!(node = %self.id, peer = %peer, "no longer a member: link closed");
+                tracing::info!(peer = %peer, "no group has it as a member any more: link closed");
                 link.request_stop();
-                self.stopped_links.lock().push(link);
+                self.stopped.lock().push(link);
             }
         }
-    }
-
-    pub(crate) fn peer(&self, id: &str) -> Option<Arc<PeerLink>> {
-        self.peers.read().get(id).cloned()
     }
 
     pub(super) fn note_contact(&self, peer: &str) {
@@ -74,56 +138,64 @@ impl Node {
         let at = *self.contacts.lock().get(peer)?;
         Some(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
+}
 
-    /// Makes the links match the configuration in force (plus the leader, who
-    /// may be outside it), and the handshake rules follow it. Links no longer
-    /// wanted retire after a grace period ([`Node::reap_links`]).
-    pub(super) fn reconcile_links(&self, core: &RaftCore) -> Result<()> {
-        let m = core.membership();
-        self.identity.update(&m.uid, m.members().cloned());
-        let mut wanted: BTreeSet<String> = m.members().cloned().collect();
-        wanted.extend(core.leader().map(str::to_string));
-        wanted.extend(core.replication_targets());
-        wanted.remove(&self.id);
-        let Some(handler) = self.handler.get() else {
-            return Ok(());
-        };
-        let mut peers = self.peers.write();
-        let mut retiring = self.retiring.lock();
-        let grace = Instant::now() + link_grace(&self.opts);
-        for p in peers.keys().filter(|p| !wanted.contains(*p)) {
-            retiring.entry(p.clone()).or_insert(grace);
-        }
-        retiring.retain(|p, _| !wanted.contains(p));
-        for peer in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = peers.entry(peer) {
-                let link = PeerLink::spawn(self.peer_config(slot.key()), handler.clone())?;
-                slot.insert(Arc::new(link));
-            }
-        }
-        Ok(())
-    }
+/// What every link of a host shares.
+struct LinkBase<'a> {
+    node: &'a Node,
+}
 
-    fn peer_config(&self, peer: &str) -> PeerConfig {
-        let opts = &self.opts;
+impl LinkBase<'_> {
+    fn peer_config(&self, peer: &str, opts: &Options) -> PeerConfig {
+        let host = &self.node.host;
         let heartbeat = Duration::from_micros(opts.heartbeat_us);
         PeerConfig {
             name: opts.local_port.to_string(),
-            local_ip: self.local_ip,
-            my_id: self.id.clone(),
+            local_ip: host.local_ip,
+            my_id: host.id.clone(),
             peer: peer.to_string(),
-            identity: self.identity.clone(),
+            identity: host.identity.clone(),
             connect_timeout: heartbeat.max(Duration::from_millis(200)),
             write_timeout: Duration::from_micros(opts.check_leader_us),
-            keepalive: heartbeat,
+            // Within the server's idle timeout, whatever the group's heartbeat.
+            keepalive: heartbeat.min(Duration::from_secs(1)),
             liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
             in_doubt_window: opts.request_timeout,
             max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
             snapshot_chunk_bytes: usize::try_from(opts.snapshot_chunk_bytes)
                 .unwrap_or(crate::transport::DEFAULT_SNAPSHOT_CHUNK_BYTES),
             snapshot_bytes_per_sec: opts.snapshot_bytes_per_sec,
-            tls: self.tls.clone(),
+            tls: host.tls.clone(),
         }
+    }
+}
+
+impl Node {
+    pub(crate) fn peer(&self, id: &str) -> Option<Arc<PeerLink>> {
+        self.host.links.peer(id)
+    }
+
+    /// Milliseconds since `peer` was last heard from.
+    pub fn last_contact_ms(&self, peer: &str) -> Option<u64> {
+        self.host.links.last_contact_ms(peer)
+    }
+
+    /// Makes the links match the configuration in force (plus the leader, who
+    /// may be outside it), and the handshake rules follow it.
+    pub(super) fn reconcile_links(&self, core: &RaftCore) -> Result<()> {
+        let m = core.membership();
+        let host = &self.host;
+        if host.private {
+            host.identity.update(&m.uid, m.members().cloned());
+        } else {
+            host.identity.update_group(self.group, Some(m.members().cloned()));
+        }
+        let mut wanted: BTreeSet<String> = m.members().cloned().collect();
+        wanted.extend(core.leader().map(str::to_string));
+        wanted.extend(core.replication_targets());
+        wanted.remove(&self.id);
+        host.links
+            .want(self.group, wanted, &self.opts, &LinkBase { node: self })
     }
 
     /// Records the leader and wakes callers waiting for one; returns it if it changed.

@@ -1,88 +1,84 @@
-//! The log writer (`floyd-log-<port>`): the one writer of the log store.
-//! It takes every Ready queued so far and writes them in one batch, with
-//! one fsync (group commit), then lets out what waited on them; the next
-//! round takes what arrived meanwhile.
+//! The host's log writer (`floyd-log-<port>`): the one writer of the log
+//! store. It takes every Ready queued so far, of every group, and writes
+//! them in one batch with one fsync (group commit across groups), then lets
+//! out what waited on them, group by group, each in the order its core
+//! produced them; the next round takes what arrived meanwhile.
 //!
 //! A full disk is not fatal: the batch that failed is kept and written
 //! again, with what arrives meanwhile, until space comes back (RocksDB
 //! recovers from "no space" by itself once there is room). Meanwhile the
-//! node proposes nothing new (its callers get a clear `Io` error), answers
-//! nothing that waits for durability, and stays up; any other write
-//! error fails the node.
+//! host's groups propose nothing new (their callers get a clear `Io`
+//! error), answer nothing that waits for durability, and stay up; any other
+//! write error fails the host, every group with it.
 
+use super::host::HostShared;
 use super::node::{LogEvent, Node};
 use crate::core::Ready;
 use crate::error::{Error, Result};
-use crate::storage::{is_no_space, LogBatch};
+use crate::storage::{is_no_space, GroupId, LogBatch};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest wait between two tries of a batch on a full disk.
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until `LogEvent::Stop` (or the node's failure).
-pub fn run(node: Arc<Node>, rx: Receiver<LogEvent>) {
-    // Where the log on disk starts: a compaction queued before an install
-    // (which moved the start further) must not move it back.
-    let mut start = match node.log_store.log_start(node.group) {
-        Ok(s) => s.0,
-        Err(e) => return node.fail(Error::Io(format!("cannot read the log start: {e}"))),
-    };
-    let mut readies: Vec<Ready> = Vec::new();
-    let mut compact = None;
+/// What the writer holds between rounds.
+#[derive(Default)]
+struct Pending {
+    /// Readies not yet written, with their group, in the order they came.
+    readies: Vec<(Arc<Node>, Ready)>,
+    /// Per group, the compaction asked for last.
+    compact: HashMap<GroupId, (Arc<Node>, u64, u64)>,
+    /// Per group, where its log on disk starts: a compaction queued before
+    /// an install (which moved the start further) must not move it back.
+    starts: HashMap<GroupId, u64>,
+}
+
+/// Runs until `LogEvent::Stop` (or the host's failure).
+pub fn run(host: Arc<HostShared>, rx: Receiver<LogEvent>) {
+    let mut p = Pending::default();
     let mut retry = None::<Duration>;
     loop {
-        let mut stop = false;
-        let mut take = |ev: Result<LogEvent, RecvTimeoutError>, readies: &mut Vec<Ready>| match ev {
-            Ok(LogEvent::Persist(r)) => readies.push(*r),
-            Ok(LogEvent::Compact(i, t)) => compact = Some((i, t)).max(compact),
-            Ok(LogEvent::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
-            Err(RecvTimeoutError::Timeout) => {}
-        };
         let first = match retry {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(wait) => rx.recv_timeout(wait),
         };
-        take(first, &mut readies);
+        let mut stop = p.take(first);
         while let Ok(ev) = rx.try_recv() {
-            take(Ok(ev), &mut readies);
+            stop |= p.take(Ok(ev));
         }
-        if node.failure().is_some() || (stop && retry.is_some()) {
+        if host.failure().is_some() || (stop && retry.is_some()) {
             // Failed, or closing on a full disk: what is unwritten was never
-            // acknowledged by this node, so dropping it loses nothing.
-            node.log_written(readies.len());
+            // acknowledged, so dropping it loses nothing.
+            p.drop_unwritten();
             return;
         }
-        // A clean close still writes what the core already produced.
-        match write(&node, &readies, &mut start) {
+        // A clean close still writes what the cores already produced.
+        match p.write(&host) {
             Ok(()) => {
                 if retry.take().is_some() {
-                    node.set_disk_full(false);
-                    tracing::warn!(node = %node.id, "the log is written again: disk space came back");
+                    host.set_disk_full(false);
+                    tracing::warn!(host = %host.id, "the log is written again: disk space came back");
                 }
-                let written = readies.len();
-                super::ready::let_out(&node, std::mem::take(&mut readies));
-                node.log_written(written);
+                p.let_out();
             }
             Err(e) if is_no_space(&e) => {
                 if retry.is_none() {
-                    node.set_disk_full(true);
-                    tracing::error!(node = %node.id, error = %e,
+                    host.set_disk_full(true);
+                    tracing::error!(host = %host.id, error = %e,
                         "disk full: the log cannot be written; new writes are refused until there is space");
                 }
                 retry = Some(retry.map_or(Duration::from_millis(50), |r| (r * 2).min(MAX_RETRY)));
             }
             Err(e) => {
-                node.log_written(readies.len());
-                return node.fail(Error::Io(format!("cannot persist the Raft log: {e}")));
+                p.drop_unwritten();
+                return host.fail(Error::Io(format!("cannot persist the Raft log: {e}")));
             }
         }
         if retry.is_none() {
-            if let Some((index, term)) = compact.take().filter(|c| c.0 > start) {
-                compact_log(&node, index, term);
-                start = index;
-            }
+            p.compact(&host);
         }
         if stop {
             return;
@@ -90,45 +86,135 @@ pub fn run(node: Arc<Node>, rx: Receiver<LogEvent>) {
     }
 }
 
-/// Deletes the log up to `index` (in a snapshot now) and gives the disk space back.
-fn compact_log(node: &Node, index: u64, term: u64) {
-    if let Err(e) = node.log_store.compact(node.group, index, term) {
-        tracing::warn!(node = %node.id, error = %e, "cannot compact the log store");
-    }
-}
-
-/// Writes the Readies in one batch, synced if any needs it.
-fn write(node: &Node, readies: &[Ready], start: &mut u64) -> Result<()> {
-    let mut batch = LogBatch::default();
-    let mut sync = false;
-    let mut hard_state = None;
-    let mut config = None;
-    let mut log_start = *start;
-    for r in readies {
-        if let Some(meta) = &r.snapshot {
-            // Before this Ready's entries, which follow the snapshot's point.
-            batch.add(node.group, None, r.truncate_from, &[]);
-            batch.set_log_start(node.group, meta.last_index, meta.last_term);
-            log_start = log_start.max(meta.last_index);
-            batch.add(node.group, None, None, &r.entries);
-        } else {
-            batch.add(node.group, None, r.truncate_from, &r.entries);
+impl Pending {
+    /// Takes one event; whether it says to stop.
+    fn take(&mut self, ev: Result<LogEvent, RecvTimeoutError>) -> bool {
+        match ev {
+            Ok(LogEvent::Persist(node, r)) => self.readies.push((node, *r)),
+            Ok(LogEvent::Compact(node, i, t)) => {
+                let later = self.compact.get(&node.group).is_none_or(|c| (i, t) > (c.1, c.2));
+                if later {
+                    self.compact.insert(node.group, (node, i, t));
+                }
+            }
+            Ok(LogEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return true,
+            Err(RecvTimeoutError::Timeout) => {}
         }
-        config = r.config.as_ref().or(config);
-        sync |= r.must_sync;
-        hard_state = r.hard_state.as_ref().or(hard_state);
+        false
     }
-    // Only the newest (term, vote, commit) matters; its keys are apart from the entries'.
-    batch.add(node.group, hard_state, None, &[]);
-    if let Some((index, m)) = config {
-        batch.set_config(node.group, *index, m);
+
+    fn start_of(&mut self, host: &HostShared, group: GroupId) -> Result<u64> {
+        if let Some(s) = self.starts.get(&group) {
+            return Ok(*s);
+        }
+        let s = host.log_store.log_start(group)?.0;
+        self.starts.insert(group, s);
+        Ok(s)
     }
-    if !batch.is_empty() {
-        let sync = node.faults.sync_log(sync);
-        node.faults
-            .before_log_write(sync)
-            .and_then(|_| node.log_store.write(batch, sync))?;
+
+    /// Writes every pending Ready in one batch, synced if any needs it.
+    fn write(&mut self, host: &HostShared) -> Result<()> {
+        let mut batch = LogBatch::default();
+        let mut sync = false;
+        // Per group, only the newest (term, vote, commit) and configuration matter.
+        let mut last: HashMap<GroupId, (usize, Option<usize>)> = HashMap::new();
+        for (i, (node, r)) in self.readies.iter().enumerate() {
+            let g = node.group;
+            if let Some(meta) = &r.snapshot {
+                // Before this Ready's entries, which follow the snapshot's point.
+                batch.add(g, None, r.truncate_from, &[]);
+                batch.set_log_start(g, meta.last_index, meta.last_term);
+                batch.add(g, None, None, &r.entries);
+            } else {
+                batch.add(g, None, r.truncate_from, &r.entries);
+            }
+            sync |= r.must_sync;
+            let entry = last.entry(g).or_insert((i, None));
+            if r.hard_state.is_some() {
+                entry.0 = i;
+            }
+            if r.config.is_some() {
+                entry.1 = Some(i);
+            }
+        }
+        let mut starts = Vec::new();
+        for (g, (hs, config)) in &last {
+            if let Some(hs) = self.readies[*hs].1.hard_state.as_ref() {
+                batch.add(*g, Some(hs), None, &[]);
+            }
+            if let Some((index, m)) = config.and_then(|c| self.readies[c].1.config.as_ref()) {
+                batch.set_config(*g, *index, m);
+            }
+            let snapshot_start = self
+                .readies
+                .iter()
+                .filter(|(n, _)| n.group == *g)
+                .filter_map(|(_, r)| r.snapshot.as_ref().map(|m| m.last_index))
+                .max();
+            if let Some(s) = snapshot_start {
+                starts.push((*g, s));
+            }
+        }
+        if !batch.is_empty() {
+            let sync = host.faults.sync_log(sync);
+            host.faults
+                .before_log_write(sync)
+                .and_then(|_| host.log_store.write(batch, sync))?;
+        }
+        for (g, s) in starts {
+            let start = self.start_of(host, g)?;
+            self.starts.insert(g, start.max(s));
+        }
+        Ok(())
     }
-    *start = log_start;
-    Ok(())
+
+    /// Once written: each core learns what is durable, and what waited on it goes.
+    fn let_out(&mut self) {
+        let mut by_group: Vec<(Arc<Node>, Vec<Ready>)> = Vec::new();
+        for (node, r) in self.readies.drain(..) {
+            match by_group.iter_mut().find(|(n, _)| n.group == node.group) {
+                Some((_, rs)) => rs.push(r),
+                None => by_group.push((node, vec![r])),
+            }
+        }
+        for (node, readies) in by_group {
+            let n = readies.len();
+            super::ready::let_out(&node, readies);
+            node.log_written(n);
+        }
+    }
+
+    /// Gives up on what is unwritten (failure, or closing on a full disk).
+    fn drop_unwritten(&mut self) {
+        let mut counts: Vec<(Arc<Node>, usize)> = Vec::new();
+        for (node, _) in self.readies.drain(..) {
+            match counts.iter_mut().find(|(n, _)| n.group == node.group) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((node, 1)),
+            }
+        }
+        for (node, c) in counts {
+            node.log_written(c);
+        }
+    }
+
+    /// Deletes each group's log up to the point asked (in a snapshot now)
+    /// and gives the disk space back.
+    fn compact(&mut self, host: &HostShared) {
+        let asked: Vec<(Arc<Node>, u64, u64)> = self.compact.drain().map(|(_, c)| c).collect();
+        for (node, index, term) in asked {
+            let g = node.group;
+            let Ok(start) = self.start_of(host, g) else {
+                continue;
+            };
+            if index <= start {
+                continue;
+            }
+            if let Err(e) = host.log_store.compact(g, index, term) {
+                tracing::warn!(node = %node.id, group = g, error = %e, "cannot compact the log store");
+                continue;
+            }
+            self.starts.insert(g, index);
+        }
+    }
 }

@@ -1,41 +1,43 @@
-//! A running node: the core behind one lock, the stores, the peer links, and
-//! the glue that turns the core's Readies into sends, writes and wake-ups.
+//! A group on its host: the core behind one lock, its state machine and
+//! snapshots, everyone waiting on it, and the glue that turns the core's
+//! Readies into sends, writes and wake-ups. The threads, the connections and
+//! the log store are the host's (`host.rs`), shared by all its groups.
 
 use super::faults::Faults;
 use super::forward::response_from_result;
-use super::inbound::Inbound;
+use super::host::HostShared;
 use super::membership::Want;
+use super::primary::Clock;
 use super::proposals::{Completion, PendingCommand};
 use crate::core::{ConfChange, ConfChangeError, Membership, ProposeError, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
 use crate::options::Options;
 use crate::state_machine::{encode_command, CommandKind, Machine};
-use crate::storage::LogStore;
-use crate::transport::{Identity, PeerLink, TlsConfig};
+use crate::storage::GroupId;
 use crate::wire::frame::Body;
 use bytes::Bytes;
-use crossbeam_channel::Sender;
-use parking_lot::{Mutex, RwLock};
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Work for the primary thread.
+/// Work for the host's primary thread.
 pub enum PrimaryEvent {
-    /// Commands are queued in `Proposals`.
-    NewCommand,
+    /// Commands are queued in this group's `Proposals`.
+    NewCommand(GroupId),
     Stop,
 }
 
-/// Work for the log writer thread.
+/// Work for the host's log writer thread.
 pub enum LogEvent {
-    /// A Ready whose writes (or after-persist messages) are due, in the order taken.
-    Persist(Box<Ready>),
-    /// The log may start after (index, term): its entries up to there are in a snapshot.
-    Compact(u64, u64),
+    /// A Ready of this group whose writes (or after-persist messages) are
+    /// due, in the order taken.
+    Persist(Arc<Node>, Box<Ready>),
+    /// The group's log may start after (index, term): its entries up to
+    /// there are in a snapshot.
+    Compact(Arc<Node>, u64, u64),
     Stop,
 }
 
@@ -46,58 +48,45 @@ pub(super) struct Watch {
     pub(super) links_up: HashSet<String>,
 }
 
-/// Shared state of a node; every thread holds an `Arc` of it.
+/// Shared state of a group on its host; every thread holds an `Arc` of it.
 pub struct Node {
+    /// This member's name: the host's address.
     pub id: String,
-    /// The group this node is a member of, on its host.
-    pub group: crate::storage::GroupId,
+    /// The group, on its host.
+    pub group: GroupId,
     pub opts: Options,
+    pub(super) host: Arc<HostShared>,
+    /// This node, for what it hands the host's threads.
+    pub(super) me: std::sync::Weak<Node>,
     /// Guarded like Floyd's `global_mu`: held briefly, never across I/O.
     pub(super) core: Mutex<RaftCore>,
-    pub log_store: LogStore,
+    /// The core's logical clock, read by the host's primary thread.
+    pub(super) clock: Mutex<Clock>,
     pub state_machine: Machine,
     pub snapshots: super::snapshot::Snapshots,
     /// Everyone waiting on this node.
     pub waiters: super::waiters::Waiters,
-    /// One link per other member of the configuration in force (and to a
-    /// leader outside it); changed as the configuration changes.
-    pub(super) peers: RwLock<HashMap<String, Arc<PeerLink>>>,
-    /// Links to peers that left the configuration, kept until then: the
-    /// removed server still gets the answer to its own request and the
-    /// acknowledgements that let a removed leader learn the commit.
-    pub(super) retiring: Mutex<HashMap<String, Instant>>,
-    /// Links told to stop, joined once finished (or at close).
-    pub(super) stopped_links: Mutex<Vec<Arc<PeerLink>>>,
-    /// Who the links and the server admit, following the configuration.
-    pub identity: Arc<Identity>,
-    pub(super) local_ip: IpAddr,
-    /// Mutual TLS on every link, when configured.
-    pub(super) tls: Option<Arc<TlsConfig>>,
     /// Keeps the core's messages in order between its lock and the links (see `with_core`).
     pub(super) send_order: Mutex<()>,
-    /// What the links deliver to; set once at start.
-    pub(super) handler: OnceLock<Arc<Inbound>>,
-    /// When each peer was last heard from (status only).
-    pub(super) contacts: Mutex<HashMap<String, Instant>>,
     /// Index of the committed configuration last acted on.
     pub(super) committed_config: AtomicU64,
-    pub(super) primary_tx: Sender<PrimaryEvent>,
-    pub(super) log_tx: Sender<LogEvent>,
     /// Readies handed to the log writer and not yet written (and their
     /// messages sent). Changed under the core lock or after a write.
     pub(super) log_queued: AtomicUsize,
-    pub(super) apply_tx: Sender<()>,
+    /// Signalled when `log_queued` drops to zero (a closing group waits for it).
+    pub(super) log_idle: Condvar,
+    pub(super) log_idle_lock: Mutex<()>,
+    /// In the host's apply queue (or about to be): another wake-up adds nothing.
+    pub(super) apply_scheduled: AtomicBool,
+    /// Held by the apply worker serving the group: one at a time, and a
+    /// closing group waits for it.
+    pub(super) applying: Mutex<()>,
+    /// Woken while a worker served it: that worker queues it again.
+    pub(super) apply_again: AtomicBool,
     /// The leader and the links, as parked commands look at them.
     pub(super) watch: Mutex<Watch>,
     pub(super) stopping: AtomicBool,
-    /// The log writer found the disk full and is waiting for space.
-    pub(super) disk_full: AtomicBool,
     pub(super) failure: Mutex<Option<Error>>,
-    /// Refused messages are logged in bursts, then counted.
-    pub(super) refusals_logged: super::log_throttle::LogThrottle,
-    /// Frames dropped for naming a group this host does not have.
-    pub(super) unknown_group_frames: AtomicU64,
-    pub faults: Faults,
     pub log: Arc<NodeLog>,
 }
 
@@ -108,57 +97,66 @@ pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
 impl Node {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
+        group: GroupId,
         opts: Options,
-        identity: Arc<Identity>,
-        local_ip: IpAddr,
-        tls: Option<Arc<TlsConfig>>,
+        host: Arc<HostShared>,
         core: RaftCore,
-        log_store: LogStore,
         state_machine: Machine,
         snapshots: super::snapshot::Snapshots,
-        primary_tx: Sender<PrimaryEvent>,
-        apply_tx: Sender<()>,
-        log_tx: Sender<LogEvent>,
-        log: Arc<NodeLog>,
+        tick: Duration,
+        me: std::sync::Weak<Node>,
     ) -> Self {
         Node {
             id: opts.local_id(),
-            group: 0,
+            group,
+            me,
+            log: host.log.clone(),
             opts,
+            host,
             core: Mutex::new(core),
-            log_store,
+            clock: Mutex::new(Clock::new(Instant::now(), tick)),
             state_machine,
             snapshots,
             waiters: Default::default(),
-            peers: RwLock::new(HashMap::new()),
-            retiring: Mutex::new(HashMap::new()),
-            stopped_links: Mutex::new(Vec::new()),
-            identity,
-            local_ip,
-            tls,
             send_order: Mutex::new(()),
-            handler: OnceLock::new(),
-            contacts: Mutex::new(HashMap::new()),
             committed_config: AtomicU64::new(0),
-            primary_tx,
-            log_tx,
             log_queued: AtomicUsize::new(0),
-            apply_tx,
+            log_idle: Condvar::new(),
+            log_idle_lock: Mutex::new(()),
+            apply_scheduled: AtomicBool::new(false),
+            applying: Mutex::new(()),
+            apply_again: AtomicBool::new(false),
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
-            disk_full: AtomicBool::new(false),
             failure: Mutex::new(None),
-            refusals_logged: super::log_throttle::LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),
-            unknown_group_frames: AtomicU64::new(0),
-            faults: Faults::default(),
-            log,
         }
     }
 
-    /// Lets the log writer finish what is queued, then exit.
-    pub(super) fn stop_log_writer(&self) {
-        let _ = self.log_tx.send(LogEvent::Stop);
+    /// The host's injected faults (its log writer is shared by every group).
+    pub fn faults(&self) -> &Faults {
+        &self.host.faults
+    }
+
+    /// The log writer wrote `n` of this group's Readies (or gave up on them)
+    /// and sent their messages.
+    pub(super) fn log_written(&self, n: usize) {
+        if self.log_queued.fetch_sub(n, Ordering::AcqRel) == n {
+            let _guard = self.log_idle_lock.lock();
+            self.log_idle.notify_all();
+        }
+    }
+
+    /// Waits until the log writer has written every Ready of this group
+    /// queued so far, at most until `deadline`; whether it has.
+    pub(super) fn wait_log_idle(&self, deadline: Instant) -> bool {
+        let mut guard = self.log_idle_lock.lock();
+        while self.log_queued.load(Ordering::Acquire) > 0 {
+            if self.log_idle.wait_until(&mut guard, deadline).timed_out() {
+                return self.log_queued.load(Ordering::Acquire) == 0;
+            }
+        }
+        true
     }
 
     /// Reads the core under its lock (nothing it produces is sent).
@@ -173,15 +171,18 @@ impl Node {
 
     /// Queues work for the log writer, the one writer of the log store.
     pub(super) fn send_log_event(&self, ev: LogEvent) {
-        let _ = self.log_tx.send(ev);
+        let _ = self.host.log_tx.send(ev);
     }
 
+    /// Schedules the group on the host's apply workers (once, however often woken).
     pub fn wake_apply(&self) {
-        let _ = self.apply_tx.try_send(());
+        if !self.apply_scheduled.swap(true, Ordering::AcqRel) {
+            self.host.apply.push(self.group);
+        }
     }
 
     pub fn wake_primary(&self) {
-        let _ = self.primary_tx.send(PrimaryEvent::NewCommand);
+        let _ = self.host.primary_tx.send(PrimaryEvent::NewCommand(self.group));
     }
 
     /// The leader as last seen by this node.
@@ -331,9 +332,12 @@ impl Node {
             .unwrap_or_else(|| Error::Stopped("the node is closing".into()))
     }
 
-    /// Errors if the node is closing or has failed.
+    /// Errors if the node is closing or has failed (or its host).
     pub fn check_usable(&self) -> Result<()> {
         if let Some(e) = self.failure.lock().clone() {
+            return Err(e);
+        }
+        if let Some(e) = self.host.failure() {
             return Err(e);
         }
         if self.is_stopping() {
@@ -362,19 +366,10 @@ impl Node {
         self.waiters.close(&failed, &in_doubt);
     }
 
-    /// A frame for a group this host does not have: dropped (never does it
-    /// create a group), counted, and logged like a refused message.
-    pub(super) fn unknown_group(&self, from: &str, group: crate::storage::GroupId) {
-        self.unknown_group_frames.fetch_add(1, Ordering::Relaxed);
-        if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
-            tracing::warn!(node = %self.id, peer = %from, group, left_out, "dropped a frame for a group this host does not have");
-        }
-    }
-
     /// Logs a message the core refused, at most [`REFUSALS_LOGGED`] lines
     /// per [`REFUSAL_WINDOW`]; a stream of them is counted, not logged.
     pub(super) fn log_refusal(&self, from: &str, why: &crate::core::Rejected) {
-        if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
+        if let Some(left_out) = self.host.refusals_logged.admit(Instant::now()) {
             tracing::warn!(node = %self.id, peer = %from, reason = %why, left_out, "refused a message");
         }
     }
@@ -390,28 +385,23 @@ impl Node {
         })
     }
 
+    /// The group's failure, or its host's.
     pub fn failure(&self) -> Option<Error> {
-        self.failure.lock().clone()
+        self.failure.lock().clone().or_else(|| self.host.failure())
     }
 
-    pub(super) fn set_disk_full(&self, full: bool) {
-        self.disk_full.store(full, Ordering::Release);
-    }
-
-    /// Whether this node's log cannot be written for lack of space.
+    /// Whether this node's log cannot be written for lack of space (the host's disk).
     pub fn is_disk_full(&self) -> bool {
-        self.disk_full.load(Ordering::Acquire)
+        self.host.disk_full.load(Ordering::Acquire)
     }
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Marks the node as closing and wakes its threads.
+    /// Marks the group as closing: the host's threads leave it alone.
     pub fn begin_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.primary_tx.send(PrimaryEvent::Stop);
-        self.snapshots.wake();
     }
 }
 

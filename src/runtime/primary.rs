@@ -1,13 +1,16 @@
-//! The primary thread: CheckLeader and HeartBeat (the core's logical clock)
-//! and NewCommand (proposing queued commands as one batch). It never touches
-//! the disk: the log writer thread (`floyd-log-<port>`) is the one writer of
-//! the log store, so a slow fsync can neither
-//! stop heartbeats nor slow the clock. Readies reach the disk in the order
-//! the core produced them, batched: everything pending goes out in one
-//! WriteBatch with one fsync (group commit).
+//! The host's primary thread: CheckLeader and HeartBeat (each group's core
+//! clock) and NewCommand (proposing a group's queued commands as one batch),
+//! for every group of the host. It never touches the disk: the log writer
+//! thread (`floyd-log-<port>`) is the one writer of the log store, so a slow
+//! fsync can neither stop heartbeats nor slow the clocks. Readies reach the
+//! disk in the order each core produced them, batched: everything pending,
+//! of every group, goes out in one WriteBatch with one fsync (group commit).
 
+use super::host::HostShared;
 use super::node::{Node, PrimaryEvent};
+use crate::storage::GroupId;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,67 +18,99 @@ use std::time::{Duration, Instant};
 /// process, an overloaded machine): enough to fire every timer, bounded so
 /// catching up stays quick.
 const MAX_CATCH_UP_TICKS: u32 = 1_000;
+/// The longest the thread sleeps without a group to tick.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
-/// CheckLeader, HeartBeat and NewCommand until `PrimaryEvent::Stop`.
-pub fn run(node: Arc<Node>, rx: Receiver<PrimaryEvent>, tick: Duration) {
-    let mut clock = Clock::new(Instant::now(), tick);
+/// CheckLeader, HeartBeat and NewCommand for every group until `PrimaryEvent::Stop`.
+pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
+    let mut new_commands: BTreeSet<GroupId> = BTreeSet::new();
     loop {
-        let mut new_command = false;
-        match rx.recv_timeout(clock.until_next(Instant::now())) {
-            Ok(PrimaryEvent::NewCommand) => new_command = true,
+        let nodes = host.nodes();
+        let wait = nodes
+            .iter()
+            .map(|n| n.clock.lock().until_next(Instant::now()))
+            .min()
+            .unwrap_or(IDLE_WAIT);
+        match rx.recv_timeout(wait) {
+            Ok(PrimaryEvent::NewCommand(g)) => {
+                new_commands.insert(g);
+            }
             Ok(PrimaryEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
         while let Ok(ev) = rx.try_recv() {
             match ev {
-                PrimaryEvent::NewCommand => new_command = true,
+                PrimaryEvent::NewCommand(g) => {
+                    new_commands.insert(g);
+                }
                 PrimaryEvent::Stop => return,
             }
         }
         let now = Instant::now();
-        let due = clock.take_due(now);
-        if due > 0 {
-            // Election and heartbeat timers live in the core.
-            let now_ms = super::wall_clock_ms();
-            let now_us = super::monotonic_us();
-            node.with_core(|core| {
-                core.set_clock(now_ms);
-                core.set_monotonic(now_us);
-                (0..due).for_each(|_| core.tick())
-            });
-            node.waiters.expire(now);
-            node.restart_stalled_reads();
-            node.reap_links(now);
+        let mut ticked = false;
+        for node in host.nodes() {
+            if node.is_stopping() {
+                continue;
+            }
+            ticked |= tick(&node, now);
+            if new_commands.remove(&node.group) {
+                node.propose_pending();
+                node.start_read_round();
+            }
+            node.resume_parked(now);
         }
-        if new_command {
-            node.propose_pending();
-            node.start_read_round();
+        new_commands.clear();
+        if ticked {
+            host.links.reap(now);
         }
-        node.resume_parked(now);
     }
+}
+
+/// The group's ticks due at `now`, and what runs with them; whether any was.
+fn tick(node: &Arc<Node>, now: Instant) -> bool {
+    let due = node.clock.lock().take_due(now);
+    if due == 0 {
+        return false;
+    }
+    // Election and heartbeat timers live in the core.
+    let now_ms = super::wall_clock_ms();
+    let now_us = super::monotonic_us();
+    node.with_core(|core| {
+        core.set_clock(now_ms);
+        core.set_monotonic(now_us);
+        (0..due).for_each(|_| core.tick())
+    });
+    node.waiters.expire(now);
+    node.restart_stalled_reads();
+    if node.snapshots.install_pending() {
+        // Loaded once the log has caught up with a newer snapshot (see
+        // `snapshot_for_install`): looked at again on every tick.
+        node.wake_apply();
+    }
+    true
 }
 
 /// The logical clock: how many ticks are due, by elapsed time, so that a
 /// late wake-up never loses ticks.
-struct Clock {
+pub(super) struct Clock {
     next: Instant,
     tick: Duration,
 }
 
 impl Clock {
-    fn new(now: Instant, tick: Duration) -> Self {
+    pub(super) fn new(now: Instant, tick: Duration) -> Self {
         Clock {
             next: now + tick,
             tick,
         }
     }
 
-    fn until_next(&self, now: Instant) -> Duration {
+    pub(super) fn until_next(&self, now: Instant) -> Duration {
         self.next.saturating_duration_since(now)
     }
 
     /// Ticks that elapsed up to `now` (at most [`MAX_CATCH_UP_TICKS`]); the next one is scheduled.
-    fn take_due(&mut self, now: Instant) -> u32 {
+    pub(super) fn take_due(&mut self, now: Instant) -> u32 {
         if now < self.next {
             return 0;
         }

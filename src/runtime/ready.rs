@@ -77,8 +77,10 @@ impl Node {
             // without a trip through the log writer.
             after.messages.append(&mut ready.messages_after_persist);
         } else if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
-            self.log_queued.fetch_add(1, Ordering::AcqRel);
-            let _ = self.log_tx.send(LogEvent::Persist(Box::new(ready)));
+            if let Some(me) = self.me.upgrade() {
+                self.log_queued.fetch_add(1, Ordering::AcqRel);
+                let _ = self.host.log_tx.send(LogEvent::Persist(me, Box::new(ready)));
+            }
         }
         // Only when there is something to apply, or a leader change to
         // report: most core calls (a heartbeat, an acknowledgement that
@@ -87,11 +89,6 @@ impl Node {
             self.wake_apply();
         }
         after
-    }
-
-    /// The log writer wrote `n` Readies (or gave up on them) and sent their messages.
-    pub(super) fn log_written(&self, n: usize) {
-        self.log_queued.fetch_sub(n, Ordering::AcqRel);
     }
 }
 

@@ -16,13 +16,14 @@
 //! writer makes the reset durable (and only then is it acknowledged), and
 //! the apply thread loads the state machine from it before applying more.
 
+use super::host::HostShared;
 use super::node::{LogEvent, Node};
 use crate::core::Message;
 use crate::error::{Error, Result};
 use crate::storage::snapshots::{SnapshotHandle, SnapshotStore};
 use crate::transport::{SnapshotOffer, SnapshotReceiver};
 use crate::wire::{InstallSnapshot, SnapshotChunk, SnapshotMeta};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,49 +43,53 @@ pub struct Snapshots {
     /// that a newer stream committed meanwhile (which makes it obsolete on
     /// disk) cannot delete it from under the install.
     accepted: Mutex<Option<Arc<SnapshotHandle>>>,
-    wake_tx: Sender<()>,
-    wake_rx: Mutex<Option<Receiver<()>>>,
-    /// Serialises snapshot taking (thread vs. apply thread vs. an explicit call).
-    taking: Mutex<()>,
+    /// Serialises snapshot taking (thread vs. apply thread vs. an explicit
+    /// call); a closing group waits for it.
+    pub(super) taking: Mutex<()>,
 }
 
 impl Snapshots {
     pub fn new(store: Arc<SnapshotStore>) -> Snapshots {
-        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         Snapshots {
             receiver: SnapshotReceiver::new(store.clone(), MAX_SNAPSHOT_BYTES),
             store,
             pending_install: Mutex::new(None),
             accepted: Mutex::new(None),
-            wake_tx,
-            wake_rx: Mutex::new(Some(wake_rx)),
             taking: Mutex::new(()),
         }
     }
 
-    /// Wakes the snapshot thread to check its thresholds.
-    pub fn wake(&self) {
-        let _ = self.wake_tx.try_send(());
+    /// Wakes the host's snapshot thread to check its groups' thresholds.
+    pub fn wake(&self, host: &HostShared) {
+        let _ = host.snapshot_tx.try_send(());
+    }
+
+    /// Whether an install waits for the apply thread.
+    pub(super) fn install_pending(&self) -> bool {
+        self.pending_install.lock().is_some()
     }
 }
 
-/// The snapshot thread (built-in store only): takes a snapshot whenever a
-/// threshold is passed.
-pub fn run(node: Arc<Node>) {
-    let Some(wake) = node.snapshots.wake_rx.lock().take() else {
-        return;
-    };
-    while !node.is_stopping() {
+/// The host's snapshot thread (`floyd-snapshot-<port>`): takes a snapshot of
+/// each group running the built-in store whenever one of its thresholds is
+/// passed, one at a time.
+pub fn run(host: Arc<HostShared>, wake: Receiver<()>) {
+    while !host.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         match wake.recv_timeout(CHECK_EVERY) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        if node.failure().is_some() || node.is_stopping() {
+        if host.failure().is_some() {
             return;
         }
-        if snapshot_due(&node) {
-            if let Err(e) = take_snapshot(&node) {
-                tracing::warn!(node = %node.id, error = %e, "snapshot failed; will retry");
+        for node in host.nodes() {
+            if node.state_machine.is_user() || node.is_stopping() || node.failure().is_some() {
+                continue;
+            }
+            if snapshot_due(&node) {
+                if let Err(e) = take_snapshot(&node) {
+                    tracing::warn!(node = %node.id, group = node.group, error = %e, "snapshot failed; will retry");
+                }
             }
         }
     }
@@ -107,7 +112,7 @@ pub fn snapshot_due(node: &Node) -> bool {
 
 /// Takes a snapshot of the state machine now and compacts the log behind
 /// it; returns its index. For a user state machine, call from the apply thread only.
-pub fn take_snapshot(node: &Node) -> Result<u64> {
+pub fn take_snapshot(node: &Arc<Node>) -> Result<u64> {
     let _one_at_a_time = node.snapshots.taking.lock();
     let staging = node.snapshots.store.stage("snapshot")?;
     let index = node.state_machine.snapshot_save(&staging.data_dir())?;
@@ -127,7 +132,7 @@ pub fn take_snapshot(node: &Node) -> Result<u64> {
         core.compact(to)
     });
     if let Some((start, term)) = compacted {
-        node.send_log_event(LogEvent::Compact(start, term));
+        node.send_log_event(LogEvent::Compact(node.clone(), start, term));
     }
     tracing::info!(node = %node.id, index, term = handle.term(), compacted_to = ?compacted.map(|c| c.0),
         "snapshot taken");

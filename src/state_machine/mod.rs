@@ -121,6 +121,19 @@ impl KvStateMachine {
         self.store.db.get()
     }
 
+    /// Deletes the group's whole state (the group was dropped from its host).
+    pub fn delete_all(&self) -> Result<()> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        for (start, end) in self.keys.ranges() {
+            batch.delete_range(start, end);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
     /// Highest log index whose effect is stored here.
     pub fn applied_index(&self) -> Result<u64> {
         applied_index(&*self.db()?, &self.keys)

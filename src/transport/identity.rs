@@ -18,11 +18,19 @@ use std::net::SocketAddr;
 
 /// This node's side of every handshake. Thread-safe; updated by the node
 /// whenever its configuration changes.
+///
+/// A host of many groups ([`Identity::for_host`]) checks only what is the
+/// host's: the cluster id and the protocol. Which group a peer may speak
+/// for is the group's to judge, message by message (a non-member's answers
+/// are refused by the core); its members, the union of every group's, serve
+/// the TLS rule for certificates that name only an IP.
 #[derive(Debug)]
 pub struct Identity {
     cluster_id: String,
     /// `config_id` of the bootstrap member list; 0 for a joining node.
-    bootstrap_id: u64,
+    bootstrap_id: std::sync::atomic::AtomicU64,
+    /// A host of many groups: no check of configurations at the handshake.
+    many_groups: bool,
     state: RwLock<State>,
 }
 
@@ -30,15 +38,36 @@ pub struct Identity {
 struct State {
     uid: String,
     members: HashSet<String>,
+    /// A host of many groups: each group's members.
+    groups: std::collections::HashMap<u64, HashSet<String>>,
 }
 
 impl Identity {
     pub fn new(cluster_id: &str, bootstrap_id: u64) -> Self {
         Identity {
             cluster_id: cluster_id.to_string(),
-            bootstrap_id,
+            bootstrap_id: bootstrap_id.into(),
+            many_groups: false,
             state: RwLock::new(State::default()),
         }
+    }
+
+    /// The identity of a host of many groups.
+    pub fn for_host(cluster_id: &str) -> Self {
+        Identity {
+            many_groups: true,
+            ..Identity::new(cluster_id, 0)
+        }
+    }
+
+    /// The bootstrap member list's `config_id`, once the node's one group
+    /// has read it from its log (a private host's identity is its group's).
+    pub fn set_bootstrap_id(&self, id: u64) {
+        self.bootstrap_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn bootstrap_id(&self) -> u64 {
+        self.bootstrap_id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Follows the configuration in force: its identity and members.
@@ -48,6 +77,22 @@ impl Identity {
             s.uid = uid.to_string();
         }
         s.members = members.into_iter().collect();
+    }
+
+    /// A host of many groups: follows `group`'s configuration in force
+    /// (`None`: the group closed).
+    pub fn update_group(&self, group: u64, members: Option<impl IntoIterator<Item = String>>) {
+        let mut s = self.state.write();
+        match members {
+            Some(m) => {
+                s.groups.insert(group, m.into_iter().collect());
+            }
+            None => {
+                s.groups.remove(&group);
+            }
+        }
+        let all: HashSet<String> = s.groups.values().flatten().cloned().collect();
+        s.members = all;
     }
 
     pub fn uid(&self) -> String {
@@ -67,7 +112,7 @@ impl Identity {
             cluster_id: self.cluster_id.clone(),
             from: from.to_string(),
             protocol_version: PROTOCOL_VERSION,
-            config_id: self.bootstrap_id,
+            config_id: self.bootstrap_id(),
             cluster_uid: self.uid(),
             max_protocol_version: MAX_PROTOCOL_VERSION,
         }
@@ -87,6 +132,10 @@ impl Identity {
                 hs.cluster_id, self.cluster_id
             ));
         }
+        if self.many_groups {
+            return None;
+        }
+        let bootstrap_id = self.bootstrap_id();
         let s = self.state.read();
         match (s.uid.is_empty(), hs.cluster_uid.is_empty()) {
             (false, false) if s.uid != hs.cluster_uid => Some(format!(
@@ -99,18 +148,18 @@ impl Identity {
                 "{} is not a member of this cluster (add it with add_server first)",
                 hs.from
             )),
-            (true, true) if hs.config_id == 0 || self.bootstrap_id == 0 => Some(format!(
+            (true, true) if hs.config_id == 0 || bootstrap_id == 0 => Some(format!(
                 "neither {} nor this node has a configuration yet, and one of them is joining",
                 hs.from
             )),
-            (true, true) if hs.config_id != self.bootstrap_id => {
+            (true, true) if hs.config_id != bootstrap_id => {
                 let mut ours: Vec<&str> = s.members.iter().map(String::as_str).collect();
                 ours.sort_unstable();
                 Some(format!(
                     "member list differs: {} bootstraps configuration {:016x}, ours is {:016x}; ours has {} members: {}",
                     hs.from,
                     hs.config_id,
-                    self.bootstrap_id,
+                    bootstrap_id,
                     ours.len(),
                     ours.join(",")
                 ))

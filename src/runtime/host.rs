@@ -1,0 +1,359 @@
+//! A host: one listen address, one data directory, one LOG, one log store,
+//! one key-value store and one set of threads, shared by every Raft group
+//! opened on it ([`Host::open_group`]). A node opened on its own
+//! (`Floyd::open`) is a private host with one group, 0, whose data keeps
+//! the layout of before groups.
+//!
+//! The threads (`threads.rs`) do not grow with the groups: the primary
+//! thread ticks them all and proposes their commands, the log writer
+//! persists every group's Readies in one batch with one fsync, a few apply
+//! workers take groups one at a time, one snapshot thread takes the
+//! built-in store's snapshots; a peer worker per remote *host* carries every
+//! group's frames, and the server a thread per connection from one.
+//!
+//! Failure domains: an I/O error on the shared log fails the host (every
+//! group answers `Failed`); a full disk refuses writes host-wide until there
+//! is room; a user state machine that fails fails its group only.
+
+use super::apply::ApplyQueue;
+use super::faults::Faults;
+use super::inbound::HostInbound;
+use super::links::Links;
+use super::log_throttle::LogThrottle;
+use super::node::{LogEvent, Node, PrimaryEvent, REFUSALS_LOGGED, REFUSAL_WINDOW};
+use super::threads::Threads;
+use crate::error::{Error, Result};
+use crate::logging::{NodeLog, Rotation};
+use crate::options::{GroupOptions, HostOptions};
+use crate::state_machine::{KvStore, StateMachine};
+use crate::storage::{GroupId, LogStore};
+use crate::transport::{Identity, Server, ServerConfig, TlsConfig};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a host's groups and threads share.
+pub struct HostShared {
+    pub opts: HostOptions,
+    /// The host's address, `ip:port`: what its groups call their member here.
+    pub id: String,
+    pub local_ip: IpAddr,
+    /// A node opened on its own: one group, 0, with stores and an identity of its own.
+    pub private: bool,
+    pub log: Arc<NodeLog>,
+    pub tls: Option<Arc<TlsConfig>>,
+    /// Who the links and the server admit.
+    pub identity: Arc<Identity>,
+    pub log_store: LogStore,
+    /// Every group's built-in key-value state (a shared host only: a private
+    /// host's one group keeps a store of its own, with checkpoints).
+    pub kv: Option<Arc<KvStore>>,
+    pub links: Links,
+    pub groups: RwLock<BTreeMap<GroupId, Arc<Node>>>,
+    pub primary_tx: Sender<PrimaryEvent>,
+    pub log_tx: Sender<LogEvent>,
+    pub apply: ApplyQueue,
+    /// Wakes the snapshot thread.
+    pub snapshot_tx: Sender<()>,
+    pub faults: Faults,
+    pub stopping: AtomicBool,
+    failure: Mutex<Option<Error>>,
+    /// The log writer found the disk full and is waiting for space.
+    pub disk_full: AtomicBool,
+    /// Frames dropped for naming a group this host does not have.
+    pub unknown_group_frames: AtomicU64,
+    /// Refused messages are logged in bursts, then counted.
+    pub refusals_logged: LogThrottle,
+}
+
+/// The receiving ends of the host's queues, for its threads.
+pub(super) struct HostQueues {
+    pub primary: Receiver<PrimaryEvent>,
+    pub log: Receiver<LogEvent>,
+    pub snapshot: Receiver<()>,
+}
+
+impl HostShared {
+    pub fn failure(&self) -> Option<Error> {
+        self.failure.lock().clone()
+    }
+
+    /// Records a fatal error of the host (its log cannot be written): every
+    /// group fails with it.
+    pub fn fail(&self, err: Error) {
+        {
+            let mut failure = self.failure.lock();
+            if failure.is_some() {
+                return;
+            }
+            *failure = Some(Error::Failed(err.to_string()));
+        }
+        tracing::error!(host = %self.id, error = %err, "host failed; none of its groups takes part any more");
+        for node in self.nodes() {
+            node.fail(err.clone());
+        }
+    }
+
+    /// The groups open now.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.groups.read().values().cloned().collect()
+    }
+
+    pub fn node(&self, group: GroupId) -> Option<Arc<Node>> {
+        self.groups.read().get(&group).cloned()
+    }
+
+    pub(super) fn set_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::Release);
+    }
+
+    /// A frame for a group this host does not have: dropped (never does it
+    /// create a group), counted, and logged like a refused message.
+    pub(super) fn unknown_group(&self, from: &str, group: GroupId) {
+        self.unknown_group_frames.fetch_add(1, Ordering::Relaxed);
+        if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
+            tracing::warn!(host = %self.id, peer = %from, group, left_out,
+                "dropped a frame for a group this host does not have");
+        }
+    }
+}
+
+/// A host of Raft groups (see the module docs). `close` stops every group
+/// still open on it and joins every thread; so does dropping it.
+pub struct Host {
+    shared: Arc<HostShared>,
+    server: Mutex<Option<Server>>,
+    threads: Mutex<Threads>,
+    closed: AtomicBool,
+}
+
+impl Host {
+    /// Opens a host for many groups: its directory, log store, key-value
+    /// store, listener and threads. No group runs until `open_group`.
+    pub fn open(opts: HostOptions) -> Result<Host> {
+        Host::start(opts, false, &[])
+    }
+
+    /// A private host for a node opened on its own; `members` (its group's)
+    /// serve the TLS checks at open.
+    pub(crate) fn open_private(opts: HostOptions, members: &[String]) -> Result<Host> {
+        Host::start(opts, true, members)
+    }
+
+    fn start(mut opts: HostOptions, private: bool, members: &[String]) -> Result<Host> {
+        opts.validate()?;
+        std::fs::create_dir_all(&opts.path)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.path.display())))?;
+        let rotation = Rotation {
+            max_bytes: opts.log_max_bytes,
+            keep_files: opts.log_keep_files,
+        };
+        let log = NodeLog::open(&opts.path, opts.log_level, opts.log_callback.clone(), rotation);
+        let dispatch = log.dispatch();
+        let started = tracing::dispatcher::with_default(&dispatch, || {
+            Host::start_logged(opts, private, members, log.clone())
+        });
+        if let Err(e) = &started {
+            tracing::dispatcher::with_default(
+                &dispatch,
+                || tracing::error!(error = %e, "node failed to start"),
+            );
+        }
+        started
+    }
+
+    fn start_logged(opts: HostOptions, private: bool, members: &[String], log: Arc<NodeLog>) -> Result<Host> {
+        let local_ip: IpAddr = opts
+            .local_ip
+            .parse()
+            .map_err(|_| Error::InvalidArgument("bad local_ip".into()))?;
+        let addr = SocketAddr::new(local_ip, opts.local_port);
+        // Before any store opens: unusable certificates are the caller's to fix.
+        let tls = match &opts.tls {
+            Some(files) => Some(Arc::new(
+                TlsConfig::load(files, addr, members).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let log_store = LogStore::open(&opts.path.join("log"))?;
+        let kv = match private {
+            true => None,
+            false => Some(KvStore::open(&opts.path.join("db"))?),
+        };
+        let identity = Arc::new(match private {
+            true => Identity::new(&opts.cluster_id, 0),
+            false => Identity::for_host(&opts.cluster_id),
+        });
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.local_id())))?;
+        let (primary_tx, primary) = crossbeam_channel::unbounded();
+        let (log_tx, log_rx) = crossbeam_channel::unbounded();
+        let (snapshot_tx, snapshot) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(HostShared {
+            id: opts.local_id(),
+            local_ip,
+            private,
+            log,
+            tls,
+            identity,
+            log_store,
+            kv,
+            links: Links::default(),
+            groups: RwLock::new(BTreeMap::new()),
+            primary_tx,
+            log_tx,
+            apply: ApplyQueue::default(),
+            snapshot_tx,
+            faults: Faults::default(),
+            stopping: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            disk_full: AtomicBool::new(false),
+            unknown_group_frames: AtomicU64::new(0),
+            refusals_logged: LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),
+            opts,
+        });
+        // From here on an error drops `host`, and its close stops whatever
+        // was started and closes the stores: one cleanup path for every failure.
+        let host = Host {
+            shared: shared.clone(),
+            server: Mutex::new(None),
+            threads: Mutex::new(Threads::default()),
+            closed: AtomicBool::new(false),
+        };
+        let handler = Arc::new(HostInbound(Arc::downgrade(&shared)));
+        shared.links.set_handler(handler.clone());
+        let queues = HostQueues {
+            primary,
+            log: log_rx,
+            snapshot,
+        };
+        host.threads.lock().start(&shared, queues)?;
+        let server_cfg = ServerConfig {
+            name: shared.opts.local_port.to_string(),
+            identity: shared.identity.clone(),
+            max_frame_bytes: crate::transport::MAX_FRAME_BYTES,
+            idle_timeout: Duration::from_secs(3),
+            tls: shared.tls.clone(),
+        };
+        *host.server.lock() = Some(Server::start(listener, server_cfg, handler)?);
+        Ok(host)
+    }
+
+    /// Opens (creates or restarts) group `group` on this host, running the
+    /// built-in key-value store, and returns its handle: every call of
+    /// [`Floyd`](crate::Floyd) works on it. Its members are host addresses;
+    /// this host's is its member. A group already open here is refused.
+    pub fn open_group(&self, group: GroupId, opts: GroupOptions) -> Result<crate::Floyd> {
+        self.open_group_with(group, opts, None)
+    }
+
+    /// [`Host::open_group`] with a user-defined state machine.
+    pub fn open_group_with_state_machine(
+        &self,
+        group: GroupId,
+        opts: GroupOptions,
+        machine: Box<dyn StateMachine>,
+    ) -> Result<crate::Floyd> {
+        self.open_group_with(group, opts, Some(machine))
+    }
+
+    fn open_group_with(
+        &self,
+        group: GroupId,
+        opts: GroupOptions,
+        machine: Option<Box<dyn StateMachine>>,
+    ) -> Result<crate::Floyd> {
+        let node = self.start_group(group, opts, machine)?;
+        Ok(crate::Floyd::for_group(node, None))
+    }
+
+    /// Opens a group and returns its node (a private host's one group too).
+    pub(crate) fn start_group(
+        &self,
+        group: GroupId,
+        opts: GroupOptions,
+        machine: Option<Box<dyn StateMachine>>,
+    ) -> Result<Arc<Node>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Stopped("the host is closed".into()));
+        }
+        if self.shared.private && group != 0 {
+            return Err(Error::InvalidArgument(
+                "a node opened on its own runs group 0 only".into(),
+            ));
+        }
+        let dispatch = self.shared.log.dispatch();
+        let started = tracing::dispatcher::with_default(&dispatch, || {
+            super::group::open(&self.shared, group, opts, machine)
+        });
+        if let Err(e) = &started {
+            tracing::dispatcher::with_default(
+                &dispatch,
+                || tracing::error!(group, error = %e, "group failed to start"),
+            );
+        }
+        started
+    }
+
+    /// The ids of the groups open on this host, sorted.
+    pub fn list_groups(&self) -> Vec<GroupId> {
+        self.shared.groups.read().keys().copied().collect()
+    }
+
+    /// Deletes group `group`'s data on this host (its log, metadata,
+    /// state and snapshots); refused while it is open here.
+    pub fn drop_group(&self, group: GroupId) -> Result<()> {
+        if self.shared.groups.read().contains_key(&group) {
+            return Err(Error::InvalidArgument(format!(
+                "group {group} is open on this host: close it first"
+            )));
+        }
+        super::group::drop_data(&self.shared, group)
+    }
+
+    /// The host's threads, open groups and, per group, its role, term,
+    /// leader, commit and applied index, as JSON.
+    pub fn status_json(&self) -> String {
+        super::group::host_status_json(&self.shared, &self.threads.lock().names())
+    }
+
+    /// Stops every group still open on this host, then every thread, and
+    /// closes the stores. Idempotent. The groups' handles then answer
+    /// `Stopped`.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let dispatch = self.shared.log.dispatch();
+        tracing::dispatcher::with_default(&dispatch, || self.close_logged());
+    }
+
+    fn close_logged(&self) {
+        for node in self.shared.nodes() {
+            super::group::close(&node);
+        }
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(server) = self.server.lock().take() {
+            server.stop();
+        }
+        self.threads.lock().join(&self.shared);
+        for link in self.shared.links.take_all() {
+            link.stop();
+        }
+        self.shared.log_store.close();
+        if let Some(kv) = &self.shared.kv {
+            kv.close();
+        }
+        tracing::info!(host = %self.shared.id, "host closed");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

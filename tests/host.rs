@@ -1,0 +1,203 @@
+//! Many Raft groups per process (issue 21): hosts that share their threads,
+//! connections, log store and key-value store among their groups.
+
+mod common;
+
+use common::{free_ports, wait_until, DEADLINE};
+use floyd::{Error, Floyd, GroupOptions, Host, HostOptions};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Three hosts in this process, each with its own port and directory.
+struct Hosts {
+    dir: tempfile::TempDir,
+    ports: Vec<u16>,
+    hosts: Vec<Option<Host>>,
+    /// Per host, the groups open on it.
+    groups: Vec<BTreeMap<u64, Floyd>>,
+}
+
+impl Hosts {
+    fn start(n: usize) -> Hosts {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(n);
+        let mut h = Hosts {
+            dir,
+            ports,
+            hosts: (0..n).map(|_| None).collect(),
+            groups: (0..n).map(|_| BTreeMap::new()).collect(),
+        };
+        for i in 0..n {
+            h.open_host(i);
+        }
+        h
+    }
+
+    fn open_host(&mut self, i: usize) {
+        let mut o = HostOptions::new("127.0.0.1", self.ports[i], self.dir.path().join(format!("h{i}")));
+        o.workers = 2;
+        self.hosts[i] = Some(Host::open(o).unwrap());
+    }
+
+    fn members(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn group_options(&self) -> GroupOptions {
+        let mut g = GroupOptions::new(&self.members());
+        g.heartbeat_us = 30_000;
+        g.check_leader_us = 300_000;
+        g
+    }
+
+    fn open_group(&mut self, i: usize, group: u64) {
+        let f = self.hosts[i]
+            .as_ref()
+            .unwrap()
+            .open_group(group, self.group_options())
+            .unwrap_or_else(|e| panic!("host {i} group {group}: {e}"));
+        self.groups[i].insert(group, f);
+    }
+
+    fn node(&self, i: usize, group: u64) -> &Floyd {
+        &self.groups[i][&group]
+    }
+
+    fn wait_for_leader(&self, group: u64) {
+        wait_until(&format!("a leader of group {group}"), || {
+            (0..self.hosts.len()).any(|i| self.groups[i].get(&group).is_some_and(Floyd::is_leader))
+        });
+    }
+
+    /// Writes through host `i`, retrying while no leader is known yet.
+    fn write(&self, i: usize, group: u64, key: &[u8], value: &[u8]) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self.node(i, group).write(key, value) {
+                Ok(()) => return,
+                Err(Error::NoLeader(_)) | Err(Error::Timeout(_)) if Instant::now() < deadline => {}
+                Err(e) => panic!("write to group {group} through host {i}: {e}"),
+            }
+        }
+    }
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+#[test]
+fn fifty_groups_on_three_hosts_elect_write_read_and_keep_apart_on_a_fixed_set_of_threads() {
+    let mut h = Hosts::start(3);
+    for g in 1..=2 {
+        for i in 0..3 {
+            h.open_group(i, g);
+        }
+    }
+    h.wait_for_leader(1);
+    h.write(0, 1, b"k", b"warm");
+    let before = threads();
+    for g in 3..=50 {
+        for i in 0..3 {
+            h.open_group(i, g);
+        }
+    }
+    for g in 1..=50 {
+        h.wait_for_leader(g);
+    }
+    // The hosts' threads do not grow with their groups (other tests of this
+    // process may start threads meanwhile: a margin, far below 3 per group).
+    assert!(
+        threads() <= before + 20,
+        "{before} threads before, {} after",
+        threads()
+    );
+    for g in 1..=50 {
+        let value = format!("v{g}");
+        h.write((g % 3) as usize, g, b"k", value.as_bytes());
+    }
+    for g in 1..=50 {
+        let want = format!("v{g}");
+        for i in 0..3 {
+            assert_eq!(
+                h.node(i, g).read(b"k").unwrap(),
+                want.as_bytes(),
+                "group {g} host {i}"
+            );
+        }
+    }
+    let json = h.hosts[0].as_ref().unwrap().status_json();
+    assert!(json.contains("\"group\":50"), "{json}");
+    assert_eq!(
+        h.hosts[1].as_ref().unwrap().list_groups(),
+        (1..=50).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_group_closes_reopens_and_is_dropped_while_the_others_serve() {
+    let mut h = Hosts::start(3);
+    for g in [7, 8] {
+        for i in 0..3 {
+            h.open_group(i, g);
+        }
+    }
+    h.wait_for_leader(7);
+    h.wait_for_leader(8);
+    h.write(0, 7, b"a", b"1");
+    h.write(0, 8, b"a", b"2");
+    // Group 7 closes on host 2 and comes back with its data.
+    h.groups[2].remove(&7).unwrap().close();
+    h.write(1, 8, b"b", b"while 7 is closed on host 2");
+    let host = h.hosts[2].as_ref().unwrap();
+    assert!(
+        matches!(host.drop_group(8), Err(Error::InvalidArgument(_))),
+        "an open group is not dropped"
+    );
+    h.open_group(2, 7);
+    wait_until("group 7 caught up on host 2", || {
+        h.node(2, 7).dirty_read(b"a").is_ok_and(|v| v == b"1")
+    });
+    // Opening a group twice is refused.
+    let again = h.hosts[2].as_ref().unwrap().open_group(7, h.group_options());
+    assert!(matches!(again, Err(Error::InvalidArgument(_))));
+    // Group 8 closes on host 2 and its data there is dropped.
+    h.groups[2].remove(&8).unwrap().close();
+    h.hosts[2].as_ref().unwrap().drop_group(8).unwrap();
+    assert_eq!(h.hosts[2].as_ref().unwrap().list_groups(), vec![7]);
+    h.write(0, 8, b"c", b"two of three serve");
+    assert_eq!(h.node(0, 8).read(b"c").unwrap(), b"two of three serve");
+    // Host 2 restarts: group 7 reopens from its data.
+    h.groups[2].clear();
+    h.hosts[2].take().unwrap().close();
+    h.open_host(2);
+    h.open_group(2, 7);
+    wait_until("group 7 reopened on host 2", || {
+        h.node(2, 7).dirty_read(b"a").is_ok_and(|v| v == b"1")
+    });
+    assert_eq!(h.node(2, 7).read(b"a").unwrap(), b"1");
+}
+
+#[test]
+fn closing_a_host_stops_its_groups_and_their_handles_answer_stopped() {
+    let mut h = Hosts::start(3);
+    for i in 0..3 {
+        h.open_group(i, 1);
+    }
+    h.wait_for_leader(1);
+    h.write(0, 1, b"k", b"v");
+    h.hosts[0].take().unwrap().close();
+    let handle = h.groups[0].get(&1).unwrap();
+    assert!(
+        matches!(handle.write(b"k", b"x"), Err(Error::Stopped(_))),
+        "{:?}",
+        handle.write(b"k", b"x")
+    );
+    // The two others go on.
+    h.write(1, 1, b"k", b"after");
+    assert_eq!(h.node(2, 1).read(b"k").unwrap(), b"after");
+}
