@@ -38,6 +38,8 @@ struct Recorder {
     events: Mutex<Vec<Event>>,
     received: Mutex<Vec<ReceivedSnapshot>>,
     sent: Mutex<Vec<(u64, bool)>>,
+    /// The group of every chunk, in arrival order.
+    chunk_groups: Mutex<Vec<u64>>,
 }
 
 impl Recorder {
@@ -47,6 +49,7 @@ impl Recorder {
             events: Mutex::default(),
             received: Mutex::default(),
             sent: Mutex::default(),
+            chunk_groups: Mutex::default(),
         })
     }
 
@@ -83,7 +86,8 @@ impl Handler for Recorder {
     fn on_thread_panic(&self, thread: &str, message: &str) {
         panic!("{thread} panicked: {message}");
     }
-    fn on_snapshot_chunk(&self, from: &str, _: u64, chunk: SnapshotChunk) {
+    fn on_snapshot_chunk(&self, from: &str, group: u64, chunk: SnapshotChunk) {
+        self.chunk_groups.lock().push(group);
         self.events.lock().push(Event::Chunk {
             index: chunk.snapshot_index,
             seq: chunk.seq,
@@ -451,4 +455,31 @@ fn bad_chunks_are_refused_without_closing_the_connection_and_leave_nothing() {
     assert!(store.latest().is_none());
     assert!(!fdir.path().join("escaped").exists());
     assert_only_snapshots(fdir.path(), &[]);
+}
+
+/// Issue 21: one link carries the snapshot streams of several groups at
+/// once, a chunk of each in turn: a second group's offer no longer replaces
+/// the first's. Every stream completes and is reported.
+#[test]
+fn streams_of_two_groups_share_a_link_and_both_complete() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader_store = SnapshotStore::open(ldir.path()).unwrap();
+    let chunk = 16 << 10;
+    let a = snapshot(&leader_store, 100, 6 * chunk);
+    let (_server, port, follower, _store) = follower(fdir.path());
+    let (link, leader) = leader_link(port, chunk, 0);
+    assert!(link.send_snapshot(SnapshotOffer {
+        group: 3,
+        ..offer(&a)
+    }));
+    assert!(link.send_snapshot(SnapshotOffer {
+        group: 4,
+        ..offer(&a)
+    }));
+    wait_until("both streams reported", || leader.sent().len() == 2);
+    assert_eq!(leader.sent(), [(100, true), (100, true)]);
+    let groups = follower.chunk_groups.lock().clone();
+    let first_four = groups.iter().position(|g| *g == 4).unwrap();
+    let last_three = groups.iter().rposition(|g| *g == 3).unwrap();
+    assert!(first_four < last_three, "the streams take turns: {groups:?}");
 }

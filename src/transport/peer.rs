@@ -296,11 +296,18 @@ struct PeerWorker {
     refusals: RefusalLog,
     /// Set by `cut_for`: no connection before then.
     cut_until: Option<Instant>,
-    stream: Option<OutgoingStream>,
+    /// The snapshot streams in progress, one per group, served in turn.
+    streams: std::collections::BTreeMap<GroupId, OutgoingStream>,
+    /// The last group a chunk went out for (the next goes to the one after).
+    last_stream: GroupId,
+    /// One pace for every stream of the link: a host's snapshots together
+    /// never take more than `snapshot_bytes_per_sec` of it.
+    pacer: super::snapshot_send::Pacer,
 }
 
 impl PeerWorker {
     fn new(cfg: PeerConfig, handler: Arc<dyn Handler>, connected: Arc<AtomicBool>) -> Self {
+        let cfg_rate = cfg.snapshot_bytes_per_sec;
         PeerWorker {
             cfg,
             handler,
@@ -310,7 +317,9 @@ impl PeerWorker {
             retry_at: Instant::now(),
             refusals: RefusalLog::default(),
             cut_until: None,
-            stream: None,
+            streams: Default::default(),
+            last_stream: 0,
+            pacer: super::snapshot_send::Pacer::new(cfg_rate, Instant::now()),
         }
     }
 
@@ -352,7 +361,7 @@ impl PeerWorker {
             self.offer(offer);
         }
         let redial = self.check_connection();
-        let pending = !q.raft.is_empty() || !q.client.is_empty() || self.stream.is_some();
+        let pending = !q.raft.is_empty() || !q.client.is_empty() || !self.streams.is_empty();
         let now = Instant::now();
         self.cut_until = self.cut_until.filter(|t| now < *t);
         let may_dial = self.cut_until.is_none();
@@ -398,11 +407,11 @@ impl PeerWorker {
     /// connection, the next dial if a stream waits for one.
     fn next_timer(&self) -> Option<Instant> {
         let Some(c) = self.conn.as_ref() else {
-            return self.stream.as_ref().map(|_| self.retry_at);
+            return (!self.streams.is_empty()).then_some(self.retry_at);
         };
         let mut at = c.last_ping + self.cfg.keepalive;
-        if let Some(s) = &self.stream {
-            at = at.min(s.pacer.next_at());
+        if !self.streams.is_empty() {
+            at = at.min(self.pacer.next_at());
         }
         if let Some(t) = c.unanswered_since {
             at = at.min(t + self.cfg.liveness_timeout);
@@ -512,25 +521,21 @@ impl PeerWorker {
         }
     }
 
-    /// Starts streaming `offer`, unless it is the stream in progress.
+    /// Starts streaming `offer`, unless it is its group's stream in progress.
     fn offer(&mut self, offer: SnapshotOffer) {
         if self
-            .stream
-            .as_ref()
+            .streams
+            .get(&offer.group)
             .is_some_and(|s| s.offer().key() == offer.key())
         {
             return;
         }
-        self.abandon_stream("replaced by another offer");
+        self.abandon_group_stream(offer.group, "replaced by another offer");
         let (group, index) = (offer.group, offer.snapshot.index());
-        match OutgoingStream::new(
-            offer,
-            self.cfg.snapshot_chunk_bytes,
-            self.cfg.snapshot_bytes_per_sec,
-        ) {
+        match OutgoingStream::new(offer, self.cfg.snapshot_chunk_bytes) {
             Ok(s) => {
-                tracing::info!(peer = %self.cfg.peer, snapshot = index, "sending a snapshot");
-                self.stream = Some(s);
+                tracing::info!(peer = %self.cfg.peer, group, snapshot = index, "sending a snapshot");
+                self.streams.insert(group, s);
             }
             Err(e) => {
                 tracing::warn!(peer = %self.cfg.peer, snapshot = index, error = %e, "cannot send a snapshot");
@@ -539,46 +544,59 @@ impl PeerWorker {
         }
     }
 
+    /// Abandons every stream (the connection or the link is gone).
     fn abandon_stream(&mut self, why: &str) {
-        if let Some(s) = self.stream.take() {
-            tracing::info!(peer = %self.cfg.peer, snapshot = s.index(), reason = %why, "snapshot stream abandoned");
-            self.handler
-                .on_snapshot_sent(&self.cfg.peer, s.offer().group, s.index(), false);
+        let groups: Vec<GroupId> = self.streams.keys().copied().collect();
+        for group in groups {
+            self.abandon_group_stream(group, why);
         }
     }
 
-    /// Writes the stream's next chunk if it is due.
+    fn abandon_group_stream(&mut self, group: GroupId, why: &str) {
+        if let Some(s) = self.streams.remove(&group) {
+            tracing::info!(peer = %self.cfg.peer, group, snapshot = s.index(), reason = %why, "snapshot stream abandoned");
+            self.handler
+                .on_snapshot_sent(&self.cfg.peer, group, s.index(), false);
+        }
+    }
+
+    /// Writes the next chunk, of the next group's stream in turn, if it is due.
     fn write_chunk(&mut self) {
-        let (Some(conn), Some(s)) = (self.conn.as_mut(), self.stream.as_mut()) else {
-            return;
-        };
-        if Instant::now() < s.pacer.next_at() {
+        if self.conn.is_none() || self.streams.is_empty() || Instant::now() < self.pacer.next_at() {
             return;
         }
+        let group = self
+            .streams
+            .range(self.last_stream.saturating_add(1)..)
+            .next()
+            .or_else(|| self.streams.iter().next())
+            .map(|(g, _)| *g)
+            .expect("not empty");
+        self.last_stream = group;
+        let s = self.streams.get_mut(&group).expect("present");
         let chunk = match s.next_chunk() {
             Ok(Some(chunk)) => chunk,
             // Unreachable: a stream is taken away once its final chunk is written.
-            Ok(None) => return self.abandon_stream("ended"),
+            Ok(None) => return self.abandon_group_stream(group, "ended"),
             Err(e) => {
-                tracing::warn!(peer = %self.cfg.peer, snapshot = s.index(), error = %e, "snapshot stream failed");
-                return self.abandon_stream("unreadable");
+                tracing::warn!(peer = %self.cfg.peer, group, snapshot = s.index(), error = %e, "snapshot stream failed");
+                return self.abandon_group_stream(group, "unreadable");
             }
         };
-        let done = chunk.done;
+        let (done, index) = (chunk.done, s.index());
         let mut buf = Vec::new();
-        let group = s.offer().group;
         if let Err(e) = encode_frame(group, &Body::SnapshotChunk(Box::new(chunk)), &mut buf) {
-            tracing::error!(peer = %self.cfg.peer, snapshot = s.index(), error = %e, "snapshot chunk does not fit a frame");
-            return self.abandon_stream("chunk too large");
+            tracing::error!(peer = %self.cfg.peer, group, snapshot = index, error = %e, "snapshot chunk does not fit a frame");
+            return self.abandon_group_stream(group, "chunk too large");
         }
+        let conn = self.conn.as_mut().expect("checked");
         if let Err((_, e)) = write_all_vectored(&mut conn.stream, std::slice::from_ref(&buf)) {
             return self.break_connection(&format!("write failed: {e}"));
         }
-        s.pacer.sent(buf.len(), Instant::now());
+        self.pacer.sent(buf.len(), Instant::now());
         if done {
-            let index = s.index();
-            self.stream = None;
-            tracing::info!(peer = %self.cfg.peer, snapshot = index, "snapshot sent");
+            self.streams.remove(&group);
+            tracing::info!(peer = %self.cfg.peer, group, snapshot = index, "snapshot sent");
             self.handler.on_snapshot_sent(&self.cfg.peer, group, index, true);
         }
     }

@@ -69,12 +69,11 @@ pub(super) struct OutgoingStream {
     seq: u64,
     chunk_bytes: usize,
     finished: bool,
-    pub pacer: Pacer,
 }
 
 impl OutgoingStream {
     /// Lists the snapshot's files; nothing is opened yet.
-    pub fn new(offer: SnapshotOffer, chunk_bytes: usize, bytes_per_sec: u64) -> Result<Self, SendError> {
+    pub fn new(offer: SnapshotOffer, chunk_bytes: usize) -> Result<Self, SendError> {
         let names = offer.snapshot.files().map_err(SendError::List)?;
         Ok(OutgoingStream {
             offer,
@@ -85,7 +84,6 @@ impl OutgoingStream {
             seq: 0,
             chunk_bytes: chunk_bytes.max(1),
             finished: false,
-            pacer: Pacer::new(bytes_per_sec, Instant::now()),
         })
     }
 
@@ -279,7 +277,7 @@ mod tests {
             &store,
             &[("a", big.clone()), ("b/c", exact.clone()), ("e", Vec::new())],
         );
-        let mut s = OutgoingStream::new(o, 1000, 0).unwrap();
+        let mut s = OutgoingStream::new(o, 1000).unwrap();
         let chunks = all_chunks(&mut s);
         // 10 chunks of `a`, 2 of `b/c` (no empty one for its exact end), 1 empty for `e`, the final one.
         assert_eq!(chunks.len(), 14);
@@ -325,7 +323,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SnapshotStore::open(dir.path()).unwrap();
         let o = offer(&store, &[("a", vec![1; 10]), ("b", vec![2; 10])]);
-        let mut s = OutgoingStream::new(o.clone(), 1000, 0).unwrap();
+        let mut s = OutgoingStream::new(o.clone(), 1000).unwrap();
         assert_eq!(s.next_chunk().unwrap().unwrap().file, "a");
         std::fs::remove_file(o.snapshot.data_dir().join("b")).unwrap();
         assert!(matches!(s.next_chunk(), Err(SendError::Read { file, .. }) if file == "b"));
