@@ -94,6 +94,10 @@ c-test: lib | $(OUT)
 	$(OUT)/test_state_machine
 	$(CC) $(CFLAGS) $(ASAN) tests/c/test_state_machine.c $(SHARED) -o $(OUT)/test_state_machine_asan
 	$(OUT)/test_state_machine_asan
+	$(CC) $(CFLAGS) tests/c/test_host.c $(SHARED) -o $(OUT)/test_host
+	$(OUT)/test_host
+	$(CC) $(CFLAGS) $(ASAN) tests/c/test_host.c $(SHARED) -o $(OUT)/test_host_asan
+	$(OUT)/test_host_asan
 
 cpp-test: lib | $(OUT)
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/standalone.cpp $(SHARED) -o $(OUT)/cpp_standalone

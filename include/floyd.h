@@ -142,6 +142,19 @@
 #define FLOYD_LOG_NONE 6
 
 /**
+ * Options for `floyd_host_open` (opaque). Not thread-safe: fill it on one thread.
+ * Created by `floyd_host_options_new`, freed by `floyd_host_options_free`.
+ */
+typedef struct floyd_host_options_t floyd_host_options_t;
+
+/**
+ * A host of Raft groups (opaque): one address, one directory, one LOG and one set of threads
+ * for every group opened on it. Thread-safe, but `floyd_host_close` must not overlap other calls
+ * on it. Created by `floyd_host_open`, closed and freed by `floyd_host_close`.
+ */
+typedef struct floyd_host_t floyd_host_t;
+
+/**
  * Options for `floyd_open` (opaque). Not thread-safe: fill it on one thread.
  * Created by `floyd_options_new`, freed by `floyd_options_free`; the setters
  * store values, which `floyd_open` checks.
@@ -331,6 +344,159 @@ int floyd_read_async(floyd_t *f, const char *key, size_t key_len, floyd_read_don
  * Returns: the count.
  */
 size_t floyd_async_in_flight(floyd_t *f);
+
+/**
+ * New host options: the host listens on `local_ip:local_port` (its address, which its groups
+ * name as their member here) and keeps its data under `path`; everything else at its default.
+ *
+ * Thread-safety: any thread; the result is not thread-safe.
+ * Ownership: the strings are borrowed and copied; the caller owns the result and frees it with
+ * `floyd_host_options_free`.
+ * Returns: the new options; NULL only on an internal error. Unusable arguments are reported by
+ * `floyd_host_open` as FLOYD_INVALID_ARGUMENT.
+ */
+floyd_host_options_t *floyd_host_options_new(const char *local_ip, int local_port, const char *path);
+
+/**
+ * Frees host options.
+ *
+ * Thread-safety: no other call may use `opts` at the same time.
+ * Ownership: takes `opts`. NULL-safe.
+ * Returns: nothing.
+ */
+void floyd_host_options_free(floyd_host_options_t *opts);
+
+/**
+ * Apply workers of the host: each applies one group at a time, in order (default 0: one per
+ * core, at most 8).
+ *
+ * Thread-safety: no other call may use `opts` at the same time.
+ * Ownership: `opts` is borrowed.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_host_options_set_workers(floyd_host_options_t *opts, uint32_t n);
+
+/**
+ * Mutual TLS between hosts (see `floyd_options_set_tls`; a certificate names the host's
+ * address). All three NULL turns it off.
+ *
+ * Thread-safety: no other call may use `opts` at the same time.
+ * Ownership: `opts` and the paths are borrowed; the paths are copied.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`, or some paths NULL, empty or not
+ * UTF-8.
+ */
+int floyd_host_options_set_tls(floyd_host_options_t *opts, const char *ca, const char *cert, const char *key);
+
+/**
+ * The cluster id every handshake names (default "floyd"): hosts of two clusters never talk.
+ *
+ * Thread-safety: no other call may use `opts` at the same time.
+ * Ownership: `opts` and `id` are borrowed; `id` is copied.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts` or `id`, or one not UTF-8.
+ */
+int floyd_host_options_set_cluster_id(floyd_host_options_t *opts, const char *id);
+
+/**
+ * Also sends every line of the host's LOG (all its groups') to `cb` (see
+ * `floyd_options_set_log_callback`); NULL `cb` removes it.
+ *
+ * Thread-safety: no other call may use `opts` at the same time; `cb` is called from library
+ * threads, possibly several at once, with `user_data`.
+ * Ownership: `opts` is borrowed; `user_data` must stay valid while the host is open.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_host_options_set_log_callback(floyd_host_options_t *opts, floyd_log_callback_t cb, void *user_data);
+
+/**
+ * Opens a host: its directory, stores, port and threads; no group runs until
+ * `floyd_host_open_group`. On `FLOYD_OK`, `*out` is the new handle.
+ *
+ * Thread-safety: any thread; `opts` must not be modified during the call.
+ * Ownership: `opts` is borrowed and copied; on FLOYD_OK the caller owns `*out` and ends it with
+ * `floyd_host_close`; `errmsg` may be NULL, else on failure `*errmsg` gets a message to free
+ * with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `opts` or `out`, an unusable option);
+ * FLOYD_IO_ERROR (the directory, a database or the port cannot be opened); FLOYD_CORRUPTION;
+ * FLOYD_INTERNAL.
+ */
+int floyd_host_open(const floyd_host_options_t *opts, floyd_host_t **out, char **errmsg);
+
+/**
+ * Closes a host: stops every group still open on it, then every thread, and closes its stores;
+ * then frees it. The `floyd_t` handles of its groups then answer FLOYD_STOPPED and are still
+ * released with `floyd_close`.
+ *
+ * Thread-safety: must not overlap other calls on `h`; blocks until every thread has stopped.
+ * Ownership: takes `h`, invalid afterwards. NULL-safe.
+ * Returns: nothing.
+ */
+void floyd_host_close(floyd_host_t *h);
+
+/**
+ * Opens (creates or restarts) group `group_id` on the host, running the built-in key-value
+ * store; on `FLOYD_OK`, `*out` is its handle, which every `floyd_*` call works on.
+ * `opts` gives the group's members (host addresses), timers, snapshot, read and join options;
+ * its `local_ip`/`local_port` must name this host; its path is ignored (may be NULL).
+ * `floyd_close` on the handle stops the group here and keeps its data.
+ *
+ * Thread-safety: any thread; `opts` must not be modified during the call.
+ * Ownership: `h` and `opts` are borrowed; on FLOYD_OK the caller owns `*out` (ended with
+ * `floyd_close`); `errmsg` as for `floyd_open`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL arguments, an unusable option, an address that
+ * is not the host's, a group already open on this host); FLOYD_IO_ERROR; FLOYD_CORRUPTION;
+ * FLOYD_STOPPED (the host is closed); FLOYD_INTERNAL.
+ */
+int floyd_host_open_group(floyd_host_t *h,
+                          uint64_t group_id,
+                          const floyd_options_t *opts,
+                          floyd_t **out,
+                          char **errmsg);
+
+/**
+ * `floyd_host_open_group` with a user-defined state machine (see
+ * `floyd_open_with_state_machine`: the machine is owned by floyd from this call on, and
+ * `destroy` is called once, also on failure).
+ *
+ * Thread-safety, ownership and returns: as `floyd_host_open_group`; FLOYD_INVALID_ARGUMENT also
+ * for a NULL `sm` or a machine without `apply`.
+ */
+int floyd_host_open_group_with_state_machine(floyd_host_t *h,
+                                             uint64_t group_id,
+                                             const floyd_options_t *opts,
+                                             const floyd_state_machine_t *sm,
+                                             floyd_t **out,
+                                             char **errmsg);
+
+/**
+ * Deletes group `group_id`'s data on this host (its log, state and snapshots).
+ *
+ * Thread-safety: any thread.
+ * Ownership: `h` is borrowed; `errmsg` as for `floyd_open`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `h`, or the group is open on this host);
+ * FLOYD_IO_ERROR; FLOYD_STOPPED (the host is closed); FLOYD_INTERNAL.
+ */
+int floyd_host_drop_group(floyd_host_t *h, uint64_t group_id, char **errmsg);
+
+/**
+ * The ids of the groups open on this host, sorted: `*ids` is an array of `*count` of them
+ * (NULL when there are none).
+ *
+ * Thread-safety: any thread.
+ * Ownership: `h` is borrowed; the caller frees `*ids` with `floyd_free`; `errmsg` as for
+ * `floyd_open`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (a NULL argument); FLOYD_INTERNAL.
+ */
+int floyd_host_list_groups(floyd_host_t *h, uint64_t **ids, size_t *count, char **errmsg);
+
+/**
+ * The host's status as JSON (its address, threads, open groups and, per group, role, term,
+ * leader, commit and applied index), NUL-terminated.
+ *
+ * Thread-safety: any thread.
+ * Ownership: the caller frees `*json` with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (a NULL argument); FLOYD_INTERNAL.
+ */
+int floyd_host_get_status_json(floyd_host_t *h, char **json);
 
 /**
  * Opens a node and starts its threads; on `FLOYD_OK`, `*out` is the new handle.
@@ -591,7 +757,8 @@ void floyd_set_log_level(floyd_t *f, int level);
 
 /**
  * New options: `members` is `"ip:port,ip:port,..."`, `local_ip`/`local_port` this
- * node's address, `path` the data directory; everything else at its default.
+ * node's address, `path` the data directory (NULL for a group opened on a host, which
+ * ignores it: `floyd_open` then refuses the empty path); everything else at its default.
  *
  * Thread-safety: any thread; the result is not thread-safe (see `floyd_options_t`).
  * Ownership: the strings are borrowed and copied; the caller owns the result and frees it with

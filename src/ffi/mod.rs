@@ -13,11 +13,13 @@
 
 mod args;
 mod async_calls;
+mod host;
 mod node;
 mod options;
 mod state_machine;
 
 pub use async_calls::*;
+pub use host::*;
 pub use node::*;
 pub use options::*;
 pub use state_machine::*;

@@ -59,8 +59,13 @@ pub(super) unsafe fn open_node(
         None => Floyd::open(o.opts.clone())?,
         Some(m) => Floyd::open_with_state_machine(o.opts.clone(), m)?,
     };
-    *slot = Box::into_raw(Box::new(floyd_t { floyd }));
+    *slot = handle(floyd);
     Ok(())
+}
+
+/// A handle for C: the caller owns it and ends it with `floyd_close`.
+pub(super) fn handle(floyd: Floyd) -> *mut floyd_t {
+    Box::into_raw(Box::new(floyd_t { floyd }))
 }
 
 /// Closes a node: stops and joins all its threads, closes its databases, then frees it.

@@ -45,7 +45,8 @@ unsafe impl Send for CLogCallback {}
 unsafe impl Sync for CLogCallback {}
 
 /// New options: `members` is `"ip:port,ip:port,..."`, `local_ip`/`local_port` this
-/// node's address, `path` the data directory; everything else at its default.
+/// node's address, `path` the data directory (NULL for a group opened on a host, which
+/// ignores it: `floyd_open` then refuses the empty path); everything else at its default.
 ///
 /// Thread-safety: any thread; the result is not thread-safe (see `floyd_options_t`).
 /// Ownership: the strings are borrowed and copied; the caller owns the result and frees it with
@@ -64,7 +65,11 @@ pub unsafe extern "C" fn floyd_options_new(
         let args = (|| {
             let members = text(members, "members").map_err(|e| e.to_string())?;
             let ip = text(local_ip, "local_ip").map_err(|e| e.to_string())?;
-            let path = text(path, "path").map_err(|e| e.to_string())?;
+            // NULL for a group opened on a host, which ignores it.
+            let path = match path.is_null() {
+                true => "",
+                false => text(path, "path").map_err(|e| e.to_string())?,
+            };
             let port =
                 u16::try_from(local_port).map_err(|_| format!("local_port {local_port} is out of range"))?;
             Ok::<_, String>(Options::new(members, ip, port, path))
@@ -286,11 +291,16 @@ pub unsafe extern "C" fn floyd_options_set_log_callback(
     cb: floyd_log_callback_t,
     user_data: *mut c_void,
 ) -> c_int {
-    let callback = cb.map(|cb| {
+    let callback = log_callback(cb, user_data);
+    with_options(opts, |o| o.log_callback = callback)
+}
+
+/// A C log callback as floyd's (None: no callback).
+pub(super) fn log_callback(cb: floyd_log_callback_t, user_data: *mut c_void) -> Option<LogCallback> {
+    cb.map(|cb| {
         let c = CLogCallback { cb, user_data };
         LogCallback(Arc::new(move |level: LogLevel, msg: &str| c.call(level, msg)))
-    });
-    with_options(opts, |o| o.log_callback = callback)
+    })
 }
 
 /// Lowest level logged to `<path>/LOG` and the callback (FLOYD_LOG_DEBUG..FLOYD_LOG_NONE;
@@ -372,6 +382,26 @@ pub unsafe extern "C" fn floyd_options_set_log_keep_files(opts: *mut floyd_optio
     with_options(opts, |o| o.log_keep_files = count)
 }
 
+/// The TLS files of a setter's three paths: all NULL is `Ok(None)` (off);
+/// some NULL or empty, or not UTF-8, is `Err`.
+pub(super) unsafe fn tls_files(
+    ca: *const c_char,
+    cert: *const c_char,
+    key: *const c_char,
+) -> Result<Option<crate::options::TlsFiles>, ()> {
+    if [ca, cert, key].iter().all(|p| p.is_null()) {
+        return Ok(None);
+    }
+    let path = |p: *const c_char, what: &str| match text(p, what) {
+        Ok(t) if !t.is_empty() => Some(std::path::PathBuf::from(t)),
+        _ => None,
+    };
+    match (path(ca, "ca"), path(cert, "cert"), path(key, "key")) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(crate::options::TlsFiles { ca, cert, key })),
+        _ => Err(()),
+    }
+}
+
 /// Mutual TLS between members (default off): with it, this member serves and dials only
 /// peers whose certificate chains to the CA in `ca_pem_path` and speaks for the member they
 /// are: it names the member's IP as an IP subjectAltName and its address as a URI
@@ -395,22 +425,10 @@ pub unsafe extern "C" fn floyd_options_set_tls(
     cert_pem_path: *const c_char,
     key_pem_path: *const c_char,
 ) -> c_int {
-    let paths = [ca_pem_path, cert_pem_path, key_pem_path];
-    if paths.iter().all(|p| p.is_null()) {
-        return with_options(opts, |o| o.tls = None);
+    match tls_files(ca_pem_path, cert_pem_path, key_pem_path) {
+        Ok(files) => with_options(opts, |o| o.tls = files),
+        Err(()) => FLOYD_INVALID_ARGUMENT,
     }
-    let path = |p: *const c_char, what: &str| match text(p, what) {
-        Ok(t) if !t.is_empty() => Some(std::path::PathBuf::from(t)),
-        _ => None,
-    };
-    let (Some(ca), Some(cert), Some(key)) = (
-        path(ca_pem_path, "ca_pem_path"),
-        path(cert_pem_path, "cert_pem_path"),
-        path(key_pem_path, "key_pem_path"),
-    ) else {
-        return FLOYD_INVALID_ARGUMENT;
-    };
-    with_options(opts, |o| o.tls = Some(crate::options::TlsFiles { ca, cert, key }))
 }
 
 /// What `floyd_open` checks of `opts`, without opening anything (the C API

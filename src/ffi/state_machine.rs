@@ -69,7 +69,7 @@ pub struct floyd_state_machine_t {
 }
 
 /// The C callbacks as a [`StateMachine`]. Dropping it finalizes it.
-struct CMachine(floyd_state_machine_t);
+pub(super) struct CMachine(floyd_state_machine_t);
 
 // SAFETY: the API contract lets the callbacks and `user_data` be used from
 // the library's threads (one call at a time, which `UserMachine` ensures).
@@ -195,23 +195,33 @@ pub unsafe extern "C" fn floyd_open_with_state_machine(
 ) -> c_int {
     // Taken before any check: from here on, dropping it is what finalizes
     // the machine, so every way out (a panic too) does it exactly once.
-    let machine = sm.as_ref().map(|sm| Box::new(CMachine(*sm)));
+    let machine = take_machine(sm);
     boundary(errmsg, move || {
-        let machine = machine.ok_or_else(|| Error::InvalidArgument("state machine is NULL".into()))?;
-        let callbacks = &machine.0;
-        for (set, name) in [
-            (callbacks.apply.is_some(), "apply"),
-            (callbacks.snapshot_save.is_some(), "snapshot_save"),
-            (callbacks.snapshot_load.is_some(), "snapshot_load"),
-        ] {
-            if !set {
-                return Err(Error::InvalidArgument(format!(
-                    "the state machine's {name} is NULL"
-                )));
-            }
-        }
-        open_node(opts, out, Some(machine))
+        open_node(opts, out, Some(checked_machine(machine)?))
     })
+}
+
+/// Takes the C machine: from then on, dropping it finalizes it (call before any check).
+pub(super) unsafe fn take_machine(sm: *const floyd_state_machine_t) -> Option<Box<CMachine>> {
+    sm.as_ref().map(|sm| Box::new(CMachine(*sm)))
+}
+
+/// Refuses a missing machine (NULL) and one without its three required callbacks.
+pub(super) fn checked_machine(machine: Option<Box<CMachine>>) -> Result<Box<dyn StateMachine>, Error> {
+    let machine = machine.ok_or_else(|| Error::InvalidArgument("state machine is NULL".into()))?;
+    let callbacks = &machine.0;
+    for (set, name) in [
+        (callbacks.apply.is_some(), "apply"),
+        (callbacks.snapshot_save.is_some(), "snapshot_save"),
+        (callbacks.snapshot_load.is_some(), "snapshot_load"),
+    ] {
+        if !set {
+            return Err(Error::InvalidArgument(format!(
+                "the state machine's {name} is NULL"
+            )));
+        }
+    }
+    Ok(machine)
 }
 
 /// Has the cluster's user-defined state machine apply `data` once a majority has it, and hands

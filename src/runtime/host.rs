@@ -299,6 +299,11 @@ impl Host {
         started
     }
 
+    /// The host's address, `ip:port`: what its groups call their member here.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
     /// The ids of the groups open on this host, sorted.
     pub fn list_groups(&self) -> Vec<GroupId> {
         self.shared.groups.read().keys().copied().collect()
