@@ -605,7 +605,9 @@ class Floyd {
   // Deletes key (deleting a missing key succeeds).
   Status Delete(const std::string& key) {
     char* errmsg = nullptr;
-    return detail::TakeStatus(floyd_delete(f_, key.data(), key.size(), &errmsg), errmsg);
+    // Two statements: within one call's arguments, errmsg could be read before floyd_delete sets it.
+    int rc = floyd_delete(f_, key.data(), key.size(), &errmsg);
+    return detail::TakeStatus(rc, errmsg);
   }
 
   // Linearizable read (through the log). IsNotFound() when the key is missing.
