@@ -106,6 +106,10 @@ cpp-test: lib | $(OUT)
 	$(OUT)/cpp_test
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/state_machine_test.cpp $(SHARED) -o $(OUT)/cpp_state_machine_test
 	$(OUT)/cpp_state_machine_test
+	$(CXX) $(CXXFLAGS) bindings/cpp/test/host_test.cpp $(SHARED) -o $(OUT)/cpp_host_test
+	$(OUT)/cpp_host_test
+	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/host_test.cpp $(SHARED) -o $(OUT)/cpp_host_test_asan
+	$(OUT)/cpp_host_test_asan
 
 python-test: lib
 	cd bindings/python && FLOYD_LIB=$(LIBDIR)/libfloyd.so python3 -m pytest -q tests
