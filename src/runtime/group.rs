@@ -10,7 +10,7 @@ use crate::options::{GroupOptions, Options};
 use crate::state_machine::{Machine, StateMachine};
 use crate::storage::snapshots::SnapshotStore;
 use crate::storage::{GroupId, LogStore};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,8 @@ pub(super) fn open(
         return Err(e);
     }
     node.wake_apply();
+    // The primary thread learns the group's first tick.
+    node.wake_primary();
     tracing::info!(node = %node.id, group, members = ?node.opts.members, "group started");
     Ok(node)
 }
@@ -90,7 +92,7 @@ fn restore(host: &Arc<HostShared>, group: GroupId, opts: Options, machine: Machi
             "state machine applied index {applied} is past the end of the log ({log_end}) and of the latest snapshot"
         )));
     }
-    let tick = tick_of(&opts);
+    let tick = tick_of(&opts, !host.private);
     let bootstrap = bootstrap_members(&opts, store, group, known == 0)?;
     if host.private {
         host.identity.set_bootstrap_id(match bootstrap.is_empty() {
@@ -199,7 +201,12 @@ pub(super) fn drop_data(host: &HostShared, group: GroupId) -> Result<()> {
         let machine = crate::state_machine::KvStateMachine::in_store(kv.clone(), group);
         machine.delete_all()?;
     }
-    let dir = snapshot_dir(host, group);
+    let snapshots = snapshot_dir(host, group);
+    // A group's own directory (`groups/<id>/`); group 0's snapshots are beside the stores.
+    let dir = match group {
+        0 => snapshots,
+        _ => snapshots.parent().map_or(snapshots.clone(), Path::to_path_buf),
+    };
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
     }
@@ -209,6 +216,7 @@ pub(super) fn drop_data(host: &HostShared, group: GroupId) -> Result<()> {
 /// The host's status as JSON: its address, threads, open groups and, per
 /// group, role, term, leader, commit and applied index.
 pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
     let groups: Vec<String> = host
         .nodes()
         .iter()
@@ -227,12 +235,14 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         .collect();
     let threads: Vec<String> = threads.iter().map(|t| format!("\"{t}\"")).collect();
     format!(
-        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"disk_full\":{},\"failed\":{}}}",
+        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{}}}",
         host.id,
         threads.join(","),
         groups.join(","),
-        host.unknown_group_frames.load(std::sync::atomic::Ordering::Relaxed),
-        host.disk_full.load(std::sync::atomic::Ordering::Relaxed),
+        host.unknown_group_frames.load(Relaxed),
+        host.log_writes.load(Relaxed),
+        host.log_syncs.load(Relaxed),
+        host.disk_full.load(Relaxed),
         host.failure().is_some()
     )
 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::storage::{is_no_space, GroupId, LogBatch};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,6 +161,10 @@ impl Pending {
             host.faults
                 .before_log_write(sync)
                 .and_then(|_| host.log_store.write(batch, sync))?;
+            host.log_writes.fetch_add(1, Ordering::Relaxed);
+            if sync {
+                host.log_syncs.fetch_add(1, Ordering::Relaxed);
+            }
         }
         for (g, s) in starts {
             let start = self.start_of(host, g)?;

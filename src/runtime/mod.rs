@@ -33,9 +33,16 @@ use crate::options::Options;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The core's tick: a tenth of the heartbeat interval, within [1 ms, 10 ms].
-fn tick_of(opts: &Options) -> Duration {
-    Duration::from_micros((opts.heartbeat_us / 10).clamp(1_000, 10_000))
+/// The core's tick: a tenth of the heartbeat interval, within [1 ms, 10 ms],
+/// for a node on its own. A host of many groups ticks every group, so there
+/// its tick is half the heartbeat interval, within [1 ms, 50 ms] (etcd's is
+/// the whole interval): 100 ms heartbeats tick 20 times a second instead of
+/// 100, and timers are still 2.5% of a default election timeout apart.
+fn tick_of(opts: &Options, shared_host: bool) -> Duration {
+    match shared_host {
+        false => Duration::from_micros((opts.heartbeat_us / 10).clamp(1_000, 10_000)),
+        true => Duration::from_micros((opts.heartbeat_us / 2).clamp(1_000, 50_000)),
+    }
 }
 
 /// The core's timers in ticks. Saturating: `validate` caps the timers, but an
@@ -96,14 +103,15 @@ mod tests {
         let mut o = Options::new("127.0.0.1:1", "127.0.0.1", 1, "/tmp/x");
         o.heartbeat_us = u64::MAX;
         o.check_leader_us = u64::MAX;
-        let tick = tick_of(&o);
+        let tick = tick_of(&o, false);
         assert_eq!(tick, Duration::from_millis(10));
+        assert_eq!(tick_of(&o, true), Duration::from_millis(50));
         let cfg = core_config(&o, tick, vec![]);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (u32::MAX, u32::MAX));
         // The largest validated timers still fit without saturating.
         o.heartbeat_us = crate::options::MAX_TIMER_US / 2;
         o.check_leader_us = crate::options::MAX_TIMER_US;
-        let cfg = core_config(&o, tick_of(&o), vec![]);
+        let cfg = core_config(&o, tick_of(&o, false), vec![]);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (180_000, 360_000));
     }
 
@@ -111,7 +119,7 @@ mod tests {
     fn the_lease_is_shorter_than_the_shortest_vote_lockout_by_the_drift_bound() {
         let mut o = Options::new("127.0.0.1:1", "127.0.0.1", 1, "/tmp/x");
         o.lease_reads = true;
-        let tick = tick_of(&o);
+        let tick = tick_of(&o, false);
         let cfg = core_config(&o, tick, vec![]);
         // Defaults: 10 ms ticks, 100 of them; a follower refuses votes for >= 99.
         assert_eq!(cfg.election_ticks, 100);
@@ -120,6 +128,12 @@ mod tests {
         assert!(cfg.lease_us * 10 / 9 < lockout);
         // The same lockout on the monotonic clock, whatever the ticks do.
         assert_eq!(cfg.lockout_us, lockout);
+        // On a host of many groups: 50 ms ticks, 20 of them, the same margins.
+        let tick = tick_of(&o, true);
+        let cfg = core_config(&o, tick, vec![]);
+        assert_eq!(cfg.election_ticks, 20);
+        let lockout = u64::from(cfg.election_ticks - 1) * tick.as_micros() as u64;
+        assert!(cfg.lease_us > 0 && cfg.lease_us * 10 / 9 < lockout);
         o.lease_reads = false;
         assert_eq!(core_config(&o, tick, vec![]).lease_us, 0);
     }

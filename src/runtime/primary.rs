@@ -22,15 +22,16 @@ const MAX_CATCH_UP_TICKS: u32 = 1_000;
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// CheckLeader, HeartBeat and NewCommand for every group until `PrimaryEvent::Stop`.
+///
+/// The thread sleeps until the earliest tick of any group. Every group's
+/// ticks fall on one grid (see [`Clock`]), so one wake-up ticks every group
+/// due then; a NewCommand is handled for its group alone, without a pass
+/// over the others.
 pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
     let mut new_commands: BTreeSet<GroupId> = BTreeSet::new();
+    let mut next_tick = Instant::now();
     loop {
-        let nodes = host.nodes();
-        let wait = nodes
-            .iter()
-            .map(|n| n.clock.lock().until_next(Instant::now()))
-            .min()
-            .unwrap_or(IDLE_WAIT);
+        let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(PrimaryEvent::NewCommand(g)) => {
                 new_commands.insert(g);
@@ -47,23 +48,39 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
             }
         }
         let now = Instant::now();
-        let mut ticked = false;
-        for node in host.nodes() {
+        for g in std::mem::take(&mut new_commands) {
+            let Some(node) = host.node(g) else { continue };
             if node.is_stopping() {
                 continue;
             }
-            ticked |= tick(&node, now);
-            if new_commands.remove(&node.group) {
-                node.propose_pending();
-                node.start_read_round();
-            }
+            node.propose_pending();
+            node.start_read_round();
             node.resume_parked(now);
+            // A group just opened may tick before the others' next tick.
+            next_tick = next_tick.min(node.clock.lock().next());
         }
-        new_commands.clear();
-        if ticked {
-            host.links.reap(now);
+        if now >= next_tick {
+            next_tick = tick_every_group(&host, now);
         }
     }
+}
+
+/// Ticks every group due at `now`; returns when the next tick of any is due.
+fn tick_every_group(host: &HostShared, now: Instant) -> Instant {
+    let mut next = now + IDLE_WAIT;
+    let mut ticked = false;
+    for node in host.nodes() {
+        if node.is_stopping() {
+            continue;
+        }
+        ticked |= tick(&node, now);
+        node.resume_parked(now);
+        next = next.min(node.clock.lock().next());
+    }
+    if ticked {
+        host.links.reap(now);
+    }
+    next
 }
 
 /// The group's ticks due at `now`, and what runs with them; whether any was.
@@ -92,19 +109,42 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
 
 /// The logical clock: how many ticks are due, by elapsed time, so that a
 /// late wake-up never loses ticks.
+///
+/// Ticks fall on a grid shared by the whole process (multiples of the tick
+/// since [`grid_origin`]): groups with the same tick are ticked together, in
+/// one wake-up of the primary thread, however many there are.
 pub(super) struct Clock {
     next: Instant,
     tick: Duration,
 }
 
+/// The instant every clock's grid starts from.
+fn grid_origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The first instant of `tick`'s grid after `now`.
+fn next_on_grid(now: Instant, tick: Duration) -> Instant {
+    let origin = grid_origin().min(now);
+    let tick_ns = tick.as_nanos().max(1);
+    let steps = now.duration_since(origin).as_nanos() / tick_ns + 1;
+    origin + Duration::from_nanos(u64::try_from(steps * tick_ns).unwrap_or(u64::MAX))
+}
+
 impl Clock {
     pub(super) fn new(now: Instant, tick: Duration) -> Self {
         Clock {
-            next: now + tick,
+            next: next_on_grid(now, tick),
             tick,
         }
     }
 
+    pub(super) fn next(&self) -> Instant {
+        self.next
+    }
+
+    #[cfg(test)]
     pub(super) fn until_next(&self, now: Instant) -> Duration {
         self.next.saturating_duration_since(now)
     }
@@ -117,7 +157,7 @@ impl Clock {
         let late = now.duration_since(self.next).as_nanos() / self.tick.as_nanos().max(1);
         let due = (late + 1).min(MAX_CATCH_UP_TICKS as u128) as u32;
         self.next = if late + 1 > MAX_CATCH_UP_TICKS as u128 {
-            now + self.tick
+            next_on_grid(now, self.tick)
         } else {
             self.next + self.tick * due
         };
@@ -135,11 +175,13 @@ mod tests {
         let t0 = Instant::now();
         let tick = Duration::from_millis(10);
         let mut c = Clock::new(t0, tick);
-        assert_eq!(c.take_due(t0 + Duration::from_millis(5)), 0);
-        assert_eq!(c.take_due(t0 + Duration::from_millis(10)), 1);
-        assert_eq!(c.take_due(t0 + Duration::from_millis(105)), 9);
+        let first = c.next();
+        assert!(first > t0 && first <= t0 + tick);
+        assert_eq!(c.take_due(first - Duration::from_nanos(1)), 0);
+        assert_eq!(c.take_due(first), 1);
+        assert_eq!(c.take_due(first + Duration::from_millis(95)), 9);
         assert_eq!(
-            c.until_next(t0 + Duration::from_millis(105)),
+            c.until_next(first + Duration::from_millis(95)),
             Duration::from_millis(5)
         );
     }
@@ -151,6 +193,35 @@ mod tests {
         let mut c = Clock::new(t0, tick);
         let later = t0 + Duration::from_secs(3600);
         assert_eq!(c.take_due(later), MAX_CATCH_UP_TICKS);
-        assert_eq!(c.until_next(later), tick);
+        let wait = c.until_next(later);
+        assert!(wait > Duration::ZERO && wait <= tick, "{wait:?}");
+    }
+
+    /// Issue 21: groups opened at different moments tick in the same
+    /// wake-up, so the primary thread's wake-ups do not grow with groups.
+    #[test]
+    fn clocks_with_one_tick_fall_due_together_whenever_they_started() {
+        let tick = Duration::from_millis(10);
+        let t0 = Instant::now();
+        let mut clocks: Vec<Clock> = [0, 3_700, 9_999, 51_300]
+            .iter()
+            .map(|us| Clock::new(t0 + Duration::from_micros(*us), tick))
+            .collect();
+        let last = clocks[3].next();
+        for c in &mut clocks {
+            while c.next() < last {
+                c.take_due(c.next());
+            }
+            assert_eq!(c.next(), last);
+        }
+        // After a stall, a clock goes back onto the grid.
+        let later = last + Duration::from_secs(3600) + Duration::from_micros(1_234);
+        clocks[0].take_due(later);
+        assert_eq!(clocks[0].next(), next_on_grid(later, tick));
+        assert_eq!(
+            (clocks[0].next() - last).as_nanos() % tick.as_nanos(),
+            0,
+            "on the same grid as before the stall"
+        );
     }
 }

@@ -336,15 +336,17 @@ impl LogStore {
         ))
     }
 
-    /// Stores `group`'s bootstrap member list, synced.
+    /// Stores `group`'s bootstrap member list.
+    ///
+    /// Not synced: until the group's first synced write (its first vote,
+    /// entry or term, synced before any message that depends on it leaves)
+    /// carries this one to disk with it (one WAL, written in order), nothing
+    /// depends on it, and a group that lost it bootstraps again from the same
+    /// options. Opening thousands of groups costs no fsync each.
     pub fn set_bootstrap_members(&self, group: GroupId, members: &[String]) -> Result<()> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
         let db = self.db.get()?;
         let key = keys::meta_key(group, Meta::Bootstrap);
-        db.put_cf_opt(meta_cf(&db)?, key, members.join(","), &wo)?;
-        drop(db);
-        self.after_sync();
+        db.put_cf(meta_cf(&db)?, key, members.join(","))?;
         Ok(())
     }
 

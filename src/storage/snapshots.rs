@@ -103,10 +103,19 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    /// Opens (creating if needed) `root`: removes leftovers of interrupted
-    /// snapshots, keeps the newest valid one and deletes the others.
+    /// Opens `root`: removes leftovers of interrupted snapshots, keeps the
+    /// newest valid one and deletes the others. A missing `root` is an empty
+    /// store, made on the first snapshot (a host of thousands of groups makes
+    /// no directory for a group that never snapshots).
     pub fn open(root: &Path) -> Result<SnapshotStore> {
-        std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
+        let store = SnapshotStore {
+            root: root.to_path_buf(),
+            current: Mutex::new(None),
+            next_tmp: std::sync::atomic::AtomicU64::new(0),
+        };
+        if !root.exists() {
+            return Ok(store);
+        }
         let mut snaps = Vec::new();
         for entry in std::fs::read_dir(root).map_err(|e| io(root, e))? {
             let entry = entry.map_err(|e| io(root, e))?;
@@ -136,11 +145,27 @@ impl SnapshotStore {
                 }
             }
         }
-        Ok(SnapshotStore {
-            root: root.to_path_buf(),
-            current: Mutex::new(current),
-            next_tmp: std::sync::atomic::AtomicU64::new(0),
-        })
+        *store.current.lock() = current;
+        Ok(store)
+    }
+
+    /// Makes `root` if it is missing, its entry durable in its parents.
+    fn make_root(&self) -> Result<()> {
+        if self.root.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
+        // Its parents may be new too (a group's `groups/<id>/`): three levels
+        // cover every layout floyd makes; beyond the first, one that cannot
+        // be opened (not ours) is left alone.
+        let mut parents = self.root.ancestors().skip(1).take(3);
+        if let Some(parent) = parents.next() {
+            sync_dir(parent)?;
+        }
+        parents.for_each(|p| {
+            let _ = sync_dir(p);
+        });
+        Ok(())
     }
 
     /// The newest snapshot, if any.
@@ -155,6 +180,7 @@ impl SnapshotStore {
 
     /// A new, empty staging directory (with an empty `data/`), named after `purpose`.
     pub fn stage(&self, purpose: &str) -> Result<Staging> {
+        self.make_root()?;
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(format!("{TMP_PREFIX}{purpose}-{n}"));
         if dir.exists() {
