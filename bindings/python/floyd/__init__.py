@@ -8,6 +8,13 @@ linearizable key-value store inside your own process.
         node.write(b"key", b"value")
         node.read(b"key")        # b"value"
 
+Many Raft groups in one process share a Host (one address, directory and set
+of threads); each group is a Floyd:
+
+    with floyd.Host("127.0.0.1", 8901, "/var/lib/app/floyd") as host:
+        users = host.open_group(1, ["127.0.0.1:8901", "127.0.0.1:8902", "127.0.0.1:8903"])
+        users.write(b"key", b"value")
+
 The shared library is found through FLOYD_LIB (full path to libfloyd.so), else
 in $CARGO_TARGET_DIR/{release,debug}, ~/.cache/floyd/target/{release,debug},
 <repo>/target/{release,debug}, else ctypes.util.find_library("floyd").
@@ -69,6 +76,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Floyd",
+    "Host",
     "StateMachine",
     "version",
     "status_str",
@@ -233,14 +241,19 @@ def _level(level: int) -> int:
     return level
 
 
-# Set on a library thread while it runs a Floyd's log callback: the contract
-# forbids calling that node's API from there (floyd_close would join the very
-# thread it runs on), so such calls raise instead of deadlocking.
+# Set on a library thread while it runs a callback of a Floyd or a Host (a
+# weak reference to it): the contract forbids calling that node's API from
+# there (floyd_close would join the very thread it runs on), so such calls
+# raise instead of deadlocking. A host's callbacks (its log callback, its
+# groups' state machines) run on the threads every group of the host shares:
+# from there, neither the host nor any of its groups may be called.
 _in_callback = threading.local()
 
-# Every open node, closed at interpreter exit before ctypes and the callbacks go away.
+# Every open node and host, closed at interpreter exit (the nodes, groups
+# included, first) before ctypes and the callbacks go away.
 _open_nodes: "weakref.WeakSet[Floyd]" = weakref.WeakSet()
-_leaked: list = []  # (handle, callback) pairs that could not be closed safely
+_open_hosts: "weakref.WeakSet[Host]" = weakref.WeakSet()
+_leaked: list = []  # (handle, callback, ...) tuples that could not be closed safely
 
 
 @atexit.register
@@ -250,6 +263,19 @@ def _close_all() -> None:
             node.close()
         except Exception:
             pass
+    for host in list(_open_hosts):
+        try:
+            host.close()
+        except Exception:
+            pass
+
+
+def _calling_own(obj) -> bool:
+    """Whether this thread runs a callback of `obj` or of what shares its
+    threads (a host and all of its groups)."""
+    owner = getattr(_in_callback, "node", None)
+    current = owner() if owner is not None else None
+    return current is not None and current._domain() is obj._domain()
 
 
 @contextlib.contextmanager
@@ -281,11 +307,112 @@ def _make_trampoline(callback: LogCallback, owner: "weakref.ref[Floyd]"):
     return _lib.LOG_CALLBACK(trampoline)
 
 
+# Group options (floyd_options_set_<name>): what each group of a host has of
+# its own, and what Floyd and Host.open_group both take.
+_GROUP_NUMBERS = (
+    "check_leader_us",
+    "heartbeat_us",
+    "append_entries_size_once",
+    "append_entries_count_once",
+    "request_timeout_ms",
+    "snapshot_log_entries",
+    "snapshot_log_bytes",
+    "snapshot_keep_entries",
+    "snapshot_chunk_bytes",
+    "snapshot_bytes_per_sec",
+    "max_async_in_flight",
+)
+_GROUP_FLAGS = ("single_mode", "join", "lease_reads")
+
+
+def _setopt(opts, name: str, *values) -> None:
+    _check(getattr(_L, name)(opts, *values), what=name)
+
+
+def _set_group_options(opts, options: dict) -> None:
+    """Sets the group options in `options` (name: value; None keeps the default) on `opts`."""
+    for field in _GROUP_NUMBERS:
+        value = options.get(field)
+        if value is not None:
+            _setopt(opts, f"floyd_options_set_{field}", _uint64(value, field))
+    for field in _GROUP_FLAGS:
+        value = options.get(field)
+        if value is not None:
+            _setopt(opts, f"floyd_options_set_{field}", bool(value))
+
+
+# --------------------------------------------------------------------------
+# what a node and a host share: a handle, calls in flight, an orderly close
+
+
+class _Handle:
+    _kind = "node"
+
+    def _init_handle(self) -> None:
+        self._handle: Optional[int] = None
+        self._cond = threading.Condition()
+        self._busy = 0  # calls in flight
+        self._closing = False
+        self._closed = threading.Event()
+
+    def _domain(self):
+        """What shares this object's threads: calls from its callbacks are refused."""
+        return self
+
+    def _enter(self) -> int:
+        """Marks a call in flight and returns the handle; raises StoppedError once closed."""
+        if _calling_own(self):
+            raise RuntimeError(f"floyd: a callback must not call its own {self._kind}'s API")
+        with self._cond:
+            if self._handle is None or self._closing:
+                raise StoppedError(f"the {self._kind} is closed")
+            self._busy += 1
+            return self._handle
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            if self._busy == 0:
+                self._cond.notify_all()
+
+    def _take_for_close(self) -> Optional[int]:
+        """Starts closing: waits for calls in flight on other threads and
+        returns the handle to close, or None when there is nothing to close
+        (never opened, closed, or closing on another thread: then once that
+        is done)."""
+        if _calling_own(self):
+            raise RuntimeError(f"floyd: a callback must not close its own {self._kind}")
+        with self._cond:
+            if self._closing or self._handle is None:
+                first = False
+            else:
+                first = True
+                self._closing = True
+                while self._busy:
+                    self._cond.wait()
+                handle, self._handle = self._handle, None
+        if not first:
+            if self._closing:
+                self._closed.wait()  # another thread is closing: return once it is done
+            return None
+        return handle
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------
 # the node
 
 
-class Floyd:
+class Floyd(_Handle):
     """A member of a floyd cluster, running inside this process.
 
     ``members`` is ``"ip:port,ip:port,..."`` or a list of ``"ip:port"``
@@ -316,6 +443,11 @@ class Floyd:
     subjectAltName ``floyd://ip:port``; one naming only the IP is accepted
     only where no other member shares that IP). Without it, peer traffic is unauthenticated and must
     stay on a trusted network.
+
+    :meth:`Host.open_group` returns a Floyd too: one Raft group of a
+    :class:`Host`, with every method below. Its :meth:`close` stops the group
+    on the host and keeps its data; once the host is closed, its calls raise
+    StoppedError (and :meth:`close` is still what releases it).
     """
 
     def __init__(
@@ -345,13 +477,7 @@ class Floyd:
         tls: Optional[Tuple[_Path, _Path, _Path]] = None,
         state_machine: Optional[StateMachine] = None,
     ):
-        self._handle: Optional[int] = None
-        self._cond = threading.Condition()
-        self._busy = 0  # calls in flight
-        self._closing = False
-        self._closed = threading.Event()
-        self._callback_ref = None  # the CFUNCTYPE object: must outlive the handle
-        self._machine_refs = None  # the state machine's callbacks: must outlive the handle too
+        self._init_node("", None, 0)
         self._log_callback = log_callback
 
         members_b = _c_text(_members_csv(members), "members")
@@ -367,101 +493,88 @@ class Floyd:
         if not opts:
             raise MemoryError("floyd_options_new returned NULL")
         try:
-
-            def setopt(name: str, *values) -> None:
-                _check(getattr(_L, name)(opts, *values), what=name)
-
-            numbers = (
-                ("check_leader_us", check_leader_us),
-                ("heartbeat_us", heartbeat_us),
-                ("append_entries_size_once", append_entries_size_once),
-                ("append_entries_count_once", append_entries_count_once),
-                ("request_timeout_ms", request_timeout_ms),
-                ("snapshot_log_entries", snapshot_log_entries),
-                ("snapshot_log_bytes", snapshot_log_bytes),
-                ("snapshot_keep_entries", snapshot_keep_entries),
-                ("snapshot_chunk_bytes", snapshot_chunk_bytes),
-                ("snapshot_bytes_per_sec", snapshot_bytes_per_sec),
-                ("max_async_in_flight", max_async_in_flight),
+            _set_group_options(
+                opts,
+                dict(
+                    check_leader_us=check_leader_us,
+                    heartbeat_us=heartbeat_us,
+                    append_entries_size_once=append_entries_size_once,
+                    append_entries_count_once=append_entries_count_once,
+                    request_timeout_ms=request_timeout_ms,
+                    snapshot_log_entries=snapshot_log_entries,
+                    snapshot_log_bytes=snapshot_log_bytes,
+                    snapshot_keep_entries=snapshot_keep_entries,
+                    snapshot_chunk_bytes=snapshot_chunk_bytes,
+                    snapshot_bytes_per_sec=snapshot_bytes_per_sec,
+                    max_async_in_flight=max_async_in_flight,
+                    single_mode=single_mode,
+                    join=join,
+                    lease_reads=lease_reads,
+                ),
             )
-            for field, value in numbers:
-                if value is not None:
-                    setopt(f"floyd_options_set_{field}", _uint64(value, field))
-            if single_mode is not None:
-                setopt("floyd_options_set_single_mode", bool(single_mode))
             if cluster_id is not None:
-                setopt("floyd_options_set_cluster_id", _c_text(cluster_id, "cluster_id"))
+                _setopt(opts, "floyd_options_set_cluster_id", _c_text(cluster_id, "cluster_id"))
             if log_level is not None:
-                setopt("floyd_options_set_log_level", _level(log_level))
-            if join is not None:
-                setopt("floyd_options_set_join", bool(join))
-            if lease_reads is not None:
-                setopt("floyd_options_set_lease_reads", bool(lease_reads))
+                _setopt(opts, "floyd_options_set_log_level", _level(log_level))
             if tls is not None:
                 ca, cert, key = _tls_paths(tls)
-                setopt("floyd_options_set_tls", ca, cert, key)
+                _setopt(opts, "floyd_options_set_tls", ca, cert, key)
             if log_callback is not None:
                 if not callable(log_callback):
                     raise TypeError("log_callback must be callable(level, message)")
                 self._callback_ref = _make_trampoline(log_callback, weakref.ref(self))
-                setopt("floyd_options_set_log_callback", self._callback_ref, None)
-
-            handle = c_void_p()
-            errmsg = c_void_p()
-            if state_machine is None:
-                code = _L.floyd_open(opts, byref(handle), byref(errmsg))
-            else:
-                if not isinstance(state_machine, StateMachine):
-                    raise TypeError("state_machine must be a floyd.StateMachine")
-                owner = weakref.ref(self)
-                self._machine_refs = make_callbacks(state_machine, lambda: _callback_of(owner))
-                struct = self._machine_refs[0]
-                code = _L.floyd_open_with_state_machine(opts, byref(struct), byref(handle), byref(errmsg))
-            _check(code, errmsg)
-            if not handle.value:
-                raise InternalError("floyd_open returned OK without a handle")
-            self._handle = handle.value
+                _setopt(opts, "floyd_options_set_log_callback", self._callback_ref, None)
+            self._open(
+                lambda out, err: _L.floyd_open(opts, out, err),
+                lambda sm, out, err: _L.floyd_open_with_state_machine(opts, sm, out, err),
+                state_machine,
+            )
         finally:
             _L.floyd_options_free(opts)
         _open_nodes.add(self)
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _enter(self) -> int:
-        """Marks a call in flight and returns the handle; raises StoppedError once closed."""
-        owner = getattr(_in_callback, "node", None)
-        if owner is not None and owner() is self:
-            raise RuntimeError("floyd: a callback must not call its own node's API")
-        with self._cond:
-            if self._handle is None or self._closing:
-                raise StoppedError("the node is closed")
-            self._busy += 1
-            return self._handle
+    def _init_node(self, name: str, host: "Optional[Host]", group_id: int) -> None:
+        self._init_handle()
+        self._callback_ref = None  # the CFUNCTYPE object: must outlive the handle
+        self._machine_refs = None  # the state machine's callbacks: must outlive the handle too
+        self._log_callback = None
+        self._name = name
+        self._host = host  # a group's host: kept alive while the group is open
+        self._group_id = group_id
+        self._is_group = host is not None
 
-    def _leave(self) -> None:
-        with self._cond:
-            self._busy -= 1
-            if self._busy == 0:
-                self._cond.notify_all()
+    def _open(self, open_kv, open_machine, state_machine: Optional[StateMachine]) -> None:
+        """Opens the handle: ``open_kv(out, errmsg)`` for the key-value store,
+        ``open_machine(sm, out, errmsg)`` for ``state_machine``."""
+        handle = c_void_p()
+        errmsg = c_void_p()
+        if state_machine is None:
+            code = open_kv(byref(handle), byref(errmsg))
+        else:
+            if not isinstance(state_machine, StateMachine):
+                raise TypeError("state_machine must be a floyd.StateMachine")
+            owner = weakref.ref(self)
+            self._machine_refs = make_callbacks(state_machine, lambda: _callback_of(owner))
+            struct = self._machine_refs[0]
+            code = open_machine(byref(struct), byref(handle), byref(errmsg))
+        _check(code, errmsg)
+        if not handle.value:
+            raise InternalError("floyd returned OK without a handle")
+        self._handle = handle.value
+
+    def _domain(self):
+        # A group shares its host's threads with the host's other groups.
+        host = self._host
+        return host if host is not None else self
 
     def close(self) -> None:
-        """Stops the node and joins its threads. Idempotent; waits for calls
-        in flight on other threads to return first."""
-        owner = getattr(_in_callback, "node", None)
-        if owner is not None and owner() is self:
-            raise RuntimeError("floyd: a callback must not close its own node")
-        with self._cond:
-            if self._closing or self._handle is None:
-                first = False
-            else:
-                first = True
-                self._closing = True
-                while self._busy:
-                    self._cond.wait()
-                handle, self._handle = self._handle, None
-        if not first:
-            if self._closing:
-                self._closed.wait()  # another thread is closing: return once it is done
+        """Stops the node and joins its threads (a group of a Host: stops the
+        group on the host, keeping its data). Idempotent; waits for calls in
+        flight on other threads to return first."""
+        handle = self._take_for_close()
+        if handle is None:
             return
         try:
             _L.floyd_close(handle)
@@ -469,18 +582,19 @@ class Floyd:
             # Every library thread is joined: the callbacks can no longer run.
             self._callback_ref = None
             self._machine_refs = None
+            self._host = None
             _open_nodes.discard(self)
             self._closed.set()
 
     @property
-    def closed(self) -> bool:
-        return self._handle is None
+    def group_id(self) -> int:
+        """The Raft group this node runs on its host (0 for a node opened on its own)."""
+        return self._group_id
 
-    def __enter__(self) -> "Floyd":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    @property
+    def host(self) -> "Optional[Host]":
+        """The Host this group runs on (None for a node opened on its own, or once closed)."""
+        return self._host
 
     def __del__(self) -> None:
         try:
@@ -494,12 +608,14 @@ class Floyd:
                     getattr(self, "_handle", None),
                     getattr(self, "_callback_ref", None),
                     getattr(self, "_machine_refs", None),
+                    getattr(self, "_host", None),
                 )
             )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<floyd.Floyd {self._name} {state}>"
+        group = f" group {self._group_id}" if self._is_group else ""
+        return f"<floyd.Floyd {self._name}{group} {state}>"
 
     # -- data --------------------------------------------------------------
 
@@ -748,3 +864,243 @@ class Floyd:
             _L.floyd_set_log_level(h, lvl)
         finally:
             self._leave()
+
+
+# --------------------------------------------------------------------------
+# the host of many groups
+
+
+class Host(_Handle):
+    """A host of many Raft groups in this process: one address (``ip:port``,
+    where it listens, and what its groups name as their member here), one
+    data directory ``path``, one LOG, one log store (one fsync for every
+    group's writes) and one fixed set of threads, whatever the number of
+    groups. :meth:`open_group` runs a group on it and returns its
+    :class:`Floyd`.
+
+    ``workers`` is the number of apply workers (default: one per core, at
+    most 8); ``cluster_id`` the name every handshake checks (default
+    ``"floyd"``); ``tls=(ca_pem_path, cert_pem_path, key_pem_path)`` mutual
+    TLS between hosts (a certificate names the host's address), as for
+    :class:`Floyd`. ``log_callback(level, message)`` gets every line of the
+    host's LOG, all of its groups'; it runs on library threads and must be
+    quick.
+
+    The host's callbacks (its log callback, its groups' state machines) run
+    on threads all of its groups share: from there, calling the host or any
+    of its groups raises ``RuntimeError``.
+
+    Thread-safe: every method may be called from many threads at once.
+    :meth:`close` (also at the end of a ``with`` block) waits for the host's
+    calls in flight, then stops every group still open on it and its
+    threads; those groups' :class:`Floyd` objects then raise
+    :class:`StoppedError` and are released with their own ``close()`` as
+    usual. An open group keeps its Host object alive.
+    """
+
+    _kind = "host"
+
+    def __init__(
+        self,
+        ip: str,
+        port: int,
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        workers: Optional[int] = None,
+        cluster_id: Optional[str] = None,
+        tls: Optional[Tuple[_Path, _Path, _Path]] = None,
+        log_callback: Optional[LogCallback] = None,
+    ):
+        self._init_handle()
+        self._callback_ref = None  # the CFUNCTYPE object: must outlive the handle
+        self._log_callback = log_callback
+        self._ip = _c_text(ip, "ip")
+        path_b = _c_text(path, "path")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int, not {type(port).__name__}")
+        if not 0 <= port <= 0xFFFF:
+            raise InvalidArgumentError(f"port {port} is out of range")
+        self._port = port
+        self._name = f"{self._ip.decode('utf-8', 'replace')}:{port}"
+
+        opts = _L.floyd_host_options_new(self._ip, port, path_b)
+        if not opts:
+            raise MemoryError("floyd_host_options_new returned NULL")
+        try:
+            if workers is not None:
+                n = _uint64(workers, "workers")
+                if n >= 1 << 32:
+                    raise InvalidArgumentError(f"workers must be below 2**32, got {n}")
+                _setopt(opts, "floyd_host_options_set_workers", n)
+            if cluster_id is not None:
+                _setopt(opts, "floyd_host_options_set_cluster_id", _c_text(cluster_id, "cluster_id"))
+            if tls is not None:
+                ca, cert, key = _tls_paths(tls)
+                _setopt(opts, "floyd_host_options_set_tls", ca, cert, key)
+            if log_callback is not None:
+                if not callable(log_callback):
+                    raise TypeError("log_callback must be callable(level, message)")
+                self._callback_ref = _make_trampoline(log_callback, weakref.ref(self))
+                _setopt(opts, "floyd_host_options_set_log_callback", self._callback_ref, None)
+            handle = c_void_p()
+            errmsg = c_void_p()
+            _check(_L.floyd_host_open(opts, byref(handle), byref(errmsg)), errmsg)
+            if not handle.value:
+                raise InternalError("floyd_host_open returned OK without a handle")
+            self._handle = handle.value
+        finally:
+            _L.floyd_host_options_free(opts)
+        _open_hosts.add(self)
+
+    @property
+    def address(self) -> str:
+        """The host's ``"ip:port"``: what its groups' members name it."""
+        return self._name
+
+    def open_group(
+        self,
+        group_id: int,
+        members: Union[str, Iterable[str]],
+        *,
+        check_leader_us: Optional[int] = None,
+        heartbeat_us: Optional[int] = None,
+        append_entries_size_once: Optional[int] = None,
+        append_entries_count_once: Optional[int] = None,
+        single_mode: Optional[bool] = None,
+        request_timeout_ms: Optional[int] = None,
+        join: Optional[bool] = None,
+        snapshot_log_entries: Optional[int] = None,
+        snapshot_log_bytes: Optional[int] = None,
+        snapshot_keep_entries: Optional[int] = None,
+        snapshot_chunk_bytes: Optional[int] = None,
+        snapshot_bytes_per_sec: Optional[int] = None,
+        lease_reads: Optional[bool] = None,
+        max_async_in_flight: Optional[int] = None,
+        state_machine: Optional[StateMachine] = None,
+    ) -> Floyd:
+        """Opens (creates or restarts) group ``group_id`` (0 to 2**64 - 1) on
+        this host and returns its :class:`Floyd`. ``members`` are the group's
+        members as host addresses (this host's included, unless ``join``);
+        the keyword options are :class:`Floyd`'s group options (the address,
+        directory, cluster id, TLS and log are the host's). With
+        ``state_machine`` the group runs it instead of the key-value store.
+        InvalidArgumentError for a group already open on this host,
+        StoppedError once the host is closed."""
+        gid = _uint64(group_id, "group_id")
+        members_b = _c_text(_members_csv(members), "members")
+        node = Floyd.__new__(Floyd)
+        node._init_node(self._name, self, gid)
+        # The host's log callback lives as long as the group's handle.
+        node._callback_ref = self._callback_ref
+        h = self._enter()
+        try:
+            opts = _L.floyd_options_new(members_b, self._ip, self._port, None)
+            if not opts:
+                raise MemoryError("floyd_options_new returned NULL")
+            try:
+                _set_group_options(
+                    opts,
+                    dict(
+                        check_leader_us=check_leader_us,
+                        heartbeat_us=heartbeat_us,
+                        append_entries_size_once=append_entries_size_once,
+                        append_entries_count_once=append_entries_count_once,
+                        request_timeout_ms=request_timeout_ms,
+                        snapshot_log_entries=snapshot_log_entries,
+                        snapshot_log_bytes=snapshot_log_bytes,
+                        snapshot_keep_entries=snapshot_keep_entries,
+                        snapshot_chunk_bytes=snapshot_chunk_bytes,
+                        snapshot_bytes_per_sec=snapshot_bytes_per_sec,
+                        max_async_in_flight=max_async_in_flight,
+                        single_mode=single_mode,
+                        join=join,
+                        lease_reads=lease_reads,
+                    ),
+                )
+                node._open(
+                    lambda out, err: _L.floyd_host_open_group(h, gid, opts, out, err),
+                    lambda sm, out, err: _L.floyd_host_open_group_with_state_machine(h, gid, opts, sm, out, err),
+                    state_machine,
+                )
+            finally:
+                _L.floyd_options_free(opts)
+        finally:
+            self._leave()
+        _open_nodes.add(node)
+        return node
+
+    def drop_group(self, group_id: int) -> None:
+        """Deletes group ``group_id``'s data on this host (its log, state and
+        snapshots). InvalidArgumentError while it is open here: close its
+        Floyd first."""
+        gid = _uint64(group_id, "group_id")
+        errmsg = c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_host_drop_group(h, gid, byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+
+    def list_groups(self) -> list:
+        """The ids of the groups open on this host, sorted."""
+        ids, count, errmsg = c_void_p(), c_size_t(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_host_list_groups(h, byref(ids), byref(count), byref(errmsg))
+        finally:
+            self._leave()
+        try:
+            _check(code, errmsg)
+            if not ids.value:
+                if count.value:
+                    raise InternalError(f"floyd_host_list_groups returned NULL for {count.value} groups")
+                return []
+            return list(ctypes.cast(ids.value, ctypes.POINTER(c_uint64))[: count.value])
+        finally:
+            if ids.value:
+                _L.floyd_free(ids.value)
+
+    def status(self) -> dict:
+        """The host's status: ``host`` (its address), ``threads``, ``groups``
+        (per open group: ``group``, ``role``, ``term``, ``leader``,
+        ``commit``, ``applied``), ``unknown_group_frames``, ``log_writes``,
+        ``log_syncs``, ``disk_full`` and ``failed``."""
+        out = c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_host_get_status_json(h, byref(out))
+        finally:
+            self._leave()
+        if code != OK:
+            _take_string(out)
+        _check(code, what="floyd_host_get_status_json")
+        return json.loads(_take_string(out).decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """Stops every group still open on the host, then its threads, and
+        closes its stores. Idempotent; waits for the host's calls in flight on
+        other threads to return first. The groups' Floyd objects then raise
+        StoppedError; release them with their ``close()``."""
+        handle = self._take_for_close()
+        if handle is None:
+            return
+        try:
+            _L.floyd_host_close(handle)
+        finally:
+            # Every thread is joined. The groups' Floyd objects hold the log
+            # callback too, until they are closed.
+            self._callback_ref = None
+            _open_hosts.discard(self)
+            self._closed.set()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            # Cannot close here (inside one of the host's own callbacks): leak it.
+            _leaked.append((getattr(self, "_handle", None), getattr(self, "_callback_ref", None)))
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<floyd.Host {self._name} {state}>"

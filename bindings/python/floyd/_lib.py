@@ -21,6 +21,7 @@ from ctypes import (
     c_char_p,
     c_int,
     c_size_t,
+    c_uint32,
     c_uint64,
     c_void_p,
 )
@@ -157,6 +158,23 @@ _REQUIRED = {
     "floyd_read_async": (c_int, [c_void_p, c_char_p, c_size_t, c_void_p, c_void_p]),
     "floyd_async_in_flight": (c_size_t, [c_void_p]),
     "floyd_options_set_max_async_in_flight": (c_int, [c_void_p, c_uint64]),
+    # A host of many groups (floyd_host_t, floyd_host_options_t).
+    "floyd_host_options_new": (c_void_p, [c_char_p, c_int, c_char_p]),
+    "floyd_host_options_free": (None, [c_void_p]),
+    "floyd_host_options_set_workers": (c_int, [c_void_p, c_uint32]),
+    "floyd_host_options_set_tls": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p]),
+    "floyd_host_options_set_cluster_id": (c_int, [c_void_p, c_char_p]),
+    "floyd_host_options_set_log_callback": (c_int, [c_void_p, LOG_CALLBACK, c_void_p]),
+    "floyd_host_open": (c_int, [c_void_p, _P, _P]),
+    "floyd_host_close": (None, [c_void_p]),
+    # int floyd_host_open_group(h, uint64_t group_id, opts, floyd_t** out, char** errmsg)
+    "floyd_host_open_group": (c_int, [c_void_p, c_uint64, c_void_p, _P, _P]),
+    # (h, group_id, opts, const floyd_state_machine_t* sm, floyd_t** out, char** errmsg)
+    "floyd_host_open_group_with_state_machine": (c_int, [c_void_p, c_uint64, c_void_p, c_void_p, _P, _P]),
+    "floyd_host_drop_group": (c_int, [c_void_p, c_uint64, _P]),
+    # int floyd_host_list_groups(h, uint64_t** ids, size_t* count, char** errmsg): *ids read as a raw pointer
+    "floyd_host_list_groups": (c_int, [c_void_p, _P, POINTER(c_size_t), _P]),
+    "floyd_host_get_status_json": (c_int, [c_void_p, _P]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd
