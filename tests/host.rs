@@ -3,88 +3,9 @@
 
 mod common;
 
-use common::{free_ports, wait_until, DEADLINE};
-use floyd::{Error, Floyd, GroupOptions, Host, HostOptions};
-use std::collections::BTreeMap;
-use std::time::Instant;
-
-/// Three hosts in this process, each with its own port and directory.
-struct Hosts {
-    dir: tempfile::TempDir,
-    ports: Vec<u16>,
-    hosts: Vec<Option<Host>>,
-    /// Per host, the groups open on it.
-    groups: Vec<BTreeMap<u64, Floyd>>,
-}
-
-impl Hosts {
-    fn start(n: usize) -> Hosts {
-        let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(n);
-        let mut h = Hosts {
-            dir,
-            ports,
-            hosts: (0..n).map(|_| None).collect(),
-            groups: (0..n).map(|_| BTreeMap::new()).collect(),
-        };
-        for i in 0..n {
-            h.open_host(i);
-        }
-        h
-    }
-
-    fn open_host(&mut self, i: usize) {
-        let mut o = HostOptions::new("127.0.0.1", self.ports[i], self.dir.path().join(format!("h{i}")));
-        o.workers = 2;
-        self.hosts[i] = Some(Host::open(o).unwrap());
-    }
-
-    fn members(&self) -> String {
-        self.ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn group_options(&self) -> GroupOptions {
-        let mut g = GroupOptions::new(&self.members());
-        g.heartbeat_us = 30_000;
-        g.check_leader_us = 300_000;
-        g
-    }
-
-    fn open_group(&mut self, i: usize, group: u64) {
-        let f = self.hosts[i]
-            .as_ref()
-            .unwrap()
-            .open_group(group, self.group_options())
-            .unwrap_or_else(|e| panic!("host {i} group {group}: {e}"));
-        self.groups[i].insert(group, f);
-    }
-
-    fn node(&self, i: usize, group: u64) -> &Floyd {
-        &self.groups[i][&group]
-    }
-
-    fn wait_for_leader(&self, group: u64) {
-        wait_until(&format!("a leader of group {group}"), || {
-            (0..self.hosts.len()).any(|i| self.groups[i].get(&group).is_some_and(Floyd::is_leader))
-        });
-    }
-
-    /// Writes through host `i`, retrying while no leader is known yet.
-    fn write(&self, i: usize, group: u64, key: &[u8], value: &[u8]) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            match self.node(i, group).write(key, value) {
-                Ok(()) => return,
-                Err(Error::NoLeader(_)) | Err(Error::Timeout(_)) if Instant::now() < deadline => {}
-                Err(e) => panic!("write to group {group} through host {i}: {e}"),
-            }
-        }
-    }
-}
+use common::hosts::Hosts;
+use common::wait_until;
+use floyd::Error;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())

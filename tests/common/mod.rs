@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod hosts;
 pub mod raftis;
 
 use floyd::{Error, Floyd, Options, StateMachine};
