@@ -573,6 +573,11 @@ impl PeerWorker {
             .map(|(g, _)| *g)
             .expect("not empty");
         self.last_stream = group;
+        // A peer of version 5 would take any group's chunks for group 0's
+        // (checked here, not at the offer: the connection may have changed).
+        if group != 0 && !self.conn.as_ref().is_some_and(|c| c.groups) {
+            return self.abandon_group_stream(group, "the peer speaks protocol version 5: group 0 only");
+        }
         let s = self.streams.get_mut(&group).expect("present");
         let chunk = match s.next_chunk() {
             Ok(Some(chunk)) => chunk,
@@ -795,5 +800,100 @@ mod tests {
         assert!(log.is_new("member list differs"));
         log.reset();
         assert!(log.is_new("member list differs"));
+    }
+
+    /// A peer of version 5 reads every snapshot chunk as group 0's: a
+    /// snapshot of another group must not stream to it (it would install
+    /// that group's state as its own), and is reported abandoned instead.
+    #[test]
+    fn a_peer_of_version_5_gets_no_snapshot_of_another_group() {
+        use crate::storage::snapshots::SnapshotStore;
+        use crate::wire::{ClientRequest, ClientResponse, HandshakeAck, SnapshotMeta};
+
+        #[derive(Default)]
+        struct Outcomes(parking_lot::Mutex<Vec<(GroupId, bool)>>);
+        impl Handler for Outcomes {
+            fn on_message(&self, _: &str, _: GroupId, _: crate::core::Message) {}
+            fn on_client_request(&self, _: &str, _: GroupId, _: ClientRequest) {}
+            fn on_client_response(&self, _: &str, _: GroupId, _: ClientResponse) {}
+            fn on_undeliverable(&self, _: &str, _: GroupId, _: ClientRequest) {}
+            fn on_thread_panic(&self, thread: &str, message: &str) {
+                panic!("{thread}: {message}");
+            }
+            fn on_snapshot_sent(&self, _: &str, group: GroupId, _: u64, ok: bool) {
+                self.0.lock().push((group, ok));
+            }
+        }
+
+        // A node of version 5: its ack announces no newer version; it
+        // records the group of every chunk (which it would not see).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let chunks = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = chunks.clone();
+        let old = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            assert!(matches!(read_frame(&mut c, 1 << 16), Ok(Body::Handshake(_))));
+            let ack = HandshakeAck {
+                accepted: true,
+                reason: String::new(),
+                max_protocol_version: 0,
+            };
+            write_frame(&mut c, Body::HandshakeAck(ack)).unwrap();
+            while let Ok((group, body)) = super::super::frame::read_group_frame(&mut c, 1 << 20) {
+                if let Body::SnapshotChunk(_) = body {
+                    seen.lock().push(group);
+                }
+            }
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path()).unwrap();
+        let staging = store.stage("test").unwrap();
+        std::fs::write(staging.data_dir().join("data"), b"state").unwrap();
+        let meta = SnapshotMeta {
+            last_index: 7,
+            last_term: 1,
+            ..Default::default()
+        };
+        let snapshot = store.commit(staging, meta).unwrap();
+        let outcomes = Arc::new(Outcomes::default());
+        let cfg = PeerConfig {
+            name: "test".into(),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            my_id: "127.0.0.1:1".into(),
+            peer: format!("127.0.0.1:{port}"),
+            identity: Arc::new(super::super::Identity::new("c1", 1)),
+            connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(1),
+            liveness_timeout: Duration::from_secs(30),
+            in_doubt_window: Duration::from_secs(10),
+            max_backoff: Duration::from_millis(100),
+            snapshot_chunk_bytes: 4,
+            snapshot_bytes_per_sec: 0,
+            tls: None,
+        };
+        let link = PeerLink::spawn(cfg, outcomes.clone()).unwrap();
+        for group in [7, 0] {
+            assert!(link.send_snapshot(SnapshotOffer {
+                group,
+                term: 1,
+                leader: "127.0.0.1:1".into(),
+                snapshot: snapshot.clone(),
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while outcomes.0.lock().len() < 2 {
+            assert!(Instant::now() < deadline, "outcomes: {:?}", outcomes.0.lock());
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        link.stop();
+        old.join().unwrap();
+        let mut got = outcomes.0.lock().clone();
+        got.sort_unstable();
+        assert_eq!(got, vec![(0, true), (7, false)]);
+        let chunks = chunks.lock();
+        assert!(!chunks.is_empty() && chunks.iter().all(|g| *g == 0), "{chunks:?}");
     }
 }
