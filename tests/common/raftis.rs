@@ -5,7 +5,7 @@
 use super::certs::Ca;
 use super::{free_ports, DEADLINE};
 use redis::Connection;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,13 +30,20 @@ pub struct Cluster {
     tls: Option<Vec<floyd::TlsFiles>>,
     /// Whether leaders serve GET on their lease (`--lease-reads`).
     lease_reads: bool,
+    /// The raftis executable node `i` runs (tests/upgrade.rs mixes releases).
+    bins: Vec<PathBuf>,
     tmp: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` raftis processes on 127.0.0.1 and waits until each answers PING.
     pub fn start(n: usize) -> Cluster {
-        Self::start_on(vec!["127.0.0.1".to_string(); n], false, false)
+        Self::start_with_binary(n, Path::new(env!("CARGO_BIN_EXE_raftis")))
+    }
+
+    /// [`Cluster::start`] with another raftis executable (an older release).
+    pub fn start_with_binary(n: usize, bin: &Path) -> Cluster {
+        Self::start_on(vec!["127.0.0.1".to_string(); n], false, false, bin)
     }
 
     /// Starts `n` raftis processes, node `i` on its own address
@@ -51,6 +58,11 @@ impl Cluster {
     /// `tls` (a CA made for the run, a certificate per node naming its IP),
     /// leaders serving reads on their lease if `lease_reads`.
     pub fn start_apart_with(n: usize, tls: bool, lease_reads: bool) -> Cluster {
+        Self::start_apart_with_binary(n, tls, lease_reads, Path::new(env!("CARGO_BIN_EXE_raftis")))
+    }
+
+    /// [`Cluster::start_apart_with`] with another raftis executable (an older release).
+    pub fn start_apart_with_binary(n: usize, tls: bool, lease_reads: bool, bin: &Path) -> Cluster {
         use std::sync::atomic::{AtomicU32, Ordering};
         static BLOCK: AtomicU32 = AtomicU32::new(1);
         let b = BLOCK.fetch_add(1, Ordering::Relaxed);
@@ -59,10 +71,11 @@ impl Cluster {
             (0..n).map(|i| format!("127.0.{b}.{}", 11 + i)).collect(),
             tls,
             lease_reads,
+            bin,
         )
     }
 
-    fn start_on(ips: Vec<String>, tls: bool, lease_reads: bool) -> Cluster {
+    fn start_on(ips: Vec<String>, tls: bool, lease_reads: bool, bin: &Path) -> Cluster {
         let n = ips.len();
         let tmp = tempfile::tempdir().unwrap();
         let tls = tls.then(|| {
@@ -86,6 +99,7 @@ impl Cluster {
             ports,
             tls,
             lease_reads,
+            bins: vec![bin.to_path_buf(); n],
             tmp,
         };
         for i in 0..n {
@@ -110,7 +124,7 @@ impl Cluster {
             .append(true)
             .open(&log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raftis"));
+        let mut cmd = Command::new(&self.bins[i]);
         if let Some(files) = &self.tls {
             cmd.arg("--tls-ca")
                 .arg(&files[i].ca)
@@ -224,6 +238,26 @@ impl Cluster {
         let mut n = self.nodes[i].take().expect("running");
         n.child.kill().unwrap();
         n.child.wait().unwrap();
+    }
+
+    /// Stops node `i` cleanly (SIGTERM) and waits until it exited 0.
+    pub fn stop(&mut self, i: usize) {
+        self.signal(i, libc::SIGTERM);
+        let mut n = self.nodes[i].take().expect("running");
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(s) = n.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "node {i} did not exit on SIGTERM");
+            std::thread::park_timeout(Duration::from_millis(20));
+        };
+        assert!(status.success(), "node {i} exited with {status}");
+    }
+
+    /// The raftis executable node `i` runs from its next (re)start on.
+    pub fn set_binary(&mut self, i: usize, bin: &Path) {
+        self.bins[i] = bin.to_path_buf();
     }
 
     /// Starts node `i` again on its own data and ports.
