@@ -436,14 +436,17 @@ void floyd_host_close(floyd_host_t *h);
  * Opens (creates or restarts) group `group_id` on the host, running the built-in key-value
  * store; on `FLOYD_OK`, `*out` is its handle, which every `floyd_*` call works on.
  * `opts` gives the group's members (host addresses), timers, snapshot, read and join options;
- * its `local_ip`/`local_port` must name this host; its path is ignored (may be NULL).
+ * its `local_ip`/`local_port` must name this host; its path is ignored (may be NULL). TLS, a
+ * cluster id other than the host's and a log callback belong to the host: set on `opts` they
+ * are refused; the log level is the host's (`floyd_set_log_level` on any of its groups sets it).
  * `floyd_close` on the handle stops the group here and keeps its data.
  *
  * Thread-safety: any thread; `opts` must not be modified during the call.
  * Ownership: `h` and `opts` are borrowed; on FLOYD_OK the caller owns `*out` (ended with
  * `floyd_close`); `errmsg` as for `floyd_open`.
- * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL arguments, an unusable option, an address that
- * is not the host's, a group already open on this host); FLOYD_IO_ERROR; FLOYD_CORRUPTION;
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL arguments, an unusable option, a host's
+ * option, an address that is not the host's, a group already open or still closing on this
+ * host); FLOYD_IO_ERROR; FLOYD_CORRUPTION;
  * FLOYD_STOPPED (the host is closed); FLOYD_INTERNAL.
  */
 int floyd_host_open_group(floyd_host_t *h,
@@ -682,8 +685,9 @@ int floyd_transfer_leader(floyd_t *f, const char *server, char **errmsg);
  * the network.
  * Ownership: `ip_port` must not be NULL; on FLOYD_OK only, the caller owns `*ip_port`
  * (NUL-terminated) and frees it with `floyd_free`. No errmsg.
- * Returns: FLOYD_OK; FLOYD_NO_LEADER (none known; nothing written); FLOYD_INVALID_ARGUMENT (NULL
- * `f` or `ip_port`); FLOYD_IO_ERROR (out of memory); FLOYD_INTERNAL.
+ * Returns: FLOYD_OK; FLOYD_NO_LEADER (none known; nothing written); FLOYD_STOPPED (the group or
+ * its host is closed); FLOYD_FAILED; FLOYD_INVALID_ARGUMENT (NULL `f` or `ip_port`);
+ * FLOYD_IO_ERROR (out of memory); FLOYD_INTERNAL.
  */
 int floyd_get_leader(floyd_t *f, char **ip_port);
 
@@ -693,7 +697,8 @@ int floyd_get_leader(floyd_t *f, char **ip_port);
  * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
  * the network.
  * Ownership: `f` is borrowed; nothing is allocated.
- * Returns: true or false; false for a NULL handle (or an internal error).
+ * Returns: true or false; false for a NULL handle, a closed group or host, a failed node (or an
+ * internal error).
  */
 bool floyd_has_leader(floyd_t *f);
 
@@ -703,7 +708,8 @@ bool floyd_has_leader(floyd_t *f);
  * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
  * the network.
  * Ownership: `f` is borrowed; nothing is allocated.
- * Returns: true or false; false for a NULL handle (or an internal error).
+ * Returns: true or false; false for a NULL handle, a closed group or host, a failed node (or an
+ * internal error).
  */
 bool floyd_is_leader(floyd_t *f);
 

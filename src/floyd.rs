@@ -218,17 +218,25 @@ impl Floyd {
             .map(|_| ())
     }
 
-    /// The leader's `"ip:port"`, if one is known.
+    /// The leader's `"ip:port"`, if one is known (none once this handle's
+    /// group is closed, or its host).
     pub fn get_leader(&self) -> Option<String> {
+        self.node.check_usable().ok()?;
         self.node.leader()
     }
 
     pub fn has_leader(&self) -> bool {
-        self.node.leader().is_some()
+        self.get_leader().is_some()
     }
 
+    /// Whether this node leads its group (never once it is closed).
     pub fn is_leader(&self) -> bool {
-        self.node.is_leader()
+        self.node.check_usable().is_ok() && self.node.is_leader()
+    }
+
+    /// `Ok` while this node takes calls; else why not (`Stopped`, `Failed`).
+    pub fn check_usable(&self) -> Result<()> {
+        self.node.check_usable()
     }
 
     /// This node's view: role, term, leader, vote, log and commit positions.

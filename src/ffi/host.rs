@@ -201,14 +201,17 @@ pub unsafe extern "C" fn floyd_host_close(h: *mut floyd_host_t) {
 /// Opens (creates or restarts) group `group_id` on the host, running the built-in key-value
 /// store; on `FLOYD_OK`, `*out` is its handle, which every `floyd_*` call works on.
 /// `opts` gives the group's members (host addresses), timers, snapshot, read and join options;
-/// its `local_ip`/`local_port` must name this host; its path is ignored (may be NULL).
+/// its `local_ip`/`local_port` must name this host; its path is ignored (may be NULL). TLS, a
+/// cluster id other than the host's and a log callback belong to the host: set on `opts` they
+/// are refused; the log level is the host's (`floyd_set_log_level` on any of its groups sets it).
 /// `floyd_close` on the handle stops the group here and keeps its data.
 ///
 /// Thread-safety: any thread; `opts` must not be modified during the call.
 /// Ownership: `h` and `opts` are borrowed; on FLOYD_OK the caller owns `*out` (ended with
 /// `floyd_close`); `errmsg` as for `floyd_open`.
-/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL arguments, an unusable option, an address that
-/// is not the host's, a group already open on this host); FLOYD_IO_ERROR; FLOYD_CORRUPTION;
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL arguments, an unusable option, a host's
+/// option, an address that is not the host's, a group already open or still closing on this
+/// host); FLOYD_IO_ERROR; FLOYD_CORRUPTION;
 /// FLOYD_STOPPED (the host is closed); FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_host_open_group(
@@ -266,11 +269,33 @@ unsafe fn open_group(
             host.id()
         )));
     }
+    refuse_host_fields(&h_opts, host.options())?;
     let floyd = match machine {
         None => host.open_group(group, g_opts)?,
         Some(m) => host.open_group_with_state_machine(group, g_opts, m)?,
     };
     *slot = super::node::handle(floyd);
+    Ok(())
+}
+
+/// A group's options carry the host's fields too (one `floyd_options_t` for
+/// both): set there, they would be ignored, so they are refused instead
+/// (above all TLS, which a caller must not believe on when it is not).
+fn refuse_host_fields(group: &HostOptions, host: &HostOptions) -> Result<(), Error> {
+    let refuse = |what: &str, setter: &str| {
+        Err(Error::InvalidArgument(format!(
+            "{what} belongs to the host: set it with {setter} on the host's options, not on a group's"
+        )))
+    };
+    if group.tls.is_some() {
+        return refuse("TLS", "floyd_host_options_set_tls");
+    }
+    if !group.cluster_id.is_empty() && group.cluster_id != host.cluster_id {
+        return refuse("the cluster id", "floyd_host_options_set_cluster_id");
+    }
+    if group.log_callback.is_some() {
+        return refuse("the log callback", "floyd_host_options_set_log_callback");
+    }
     Ok(())
 }
 

@@ -350,11 +350,13 @@ pub unsafe extern "C" fn floyd_transfer_leader(
 /// the network.
 /// Ownership: `ip_port` must not be NULL; on FLOYD_OK only, the caller owns `*ip_port`
 /// (NUL-terminated) and frees it with `floyd_free`. No errmsg.
-/// Returns: FLOYD_OK; FLOYD_NO_LEADER (none known; nothing written); FLOYD_INVALID_ARGUMENT (NULL
-/// `f` or `ip_port`); FLOYD_IO_ERROR (out of memory); FLOYD_INTERNAL.
+/// Returns: FLOYD_OK; FLOYD_NO_LEADER (none known; nothing written); FLOYD_STOPPED (the group or
+/// its host is closed); FLOYD_FAILED; FLOYD_INVALID_ARGUMENT (NULL `f` or `ip_port`);
+/// FLOYD_IO_ERROR (out of memory); FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_char) -> c_int {
     text_out(f, ip_port, "ip_port", std::ptr::null_mut(), |n| {
+        n.check_usable()?;
         n.get_leader().ok_or_else(|| Error::NoLeader("no leader".into()))
     })
 }
@@ -364,7 +366,8 @@ pub unsafe extern "C" fn floyd_get_leader(f: *mut floyd_t, ip_port: *mut *mut c_
 /// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
 /// the network.
 /// Ownership: `f` is borrowed; nothing is allocated.
-/// Returns: true or false; false for a NULL handle (or an internal error).
+/// Returns: true or false; false for a NULL handle, a closed group or host, a failed node (or an
+/// internal error).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_has_leader(f: *mut floyd_t) -> bool {
     boundary_value(false, || node(f).ok().map(Floyd::has_leader))
@@ -375,7 +378,8 @@ pub unsafe extern "C" fn floyd_has_leader(f: *mut floyd_t) -> bool {
 /// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
 /// the network.
 /// Ownership: `f` is borrowed; nothing is allocated.
-/// Returns: true or false; false for a NULL handle (or an internal error).
+/// Returns: true or false; false for a NULL handle, a closed group or host, a failed node (or an
+/// internal error).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_is_leader(f: *mut floyd_t) -> bool {
     boundary_value(false, || node(f).ok().map(Floyd::is_leader))

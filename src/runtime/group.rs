@@ -48,6 +48,11 @@ pub(super) fn open(
             "group {group} is already open on this host"
         )));
     }
+    if host.closing.lock().contains(&group) {
+        return Err(Error::InvalidArgument(format!(
+            "group {group} is still closing on this host"
+        )));
+    }
     let state_machine = match &host.kv {
         None => Machine::open(&opts.path.join("db"), user)?,
         Some(kv) => Machine::in_store(kv, group, user),
@@ -173,9 +178,12 @@ fn bootstrap_members(
 /// closes. Its data stays. Idempotent.
 pub(super) fn close(node: &Arc<Node>) {
     let host = &node.host;
-    let was_open = host.groups.write().remove(&node.group).is_some();
-    if !was_open {
-        return;
+    {
+        let mut groups = host.groups.write();
+        if groups.remove(&node.group).is_none() {
+            return;
+        }
+        host.closing.lock().insert(node.group);
     }
     node.begin_stop();
     // Whatever thread was serving it finishes first.
@@ -191,6 +199,7 @@ pub(super) fn close(node: &Arc<Node>) {
     let stopped = Error::Stopped("the node was closed".into());
     node.waiters.close(&stopped, &stopped);
     node.state_machine.close();
+    host.closing.lock().remove(&node.group);
     tracing::info!(node = %node.id, group = node.group, "group closed");
 }
 

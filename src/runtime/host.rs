@@ -30,7 +30,7 @@ use crate::storage::{GroupId, LogStore};
 use crate::transport::{Identity, Server, ServerConfig, TlsConfig};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,6 +54,9 @@ pub struct HostShared {
     pub kv: Option<Arc<KvStore>>,
     pub links: Links,
     pub groups: RwLock<BTreeMap<GroupId, Arc<Node>>>,
+    /// Groups taken out of `groups` whose close has not finished: neither
+    /// reopened nor dropped until it has.
+    pub closing: Mutex<BTreeSet<GroupId>>,
     pub primary_tx: Sender<PrimaryEvent>,
     pub log_tx: Sender<LogEvent>,
     pub apply: ApplyQueue,
@@ -133,6 +136,9 @@ pub struct Host {
     server: Mutex<Option<Server>>,
     threads: Mutex<Threads>,
     closed: AtomicBool,
+    /// Opening and dropping groups, one at a time: a drop's check that the
+    /// group is not open holds until its data is gone.
+    admin: Mutex<()>,
 }
 
 impl Host {
@@ -208,6 +214,7 @@ impl Host {
             kv,
             links: Links::default(),
             groups: RwLock::new(BTreeMap::new()),
+            closing: Mutex::new(BTreeSet::new()),
             primary_tx,
             log_tx,
             apply: ApplyQueue::default(),
@@ -229,6 +236,7 @@ impl Host {
             server: Mutex::new(None),
             threads: Mutex::new(Threads::default()),
             closed: AtomicBool::new(false),
+            admin: Mutex::new(()),
         };
         let handler = Arc::new(HostInbound(Arc::downgrade(&shared)));
         shared.links.set_handler(handler.clone());
@@ -293,9 +301,11 @@ impl Host {
             ));
         }
         let dispatch = self.shared.log.dispatch();
+        let admin = self.admin.lock();
         let started = tracing::dispatcher::with_default(&dispatch, || {
             super::group::open(&self.shared, group, opts, machine)
         });
+        drop(admin);
         if let Err(e) = &started {
             tracing::dispatcher::with_default(
                 &dispatch,
@@ -310,6 +320,11 @@ impl Host {
         &self.shared.id
     }
 
+    /// The options the host was opened with.
+    pub fn options(&self) -> &HostOptions {
+        &self.shared.opts
+    }
+
     /// The ids of the groups open on this host, sorted.
     pub fn list_groups(&self) -> Vec<GroupId> {
         self.shared.groups.read().keys().copied().collect()
@@ -318,7 +333,8 @@ impl Host {
     /// Deletes group `group`'s data on this host (its log, metadata,
     /// state and snapshots); refused while it is open here.
     pub fn drop_group(&self, group: GroupId) -> Result<()> {
-        if self.shared.groups.read().contains_key(&group) {
+        let _admin = self.admin.lock();
+        if self.shared.groups.read().contains_key(&group) || self.shared.closing.lock().contains(&group) {
             return Err(Error::InvalidArgument(format!(
                 "group {group} is open on this host: close it first"
             )));

@@ -163,6 +163,21 @@ static void test_bad_input(void) {
           "options naming another host");
     floyd_free(msg);
     floyd_options_free(go);
+    /* The host's options set on a group's would be ignored: refused. */
+    go = group_options(0);
+    floyd_options_set_tls(go, "/nonexistent/ca.pem", "/nonexistent/cert.pem", "/nonexistent/key.pem");
+    CHECK(floyd_host_open_group(hosts[0], 5, go, &f, &msg) == FLOYD_INVALID_ARGUMENT && msg && strstr(msg, "TLS"),
+          "TLS on a group's options is refused, not ignored");
+    floyd_free(msg);
+    msg = NULL;
+    floyd_options_free(go);
+    go = group_options(0);
+    floyd_options_set_cluster_id(go, "another-cluster");
+    CHECK(floyd_host_open_group(hosts[0], 5, go, &f, &msg) == FLOYD_INVALID_ARGUMENT,
+          "a cluster id other than the host's is refused");
+    floyd_free(msg);
+    msg = NULL;
+    floyd_options_free(go);
     CHECK(floyd_host_open_group(NULL, 1, NULL, &f, NULL) == FLOYD_INVALID_ARGUMENT, "NULL host");
     CHECK(floyd_host_open(NULL, NULL, NULL) == FLOYD_INVALID_ARGUMENT, "NULL host options");
     CHECK(floyd_host_options_set_workers(NULL, 1) == FLOYD_INVALID_ARGUMENT, "set_workers on NULL");
@@ -175,9 +190,22 @@ static void test_bad_input(void) {
 }
 
 static void test_close(void) {
+    /* Host 0 leads group 1 when it closes: its handle must not go on saying so. */
+    char me[64];
+    snprintf(me, sizeof me, "127.0.0.1:%d", ports[0]);
+    int rc = FLOYD_NO_LEADER;
+    for (int attempt = 0; attempt < 100 && rc != FLOYD_OK; attempt++) {
+        rc = floyd_transfer_leader(groups[0][0], me, NULL);
+    }
+    CHECK(rc == FLOYD_OK && floyd_is_leader(groups[0][0]), "host 0 leads group 1");
     floyd_host_close(hosts[0]);
     hosts[0] = NULL;
     CHECK(floyd_write(groups[0][0], "k", 1, "x", 1, NULL) == FLOYD_STOPPED, "a closed host's group answers STOPPED");
+    char *leader = NULL;
+    CHECK(!floyd_is_leader(groups[0][0]) && !floyd_has_leader(groups[0][0]),
+          "a closed host's group leads nothing and knows no leader");
+    CHECK(floyd_get_leader(groups[0][0], &leader) == FLOYD_STOPPED && leader == NULL,
+          "get_leader on a closed host's group answers STOPPED");
     floyd_close(groups[0][0]);
     floyd_close(groups[0][1]);
     groups[0][0] = groups[0][1] = NULL;
