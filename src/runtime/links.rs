@@ -10,7 +10,7 @@ use crate::core::{Envelope, RaftCore};
 use crate::error::Result;
 use crate::options::Options;
 use crate::storage::GroupId;
-use crate::transport::{message_to_body, Identity, PeerConfig, PeerLink};
+use crate::transport::{message_to_body, Identity, MemberUnion, PeerConfig, PeerLink};
 use crate::wire::frame::Body;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub struct Links {
     peers: RwLock<HashMap<String, Arc<PeerLink>>>,
     /// Per group, the peers it wants links to.
-    wanted: Mutex<HashMap<GroupId, BTreeSet<String>>>,
+    wanted: Mutex<MemberUnion>,
     /// Links no group wants any more, kept until then: a removed server
     /// still gets the answer to its own request and the acknowledgements
     /// that let a removed leader learn the commit.
@@ -58,19 +58,15 @@ impl Links {
         let Some(handler) = self.handler.get() else {
             return Ok(());
         };
-        let all: BTreeSet<String> = {
-            let mut w = self.wanted.lock();
-            w.insert(group, wanted);
-            w.values().flatten().cloned().collect()
-        };
+        let unwanted = self.wanted.lock().set(group, Some(wanted.clone())).removed;
         let mut peers = self.peers.write();
         let mut retiring = self.retiring.lock();
         let grace = Instant::now() + link_grace(opts);
-        for p in peers.keys().filter(|p| !all.contains(*p)) {
-            retiring.entry(p.clone()).or_insert(grace);
+        for p in unwanted.into_iter().filter(|p| peers.contains_key(p)) {
+            retiring.entry(p).or_insert(grace);
         }
-        retiring.retain(|p, _| !all.contains(p));
-        for peer in all {
+        for peer in wanted {
+            retiring.remove(&peer);
             if let std::collections::hash_map::Entry::Vacant(slot) = peers.entry(peer) {
                 let link = PeerLink::spawn(cfg.peer_config(slot.key(), opts), handler.clone())?;
                 slot.insert(Arc::new(link));
@@ -82,19 +78,15 @@ impl Links {
     /// A group closed: the links only it wanted retire, and a host of many
     /// groups forgets its members.
     pub(super) fn forget(&self, identity: &Identity, group: GroupId, private: bool) {
-        let all: BTreeSet<String> = {
-            let mut w = self.wanted.lock();
-            w.remove(&group);
-            w.values().flatten().cloned().collect()
-        };
+        let unwanted = self.wanted.lock().set(group, None).removed;
         if !private {
             identity.update_group(group, None::<Vec<String>>);
         }
         let peers = self.peers.read();
         let mut retiring = self.retiring.lock();
         let grace = Instant::now() + Duration::from_secs(1);
-        for p in peers.keys().filter(|p| !all.contains(*p)) {
-            retiring.entry(p.clone()).or_insert(grace);
+        for p in unwanted.into_iter().filter(|p| peers.contains_key(p)) {
+            retiring.entry(p).or_insert(grace);
         }
     }
 

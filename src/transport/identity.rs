@@ -39,7 +39,7 @@ struct State {
     uid: String,
     members: HashSet<String>,
     /// A host of many groups: each group's members.
-    groups: std::collections::HashMap<u64, HashSet<String>>,
+    groups: super::MemberUnion,
 }
 
 impl Identity {
@@ -83,16 +83,11 @@ impl Identity {
     /// (`None`: the group closed).
     pub fn update_group(&self, group: u64, members: Option<impl IntoIterator<Item = String>>) {
         let mut s = self.state.write();
-        match members {
-            Some(m) => {
-                s.groups.insert(group, m.into_iter().collect());
-            }
-            None => {
-                s.groups.remove(&group);
-            }
+        let change = s.groups.set(group, members.map(|m| m.into_iter().collect()));
+        for m in change.removed {
+            s.members.remove(&m);
         }
-        let all: HashSet<String> = s.groups.values().flatten().cloned().collect();
-        s.members = all;
+        s.members.extend(change.added);
     }
 
     pub fn uid(&self) -> String {
@@ -187,6 +182,30 @@ mod tests {
 
     fn hello(from: &str, bootstrap_id: u64, uid: &str) -> Handshake {
         node(bootstrap_id, uid).hello(from)
+    }
+
+    /// A host's members are the union of its groups' members, kept as
+    /// groups open, change and close.
+    #[test]
+    fn a_hosts_members_follow_its_groups() {
+        let id = Identity::for_host("c");
+        let set = |v: &[&str]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        let members = |id: &Identity| {
+            let mut m: Vec<String> = id.state.read().members.iter().cloned().collect();
+            m.sort();
+            m
+        };
+        id.update_group(1, Some(set(&["a:1", "b:1"])));
+        id.update_group(2, Some(set(&["b:1", "c:1"])));
+        assert_eq!(members(&id), set(&["a:1", "b:1", "c:1"]));
+        id.update_group(1, Some(set(&["a:1", "b:1"])));
+        id.update_group(1, Some(set(&["b:1"])));
+        assert_eq!(members(&id), set(&["b:1", "c:1"]));
+        id.update_group(2, None::<Vec<String>>);
+        assert_eq!(members(&id), set(&["b:1"]));
+        id.update_group(1, None::<Vec<String>>);
+        id.update_group(3, None::<Vec<String>>);
+        assert!(members(&id).is_empty());
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 mod frame;
 mod identity;
+mod member_union;
 mod outbox;
 mod peer;
 mod server;
@@ -35,6 +36,7 @@ pub use frame::{
     FrameError, MAX_FRAME_BYTES,
 };
 pub use identity::Identity;
+pub use member_union::{MemberUnion, UnionChange};
 pub use peer::{PeerConfig, PeerLink};
 pub use server::{Server, ServerConfig, GROUPS_VERSION, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use snapshot_receive::{ReceiveError, ReceivedSnapshot, SnapshotReceiver};
