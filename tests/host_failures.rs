@@ -147,7 +147,7 @@ fn write_and_read_everywhere(h: &Hosts, groups: &[u64], key: &str, bound: Durati
             h.write(via, g, key.as_bytes(), value.as_bytes());
             for i in 0..h.hosts.len() {
                 assert_eq!(
-                    h.node(i, g).read(key.as_bytes()).unwrap(),
+                    h.read(i, g, key.as_bytes()).unwrap(),
                     value.as_bytes(),
                     "group {g} on host {i}"
                 );
@@ -374,7 +374,7 @@ fn a_long_snapshot_install_in_one_group_stalls_no_other_group() {
     );
     for k in [0, 20, 47] {
         let key = format!("k{k}");
-        let want = h.node(0, BIG).read(key.as_bytes()).unwrap();
+        let want = h.read(0, BIG, key.as_bytes()).unwrap();
         assert_eq!(h.node(2, BIG).dirty_read(key.as_bytes()).unwrap(), want);
     }
     write_and_read_everywhere(
@@ -383,4 +383,202 @@ fn a_long_snapshot_install_in_one_group_stalls_no_other_group() {
         "after",
         DEADLINE,
     );
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(mib: u32) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let size = format!("size={mib}m");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+        status.success().then_some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the file system holding `path` until it has no room left.
+fn fill(path: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let filler = path.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 256 << 10];
+    while f.write_all(&chunk).and_then(|_| f.sync_data()).is_ok() {}
+    filler
+}
+
+fn disk_full(e: &Error) -> bool {
+    matches!(e, Error::Io(m) if m.contains("disk is full") && m.contains("not applied"))
+}
+
+/// Removes the file that fills the disk when dropped (on a failed test too,
+/// before the hosts close).
+struct Filler(Option<std::path::PathBuf>);
+
+impl Filler {
+    fn remove(&mut self) {
+        if let Some(f) = self.0.take() {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// The disk of a host leading six groups fills up. One group's write finds
+/// it full, and from then on every group of that host refuses writes at
+/// once (even those that wrote nothing since), through every member, with
+/// the disk-full error; no group and no host fails, every member serves
+/// what it has, and a group closes promptly (its unwritten writes, never
+/// acknowledged, are dropped); once there is space again the group reopens,
+/// every group takes writes through every host, and nothing acknowledged
+/// is lost. Needs to mount a tmpfs
+/// (root, as in CI); elsewhere it says so and skips.
+#[test]
+fn a_full_disk_refuses_writes_host_wide_and_every_group_recovers_when_space_returns() {
+    const GROUPS: [u64; 6] = [1, 2, 3, 4, 5, 6];
+    let Some(fs) = Tmpfs::mount(128) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut h = Hosts::start_in(fs.dir.path().to_path_buf(), tempfile::tempdir().unwrap(), 3, 3);
+    let mut o = h.group_options();
+    o.request_timeout = Duration::from_secs(2);
+    o.leader_wait = Duration::from_secs(2);
+    for i in 0..3 {
+        for g in GROUPS {
+            h.open_group_with(i, g, o.clone());
+        }
+    }
+    // Host 0 leads every group.
+    for g in GROUPS {
+        let leader = h.wait_for_leader(g);
+        if leader != 0 {
+            retrying("transfer", || h.node(leader, g).transfer_leader(&h.id(0)));
+        }
+        assert_eq!(h.wait_for_leader(g), 0);
+        for k in 0..5 {
+            h.write(k % 3, g, format!("k{k}").as_bytes(), b"before");
+        }
+    }
+    let mut filler = Filler(Some(fill(fs.dir.path())));
+
+    // Group 1 finds the disk full: large writes use up at once what RocksDB
+    // preallocated.
+    let large = vec![b'x'; 32 << 10];
+    let mut acknowledged = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    for n in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "writes were never refused on a full disk"
+        );
+        let key = format!("during{n}");
+        match h.node(0, 1).write(key.as_bytes(), &large) {
+            Err(e) if disk_full(&e) => break,
+            Ok(()) => acknowledged.push((1, key)),
+            Err(Error::Timeout(_)) => {}
+            Err(e) => panic!("unexpected error on a full disk: {e}"),
+        }
+    }
+    let s = h.host(0).status_json();
+    assert!(s.contains("\"disk_full\":true"), "{s}");
+    // Host-wide: every group refuses even a small write, through every member.
+    for g in GROUPS {
+        for i in 0..3 {
+            match h.node(i, g).write(b"small", b"v") {
+                Err(e) if disk_full(&e) => {}
+                other => panic!("group {g} through host {i} on a full disk: {other:?}"),
+            }
+        }
+    }
+    // Nobody failed: every member serves its copy.
+    for i in 0..3 {
+        let s = h.host(i).status_json();
+        assert!(s.contains("\"failed\":false"), "host {i}: {s}");
+        for g in GROUPS {
+            assert_eq!(
+                h.node(i, g).dirty_read(b"k0").unwrap(),
+                b"before",
+                "group {g} host {i}"
+            );
+        }
+    }
+
+    // A group closes promptly on a full disk, though the log writer still
+    // holds writes of it that it cannot write (never acknowledged: dropped).
+    let t = Instant::now();
+    h.close_group(0, 1);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closing a group on a full disk took {:?}",
+        t.elapsed()
+    );
+
+    filler.remove();
+    h.open_group_with(0, 1, o.clone());
+    for g in GROUPS {
+        for i in 0..3 {
+            wait_until(
+                &format!("group {g} to take writes through host {i} again"),
+                || h.node(i, g).write(b"after", b"space").is_ok(),
+            );
+        }
+    }
+    for g in GROUPS {
+        for k in 0..5 {
+            h.write(k % 3, g, format!("k{k}").as_bytes(), b"after");
+        }
+    }
+    for i in 0..3 {
+        for g in GROUPS {
+            for k in 0..5 {
+                assert_eq!(h.read(i, g, format!("k{k}").as_bytes()).unwrap(), b"after");
+            }
+        }
+        for (g, key) in &acknowledged {
+            assert_eq!(h.read(i, *g, key.as_bytes()).unwrap(), large, "group {g} {key}");
+        }
+    }
+    let s = h.host(0).status_json();
+    assert!(s.contains("\"disk_full\":false"), "{s}");
+    drop(filler);
+    drop(h);
+    drop(fs);
+}
+
+/// Retries `call` while it fails with a retryable error (`Busy` while
+/// another change runs, `NoLeader` during an election).
+fn retrying(what: &str, mut call: impl FnMut() -> Result<(), Error>) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match call() {
+            Ok(()) => return,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                std::thread::park_timeout(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
 }

@@ -56,12 +56,21 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<LogEvent>) {
             p.drop_unwritten();
             return;
         }
+        if retry.is_some() {
+            // Nor does a group closing on a full disk wait for space: it
+            // would hold up its close (and its host's) for good.
+            p.drop_unwritten_of(|node| node.is_stopping());
+        }
         // A clean close still writes what the cores already produced.
+        let writing = !p.readies.is_empty();
         match p.write(&host) {
             Ok(()) => {
+                // (With nothing left to write, the next write tries the disk.)
                 if retry.take().is_some() {
                     host.set_disk_full(false);
-                    tracing::warn!(host = %host.id, "the log is written again: disk space came back");
+                    if writing {
+                        tracing::warn!(host = %host.id, "the log is written again: disk space came back");
+                    }
                 }
                 p.let_out();
             }
@@ -191,8 +200,17 @@ impl Pending {
 
     /// Gives up on what is unwritten (failure, or closing on a full disk).
     fn drop_unwritten(&mut self) {
+        self.drop_unwritten_of(|_| true);
+    }
+
+    /// Gives up on what is unwritten of the groups `which` picks.
+    fn drop_unwritten_of(&mut self, which: impl Fn(&Node) -> bool) {
+        let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.readies)
+            .into_iter()
+            .partition(|(node, _)| which(node));
+        self.readies = kept;
         let mut counts: Vec<(Arc<Node>, usize)> = Vec::new();
-        for (node, _) in self.readies.drain(..) {
+        for (node, _) in dropped {
             match counts.iter_mut().find(|(n, _)| n.group == node.group) {
                 Some((_, c)) => *c += 1,
                 None => counts.push((node, 1)),

@@ -176,6 +176,19 @@ impl Hosts {
         }
     }
 
+    /// Reads through host `i` (linearizable), retrying while no leader is
+    /// known yet or the read timed out.
+    pub fn read(&self, i: usize, group: u64, key: &[u8]) -> Result<Vec<u8>, Error> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self.node(i, group).read(key) {
+                Err(e)
+                    if (e.is_retryable() || matches!(e, Error::Timeout(_))) && Instant::now() < deadline => {}
+                other => return other,
+            }
+        }
+    }
+
     /// Waits until `group` on host `i` has applied `key` = `value`.
     pub fn wait_applied(&self, i: usize, group: u64, key: &[u8], value: &[u8]) {
         wait_until(&format!("group {group} on host {i} to apply its write"), || {
