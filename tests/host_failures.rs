@@ -582,3 +582,121 @@ fn retrying(what: &str, mut call: impl FnMut() -> Result<(), Error>) {
         }
     }
 }
+
+/// Runs `body` while a writer writes round after round to each of `groups`
+/// (through hosts 0, 1 and 2 in turn); returns what it acknowledged and
+/// its slowest write. The writer has done at least two more rounds after
+/// `body` returns.
+fn with_writer(
+    h: &Hosts,
+    groups: &[u64],
+    prefix: &str,
+    body: impl FnOnce(),
+) -> (Vec<(u64, String)>, Duration) {
+    let stop = AtomicBool::new(false);
+    let rounds = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut acknowledged = Vec::new();
+            let mut slowest = Duration::ZERO;
+            for n in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                for &g in groups {
+                    let key = format!("{prefix}{n}");
+                    let t = Instant::now();
+                    h.write(n % 3, g, key.as_bytes(), b"v");
+                    slowest = slowest.max(t.elapsed());
+                    acknowledged.push((g, key));
+                }
+                rounds.fetch_add(1, Ordering::SeqCst);
+            }
+            (acknowledged, slowest)
+        });
+        wait_until("the writer to start", || rounds.load(Ordering::SeqCst) >= 2);
+        body();
+        let done = rounds.load(Ordering::SeqCst);
+        wait_until("the writer to go on", || {
+            rounds.load(Ordering::SeqCst) >= done + 2
+        });
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap()
+    })
+}
+
+/// One group changes its membership (a fourth host joins, then one of the
+/// first three leaves) while five other groups on the same hosts take
+/// writes without a pause; then every group hands its leadership to
+/// another member, the writes still going on. No acknowledged write is lost.
+#[test]
+fn a_membership_change_in_one_group_and_a_leader_transfer_in_each_while_the_others_write() {
+    const BUSY: [u64; 5] = [1, 2, 3, 4, 5];
+    const CHANGING: u64 = 9;
+    let mut h = Hosts::start(4);
+    let first = [0, 1, 2];
+    for i in first {
+        for g in BUSY.into_iter().chain([CHANGING]) {
+            h.open_group_with(i, g, h.group_options_of(&first));
+        }
+    }
+    for g in BUSY.into_iter().chain([CHANGING]) {
+        h.wait_for_leader(g);
+    }
+    h.write(0, CHANGING, b"k", b"before");
+    let leader = h.wait_for_leader(CHANGING);
+    // Host 3 waits to be added.
+    let mut join = h.group_options_of(&first);
+    join.join = true;
+    h.open_group_with(3, CHANGING, join);
+
+    // Host 3 joins the changing group, then host 0 leaves it.
+    let (mut acknowledged, slowest) = with_writer(&h, &BUSY, "m", || {
+        retrying("add host 3", || h.node(leader, CHANGING).add_server(&h.id(3)));
+        h.wait_applied(3, CHANGING, b"k", b"before");
+        retrying("remove host 0", || h.node(1, CHANGING).remove_server(&h.id(0)));
+        wait_until("host 0 out of the changing group's configuration", || {
+            [1, 2, 3].iter().all(|&i| {
+                let s = h.node(i, CHANGING).server_status();
+                s.voters == [h.id(1), h.id(2), h.id(3)] && s.pending_change.is_none()
+            })
+        });
+    });
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a write to another group took {slowest:?} during the membership change"
+    );
+    h.close_group(0, CHANGING);
+    h.host(0).drop_group(CHANGING).unwrap();
+    h.write(3, CHANGING, b"k", b"after the change");
+    for i in [1, 2, 3] {
+        assert_eq!(h.read(i, CHANGING, b"k").unwrap(), b"after the change");
+    }
+
+    // A leader transfer in every group, one after the other.
+    let (more, slowest) = with_writer(&h, &BUSY, "t", || {
+        for g in BUSY.into_iter().chain([CHANGING]) {
+            let members = h.members_open(g);
+            let old = h.wait_for_leader(g);
+            let target = members[(members.iter().position(|&i| i == old).unwrap() + 1) % members.len()];
+            let via = *members.iter().find(|&&i| i != old && i != target).unwrap();
+            retrying("transfer", || h.node(via, g).transfer_leader(&h.id(target)));
+            assert_eq!(h.wait_for_leader(g), target, "group {g}");
+            let key = format!("led by {target}");
+            h.write(target, g, key.as_bytes(), b"v");
+            for &i in &members {
+                assert_eq!(h.read(i, g, key.as_bytes()).unwrap(), b"v");
+            }
+        }
+    });
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a write took {slowest:?} during the leader transfers"
+    );
+    acknowledged.extend(more);
+    for i in first {
+        for (g, key) in &acknowledged {
+            assert_eq!(h.read(i, *g, key.as_bytes()).unwrap(), b"v", "group {g} {key}");
+        }
+    }
+}
