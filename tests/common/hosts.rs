@@ -9,8 +9,8 @@ use std::time::Instant;
 
 pub struct Hosts {
     pub dir: tempfile::TempDir,
-    /// Where the hosts' directories are (`dir`, or a file system of the test's).
-    pub root: PathBuf,
+    /// Each host's directory (under `dir` unless the test put it elsewhere).
+    pub paths: Vec<PathBuf>,
     pub ports: Vec<u16>,
     pub hosts: Vec<Option<Host>>,
     /// Per host, the groups open on it.
@@ -25,16 +25,11 @@ impl Hosts {
     /// Reserves ports for `total` hosts and opens the first `open` of them.
     pub fn start_with_hosts(total: usize, open: usize) -> Hosts {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        Hosts::start_in(root, dir, total, open)
-    }
-
-    /// Hosts whose directories are under `root`.
-    pub fn start_in(root: PathBuf, dir: tempfile::TempDir, total: usize, open: usize) -> Hosts {
+        let paths = (0..total).map(|i| dir.path().join(format!("h{i}"))).collect();
         let ports = free_ports(total);
         let mut h = Hosts {
             dir,
-            root,
+            paths,
             ports,
             hosts: (0..total).map(|_| None).collect(),
             groups: (0..total).map(|_| BTreeMap::new()).collect(),
@@ -60,7 +55,7 @@ impl Hosts {
     }
 
     pub fn path(&self, i: usize) -> PathBuf {
-        self.root.join(format!("h{i}"))
+        self.paths[i].clone()
     }
 
     /// Host `i`'s address: what its groups call their member there.
