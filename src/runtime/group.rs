@@ -244,11 +244,12 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         .collect();
     let threads: Vec<String> = threads.iter().map(|t| format!("\"{t}\"")).collect();
     format!(
-        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{}}}",
+        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{}}}",
         host.id,
         threads.join(","),
         groups.join(","),
         host.unknown_group_frames.load(Relaxed),
+        host.refused_messages.load(Relaxed),
         host.log_writes.load(Relaxed),
         host.log_syncs.load(Relaxed),
         host.disk_full.load(Relaxed),

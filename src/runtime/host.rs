@@ -69,6 +69,9 @@ pub struct HostShared {
     pub disk_full: AtomicBool,
     /// Frames dropped for naming a group this host does not have.
     pub unknown_group_frames: AtomicU64,
+    /// Messages a group refused (from a non-member, in another's name,
+    /// contradicting its log: see `core::Rejected`).
+    pub refused_messages: AtomicU64,
     /// Batches the log writer wrote, and how many of them it synced: with
     /// many groups busy, one sync covers all of their entries.
     pub log_writes: AtomicU64,
@@ -224,6 +227,7 @@ impl Host {
             failure: Mutex::new(None),
             disk_full: AtomicBool::new(false),
             unknown_group_frames: AtomicU64::new(0),
+            refused_messages: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
             log_syncs: AtomicU64::new(0),
             refusals_logged: LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),

@@ -366,9 +366,11 @@ impl Node {
         self.waiters.close(&failed, &in_doubt);
     }
 
-    /// Logs a message the core refused, at most [`REFUSALS_LOGGED`] lines
-    /// per [`REFUSAL_WINDOW`]; a stream of them is counted, not logged.
+    /// Counts a message the core refused, and logs it: at most
+    /// [`REFUSALS_LOGGED`] lines per [`REFUSAL_WINDOW`]; a stream of them is
+    /// counted, not logged.
     pub(super) fn log_refusal(&self, from: &str, why: &crate::core::Rejected) {
+        self.host.refused_messages.fetch_add(1, Ordering::Relaxed);
         if let Some(left_out) = self.host.refusals_logged.admit(Instant::now()) {
             tracing::warn!(node = %self.id, peer = %from, reason = %why, left_out, "refused a message");
         }

@@ -1064,8 +1064,9 @@ class Host(_Handle):
     def status(self) -> dict:
         """The host's status: ``host`` (its address), ``threads``, ``groups``
         (per open group: ``group``, ``role``, ``term``, ``leader``,
-        ``commit``, ``applied``), ``unknown_group_frames``, ``log_writes``,
-        ``log_syncs``, ``disk_full`` and ``failed``."""
+        ``commit``, ``applied``), ``unknown_group_frames``,
+        ``refused_messages``, ``log_writes``, ``log_syncs``, ``disk_full``
+        and ``failed``."""
         out = c_void_p()
         h = self._enter()
         try:
