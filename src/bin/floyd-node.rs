@@ -15,8 +15,16 @@
 //! `unlock NAME HOLDER`, `add IP:PORT`, `remove IP:PORT`, `transfer IP:PORT` (hands
 //! leadership to that voter; `OK` once it leads), `servers` (`OK a,b,…`), `leader`,
 //! `status`, `quit`.
+//!
+//! With `--groups N` the process is a host of many groups (`floyd::Host`,
+//! issue 21): groups 1 to N, each of `--members` (host addresses) with the
+//! same options, on one port and one directory. A command for a group is
+//! prefixed with it: `g ID put K V`, `g ID get K`, …; `leaders` answers the
+//! groups this host leads (`OK 1,4,7`, or `OK` for none), `hoststatus` the
+//! host's status as JSON.
 
-use floyd::{Error, Floyd, Options};
+use floyd::{Error, Floyd, Host, Options};
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -98,17 +106,88 @@ fn execute(f: &Floyd, line: &str) -> Option<String> {
     })
 }
 
+/// A host of groups 1 to `n`, each with the group options of `opts`.
+fn open_host(opts: Options, n: u64) -> Result<(Host, BTreeMap<u64, Floyd>), Error> {
+    let (host_opts, group_opts) = opts.split();
+    let host = Host::open(host_opts)?;
+    let mut groups = BTreeMap::new();
+    for g in 1..=n {
+        groups.insert(g, host.open_group(g, group_opts.clone())?);
+    }
+    Ok((host, groups))
+}
+
+/// A command to a host of many groups.
+fn execute_on_host(host: &Host, groups: &BTreeMap<u64, Floyd>, line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Some(match words.as_slice() {
+        ["g", id, command @ ..] => match id.parse::<u64>().ok().and_then(|g| groups.get(&g)) {
+            Some(f) => return execute(f, &command.join(" ")),
+            None => format!("ERR no group {id:?} on this host"),
+        },
+        ["leaders"] => {
+            let leading: Vec<String> = groups
+                .iter()
+                .filter(|(_, f)| f.is_leader())
+                .map(|(g, _)| g.to_string())
+                .collect();
+            format!("OK {}", leading.join(",")).trim_end().to_string()
+        }
+        ["hoststatus"] => format!("OK {}", host.status_json()),
+        ["quit"] => return None,
+        _ => format!("ERR unknown command {line:?} (a host's commands name their group: g ID …)"),
+    })
+}
+
+/// Answers commands from stdin, one line each, until `quit` or the end.
+fn serve(mut execute: impl FnMut(&str) -> Option<String>) {
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        match execute(&line) {
+            Some(reply) => {
+                let _ = writeln!(out, "{reply}");
+                let _ = out.flush();
+            }
+            None => break,
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match options(&args) {
+    let parsed = options(&args).and_then(|o| {
+        let groups = arg(&args, "--groups")
+            .map(|n| n.parse::<u64>().map_err(|_| "bad --groups".to_string()))
+            .transpose()?;
+        Ok((o, groups))
+    });
+    let (opts, groups) = match parsed {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "floyd-node: {e}\nusage: floyd-node --members A,B,C --ip IP --port PORT --path DIR [--join]"
+                "floyd-node: {e}\nusage: floyd-node --members A,B,C --ip IP --port PORT --path DIR [--join] [--groups N]"
             );
             std::process::exit(2);
         }
     };
+    if let Some(n) = groups {
+        let (host, groups) = match open_host(opts, n) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("floyd-node: cannot open the host: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!("READY");
+        serve(|line| execute_on_host(&host, &groups, line));
+        for f in groups.values() {
+            f.close();
+        }
+        host.close();
+        return;
+    }
     let f = match Floyd::open(opts) {
         Ok(f) => f,
         Err(e) => {
@@ -117,17 +196,6 @@ fn main() {
         }
     };
     println!("READY");
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { break };
-        match execute(&f, &line) {
-            Some(reply) => {
-                let _ = writeln!(out, "{reply}");
-                let _ = out.flush();
-            }
-            None => break,
-        }
-    }
+    serve(|line| execute(&f, line));
     f.close();
 }
