@@ -66,11 +66,72 @@ fn frames() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A length prefix and `payload`, as a frame.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    [&(payload.len() as u32).to_be_bytes()[..], payload].concat()
+}
+
+/// The encoding of a body alone (no group id), and a group id field
+/// (field 15, varint) in the bytes given.
+fn body_and_group_field() -> (Vec<u8>, impl Fn(&[u8]) -> Vec<u8>) {
+    let mut buf = Vec::new();
+    encode_frame(0, &Body::TimeoutNow(Default::default()), &mut buf).unwrap();
+    let body = buf[4..].to_vec();
+    // Tag: field 15, wire type 0 (varint): 15 << 3 = 120.
+    let field = |varint: &[u8]| [&[120u8][..], varint].concat();
+    (body, field)
+}
+
+/// Frame.group_id as a peer might write it, not as floyd does: before the
+/// body, twice (the last one counts, as protobuf says), as an overlong
+/// varint, as another wire type, truncated. Each decodes to what protobuf
+/// says or is refused; the decoder never panics, and the fuzz target
+/// re-encodes each accepted frame to the same group and body.
+fn group_id_frames() -> Vec<Vec<u8>> {
+    let (body, field) = body_and_group_field();
+    vec![
+        framed(&[field(&[7]), body.clone()].concat()),
+        framed(&[body.clone(), field(&[7]), field(&[9])].concat()),
+        framed(&[body.clone(), field(&[0x87, 0x80, 0x80, 0])].concat()),
+        framed(&[body.clone(), field(&[0xff; 9]), vec![1]].concat()),
+        framed(&[body.clone(), vec![122, 1, 7]].concat()),
+        framed(&[body.clone(), field(&[0x80])].concat()),
+        framed(&[body.clone(), field(&[0xff; 11])].concat()),
+    ]
+}
+
+#[test]
+fn frame_group_ids_written_oddly_decode_as_protobuf_says_or_are_refused() {
+    use floyd::transport::read_group_frame;
+    let timeout_now = Body::TimeoutNow(Default::default());
+    let read = |f: &Vec<u8>| read_group_frame(&mut &f[..], 1 << 16).map_err(|e| e.to_string());
+    let frames = group_id_frames();
+    assert_eq!(read(&frames[0]), Ok((7, timeout_now.clone())), "before the body");
+    assert_eq!(
+        read(&frames[1]),
+        Ok((9, timeout_now.clone())),
+        "the last one counts"
+    );
+    assert_eq!(
+        read(&frames[2]),
+        Ok((7, timeout_now.clone())),
+        "an overlong varint"
+    );
+    assert_eq!(read(&frames[3]), Ok((u64::MAX, timeout_now)), "the largest");
+    for (i, f) in frames.iter().enumerate().skip(4) {
+        assert!(read(f).is_err(), "frame {i}: {:?}", read(f));
+    }
+    for f in &frames {
+        fuzzing::frame(f);
+    }
+}
+
 #[test]
 fn the_frame_decoder_takes_garbage_truncated_and_oversized_frames() {
     let mut seeds = frames();
     seeds.push(u32::MAX.to_be_bytes().to_vec());
     seeds.push(frames().concat());
+    seeds.extend(group_id_frames());
     for input in inputs("frame", &seeds, 20_000) {
         fuzzing::frame(&input);
     }
