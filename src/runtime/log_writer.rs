@@ -126,8 +126,11 @@ impl Pending {
     fn write(&mut self, host: &HostShared) -> Result<()> {
         let mut batch = LogBatch::default();
         let mut sync = false;
-        // Per group, only the newest (term, vote, commit) and configuration matter.
+        // Per group, only the newest (term, vote, commit) and configuration
+        // matter, and the newest snapshot's point. (Maps, not scans: a batch
+        // may hold a Ready of each of thousands of groups.)
         let mut last: HashMap<GroupId, (usize, Option<usize>)> = HashMap::new();
+        let mut snapshot_starts: HashMap<GroupId, u64> = HashMap::new();
         for (i, (node, r)) in self.readies.iter().enumerate() {
             let g = node.group;
             if let Some(meta) = &r.snapshot {
@@ -135,6 +138,8 @@ impl Pending {
                 batch.add(g, None, r.truncate_from, &[]);
                 batch.set_log_start(g, meta.last_index, meta.last_term);
                 batch.add(g, None, None, &r.entries);
+                let start = snapshot_starts.entry(g).or_insert(0);
+                *start = (*start).max(meta.last_index);
             } else {
                 batch.add(g, None, r.truncate_from, &r.entries);
             }
@@ -147,7 +152,6 @@ impl Pending {
                 entry.1 = Some(i);
             }
         }
-        let mut starts = Vec::new();
         for (g, (hs, config)) in &last {
             if let Some(hs) = self.readies[*hs].1.hard_state.as_ref() {
                 batch.add(*g, Some(hs), None, &[]);
@@ -155,16 +159,8 @@ impl Pending {
             if let Some((index, m)) = config.and_then(|c| self.readies[c].1.config.as_ref()) {
                 batch.set_config(*g, *index, m);
             }
-            let snapshot_start = self
-                .readies
-                .iter()
-                .filter(|(n, _)| n.group == *g)
-                .filter_map(|(_, r)| r.snapshot.as_ref().map(|m| m.last_index))
-                .max();
-            if let Some(s) = snapshot_start {
-                starts.push((*g, s));
-            }
         }
+        let starts: Vec<(GroupId, u64)> = snapshot_starts.into_iter().collect();
         if !batch.is_empty() {
             let sync = host.faults.sync_log(sync);
             host.faults
@@ -184,11 +180,16 @@ impl Pending {
 
     /// Once written: each core learns what is durable, and what waited on it goes.
     fn let_out(&mut self) {
+        // In the order the groups first appear; found by map, not by scan.
         let mut by_group: Vec<(Arc<Node>, Vec<Ready>)> = Vec::new();
+        let mut slot: HashMap<GroupId, usize> = HashMap::new();
         for (node, r) in self.readies.drain(..) {
-            match by_group.iter_mut().find(|(n, _)| n.group == node.group) {
-                Some((_, rs)) => rs.push(r),
-                None => by_group.push((node, vec![r])),
+            match slot.get(&node.group) {
+                Some(&i) => by_group[i].1.push(r),
+                None => {
+                    slot.insert(node.group, by_group.len());
+                    by_group.push((node, vec![r]));
+                }
             }
         }
         for (node, readies) in by_group {
@@ -209,14 +210,11 @@ impl Pending {
             .into_iter()
             .partition(|(node, _)| which(node));
         self.readies = kept;
-        let mut counts: Vec<(Arc<Node>, usize)> = Vec::new();
+        let mut counts: HashMap<GroupId, (Arc<Node>, usize)> = HashMap::new();
         for (node, _) in dropped {
-            match counts.iter_mut().find(|(n, _)| n.group == node.group) {
-                Some((_, c)) => *c += 1,
-                None => counts.push((node, 1)),
-            }
+            counts.entry(node.group).or_insert_with(|| (node.clone(), 0)).1 += 1;
         }
-        for (node, c) in counts {
+        for (node, c) in counts.into_values() {
             node.log_written(c);
         }
     }
