@@ -189,6 +189,7 @@ fn message(u: &mut Cursor) -> Message {
                     r#type: i32::from(u.byte().unwrap_or(0) % 4),
                     payload: Bytes::copy_from_slice(u.take(8)),
                     leader_time_ms: u.small(),
+                    log_time_rule: u32::from(u.byte().unwrap_or(0) % 3),
                 })
                 .collect();
             Message::AppendEntries(AppendEntries {

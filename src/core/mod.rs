@@ -303,6 +303,9 @@ pub struct RaftCore {
     /// Latest wall-clock time the runtime reported (ms since the epoch),
     /// stamped on the entries this node appends as leader.
     clock_ms: u64,
+    /// Stamp new entries with the per-term time rule (`log_time_rule` 2):
+    /// set by the runtime while every member speaks protocol 6.
+    time_rule_2: bool,
     /// Latest monotonic time the runtime reported (µs): when a lease round was sent.
     mono_us: u64,
     /// With lease reads, a node refuses votes for an election timeout after
@@ -359,6 +362,7 @@ impl RaftCore {
             pending_install: None,
             reads: Default::default(),
             clock_ms: 0,
+            time_rule_2: false,
             mono_us: 0,
             boot_quiet: cfg.lease_us > 0,
             lockout_since_us: None,
@@ -562,6 +566,13 @@ impl RaftCore {
         self.clock_ms = self.clock_ms.max(now_ms);
     }
 
+    /// Whether entries this node appends as leader carry the per-term time
+    /// rule (`Entry::log_time_rule` 2); the runtime says so while every
+    /// member it replicates to speaks protocol 6.
+    pub fn set_time_rule_2(&mut self, on: bool) {
+        self.time_rule_2 = on;
+    }
+
     /// Reports the monotonic clock (µs from any fixed origin), which times
     /// lease rounds. Never goes back.
     pub fn set_monotonic(&mut self, now_us: u64) {
@@ -619,6 +630,7 @@ impl RaftCore {
             r#type: entry_type,
             payload,
             leader_time_ms: self.clock_ms,
+            log_time_rule: if self.time_rule_2 { 2 } else { 0 },
         };
         let pos = (entry.index, entry.term);
         self.ready.entries.push(entry.clone());

@@ -99,6 +99,7 @@ fn custom(index: u64, data: &[u8]) -> Entry {
             data: bytes::Bytes::copy_from_slice(data),
         }),
         leader_time_ms: 0,
+        log_time_rule: 0,
     }
 }
 

@@ -190,6 +190,17 @@ impl Node {
             .want(self.group, wanted, &self.opts, &LinkBase { node: self })
     }
 
+    /// Whether every member of `core`'s configuration but this node speaks
+    /// protocol 6 by its link's last handshake: only then do the entries
+    /// this node leads carry the per-term time rule, which replicas of the
+    /// previous release would not follow (see `state_machine::log_time`).
+    pub(super) fn members_speak_v6(&self, core: &RaftCore) -> bool {
+        core.membership()
+            .members()
+            .filter(|m| **m != self.id)
+            .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks_groups()))
+    }
+
     /// Records the leader and wakes callers waiting for one; returns it if it changed.
     pub(super) fn note_leader(&self, leader: Option<&str>) -> Option<Option<String>> {
         let mut watch = self.watch.lock();

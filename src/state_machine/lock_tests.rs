@@ -9,6 +9,7 @@ fn lock_entry(index: u64, time: u64, cmd: CommandKind) -> Entry {
         r#type: EntryType::EntryCommand as i32,
         payload: encode_command(cmd),
         leader_time_ms: time,
+        log_time_rule: 2,
     }
 }
 

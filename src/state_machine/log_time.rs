@@ -16,6 +16,13 @@
 //! of freezing it, with every dead holder's lock, until real time catches
 //! up. A day, because no lock lives longer: a longer step would expire no
 //! lock that a day does not.
+//!
+//! An entry applies this rule only if its leader marked it so
+//! (`log_time_rule` 2). Unmarked entries move the time as the previous
+//! release does, to the largest stamp so far: a leader marks its entries
+//! only while every member speaks protocol 6, so during a rolling upgrade
+//! replicas of both releases compute the same time, and lock expiry is
+//! decided the same way on all of them.
 
 use super::command::MAX_LOCK_TTL_MS;
 
@@ -35,8 +42,15 @@ pub struct LogTime {
 }
 
 impl LogTime {
-    /// The time after entry `index` of `term`, stamped `stamp` by its leader.
-    pub fn advance(&mut self, index: u64, term: u64, stamp: u64) {
+    /// The time after entry `index` of `term`, stamped `stamp` by its
+    /// leader, under the entry's rule (`per_term`: `log_time_rule` 2).
+    pub fn advance(&mut self, index: u64, term: u64, stamp: u64, per_term: bool) {
+        if !per_term {
+            // The previous release's rule, exactly.
+            self.time = self.time.max(stamp);
+            self.last = Some((term, stamp));
+            return;
+        }
         self.time = match self.last {
             // The first entry ever: the log adopts its leader's clock.
             None if self.time == 0 => stamp,
@@ -100,7 +114,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &(term, stamp))| {
-                t.advance(i as u64 + 1, term, stamp);
+                t.advance(i as u64 + 1, term, stamp, true);
                 t.time
             })
             .collect()
@@ -144,6 +158,24 @@ mod tests {
     #[test]
     fn a_day_long_pause_of_one_leader_moves_it_a_day() {
         assert_eq!(run(&[(1, 0), (1, 3 * MAX_STEP_MS)])[1], MAX_STEP_MS);
+    }
+
+    /// Entries not marked with the per-term rule (written by a leader while
+    /// some member spoke protocol 5) move the time exactly as the previous
+    /// release does, so its replicas and these agree on every lock.
+    #[test]
+    fn unmarked_entries_move_it_as_the_previous_release_does() {
+        let entries = [(1, 1000), (2, 990), (2, 1005), (3, 1_000 + YEAR), (4, 2000)];
+        let mut previous_release = 0u64;
+        let mut t = LogTime::default();
+        for (i, &(term, stamp)) in entries.iter().enumerate() {
+            previous_release = previous_release.max(stamp);
+            t.advance(i as u64 + 1, term, stamp, false);
+            assert_eq!(t.time, previous_release, "entry {}", i + 1);
+        }
+        // Marked entries after them go on from there by the per-term rule.
+        t.advance(6, 4, 2500, true);
+        assert_eq!(t.time, 1_000 + YEAR + 500);
     }
 
     #[test]

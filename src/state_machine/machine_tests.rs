@@ -10,6 +10,7 @@ fn command(index: u64, cmd: CommandKind) -> Entry {
         r#type: EntryType::EntryCommand as i32,
         payload: encode_command(cmd),
         leader_time_ms: 0,
+        log_time_rule: 0,
     }
 }
 

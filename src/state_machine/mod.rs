@@ -171,7 +171,7 @@ impl KvStateMachine {
                 )));
             }
             last = e.index;
-            time.advance(e.index, e.term, e.leader_time_ms);
+            time.advance(e.index, e.term, e.leader_time_ms, e.log_time_rule == 2);
             let result = if e.r#type == EntryType::EntryCommand as i32 {
                 let at = At {
                     index: e.index,

@@ -13,6 +13,7 @@ fn put(index: u64, k: &str, v: &str) -> Entry {
             value: Bytes::from(v.to_string()),
         }),
         leader_time_ms: 1_000 + index,
+        log_time_rule: 2,
     }
 }
 

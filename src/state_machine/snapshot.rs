@@ -202,6 +202,7 @@ mod tests {
                 value: Bytes::from(v.to_string()),
             }),
             leader_time_ms: 0,
+            log_time_rule: 0,
         }
     }
 

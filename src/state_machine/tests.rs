@@ -9,6 +9,7 @@ fn cmd_entry(index: u64, cmd: CommandKind) -> Entry {
         r#type: EntryType::EntryCommand as i32,
         payload: encode_command(cmd),
         leader_time_ms: 0,
+        log_time_rule: 0,
     }
 }
 
@@ -41,6 +42,7 @@ fn put_get_delete() {
         r#type: EntryType::EntryNoop as i32,
         payload: Bytes::new(),
         leader_time_ms: 0,
+        log_time_rule: 0,
     };
     let del = cmd_entry(
         5,
@@ -119,6 +121,7 @@ fn garbage_command_yields_an_error_result_everywhere_alike() {
         r#type: EntryType::EntryCommand as i32,
         payload: Bytes::from_static(b"\xff\xff"),
         leader_time_ms: 0,
+        log_time_rule: 0,
     };
     let out = sm.apply(&[bad, put(2, "x", "y")]).unwrap();
     assert!(matches!(out[0].result, Err(Error::InvalidArgument(_))));

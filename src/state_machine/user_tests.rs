@@ -85,6 +85,7 @@ fn entry(index: u64, kind: EntryType, payload: Bytes) -> Entry {
         r#type: kind as i32,
         payload,
         leader_time_ms: 0,
+        log_time_rule: 0,
     }
 }
 

@@ -12,6 +12,7 @@ fn entry(index: u64, term: u64) -> Entry {
         r#type: 1,
         payload: Bytes::from(format!("v{index}-{term}")),
         leader_time_ms: 0,
+        log_time_rule: 0,
     }
 }
 

@@ -99,6 +99,9 @@ pub struct PeerLink {
     control: Sender<Control>,
     snapshot: Sender<SnapshotOffer>,
     connected: Arc<AtomicBool>,
+    /// The peer's last handshake said it speaks protocol 6 (groups); false
+    /// until one has.
+    speaks_groups: Arc<AtomicBool>,
     /// The live connection, between turns of the worker: a sender may write
     /// a small Raft frame on it directly (see [`PeerLink::send`]).
     conn: SharedConn,
@@ -140,12 +143,16 @@ impl PeerLink {
         };
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
+        let speaks_groups = Arc::new(AtomicBool::new(false));
+        let version_flag = speaks_groups.clone();
         let peer = cfg.peer.clone();
         let conn = SharedConn::default();
         let shared = conn.clone();
         let thread = super::spawn_named(format!("floyd-peer-{}->{}", cfg.name, cfg.peer), move || {
             super::guarded(&*handler.clone(), || {
-                PeerWorker::new(cfg, handler, flag).run(queues, shared)
+                let mut worker = PeerWorker::new(cfg, handler, flag);
+                worker.speaks_groups = version_flag;
+                worker.run(queues, shared)
             })
         })?;
         Ok(PeerLink {
@@ -155,6 +162,7 @@ impl PeerLink {
             control,
             snapshot,
             connected,
+            speaks_groups,
             conn,
             thread: parking_lot::Mutex::new(Some(thread)),
         })
@@ -246,6 +254,12 @@ impl PeerLink {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Whether the peer's last handshake said it speaks protocol 6 (groups,
+    /// the per-term time rule); false until a handshake has.
+    pub fn speaks_groups(&self) -> bool {
+        self.speaks_groups.load(Ordering::Relaxed)
+    }
+
     /// Asks the worker to stop without waiting for it ([`PeerLink::stop`] joins it).
     pub fn request_stop(&self) {
         let _ = self.control.send(Control::Stop);
@@ -290,6 +304,7 @@ struct PeerWorker {
     cfg: PeerConfig,
     handler: Arc<dyn Handler>,
     connected: Arc<AtomicBool>,
+    speaks_groups: Arc<AtomicBool>,
     conn: Option<Conn>,
     backoff: Duration,
     retry_at: Instant,
@@ -312,6 +327,7 @@ impl PeerWorker {
             cfg,
             handler,
             connected,
+            speaks_groups: Arc::default(),
             conn: None,
             backoff: Duration::ZERO,
             retry_at: Instant::now(),
@@ -663,6 +679,7 @@ impl PeerWorker {
                 }
                 self.backoff = Duration::ZERO;
                 self.refusals.reset();
+                self.speaks_groups.store(groups, Ordering::Relaxed);
                 self.connected.store(true, Ordering::Relaxed);
                 self.handler.on_link_state(&self.cfg.peer, true);
             }

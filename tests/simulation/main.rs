@@ -173,6 +173,7 @@ fn checker_detects_fabricated_violations() {
         r#type: 1,
         payload: Bytes::from(p.to_string()),
         leader_time_ms: 0,
+        log_time_rule: 0,
     };
 
     // Two leaders in one term.

@@ -44,6 +44,7 @@ fn ent(index: u64, term: u64) -> Entry {
         r#type: EntryType::EntryCommand as i32,
         payload: Bytes::from(format!("{index}@{term}")),
         leader_time_ms: 0,
+        log_time_rule: 0,
     }
 }
 

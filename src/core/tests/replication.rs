@@ -317,3 +317,21 @@ fn cluster_of(n: usize, tweak: impl Fn(&mut Config)) -> Net {
     net.deliver_all();
     net
 }
+
+/// Issue 21 (rolling upgrade): a leader marks its entries with the per-term
+/// time rule only while the runtime says every member speaks protocol 6,
+/// and followers keep the mark as the leader wrote it.
+#[test]
+fn entries_carry_the_time_rule_the_leader_was_told_and_followers_keep_it() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    let (old, _) = net.propose("n1", &["under v5"])[0];
+    net.core_mut("n1").set_time_rule_2(true);
+    let (new, _) = net.propose("n1", &["all v6"])[0];
+    net.deliver_all();
+    for n in ["n1", "n2", "n3"] {
+        let log = net.core(n).log();
+        assert_eq!(log.entry(old).unwrap().log_time_rule, 0, "{n}");
+        assert_eq!(log.entry(new).unwrap().log_time_rule, 2, "{n}");
+    }
+}
