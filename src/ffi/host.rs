@@ -269,7 +269,7 @@ unsafe fn open_group(
             host.id()
         )));
     }
-    refuse_host_fields(&h_opts, host.options())?;
+    refuse_host_fields(&h_opts, o.cluster_id_set, host.options())?;
     let floyd = match machine {
         None => host.open_group(group, g_opts)?,
         Some(m) => host.open_group_with_state_machine(group, g_opts, m)?,
@@ -281,7 +281,7 @@ unsafe fn open_group(
 /// A group's options carry the host's fields too (one `floyd_options_t` for
 /// both): set there, they would be ignored, so they are refused instead
 /// (above all TLS, which a caller must not believe on when it is not).
-fn refuse_host_fields(group: &HostOptions, host: &HostOptions) -> Result<(), Error> {
+fn refuse_host_fields(group: &HostOptions, cluster_id_set: bool, host: &HostOptions) -> Result<(), Error> {
     let refuse = |what: &str, setter: &str| {
         Err(Error::InvalidArgument(format!(
             "{what} belongs to the host: set it with {setter} on the host's options, not on a group's"
@@ -290,7 +290,7 @@ fn refuse_host_fields(group: &HostOptions, host: &HostOptions) -> Result<(), Err
     if group.tls.is_some() {
         return refuse("TLS", "floyd_host_options_set_tls");
     }
-    if !group.cluster_id.is_empty() && group.cluster_id != host.cluster_id {
+    if cluster_id_set && group.cluster_id != host.cluster_id {
         return refuse("the cluster id", "floyd_host_options_set_cluster_id");
     }
     if group.log_callback.is_some() {

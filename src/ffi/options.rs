@@ -15,6 +15,9 @@ pub struct floyd_options_t {
     pub(super) opts: Options,
     /// Why the arguments of `floyd_options_new` were unusable; reported by `floyd_open`.
     pub(super) invalid: Option<String>,
+    /// `floyd_options_set_cluster_id` was called: a group's options may not
+    /// name a cluster other than its host's.
+    pub(super) cluster_id_set: bool,
 }
 
 /// A log callback: `level` is FLOYD_LOG_DEBUG..FLOYD_LOG_FATAL, `msg` is one NUL-terminated
@@ -78,7 +81,11 @@ pub unsafe extern "C" fn floyd_options_new(
             Ok(o) => (o, None),
             Err(why) => (Options::new("", "", 0, ""), Some(why)),
         };
-        Box::into_raw(Box::new(floyd_options_t { opts, invalid }))
+        Box::into_raw(Box::new(floyd_options_t {
+            opts,
+            invalid,
+            cluster_id_set: false,
+        }))
     });
     built.unwrap_or(std::ptr::null_mut())
 }
@@ -357,6 +364,9 @@ pub unsafe extern "C" fn floyd_options_set_cluster_id(
         Ok(id) => id.to_string(),
         Err(_) => return FLOYD_INVALID_ARGUMENT,
     };
+    if let Some(o) = opts.as_mut() {
+        o.cluster_id_set = true;
+    }
     with_options(opts, |o| o.cluster_id = id)
 }
 
