@@ -11,13 +11,13 @@
 //! error), answer nothing that waits for durability, and stay up; any other
 //! write error fails the host, every group with it.
 
+use super::group_map::GroupMap;
 use super::host::HostShared;
 use super::node::{LogEvent, Node};
 use crate::core::Ready;
 use crate::error::{Error, Result};
 use crate::storage::{is_no_space, GroupId, LogBatch};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +31,10 @@ struct Pending {
     /// Readies not yet written, with their group, in the order they came.
     readies: Vec<(Arc<Node>, Ready)>,
     /// Per group, the compaction asked for last.
-    compact: HashMap<GroupId, (Arc<Node>, u64, u64)>,
+    compact: GroupMap<(Arc<Node>, u64, u64)>,
     /// Per group, where its log on disk starts: a compaction queued before
     /// an install (which moved the start further) must not move it back.
-    starts: HashMap<GroupId, u64>,
+    starts: GroupMap<u64>,
 }
 
 /// Runs until `LogEvent::Stop` (or the host's failure).
@@ -129,8 +129,8 @@ impl Pending {
         // Per group, only the newest (term, vote, commit) and configuration
         // matter, and the newest snapshot's point. (Maps, not scans: a batch
         // may hold a Ready of each of thousands of groups.)
-        let mut last: HashMap<GroupId, (usize, Option<usize>)> = HashMap::new();
-        let mut snapshot_starts: HashMap<GroupId, u64> = HashMap::new();
+        let mut last: GroupMap<(usize, Option<usize>)> = GroupMap::default();
+        let mut snapshot_starts: GroupMap<u64> = GroupMap::default();
         for (i, (node, r)) in self.readies.iter().enumerate() {
             let g = node.group;
             if let Some(meta) = &r.snapshot {
@@ -182,7 +182,7 @@ impl Pending {
     fn let_out(&mut self) {
         // In the order the groups first appear; found by map, not by scan.
         let mut by_group: Vec<(Arc<Node>, Vec<Ready>)> = Vec::new();
-        let mut slot: HashMap<GroupId, usize> = HashMap::new();
+        let mut slot: GroupMap<usize> = GroupMap::default();
         for (node, r) in self.readies.drain(..) {
             match slot.get(&node.group) {
                 Some(&i) => by_group[i].1.push(r),
@@ -210,7 +210,7 @@ impl Pending {
             .into_iter()
             .partition(|(node, _)| which(node));
         self.readies = kept;
-        let mut counts: HashMap<GroupId, (Arc<Node>, usize)> = HashMap::new();
+        let mut counts: GroupMap<(Arc<Node>, usize)> = GroupMap::default();
         for (node, _) in dropped {
             counts.entry(node.group).or_insert_with(|| (node.clone(), 0)).1 += 1;
         }

@@ -12,6 +12,7 @@ pub mod execute;
 pub mod faults;
 pub mod forward;
 mod group;
+pub(crate) mod group_map;
 pub mod host;
 mod inbound;
 mod links;

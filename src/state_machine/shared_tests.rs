@@ -143,3 +143,41 @@ fn a_checkpoint_from_a_private_store_loads_into_group_zero_of_a_shared_one() {
     assert_eq!(zero.snapshot_save(&exported).unwrap(), 2);
     assert!(exported.join(snapshot::EXPORT_FILE).is_file());
 }
+
+/// The applied index and log time an apply keeps in memory follow every
+/// other rewrite of the group's state: a snapshot loaded behind or ahead of
+/// what was applied, and the group's data deleted.
+#[test]
+fn applying_after_a_snapshot_load_or_a_delete_starts_from_the_stored_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KvStore::open(&dir.path().join("db")).unwrap();
+    let a = KvStateMachine::in_store(store.clone(), 3);
+    a.apply(&[put(1, "x", "1"), put(2, "x", "2")]).unwrap();
+    let snap = dir.path().join("snap");
+    std::fs::create_dir(&snap).unwrap();
+    assert_eq!(a.export(&snap).unwrap(), 2);
+    a.apply(&[put(3, "x", "3"), put(4, "x", "4")]).unwrap();
+    // Back to 2: entries 3 and 4 apply again (a stale memory would skip them).
+    assert_eq!(a.import(&snap.join(snapshot::EXPORT_FILE)).unwrap(), 2);
+    a.apply(&[put(3, "x", "3 again"), put(4, "y", "4 again")])
+        .unwrap();
+    assert_eq!(value(&a, "x").as_deref(), Some("3 again"));
+    assert_eq!(value(&a, "y").as_deref(), Some("4 again"));
+    assert_eq!(a.applied_index().unwrap(), 4);
+    // Ahead: a follower at 1 loads the snapshot at 2 and goes on from 3
+    // (a stale memory would call entry 3 a gap after 1).
+    let other = KvStore::open(&dir.path().join("other")).unwrap();
+    let b = KvStateMachine::in_store(other, 3);
+    b.apply(&[put(1, "x", "b")]).unwrap();
+    assert_eq!(b.import(&snap.join(snapshot::EXPORT_FILE)).unwrap(), 2);
+    b.apply(&[put(3, "x", "b3")]).unwrap();
+    assert_eq!(
+        (value(&b, "x").as_deref(), b.applied_index().unwrap()),
+        (Some("b3"), 3)
+    );
+    // Deleted: the group starts from nothing again.
+    a.delete_all().unwrap();
+    a.apply(&[put(1, "fresh", "f")]).unwrap();
+    assert_eq!((value(&a, "fresh").as_deref(), value(&a, "x")), (Some("f"), None));
+    assert_eq!(a.applied_index().unwrap(), 1);
+}

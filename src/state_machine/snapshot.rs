@@ -54,7 +54,9 @@ impl KvStateMachine {
         let index = snapshot_applied_index(dir)?;
         let store = &self.store;
         let old = with_suffix(&store.dir, ".old");
-        store.db.replace(|| {
+        // (Forgotten after the swap: nothing applies to this group meanwhile,
+        // its apply worker being the one restoring.)
+        let restored = store.db.replace(|| {
             if old.exists() {
                 std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
             }
@@ -64,8 +66,9 @@ impl KvStateMachine {
             let db = open_db(&store.dir)?;
             std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
             Ok(db)
-        })?;
-        Ok(index)
+        });
+        self.forget_applied();
+        restored.map(|_| index)
     }
 
     /// Writes the group's state, as of now, to `dir/kv.sst` (`dir` exists)
@@ -91,8 +94,9 @@ impl KvStateMachine {
         let db = self.db()?;
         let mut opts = IngestExternalFileOptions::default();
         opts.set_move_files(false);
-        db.ingest_external_file_opts(&opts, vec![file])
-            .map_err(|e| crate::storage::annotate(e, file))?;
+        let ingested = db.ingest_external_file_opts(&opts, vec![file]);
+        self.forget_applied();
+        ingested.map_err(|e| crate::storage::annotate(e, file))?;
         applied_index(&db, &self.keys)
     }
 
