@@ -185,6 +185,9 @@ pub struct Restored {
 pub struct Ready {
     /// New (term, vote, commit), if any of them changed.
     pub hard_state: Option<HardState>,
+    /// Whether term or vote changed in this Ready (else only the commit
+    /// index did, and the stored term and vote are already these).
+    pub term_or_vote_changed: bool,
     /// Delete every log entry from this index on, before appending `entries`.
     pub truncate_from: Option<u64>,
     pub entries: Vec<Entry>,
@@ -532,6 +535,7 @@ impl RaftCore {
         if hs != self.last_hard_state {
             if hs.term != self.last_hard_state.term || hs.vote != self.last_hard_state.vote {
                 self.ready.must_sync = true;
+                self.ready.term_or_vote_changed = true;
             }
             self.last_hard_state = hs.clone();
             self.ready.hard_state = Some(hs);

@@ -14,7 +14,7 @@
 use super::group_map::GroupMap;
 use super::host::HostShared;
 use super::node::{LogEvent, Node};
-use crate::core::Ready;
+use crate::core::{HardState, Membership, Ready};
 use crate::error::{Error, Result};
 use crate::storage::{is_no_space, GroupId, LogBatch};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -35,6 +35,71 @@ struct Pending {
     /// Per group, where its log on disk starts: a compaction queued before
     /// an install (which moved the start further) must not move it back.
     starts: GroupMap<u64>,
+}
+
+/// One write of the log store, made of a round's Readies.
+struct Built {
+    batch: LogBatch,
+    /// Whether any of them must be synced.
+    sync: bool,
+    /// Per group, the point of the newest snapshot installed in them.
+    snapshot_starts: GroupMap<u64>,
+}
+
+/// Puts `readies` (with their groups, in the order their cores produced
+/// them) in one batch.
+fn build<'a>(readies: impl Iterator<Item = (GroupId, &'a Ready)>) -> Built {
+    let mut batch = LogBatch::default();
+    let mut sync = false;
+    // Per group, only the newest (term, vote, commit) and configuration
+    // matter (and whether any Ready changed term or vote: if none did, only
+    // the commit index is written), and the newest snapshot's point. (Maps,
+    // not scans: a batch may hold a Ready of each of thousands of groups.)
+    let mut last: GroupMap<Last<'a>> = GroupMap::default();
+    let mut snapshot_starts: GroupMap<u64> = GroupMap::default();
+    for (g, r) in readies {
+        if let Some(meta) = &r.snapshot {
+            // Before this Ready's entries, which follow the snapshot's point.
+            batch.add(g, None, r.truncate_from, &[]);
+            batch.set_log_start(g, meta.last_index, meta.last_term);
+            batch.add(g, None, None, &r.entries);
+            let start = snapshot_starts.entry(g).or_insert(0);
+            *start = (*start).max(meta.last_index);
+        } else {
+            batch.add(g, None, r.truncate_from, &r.entries);
+        }
+        sync |= r.must_sync;
+        let entry = last.entry(g).or_default();
+        if let Some(hs) = &r.hard_state {
+            entry.hard_state = Some(hs);
+            entry.term_or_vote |= r.term_or_vote_changed;
+        }
+        if let Some((index, m)) = &r.config {
+            entry.config = Some((*index, m));
+        }
+    }
+    for (g, l) in &last {
+        if let Some(hs) = l.hard_state {
+            batch.set_hard_state(*g, hs, l.term_or_vote);
+        }
+        if let Some((index, m)) = l.config {
+            batch.set_config(*g, index, m);
+        }
+    }
+    Built {
+        batch,
+        sync,
+        snapshot_starts,
+    }
+}
+
+/// Per group in a batch: which Readies hold its newest hard state and
+/// configuration, and whether any changed its term or vote.
+#[derive(Default)]
+struct Last<'a> {
+    hard_state: Option<&'a HardState>,
+    config: Option<(u64, &'a Membership)>,
+    term_or_vote: bool,
 }
 
 /// Runs until `LogEvent::Stop` (or the host's failure).
@@ -124,42 +189,11 @@ impl Pending {
 
     /// Writes every pending Ready in one batch, synced if any needs it.
     fn write(&mut self, host: &HostShared) -> Result<()> {
-        let mut batch = LogBatch::default();
-        let mut sync = false;
-        // Per group, only the newest (term, vote, commit) and configuration
-        // matter, and the newest snapshot's point. (Maps, not scans: a batch
-        // may hold a Ready of each of thousands of groups.)
-        let mut last: GroupMap<(usize, Option<usize>)> = GroupMap::default();
-        let mut snapshot_starts: GroupMap<u64> = GroupMap::default();
-        for (i, (node, r)) in self.readies.iter().enumerate() {
-            let g = node.group;
-            if let Some(meta) = &r.snapshot {
-                // Before this Ready's entries, which follow the snapshot's point.
-                batch.add(g, None, r.truncate_from, &[]);
-                batch.set_log_start(g, meta.last_index, meta.last_term);
-                batch.add(g, None, None, &r.entries);
-                let start = snapshot_starts.entry(g).or_insert(0);
-                *start = (*start).max(meta.last_index);
-            } else {
-                batch.add(g, None, r.truncate_from, &r.entries);
-            }
-            sync |= r.must_sync;
-            let entry = last.entry(g).or_insert((i, None));
-            if r.hard_state.is_some() {
-                entry.0 = i;
-            }
-            if r.config.is_some() {
-                entry.1 = Some(i);
-            }
-        }
-        for (g, (hs, config)) in &last {
-            if let Some(hs) = self.readies[*hs].1.hard_state.as_ref() {
-                batch.add(*g, Some(hs), None, &[]);
-            }
-            if let Some((index, m)) = config.and_then(|c| self.readies[c].1.config.as_ref()) {
-                batch.set_config(*g, *index, m);
-            }
-        }
+        let Built {
+            batch,
+            sync,
+            snapshot_starts,
+        } = build(self.readies.iter().map(|(node, r)| (node.group, r)));
         let starts: Vec<(GroupId, u64)> = snapshot_starts.into_iter().collect();
         if !batch.is_empty() {
             let sync = host.faults.sync_log(sync);
@@ -237,5 +271,77 @@ impl Pending {
             }
             self.starts.insert(g, index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LogStore;
+    use crate::wire::Entry;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn hard_state(term: u64, vote: Option<&str>, commit: u64) -> HardState {
+        HardState {
+            term,
+            vote: vote.map(str::to_string),
+            commit,
+        }
+    }
+
+    /// A round's Readies of one group: a new term and vote, then entries,
+    /// then only the commit moving. The batch stores the term and vote of
+    /// the first with the commit of the last; a round with only commits
+    /// moving leaves the stored term and vote as they are.
+    #[test]
+    fn a_round_stores_the_newest_commit_with_the_term_and_vote_any_of_its_readies_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let readies = [
+            Ready {
+                hard_state: Some(hard_state(2, Some("a:1"), 0)),
+                term_or_vote_changed: true,
+                must_sync: true,
+                ..Default::default()
+            },
+            Ready {
+                entries: vec![entry(1, 2), entry(2, 2)],
+                must_sync: true,
+                ..Default::default()
+            },
+            Ready {
+                hard_state: Some(hard_state(2, Some("a:1"), 2)),
+                ..Default::default()
+            },
+        ];
+        let other = Ready {
+            hard_state: Some(hard_state(7, None, 0)),
+            term_or_vote_changed: true,
+            ..Default::default()
+        };
+        let round = readies.iter().map(|r| (5, r)).chain([(9, &other)]);
+        let built = build(round);
+        assert!(built.sync);
+        store.write(built.batch, true).unwrap();
+        assert_eq!(store.hard_state(5).unwrap(), hard_state(2, Some("a:1"), 2));
+        assert_eq!(store.hard_state(9).unwrap(), hard_state(7, None, 0));
+        assert_eq!(store.load(5).unwrap().entries.len(), 2);
+
+        // Only commits move: not a sync, and term and vote stay stored.
+        let commit = Ready {
+            hard_state: Some(hard_state(2, Some("a:1"), 3)),
+            ..Default::default()
+        };
+        let built = build([(5, &commit)].into_iter());
+        assert!(!built.sync);
+        store.write(built.batch, false).unwrap();
+        assert_eq!(store.hard_state(5).unwrap(), hard_state(2, Some("a:1"), 3));
     }
 }

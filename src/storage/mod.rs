@@ -112,7 +112,7 @@ pub struct LogBatch {
 
 impl LogBatch {
     /// Adds one Ready's worth of `group`'s changes: truncation first, then
-    /// entries, then hard state.
+    /// entries, then hard state (all of it).
     pub fn add(
         &mut self,
         group: GroupId,
@@ -120,6 +120,28 @@ impl LogBatch {
         truncate_from: Option<u64>,
         entries: &[Entry],
     ) {
+        self.add_entries(group, truncate_from, entries);
+        if let Some(hs) = hard_state {
+            self.set_hard_state(group, hs, true);
+        }
+    }
+
+    /// Records `group`'s hard state: its commit index, and its term and vote
+    /// too unless `with_term_and_vote` is false because those are stored
+    /// already (a commit moving is the common case, once per write per
+    /// group: two puts fewer each time).
+    pub fn set_hard_state(&mut self, group: GroupId, hs: &HardState, with_term_and_vote: bool) {
+        if with_term_and_vote {
+            self.put_meta(group, Meta::Term, hs.term.to_be_bytes().to_vec());
+            let vote = hs.vote.as_ref().map(|v| v.as_bytes().to_vec());
+            self.meta.push((keys::meta_key(group, Meta::Vote), vote));
+        }
+        self.put_meta(group, Meta::Commit, hs.commit.to_be_bytes().to_vec());
+        self.ops += 1;
+    }
+
+    /// Truncation first, then entries.
+    fn add_entries(&mut self, group: GroupId, truncate_from: Option<u64>, entries: &[Entry]) {
         if let Some(from) = truncate_from {
             self.batch
                 .delete_range(entry_key(group, from), entry_key(group, u64::MAX));
@@ -127,13 +149,6 @@ impl LogBatch {
         }
         for e in entries {
             self.batch.put(entry_key(group, e.index), e.encode_to_vec());
-            self.ops += 1;
-        }
-        if let Some(hs) = hard_state {
-            self.put_meta(group, Meta::Term, hs.term.to_be_bytes().to_vec());
-            let vote = hs.vote.as_ref().map(|v| v.as_bytes().to_vec());
-            self.meta.push((keys::meta_key(group, Meta::Vote), vote));
-            self.put_meta(group, Meta::Commit, hs.commit.to_be_bytes().to_vec());
             self.ops += 1;
         }
     }

@@ -260,7 +260,7 @@ fn votes_are_sent_only_after_persist() {
             commit: 0
         })
     );
-    assert!(rd.must_sync);
+    assert!(rd.must_sync && rd.term_or_vote_changed);
     assert!(rd.messages.is_empty());
     assert_eq!(rd.messages_after_persist.len(), 2);
     assert!(rd
@@ -281,7 +281,7 @@ fn votes_are_sent_only_after_persist() {
             commit: 0
         })
     );
-    assert!(rd.must_sync);
+    assert!(rd.must_sync && rd.term_or_vote_changed);
     assert!(rd.messages.is_empty());
     let rsp = vote_responses(&rd.messages_after_persist);
     assert_eq!(rsp.len(), 1);
@@ -293,6 +293,7 @@ fn votes_are_sent_only_after_persist() {
         .expect("a valid message");
     let rd = p.ready();
     assert!(rd.hard_state.is_none() && !rd.must_sync && rd.messages_after_persist.is_empty());
+    assert!(!rd.term_or_vote_changed);
     let rsp = vote_responses(&rd.messages);
     assert!(rsp.len() == 1 && rsp[0].1.granted && rsp[0].1.pre_vote && rsp[0].1.term == 1);
     assert_eq!(p.term(), 0);

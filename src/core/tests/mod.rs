@@ -127,9 +127,16 @@ fn append_responses(msgs: &[Envelope]) -> Vec<(&str, &AppendEntriesResponse)> {
 
 /// Writes a Ready to an in-memory disk the way a key-value store keyed by
 /// index would: truncate, then put every entry at its index.
+/// As the log writer does, term and vote are written only when the Ready
+/// says they changed (the commit index always): a Ready that failed to say
+/// so would lose them here, and the restart tests would see it.
 fn persist(disk: &mut Restored, rd: &Ready) {
     if let Some(hs) = &rd.hard_state {
-        disk.hard_state = hs.clone();
+        if rd.term_or_vote_changed {
+            disk.hard_state = hs.clone();
+        } else {
+            disk.hard_state.commit = hs.commit;
+        }
     }
     if let Some(from) = rd.truncate_from {
         disk.entries.retain(|e| e.index < from);
