@@ -12,6 +12,11 @@ use crate::error::{Error, Result};
 /// A Raft group on a host.
 pub type GroupId = u64;
 
+/// The log store's memtables keep an insert position per this many first
+/// bytes of a key (`memory::log_options`): one per group of its entries and
+/// of its metadata; group 0's entry keys are shorter, and go without.
+pub const INSERT_HINT_PREFIX_LEN: usize = 10;
+
 /// Prefix of group 0's entry keys; the index follows in big-endian.
 pub const ENTRY_PREFIX: &[u8] = b"e";
 /// Prefix of every key of a group other than 0; its id follows.
@@ -164,6 +169,31 @@ pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the memtables' insert hints rely on: one hint prefix per group
+    /// for its entries (any index below 2^56) and one for its metadata;
+    /// none for group 0's entries.
+    #[test]
+    fn a_groups_keys_share_one_insert_hint_prefix_and_group_zeros_entries_have_none() {
+        let n = INSERT_HINT_PREFIX_LEN;
+        for g in [1u64, 7, u64::MAX - 1] {
+            let entries: Vec<_> = [1u64, 2, 1 << 40, (1 << 56) - 1]
+                .iter()
+                .map(|i| entry_key(g, *i).as_ref()[..n].to_vec())
+                .collect();
+            assert!(entries.windows(2).all(|w| w[0] == w[1]), "group {g}");
+            assert_ne!(
+                entry_key(g, 1).as_ref()[..n],
+                entry_key(g.wrapping_add(1).max(1), 1).as_ref()[..n]
+            );
+            let meta: Vec<_> = [Meta::Term, Meta::Vote, Meta::Commit, Meta::Config, Meta::LogStart]
+                .iter()
+                .map(|m| meta_key(g, *m)[..n].to_vec())
+                .collect();
+            assert!(meta.windows(2).all(|w| w[0] == w[1]), "group {g}");
+        }
+        assert!(entry_key(0, u64::MAX).as_ref().len() < n);
+    }
 
     #[test]
     fn group_zero_keeps_the_keys_of_stores_from_before_groups() {

@@ -85,3 +85,24 @@ pub(crate) fn db_options() -> DbOptions {
     opts.set_block_based_table_factory(&table);
     opts
 }
+
+/// Options for the log store's column families: as [`db_options`], and the
+/// memtable keeps an insert position per group, so a group's next entry or
+/// commit index goes in next to its last instead of being searched for from
+/// the top: with many groups writing, their keys interleave in every write,
+/// and those searches were a sixth of the log writer's time.
+///
+/// The position is kept per 10-byte key prefix: `g`, the group id and the
+/// index's top byte (0 below 2^56) for a group's entries; `g`, the id and
+/// `:` for its metadata. Group 0's entry keys (`e` + index, 9 bytes) are
+/// shorter, so they are inserted as before (one group gains nothing from a
+/// hint, and a prefix per key would cost a map entry each); its metadata
+/// keys make two prefixes at most.
+pub(crate) fn log_options() -> crate::error::Result<DbOptions> {
+    let mut base = db_options();
+    let prefix = super::keys::INSERT_HINT_PREFIX_LEN;
+    base.get_options_from_string(format!(
+        "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{prefix}"
+    ))
+    .map_err(|e| crate::error::Error::Internal(format!("log store options: {e}")))
+}

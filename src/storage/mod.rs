@@ -191,8 +191,8 @@ impl LogStore {
         opts.create_missing_column_families(true);
         opts.set_max_total_wal_size(MAX_WAL_BYTES);
         let families = [
-            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, memory::db_options()),
-            ColumnFamilyDescriptor::new(META_CF, memory::db_options()),
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, memory::log_options()?),
+            ColumnFamilyDescriptor::new(META_CF, memory::log_options()?),
         ];
         let db = DB::open_cf_descriptors(&opts, dir, families).map_err(|e| annotate(e, dir))?;
         move_meta_out_of_entries(&db).map_err(|e| annotate(e, dir))?;
