@@ -58,7 +58,7 @@ pub struct HostShared {
     /// reopened nor dropped until it has.
     pub closing: Mutex<BTreeSet<GroupId>>,
     pub primary_tx: Sender<PrimaryEvent>,
-    pub log_tx: Sender<LogEvent>,
+    pub log_tx: super::mailbox::Mailbox<LogEvent>,
     pub apply: ApplyQueue,
     /// Wakes the snapshot thread.
     pub snapshot_tx: Sender<()>,
@@ -83,7 +83,6 @@ pub struct HostShared {
 /// The receiving ends of the host's queues, for its threads.
 pub(super) struct HostQueues {
     pub primary: Receiver<PrimaryEvent>,
-    pub log: Receiver<LogEvent>,
     pub snapshot: Receiver<()>,
 }
 
@@ -204,7 +203,6 @@ impl Host {
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.local_id())))?;
         let (primary_tx, primary) = crossbeam_channel::unbounded();
-        let (log_tx, log_rx) = crossbeam_channel::unbounded();
         let (snapshot_tx, snapshot) = crossbeam_channel::bounded(1);
         let shared = Arc::new(HostShared {
             id: opts.local_id(),
@@ -219,7 +217,7 @@ impl Host {
             groups: RwLock::new(BTreeMap::new()),
             closing: Mutex::new(BTreeSet::new()),
             primary_tx,
-            log_tx,
+            log_tx: Default::default(),
             apply: ApplyQueue::default(),
             snapshot_tx,
             faults: Faults::default(),
@@ -246,7 +244,6 @@ impl Host {
         shared.links.set_handler(handler.clone());
         let queues = HostQueues {
             primary,
-            log: log_rx,
             snapshot,
         };
         host.threads.lock().start(&shared, queues)?;

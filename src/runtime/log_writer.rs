@@ -17,7 +17,6 @@ use super::node::{LogEvent, Node};
 use crate::core::{HardState, Membership, Ready};
 use crate::error::{Error, Result};
 use crate::storage::{is_no_space, GroupId, LogBatch};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,17 +102,15 @@ struct Last<'a> {
 }
 
 /// Runs until `LogEvent::Stop` (or the host's failure).
-pub fn run(host: Arc<HostShared>, rx: Receiver<LogEvent>) {
+pub fn run(host: Arc<HostShared>) {
     let mut p = Pending::default();
     let mut retry = None::<Duration>;
+    let mut events = Vec::new();
     loop {
-        let first = match retry {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(wait) => rx.recv_timeout(wait),
-        };
-        let mut stop = p.take(first);
-        while let Ok(ev) = rx.try_recv() {
-            stop |= p.take(Ok(ev));
+        host.log_tx.take_all(&mut events, retry);
+        let mut stop = false;
+        for ev in events.drain(..) {
+            stop |= p.take(ev);
         }
         if host.failure().is_some() || (stop && retry.is_some()) {
             // Failed, or closing on a full disk: what is unwritten was never
@@ -163,17 +160,16 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<LogEvent>) {
 
 impl Pending {
     /// Takes one event; whether it says to stop.
-    fn take(&mut self, ev: Result<LogEvent, RecvTimeoutError>) -> bool {
+    fn take(&mut self, ev: LogEvent) -> bool {
         match ev {
-            Ok(LogEvent::Persist(node, r)) => self.readies.push((node, *r)),
-            Ok(LogEvent::Compact(node, i, t)) => {
+            LogEvent::Persist(node, r) => self.readies.push((node, *r)),
+            LogEvent::Compact(node, i, t) => {
                 let later = self.compact.get(&node.group).is_none_or(|c| (i, t) > (c.1, c.2));
                 if later {
                     self.compact.insert(node.group, (node, i, t));
                 }
             }
-            Ok(LogEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return true,
-            Err(RecvTimeoutError::Timeout) => {}
+            LogEvent::Stop => return true,
         }
         false
     }

@@ -18,6 +18,7 @@ mod inbound;
 mod links;
 mod log_throttle;
 mod log_writer;
+mod mailbox;
 mod membership;
 pub mod node;
 mod primary;

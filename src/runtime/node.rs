@@ -171,7 +171,7 @@ impl Node {
 
     /// Queues work for the log writer, the one writer of the log store.
     pub(super) fn send_log_event(&self, ev: LogEvent) {
-        let _ = self.host.log_tx.send(ev);
+        self.host.log_tx.send(ev);
     }
 
     /// Schedules the group on the host's apply workers (once, however often woken).

@@ -79,7 +79,7 @@ impl Node {
         } else if ready.needs_persist() || !ready.messages_after_persist.is_empty() {
             if let Some(me) = self.me.upgrade() {
                 self.log_queued.fetch_add(1, Ordering::AcqRel);
-                let _ = self.host.log_tx.send(LogEvent::Persist(me, Box::new(ready)));
+                self.host.log_tx.send(LogEvent::Persist(me, Box::new(ready)));
             }
         }
         // Only when there is something to apply, or a leader change to

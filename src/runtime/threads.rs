@@ -30,9 +30,8 @@ impl Threads {
     pub(super) fn start(&mut self, host: &Arc<HostShared>, q: HostQueues) -> Result<()> {
         let port = host.opts.local_port;
         let h = host.clone();
-        let log = q.log;
         self.log_writer = Some(self.spawn(host, format!("floyd-log-{port}"), move || {
-            super::log_writer::run(h, log)
+            super::log_writer::run(h)
         })?);
         let h = host.clone();
         let primary = q.primary;
@@ -77,7 +76,7 @@ impl Threads {
         if let Some(t) = self.primary.take() {
             let _ = t.join();
         }
-        let _ = host.log_tx.send(LogEvent::Stop);
+        host.log_tx.send(LogEvent::Stop);
         if let Some(t) = self.log_writer.take() {
             let _ = t.join();
         }
