@@ -9,7 +9,6 @@
 use super::host::HostShared;
 use super::node::{Node, PrimaryEvent};
 use crate::storage::GroupId;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,19 +26,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// ticks fall on one grid (see [`Clock`]), so one wake-up ticks every group
 /// due then; a NewCommand is handled for its group alone, without a pass
 /// over the others.
-pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
+pub fn run(host: Arc<HostShared>) {
     let mut new_commands: BTreeSet<GroupId> = BTreeSet::new();
     let mut next_tick = Instant::now();
+    let mut events = Vec::new();
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(PrimaryEvent::NewCommand(g)) => {
-                new_commands.insert(g);
-            }
-            Ok(PrimaryEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        while let Ok(ev) = rx.try_recv() {
+        host.primary_tx.take_all(&mut events, Some(wait));
+        for ev in events.drain(..) {
             match ev {
                 PrimaryEvent::NewCommand(g) => {
                     new_commands.insert(g);
