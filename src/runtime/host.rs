@@ -57,7 +57,7 @@ pub struct HostShared {
     /// Groups taken out of `groups` whose close has not finished: neither
     /// reopened nor dropped until it has.
     pub closing: Mutex<BTreeSet<GroupId>>,
-    pub primary_tx: super::mailbox::Mailbox<PrimaryEvent>,
+    pub primary_tx: Sender<PrimaryEvent>,
     pub log_tx: super::mailbox::Mailbox<LogEvent>,
     pub apply: ApplyQueue,
     /// Wakes the snapshot thread.
@@ -82,6 +82,7 @@ pub struct HostShared {
 
 /// The receiving ends of the host's queues, for its threads.
 pub(super) struct HostQueues {
+    pub primary: Receiver<PrimaryEvent>,
     pub snapshot: Receiver<()>,
 }
 
@@ -201,6 +202,7 @@ impl Host {
         });
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.local_id())))?;
+        let (primary_tx, primary) = crossbeam_channel::unbounded();
         let (snapshot_tx, snapshot) = crossbeam_channel::bounded(1);
         let shared = Arc::new(HostShared {
             id: opts.local_id(),
@@ -214,7 +216,7 @@ impl Host {
             links: Links::default(),
             groups: RwLock::new(BTreeMap::new()),
             closing: Mutex::new(BTreeSet::new()),
-            primary_tx: Default::default(),
+            primary_tx,
             log_tx: Default::default(),
             apply: ApplyQueue::default(),
             snapshot_tx,
@@ -240,7 +242,10 @@ impl Host {
         };
         let handler = Arc::new(HostInbound(Arc::downgrade(&shared)));
         shared.links.set_handler(handler.clone());
-        let queues = HostQueues { snapshot };
+        let queues = HostQueues {
+            primary,
+            snapshot,
+        };
         host.threads.lock().start(&shared, queues)?;
         let server_cfg = ServerConfig {
             name: shared.opts.local_port.to_string(),

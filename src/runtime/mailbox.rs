@@ -1,10 +1,10 @@
 //! A queue one thread drains whole: senders append under a lock and wake it
 //! only if it sleeps; it takes everything queued in one step.
 //!
-//! For the log writer and the primary thread, which take whatever arrived
-//! as one batch anyway. A crossbeam receive spins and yields before it
-//! parks: with those threads woken for every write, the spins were a
-//! visible share of the host's context switches and CPU (`BENCHMARKS.md`).
+//! For the log writer, which takes whatever arrived as one batch anyway. A
+//! crossbeam receive spins and yields before it parks: with one writer
+//! thread per host woken for every write, those spins were a visible share
+//! of an idle-looking host's CPU (`BENCHMARKS.md`, "Where the time goes").
 
 use parking_lot::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -89,10 +89,7 @@ mod tests {
         while next.iter().sum::<u64>() < 40_000 {
             got.clear();
             mb.take_all(&mut got, Some(Duration::from_secs(10)));
-            assert!(
-                !got.is_empty(),
-                "a wait ended with nothing while senders were sending"
-            );
+            assert!(!got.is_empty(), "a wait ended with nothing while senders were sending");
             for (t, i) in got.drain(..) {
                 assert_eq!(i, next[t as usize], "sender {t}'s items in order, each once");
                 next[t as usize] += 1;

@@ -182,7 +182,7 @@ impl Node {
     }
 
     pub fn wake_primary(&self) {
-        self.host.primary_tx.send(PrimaryEvent::NewCommand(self.group));
+        let _ = self.host.primary_tx.send(PrimaryEvent::NewCommand(self.group));
     }
 
     /// The leader as last seen by this node.

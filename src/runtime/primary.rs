@@ -9,6 +9,7 @@
 use super::host::HostShared;
 use super::node::{Node, PrimaryEvent};
 use crate::storage::GroupId;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,14 +27,19 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// ticks fall on one grid (see [`Clock`]), so one wake-up ticks every group
 /// due then; a NewCommand is handled for its group alone, without a pass
 /// over the others.
-pub fn run(host: Arc<HostShared>) {
+pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
     let mut new_commands: BTreeSet<GroupId> = BTreeSet::new();
     let mut next_tick = Instant::now();
-    let mut events = Vec::new();
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        host.primary_tx.take_all(&mut events, Some(wait));
-        for ev in events.drain(..) {
+        match rx.recv_timeout(wait) {
+            Ok(PrimaryEvent::NewCommand(g)) => {
+                new_commands.insert(g);
+            }
+            Ok(PrimaryEvent::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        while let Ok(ev) = rx.try_recv() {
             match ev {
                 PrimaryEvent::NewCommand(g) => {
                     new_commands.insert(g);

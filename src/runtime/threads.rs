@@ -34,8 +34,9 @@ impl Threads {
             super::log_writer::run(h)
         })?);
         let h = host.clone();
+        let primary = q.primary;
         self.primary = Some(self.spawn(host, format!("floyd-primary-{port}"), move || {
-            super::primary::run(h)
+            super::primary::run(h, primary)
         })?);
         for n in 0..apply_workers(host) {
             let h = host.clone();
@@ -71,7 +72,7 @@ impl Threads {
     /// Joins every thread (the host must be stopping): the primary thread,
     /// then the log writer, then the rest.
     pub(super) fn join(&mut self, host: &HostShared) {
-        host.primary_tx.send(PrimaryEvent::Stop);
+        let _ = host.primary_tx.send(PrimaryEvent::Stop);
         if let Some(t) = self.primary.take() {
             let _ = t.join();
         }
