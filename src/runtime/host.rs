@@ -242,10 +242,7 @@ impl Host {
         };
         let handler = Arc::new(HostInbound(Arc::downgrade(&shared)));
         shared.links.set_handler(handler.clone());
-        let queues = HostQueues {
-            primary,
-            snapshot,
-        };
+        let queues = HostQueues { primary, snapshot };
         host.threads.lock().start(&shared, queues)?;
         let server_cfg = ServerConfig {
             name: shared.opts.local_port.to_string(),

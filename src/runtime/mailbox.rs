@@ -89,7 +89,10 @@ mod tests {
         while next.iter().sum::<u64>() < 40_000 {
             got.clear();
             mb.take_all(&mut got, Some(Duration::from_secs(10)));
-            assert!(!got.is_empty(), "a wait ended with nothing while senders were sending");
+            assert!(
+                !got.is_empty(),
+                "a wait ended with nothing while senders were sending"
+            );
             for (t, i) in got.drain(..) {
                 assert_eq!(i, next[t as usize], "sender {t}'s items in order, each once");
                 next[t as usize] += 1;
