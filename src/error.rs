@@ -47,6 +47,13 @@ pub enum Error {
     /// every call with this until it is closed and reopened.
     #[error("node failed: {0}")]
     Failed(String),
+    /// A compare-and-swap or a transaction's condition did not hold:
+    /// nothing was written.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The revision asked for is older than the history kept.
+    #[error("compacted: {0}")]
+    Compacted(String),
 }
 
 impl Error {

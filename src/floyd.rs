@@ -1,6 +1,9 @@
 //! The public handle: open a node, then write, read and query it.
 
 mod async_calls;
+mod coordination;
+
+pub use coordination::{prefix_end, Branch, Cmp, KeyValue, KvList, KvMeta, Txn, TxnResponse};
 
 use crate::error::{Error, Result};
 use crate::options::Options;

@@ -47,7 +47,10 @@ pub mod wire {
 }
 
 pub use error::{Error, Result};
-pub use floyd::{Floyd, PeerStatus, ServerStatus, STATUS_HEADER};
+pub use floyd::{
+    prefix_end, Branch, Cmp, Floyd, KeyValue, KvList, KvMeta, PeerStatus, ServerStatus, Txn, TxnResponse,
+    STATUS_HEADER,
+};
 pub use logging::{LogCallback, LogLevel};
 pub use options::{GroupOptions, HostOptions, Options, TlsFiles};
 #[doc(hidden)]

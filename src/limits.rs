@@ -11,6 +11,15 @@ use std::time::Duration;
 pub const MAX_KEY_BYTES: usize = 64 << 10;
 /// Largest value accepted (also a user state machine's command).
 pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// Most comparisons, and most operations per branch, in one transaction
+/// (etcd's default `--max-txn-ops`).
+pub const MAX_TXN_OPS: usize = 128;
+/// Largest transaction, encoded: it travels in one log entry, as a value
+/// does (a maximal single put still fits).
+pub const MAX_TXN_BYTES: usize = MAX_VALUE_BYTES + 2 * MAX_KEY_BYTES;
+/// Most bytes of keys and values one page of a range read returns; past it
+/// the page ends early and says there is more.
+pub const MAX_RANGE_PAGE_BYTES: usize = 32 << 20;
 /// Longest lock lease: a day. A holder that needs longer renews.
 pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// Largest `request_timeout` and `leader_wait`: beyond it, deadlines computed

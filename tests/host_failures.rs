@@ -915,6 +915,7 @@ fn a_host_that_is_no_member_cannot_make_a_follower_of_a_group_apply_its_entries(
         op: Some(Op::Put(Put {
             key: "k".into(),
             value: bytes::Bytes::from_static(b"forged"),
+            lease: 0,
         })),
     };
     let entry = Entry {

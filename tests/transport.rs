@@ -135,6 +135,7 @@ fn request(id: u64, value: bytes::Bytes) -> Body {
             op: Some(Op::Put(Put {
                 key: "k".into(),
                 value,
+                lease: 0,
             })),
         }),
     })

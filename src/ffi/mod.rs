@@ -59,6 +59,11 @@ pub const FLOYD_FAILED: c_int = 12;
 /// `floyd_propose`: the user-defined state machine's `apply` refused the
 /// command (its message says why); every replica refused it alike.
 pub const FLOYD_STATE_MACHINE: c_int = 13;
+/// A compare-and-swap or a transaction's condition did not hold: nothing
+/// was written.
+pub const FLOYD_CONFLICT: c_int = 14;
+/// The revision asked for is older than the history kept.
+pub const FLOYD_COMPACTED: c_int = 15;
 
 /// Library version, major part.
 pub const FLOYD_VERSION_MAJOR: c_int = 0;
@@ -98,6 +103,8 @@ pub fn code_of(e: &Error) -> c_int {
         Error::Internal(_) => FLOYD_INTERNAL,
         Error::Failed(_) => FLOYD_FAILED,
         Error::StateMachine(_) => FLOYD_STATE_MACHINE,
+        Error::Conflict(_) => FLOYD_CONFLICT,
+        Error::Compacted(_) => FLOYD_COMPACTED,
     }
 }
 
@@ -164,6 +171,8 @@ pub extern "C" fn floyd_status_str(code: c_int) -> *const c_char {
         FLOYD_INTERNAL => b"INTERNAL\0",
         FLOYD_FAILED => b"FAILED\0",
         FLOYD_STATE_MACHINE => b"STATE_MACHINE\0",
+        FLOYD_CONFLICT => b"CONFLICT\0",
+        FLOYD_COMPACTED => b"COMPACTED\0",
         _ => b"UNKNOWN\0",
     };
     name.as_ptr().cast()

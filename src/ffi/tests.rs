@@ -28,6 +28,8 @@ fn every_error_has_its_code_and_name() {
             FLOYD_STATE_MACHINE,
             "STATE_MACHINE",
         ),
+        (Error::Conflict(String::new()), FLOYD_CONFLICT, "CONFLICT"),
+        (Error::Compacted(String::new()), FLOYD_COMPACTED, "COMPACTED"),
     ];
     for (e, code, name) in cases {
         assert_eq!(code_of(&e), code);

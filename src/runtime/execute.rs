@@ -317,7 +317,7 @@ impl Node {
         };
         // A read is served here on a follower too: it asks the leader for
         // the read index and reads its own state machine once applied there.
-        if leader == self.id || matches!(op.cmd, CommandKind::Get { .. }) {
+        if leader == self.id || op.cmd.is_read() {
             self.attempt_here(op, leader);
         } else {
             self.forward_to(op, leader);

@@ -175,6 +175,8 @@ pub fn response_from_result(
                 Error::Locked(_) => ResultCode::ResultLocked,
                 Error::NotHolder(_) => ResultCode::ResultNotHolder,
                 Error::StateMachine(_) => ResultCode::ResultStateMachine,
+                Error::Conflict(_) => ResultCode::ResultConflict,
+                Error::Compacted(_) => ResultCode::ResultCompacted,
                 // The forwarder should wait for another leader: a failed
                 // leader applies nothing more.
                 Error::Failed(_) => ResultCode::ResultNoLeader,
@@ -214,6 +216,8 @@ pub fn result_from_response(resp: ClientResponse) -> Result<Bytes> {
         ResultCode::ResultNotHolder => Err(Error::NotHolder(m)),
         ResultCode::ResultStateMachine => Err(Error::StateMachine(m)),
         ResultCode::ResultInternal => Err(Error::Internal(m)),
+        ResultCode::ResultConflict => Err(Error::Conflict(m)),
+        ResultCode::ResultCompacted => Err(Error::Compacted(m)),
     }
 }
 
@@ -232,6 +236,8 @@ fn message_of(e: &Error) -> String {
         | Error::NotHolder(m)
         | Error::Internal(m)
         | Error::StateMachine(m)
+        | Error::Conflict(m)
+        | Error::Compacted(m)
         | Error::Failed(m) => m.clone(),
     }
 }
@@ -256,6 +262,8 @@ mod tests {
             Error::NotHolder("n".into()),
             Error::Internal("h".into()),
             Error::StateMachine("s".into()),
+            Error::Conflict("c".into()),
+            Error::Compacted("p".into()),
         ];
         for e in errors {
             let resp = response_from_result(7, Err(e.clone()), "");

@@ -9,6 +9,7 @@ use super::host::HostShared;
 use super::membership::Want;
 use super::primary::Clock;
 use super::proposals::{Completion, PendingCommand};
+use super::reads::Query;
 use crate::core::{ConfChange, ConfChangeError, Membership, ProposeError, RaftCore, Ready, Role};
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
@@ -210,10 +211,34 @@ impl Node {
             self.transfer_leadership(server, deadline, done);
         } else if let CommandKind::Get { key } = cmd {
             // ReadIndex: confirmed leadership, then the local state machine; no log entry.
-            self.read_by_index(key, deadline, done);
+            self.read_by_index(Query::Get(key), deadline, done);
+        } else if let CommandKind::Range(r) = cmd {
+            self.read_by_index(Query::Range(r), deadline, done);
+        } else if matches!(cmd, CommandKind::Txn(_)) && !self.marks_protocol_6() {
+            // Applied only in entries marked as proposed under protocol 6
+            // (`state_machine/revision.rs`); refused here rather than
+            // committed to be refused by every replica.
+            done(Err(Error::Busy(
+                "transactions wait until every member of the group runs this release (a rolling upgrade is under way)"
+                    .into(),
+            )))
         } else {
             self.submit(encode_command(cmd), deadline, done);
         }
+    }
+
+    /// Whether the entries this node proposes now are marked as proposed
+    /// under protocol 6: every member's link said so. (Set on every tick
+    /// too; looked at afresh here so a leader's first proposals need not
+    /// wait for its first tick.)
+    fn marks_protocol_6(&self) -> bool {
+        self.with_core(|core| {
+            let v6 = self.members_speak_v6(core);
+            if core.role() == Role::Leader {
+                core.set_time_rule_2(v6);
+            }
+            v6
+        })
     }
 
     /// Asks the core for a single-server change; the caller is answered once

@@ -20,9 +20,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 struct Read {
-    key: Bytes,
+    query: Query,
     deadline: Instant,
     done: Completion,
+}
+
+/// What a linearizable read reads.
+pub enum Query {
+    /// A key's value.
+    Get(Bytes),
+    /// A range of keys with their revisions, or their number (`KvList`).
+    Range(crate::wire::Range),
 }
 
 /// Rounds a node's callers keep out at once. One: reads that arrive while
@@ -78,7 +86,7 @@ impl Reads {
     /// `Err`: closed, the completion is the caller's to answer.
     pub(super) fn push(
         &self,
-        key: Bytes,
+        query: Query,
         deadline: Instant,
         done: Completion,
     ) -> std::result::Result<bool, Completion> {
@@ -86,7 +94,11 @@ impl Reads {
         if s.closed {
             return Err(done);
         }
-        s.queued.push(Read { key, deadline, done });
+        s.queued.push(Read {
+            query,
+            deadline,
+            done,
+        });
         Ok(s.confirming.len() < MAX_ROUNDS_IN_FLIGHT)
     }
 
@@ -94,7 +106,7 @@ impl Reads {
     fn push_confirmed(
         &self,
         index: u64,
-        key: Bytes,
+        query: Query,
         deadline: Instant,
         done: Completion,
     ) -> std::result::Result<(), Completion> {
@@ -102,10 +114,11 @@ impl Reads {
         if s.closed {
             return Err(done);
         }
-        s.confirmed
-            .entry(index)
-            .or_default()
-            .push(Read { key, deadline, done });
+        s.confirmed.entry(index).or_default().push(Read {
+            query,
+            deadline,
+            done,
+        });
         Ok(())
     }
 
@@ -203,7 +216,7 @@ impl Reads {
 
 impl Node {
     /// A linearizable read of `key`, without a log entry.
-    pub(super) fn read_by_index(&self, key: Bytes, deadline: Instant, done: Completion) {
+    pub(super) fn read_by_index(&self, query: Query, deadline: Instant, done: Completion) {
         if let Err(e) = self.check_usable() {
             return done(Err(e));
         }
@@ -212,16 +225,16 @@ impl Node {
             let leased = self.inspect(|c| c.lease_read_index(now).map(|i| (i, c.applied())));
             if let Some((index, applied)) = leased {
                 if applied >= index {
-                    return done(self.read_local(&key));
+                    return done(self.read_local(&query));
                 }
-                if let Err(done) = self.waiters.reads.push_confirmed(index, key, deadline, done) {
+                if let Err(done) = self.waiters.reads.push_confirmed(index, query, deadline, done) {
                     return done(Err(self.unusable()));
                 }
                 // The apply thread may have passed `index` since: look again.
                 return self.serve_reads();
             }
         }
-        match self.waiters.reads.push(key, deadline, done) {
+        match self.waiters.reads.push(query, deadline, done) {
             Ok(true) => self.start_read_round(),
             Ok(false) => {}
             Err(done) => done(Err(self.unusable())),
@@ -251,15 +264,21 @@ impl Node {
         }
         let applied = self.inspect(|core| core.applied());
         for r in self.waiters.reads.take_servable(applied) {
-            (r.done)(self.read_local(&r.key));
+            (r.done)(self.read_local(&r.query));
         }
     }
 
-    fn read_local(&self, key: &[u8]) -> Result<Option<Bytes>, Error> {
-        match self.state_machine.get(key) {
-            Ok(Some(v)) => Ok(Some(Bytes::from(v))),
-            Ok(None) => Err(Error::NotFound),
-            Err(e) => Err(e),
+    fn read_local(&self, query: &Query) -> Result<Option<Bytes>, Error> {
+        match query {
+            Query::Get(key) => match self.state_machine.get(key) {
+                Ok(Some(v)) => Ok(Some(Bytes::from(v))),
+                Ok(None) => Err(Error::NotFound),
+                Err(e) => Err(e),
+            },
+            Query::Range(r) => {
+                use prost::Message as _;
+                Ok(Some(Bytes::from(self.state_machine.range(r)?.encode_to_vec())))
+            }
         }
     }
 }
@@ -291,7 +310,7 @@ mod tests {
             (0..3)
                 .map(|_| {
                     let (done, _rx) = read();
-                    assert!(reads.push(Bytes::new(), later(), done).is_ok());
+                    assert!(reads.push(Query::Get(Bytes::new()), later(), done).is_ok());
                     reads.start_round().unwrap()
                 })
                 .collect()
@@ -311,13 +330,15 @@ mod tests {
         let reads = Reads::default();
         reads.fail_all(&Error::Stopped("closed".into()));
         let (done, rx) = read();
-        let Err(back) = reads.push(Bytes::new(), later(), done) else {
+        let Err(back) = reads.push(Query::Get(Bytes::new()), later(), done) else {
             panic!("queued after the close")
         };
         back(Err(Error::Stopped("closed".into())));
         assert!(matches!(rx.try_recv().unwrap(), Err(Error::Stopped(_))));
         let (done, _rx) = read();
-        assert!(reads.push_confirmed(1, Bytes::new(), later(), done).is_err());
+        assert!(reads
+            .push_confirmed(1, Query::Get(Bytes::new()), later(), done)
+            .is_err());
         assert!(reads.start_round().is_none());
         assert!(!reads.has_confirmed());
     }

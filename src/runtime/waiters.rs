@@ -95,7 +95,11 @@ mod tests {
         assert!(w.proposals.wait_for(1, 1, proposed).is_ok());
         assert!(w
             .reads
-            .push(Default::default(), later, answer_to(&tx, "read"))
+            .push(
+                crate::runtime::reads::Query::Get(Default::default()),
+                later,
+                answer_to(&tx, "read")
+            )
             .is_ok());
         let forwarded = answer_to(&tx, "forwarded");
         let reply = Box::new(move |a| match a {

@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::wire::{
-    command::Op, AddServer, Command, Custom, Delete, Get, Put, RemoveServer, TransferLeader, TryLock, Unlock,
+    command::Op, AddServer, Command, Custom, Delete, Get, Put, Range, RemoveServer, TransferLeader, TryLock,
+    Txn, Unlock,
 };
 use bytes::Bytes;
 use prost::Message as _;
@@ -11,7 +12,7 @@ use prost::Message as _;
 pub use crate::limits::MAX_LOCK_TTL_MS;
 
 /// What a client asks the cluster to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CommandKind {
     Put {
         key: Bytes,
@@ -47,6 +48,10 @@ pub enum CommandKind {
     Custom {
         data: Bytes,
     },
+    /// A transaction (protocol 6; compare-and-swap is one): `txn.rs`.
+    Txn(Txn),
+    /// A range read (protocol 6), served as a `Get` is: never in the log.
+    Range(Range),
 }
 
 impl CommandKind {
@@ -86,7 +91,25 @@ impl CommandKind {
                 format!("command of {} bytes exceeds {MAX_VALUE_BYTES}", data.len()),
             )),
             CommandKind::Custom { .. } => Ok(()),
+            CommandKind::Txn(t) => super::txn::validate(t),
+            CommandKind::Range(r) => {
+                for (bound, what) in [(&r.start, "range start"), (&r.end, "range end")] {
+                    // (One byte more than a key: the end of an exact-key range.)
+                    if bound.len() > MAX_KEY_BYTES + 1 {
+                        return Err(Error::InvalidArgument(format!(
+                            "{what} of {} bytes exceeds {MAX_KEY_BYTES}",
+                            bound.len()
+                        )));
+                    }
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Whether this is a read served by ReadIndex (on a follower too), not a log entry.
+    pub fn is_read(&self) -> bool {
+        matches!(self, CommandKind::Get { .. } | CommandKind::Range(_))
     }
 
     /// Whether this is a membership request rather than a state-machine command.
@@ -99,7 +122,7 @@ impl CommandKind {
 
     pub fn into_wire(self) -> Command {
         let op = match self {
-            CommandKind::Put { key, value } => Op::Put(Put { key, value }),
+            CommandKind::Put { key, value } => Op::Put(Put { key, value, lease: 0 }),
             CommandKind::Delete { key } => Op::Delete(Delete { key }),
             CommandKind::Get { key } => Op::Get(Get { key }),
             CommandKind::TryLock { name, holder, ttl_ms } => Op::TryLock(TryLock { name, holder, ttl_ms }),
@@ -108,6 +131,8 @@ impl CommandKind {
             CommandKind::RemoveServer { server } => Op::RemoveServer(RemoveServer { server }),
             CommandKind::TransferLeader { server } => Op::TransferLeader(TransferLeader { server }),
             CommandKind::Custom { data } => Op::Custom(Custom { data }),
+            CommandKind::Txn(t) => Op::Txn(t),
+            CommandKind::Range(r) => Op::Range(r),
         };
         Command { op: Some(op) }
     }
@@ -133,6 +158,8 @@ impl CommandKind {
             Some(Op::RemoveServer(r)) => CommandKind::RemoveServer { server: r.server },
             Some(Op::TransferLeader(t)) => CommandKind::TransferLeader { server: t.server },
             Some(Op::Custom(c)) => CommandKind::Custom { data: c.data },
+            Some(Op::Txn(t)) => CommandKind::Txn(t),
+            Some(Op::Range(r)) => CommandKind::Range(r),
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })
     }

@@ -3,7 +3,8 @@
 //!
 //! Group 0 (the one group of a node opened on its own) keeps the keys of
 //! stores from before groups, so those open as they are: `d` + user key for
-//! data, `l` + name for locks, `m:applied`, `m:time`, `m:stamp`. Every other
+//! data, `k` + user key for its revisions (protocol 6), `l` + name for
+//! locks, `m:applied`, `m:time`, `m:stamp`, `m:rev`. Every other
 //! group's keys are the same behind `G` + its id (big-endian), so each
 //! group's state is one range of keys.
 
@@ -12,6 +13,8 @@ use crate::storage::GroupId;
 const GROUP_PREFIX: u8 = b'G';
 const DATA: u8 = b'd';
 const LOCK: u8 = b'l';
+/// A key's revisions (`revision.rs`), beside its value under `d`.
+const META: u8 = b'k';
 
 /// The keys of one group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,16 @@ impl KvKeys {
         self.key(&[&[DATA], key])
     }
 
+    /// The key of user key `key`'s revisions.
+    pub fn meta(&self, key: &[u8]) -> Vec<u8> {
+        self.key(&[&[META], key])
+    }
+
+    /// How long a data key's prefix is: a user key starts after it.
+    pub fn data_prefix_len(&self) -> usize {
+        self.prefix.len() + 1
+    }
+
     /// The key of lock `name`'s state.
     pub fn lock(&self, name: &[u8]) -> Vec<u8> {
         self.key(&[&[LOCK], name])
@@ -68,12 +81,18 @@ impl KvKeys {
         self.key(&[b"m:stamp"])
     }
 
+    /// The group's revision (protocol 6).
+    pub fn revision(&self) -> Vec<u8> {
+        self.key(&[b"m:rev"])
+    }
+
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {
             // `d…`, `l…`, `m:…`: apart from every other group's `G…`.
             return vec![
                 (vec![DATA], vec![DATA + 1]),
+                (vec![META], vec![META + 1]),
                 (vec![LOCK], vec![LOCK + 1]),
                 (b"m:".to_vec(), b"m;".to_vec()),
             ];
@@ -104,12 +123,17 @@ mod tests {
         assert_eq!(k.lock(b"x"), b"lx");
         assert_eq!(k.applied(), b"m:applied");
         assert!(k.owns(b"dx") && k.owns(b"m:time") && !k.owns(b"G\0\0\0\0\0\0\0\x01dx"));
+        // Revisions: each key's under `k` and the group's `m:rev`, its own
+        // too (exported, imported and deleted with the group).
+        assert_eq!((k.meta(b"x"), k.revision()), (b"kx".to_vec(), b"m:rev".to_vec()));
+        assert!(k.owns(&k.meta(b"x")) && k.owns(&k.revision()));
     }
 
     #[test]
     fn each_other_group_is_one_range_apart_from_the_rest() {
         let (a, b) = (KvKeys::of(1), KvKeys::of(256));
         assert!(a.owns(&a.data(b"k")) && a.owns(&a.applied()) && a.owns(&a.lock(b"")));
+        assert!(a.owns(&a.meta(b"k")) && a.owns(&a.revision()) && !b.owns(&a.meta(b"k")));
         assert!(!a.owns(&b.data(b"k")) && !b.owns(&a.data(b"k")));
         assert!(!a.owns(&KvKeys::of(0).data(b"k")) && !KvKeys::of(0).owns(&a.data(b"k")));
         let last = KvKeys::of(u64::MAX);

@@ -70,6 +70,14 @@ impl Machine {
         }
     }
 
+    /// The keys of range `r` as of the last applied entry (a local read).
+    pub fn range(&self, r: &crate::wire::Range) -> Result<crate::wire::KvList> {
+        match self {
+            Machine::Kv(kv) => kv.range(r),
+            Machine::User(_) => Err(user_has_no_keys()),
+        }
+    }
+
     /// Locks held at the log's time; a user machine has none floyd knows of.
     pub fn locks_held(&self) -> Result<u64> {
         match self {

@@ -9,12 +9,16 @@
 //! between commit and apply replays every entry exactly once: entries at or
 //! below the stored applied index are skipped.
 
+mod apply;
 mod command;
 mod kv_keys;
 mod lock;
 mod log_time;
 mod machine;
+pub mod range;
+pub mod revision;
 mod snapshot;
+mod txn;
 mod user;
 
 pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
@@ -24,10 +28,10 @@ pub use user::{StateMachine, UserMachine};
 
 use crate::error::{Error, Result};
 use crate::storage::{Db, GroupId};
-use crate::wire::{command::Op, Entry, EntryType};
+#[cfg(test)]
+use crate::wire::{Entry, EntryType};
 use bytes::Bytes;
 use rocksdb::{WriteBatch, WriteOptions, DB};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -91,6 +95,8 @@ pub struct KvStateMachine {
 struct AppliedState {
     index: u64,
     time: log_time::LogTime,
+    /// The group's revision (`revision.rs`).
+    revision: u64,
 }
 
 impl KvStateMachine {
@@ -175,66 +181,10 @@ impl KvStateMachine {
         Ok(self.db()?.get(self.keys.data(key))?)
     }
 
-    /// Applies committed entries in order, atomically with the new applied index.
-    /// Entries already applied (index at or below the stored applied index) are skipped.
-    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
-        let db = self.db()?;
-        let keys = &self.keys;
-        // Held through the write: one apply of a group at a time.
-        let mut cached = self.applied.lock();
-        let state = match *cached {
-            Some(s) => s,
-            None => AppliedState {
-                index: applied_index(&db, keys)?,
-                time: read_log_time(&db, keys)?,
-            },
-        };
-        let (applied, mut time) = (state.index, state.time);
-        // Until the batch is written, nothing is known for sure.
-        *cached = None;
-        let mut batch = WriteBatch::default();
-        // Writes earlier in this batch, so a read later in it sees them.
-        let mut pending = Pending::default();
-        let mut out = Vec::with_capacity(entries.len());
-        let mut last = applied;
-        for e in entries.iter().filter(|e| e.index > applied) {
-            if e.index != last + 1 {
-                return Err(Error::Internal(format!(
-                    "apply gap: entry {} after {last}",
-                    e.index
-                )));
-            }
-            last = e.index;
-            time.advance(e.index, e.term, e.leader_time_ms, e.log_time_rule == 2);
-            let result = if e.r#type == EntryType::EntryCommand as i32 {
-                let at = At {
-                    index: e.index,
-                    time: time.time,
-                };
-                apply_command(&db, keys, &e.payload, at, &mut batch, &mut pending)?
-            } else {
-                Ok(None)
-            };
-            out.push(Applied {
-                index: e.index,
-                term: e.term,
-                result,
-            });
-        }
-        if last > applied {
-            batch.put(keys.applied(), last.to_be_bytes());
-            batch.put(keys.time(), time.time.to_be_bytes());
-            if let Some(last) = time.encode_last() {
-                batch.put(keys.stamp(), last);
-            }
-            // Not synced: the log is the durable source; after a power loss the
-            // state machine rolls back with its applied index and replays.
-            let mut wo = WriteOptions::default();
-            wo.set_sync(false);
-            db.write_opt(batch, &wo)?;
-        }
-        *cached = Some(AppliedState { index: last, time });
-        Ok(out)
+    /// The keys of range `r` as of the last applied entry, with their
+    /// revisions, from one snapshot of the store (a local read).
+    pub fn range(&self, r: &crate::wire::Range) -> Result<crate::wire::KvList> {
+        range::read(&*self.db()?, &self.keys, r)
     }
 }
 
@@ -269,80 +219,6 @@ fn read_u64(db: &DB, key: &[u8], what: &str) -> Result<u64> {
     }
 }
 
-/// Effects earlier in the batch being applied.
-#[derive(Default)]
-struct Pending {
-    data: HashMap<Vec<u8>, Option<Bytes>>,
-    locks: lock::PendingLocks,
-}
-
-/// Where an entry is applied: its index and the log's time there.
-#[derive(Clone, Copy)]
-struct At {
-    index: u64,
-    time: u64,
-}
-
-fn apply_command(
-    db: &DB,
-    keys: &KvKeys,
-    payload: &[u8],
-    at: At,
-    batch: &mut WriteBatch,
-    pending: &mut Pending,
-) -> Result<Result<Option<Bytes>>> {
-    // A command that does not decode was committed everywhere alike: every
-    // replica answers the same error and moves on.
-    let op = match decode_command(payload) {
-        Ok(op) => op,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(match op {
-        Op::Put(p) => {
-            batch.put(keys.data(&p.key), &p.value);
-            pending.data.insert(p.key.to_vec(), Some(p.value));
-            Ok(None)
-        }
-        Op::Delete(d) => {
-            batch.delete(keys.data(&d.key));
-            pending.data.insert(d.key.to_vec(), None);
-            Ok(None)
-        }
-        Op::Get(g) => {
-            let value = match pending.data.get(g.key.as_ref()) {
-                Some(v) => v.clone(),
-                None => db.get(keys.data(&g.key))?.map(Bytes::from),
-            };
-            value.map(Some).ok_or(Error::NotFound)
-        }
-        Op::TryLock(t) => {
-            return lock::try_lock(
-                db,
-                keys,
-                batch,
-                &mut pending.locks,
-                &t.name,
-                &t.holder,
-                t.ttl_ms,
-                at.index,
-                at.time,
-            )
-        }
-        Op::Unlock(u) => {
-            return lock::unlock(db, keys, batch, &mut pending.locks, &u.name, &u.holder, at.time)
-        }
-        // Membership requests become configuration entries, never commands.
-        Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) => Err(Error::InvalidArgument(
-            "a membership or leadership request in a command entry".into(),
-        )),
-        // Refused, not fatal: every replica of this cluster answers the same.
-        Op::Custom(_) => Err(Error::InvalidArgument(
-            "a command for a user-defined state machine, but this node runs the built-in key-value store"
-                .into(),
-        )),
-    })
-}
-
 #[cfg(test)]
 mod tests;
 
@@ -351,3 +227,6 @@ mod lock_tests;
 
 #[cfg(test)]
 mod shared_tests;
+
+#[cfg(test)]
+mod revision_tests;

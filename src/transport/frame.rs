@@ -143,6 +143,7 @@ mod tests {
                 op: Some(Op::Put(Put {
                     key: "k".into(),
                     value: bytes::Bytes::from(vec![0u8; len]),
+                    lease: 0,
                 })),
             }),
         })

@@ -199,6 +199,7 @@ mod tests {
                 op: Some(Op::Put(Put {
                     key: "k".into(),
                     value: bytes::Bytes::from(vec![1u8; value_len]),
+                    lease: 0,
                 })),
             }),
         });

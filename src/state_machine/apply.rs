@@ -1,0 +1,168 @@
+//! Applying committed entries to the built-in store: each batch in one
+//! WriteBatch with the new applied index, the log's time and the group's
+//! revision, so a crash between commit and apply replays every entry
+//! exactly once (entries at or below the stored applied index are skipped).
+
+use super::revision::View;
+use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine};
+use crate::error::{Error, Result};
+use crate::wire::{command::Op, Entry, EntryType};
+use bytes::Bytes;
+use rocksdb::WriteOptions;
+
+/// Where an entry is applied: its index, the log's time there, and whether
+/// its leader marked it as proposed under protocol 6 (revisions counted,
+/// transactions applied).
+#[derive(Clone, Copy)]
+struct At {
+    index: u64,
+    time: u64,
+    protocol_6: bool,
+}
+
+impl KvStateMachine {
+    /// Applies committed entries in order, atomically with the new applied index.
+    /// Entries already applied (index at or below the stored applied index) are skipped.
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<Applied>> {
+        let db = self.db()?;
+        let keys = &self.keys;
+        // Held through the write: one apply of a group at a time.
+        let mut cached = self.applied.lock();
+        let state = match *cached {
+            Some(s) => s,
+            None => AppliedState {
+                index: applied_index(&db, keys)?,
+                time: read_log_time(&db, keys)?,
+                revision: super::range::revision(&db, keys)?,
+            },
+        };
+        let (applied, mut time) = (state.index, state.time);
+        // Until the batch is written, nothing is known for sure.
+        *cached = None;
+        let mut view = View::new(&db, keys, state.revision);
+        let mut out = Vec::with_capacity(entries.len());
+        let mut last = applied;
+        for e in entries.iter().filter(|e| e.index > applied) {
+            if e.index != last + 1 {
+                return Err(Error::Internal(format!(
+                    "apply gap: entry {} after {last}",
+                    e.index
+                )));
+            }
+            last = e.index;
+            let protocol_6 = e.log_time_rule == 2;
+            time.advance(e.index, e.term, e.leader_time_ms, protocol_6);
+            let result = if e.r#type == EntryType::EntryCommand as i32 {
+                let at = At {
+                    index: e.index,
+                    time: time.time,
+                    protocol_6,
+                };
+                apply_command(&mut view, &e.payload, at)?
+            } else {
+                Ok(None)
+            };
+            out.push(Applied {
+                index: e.index,
+                term: e.term,
+                result,
+            });
+        }
+        let revision = view.revision;
+        if last > applied {
+            let mut batch = view.batch;
+            batch.put(keys.applied(), last.to_be_bytes());
+            batch.put(keys.time(), time.time.to_be_bytes());
+            if let Some(last) = time.encode_last() {
+                batch.put(keys.stamp(), last);
+            }
+            if revision != state.revision {
+                batch.put(keys.revision(), revision.to_be_bytes());
+            }
+            // Not synced: the log is the durable source; after a power loss the
+            // state machine rolls back with its applied index and replays.
+            let mut wo = WriteOptions::default();
+            wo.set_sync(false);
+            db.write_opt(batch, &wo)?;
+        }
+        *cached = Some(AppliedState {
+            index: last,
+            time,
+            revision,
+        });
+        Ok(out)
+    }
+}
+
+/// One command's effect on `view`; its result (an `Err` inside is the
+/// answer every replica gives alike, not a failure of the apply).
+fn apply_command(view: &mut View<'_>, payload: &[u8], at: At) -> Result<Result<Option<Bytes>>> {
+    // A command that does not decode was committed everywhere alike: every
+    // replica answers the same error and moves on.
+    let op = match super::decode_command(payload) {
+        Ok(op) => op,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(match op {
+        Op::Put(p) if at.protocol_6 => {
+            if p.lease != 0 {
+                // Leases are not granted yet: it names one that does not exist.
+                return Ok(Err(Error::NotFound));
+            }
+            let next = view.revision + 1;
+            view.put(&p.key, &p.value, 0, Some(next))?;
+            view.revision = next;
+            Ok(None)
+        }
+        // As the previous release applies it (and drops the key's revisions).
+        Op::Put(p) => {
+            view.put(&p.key, &p.value, 0, None)?;
+            Ok(None)
+        }
+        Op::Delete(d) => {
+            if view.delete(&d.key)? && at.protocol_6 {
+                view.revision += 1;
+            }
+            Ok(None)
+        }
+        Op::Get(g) => view.value(&g.key)?.map(Some).ok_or(Error::NotFound),
+        Op::Txn(t) if at.protocol_6 => return txn::apply(view, &t),
+        Op::Txn(_) => Err(Error::InvalidArgument(
+            "a transaction proposed while not every member ran protocol 6".into(),
+        )),
+        Op::TryLock(t) => {
+            return lock::try_lock(
+                view.db,
+                view.keys,
+                &mut view.batch,
+                &mut view.locks,
+                &t.name,
+                &t.holder,
+                t.ttl_ms,
+                at.index,
+                at.time,
+            )
+        }
+        Op::Unlock(u) => {
+            return lock::unlock(
+                view.db,
+                view.keys,
+                &mut view.batch,
+                &mut view.locks,
+                &u.name,
+                &u.holder,
+                at.time,
+            )
+        }
+        // Membership requests become configuration entries, never commands;
+        // reads are served without the log.
+        Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) | Op::Range(_) => Err(
+            Error::InvalidArgument("a membership, leadership or range request in a command entry".into()),
+        ),
+        // Refused, not fatal: every replica of this cluster answers the same.
+        Op::Custom(_) => Err(Error::InvalidArgument(
+            "a command for a user-defined state machine, but this node runs the built-in key-value store"
+                .into(),
+        )),
+    })
+}

@@ -1,0 +1,88 @@
+//! Range reads (protocol 6): a group's keys in `[start, end)` in byte
+//! order, with their revisions, read from one RocksDB snapshot so that a
+//! long scan sees one state and never holds writes up.
+
+use super::revision::{KvMeta, FIRST_REVISION, LEGACY};
+use super::KvKeys;
+use crate::error::{Error, Result};
+use crate::limits::MAX_RANGE_PAGE_BYTES;
+use crate::wire::{KvList, Range};
+use bytes::Bytes;
+use rocksdb::{Direction, IteratorMode, DB};
+
+/// Reads `r` from `db`: at most `r.limit` keys (0: as many as a page holds,
+/// [`MAX_RANGE_PAGE_BYTES`] of keys and values), `more` if the range goes
+/// on past the last one returned; or only their number (`count_only`).
+pub fn read(db: &DB, keys: &KvKeys, r: &Range) -> Result<KvList> {
+    if !r.end.is_empty() && r.end <= r.start {
+        return Ok(KvList {
+            revision: revision(db, keys)?,
+            ..Default::default()
+        });
+    }
+    let snapshot = db.snapshot();
+    let revision = match snapshot.get(keys.revision())? {
+        Some(v) => decode_u64(&v)?,
+        None => FIRST_REVISION,
+    };
+    let from = keys.data(&r.start);
+    // Past the last data key of this group: the byte after its data prefix.
+    let past_data = {
+        let mut p = keys.data(b"");
+        *p.last_mut().expect("a data prefix") += 1;
+        p
+    };
+    let until = if r.end.is_empty() {
+        past_data
+    } else {
+        keys.data(&r.end)
+    };
+    let skip = keys.data_prefix_len();
+    let limit = if r.limit == 0 || r.count_only {
+        u64::MAX
+    } else {
+        r.limit
+    };
+    let mut list = KvList {
+        revision,
+        ..Default::default()
+    };
+    let mut bytes = 0usize;
+    for item in snapshot.iterator(IteratorMode::From(&from, Direction::Forward)) {
+        let (k, v) = item?;
+        if k.as_ref() >= until.as_slice() {
+            break;
+        }
+        if list.count >= limit || bytes >= MAX_RANGE_PAGE_BYTES {
+            list.more = true;
+            break;
+        }
+        list.count += 1;
+        if r.count_only {
+            continue;
+        }
+        let key = Bytes::copy_from_slice(&k[skip..]);
+        let meta = match snapshot.get(keys.meta(&key))? {
+            Some(m) => KvMeta::decode(&m)?,
+            None => LEGACY,
+        };
+        bytes += key.len() + v.len();
+        list.kvs
+            .push(super::txn::with_meta(key, Bytes::from(v.into_vec()), meta));
+    }
+    Ok(list)
+}
+
+/// The group's revision now.
+pub fn revision(db: &DB, keys: &KvKeys) -> Result<u64> {
+    match db.get_pinned(keys.revision())? {
+        Some(v) => decode_u64(&v),
+        None => Ok(FIRST_REVISION),
+    }
+}
+
+fn decode_u64(v: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(v.try_into().map_err(|_| {
+        Error::Corruption("the revision is not 8 bytes".into())
+    })?))
+}

@@ -1,0 +1,196 @@
+//! Revisions (protocol 6), etcd's model: a group-wide revision that grows by
+//! one with each applied write, delete or transaction that changed
+//! something, and per key its `create_revision`, `mod_revision`, `version`
+//! (writes since creation: a delete ends a key's life, and the next write
+//! starts again at 1) and `lease`.
+//!
+//! Stored beside the data: `k` + key → [`KvMeta`] (32 bytes), and the
+//! group's revision in `m:rev`, all in the apply's WriteBatch. The value
+//! under `d` + key stays as it was, so stores, snapshots and replicas of
+//! the previous release read the same values.
+//!
+//! Counted only for entries a leader marked as proposed under protocol 6
+//! (`log_time_rule` 2: every member spoke it), because a replica of the
+//! previous release keeps no revisions: an unmarked put or delete drops the
+//! key's revisions instead, on every replica of this release, so the key is
+//! then as keys written before revisions existed ([`LEGACY`]) everywhere,
+//! and later comparisons decide alike on all replicas once they all run
+//! this release.
+
+use super::KvKeys;
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use rocksdb::{WriteBatch, DB};
+use std::collections::HashMap;
+
+/// The revision of a store where nothing was counted yet (etcd starts at 1
+/// too): the first counted change makes it 2.
+pub const FIRST_REVISION: u64 = 1;
+
+/// What a key written before revisions were counted (or by an unmarked
+/// entry) reads as: created and last modified at the first revision, once.
+/// Never 0: 0 means absent, and a compare-and-swap on such a key must be
+/// able to name its revision.
+pub const LEGACY: KvMeta = KvMeta {
+    create_revision: FIRST_REVISION,
+    mod_revision: FIRST_REVISION,
+    version: 1,
+    lease: 0,
+};
+
+/// A key's revisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KvMeta {
+    pub create_revision: u64,
+    pub mod_revision: u64,
+    /// Writes since the key was created (1 after its first).
+    pub version: u64,
+    /// The lease the key is attached to; 0 if none.
+    pub lease: u64,
+}
+
+impl KvMeta {
+    pub fn encode(&self) -> [u8; 32] {
+        let mut v = [0u8; 32];
+        for (i, n) in [self.create_revision, self.mod_revision, self.version, self.lease]
+            .iter()
+            .enumerate()
+        {
+            v[i * 8..i * 8 + 8].copy_from_slice(&n.to_be_bytes());
+        }
+        v
+    }
+
+    pub fn decode(v: &[u8]) -> Result<KvMeta> {
+        if v.len() != 32 {
+            return Err(Error::Corruption(format!(
+                "a key's revisions are {} bytes, not 32",
+                v.len()
+            )));
+        }
+        let n = |i: usize| u64::from_be_bytes(v[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Ok(KvMeta {
+            create_revision: n(0),
+            mod_revision: n(1),
+            version: n(2),
+            lease: n(3),
+        })
+    }
+}
+
+/// The batch being applied, seen as the store will be once it is written:
+/// reads see the writes of earlier entries (and ops) in it.
+pub(super) struct View<'a> {
+    pub db: &'a DB,
+    pub keys: &'a KvKeys,
+    pub batch: WriteBatch,
+    /// Values written (`None`: deleted) earlier in the batch.
+    data: HashMap<Vec<u8>, Option<Bytes>>,
+    /// Revisions written (`None`: deleted) earlier in the batch.
+    meta: HashMap<Vec<u8>, Option<KvMeta>>,
+    pub locks: super::lock::PendingLocks,
+    /// The group's revision as of the batch so far.
+    pub revision: u64,
+}
+
+impl<'a> View<'a> {
+    pub fn new(db: &'a DB, keys: &'a KvKeys, revision: u64) -> View<'a> {
+        View {
+            db,
+            keys,
+            batch: WriteBatch::default(),
+            data: HashMap::new(),
+            meta: HashMap::new(),
+            locks: HashMap::new(),
+            revision,
+        }
+    }
+
+    /// `key`'s value.
+    pub fn value(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        match self.data.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.db.get(self.keys.data(key))?.map(Bytes::from)),
+        }
+    }
+
+    /// Whether `key` exists.
+    fn exists(&self, key: &[u8]) -> Result<bool> {
+        match self.data.get(key) {
+            Some(v) => Ok(v.is_some()),
+            None => Ok(self.db.get_pinned(self.keys.data(key))?.is_some()),
+        }
+    }
+
+    /// `key`'s revisions; `None` if it does not exist.
+    pub fn meta(&self, key: &[u8]) -> Result<Option<KvMeta>> {
+        if let Some(m) = self.meta.get(key) {
+            return match m {
+                Some(m) => Ok(Some(*m)),
+                // Dropped by an unmarked write, or deleted.
+                None => Ok(self.exists(key)?.then_some(LEGACY)),
+            };
+        }
+        match self.db.get_pinned(self.keys.meta(key))? {
+            Some(v) => KvMeta::decode(&v).map(Some),
+            None => Ok(self.exists(key)?.then_some(LEGACY)),
+        }
+    }
+
+    /// Writes `key` at revision `at` (`None`: an unmarked entry, which
+    /// counts nothing and drops the key's revisions).
+    pub fn put(&mut self, key: &Bytes, value: &Bytes, lease: u64, at: Option<u64>) -> Result<()> {
+        let meta = match at {
+            Some(rev) => Some(match self.meta(key)? {
+                Some(old) => KvMeta {
+                    mod_revision: rev,
+                    version: old.version + 1,
+                    lease,
+                    ..old
+                },
+                None => KvMeta {
+                    create_revision: rev,
+                    mod_revision: rev,
+                    version: 1,
+                    lease,
+                },
+            }),
+            None => None,
+        };
+        self.batch.put(self.keys.data(key), value);
+        match &meta {
+            Some(m) => self.batch.put(self.keys.meta(key), m.encode()),
+            None => self.batch.delete(self.keys.meta(key)),
+        }
+        self.data.insert(key.to_vec(), Some(value.clone()));
+        self.meta.insert(key.to_vec(), meta);
+        Ok(())
+    }
+
+    /// Deletes `key`; whether it existed.
+    pub fn delete(&mut self, key: &Bytes) -> Result<bool> {
+        let existed = self.exists(key)?;
+        self.batch.delete(self.keys.data(key));
+        self.batch.delete(self.keys.meta(key));
+        self.data.insert(key.to_vec(), None);
+        self.meta.insert(key.to_vec(), None);
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keys_revisions_round_trip_and_a_bad_length_is_corruption() {
+        let m = KvMeta {
+            create_revision: 2,
+            mod_revision: u64::MAX,
+            version: 7,
+            lease: 1 << 40,
+        };
+        assert_eq!(KvMeta::decode(&m.encode()).unwrap(), m);
+        assert!(matches!(KvMeta::decode(&[0; 31]), Err(Error::Corruption(_))));
+    }
+}
