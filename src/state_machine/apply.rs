@@ -34,12 +34,14 @@ impl KvStateMachine {
                 index: applied_index(&db, keys)?,
                 time: read_log_time(&db, keys)?,
                 revision: super::range::revision(&db, keys)?,
+                legacy: super::revision::legacy_possible(&db, keys)?,
+                legacy_stored: db.get_pinned(keys.legacy())?.is_some(),
             },
         };
         let (applied, mut time) = (state.index, state.time);
         // Until the batch is written, nothing is known for sure.
         *cached = None;
-        let mut view = View::new(&db, keys, state.revision);
+        let mut view = View::new(&db, keys, state.revision, state.legacy);
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
         for e in entries.iter().filter(|e| e.index > applied) {
@@ -68,7 +70,7 @@ impl KvStateMachine {
                 result,
             });
         }
-        let revision = view.revision;
+        let (revision, legacy) = (view.revision, view.legacy);
         if last > applied {
             let mut batch = view.batch;
             batch.put(keys.applied(), last.to_be_bytes());
@@ -78,6 +80,10 @@ impl KvStateMachine {
             }
             if revision != state.revision {
                 batch.put(keys.revision(), revision.to_be_bytes());
+            }
+            if legacy && !state.legacy_stored {
+                // Keys from before revisions stay possible once `m:rev` exists.
+                batch.put(keys.legacy(), [1u8]);
             }
             // Not synced: the log is the durable source; after a power loss the
             // state machine rolls back with its applied index and replays.
@@ -89,6 +95,8 @@ impl KvStateMachine {
             index: last,
             time,
             revision,
+            legacy,
+            legacy_stored: legacy && last > applied || state.legacy_stored,
         });
         Ok(out)
     }

@@ -86,6 +86,11 @@ impl KvKeys {
         self.key(&[b"m:rev"])
     }
 
+    /// Set once a key may exist without its revisions (`revision.rs`).
+    pub fn legacy(&self) -> Vec<u8> {
+        self.key(&[b"m:legacy"])
+    }
+
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {

@@ -97,6 +97,10 @@ struct AppliedState {
     time: log_time::LogTime,
     /// The group's revision (`revision.rs`).
     revision: u64,
+    /// Keys without revisions may exist (`revision::legacy_possible`),
+    /// and whether `m:legacy` says so on disk.
+    legacy: bool,
+    legacy_stored: bool,
 }
 
 impl KvStateMachine {
@@ -189,7 +193,7 @@ impl KvStateMachine {
 }
 
 fn open_db(dir: &Path) -> Result<DB> {
-    DB::open(&crate::storage::memory::db_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
+    DB::open(&crate::storage::memory::kv_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
 }
 
 fn read_log_time(db: &DB, keys: &KvKeys) -> Result<log_time::LogTime> {

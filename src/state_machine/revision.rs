@@ -16,6 +16,11 @@
 //! then as keys written before revisions existed ([`LEGACY`]) everywhere,
 //! and later comparisons decide alike on all replicas once they all run
 //! this release.
+//!
+//! Whether a key without revisions exists is asked only while such keys
+//! may exist at all ([`legacy_possible`]): in a group that has only ever
+//! counted, a key without revisions is absent, and writing a new key costs
+//! one lookup (its revisions), not two.
 
 use super::KvKeys;
 use crate::error::{Error, Result};
@@ -91,10 +96,32 @@ pub(super) struct View<'a> {
     pub locks: super::lock::PendingLocks,
     /// The group's revision as of the batch so far.
     pub revision: u64,
+    /// Keys without revisions may exist ([`legacy_possible`]).
+    pub legacy: bool,
+}
+
+/// Whether a key of the group may exist without its revisions: one was
+/// written by an unmarked entry (`m:legacy`, set then), or the group holds
+/// keys but never counted a revision (a store or a snapshot of the
+/// previous release). An over-estimate costs a lookup per write; an
+/// under-estimate would let a replica take an existing key for a new one.
+pub fn legacy_possible(db: &DB, keys: &KvKeys) -> Result<bool> {
+    if db.get_pinned(keys.legacy())?.is_some() {
+        return Ok(true);
+    }
+    if db.get_pinned(keys.revision())?.is_some() {
+        return Ok(false);
+    }
+    let start = keys.data(b"");
+    let mut it = db.raw_iterator();
+    it.seek(&start);
+    let any = it.key().is_some_and(|k| k.starts_with(&start));
+    it.status()?;
+    Ok(any)
 }
 
 impl<'a> View<'a> {
-    pub fn new(db: &'a DB, keys: &'a KvKeys, revision: u64) -> View<'a> {
+    pub fn new(db: &'a DB, keys: &'a KvKeys, revision: u64, legacy: bool) -> View<'a> {
         View {
             db,
             keys,
@@ -103,6 +130,7 @@ impl<'a> View<'a> {
             meta: HashMap::new(),
             locks: HashMap::new(),
             revision,
+            legacy,
         }
     }
 
@@ -128,13 +156,21 @@ impl<'a> View<'a> {
             return match m {
                 Some(m) => Ok(Some(*m)),
                 // Dropped by an unmarked write, or deleted.
-                None => Ok(self.exists(key)?.then_some(LEGACY)),
+                None => self.legacy_meta(key),
             };
         }
         match self.db.get_pinned(self.keys.meta(key))? {
             Some(v) => KvMeta::decode(&v).map(Some),
-            None => Ok(self.exists(key)?.then_some(LEGACY)),
+            None => self.legacy_meta(key),
         }
+    }
+
+    /// The revisions of a key that has none stored: [`LEGACY`] if it exists.
+    fn legacy_meta(&self, key: &[u8]) -> Result<Option<KvMeta>> {
+        if !self.legacy {
+            return Ok(None);
+        }
+        Ok(self.exists(key)?.then_some(LEGACY))
     }
 
     /// Writes `key` at revision `at` (`None`: an unmarked entry, which
@@ -160,7 +196,11 @@ impl<'a> View<'a> {
         self.batch.put(self.keys.data(key), value);
         match &meta {
             Some(m) => self.batch.put(self.keys.meta(key), m.encode()),
-            None => self.batch.delete(self.keys.meta(key)),
+            None => {
+                self.batch.delete(self.keys.meta(key));
+                // (Stored with the batch: `KvStateMachine::apply`.)
+                self.legacy = true;
+            }
         }
         self.data.insert(key.to_vec(), Some(value.clone()));
         self.meta.insert(key.to_vec(), meta);

@@ -401,3 +401,35 @@ fn revisions_travel_with_a_snapshot_and_a_group_sees_only_its_own_keys() {
         (4, 3, 2)
     );
 }
+
+/// A store the previous release wrote: values, no revisions, no `m:rev`.
+/// Its keys exist (as written before revisions) for the first counted
+/// writes too, after a reopen as well; a store that only ever counted
+/// does not look for such keys (`legacy_possible`).
+#[test]
+fn keys_of_a_store_from_before_revisions_are_found_by_the_first_counted_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let sm = KvStateMachine::open(dir.path()).unwrap();
+        let db = sm.db().unwrap();
+        db.put(sm.keys.data(b"old"), b"v5").unwrap();
+        db.put(sm.keys.applied(), 1u64.to_be_bytes()).unwrap();
+        assert!(revision::legacy_possible(&db, &sm.keys).unwrap());
+    }
+    let sm = KvStateMachine::open(dir.path()).unwrap();
+    sm.apply(&[entry(2, put("old", "v6"), true), entry(3, put("new", "x"), true)])
+        .unwrap();
+    let all = sm.range(&Range::default()).unwrap();
+    let (new, old) = (&all.kvs[0], &all.kvs[1]);
+    assert_eq!(
+        (old.create_revision, old.mod_revision, old.version),
+        (FIRST_REVISION, 2, 2)
+    );
+    assert_eq!((new.create_revision, new.version), (3, 1));
+    drop(sm);
+    // Reopened: the store has counted, but may still hold keys from before.
+    let sm = KvStateMachine::open(dir.path()).unwrap();
+    assert!(revision::legacy_possible(&sm.db().unwrap(), &sm.keys).unwrap());
+    let fresh = Store::new();
+    assert!(!revision::legacy_possible(&fresh.sm.db().unwrap(), &fresh.sm.keys).unwrap());
+}

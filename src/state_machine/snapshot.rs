@@ -127,7 +127,7 @@ fn write_export<'a, I>(file: &Path, keys: &KvKeys, mut scan: impl FnMut(&[u8]) -
 where
     I: Iterator<Item = std::result::Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a,
 {
-    let opts = crate::storage::memory::db_options();
+    let opts = crate::storage::memory::kv_options();
     let mut writer = SstFileWriter::create(&opts);
     writer.open(file).map_err(|e| crate::storage::annotate(e, file))?;
     let ranges = keys.ranges();
