@@ -95,6 +95,17 @@
 #define FLOYD_STATE_MACHINE 13
 
 /**
+ * A compare-and-swap or a transaction's condition did not hold: nothing
+ * was written.
+ */
+#define FLOYD_CONFLICT 14
+
+/**
+ * The revision asked for is older than the history kept.
+ */
+#define FLOYD_COMPACTED 15
+
+/**
  * Library version, major part.
  */
 #define FLOYD_VERSION_MAJOR 0
@@ -142,6 +153,36 @@
 #define FLOYD_LOG_NONE 6
 
 /**
+ * Comparison: equal.
+ */
+#define FLOYD_CMP_EQUAL 0
+
+/**
+ * Comparison: not equal.
+ */
+#define FLOYD_CMP_NOT_EQUAL 1
+
+/**
+ * Comparison: less than.
+ */
+#define FLOYD_CMP_LESS 2
+
+/**
+ * Comparison: greater than.
+ */
+#define FLOYD_CMP_GREATER 3
+
+/**
+ * A transaction's branch run when some comparison fails.
+ */
+#define FLOYD_TXN_ELSE 0
+
+/**
+ * A transaction's branch run when every comparison holds.
+ */
+#define FLOYD_TXN_THEN 1
+
+/**
  * Options for `floyd_host_open` (opaque). Not thread-safe: fill it on one thread.
  * Created by `floyd_host_options_new`, freed by `floyd_host_options_free`.
  */
@@ -153,6 +194,12 @@ typedef struct floyd_host_options_t floyd_host_options_t;
  * on it. Created by `floyd_host_open`, closed and freed by `floyd_host_close`.
  */
 typedef struct floyd_host_t floyd_host_t;
+
+/**
+ * Keys with values and revisions: a page of a scan, or a transaction's
+ * gets. Freed with `floyd_kv_list_free`.
+ */
+typedef struct floyd_kv_list_t floyd_kv_list_t;
 
 /**
  * Options for `floyd_open` (opaque). Not thread-safe: fill it on one thread.
@@ -167,6 +214,12 @@ typedef struct floyd_options_t floyd_options_t;
  * Created by `floyd_open`, closed and freed by `floyd_close`.
  */
 typedef struct floyd_t floyd_t;
+
+/**
+ * A transaction being built: comparisons and two branches of operations.
+ * Freed with `floyd_txn_free`.
+ */
+typedef struct floyd_txn_t floyd_txn_t;
 
 /**
  * Called once with the outcome of `floyd_write_async` or `floyd_delete_async`:
@@ -185,6 +238,19 @@ typedef void (*floyd_read_done_fn)(void *user_data,
                                    const char *value,
                                    size_t value_len,
                                    const char *errmsg);
+
+/**
+ * A key's revisions: the group's revision when it was created (since its
+ * last deletion) and last modified, its writes since creation, and its
+ * lease (0 if none). A key written before revisions were counted reads as
+ * created and modified at revision 1, version 1.
+ */
+typedef struct {
+  uint64_t create_revision;
+  uint64_t mod_revision;
+  uint64_t version;
+  uint64_t lease;
+} floyd_kv_meta_t;
 
 /**
  * A log callback: `level` is FLOYD_LOG_DEBUG..FLOYD_LOG_FATAL, `msg` is one NUL-terminated
@@ -344,6 +410,288 @@ int floyd_read_async(floyd_t *f, const char *key, size_t key_len, floyd_read_don
  * Returns: the count.
  */
 size_t floyd_async_in_flight(floyd_t *f);
+
+/**
+ * `key`'s value and revisions, linearizable (a ReadIndex round, as `floyd_read`).
+ *
+ * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; blocks at most
+ * the request timeout.
+ * Ownership: `key` is borrowed; on FLOYD_OK `*value` (NUL-terminated after `*value_len` bytes)
+ * is the caller's to free with `floyd_free`; `meta` is filled; `errmsg` may be NULL, else on
+ * failure `*errmsg` gets a message to free with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND; FLOYD_INVALID_ARGUMENT (NULL `f`, `value`, `value_len` or
+ * `meta`, an empty key or one over 64 KiB, a user-defined state machine); FLOYD_NO_LEADER,
+ * FLOYD_TIMEOUT, FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_read_meta(floyd_t *f,
+                    const char *key,
+                    size_t key_len,
+                    char **value,
+                    size_t *value_len,
+                    floyd_kv_meta_t *meta,
+                    char **errmsg);
+
+/**
+ * Stores `value` under `key` only if the key was last modified at revision
+ * `expected_mod_revision` (0: only if the key is absent). Compare-and-swap.
+ *
+ * Thread-safety: as `floyd_write`.
+ * Ownership: `key` and `value` are borrowed and copied; `new_revision` may be NULL, else on
+ * FLOYD_OK it gets the revision of the write; `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_CONFLICT (the key is not at that revision: nothing written);
+ * FLOYD_INVALID_ARGUMENT (as `floyd_write`); not applied: FLOYD_NO_LEADER, FLOYD_BUSY (also while
+ * a member of the group runs a release without revisions); outcome unknown: FLOYD_TIMEOUT,
+ * FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_write_if(floyd_t *f,
+                   const char *key,
+                   size_t key_len,
+                   const char *value,
+                   size_t value_len,
+                   uint64_t expected_mod_revision,
+                   uint64_t *new_revision,
+                   char **errmsg);
+
+/**
+ * Deletes `key` only if it was last modified at revision `expected_mod_revision`
+ * (0: only if absent, which deletes nothing).
+ *
+ * Thread-safety: as `floyd_delete`.
+ * Ownership: `key` is borrowed and copied; `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_CONFLICT (nothing deleted); the other codes as `floyd_write_if`.
+ */
+int floyd_delete_if(floyd_t *f,
+                    const char *key,
+                    size_t key_len,
+                    uint64_t expected_mod_revision,
+                    char **errmsg);
+
+/**
+ * The keys in `[start, end)` in byte order, with values and revisions, linearizable: at most
+ * `limit` of them (0: as many as a 32 MiB page holds); `floyd_kv_list_more` says whether the
+ * range goes on (scan again from the last key followed by a zero byte). `end` NULL or
+ * `end_len` 0: to the last key; a prefix scan ends at `floyd_prefix_end` of the prefix. Read
+ * from one snapshot of the store: never half a transaction, and writes go on meanwhile.
+ *
+ * Thread-safety: as `floyd_read`.
+ * Ownership: `start` and `end` are borrowed; on FLOYD_OK `*out` is the caller's, freed with
+ * `floyd_kv_list_free`; `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `out`, a NULL pointer with a non-zero
+ * length, a bound over 64 KiB, a user-defined state machine); FLOYD_NO_LEADER, FLOYD_TIMEOUT,
+ * FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_scan(floyd_t *f,
+               const char *start,
+               size_t start_len,
+               const char *end,
+               size_t end_len,
+               size_t limit,
+               floyd_kv_list_t **out,
+               char **errmsg);
+
+/**
+ * The number of keys in `[start, end)` (as `floyd_scan`'s range), linearizable.
+ *
+ * Thread-safety: as `floyd_read`.
+ * Ownership: `start` and `end` are borrowed; `*count` is set on FLOYD_OK; `errmsg` as usual.
+ * Returns: as `floyd_scan` (FLOYD_INVALID_ARGUMENT also for a NULL `count`).
+ */
+int floyd_count(floyd_t *f,
+                const char *start,
+                size_t start_len,
+                const char *end,
+                size_t end_len,
+                uint64_t *count,
+                char **errmsg);
+
+/**
+ * The first key after every key that starts with `prefix`: the end of a prefix scan or watch.
+ * Empty (`*end_len` 0: to the last key) when there is none (an empty prefix, or 0xff bytes only).
+ *
+ * Thread-safety: any thread.
+ * Ownership: `prefix` is borrowed; on FLOYD_OK `*end` (NUL-terminated after `*end_len` bytes)
+ * is the caller's to free with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `end` or `end_len`, a NULL `prefix` with a
+ * non-zero length); FLOYD_INTERNAL.
+ */
+int floyd_prefix_end(const char *prefix, size_t prefix_len, char **end, size_t *end_len);
+
+/**
+ * The number of keys in `list` (0 for NULL).
+ *
+ * Thread-safety: any thread, while no thread frees `list`.
+ * Ownership: `list` is borrowed.
+ * Returns: the number.
+ */
+size_t floyd_kv_list_len(const floyd_kv_list_t *list);
+
+/**
+ * The `i`-th key of `list`, its value and its revisions.
+ *
+ * Thread-safety: as `floyd_kv_list_len`.
+ * Ownership: `*key` and `*value` point into `list` (not NUL-terminated) and stay valid until it
+ * is freed; `key_len`, `value_len` and `meta` may each be NULL if not wanted (`key` and `value`
+ * too).
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `list`, `i` out of range).
+ */
+int floyd_kv_list_get(const floyd_kv_list_t *list,
+                      size_t i,
+                      const char **key,
+                      size_t *key_len,
+                      const char **value,
+                      size_t *value_len,
+                      floyd_kv_meta_t *meta);
+
+/**
+ * Whether the scanned range goes on past `list`'s last key (false for NULL).
+ *
+ * Thread-safety: as `floyd_kv_list_len`.
+ * Ownership: `list` is borrowed.
+ * Returns: the flag.
+ */
+bool floyd_kv_list_more(const floyd_kv_list_t *list);
+
+/**
+ * The group's revision at the state `list` was read from (0 for NULL).
+ *
+ * Thread-safety: as `floyd_kv_list_len`.
+ * Ownership: `list` is borrowed.
+ * Returns: the revision.
+ */
+uint64_t floyd_kv_list_revision(const floyd_kv_list_t *list);
+
+/**
+ * Frees a list. NULL-safe.
+ *
+ * Thread-safety: any thread; no other thread may use `list`.
+ * Ownership: takes `list`.
+ * Returns: nothing.
+ */
+void floyd_kv_list_free(floyd_kv_list_t *list);
+
+/**
+ * A new, empty transaction (its comparisons all hold: it runs its THEN branch).
+ *
+ * Thread-safety: any thread.
+ * Ownership: the caller owns the result and frees it with `floyd_txn_free`.
+ * Returns: the transaction; NULL only if out of memory.
+ */
+floyd_txn_t *floyd_txn_new(void);
+
+/**
+ * Frees a transaction. NULL-safe.
+ *
+ * Thread-safety: any thread; no other thread may use `txn`.
+ * Ownership: takes `txn`.
+ * Returns: nothing.
+ */
+void floyd_txn_free(floyd_txn_t *txn);
+
+/**
+ * Adds a comparison of `key`'s value with `value` (`cmp` a FLOYD_CMP_*). A missing key is
+ * unequal to every value, neither less nor greater.
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` and `value` are borrowed and copied.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `txn`, an empty key, a NULL pointer with a
+ * non-zero length, an unknown `cmp`).
+ */
+int floyd_txn_if_value(floyd_txn_t *txn,
+                       const char *key,
+                       size_t key_len,
+                       int cmp,
+                       const char *value,
+                       size_t value_len);
+
+/**
+ * Adds a comparison of `key`'s version (its writes since creation; 0: absent).
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` is borrowed and copied.
+ * Returns: as `floyd_txn_if_value`.
+ */
+int floyd_txn_if_version(floyd_txn_t *txn, const char *key, size_t key_len, int cmp, uint64_t version);
+
+/**
+ * Adds a comparison of the revision `key` was last modified at (0: absent).
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` is borrowed and copied.
+ * Returns: as `floyd_txn_if_value`.
+ */
+int floyd_txn_if_mod_revision(floyd_txn_t *txn, const char *key, size_t key_len, int cmp, uint64_t revision);
+
+/**
+ * Adds a comparison of the revision `key` was created at (0: absent).
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` is borrowed and copied.
+ * Returns: as `floyd_txn_if_value`.
+ */
+int floyd_txn_if_create_revision(floyd_txn_t *txn,
+                                 const char *key,
+                                 size_t key_len,
+                                 int cmp,
+                                 uint64_t revision);
+
+/**
+ * Adds a put of `key` to `branch` (FLOYD_TXN_THEN or FLOYD_TXN_ELSE). `lease` 0: none (leases
+ * come with a later release; a put naming one makes the transaction answer FLOYD_NOT_FOUND).
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` and `value` are borrowed and copied.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `txn`, an empty key, a NULL pointer with a
+ * non-zero length, an unknown `branch`).
+ */
+int floyd_txn_put(floyd_txn_t *txn,
+                  int branch,
+                  const char *key,
+                  size_t key_len,
+                  const char *value,
+                  size_t value_len,
+                  uint64_t lease);
+
+/**
+ * Adds a delete of `key` to `branch`.
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` is borrowed and copied.
+ * Returns: as `floyd_txn_put`.
+ */
+int floyd_txn_delete(floyd_txn_t *txn, int branch, const char *key, size_t key_len);
+
+/**
+ * Adds a get of `key` to `branch`: it sees the branch's earlier writes.
+ *
+ * Thread-safety: one thread at a time per `txn`.
+ * Ownership: `key` is borrowed and copied.
+ * Returns: as `floyd_txn_put`.
+ */
+int floyd_txn_get(floyd_txn_t *txn, int branch, const char *key, size_t key_len);
+
+/**
+ * Runs `txn` on the group (linearizable, one log entry, atomic on every replica at one
+ * revision). At most 128 comparisons and 128 operations per branch, a key written at most once
+ * per branch, 16 MiB + 128 KiB in all.
+ *
+ * Thread-safety: as `floyd_write`; `txn` must not change during the call (it may be committed
+ * again, or from several threads at once).
+ * Ownership: `txn` is borrowed (free it when done); `succeeded` may be NULL, else it says whether
+ * the THEN branch ran; `gets` may be NULL, else on FLOYD_OK `*gets` holds the gets of the branch
+ * that ran, in order, a missing key left out (free with `floyd_kv_list_free`); `revision` may be
+ * NULL, else the group's revision after the transaction; `errmsg` as usual.
+ * Returns: FLOYD_OK (whichever branch ran); FLOYD_NOT_FOUND (a put names a lease that does not
+ * exist: nothing written); FLOYD_INVALID_ARGUMENT (NULL `f` or `txn`, the bounds above, a user
+ * state machine); not applied: FLOYD_NO_LEADER, FLOYD_BUSY (also while a member runs a release
+ * without transactions); outcome unknown: FLOYD_TIMEOUT, FLOYD_STOPPED; FLOYD_FAILED;
+ * FLOYD_INTERNAL.
+ */
+int floyd_txn_commit(floyd_t *f,
+                     const floyd_txn_t *txn,
+                     bool *succeeded,
+                     floyd_kv_list_t **gets,
+                     uint64_t *revision,
+                     char **errmsg);
 
 /**
  * New host options: the host listens on `local_ip:local_port` (its address, which its groups

@@ -13,12 +13,14 @@
 
 mod args;
 mod async_calls;
+mod coordination;
 mod host;
 mod node;
 mod options;
 mod state_machine;
 
 pub use async_calls::*;
+pub use coordination::*;
 pub use host::*;
 pub use node::*;
 pub use options::*;
