@@ -157,3 +157,13 @@ fn the_c_api_checks_every_argument() {
         fuzzing::c_api_args(&input);
     }
 }
+
+/// Committed entries of any bytes, marked or not: applied in one batch or
+/// one by one, the same answers and the same state (fuzzing::apply).
+#[test]
+fn the_state_machine_applies_any_committed_bytes_alike_in_any_batches() {
+    // Each input opens two stores: fewer inputs than the cheaper targets.
+    for input in inputs("apply", &fuzzing::apply_seeds(), 300) {
+        fuzzing::apply(&input);
+    }
+}

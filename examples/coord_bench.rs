@@ -1,0 +1,281 @@
+//! The coordination calls under load (issue 22): numbers, not a test;
+//! BENCHMARKS.md ("Coordination") has them. A 3-node cluster in this
+//! process, writing through the leader.
+//!
+//! ```text
+//! cargo run --example coord_bench -- cas  [--threads 20] [--counters 1] [--secs 5]
+//! cargo run --example coord_bench -- txn  [--threads 20] [--ops 10] [--secs 5]
+//! cargo run --example coord_bench -- scan [--keys 10000] [--rounds 20] [--writers 4]
+//! ```
+//!
+//! `cas`: every thread increments counter `thread % counters` by
+//! `read_meta` then `write_if`, again on a conflict: increments/s, conflicts
+//! per increment, latency of an increment (its retries included). One
+//! counter is the worst case (every thread races for it), 20 the best.
+//!
+//! `txn`: each thread writes `--ops` keys per round, as one transaction
+//! and as that many writes, alternating: keys/s and latency of a round.
+//!
+//! `scan`: loads `--keys` keys, then scans them all (linearizable, pages of
+//! 1,000) `--rounds` times while `--writers` threads write other keys: scan
+//! time p50/p99, and the writes' p50/p99 with and without scans going on.
+
+use floyd::{prefix_end, Branch, Error, Floyd, Options, Txn};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn num(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn start_cluster(dir: &std::path::Path) -> Vec<Floyd> {
+    let holds: Vec<_> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = holds.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(holds);
+    let members: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Floyd::open(Options::new(
+                &members.join(","),
+                "127.0.0.1",
+                *p,
+                dir.join(format!("n{i}")),
+            ))
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The leader, once every node knows it and it takes transactions.
+fn leader(nodes: &[Floyd]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no leader");
+        if let Some(i) = nodes.iter().position(|n| n.is_leader()) {
+            let mut t = Txn::new();
+            t.put(Branch::Then, b"warm-up", b"", 0);
+            if nodes[i].txn(&t).is_ok() {
+                return i;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+fn summary(mut lat: Vec<Duration>) -> String {
+    lat.sort_unstable();
+    format!(
+        "p50 {:?} p99 {:?} max {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or_default()
+    )
+}
+
+/// Runs `round(thread)` on `threads` threads for `secs`; the latencies.
+fn run(threads: u64, secs: u64, round: impl Fn(u64) + Send + Sync + 'static) -> (Vec<Duration>, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let round = Arc::new(round);
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (stop, round) = (stop.clone(), round.clone());
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let s = Instant::now();
+                    round(t);
+                    lat.push(s.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let lat = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    (lat, t0.elapsed())
+}
+
+fn cas(args: &[String]) {
+    let (threads, counters, secs) = (
+        num(args, "--threads", 20),
+        num(args, "--counters", 1).max(1),
+        num(args, "--secs", 5),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = Arc::new(start_cluster(dir.path()));
+    let l = leader(&nodes);
+    for c in 0..counters {
+        nodes[l]
+            .write_if(format!("counter/{c}").as_bytes(), b"0", 0)
+            .unwrap();
+    }
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let (n, k) = (nodes.clone(), conflicts.clone());
+    let (lat, elapsed) = run(threads, secs, move |t| {
+        let key = format!("counter/{}", t % counters);
+        loop {
+            let (v, meta) = n[l].read_meta(key.as_bytes()).unwrap();
+            let next = String::from_utf8(v).unwrap().parse::<u64>().unwrap() + 1;
+            match n[l].write_if(key.as_bytes(), next.to_string().as_bytes(), meta.mod_revision) {
+                Ok(_) => return,
+                Err(Error::Conflict(_)) => k.fetch_add(1, Ordering::Relaxed),
+                Err(e) => panic!("{e}"),
+            };
+        }
+    });
+    let total: u64 = (0..counters)
+        .map(|c| {
+            let (v, _) = nodes[l].read_meta(format!("counter/{c}").as_bytes()).unwrap();
+            String::from_utf8(v).unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(total, lat.len() as u64, "an increment was lost or doubled");
+    println!(
+        "cas: {threads} threads, {counters} counters: {:.0} increments/s, {:.2} conflicts per increment | {}",
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        conflicts.load(Ordering::Relaxed) as f64 / lat.len().max(1) as f64,
+        summary(lat)
+    );
+}
+
+fn txn(args: &[String]) {
+    let (threads, ops, secs) = (
+        num(args, "--threads", 20),
+        num(args, "--ops", 10),
+        num(args, "--secs", 5),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = Arc::new(start_cluster(dir.path()));
+    let l = leader(&nodes);
+    let value = vec![b'v'; 128];
+    for as_txn in [true, false, true, false] {
+        let (n, v) = (nodes.clone(), value.clone());
+        let round_no = Arc::new(AtomicU64::new(0));
+        let (lat, elapsed) = run(threads, secs, move |t| {
+            let r = round_no.fetch_add(1, Ordering::Relaxed);
+            let key = |i: u64| format!("t{t}/r{r}/{i}");
+            if as_txn {
+                let mut x = Txn::new();
+                for i in 0..ops {
+                    x.put(Branch::Then, key(i).as_bytes(), &v, 0);
+                }
+                n[l].txn(&x).unwrap();
+            } else {
+                for i in 0..ops {
+                    n[l].write(key(i).as_bytes(), &v).unwrap();
+                }
+            }
+        });
+        println!(
+            "{}: {threads} threads × {ops} keys: {:.0} keys/s | a round {}",
+            if as_txn {
+                "one transaction"
+            } else {
+                "separate writes"
+            },
+            (lat.len() as u64 * ops) as f64 / elapsed.as_secs_f64(),
+            summary(lat)
+        );
+    }
+}
+
+fn scan(args: &[String]) {
+    let (keys, rounds, writers) = (
+        num(args, "--keys", 10_000),
+        num(args, "--rounds", 20),
+        num(args, "--writers", 4),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = Arc::new(start_cluster(dir.path()));
+    let l = leader(&nodes);
+    let value = vec![b'v'; 128];
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(100) {
+        let mut t = Txn::new();
+        for k in chunk {
+            t.put(Branch::Then, format!("scan/{k:08}").as_bytes(), &value, 0);
+        }
+        nodes[l].txn(&t).unwrap();
+    }
+    let writes = |scanning: bool| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..writers)
+            .map(|w| {
+                let (n, stop, v) = (nodes.clone(), stop.clone(), value.clone());
+                std::thread::spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let s = Instant::now();
+                        n[l].write(format!("other/{w}/{i}").as_bytes(), &v).unwrap();
+                        lat.push(s.elapsed());
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut scans = Vec::new();
+        let t0 = Instant::now();
+        while (scanning && (scans.len() as u64) < rounds)
+            || (!scanning && t0.elapsed() < Duration::from_secs(3))
+        {
+            if !scanning {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let s = Instant::now();
+            let (mut start, mut seen) = (b"scan/".to_vec(), 0u64);
+            loop {
+                let page = nodes[l].scan(&start, &prefix_end(b"scan/"), 1_000).unwrap();
+                seen += page.kvs.len() as u64;
+                if !page.more {
+                    break;
+                }
+                start = page.kvs.last().unwrap().key.clone();
+                start.push(0);
+            }
+            assert_eq!(seen, keys);
+            scans.push(s.elapsed());
+        }
+        stop.store(true, Ordering::Relaxed);
+        let lat: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        (scans, lat)
+    };
+    let (_, quiet) = writes(false);
+    let (scans, busy) = writes(true);
+    println!(
+        "scan of {keys} keys (pages of 1,000, linearizable): {}",
+        summary(scans)
+    );
+    println!("writes, {writers} threads, no scans: {}", summary(quiet));
+    println!("writes, {writers} threads, scans going on: {}", summary(busy));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("cas") => cas(&args),
+        Some("txn") => txn(&args),
+        Some("scan") => scan(&args),
+        _ => eprintln!("usage: coord_bench cas|txn|scan [options] (see the source's header)"),
+    }
+}
