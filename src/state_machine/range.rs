@@ -48,6 +48,9 @@ pub fn read(db: &DB, keys: &KvKeys, r: &Range) -> Result<KvList> {
         ..Default::default()
     };
     let mut bytes = 0usize;
+    // The keys' revisions, in the same order as their values: walked beside
+    // them (a merge join), not looked up one by one.
+    let mut metas = MetaCursor::new(&snapshot, keys, &r.start);
     for item in snapshot.iterator(IteratorMode::From(&from, Direction::Forward)) {
         let (k, v) = item?;
         if k.as_ref() >= until.as_slice() {
@@ -62,15 +65,48 @@ pub fn read(db: &DB, keys: &KvKeys, r: &Range) -> Result<KvList> {
             continue;
         }
         let key = Bytes::copy_from_slice(&k[skip..]);
-        let meta = match snapshot.get(keys.meta(&key))? {
-            Some(m) => KvMeta::decode(&m)?,
-            None => LEGACY,
-        };
+        let meta = metas.of(&key)?.unwrap_or(LEGACY);
         bytes += key.len() + v.len();
         list.kvs
             .push(super::txn::with_meta(key, Bytes::from(v.into_vec()), meta));
     }
     Ok(list)
+}
+
+/// The revisions of a range's keys, read in key order from one snapshot.
+struct MetaCursor<'a> {
+    it: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    /// The group's meta prefix: a user key follows it.
+    prefix: Vec<u8>,
+}
+
+impl<'a> MetaCursor<'a> {
+    fn new(snapshot: &'a rocksdb::SnapshotWithThreadMode<'a, DB>, keys: &KvKeys, start: &[u8]) -> Self {
+        let mut it = snapshot.raw_iterator();
+        it.seek(keys.meta(start));
+        MetaCursor {
+            it,
+            prefix: keys.meta(b""),
+        }
+    }
+
+    /// `key`'s revisions, if stored; keys must come in ascending order.
+    fn of(&mut self, key: &[u8]) -> Result<Option<KvMeta>> {
+        while let Some(k) = self.it.key() {
+            let Some(user) = k.strip_prefix(self.prefix.as_slice()) else {
+                break;
+            };
+            match user.cmp(key) {
+                std::cmp::Ordering::Less => self.it.next(),
+                std::cmp::Ordering::Equal => {
+                    return KvMeta::decode(self.it.value().unwrap_or_default()).map(Some)
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        self.it.status()?;
+        Ok(None)
+    }
 }
 
 /// The group's revision now.

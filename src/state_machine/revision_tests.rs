@@ -369,6 +369,16 @@ fn a_range_pages_by_limit_counts_and_stays_within_its_bounds() {
         (b1.value.as_ref(), b1.create_revision, b1.version),
         (&b"b/1"[..], 4, 1)
     );
+    // Keys with and without stored revisions, interleaved: each gets its own.
+    s.apply(put("b", "unmarked"), false).unwrap();
+    s.apply(put("b/2", "again"), true).unwrap();
+    let revs: Vec<(u64, u64)> = s
+        .all()
+        .kvs
+        .iter()
+        .map(|kv| (kv.create_revision, kv.version))
+        .collect();
+    assert_eq!(revs, vec![(2, 1), (FIRST_REVISION, 1), (4, 1), (5, 2), (6, 1)]);
 }
 
 #[test]
