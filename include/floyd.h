@@ -469,16 +469,16 @@ int floyd_delete_if(floyd_t *f,
 /**
  * The keys in `[start, end)` in byte order, with values and revisions, linearizable: at most
  * `limit` of them (0: as many as a 32 MiB page holds); `floyd_kv_list_more` says whether the
- * range goes on (scan again from the last key followed by a zero byte). `end` NULL or
- * `end_len` 0: to the last key; a prefix scan ends at `floyd_prefix_end` of the prefix. Read
- * from one snapshot of the store: never half a transaction, and writes go on meanwhile.
+ * range goes on (scan again from the last key followed by a zero byte). `end_len` 0 (`end`
+ * then may be NULL): to the last key; a prefix scan ends at `floyd_prefix_end` of the prefix.
+ * Read from one snapshot of the store: never half a transaction, and writes go on meanwhile.
  *
  * Thread-safety: as `floyd_read`.
  * Ownership: `start` and `end` are borrowed; on FLOYD_OK `*out` is the caller's, freed with
  * `floyd_kv_list_free`; `errmsg` as usual.
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `out`, a NULL pointer with a non-zero
- * length, a bound over 64 KiB, a user-defined state machine); FLOYD_NO_LEADER, FLOYD_TIMEOUT,
- * FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ * length, a `start` over 64 KiB or an `end` over 64 KiB + 1 byte, a user-defined state machine);
+ * FLOYD_NO_LEADER, FLOYD_TIMEOUT, FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
  */
 int floyd_scan(floyd_t *f,
                const char *start,
@@ -529,9 +529,9 @@ size_t floyd_kv_list_len(const floyd_kv_list_t *list);
  * The `i`-th key of `list`, its value and its revisions.
  *
  * Thread-safety: as `floyd_kv_list_len`.
- * Ownership: `*key` and `*value` point into `list` (not NUL-terminated) and stay valid until it
- * is freed; `key_len`, `value_len` and `meta` may each be NULL if not wanted (`key` and `value`
- * too).
+ * Ownership: `*key` and `*value` point into `list` (not NUL-terminated; an empty value points
+ * to a static empty string, never dangles) and stay valid until it is freed; `key_len`,
+ * `value_len` and `meta` may each be NULL if not wanted (`key` and `value` too).
  * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `list`, `i` out of range).
  */
 int floyd_kv_list_get(const floyd_kv_list_t *list,

@@ -146,16 +146,16 @@ pub unsafe extern "C" fn floyd_delete_if(
 
 /// The keys in `[start, end)` in byte order, with values and revisions, linearizable: at most
 /// `limit` of them (0: as many as a 32 MiB page holds); `floyd_kv_list_more` says whether the
-/// range goes on (scan again from the last key followed by a zero byte). `end` NULL or
-/// `end_len` 0: to the last key; a prefix scan ends at `floyd_prefix_end` of the prefix. Read
-/// from one snapshot of the store: never half a transaction, and writes go on meanwhile.
+/// range goes on (scan again from the last key followed by a zero byte). `end_len` 0 (`end`
+/// then may be NULL): to the last key; a prefix scan ends at `floyd_prefix_end` of the prefix.
+/// Read from one snapshot of the store: never half a transaction, and writes go on meanwhile.
 ///
 /// Thread-safety: as `floyd_read`.
 /// Ownership: `start` and `end` are borrowed; on FLOYD_OK `*out` is the caller's, freed with
 /// `floyd_kv_list_free`; `errmsg` as usual.
 /// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `out`, a NULL pointer with a non-zero
-/// length, a bound over 64 KiB, a user-defined state machine); FLOYD_NO_LEADER, FLOYD_TIMEOUT,
-/// FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+/// length, a `start` over 64 KiB or an `end` over 64 KiB + 1 byte, a user-defined state machine);
+/// FLOYD_NO_LEADER, FLOYD_TIMEOUT, FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_scan(
     f: *mut floyd_t,
@@ -249,9 +249,9 @@ pub unsafe extern "C" fn floyd_kv_list_len(list: *const floyd_kv_list_t) -> usiz
 /// The `i`-th key of `list`, its value and its revisions.
 ///
 /// Thread-safety: as `floyd_kv_list_len`.
-/// Ownership: `*key` and `*value` point into `list` (not NUL-terminated) and stay valid until it
-/// is freed; `key_len`, `value_len` and `meta` may each be NULL if not wanted (`key` and `value`
-/// too).
+/// Ownership: `*key` and `*value` point into `list` (not NUL-terminated; an empty value points
+/// to a static empty string, never dangles) and stay valid until it is freed; `key_len`,
+/// `value_len` and `meta` may each be NULL if not wanted (`key` and `value` too).
 /// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `list`, `i` out of range).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_kv_list_get(
@@ -272,13 +272,13 @@ pub unsafe extern "C" fn floyd_kv_list_get(
                 Error::InvalidArgument(format!("index {i} of a list of {}", l.list.kvs.len()))
             })?;
         if let Some(s) = key.as_mut() {
-            *s = kv.key.as_ptr().cast();
+            *s = readable(&kv.key);
         }
         if let Some(s) = key_len.as_mut() {
             *s = kv.key.len();
         }
         if let Some(s) = value.as_mut() {
-            *s = kv.value.as_ptr().cast();
+            *s = readable(&kv.value);
         }
         if let Some(s) = value_len.as_mut() {
             *s = kv.value.len();
@@ -551,6 +551,15 @@ unsafe fn with_txn(txn: *mut floyd_txn_t, f: impl FnOnce(&mut Txn) -> Result<(),
             .ok_or_else(|| Error::InvalidArgument("txn is NULL".into()))?;
         f(&mut t.txn)
     })
+}
+
+/// A pointer a C caller may read `data.len()` bytes from; for an empty
+/// buffer a static empty string, not the dangling pointer of an empty Vec.
+fn readable(data: &[u8]) -> *const c_char {
+    if data.is_empty() {
+        return c"".as_ptr();
+    }
+    data.as_ptr().cast()
 }
 
 fn cmp_arg(cmp: c_int) -> Result<Cmp, Error> {

@@ -93,11 +93,15 @@ impl CommandKind {
             CommandKind::Custom { .. } => Ok(()),
             CommandKind::Txn(t) => super::txn::validate(t),
             CommandKind::Range(r) => {
-                for (bound, what) in [(&r.start, "range start"), (&r.end, "range end")] {
-                    // (One byte more than a key: the end of an exact-key range.)
-                    if bound.len() > MAX_KEY_BYTES + 1 {
+                // The end may be one byte longer than a key: the end of the
+                // range of exactly one key (the key and a zero byte).
+                for (bound, what, max) in [
+                    (&r.start, "range start", MAX_KEY_BYTES),
+                    (&r.end, "range end", MAX_KEY_BYTES + 1),
+                ] {
+                    if bound.len() > max {
                         return Err(Error::InvalidArgument(format!(
-                            "{what} of {} bytes exceeds {MAX_KEY_BYTES}",
+                            "{what} of {} bytes exceeds {max}",
                             bound.len()
                         )));
                     }

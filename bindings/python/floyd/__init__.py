@@ -19,6 +19,16 @@ The shared library is found through FLOYD_LIB (full path to libfloyd.so), else
 in $CARGO_TARGET_DIR/{release,debug}, ~/.cache/floyd/target/{release,debug},
 <repo>/target/{release,debug}, else ctypes.util.find_library("floyd").
 
+The coordination calls work on etcd's model: the group's revision grows by one
+per change, and every key has its create and mod revisions and its version:
+
+    value, meta = node.read_meta(b"config")
+    node.write_if(b"config", b"new", meta.mod_revision)   # ConflictError if it moved
+    page = node.scan(b"jobs/", floyd.prefix_end(b"jobs/"), limit=100)
+    with floyd.Txn() as t:
+        t.if_value(b"leader", floyd.CMP_EQUAL, b"me").put(floyd.THEN, b"epoch", b"2")
+        response = node.txn(t)
+
 Errors are raised as subclasses of FloydError, one per FLOYD_* status code.
 Note: the timeout error is named FloydTimeoutError (it also subclasses the
 built-in TimeoutError); the I/O error is FloydIOError (also an OSError).
@@ -34,14 +44,16 @@ import os
 import threading
 import time
 import weakref
-from ctypes import byref, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_bool, c_size_t, c_uint64, c_void_p
 from concurrent.futures import Future
-from typing import Callable, Iterable, Optional, Tuple, Union
+from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from . import _async, _lib
 from ._state_machine import StateMachine, make_callbacks
 from ._errors import (
     BUSY,
+    COMPACTED,
+    CONFLICT,
     CORRUPTION,
     INTERNAL,
     FAILED,
@@ -56,6 +68,8 @@ from ._errors import (
     STOPPED,
     TIMEOUT,
     BusyError,
+    CompactedError,
+    ConflictError,
     CorruptionError,
     FloydError,
     FloydIOError,
@@ -78,6 +92,12 @@ __all__ = [
     "Floyd",
     "Host",
     "StateMachine",
+    "Txn",
+    "KvMeta",
+    "KeyValue",
+    "KvList",
+    "TxnResponse",
+    "prefix_end",
     "version",
     "status_str",
     "library_path",
@@ -87,6 +107,14 @@ __all__ = [
     "LOG_ERROR",
     "LOG_FATAL",
     "LOG_NONE",
+    "CMP_EQUAL",
+    "CMP_NOT_EQUAL",
+    "CMP_LESS",
+    "CMP_GREATER",
+    "TXN_ELSE",
+    "TXN_THEN",
+    "ELSE",
+    "THEN",
     "OK",
     "NOT_FOUND",
     "NO_LEADER",
@@ -101,6 +129,8 @@ __all__ = [
     "INTERNAL",
     "FAILED",
     "STATE_MACHINE",
+    "CONFLICT",
+    "COMPACTED",
     "FloydError",
     "NotFoundError",
     "NoLeaderError",
@@ -115,6 +145,8 @@ __all__ = [
     "InternalError",
     "FailedError",
     "StateMachineError",
+    "ConflictError",
+    "CompactedError",
 ]
 
 # Log levels (FLOYD_LOG_*), for set_log_level, log_level= and the log callback.
@@ -124,6 +156,19 @@ LOG_WARN = 3
 LOG_ERROR = 4
 LOG_FATAL = 5
 LOG_NONE = 6
+
+# Transaction comparisons (FLOYD_CMP_*), for Txn.if_value and its siblings.
+CMP_EQUAL = 0
+CMP_NOT_EQUAL = 1
+CMP_LESS = 2
+CMP_GREATER = 3
+
+# Transaction branches (FLOYD_TXN_*), for Txn.put, Txn.delete and Txn.get;
+# THEN and ELSE are short names for them.
+TXN_ELSE = 0  # runs when some comparison fails
+TXN_THEN = 1  # runs when every comparison holds
+ELSE = TXN_ELSE
+THEN = TXN_THEN
 
 _L = _lib.lib
 
@@ -342,6 +387,249 @@ def _set_group_options(opts, options: dict) -> None:
 
 
 # --------------------------------------------------------------------------
+# coordination: revisions, range scans, transactions
+
+
+class KvMeta(NamedTuple):
+    """A key's revisions: the group's revision when it was created (since its
+    last deletion) and last modified, its writes since creation, and its
+    lease (0: none). A key written before revisions were counted reads as
+    created and modified at revision 1, version 1."""
+
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+
+class KeyValue(NamedTuple):
+    """A key with its value and revisions."""
+
+    key: bytes
+    value: bytes
+    meta: KvMeta
+
+
+class KvList(NamedTuple):
+    """One page of :meth:`Floyd.scan`: ``kvs`` in key order; ``more`` when the
+    range goes on past the last key (scan again from its key + ``b"\\0"``);
+    ``revision`` the group's revision at the state read."""
+
+    kvs: List[KeyValue]
+    more: bool
+    revision: int
+
+
+class TxnResponse(NamedTuple):
+    """What :meth:`Floyd.txn` answered: whether the THEN branch ran, the
+    group's revision after the transaction, and the gets of the branch that
+    ran, in order (a missing key left out)."""
+
+    succeeded: bool
+    revision: int
+    gets: List[KeyValue]
+
+
+def _size(value: int, what: str) -> int:
+    n = _uint64(value, what)
+    if n >= 1 << (8 * ctypes.sizeof(c_size_t)):
+        raise InvalidArgumentError(f"{what} must be below 2**{8 * ctypes.sizeof(c_size_t)}, got {n}")
+    return n
+
+
+def _cmp(cmp: int) -> int:
+    if isinstance(cmp, bool) or not isinstance(cmp, int):
+        raise TypeError(f"cmp must be an int (floyd.CMP_*), not {type(cmp).__name__}")
+    if not CMP_EQUAL <= cmp <= CMP_GREATER:
+        raise InvalidArgumentError(f"unknown comparison {cmp}: use floyd.CMP_EQUAL, CMP_NOT_EQUAL, CMP_LESS or CMP_GREATER")
+    return cmp
+
+
+def _branch(branch: int) -> int:
+    if isinstance(branch, bool) or not isinstance(branch, int):
+        raise TypeError(f"branch must be floyd.THEN or floyd.ELSE, not {type(branch).__name__}")
+    if branch not in (TXN_THEN, TXN_ELSE):
+        raise InvalidArgumentError(f"unknown branch {branch}: use floyd.THEN (1) or floyd.ELSE (0)")
+    return branch
+
+
+def _meta(m: "_lib.KvMetaStruct") -> KvMeta:
+    return KvMeta(int(m.create_revision), int(m.mod_revision), int(m.version), int(m.lease))
+
+
+def _copy(ptr: c_void_p, length: int) -> bytes:
+    """Copies `length` bytes the library lends (not freed here)."""
+    if length == 0:
+        return b""  # the pointer of an empty buffer may dangle: never read it
+    if not ptr.value:
+        raise InternalError(f"libfloyd returned a NULL buffer of length {length}")
+    return ctypes.string_at(ptr.value, length)
+
+
+def _take_kv_list(ptr: c_void_p) -> KvList:
+    """Copies a floyd_kv_list_t (keys, values, revisions, more, revision) and
+    frees it with floyd_kv_list_free."""
+    if not ptr.value:
+        raise InternalError("libfloyd returned OK without a list")
+    try:
+        key, key_len, value, value_len = c_void_p(), c_size_t(0), c_void_p(), c_size_t(0)
+        meta = _lib.KvMetaStruct()
+        kvs = []
+        for i in range(_L.floyd_kv_list_len(ptr.value)):
+            code = _L.floyd_kv_list_get(
+                ptr.value, i, byref(key), byref(key_len), byref(value), byref(value_len), byref(meta)
+            )
+            _check(code, what=f"floyd_kv_list_get({i})")
+            kvs.append(KeyValue(_copy(key, key_len.value), _copy(value, value_len.value), _meta(meta)))
+        return KvList(kvs, bool(_L.floyd_kv_list_more(ptr.value)), int(_L.floyd_kv_list_revision(ptr.value)))
+    finally:
+        _L.floyd_kv_list_free(ptr.value)
+        ptr.value = None
+
+
+def _free_kv_list(ptr: c_void_p) -> None:
+    if ptr.value:
+        _L.floyd_kv_list_free(ptr.value)
+        ptr.value = None
+
+
+def prefix_end(prefix: BytesLike) -> bytes:
+    """The first key after every key that starts with ``prefix``: a prefix
+    scan is ``scan(prefix, prefix_end(prefix))``. ``b""`` (to the last key)
+    when there is none (an empty prefix, or one of 0xff bytes only)."""
+    p = _to_bytes(prefix, "prefix")
+    end, length = c_void_p(), c_size_t(0)
+    code = _L.floyd_prefix_end(p, len(p), byref(end), byref(length))
+    if code != OK:
+        _take_string(end)
+    _check(code, what="floyd_prefix_end")
+    return _take_string(end, length.value)
+
+
+class Txn:
+    """A transaction being built for :meth:`Floyd.txn`: comparisons, then a
+    THEN branch (run when every comparison holds; an empty transaction runs
+    it) and an ELSE branch of puts, deletes and gets, applied atomically at
+    one revision on every replica. At most 128 comparisons and 128
+    operations per branch, a key written at most once per branch (both
+    checked when it is committed: InvalidArgumentError).
+
+    The builder methods return the transaction, so they chain::
+
+        with floyd.Txn() as t:
+            t.if_mod_revision(b"k", floyd.CMP_EQUAL, rev).put(floyd.THEN, b"k", b"v").get(floyd.ELSE, b"k")
+            response = node.txn(t)
+
+    It holds library memory: :meth:`close` (or the end of a ``with`` block)
+    frees it, as does garbage collection. A transaction may be committed
+    many times, from many threads at once; the builder methods wait for
+    commits in flight on other threads. Keys and values are bytes or str
+    (UTF-8)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._commits = 0  # commits in flight
+        self._ptr: Optional[int] = None
+        ptr = _L.floyd_txn_new()
+        if not ptr:
+            raise MemoryError("floyd_txn_new returned NULL")
+        self._ptr = ptr
+
+    def _add(self, what: str, key: bytes, call) -> "Txn":
+        with self._cond:
+            while self._commits:
+                self._cond.wait()
+            if self._ptr is None:
+                raise InvalidArgumentError("the transaction is closed")
+            code = call(self._ptr)
+        if code != OK:
+            raise error_for(code, f"Txn.{what}: " + ("key is empty" if not key else "refused"))
+        return self
+
+    def if_value(self, key: BytesLike, cmp: int, value: BytesLike) -> "Txn":
+        """Compares ``key``'s value with ``value`` (a missing key is unequal
+        to every value, and neither less nor greater)."""
+        k, c, v = _to_bytes(key, "key"), _cmp(cmp), _to_bytes(value, "value")
+        return self._add("if_value", k, lambda t: _L.floyd_txn_if_value(t, k, len(k), c, v, len(v)))
+
+    def if_version(self, key: BytesLike, cmp: int, version: int) -> "Txn":
+        """Compares ``key``'s version (its writes since creation; 0: absent)."""
+        k, c, n = _to_bytes(key, "key"), _cmp(cmp), _uint64(version, "version")
+        return self._add("if_version", k, lambda t: _L.floyd_txn_if_version(t, k, len(k), c, n))
+
+    def if_mod_revision(self, key: BytesLike, cmp: int, revision: int) -> "Txn":
+        """Compares the revision ``key`` was last modified at (0: absent)."""
+        k, c, n = _to_bytes(key, "key"), _cmp(cmp), _uint64(revision, "revision")
+        return self._add("if_mod_revision", k, lambda t: _L.floyd_txn_if_mod_revision(t, k, len(k), c, n))
+
+    def if_create_revision(self, key: BytesLike, cmp: int, revision: int) -> "Txn":
+        """Compares the revision ``key`` was created at (0: absent)."""
+        k, c, n = _to_bytes(key, "key"), _cmp(cmp), _uint64(revision, "revision")
+        return self._add("if_create_revision", k, lambda t: _L.floyd_txn_if_create_revision(t, k, len(k), c, n))
+
+    def put(self, branch: int, key: BytesLike, value: BytesLike, lease: int = 0) -> "Txn":
+        """Puts ``key`` in ``branch`` (floyd.THEN or floyd.ELSE). ``lease`` 0:
+        none (leases come with a later release: a put naming one makes the
+        commit raise NotFoundError, nothing written)."""
+        b, k, v, n = _branch(branch), _to_bytes(key, "key"), _to_bytes(value, "value"), _uint64(lease, "lease")
+        return self._add("put", k, lambda t: _L.floyd_txn_put(t, b, k, len(k), v, len(v), n))
+
+    def delete(self, branch: int, key: BytesLike) -> "Txn":
+        """Deletes ``key`` in ``branch`` (a missing key: nothing to do)."""
+        b, k = _branch(branch), _to_bytes(key, "key")
+        return self._add("delete", k, lambda t: _L.floyd_txn_delete(t, b, k, len(k)))
+
+    def get(self, branch: int, key: BytesLike) -> "Txn":
+        """Reads ``key`` with its revisions in ``branch``, after the branch's
+        earlier writes; a missing key is left out of the response's gets."""
+        b, k = _branch(branch), _to_bytes(key, "key")
+        return self._add("get", k, lambda t: _L.floyd_txn_get(t, b, k, len(k)))
+
+    def _begin_commit(self) -> int:
+        with self._cond:
+            if self._ptr is None:
+                raise InvalidArgumentError("the transaction is closed")
+            self._commits += 1
+            return self._ptr
+
+    def _end_commit(self) -> None:
+        with self._cond:
+            self._commits -= 1
+            if self._commits == 0:
+                self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def close(self) -> None:
+        """Frees the transaction (after commits in flight on other threads
+        return). Idempotent; afterwards using it raises InvalidArgumentError."""
+        with self._cond:
+            while self._commits:
+                self._cond.wait()
+            ptr, self._ptr = self._ptr, None
+        if ptr:
+            _L.floyd_txn_free(ptr)
+
+    def __enter__(self) -> "Txn":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", None) is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<floyd.Txn {'closed' if self.closed else 'open'}>"
+
+
+# --------------------------------------------------------------------------
 # what a node and a host share: a handle, calls in flight, an orderly close
 
 
@@ -433,7 +721,7 @@ class Floyd(_Handle):
 
     With ``state_machine`` (a :class:`StateMachine`) the node replicates it
     instead of the key-value store: :meth:`propose` drives it, and the
-    key-value and lock methods raise InvalidArgumentError. Every member must
+    key-value, coordination and lock methods raise InvalidArgumentError. Every member must
     run the same kind of machine.
 
     ``tls=(ca_pem_path, cert_pem_path, key_pem_path)`` turns on mutual TLS
@@ -661,6 +949,111 @@ class Floyd(_Handle):
     def dirty_read(self, key: BytesLike) -> bytes:
         """This node's local copy of ``key``: fast, possibly stale."""
         return self._read(_L.floyd_dirty_read, key)
+
+    # -- coordination --------------------------------------------------------
+
+    def read_meta(self, key: BytesLike) -> Tuple[bytes, KvMeta]:
+        """Linearizable read of ``key``'s value and revisions, as ``(value,
+        KvMeta)``; raises NotFoundError if it does not exist."""
+        k = _to_bytes(key, "key")
+        value, length, meta, errmsg = c_void_p(), c_size_t(0), _lib.KvMetaStruct(), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_read_meta(h, k, len(k), byref(value), byref(length), byref(meta), byref(errmsg))
+        finally:
+            self._leave()
+        if code != OK:
+            _take_string(value)
+        _check(code, errmsg)
+        return _take_string(value, length.value), _meta(meta)
+
+    def write_if(self, key: BytesLike, value: BytesLike, expected_mod_revision: int) -> int:
+        """Compare-and-swap: stores ``value`` under ``key`` only if the key was
+        last modified at revision ``expected_mod_revision`` (0: only if it is
+        absent) and returns the revision of the write. Raises ConflictError
+        (nothing written) if the key is at another revision."""
+        k, v = _to_bytes(key, "key"), _to_bytes(value, "value")
+        expected = _uint64(expected_mod_revision, "expected_mod_revision")
+        revision, errmsg = c_uint64(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_write_if(h, k, len(k), v, len(v), expected, byref(revision), byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+        return revision.value
+
+    def delete_if(self, key: BytesLike, expected_mod_revision: int) -> None:
+        """Deletes ``key`` only if it was last modified at revision
+        ``expected_mod_revision`` (0: only if absent, which deletes nothing).
+        Raises ConflictError (nothing deleted) otherwise."""
+        k = _to_bytes(key, "key")
+        expected = _uint64(expected_mod_revision, "expected_mod_revision")
+        errmsg = c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_delete_if(h, k, len(k), expected, byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+
+    def scan(self, start: BytesLike, end: Optional[BytesLike] = b"", limit: int = 0) -> KvList:
+        """Linearizable scan of the keys in ``[start, end)`` in byte order
+        (``end`` empty or None: to the last key), with values and revisions,
+        read from one snapshot of the store: at most ``limit`` keys (0: as
+        many as a 32 MiB page holds). When ``more`` is set the range goes on:
+        scan again from the last key + ``b"\\0"``. A prefix scan is
+        ``scan(prefix, floyd.prefix_end(prefix))``."""
+        s = _to_bytes(start, "start")
+        e = b"" if end is None else _to_bytes(end, "end")
+        n = _size(limit, "limit")
+        out, errmsg = c_void_p(), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_scan(h, s, len(s), e, len(e), n, byref(out), byref(errmsg))
+        finally:
+            self._leave()
+        if code != OK:
+            _free_kv_list(out)
+        _check(code, errmsg)
+        return _take_kv_list(out)
+
+    def count(self, start: BytesLike, end: Optional[BytesLike] = b"") -> int:
+        """The number of keys in ``[start, end)`` (as :meth:`scan`'s range), linearizable."""
+        s = _to_bytes(start, "start")
+        e = b"" if end is None else _to_bytes(end, "end")
+        count, errmsg = c_uint64(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_count(h, s, len(s), e, len(e), byref(count), byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+        return count.value
+
+    def txn(self, t: Txn) -> TxnResponse:
+        """Runs transaction ``t`` (one log entry, atomic at one revision on
+        every replica; a follower forwards it) and returns a
+        :class:`TxnResponse`. Whichever branch ran, it returns; raises
+        InvalidArgumentError for a transaction over the limits, NotFoundError
+        for a put naming a lease (nothing written), BusyError/NoLeaderError
+        when it was certainly not applied (retry)."""
+        if not isinstance(t, Txn):
+            raise TypeError(f"txn takes a floyd.Txn, not {type(t).__name__}")
+        succeeded, gets, revision, errmsg = c_bool(False), c_void_p(), c_uint64(0), c_void_p()
+        h = self._enter()
+        try:
+            ptr = t._begin_commit()
+            try:
+                code = _L.floyd_txn_commit(h, ptr, byref(succeeded), byref(gets), byref(revision), byref(errmsg))
+            finally:
+                t._end_commit()
+        finally:
+            self._leave()
+        if code != OK:
+            _free_kv_list(gets)
+        _check(code, errmsg)
+        return TxnResponse(bool(succeeded.value), revision.value, _take_kv_list(gets).kvs)
 
     # -- async -------------------------------------------------------------
 

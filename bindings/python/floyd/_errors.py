@@ -17,6 +17,8 @@ BUSY = 10
 INTERNAL = 11
 FAILED = 12
 STATE_MACHINE = 13
+CONFLICT = 14
+COMPACTED = 15
 
 _NAMES = {
     OK: "OK",
@@ -33,6 +35,8 @@ _NAMES = {
     INTERNAL: "INTERNAL",
     FAILED: "FAILED",
     STATE_MACHINE: "STATE_MACHINE",
+    CONFLICT: "CONFLICT",
+    COMPACTED: "COMPACTED",
 }
 
 
@@ -143,6 +147,21 @@ class StateMachineError(FloydError):
     code = STATE_MACHINE
 
 
+class ConflictError(FloydError):
+    """FLOYD_CONFLICT: a compare-and-swap (``write_if``, ``delete_if``) found
+    the key at another revision than expected: nothing was written. Read the
+    key again (``read_meta``) and retry."""
+
+    code = CONFLICT
+
+
+class CompactedError(FloydError):
+    """FLOYD_COMPACTED: the revision asked for is older than the history kept
+    (no call produces it yet)."""
+
+    code = COMPACTED
+
+
 _BY_CODE: dict[int, type[FloydError]] = {
     cls.code: cls
     for cls in (
@@ -159,6 +178,8 @@ _BY_CODE: dict[int, type[FloydError]] = {
         InternalError,
         FailedError,
         StateMachineError,
+        ConflictError,
+        CompactedError,
     )
 }
 

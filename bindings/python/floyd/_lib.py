@@ -17,6 +17,7 @@ import sys
 from ctypes import (
     CFUNCTYPE,
     POINTER,
+    Structure,
     c_bool,
     c_char_p,
     c_int,
@@ -27,7 +28,7 @@ from ctypes import (
 )
 from pathlib import Path
 
-__all__ = ["lib", "lib_path", "LOG_CALLBACK", "candidate_paths", "has"]
+__all__ = ["lib", "lib_path", "LOG_CALLBACK", "KvMetaStruct", "candidate_paths", "has"]
 
 
 def _file_name() -> str:
@@ -100,6 +101,20 @@ lib, lib_path = _load()
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_int, c_void_p, c_size_t)
 
 _P = POINTER(c_void_p)  # char** / floyd_t** out parameters: read as raw pointers
+
+
+class KvMetaStruct(Structure):
+    """floyd_kv_meta_t: a key's revisions."""
+
+    _fields_ = [
+        ("create_revision", c_uint64),
+        ("mod_revision", c_uint64),
+        ("version", c_uint64),
+        ("lease", c_uint64),
+    ]
+
+
+_META = POINTER(KvMetaStruct)
 
 # name: (restype, argtypes). Everything in include/floyd.h.
 _REQUIRED = {
@@ -175,6 +190,42 @@ _REQUIRED = {
     # int floyd_host_list_groups(h, uint64_t** ids, size_t* count, char** errmsg): *ids read as a raw pointer
     "floyd_host_list_groups": (c_int, [c_void_p, _P, POINTER(c_size_t), _P]),
     "floyd_host_get_status_json": (c_int, [c_void_p, _P]),
+    # Coordination: revisions, compare-and-swap, range scans, transactions.
+    # int floyd_read_meta(f, key, key_len, char** value, size_t* value_len, floyd_kv_meta_t* meta, char** errmsg)
+    "floyd_read_meta": (c_int, [c_void_p, c_char_p, c_size_t, _P, POINTER(c_size_t), _META, _P]),
+    # int floyd_write_if(f, key, key_len, value, value_len, uint64_t expected, uint64_t* new_revision, char** errmsg)
+    "floyd_write_if": (
+        c_int,
+        [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, POINTER(c_uint64), _P],
+    ),
+    "floyd_delete_if": (c_int, [c_void_p, c_char_p, c_size_t, c_uint64, _P]),
+    # int floyd_scan(f, start, start_len, end, end_len, size_t limit, floyd_kv_list_t** out, char** errmsg)
+    "floyd_scan": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_size_t, _P, _P]),
+    "floyd_count": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, POINTER(c_uint64), _P]),
+    # int floyd_prefix_end(prefix, prefix_len, char** end, size_t* end_len)
+    "floyd_prefix_end": (c_int, [c_char_p, c_size_t, _P, POINTER(c_size_t)]),
+    "floyd_kv_list_len": (c_size_t, [c_void_p]),
+    # int floyd_kv_list_get(list, i, const char** key, size_t* key_len, const char** value, size_t* value_len, meta)
+    "floyd_kv_list_get": (
+        c_int,
+        [c_void_p, c_size_t, _P, POINTER(c_size_t), _P, POINTER(c_size_t), _META],
+    ),
+    "floyd_kv_list_more": (c_bool, [c_void_p]),
+    "floyd_kv_list_revision": (c_uint64, [c_void_p]),
+    "floyd_kv_list_free": (None, [c_void_p]),
+    "floyd_txn_new": (c_void_p, []),
+    "floyd_txn_free": (None, [c_void_p]),
+    # int floyd_txn_if_value(txn, key, key_len, int cmp, value, value_len)
+    "floyd_txn_if_value": (c_int, [c_void_p, c_char_p, c_size_t, c_int, c_char_p, c_size_t]),
+    "floyd_txn_if_version": (c_int, [c_void_p, c_char_p, c_size_t, c_int, c_uint64]),
+    "floyd_txn_if_mod_revision": (c_int, [c_void_p, c_char_p, c_size_t, c_int, c_uint64]),
+    "floyd_txn_if_create_revision": (c_int, [c_void_p, c_char_p, c_size_t, c_int, c_uint64]),
+    # int floyd_txn_put(txn, int branch, key, key_len, value, value_len, uint64_t lease)
+    "floyd_txn_put": (c_int, [c_void_p, c_int, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64]),
+    "floyd_txn_delete": (c_int, [c_void_p, c_int, c_char_p, c_size_t]),
+    "floyd_txn_get": (c_int, [c_void_p, c_int, c_char_p, c_size_t]),
+    # int floyd_txn_commit(f, txn, bool* succeeded, floyd_kv_list_t** gets, uint64_t* revision, char** errmsg)
+    "floyd_txn_commit": (c_int, [c_void_p, c_void_p, POINTER(c_bool), _P, POINTER(c_uint64), _P]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd
