@@ -133,15 +133,27 @@ fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdic
         .iter()
         .filter(|o| matches!(o.input, Input::Write(_)))
         .count();
+    let swaps = |won: bool| {
+        history
+            .iter()
+            .filter(|o| o.output == Output::Swapped(won))
+            .count()
+    };
+    let cas = history
+        .iter()
+        .filter(|o| matches!(o.input, Input::Cas { .. }))
+        .count();
     let unknown = history.iter().filter(|o| o.output == Output::Unknown).count();
     let failed = history.iter().filter(|o| o.output == Output::Failed).count();
     let faults: Vec<String> = faults.iter().map(|(f, n)| format!("{f:?}={n}")).collect();
     let violations = usize::from(matches!(verdict, Verdict::Violation { .. }));
     format!(
-        "harness: {} operations ({writes} writes, {} reads), {locks}, faults [{}], {unknown} unknown, \
-         {failed} not applied, violations {violations} ({verdict:?})",
+        "harness: {} operations ({writes} writes, {cas} compare-and-sets ({} set, {} refused), {} reads), \
+         {locks}, faults [{}], {unknown} unknown, {failed} not applied, violations {violations} ({verdict:?})",
         history.len(),
-        history.len() - writes,
+        swaps(true),
+        swaps(false),
+        history.len() - writes - cas,
         faults.join(" ")
     )
 }

@@ -2,8 +2,9 @@
 //! Porcupine (Wing & Gong's search with Lowe's memoisation): each key is
 //! checked on its own (a register per key composes, P-compositionality).
 //!
-//! An operation is a write (or delete) or a read with its invocation and
-//! completion times. A write whose outcome is unknown (a timeout, a
+//! An operation is a write (or delete), a read, or a compare-and-set (the
+//! value becomes `new` only if it is `old`: Jepsen's cas-register) with its
+//! invocation and completion times. A write whose outcome is unknown (a timeout, a
 //! dropped connection, a node killed under it) may have taken effect at
 //! any point after its invocation, or never: it completes at "infinity".
 //! A read whose outcome is unknown says nothing and is dropped, and so is
@@ -21,6 +22,11 @@ pub enum Input {
     /// Set the key to the value (`None`: delete it).
     Write(Value),
     Read,
+    /// Set the key to `new` if it holds `old`.
+    Cas {
+        old: Vec<u8>,
+        new: Vec<u8>,
+    },
 }
 
 /// How it ended.
@@ -30,6 +36,8 @@ pub enum Output {
     Written,
     /// A read's answer (`None`: the key did not exist).
     Read(Value),
+    /// A compare-and-set's answer: whether it set the value.
+    Swapped(bool),
     /// Certainly not applied (the system said so): the op is left out.
     Failed,
     /// No answer: it may or may not have taken effect.
@@ -95,6 +103,11 @@ pub fn describe(ops: &[Op], key: &[u8], count: usize) -> String {
                 (Input::Write(v), out) => format!("write {:?} -> {out:?}", show(v)),
                 (Input::Read, Output::Read(v)) => format!("read -> {:?}", show(v)),
                 (Input::Read, out) => format!("read -> {out:?}"),
+                (Input::Cas { old, new }, out) => format!(
+                    "cas {:?} -> {:?}: {out:?}",
+                    String::from_utf8_lossy(old),
+                    String::from_utf8_lossy(new)
+                ),
             };
             format!(
                 "  client {:>3} [{:>12} ns, {:>12} ns] {what}",
@@ -108,16 +121,25 @@ pub fn describe(ops: &[Op], key: &[u8], count: usize) -> String {
 /// An operation as the search sees it.
 struct Call {
     input: Input,
-    /// What a read returned (`None` for a write).
-    read: Option<Value>,
+    /// What it answered (`None` for a write, or an answer never seen).
+    answer: Option<Output>,
 }
 
 /// The register after `call` from `state`, if the call fits there.
 fn step(state: &Value, call: &Call) -> Option<Value> {
-    match (&call.input, &call.read) {
+    let holds = |old: &Vec<u8>| state.as_ref() == Some(old);
+    match (&call.input, &call.answer) {
         (Input::Write(v), _) => Some(v.clone()),
-        (Input::Read, Some(seen)) => (seen == state).then(|| state.clone()),
-        (Input::Read, None) => Some(state.clone()),
+        (Input::Read, Some(Output::Read(seen))) => (seen == state).then(|| state.clone()),
+        (Input::Read, _) => Some(state.clone()),
+        (Input::Cas { old, new }, Some(Output::Swapped(true))) => holds(old).then(|| Some(new.clone())),
+        (Input::Cas { old, .. }, Some(Output::Swapped(false))) => (!holds(old)).then(|| state.clone()),
+        // Unknown: it set the value exactly if it held `old` when it took effect.
+        (Input::Cas { old, new }, _) => Some(if holds(old) {
+            Some(new.clone())
+        } else {
+            state.clone()
+        }),
     }
 }
 
@@ -126,11 +148,14 @@ fn check_register(ops: &[&Op], deadline: Instant) -> Option<bool> {
     let mut calls = Vec::new();
     let mut events = Vec::new(); // (time, is_return, call index)
     for op in ops {
-        let read = match (&op.input, &op.output) {
+        let answer = match (&op.input, &op.output) {
             (_, Output::Failed) | (Input::Read, Output::Unknown) => continue,
-            (Input::Read, Output::Read(v)) => Some(v.clone()),
-            (Input::Read, Output::Written) => continue,
-            (Input::Write(_), _) => None,
+            (Input::Read, Output::Read(_)) | (Input::Cas { .. }, Output::Swapped(_)) => {
+                Some(op.output.clone())
+            }
+            // Answers that do not fit the call: a bug of the workload, not of the system.
+            (Input::Read, _) | (Input::Cas { .. }, Output::Read(_) | Output::Written) => continue,
+            (Input::Write(_), _) | (Input::Cas { .. }, Output::Unknown) => None,
         };
         let ret = if op.output == Output::Unknown {
             u64::MAX
@@ -140,7 +165,7 @@ fn check_register(ops: &[&Op], deadline: Instant) -> Option<bool> {
         let id = calls.len();
         calls.push(Call {
             input: op.input.clone(),
-            read,
+            answer,
         });
         events.push((op.call, false, id));
         events.push((ret, true, id));
@@ -264,6 +289,78 @@ mod tests {
 
     fn verdict(ops: &[Op]) -> Verdict {
         check(ops, Duration::from_secs(10))
+    }
+
+    fn cas(client: usize, old: &str, new: &str, swapped: Option<bool>, call: u64, ret: u64) -> Op {
+        let input = Input::Cas {
+            old: old.as_bytes().to_vec(),
+            new: new.as_bytes().to_vec(),
+        };
+        op(
+            client,
+            input,
+            swapped.map_or(Output::Unknown, Output::Swapped),
+            call,
+            ret,
+        )
+    }
+
+    #[test]
+    fn a_compare_and_set_swaps_only_from_the_value_it_names() {
+        let ok = [
+            w(0, "a", 0, 1),
+            cas(1, "a", "b", Some(true), 2, 3),
+            r(2, Some("b"), 4, 5),
+        ];
+        assert_eq!(verdict(&ok), Verdict::Linearizable);
+        let refused = [
+            w(0, "a", 0, 1),
+            cas(1, "x", "b", Some(false), 2, 3),
+            r(2, Some("a"), 4, 5),
+        ];
+        assert_eq!(verdict(&refused), Verdict::Linearizable);
+        // It held "a", yet the swap said no: not a register.
+        let wrong_no = [w(0, "a", 0, 1), cas(1, "a", "b", Some(false), 2, 3)];
+        assert!(matches!(verdict(&wrong_no), Verdict::Violation { .. }));
+        // Swapped from a value the key never held.
+        let wrong_yes = [w(0, "a", 0, 1), cas(1, "x", "b", Some(true), 2, 3)];
+        assert!(matches!(verdict(&wrong_yes), Verdict::Violation { .. }));
+    }
+
+    #[test]
+    fn two_concurrent_swaps_from_one_value_cannot_both_win() {
+        let h = [
+            w(0, "a", 0, 1),
+            cas(1, "a", "b", Some(true), 2, 10),
+            cas(2, "a", "c", Some(true), 2, 10),
+        ];
+        assert!(matches!(verdict(&h), Verdict::Violation { .. }));
+        let one_wins = [
+            w(0, "a", 0, 1),
+            cas(1, "a", "b", Some(true), 2, 10),
+            cas(2, "a", "c", Some(false), 2, 10),
+            r(0, Some("b"), 11, 12),
+        ];
+        assert_eq!(verdict(&one_wins), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_swap_of_unknown_outcome_may_have_happened_or_not() {
+        for seen in ["a", "b"] {
+            let h = [
+                w(0, "a", 0, 1),
+                cas(1, "a", "b", None, 2, 3),
+                r(2, Some(seen), 4, 5),
+            ];
+            assert_eq!(verdict(&h), Verdict::Linearizable, "{seen}");
+        }
+        // But not from a value the key did not hold.
+        let h = [
+            w(0, "a", 0, 1),
+            cas(1, "x", "b", None, 2, 3),
+            r(2, Some("b"), 4, 5),
+        ];
+        assert!(matches!(verdict(&h), Verdict::Violation { .. }));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Clients and the nemesis of a harness run: clients SET and GET a handful
-//! of keys through random nodes and record every operation (invocation,
-//! completion, outcome); the nemesis injects faults meanwhile.
+//! Clients and the nemesis of a harness run: clients SET, GET and
+//! compare-and-set (`FLOYD.CAS`) a handful of keys through random nodes and
+//! record every operation (invocation, completion, outcome); the nemesis
+//! injects faults meanwhile.
 
 use crate::checker::{Input, Op, Output};
 use crate::common::raftis::Cluster;
@@ -59,6 +60,7 @@ pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<A
                     timeout,
                 };
                 let mut n = 0u64;
+                let mut last_seen: Vec<Option<Vec<u8>>> = vec![None; keys];
                 while !stop.load(Ordering::Relaxed) {
                     if rng.random_bool(0.1) {
                         if let Some(a) = client.lock_op(&mut rng, start) {
@@ -66,14 +68,27 @@ pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<A
                         }
                         continue;
                     }
-                    let key = format!("k{}", rng.random_range(0..keys)).into_bytes();
-                    let op = if rng.random_bool(0.5) {
-                        n += 1;
-                        client.write(&mut rng, key, format!("c{c}-{n}").into_bytes(), start)
-                    } else {
-                        client.read(&mut rng, key, reads, start)
+                    let k = rng.random_range(0..keys);
+                    let key = format!("k{k}").into_bytes();
+                    let dice = rng.random_range(0..10);
+                    n += 1;
+                    let fresh = format!("c{c}-{n}").into_bytes();
+                    let op = match (dice, &last_seen[k]) {
+                        (0..=3, _) => client.write(&mut rng, key, fresh, start),
+                        // From the value this client last saw there: often still
+                        // current, so swaps both win and lose.
+                        (4..=5, Some(old)) => client.cas(&mut rng, key, old.clone(), fresh, start),
+                        _ => client.read(&mut rng, key, reads, start),
                     };
                     if let Some(op) = op {
+                        match (&op.input, &op.output) {
+                            (_, Output::Read(v)) => last_seen[k] = v.clone(),
+                            (Input::Write(v), Output::Written) => last_seen[k] = v.clone(),
+                            (Input::Cas { new, .. }, Output::Swapped(true)) => {
+                                last_seen[k] = Some(new.clone())
+                            }
+                            _ => {}
+                        }
                         history.lock().unwrap().ops.push(op);
                     }
                 }
@@ -123,6 +138,30 @@ impl Client {
             }
         };
         Some(self.op(key, Input::Write(Some(value)), output, call, ret))
+    }
+
+    /// `FLOYD.CAS key old new`: 1 if it set the value, 0 if the key did not hold `old`.
+    fn cas(
+        &mut self,
+        rng: &mut impl Rng,
+        key: Vec<u8>,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        start: Instant,
+    ) -> Option<Op> {
+        let (_, con) = self.connection(rng)?;
+        let call = at(start);
+        let r: redis::RedisResult<i64> = redis::cmd("FLOYD.CAS").arg(&key).arg(&old).arg(&new).query(con);
+        let ret = at(start);
+        let output = match r {
+            Ok(swapped) => Output::Swapped(swapped == 1),
+            Err(e) if not_applied(&e) => Output::Failed,
+            Err(_) => {
+                self.con = None;
+                Output::Unknown
+            }
+        };
+        Some(self.op(key, Input::Cas { old, new }, output, call, ret))
     }
 
     fn read(&mut self, rng: &mut impl Rng, key: Vec<u8>, kind: ReadKind, start: Instant) -> Option<Op> {

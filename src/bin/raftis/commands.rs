@@ -133,6 +133,7 @@ const COMMANDS: &[&str] = &[
     "FLOYD.TRANSFER",
     "FLOYD.STATUS",
     "FLOYD.DIRTYGET",
+    "FLOYD.CAS",
 ];
 
 /// A floyd error as a RESP error: its first word says what kind it is.
@@ -146,8 +147,18 @@ pub fn error_reply(e: &Error) -> Reply {
         Error::InvalidArgument(m) => format!("ERR invalid argument: {m}"),
         Error::Stopped(m) => format!("ERR node stopped, outcome unknown: {m}"),
         Error::NotFound => "ERR not found".to_string(),
+        Error::Conflict(m) => format!("CONFLICT {m}"),
         other => format!("ERR {other}"),
     })
+}
+
+/// `FLOYD.CAS key old new`: sets `key` to `new` only if it holds `old` (one
+/// transaction); 1 if it did, 0 if not (the key missing or another value).
+fn cas(f: &floyd::Floyd, a: &[Vec<u8>]) -> Reply {
+    let mut t = floyd::Txn::new();
+    t.if_value(&a[0], floyd::Cmp::Equal, &a[1])
+        .put(floyd::Branch::Then, &a[0], &a[2], 0);
+    result(f.txn(&t).map(|r| Reply::Int(i64::from(r.succeeded))))
 }
 
 fn result(r: Result<Reply, Error>) -> Reply {
@@ -218,6 +229,7 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
             Reply::Bulk(f.server_status().to_json().into_bytes())
         }
         ("FLOYD.DIRTYGET", 1) => get_reply(f.dirty_read(&a[0])),
+        ("FLOYD.CAS", 3) => cas(f, a),
         ("FLOYD.DEBUG.CUT", 2) if ctx.fault_injection => cut(f, a),
         ("FLOYD.DEBUG.SLOWDISK", 1) if ctx.fault_injection => match text(&a[0]).parse::<u64>() {
             Ok(ms) => {
