@@ -98,6 +98,10 @@ c-test: lib | $(OUT)
 	$(OUT)/test_host
 	$(CC) $(CFLAGS) $(ASAN) tests/c/test_host.c $(SHARED) -o $(OUT)/test_host_asan
 	$(OUT)/test_host_asan
+	$(CC) $(CFLAGS) tests/c/test_coordination.c $(SHARED) -o $(OUT)/test_coordination
+	$(OUT)/test_coordination
+	$(CC) $(CFLAGS) $(ASAN) tests/c/test_coordination.c $(SHARED) -o $(OUT)/test_coordination_asan
+	$(OUT)/test_coordination_asan
 
 cpp-test: lib | $(OUT)
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/standalone.cpp $(SHARED) -o $(OUT)/cpp_standalone
@@ -110,6 +114,10 @@ cpp-test: lib | $(OUT)
 	$(OUT)/cpp_host_test
 	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/host_test.cpp $(SHARED) -o $(OUT)/cpp_host_test_asan
 	$(OUT)/cpp_host_test_asan
+	$(CXX) $(CXXFLAGS) bindings/cpp/test/coordination_test.cpp $(SHARED) -o $(OUT)/cpp_coordination_test
+	$(OUT)/cpp_coordination_test
+	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/coordination_test.cpp $(SHARED) -o $(OUT)/cpp_coordination_test_asan
+	$(OUT)/cpp_coordination_test_asan
 
 python-test: lib
 	cd bindings/python && FLOYD_LIB=$(LIBDIR)/libfloyd.so python3 -m pytest -q tests

@@ -228,3 +228,32 @@ fn an_oversized_or_malformed_transaction_is_refused_before_the_log() {
         c.node(leader).server_status().last_log_index == before + 1
     });
 }
+
+/// Paging restarts after the last key returned, followed by a zero byte:
+/// after a key of the largest size too (a bound one byte over a key).
+#[test]
+fn a_scan_pages_on_past_a_key_of_the_largest_size() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let node = c.node(leader);
+    let big = vec![b'm'; floyd::limits::MAX_KEY_BYTES];
+    let mut t = Txn::new();
+    t.put(Branch::Then, &big, b"big", 0)
+        .put(Branch::Then, b"z", b"last", 0);
+    retrying(|| node.txn(&t)).unwrap();
+    let first = node.scan(b"m", b"", 1).unwrap();
+    assert_eq!((first.kvs[0].key.len(), first.more), (big.len(), true));
+    let mut after = first.kvs[0].key.clone();
+    after.push(0);
+    let rest = node.scan(&after, b"", 0).unwrap();
+    assert_eq!(rest.kvs.len(), 1);
+    assert_eq!((rest.kvs[0].key.as_slice(), rest.more), (&b"z"[..], false));
+    let (value, _) = node.read_meta(&big).unwrap();
+    assert_eq!(value, b"big", "an exact read of the largest key");
+    let mut too_long = after.clone();
+    too_long.push(0);
+    assert!(matches!(
+        node.scan(&too_long, b"", 0),
+        Err(Error::InvalidArgument(_))
+    ));
+}

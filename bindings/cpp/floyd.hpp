@@ -31,6 +31,10 @@
 //  - Many Raft groups per process: a floyd::Host (HostOptions: one address,
 //    directory and set of threads) runs groups opened with Host::OpenGroup,
 //    each a floyd::Floyd like any other.
+//  - Coordination, etcd's model: revisions (ReadMeta, KvMeta),
+//    compare-and-swap (WriteIf, DeleteIf: Status::IsConflict()), range scans
+//    (Scan, Count, PrefixEnd, KvList) and transactions (floyd::Txn,
+//    Floyd::Commit).
 //
 // Every method of a Floyd may be called from many threads at once. Keys and
 // values are binary-safe: std::string bytes, embedded NUL bytes included.
@@ -50,6 +54,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "floyd.h"
@@ -107,6 +112,15 @@ class Status {
   static Status Busy(const std::string& msg, const std::string& msg2 = std::string()) {
     return Status(kBusy, FLOYD_BUSY, msg, msg2);
   }
+  // (floyd) A compare-and-swap or a transaction's condition did not hold:
+  // nothing was written.
+  static Status Conflict(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kConflict, FLOYD_CONFLICT, msg, msg2);
+  }
+  // (floyd) The revision asked for is older than the history kept.
+  static Status Compacted(const std::string& msg, const std::string& msg2 = std::string()) {
+    return Status(kCompacted, FLOYD_COMPACTED, msg, msg2);
+  }
 
   // The status of a C API call: the one mapping from FLOYD_* codes to kinds.
   // `msg` is the library's message (empty: the code's name is used).
@@ -122,7 +136,10 @@ class Status {
   //   this node and report it),
   //   FAILED -> IOError (the node stopped after a fatal error: reopen it),
   //   STATE_MACHINE -> InvalidArgument (propose: your StateMachine::apply
-  //   refused the command; the message is its own).
+  //   refused the command; the message is its own),
+  //   CONFLICT -> Conflict (WriteIf / DeleteIf: the key is not at the
+  //   revision expected; nothing written),
+  //   COMPACTED -> Compacted (a revision older than the history kept).
   // Kinds shared by two codes keep the code's name in the message
   // ("Busy: LOCKED: ...") and floyd_code() tells them apart.
   static Status FromCode(int code, const std::string& msg = std::string()) {
@@ -143,6 +160,8 @@ class Status {
       case FLOYD_INTERNAL: return Status(kCorruption, code, "INTERNAL", msg);
       case FLOYD_FAILED: return Status(kIOError, code, "FAILED", msg);
       case FLOYD_STATE_MACHINE: return Status(kInvalidArgument, code, "STATE_MACHINE", msg);
+      case FLOYD_CONFLICT: return Status(kConflict, code, text, "");
+      case FLOYD_COMPACTED: return Status(kCompacted, code, text, "");
       default: {
         std::ostringstream unknown;
         unknown << "unknown floyd status code " << code;
@@ -163,6 +182,10 @@ class Status {
   bool IsTimeout() const { return code_ == kTimeout; }
   bool IsAuthFailed() const { return code_ == kAuthFailed; }
   bool IsBusy() const { return code_ == kBusy; }
+  // (floyd) floyd_code() FLOYD_CONFLICT: a compare-and-swap lost; nothing written.
+  bool IsConflict() const { return code_ == kConflict; }
+  // (floyd) floyd_code() FLOYD_COMPACTED.
+  bool IsCompacted() const { return code_ == kCompacted; }
 
   // The FLOYD_* code behind this status (for example FLOYD_STOPPED for an
   // IOError of a closed node); -1 for kinds no C call returns (NotSupported, ...).
@@ -184,6 +207,8 @@ class Status {
       case kTimeout: kind = "Timeout: "; break;
       case kAuthFailed: kind = "Authorization failed: "; break;
       case kBusy: kind = "Busy: "; break;
+      case kConflict: kind = "Conflict: "; break;
+      case kCompacted: kind = "Compacted: "; break;
     }
     return kind + msg_;
   }
@@ -201,7 +226,9 @@ class Status {
     kComplete = 8,
     kTimeout = 9,
     kAuthFailed = 10,
-    kBusy = 11
+    kBusy = 11,
+    kConflict = 12,
+    kCompacted = 13
   };
 
   Status(Code code, int floyd_code, const std::string& msg, const std::string& msg2)
@@ -565,6 +592,175 @@ struct Options {
   }
 };
 
+// (floyd) A key's revisions, etcd's model: the group's revision grows by one
+// with every change (a write, a deleted key, a transaction that writes);
+// create_revision is the revision the key was created at (since its last
+// deletion), mod_revision the one it was last modified at, version its
+// writes since creation (a delete starts over), lease its lease (0: none).
+struct KvMeta {
+  uint64_t create_revision;
+  uint64_t mod_revision;
+  uint64_t version;
+  uint64_t lease;
+
+  KvMeta() : create_revision(0), mod_revision(0), version(0), lease(0) {}
+};
+
+// (floyd) A key with its value and revisions.
+struct KeyValue {
+  std::string key;
+  std::string value;
+  KvMeta meta;
+};
+
+// (floyd) Keys with values and revisions: a page of Floyd::Scan, or the gets
+// of a transaction (Floyd::Commit).
+struct KvList {
+  // In key order for a scan; in the order of the Get calls for a transaction.
+  std::vector<KeyValue> kvs;
+  // Scan: the range goes on past the last key here (scan again from that key
+  // followed by a zero byte: kvs.back().key + std::string(1, '\0')).
+  bool more;
+  // The group's revision at the state read (after the transaction).
+  uint64_t revision;
+
+  KvList() : more(false), revision(0) {}
+};
+
+// (floyd) The first key after every key that starts with `prefix`: a prefix
+// scan is Scan(prefix, PrefixEnd(prefix), ...). Empty (to the last key) when
+// there is none: an empty prefix, or one of 0xff bytes only. Throws
+// std::bad_alloc if out of memory (as any std::string may).
+inline std::string PrefixEnd(const std::string& prefix) {
+  char* end = nullptr;
+  size_t len = 0;
+  if (floyd_prefix_end(prefix.data(), prefix.size(), &end, &len) != FLOYD_OK) throw std::bad_alloc();
+  std::string out;
+  detail::TakeBytes(end, len, &out);
+  return out;
+}
+
+namespace detail {
+
+// Copies a library list into *out (when not NULL) and frees it.
+inline void TakeList(floyd_kv_list_t* list, KvList* out) {
+  std::unique_ptr<floyd_kv_list_t, void (*)(floyd_kv_list_t*)> guard(list, &floyd_kv_list_free);
+  if (out == nullptr || list == nullptr) return;
+  KvList copy;
+  size_t n = floyd_kv_list_len(list);
+  copy.kvs.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    const char* k = nullptr;
+    const char* v = nullptr;
+    size_t kl = 0, vl = 0;
+    floyd_kv_meta_t m;
+    std::memset(&m, 0, sizeof m);
+    if (floyd_kv_list_get(list, i, &k, &kl, &v, &vl, &m) != FLOYD_OK) continue;
+    KeyValue& kv = copy.kvs[i];
+    kv.key.assign(k, kl);
+    kv.value.assign(v, vl);
+    kv.meta.create_revision = m.create_revision;
+    kv.meta.mod_revision = m.mod_revision;
+    kv.meta.version = m.version;
+    kv.meta.lease = m.lease;
+  }
+  copy.more = floyd_kv_list_more(list);
+  copy.revision = floyd_kv_list_revision(list);
+  std::swap(*out, copy);
+}
+
+}  // namespace detail
+
+// (floyd) A transaction, etcd's: comparisons, then the THEN branch if every
+// one holds (an empty transaction's do), the ELSE branch otherwise; each
+// branch a list of puts, deletes and gets, run atomically at one revision on
+// every replica (Floyd::Commit). At most 128 comparisons and 128 operations
+// per branch, a key written (put or deleted) at most once per branch: else
+// Commit is IsInvalidArgument(). The builders check their arguments (an empty
+// key, an unknown Cmp or Branch: IsInvalidArgument(), nothing added).
+//
+//   floyd::Txn t;
+//   t.IfModRevision("cfg", floyd::Txn::kEqual, rev);
+//   t.Put(floyd::Txn::kThen, "cfg", "new");
+//   t.Get(floyd::Txn::kElse, "cfg");
+//   bool won = false;
+//   floyd::KvList current;
+//   floyd::Status s = f->Commit(t, &won, &current, NULL);
+//
+// Movable, not copyable (a moved-from Txn is empty and Commit refuses it).
+// One thread at a time may build it; a built Txn may be committed again, and
+// from several threads at once.
+class Txn {
+ public:
+  // How a comparison compares (FLOYD_CMP_*).
+  enum Cmp {
+    kEqual = FLOYD_CMP_EQUAL,
+    kNotEqual = FLOYD_CMP_NOT_EQUAL,
+    kLess = FLOYD_CMP_LESS,
+    kGreater = FLOYD_CMP_GREATER
+  };
+  // A branch (FLOYD_TXN_*).
+  enum Branch { kElse = FLOYD_TXN_ELSE, kThen = FLOYD_TXN_THEN };
+
+  Txn() : t_(floyd_txn_new()) {}
+  ~Txn() { floyd_txn_free(t_); }
+
+  Txn(Txn&& other) noexcept : t_(other.t_) { other.t_ = nullptr; }
+  Txn& operator=(Txn&& other) noexcept {
+    if (this != &other) {
+      floyd_txn_free(t_);
+      t_ = other.t_;
+      other.t_ = nullptr;
+    }
+    return *this;
+  }
+
+  // Compares `key`'s value with `value` (bytes). A missing key is unequal to
+  // every value, neither less nor greater.
+  Status IfValue(const std::string& key, Cmp cmp, const std::string& value) {
+    return Status::FromCode(floyd_txn_if_value(t_, key.data(), key.size(), cmp, value.data(), value.size()),
+                            "txn: bad comparison");
+  }
+  // Compares `key`'s version (its writes since creation; 0: absent).
+  Status IfVersion(const std::string& key, Cmp cmp, uint64_t version) {
+    return Status::FromCode(floyd_txn_if_version(t_, key.data(), key.size(), cmp, version), "txn: bad comparison");
+  }
+  // Compares the revision `key` was last modified at (0: absent).
+  Status IfModRevision(const std::string& key, Cmp cmp, uint64_t revision) {
+    return Status::FromCode(floyd_txn_if_mod_revision(t_, key.data(), key.size(), cmp, revision),
+                            "txn: bad comparison");
+  }
+  // Compares the revision `key` was created at (0: absent).
+  Status IfCreateRevision(const std::string& key, Cmp cmp, uint64_t revision) {
+    return Status::FromCode(floyd_txn_if_create_revision(t_, key.data(), key.size(), cmp, revision),
+                            "txn: bad comparison");
+  }
+  // Puts `key` in `branch`. `lease` 0: none (leases come with a later release;
+  // a put naming one makes Commit answer IsNotFound(), nothing written).
+  Status Put(Branch branch, const std::string& key, const std::string& value, uint64_t lease = 0) {
+    return Status::FromCode(floyd_txn_put(t_, branch, key.data(), key.size(), value.data(), value.size(), lease),
+                            "txn: bad put");
+  }
+  // Deletes `key` in `branch` (a missing key: nothing, no revision).
+  Status Delete(Branch branch, const std::string& key) {
+    return Status::FromCode(floyd_txn_delete(t_, branch, key.data(), key.size()), "txn: bad delete");
+  }
+  // Reads `key` with its revisions in `branch`, after the branch's earlier
+  // writes; Commit's gets list it (a missing key is left out).
+  Status Get(Branch branch, const std::string& key) {
+    return Status::FromCode(floyd_txn_get(t_, branch, key.data(), key.size()), "txn: bad get");
+  }
+
+ private:
+  friend class Floyd;
+
+  // No copying allowed.
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  floyd_txn_t* t_;
+};
+
 class Host;
 
 // A member of a floyd cluster running inside this process. Open it with
@@ -663,6 +859,95 @@ class Floyd {
   // This node's copy: fast, possibly stale. *value is written only on success.
   Status DirtyRead(const std::string& key, std::string* value) {
     return ReadWith(floyd_dirty_read, key, value);
+  }
+
+  // (floyd) `key`'s value and revisions, linearizable (as Read).
+  // IsNotFound() when the key is missing. *value and *meta (either may be
+  // NULL if not wanted) are written only on success.
+  Status ReadMeta(const std::string& key, std::string* value, KvMeta* meta) {
+    char* p = nullptr;
+    size_t len = 0;
+    floyd_kv_meta_t m;
+    char* errmsg = nullptr;
+    int rc = floyd_read_meta(f_, key.data(), key.size(), &p, &len, &m, &errmsg);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    detail::TakeBytes(p, len, value);
+    if (meta != nullptr) {
+      meta->create_revision = m.create_revision;
+      meta->mod_revision = m.mod_revision;
+      meta->version = m.version;
+      meta->lease = m.lease;
+    }
+    return Status::OK();
+  }
+
+  // (floyd) Compare-and-swap: stores value under key only if the key was last
+  // modified at revision `expected_mod_revision` (0: only if it is absent).
+  // IsConflict() (nothing written) if not. *new_revision (when not NULL) gets
+  // the write's revision, on success only.
+  Status WriteIf(const std::string& key, const std::string& value, uint64_t expected_mod_revision,
+                 uint64_t* new_revision = nullptr) {
+    uint64_t rev = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_write_if(f_, key.data(), key.size(), value.data(), value.size(), expected_mod_revision, &rev,
+                            &errmsg);
+    if (rc == FLOYD_OK && new_revision != nullptr) *new_revision = rev;
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) Deletes key only if it was last modified at revision
+  // `expected_mod_revision` (0: only if absent, which deletes nothing).
+  // IsConflict() (nothing deleted) if not.
+  Status DeleteIf(const std::string& key, uint64_t expected_mod_revision) {
+    char* errmsg = nullptr;
+    int rc = floyd_delete_if(f_, key.data(), key.size(), expected_mod_revision, &errmsg);
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) The keys in [start, end) in byte order, with values and
+  // revisions, linearizable, read from one snapshot (never half a
+  // transaction): at most `limit` (0: as many as a 32 MiB page holds). An
+  // empty `end` runs to the last key; a prefix scan ends at PrefixEnd(prefix).
+  // out->more: the range goes on; scan again from the last key followed by a
+  // zero byte. *out (required) is replaced on success only.
+  Status Scan(const std::string& start, const std::string& end, size_t limit, KvList* out) {
+    if (out == nullptr) return Status::InvalidArgument("out is NULL");
+    floyd_kv_list_t* list = nullptr;
+    char* errmsg = nullptr;
+    int rc = floyd_scan(f_, start.data(), start.size(), end.data(), end.size(), limit, &list, &errmsg);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    detail::TakeList(list, out);
+    return Status::OK();
+  }
+
+  // (floyd) The number of keys in [start, end) (as Scan's range), linearizable.
+  Status Count(const std::string& start, const std::string& end, uint64_t* count) {
+    if (count == nullptr) return Status::InvalidArgument("count is NULL");
+    uint64_t n = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_count(f_, start.data(), start.size(), end.data(), end.size(), &n, &errmsg);
+    if (rc == FLOYD_OK) *count = n;
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) Runs `txn` (linearizable, one log entry, atomic at one revision on
+  // every replica); ok() whichever branch ran. *succeeded: whether THEN ran;
+  // *gets: the gets of the branch that ran, in order, a missing key left out;
+  // *revision: the group's revision after it. Each may be NULL; each is
+  // written on success only. IsInvalidArgument() for a Txn over its bounds (or
+  // moved from); IsNotFound() if a put of the branch that ran names a lease
+  // (nothing written); IsBusy() / IsIncomplete(): not applied, retry.
+  Status Commit(const Txn& txn, bool* succeeded, KvList* gets, uint64_t* revision) {
+    bool ok = false;
+    uint64_t rev = 0;
+    floyd_kv_list_t* list = nullptr;
+    char* errmsg = nullptr;
+    int rc = floyd_txn_commit(f_, txn.t_, &ok, gets != nullptr ? &list : nullptr, &rev, &errmsg);
+    if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
+    detail::TakeList(list, gets);
+    if (succeeded != nullptr) *succeeded = ok;
+    if (revision != nullptr) *revision = rev;
+    return Status::OK();
   }
 
   // Takes lock `name` for `holder` for `ttl` milliseconds (1 ms to 24 h), or

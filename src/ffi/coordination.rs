@@ -154,7 +154,7 @@ pub unsafe extern "C" fn floyd_delete_if(
 /// Ownership: `start` and `end` are borrowed; on FLOYD_OK `*out` is the caller's, freed with
 /// `floyd_kv_list_free`; `errmsg` as usual.
 /// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `out`, a NULL pointer with a non-zero
-/// length, a `start` over 64 KiB or an `end` over 64 KiB + 1 byte, a user-defined state machine);
+/// length, a bound over 64 KiB + 1 byte (a key and a zero byte), a user-defined state machine);
 /// FLOYD_NO_LEADER, FLOYD_TIMEOUT, FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
 #[no_mangle]
 pub unsafe extern "C" fn floyd_scan(
@@ -327,7 +327,7 @@ pub unsafe extern "C" fn floyd_kv_list_free(list: *mut floyd_kv_list_t) {
 ///
 /// Thread-safety: any thread.
 /// Ownership: the caller owns the result and frees it with `floyd_txn_free`.
-/// Returns: the transaction; NULL only if out of memory.
+/// Returns: the transaction (never NULL).
 #[no_mangle]
 pub extern "C" fn floyd_txn_new() -> *mut floyd_txn_t {
     boundary_value(std::ptr::null_mut(), || {

@@ -93,12 +93,11 @@ impl CommandKind {
             CommandKind::Custom { .. } => Ok(()),
             CommandKind::Txn(t) => super::txn::validate(t),
             CommandKind::Range(r) => {
-                // The end may be one byte longer than a key: the end of the
-                // range of exactly one key (the key and a zero byte).
-                for (bound, what, max) in [
-                    (&r.start, "range start", MAX_KEY_BYTES),
-                    (&r.end, "range end", MAX_KEY_BYTES + 1),
-                ] {
+                // A bound may be one byte longer than a key: the key and a
+                // zero byte end the range of exactly that key, and start the
+                // next page after it.
+                let max = MAX_KEY_BYTES + 1;
+                for (bound, what) in [(&r.start, "range start"), (&r.end, "range end")] {
                     if bound.len() > max {
                         return Err(Error::InvalidArgument(format!(
                             "{what} of {} bytes exceeds {max}",
