@@ -257,3 +257,30 @@ fn a_scan_pages_on_past_a_key_of_the_largest_size() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// Nodes restarted while a member is down have no handshake from it: the
+/// log (marked entries since the last configuration) tells the new leader
+/// the group speaks protocol 6, so transactions go on and writes keep
+/// counting revisions. (Before: Busy until the member came back, and every
+/// write meanwhile dropped its key's revisions.)
+#[test]
+fn a_leader_restarted_while_a_member_is_down_goes_on_counting_revisions() {
+    let mut c = Cluster::start(3);
+    c.wait_for_leader();
+    let first = retrying(|| c.node(0).write_if(b"k", b"1", 0)).unwrap();
+    for i in [2, 0, 1] {
+        c.stop(i);
+    }
+    c.restart(0);
+    c.restart(1);
+    c.wait_for_leader_among(&[0, 1]);
+    let next = retrying(|| c.node(0).write_if(b"k", b"2", first)).expect("a transaction without member 2");
+    assert!(next > first);
+    retrying(|| c.node(1).write(b"k", b"3")).unwrap();
+    let (_, meta) = c.node(1).read_meta(b"k").unwrap();
+    assert_eq!(
+        (meta.create_revision, meta.version),
+        (first, 3),
+        "revisions kept: {meta:?}"
+    );
+}

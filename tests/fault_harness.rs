@@ -208,9 +208,18 @@ fn run_under_faults(nodes: usize, tls: bool, lease_reads: bool, default_secs: u6
         panic!("fencing tokens: {broken}\n{line}");
     }
     if let Verdict::Violation { key } = &verdict {
+        // The whole history of the key, for a diagnosis: the violation may
+        // lie far before the last operations shown.
+        let file = std::env::temp_dir().join(format!(
+            "floyd-harness-{}-{}.txt",
+            std::process::id(),
+            String::from_utf8_lossy(key)
+        ));
+        let _ = std::fs::write(&file, checker::describe(&history, key, usize::MAX));
         panic!(
-            "{line}\nthe last operations on {}:\n{}",
+            "{line}\nthe last operations on {} (all of them in {}):\n{}",
             String::from_utf8_lossy(key),
+            file.display(),
             checker::describe(&history, key, 40)
         );
     }

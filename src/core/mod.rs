@@ -180,6 +180,9 @@ pub struct Restored {
     pub config: Option<(u64, Membership)>,
 }
 
+/// How far back [`RaftCore::log_says_protocol_6`] looks for a marked entry.
+pub const MARK_SCAN_ENTRIES: u64 = 10_000;
+
 /// The work the core hands to the runtime. See the module docs for the order.
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -575,6 +578,30 @@ impl RaftCore {
     /// member it replicates to speaks protocol 6.
     pub fn set_time_rule_2(&mut self, on: bool) {
         self.time_rule_2 = on;
+    }
+
+    /// Whether this node's log shows that every member of the configuration
+    /// in force speaks protocol 6: an entry marked so (`log_time_rule` 2)
+    /// comes after the latest configuration entry. The leader that marked it
+    /// had every member's handshake for that same configuration, and members
+    /// are never downgraded, so a leader restarted while a member is down
+    /// (and so without its handshake) may go on marking: otherwise it would
+    /// refuse transactions and drop keys' revisions until the member is back.
+    /// Looks back at most [`MARK_SCAN_ENTRIES`] entries.
+    pub fn log_says_protocol_6(&self) -> bool {
+        let first = self.log.first_index().max(1);
+        let last = self.log.last_index();
+        let floor = last.saturating_sub(MARK_SCAN_ENTRIES).max(first);
+        for index in (floor..=last).rev() {
+            let Some(e) = self.log.entry(index) else { break };
+            if e.log_time_rule == 2 {
+                return true;
+            }
+            if e.r#type == crate::wire::EntryType::EntryConfig as i32 {
+                return false;
+            }
+        }
+        false
     }
 
     /// Reports the monotonic clock (µs from any fixed origin), which times

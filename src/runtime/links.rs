@@ -191,14 +191,18 @@ impl Node {
     }
 
     /// Whether every member of `core`'s configuration but this node speaks
-    /// protocol 6 by its link's last handshake: only then do the entries
+    /// protocol 6 by its link's last handshake, or by the log
+    /// (`RaftCore::log_says_protocol_6`): only then do the entries
     /// this node leads carry the per-term time rule, which replicas of the
     /// previous release would not follow (see `state_machine::log_time`).
     pub(super) fn members_speak_v6(&self, core: &RaftCore) -> bool {
-        core.membership()
+        let handshakes = core
+            .membership()
             .members()
             .filter(|m| **m != self.id)
-            .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks_groups()))
+            .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks_groups()));
+        // Or the log says so (a member down since this node started).
+        handshakes || core.log_says_protocol_6()
     }
 
     /// Records the leader and wakes callers waiting for one; returns it if it changed.

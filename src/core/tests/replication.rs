@@ -335,3 +335,34 @@ fn entries_carry_the_time_rule_the_leader_was_told_and_followers_keep_it() {
         assert_eq!(log.entry(new).unwrap().log_time_rule, 2, "{n}");
     }
 }
+
+/// A leader restarted while a member is down has no handshake from it; the
+/// log tells it the group speaks protocol 6 while a marked entry follows
+/// the latest configuration entry, and not once a configuration entry (a
+/// member perhaps of the previous release) follows the marks.
+#[test]
+fn the_log_says_protocol_6_while_a_marked_entry_follows_the_latest_configuration() {
+    let mut net = Net::new(3, |_| {});
+    net.elect("n1");
+    net.propose("n1", &["under v5"]);
+    net.deliver_all();
+    assert!(!net.core("n2").log_says_protocol_6(), "nothing marked yet");
+    net.core_mut("n1").set_time_rule_2(true);
+    net.propose("n1", &["all v6"]);
+    net.core_mut("n1").set_time_rule_2(false);
+    net.propose("n1", &["unmarked after"]);
+    net.deliver_all();
+    for n in ["n1", "n2", "n3"] {
+        assert!(net.core(n).log_says_protocol_6(), "{n}");
+    }
+    net.add_node("n4", vec![], |_| {});
+    net.change("n1", crate::core::ConfChange::AddServer(id(4)))
+        .unwrap();
+    net.deliver_all();
+    for n in ["n1", "n4"] {
+        assert!(
+            !net.core(n).log_says_protocol_6(),
+            "{n}: a configuration entry after the marks"
+        );
+    }
+}
