@@ -158,6 +158,22 @@ impl Cluster {
         });
     }
 
+    /// Copies every node's LOG files and stderr into `dest` (for a failure's
+    /// diagnosis: the cluster's own directory goes with it).
+    pub fn keep_logs(&self, dest: &Path) {
+        let _ = std::fs::create_dir_all(dest);
+        for i in 0..self.raft.len() {
+            let dir = self.tmp.path().join(format!("n{i}"));
+            let _ = std::fs::copy(dir.with_extension("stderr"), dest.join(format!("n{i}.stderr")));
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("LOG") {
+                    let _ = std::fs::copy(e.path(), dest.join(format!("n{i}-{name}")));
+                }
+            }
+        }
+    }
+
     pub fn node(&self, i: usize) -> &Node {
         self.nodes[i].as_ref().expect("running")
     }

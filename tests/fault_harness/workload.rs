@@ -29,6 +29,8 @@ pub struct Workload {
     pub seed: u64,
     /// A client gives up on an answer after this long (the outcome is then unknown).
     pub op_timeout: Duration,
+    /// Whether clients also compare-and-set (`FLOYD.CAS`).
+    pub cas: bool,
 }
 
 /// Nanoseconds since `start`, the history's one clock.
@@ -49,7 +51,7 @@ pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<A
     let threads: Vec<_> = (0..w.clients)
         .map(|c| {
             let (addrs, stop, history) = (addrs.clone(), stop.clone(), history.clone());
-            let (keys, reads, timeout, seed) = (w.keys, w.reads, w.op_timeout, w.seed);
+            let (keys, reads, timeout, seed, with_cas) = (w.keys, w.reads, w.op_timeout, w.seed, w.cas);
             std::thread::spawn(move || {
                 let mut rng =
                     rand::rngs::SmallRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(c as u64));
@@ -77,7 +79,9 @@ pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<A
                         (0..=3, _) => client.write(&mut rng, key, fresh, start),
                         // From the value this client last saw there: often still
                         // current, so swaps both win and lose.
-                        (4..=5, Some(old)) => client.cas(&mut rng, key, old.clone(), fresh, start),
+                        (4..=5, Some(old)) if with_cas => {
+                            client.cas(&mut rng, key, old.clone(), fresh, start)
+                        }
                         _ => client.read(&mut rng, key, reads, start),
                     };
                     if let Some(op) = op {
@@ -304,7 +308,7 @@ pub fn run_nemesis(
     mut firewall: Option<&mut Firewall>,
     seed: u64,
     period: Duration,
-    until: Instant,
+    (start, until): (Instant, Instant),
 ) -> Vec<(Fault, usize)> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let kinds = faults_for(c.nodes.len(), firewall.is_some());
@@ -318,7 +322,10 @@ pub fn run_nemesis(
             .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
         round += 1;
         counts.iter_mut().find(|(f, _)| *f == fault).unwrap().1 += 1;
+        // On the history's clock: a failure's report shows which fault was on when.
+        let from = at(start);
         inject(c, firewall.as_deref_mut(), fault, &mut rng, period);
+        println!("nemesis: {fault:?} from {from} ns to {} ns", at(start));
     }
     counts
 }
