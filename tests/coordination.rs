@@ -5,21 +5,9 @@
 
 mod common;
 
-use common::{wait_until, Cluster, DEADLINE};
+use common::{retrying, wait_until, Cluster, DEADLINE};
 use floyd::{prefix_end, Branch, Cmp, Error, Floyd, Txn};
 use std::time::Instant;
-
-/// Retries a call while leadership moves or a member's protocol is not
-/// known yet (`Busy`): both certainly not applied.
-fn retrying<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match f() {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => std::thread::yield_now(),
-            other => return other,
-        }
-    }
-}
 
 #[test]
 fn compare_and_swap_from_any_node_conflicts_on_a_stale_revision_and_succeeds_on_the_current_one() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_until, Cluster, DEADLINE};
+use common::{retrying, wait_until, Cluster};
 use floyd::{Error, Floyd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,17 +16,6 @@ struct Beliefs {
     last_token: Option<(String, u64)>,
     acquisitions: usize,
     renewals: usize,
-}
-
-/// Retries a lock call while leadership moves (certainly not applied).
-fn retrying<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match f() {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => std::thread::yield_now(),
-            other => return other,
-        }
-    }
 }
 
 fn contend(node: &Floyd, me: &str, beliefs: &Mutex<Beliefs>, until: Instant) {

@@ -24,6 +24,19 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Retries a call while it fails with a retryable error (`NoLeader`, `Busy`:
+/// certainly not applied), until [`DEADLINE`]; then, or on any other
+/// outcome, returns it.
+pub fn retrying<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match f() {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+}
+
 /// `n` ports that were free a moment ago on 127.0.0.1.
 ///
 /// Taken below the kernel's ephemeral range (32768-60999 on Linux): a port
