@@ -68,9 +68,17 @@ pub(super) struct ReadTracker {
 const MAX_TIMED_ROUNDS: usize = 1024;
 
 impl RaftCore {
-    /// Asks for a linearizable read, named `ctx` by the caller. The answer
+    /// Asks for a linearizable read, named `ctx` by the caller, at `now_us`
+    /// on the monotonic clock (as [`RaftCore::set_monotonic`]). The answer
     /// comes in a later Ready: `read_states` or `read_failures`.
-    pub fn read_index(&mut self, ctx: u64) {
+    ///
+    /// The time is an argument, not the clock last reported, because a
+    /// leader confirms its own read on its lease at that time: after a pause
+    /// (SIGSTOP, a stalled VM) the last time reported may be long past, and
+    /// a lease that ran out meanwhile would still look held (the fault
+    /// harness caught a leader, just resumed, answering a read 260 ms stale).
+    pub fn read_index(&mut self, ctx: u64, now_us: u64) {
+        self.set_monotonic(now_us);
         if self.role == Role::Leader {
             return self.leader_read(ctx, None);
         }

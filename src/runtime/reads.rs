@@ -244,7 +244,10 @@ impl Node {
     /// One confirmation round for every read queued.
     pub(super) fn start_read_round(&self) {
         if let Some(ctx) = self.waiters.reads.start_round() {
-            self.with_core(|core| core.read_index(ctx));
+            // The time now: a leader may confirm it on its lease, which must
+            // be judged at this moment, not at the last time its core heard.
+            let now = super::monotonic_us();
+            self.with_core(|core| core.read_index(ctx, now));
         }
     }
 

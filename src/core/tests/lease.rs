@@ -6,6 +6,14 @@ use super::*;
 
 const LEASE_US: u64 = 1_000;
 
+fn read_at(net: &Net, node: &str, ctx: u64) -> Option<u64> {
+    net.nodes[node]
+        .reads
+        .iter()
+        .find(|r| r.ctx == ctx)
+        .map(|r| r.index)
+}
+
 /// Three nodes with lease reads, n1 elected, every node past its start-up quiet period.
 fn leased_net() -> Net {
     let mut net = Net::new(3, |c| c.lease_us = LEASE_US);
@@ -64,7 +72,7 @@ fn section6_4_1_a_leader_cut_off_from_its_majority_loses_its_lease_and_falls_bac
     assert_eq!(net.core("n1").lease_read_index(11_000 + LEASE_US), None);
     // ReadIndex then needs a quorum, which it cannot get.
     net.core_mut("n1").set_monotonic(11_000 + LEASE_US);
-    net.core_mut("n1").read_index(5);
+    net.core_mut("n1").read_index(5, 0);
     net.deliver_all();
     assert!(net.nodes["n1"].reads.is_empty());
     net.heal();
@@ -100,7 +108,7 @@ fn section6_4_1_a_follower_read_is_answered_at_once_under_the_lease() {
     let mut net = leased_net();
     heartbeat_at(&mut net, 10_000);
     net.deliver_all();
-    net.core_mut("n2").read_index(4);
+    net.core_mut("n2").read_index(4, 0);
     net.core_mut("n1").set_monotonic(10_100);
     // Only the request and its answer: no AppendEntries round in between.
     net.deliver_where(|_, env| {
@@ -195,7 +203,7 @@ fn section6_4_1_no_lease_after_timeout_now_even_if_the_transfer_is_abandoned() {
     // A voter may still vote for n2 on that TimeoutNow, should it arrive late.
     assert_eq!(net.core("n1").lease_read_index(20_001), None);
     // ReadIndex still serves.
-    net.core_mut("n1").read_index(8);
+    net.core_mut("n1").read_index(8, 0);
     net.deliver_all();
     assert_eq!(net.nodes["n1"].reads.len(), 1);
 }
@@ -282,4 +290,23 @@ fn section6_4_1_a_voter_left_alone_by_an_uncommitted_removal_waits_out_the_lease
     net.tick("n2");
     assert_eq!(net.core("n2").role(), Role::Leader, "once the lockout has passed");
     assert_eq!(net.core("n1").lease_read_index(10_050 + 2 * LEASE_US), None);
+}
+
+/// A leader paused past its lease (SIGSTOP, a stalled VM) and resumed: a
+/// read it asks for itself, before anything has reported the time since,
+/// must be judged at the time of asking, not at the last time the core
+/// heard. (The fault harness found the runtime asking without reporting
+/// it: a read served 260 ms stale by a leader just resumed.)
+#[test]
+fn section6_4_1_a_leader_resumed_after_its_lease_ran_out_confirms_its_own_read_by_a_round() {
+    let mut net = leased_net();
+    heartbeat_at(&mut net, 10_000);
+    net.deliver_all();
+    let resumed = 10_000 + 5 * LEASE_US;
+    net.core_mut("n1").read_index(77, resumed);
+    net.flush("n1");
+    assert_eq!(read_at(&net, "n1", 77), None, "served on a lease that ran out");
+    // A round went out instead, and confirms it once a quorum answers.
+    net.deliver_all();
+    assert_eq!(read_at(&net, "n1", 77), Some(net.core("n1").commit()));
 }

@@ -17,7 +17,7 @@ fn section6_4_a_leader_serves_a_read_at_its_commit_index_once_a_quorum_answers_t
     net.propose("n1", &["a"]);
     net.deliver_all();
     let last = net.core("n1").log().last_index();
-    net.core_mut("n1").read_index(7);
+    net.core_mut("n1").read_index(7, 0);
     net.flush("n1");
     assert_eq!(read_at(&net, "n1", 7), None, "not before the round is answered");
     // Nothing was appended for the read.
@@ -31,8 +31,8 @@ fn section6_4_a_leader_serves_a_read_at_its_commit_index_once_a_quorum_answers_t
 fn section6_4_one_answer_of_a_later_round_confirms_every_earlier_read() {
     let mut net = Net::new(3, |_| {});
     net.elect("n1");
-    net.core_mut("n1").read_index(1);
-    net.core_mut("n1").read_index(2);
+    net.core_mut("n1").read_index(1, 0);
+    net.core_mut("n1").read_index(2, 0);
     net.flush("n1");
     // Only n2 answers, and only to the newest messages: a quorum of 2 of 3.
     net.deliver_where(|from, env| !(from == "n1" && env.to == "n3"));
@@ -44,7 +44,7 @@ fn section6_4_a_leader_cut_off_from_its_majority_confirms_no_read_and_fails_them
     let mut net = Net::new(3, |_| {});
     net.elect("n1");
     net.isolate("n1");
-    net.core_mut("n1").read_index(9);
+    net.core_mut("n1").read_index(9, 0);
     net.deliver_all();
     assert_eq!(read_at(&net, "n1", 9), None);
     // Check-quorum deposes it; the read fails (the caller retries elsewhere).
@@ -66,7 +66,7 @@ fn section6_4_a_new_leader_serves_no_read_before_an_entry_of_its_term_commits() 
     assert_eq!(net.core("n1").role(), Role::Leader);
     let noop = net.core("n1").log().last_index();
     assert!(net.core("n1").commit() < noop);
-    net.core_mut("n1").read_index(3);
+    net.core_mut("n1").read_index(3, 0);
     net.flush("n1");
     net.tick("n1");
     net.deliver_all();
@@ -84,12 +84,12 @@ fn section6_4_a_follower_read_gets_the_leaders_confirmed_commit_index() {
     net.propose("n1", &["x", "y"]);
     net.deliver_all();
     let commit = net.core("n1").commit();
-    net.core_mut("n2").read_index(5);
+    net.core_mut("n2").read_index(5, 0);
     net.deliver_all();
     assert_eq!(read_at(&net, "n2", 5), Some(commit));
     // A node that knows no leader fails the read at once.
     let mut lone = RaftCore::new(cfg("n3", 3), restored(0, &[]), 1);
-    lone.read_index(6);
+    lone.read_index(6, 0);
     assert_eq!(lone.ready().read_failures, vec![6]);
 }
 
@@ -97,7 +97,7 @@ fn section6_4_a_follower_read_gets_the_leaders_confirmed_commit_index() {
 fn section6_4_a_single_voter_serves_reads_without_a_round() {
     let mut net = Net::new(1, |_| {});
     net.elect("n1");
-    net.core_mut("n1").read_index(1);
+    net.core_mut("n1").read_index(1, 0);
     net.flush("n1");
     assert_eq!(read_at(&net, "n1", 1), Some(net.core("n1").commit()));
 }
@@ -106,7 +106,7 @@ fn section6_4_a_single_voter_serves_reads_without_a_round() {
 fn section6_4_a_follower_read_in_flight_fails_when_a_new_term_begins() {
     let mut net = Net::new(3, |_| {});
     net.elect("n1");
-    net.core_mut("n2").read_index(8);
+    net.core_mut("n2").read_index(8, 0);
     net.flush("n2");
     // The request is lost; n2 then hears from the leader of a later term.
     net.queue.clear();
@@ -137,7 +137,7 @@ fn section6_4_a_follower_read_in_flight_fails_when_a_new_term_begins() {
 fn section6_4_a_read_answer_from_a_member_not_asked_is_ignored() {
     let mut net = Net::new(3, |_| {});
     net.elect("n1");
-    net.core_mut("n2").read_index(4);
+    net.core_mut("n2").read_index(4, 0);
     net.flush("n2");
     net.queue.clear();
     let forged = Message::ReadIndexResponse(crate::wire::ReadIndexResponse {
@@ -170,7 +170,7 @@ fn section6_4_a_removed_followers_reads_are_answered_not_dropped() {
     assert!(!net.core("n1").membership().contains("n3"));
     assert_eq!(net.core("n3").leader(), Some("n1"));
     for ctx in 1..=3 {
-        net.core_mut("n3").read_index(ctx);
+        net.core_mut("n3").read_index(ctx, 0);
     }
     net.flush("n3");
     net.deliver_all();

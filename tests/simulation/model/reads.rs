@@ -100,7 +100,8 @@ impl Sim {
         self.reads.asked.insert(ctx, Asked { node: i, floor, step });
         // A leader may serve it on its lease: at the time of its clock.
         self.read_clock(i);
-        self.nodes[i].core.as_mut().unwrap().read_index(ctx);
+        // (The clock just reported: the time is not moved again.)
+        self.nodes[i].core.as_mut().unwrap().read_index(ctx, 0);
     }
 
     /// Node `i`'s Ready answered reads: confirmed (then served once applied
