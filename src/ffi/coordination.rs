@@ -388,10 +388,7 @@ pub unsafe extern "C" fn floyd_txn_if_version(
     cmp: c_int,
     version: u64,
 ) -> c_int {
-    with_txn(txn, |t| {
-        t.if_version(key_arg(key, key_len)?, cmp_arg(cmp)?, version);
-        Ok(())
-    })
+    compare_number(txn, key, key_len, cmp, version, Txn::if_version)
 }
 
 /// Adds a comparison of the revision `key` was last modified at (0: absent).
@@ -407,10 +404,7 @@ pub unsafe extern "C" fn floyd_txn_if_mod_revision(
     cmp: c_int,
     revision: u64,
 ) -> c_int {
-    with_txn(txn, |t| {
-        t.if_mod_revision(key_arg(key, key_len)?, cmp_arg(cmp)?, revision);
-        Ok(())
-    })
+    compare_number(txn, key, key_len, cmp, revision, Txn::if_mod_revision)
 }
 
 /// Adds a comparison of the revision `key` was created at (0: absent).
@@ -426,10 +420,7 @@ pub unsafe extern "C" fn floyd_txn_if_create_revision(
     cmp: c_int,
     revision: u64,
 ) -> c_int {
-    with_txn(txn, |t| {
-        t.if_create_revision(key_arg(key, key_len)?, cmp_arg(cmp)?, revision);
-        Ok(())
-    })
+    compare_number(txn, key, key_len, cmp, revision, Txn::if_create_revision)
 }
 
 /// Adds a put of `key` to `branch` (FLOYD_TXN_THEN or FLOYD_TXN_ELSE). `lease` 0: none (leases
@@ -540,6 +531,21 @@ pub unsafe extern "C" fn floyd_txn_commit(
             };
             *s = Box::into_raw(Box::new(floyd_kv_list_t { list }));
         }
+        Ok(())
+    })
+}
+
+/// A comparison of one of a key's numbers (`add` says which).
+unsafe fn compare_number(
+    txn: *mut floyd_txn_t,
+    key: *const c_char,
+    key_len: usize,
+    cmp: c_int,
+    n: u64,
+    add: for<'a> fn(&'a mut Txn, &[u8], Cmp, u64) -> &'a mut Txn,
+) -> c_int {
+    with_txn(txn, |t| {
+        add(t, key_arg(key, key_len)?, cmp_arg(cmp)?, n);
         Ok(())
     })
 }

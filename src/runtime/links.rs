@@ -205,6 +205,18 @@ impl Node {
         handshakes || core.log_says_protocol_6()
     }
 
+    /// A leader marks the entries it appends from now on as protocol 6 if
+    /// every member speaks it ([`Node::members_speak_v6`]); what it decided,
+    /// or `None` on a non-leader (which appends nothing of its own).
+    pub(super) fn refresh_marking(&self, core: &mut RaftCore) -> Option<bool> {
+        if core.role() != crate::core::Role::Leader {
+            return None;
+        }
+        let v6 = self.members_speak_v6(core);
+        core.set_time_rule_2(v6);
+        Some(v6)
+    }
+
     /// Records the leader and wakes callers waiting for one; returns it if it changed.
     pub(super) fn note_leader(&self, leader: Option<&str>) -> Option<Option<String>> {
         let mut watch = self.watch.lock();

@@ -233,11 +233,8 @@ impl Node {
     /// wait for its first tick.)
     fn marks_protocol_6(&self) -> bool {
         self.with_core(|core| {
-            let v6 = self.members_speak_v6(core);
-            if core.role() == Role::Leader {
-                core.set_time_rule_2(v6);
-            }
-            v6
+            self.refresh_marking(core)
+                .unwrap_or_else(|| self.members_speak_v6(core))
         })
     }
 

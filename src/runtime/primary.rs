@@ -95,9 +95,7 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
     node.with_core(|core| {
         core.set_clock(now_ms);
         core.set_monotonic(now_us);
-        if core.role() == crate::core::Role::Leader {
-            core.set_time_rule_2(node.members_speak_v6(core));
-        }
+        node.refresh_marking(core);
         (0..due).for_each(|_| core.tick())
     });
     node.waiters.expire(now);

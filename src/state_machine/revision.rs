@@ -89,10 +89,9 @@ pub(super) struct View<'a> {
     pub db: &'a DB,
     pub keys: &'a KvKeys,
     pub batch: WriteBatch,
-    /// Values written (`None`: deleted) earlier in the batch.
-    data: HashMap<Vec<u8>, Option<Bytes>>,
-    /// Revisions written (`None`: deleted) earlier in the batch.
-    meta: HashMap<Vec<u8>, Option<KvMeta>>,
+    /// Keys written earlier in the batch: their value (`None`: deleted) and
+    /// revisions (`None`: deleted, or dropped by an unmarked write).
+    written: HashMap<Vec<u8>, (Option<Bytes>, Option<KvMeta>)>,
     pub locks: super::lock::PendingLocks,
     /// The group's revision as of the batch so far.
     pub revision: u64,
@@ -126,8 +125,7 @@ impl<'a> View<'a> {
             db,
             keys,
             batch: WriteBatch::default(),
-            data: HashMap::new(),
-            meta: HashMap::new(),
+            written: HashMap::new(),
             locks: HashMap::new(),
             revision,
             legacy,
@@ -136,23 +134,23 @@ impl<'a> View<'a> {
 
     /// `key`'s value.
     pub fn value(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        match self.data.get(key) {
-            Some(v) => Ok(v.clone()),
+        match self.written.get(key) {
+            Some((v, _)) => Ok(v.clone()),
             None => Ok(self.db.get(self.keys.data(key))?.map(Bytes::from)),
         }
     }
 
     /// Whether `key` exists.
     fn exists(&self, key: &[u8]) -> Result<bool> {
-        match self.data.get(key) {
-            Some(v) => Ok(v.is_some()),
+        match self.written.get(key) {
+            Some((v, _)) => Ok(v.is_some()),
             None => Ok(self.db.get_pinned(self.keys.data(key))?.is_some()),
         }
     }
 
     /// `key`'s revisions; `None` if it does not exist.
     pub fn meta(&self, key: &[u8]) -> Result<Option<KvMeta>> {
-        if let Some(m) = self.meta.get(key) {
+        if let Some((_, m)) = self.written.get(key) {
             return match m {
                 Some(m) => Ok(Some(*m)),
                 // Dropped by an unmarked write, or deleted.
@@ -202,8 +200,7 @@ impl<'a> View<'a> {
                 self.legacy = true;
             }
         }
-        self.data.insert(key.to_vec(), Some(value.clone()));
-        self.meta.insert(key.to_vec(), meta);
+        self.written.insert(key.to_vec(), (Some(value.clone()), meta));
         Ok(())
     }
 
@@ -212,8 +209,7 @@ impl<'a> View<'a> {
         let existed = self.exists(key)?;
         self.batch.delete(self.keys.data(key));
         self.batch.delete(self.keys.meta(key));
-        self.data.insert(key.to_vec(), None);
-        self.meta.insert(key.to_vec(), None);
+        self.written.insert(key.to_vec(), (None, None));
         Ok(existed)
     }
 }
