@@ -2,8 +2,10 @@
 
 mod async_calls;
 mod coordination;
+mod leases;
 
 pub use coordination::{prefix_end, Branch, Cmp, KeyValue, KvList, KvMeta, Txn, TxnResponse};
+pub use leases::LeaseStatus;
 
 use crate::error::{Error, Result};
 use crate::options::Options;
@@ -27,6 +29,7 @@ pub struct Floyd {
     node: Arc<Node>,
     /// A node opened on its own owns its private host.
     host: Mutex<Option<Host>>,
+    keep_alives: leases::KeepAlives,
 }
 
 impl Floyd {
@@ -65,6 +68,7 @@ impl Floyd {
         Floyd {
             node,
             host: Mutex::new(host),
+            keep_alives: leases::KeepAlives::default(),
         }
     }
 

@@ -198,8 +198,9 @@ impl Drop for ScratchDirs {
     }
 }
 
-/// Payloads the `apply` target starts from: every kind of command and a
-/// transaction of each kind of operation, as a leader would log them.
+/// Payloads the `apply` target starts from: every kind of command, a
+/// transaction of each kind of operation and each lease command, as a
+/// leader would log them.
 pub fn apply_seeds() -> Vec<Vec<u8>> {
     use crate::state_machine::{encode_command, CommandKind};
     use crate::wire::{compare, txn_op, Compare, Delete, Get, Put, Txn, TxnOp};
@@ -242,6 +243,17 @@ pub fn apply_seeds() -> Vec<Vec<u8>> {
             ],
             otherwise: vec![put("b")],
         }),
+        // Entry 6 grants lease 6; entries are 1 s apart, so it expires
+        // within two entries unless kept alive.
+        CommandKind::LeaseGrant { ttl_ms: 1_500 },
+        CommandKind::PutLeased {
+            key: key("c"),
+            value: key("1"),
+            lease: 6,
+        },
+        CommandKind::LeaseKeepAlive { ids: vec![6, 2] },
+        CommandKind::LeaseSweep,
+        CommandKind::LeaseRevoke { id: 6 },
     ];
     let mut input = Vec::new();
     for (i, c) in cmds.into_iter().enumerate() {

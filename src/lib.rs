@@ -48,8 +48,8 @@ pub mod wire {
 
 pub use error::{Error, Result};
 pub use floyd::{
-    prefix_end, Branch, Cmp, Floyd, KeyValue, KvList, KvMeta, PeerStatus, ServerStatus, Txn, TxnResponse,
-    STATUS_HEADER,
+    prefix_end, Branch, Cmp, Floyd, KeyValue, KvList, KvMeta, LeaseStatus, PeerStatus, ServerStatus, Txn,
+    TxnResponse, STATUS_HEADER,
 };
 pub use logging::{LogCallback, LogLevel};
 pub use options::{GroupOptions, HostOptions, Options, TlsFiles};

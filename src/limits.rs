@@ -22,6 +22,20 @@ pub const MAX_TXN_BYTES: usize = MAX_VALUE_BYTES + 2 * MAX_KEY_BYTES;
 pub const MAX_RANGE_PAGE_BYTES: usize = 32 << 20;
 /// Longest lock lease: a day. A holder that needs longer renews.
 pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// Longest lease TTL: a year. (Shortest: twice the election timeout, the
+/// longest an election takes on the randomized timer; shorter asks are
+/// raised to it, as etcd does.)
+pub const MAX_LEASE_TTL_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+/// Most leases one keep-alive entry renews: the handle batches the
+/// keep-alives of all its callers into entries of at most this many.
+pub const MAX_KEEPALIVE_IDS: usize = 16_384;
+/// Most leases one entry expires (each deletes its keys); a group with more
+/// due expires the rest in the next entries, which its leader proposes at
+/// once when the group is otherwise idle.
+pub const MAX_LEASES_EXPIRED_PER_ENTRY: usize = 1_000;
+/// Most leases one entry moves to a later deadline after a new leader
+/// extended them (each move is an index update, far cheaper than an expiry).
+pub const MAX_LEASES_MOVED_PER_ENTRY: usize = 10_000;
 /// Largest `request_timeout` and `leader_wait`: beyond it, deadlines computed
 /// as `now + timeout` could overflow the clock.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);

@@ -1,5 +1,5 @@
 //! Faults a test can inject into a running node: a slow or failing disk, a
-//! busy state machine, a link cut for a while. Every hook is off unless set
+//! busy state machine, a link cut for a while, a clock set ahead. Every hook is off unless set
 //! and costs one relaxed atomic load when off.
 
 use crate::error::{Error, Result};
@@ -13,6 +13,7 @@ pub struct Faults {
     fail_log_writes: AtomicBool,
     busy_applies: AtomicU32,
     skip_fsync: AtomicBool,
+    clock_ahead_ms: AtomicU64,
 }
 
 impl Faults {
@@ -37,6 +38,18 @@ impl Faults {
     /// write costs apart from its fsyncs (`bench --no-fsync`).
     pub fn set_skip_fsync(&self, on: bool) {
         self.skip_fsync.store(on, Ordering::Relaxed);
+    }
+
+    /// The node's clock runs `ahead` of the host's from now on (as a leader
+    /// it stamps entries so), as a badly set clock would.
+    pub fn set_clock_ahead(&self, ahead: Duration) {
+        let ms = u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX);
+        self.clock_ahead_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The wall clock `now_ms` as this node reads it.
+    pub fn clock_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add(self.clock_ahead_ms.load(Ordering::Relaxed))
     }
 
     /// Whether a log write that must be synced is synced.

@@ -90,11 +90,23 @@ pub(crate) fn close_group(node: &Arc<node::Node>) {
     tracing::dispatcher::with_default(&dispatch, || group::close(node));
 }
 
-/// Milliseconds since the Unix epoch, as leaders stamp them on entries.
+/// Milliseconds since the Unix epoch, as leaders stamp them on entries:
+/// the wall clock read once, when the process first asks, moved on by the
+/// monotonic clock since (LogCabin's cluster clock does the same). So the
+/// log's time, by which locks and leases expire, moves at the pace of real
+/// time within a term even when the wall clock is stepped (NTP, an
+/// operator): a step forward would otherwise expire every lease at once.
+/// Between leaders, `state_machine::log_time` bounds what their clocks'
+/// difference can do.
 pub(crate) fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    static ANCHOR: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = *ANCHOR.get_or_init(|| {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (wall, std::time::Instant::now())
+    });
+    wall.saturating_add(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ pub struct Node {
     pub(super) applying: Mutex<()>,
     /// Woken while a worker served it: that worker queues it again.
     pub(super) apply_again: AtomicBool,
+    /// A sweep of expired leases proposed by this node is under way.
+    pub(super) lease_sweep: Arc<AtomicBool>,
     /// The leader and the links, as parked commands look at them.
     pub(super) watch: Mutex<Watch>,
     pub(super) stopping: AtomicBool,
@@ -128,6 +130,7 @@ impl Node {
             apply_scheduled: AtomicBool::new(false),
             applying: Mutex::new(()),
             apply_again: AtomicBool::new(false),
+            lease_sweep: Arc::new(AtomicBool::new(false)),
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -214,17 +217,36 @@ impl Node {
             self.read_by_index(Query::Get(key), deadline, done);
         } else if let CommandKind::Range(r) = cmd {
             self.read_by_index(Query::Range(r), deadline, done);
-        } else if matches!(cmd, CommandKind::Txn(_)) && !self.marks_protocol_6() {
+        } else if let CommandKind::LeaseQuery { id } = cmd {
+            self.read_by_index(Query::Lease(id), deadline, done);
+        } else if cmd.needs_protocol_6() && !self.marks_protocol_6() {
             // Applied only in entries marked as proposed under protocol 6
             // (`state_machine/revision.rs`); refused here rather than
             // committed to be refused by every replica.
             done(Err(Error::Busy(
-                "transactions wait until every member of the group runs this release (a rolling upgrade is under way)"
+                "transactions and leases wait until every member of the group runs this release (a rolling upgrade is under way)"
                     .into(),
             )))
         } else {
             self.submit(encode_command(cmd), deadline, done);
         }
+    }
+
+    /// On the leader of a group whose lease has run out with no entry since
+    /// to expire it (every protocol-6 entry expires what is due): proposes
+    /// an empty one, one at a time. Called on every tick.
+    pub(super) fn sweep_leases_if_due(&self) {
+        if !self.state_machine.lease_sweep_due() || self.lease_sweep.load(Ordering::Acquire) {
+            return;
+        }
+        if !self.is_leader() || !self.marks_protocol_6() {
+            return;
+        }
+        self.lease_sweep.store(true, Ordering::Release);
+        let under_way = self.lease_sweep.clone();
+        let deadline = Instant::now() + self.opts.request_timeout;
+        let done: Completion = Box::new(move |_| under_way.store(false, Ordering::Release));
+        self.submit(encode_command(CommandKind::LeaseSweep), deadline, done);
     }
 
     /// Whether the entries this node proposes now are marked as proposed

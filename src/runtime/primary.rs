@@ -90,7 +90,7 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
         return false;
     }
     // Election and heartbeat timers live in the core.
-    let now_ms = super::wall_clock_ms();
+    let now_ms = node.faults().clock_ms(super::wall_clock_ms());
     let now_us = super::monotonic_us();
     node.with_core(|core| {
         core.set_clock(now_ms);
@@ -100,6 +100,7 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
     });
     node.waiters.expire(now);
     node.restart_stalled_reads();
+    node.sweep_leases_if_due();
     if node.snapshots.install_pending() {
         // Loaded once the log has caught up with a newer snapshot (see
         // `snapshot_for_install`): looked at again on every tick.

@@ -31,6 +31,8 @@ pub enum Query {
     Get(Bytes),
     /// A range of keys with their revisions, or their number (`KvList`).
     Range(crate::wire::Range),
+    /// A lease's TTL, time left and keys (`LeaseInfo`).
+    Lease(u64),
 }
 
 /// Rounds a node's callers keep out at once. One: reads that arrive while
@@ -281,6 +283,12 @@ impl Node {
             Query::Range(r) => {
                 use prost::Message as _;
                 Ok(Some(Bytes::from(self.state_machine.range(r)?.encode_to_vec())))
+            }
+            Query::Lease(id) => {
+                use prost::Message as _;
+                Ok(Some(Bytes::from(
+                    self.state_machine.lease_info(*id)?.encode_to_vec(),
+                )))
             }
         }
     }

@@ -3,6 +3,7 @@
 //! revision, so a crash between commit and apply replays every entry
 //! exactly once (entries at or below the stored applied index are skipped).
 
+use super::lease::{self, LeaseTable};
 use super::revision::View;
 use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine};
 use crate::error::{Error, Result};
@@ -39,9 +40,14 @@ impl KvStateMachine {
             },
         };
         let (applied, mut time) = (state.index, state.time);
-        // Until the batch is written, nothing is known for sure.
+        // Until the batch is written, nothing is known for sure: taken out,
+        // put back only once it is.
         *cached = None;
-        let mut view = View::new(&db, keys, state.revision, state.legacy);
+        let mut leases = match self.leases.lock().take() {
+            Some(table) => table,
+            None => LeaseTable::load(&db, keys)?,
+        };
+        let mut view = View::new(&db, keys, &mut leases, state.revision, state.legacy);
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
         for e in entries.iter().filter(|e| e.index > applied) {
@@ -54,6 +60,9 @@ impl KvStateMachine {
             last = e.index;
             let protocol_6 = e.log_time_rule == 2;
             time.advance(e.index, e.term, e.leader_time_ms, protocol_6);
+            if protocol_6 {
+                lease::before_entry(&mut view, e.term, time.time)?;
+            }
             let result = if e.r#type == EntryType::EntryCommand as i32 {
                 let at = At {
                     index: e.index,
@@ -91,6 +100,8 @@ impl KvStateMachine {
             wo.set_sync(false);
             db.write_opt(batch, &wo)?;
         }
+        self.lease_clock.lock().applied(time.time, leases.next_deadline());
+        *self.leases.lock() = Some(leases);
         *cached = Some(AppliedState {
             index: last,
             time,
@@ -113,12 +124,11 @@ fn apply_command(view: &mut View<'_>, payload: &[u8], at: At) -> Result<Result<O
     };
     Ok(match op {
         Op::Put(p) if at.protocol_6 => {
-            if p.lease != 0 {
-                // Leases are not granted yet: it names one that does not exist.
-                return Ok(Err(Error::NotFound));
+            if let Err(e) = lease::check_exists(view, p.lease) {
+                return Ok(Err(e));
             }
             let next = view.revision + 1;
-            view.put(&p.key, &p.value, 0, Some(next))?;
+            view.put(&p.key, &p.value, p.lease, Some(next))?;
             view.revision = next;
             Ok(None)
         }
@@ -135,9 +145,16 @@ fn apply_command(view: &mut View<'_>, payload: &[u8], at: At) -> Result<Result<O
         }
         Op::Get(g) => view.value(&g.key)?.map(Some).ok_or(Error::NotFound),
         Op::Txn(t) if at.protocol_6 => return txn::apply(view, &t),
-        Op::Txn(_) => Err(Error::InvalidArgument(
-            "a transaction proposed while not every member ran protocol 6".into(),
-        )),
+        Op::LeaseGrant(g) if at.protocol_6 => lease::grant(view, at.index, g.ttl_ms, at.time),
+        Op::LeaseKeepAlive(k) if at.protocol_6 => Ok(Some(lease::keep_alive(view, &k.ids, at.time))),
+        Op::LeaseRevoke(r) if at.protocol_6 => return lease::revoke(view, r.id),
+        // What is due expired before the entry (`lease::before_entry`).
+        Op::LeaseSweep(_) => Ok(None),
+        Op::Txn(_) | Op::LeaseGrant(_) | Op::LeaseKeepAlive(_) | Op::LeaseRevoke(_) => {
+            Err(Error::InvalidArgument(
+                "a transaction or lease command proposed while not every member ran protocol 6".into(),
+            ))
+        }
         Op::TryLock(t) => {
             return lock::try_lock(
                 view.db,
@@ -164,9 +181,11 @@ fn apply_command(view: &mut View<'_>, payload: &[u8], at: At) -> Result<Result<O
         }
         // Membership requests become configuration entries, never commands;
         // reads are served without the log.
-        Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) | Op::Range(_) => Err(
-            Error::InvalidArgument("a membership, leadership or range request in a command entry".into()),
-        ),
+        Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) | Op::Range(_) | Op::LeaseQuery(_) => {
+            Err(Error::InvalidArgument(
+                "a membership, leadership, range or lease request in a command entry".into(),
+            ))
+        }
         // Refused, not fatal: every replica of this cluster answers the same.
         Op::Custom(_) => Err(Error::InvalidArgument(
             "a command for a user-defined state machine, but this node runs the built-in key-value store"

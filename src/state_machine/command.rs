@@ -1,10 +1,11 @@
 //! Encoding of client commands carried in log entries.
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_KEEPALIVE_IDS;
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::wire::{
-    command::Op, AddServer, Command, Custom, Delete, Get, Put, Range, RemoveServer, TransferLeader, TryLock,
-    Txn, Unlock,
+    command::Op, AddServer, Command, Custom, Delete, Get, LeaseGrant, LeaseKeepAlive, LeaseQuery,
+    LeaseRevoke, LeaseSweep, Put, Range, RemoveServer, TransferLeader, TryLock, Txn, Unlock,
 };
 use bytes::Bytes;
 use prost::Message as _;
@@ -52,22 +53,51 @@ pub enum CommandKind {
     Txn(Txn),
     /// A range read (protocol 6), served as a `Get` is: never in the log.
     Range(Range),
+    /// A put that attaches the key to a lease (protocol 6; `lease.rs`).
+    PutLeased {
+        key: Bytes,
+        value: Bytes,
+        lease: u64,
+    },
+    LeaseGrant {
+        ttl_ms: u64,
+    },
+    LeaseRevoke {
+        id: u64,
+    },
+    /// Renews every lease named (a handle batches its callers' keep-alives).
+    LeaseKeepAlive {
+        ids: Vec<u64>,
+    },
+    /// Expires what is due in an idle group (its leader proposes it).
+    LeaseSweep,
+    /// A lease's TTL and time left: a read, never in the log.
+    LeaseQuery {
+        id: u64,
+    },
 }
 
 impl CommandKind {
     /// Checks sizes before anything is proposed.
     pub fn validate(&self) -> Result<()> {
         match self {
-            CommandKind::Put { key, value } => {
-                check_name(key, "key")?;
-                if value.len() > MAX_VALUE_BYTES {
+            CommandKind::Put { key, value } => check_put(key, value),
+            CommandKind::PutLeased { key, value, lease } => {
+                check_put(key, value)?;
+                check_lease_id(*lease)
+            }
+            CommandKind::LeaseGrant { ttl_ms } => super::lease::check_ttl(*ttl_ms),
+            CommandKind::LeaseRevoke { id } | CommandKind::LeaseQuery { id } => check_lease_id(*id),
+            CommandKind::LeaseKeepAlive { ids } => {
+                if ids.is_empty() || ids.len() > MAX_KEEPALIVE_IDS {
                     return Err(Error::InvalidArgument(format!(
-                        "value of {} bytes exceeds {MAX_VALUE_BYTES}",
-                        value.len()
+                        "a keep-alive of {} leases (1 to {MAX_KEEPALIVE_IDS})",
+                        ids.len()
                     )));
                 }
-                Ok(())
+                ids.iter().try_for_each(|id| check_lease_id(*id))
             }
+            CommandKind::LeaseSweep => Ok(()),
             CommandKind::Delete { key } | CommandKind::Get { key } => check_name(key, "key"),
             CommandKind::TryLock { name, holder, ttl_ms } => {
                 check_name(name, "lock name")?;
@@ -112,7 +142,25 @@ impl CommandKind {
 
     /// Whether this is a read served by ReadIndex (on a follower too), not a log entry.
     pub fn is_read(&self) -> bool {
-        matches!(self, CommandKind::Get { .. } | CommandKind::Range(_))
+        matches!(
+            self,
+            CommandKind::Get { .. } | CommandKind::Range(_) | CommandKind::LeaseQuery { .. }
+        )
+    }
+
+    /// Whether every replica applies it only in an entry marked as proposed
+    /// under protocol 6 (`revision.rs`): a leader refuses it with `Busy`
+    /// rather than commit it to be refused everywhere.
+    pub fn needs_protocol_6(&self) -> bool {
+        matches!(
+            self,
+            CommandKind::Txn(_)
+                | CommandKind::PutLeased { .. }
+                | CommandKind::LeaseGrant { .. }
+                | CommandKind::LeaseRevoke { .. }
+                | CommandKind::LeaseKeepAlive { .. }
+                | CommandKind::LeaseSweep
+        )
     }
 
     /// Whether this is a membership request rather than a state-machine command.
@@ -136,12 +184,23 @@ impl CommandKind {
             CommandKind::Custom { data } => Op::Custom(Custom { data }),
             CommandKind::Txn(t) => Op::Txn(t),
             CommandKind::Range(r) => Op::Range(r),
+            CommandKind::PutLeased { key, value, lease } => Op::Put(Put { key, value, lease }),
+            CommandKind::LeaseGrant { ttl_ms } => Op::LeaseGrant(LeaseGrant { ttl_ms }),
+            CommandKind::LeaseRevoke { id } => Op::LeaseRevoke(LeaseRevoke { id }),
+            CommandKind::LeaseKeepAlive { ids } => Op::LeaseKeepAlive(LeaseKeepAlive { ids }),
+            CommandKind::LeaseSweep => Op::LeaseSweep(LeaseSweep {}),
+            CommandKind::LeaseQuery { id } => Op::LeaseQuery(LeaseQuery { id }),
         };
         Command { op: Some(op) }
     }
 
     pub fn from_wire(cmd: Command) -> Result<Self> {
         Ok(match cmd.op {
+            Some(Op::Put(p)) if p.lease != 0 => CommandKind::PutLeased {
+                key: p.key,
+                value: p.value,
+                lease: p.lease,
+            },
             Some(Op::Put(p)) => CommandKind::Put {
                 key: p.key,
                 value: p.value,
@@ -163,9 +222,32 @@ impl CommandKind {
             Some(Op::Custom(c)) => CommandKind::Custom { data: c.data },
             Some(Op::Txn(t)) => CommandKind::Txn(t),
             Some(Op::Range(r)) => CommandKind::Range(r),
+            Some(Op::LeaseGrant(g)) => CommandKind::LeaseGrant { ttl_ms: g.ttl_ms },
+            Some(Op::LeaseRevoke(r)) => CommandKind::LeaseRevoke { id: r.id },
+            Some(Op::LeaseKeepAlive(k)) => CommandKind::LeaseKeepAlive { ids: k.ids },
+            Some(Op::LeaseSweep(_)) => CommandKind::LeaseSweep,
+            Some(Op::LeaseQuery(q)) => CommandKind::LeaseQuery { id: q.id },
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })
     }
+}
+
+fn check_put(key: &[u8], value: &[u8]) -> Result<()> {
+    check_name(key, "key")?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "value of {} bytes exceeds {MAX_VALUE_BYTES}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_lease_id(id: u64) -> Result<()> {
+    if id == 0 {
+        return Err(Error::InvalidArgument("lease id 0 names no lease".into()));
+    }
+    Ok(())
 }
 
 fn check_name(name: &[u8], what: &str) -> Result<()> {

@@ -15,6 +15,11 @@ const DATA: u8 = b'd';
 const LOCK: u8 = b'l';
 /// A key's revisions (`revision.rs`), beside its value under `d`.
 const META: u8 = b'k';
+/// Leases (`lease.rs`): each lease's TTL and deadline, the leases by
+/// deadline, and the keys attached to each.
+const LEASE: u8 = b'e';
+const EXPIRY: u8 = b'x';
+const ATTACHED: u8 = b'a';
 
 /// The keys of one group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +74,36 @@ impl KvKeys {
         self.key(&[&[LOCK]])
     }
 
+    /// The key of lease `id`'s TTL and deadline.
+    pub fn lease(&self, id: u64) -> Vec<u8> {
+        self.key(&[&[LEASE], &id.to_be_bytes()])
+    }
+
+    /// The prefix of every lease's key.
+    pub fn leases(&self) -> Vec<u8> {
+        self.key(&[&[LEASE]])
+    }
+
+    /// Lease `id` in the index of leases by deadline.
+    pub fn expiry(&self, deadline: u64, id: u64) -> Vec<u8> {
+        self.key(&[&[EXPIRY], &deadline.to_be_bytes(), &id.to_be_bytes()])
+    }
+
+    /// User key `key` attached to lease `id`.
+    pub fn attached(&self, id: u64, key: &[u8]) -> Vec<u8> {
+        self.key(&[&[ATTACHED], &id.to_be_bytes(), key])
+    }
+
+    /// The prefix of the keys attached to lease `id`.
+    pub fn attached_to(&self, id: u64) -> Vec<u8> {
+        self.key(&[&[ATTACHED], &id.to_be_bytes()])
+    }
+
+    /// The term of the last leases' promotion and the log's time at it.
+    pub fn lease_promotion(&self) -> Vec<u8> {
+        self.key(&[b"m:lpromo"])
+    }
+
     pub fn applied(&self) -> Vec<u8> {
         self.key(&[b"m:applied"])
     }
@@ -94,8 +129,12 @@ impl KvKeys {
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {
-            // `d…`, `l…`, `m:…`: apart from every other group's `G…`.
+            // `a…`, `d…`, `e…`, `k…`, `l…`, `m:…`, `x…`: apart from every
+            // other group's `G…`.
             return vec![
+                (vec![ATTACHED], vec![ATTACHED + 1]),
+                (vec![LEASE], vec![LEASE + 1]),
+                (vec![EXPIRY], vec![EXPIRY + 1]),
                 (vec![DATA], vec![DATA + 1]),
                 (vec![META], vec![META + 1]),
                 (vec![LOCK], vec![LOCK + 1]),
@@ -132,6 +171,16 @@ mod tests {
         // too (exported, imported and deleted with the group).
         assert_eq!((k.meta(b"x"), k.revision()), (b"kx".to_vec(), b"m:rev".to_vec()));
         assert!(k.owns(&k.meta(b"x")) && k.owns(&k.revision()));
+        // Leases too.
+        for key in [
+            k.lease(7),
+            k.expiry(1, 7),
+            k.attached(7, b"x"),
+            k.lease_promotion(),
+        ] {
+            assert!(k.owns(&key), "{key:?}");
+            assert!(!KvKeys::of(1).owns(&key));
+        }
     }
 
     #[test]

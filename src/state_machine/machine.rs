@@ -70,6 +70,22 @@ impl Machine {
         }
     }
 
+    /// Lease `id` as of the last applied entry (a local read).
+    pub fn lease_info(&self, id: u64) -> Result<crate::wire::LeaseInfo> {
+        match self {
+            Machine::Kv(kv) => kv.lease_info(id),
+            Machine::User(_) => Err(user_has_no_keys()),
+        }
+    }
+
+    /// Whether the leader should propose a sweep of expired leases.
+    pub fn lease_sweep_due(&self) -> bool {
+        match self {
+            Machine::Kv(kv) => kv.lease_sweep_due(),
+            Machine::User(_) => false,
+        }
+    }
+
     /// The keys of range `r` as of the last applied entry (a local read).
     pub fn range(&self, r: &crate::wire::Range) -> Result<crate::wire::KvList> {
         match self {

@@ -12,6 +12,7 @@
 mod apply;
 mod command;
 mod kv_keys;
+pub mod lease;
 mod lock;
 mod log_time;
 mod machine;
@@ -88,6 +89,9 @@ pub struct KvStateMachine {
     /// whenever something else rewrites the group's state (a snapshot
     /// loaded, the group deleted) or a write fails.
     applied: parking_lot::Mutex<Option<AppliedState>>,
+    /// The group's leases as last written; `None` as `applied` is.
+    leases: parking_lot::Mutex<Option<lease::LeaseTable>>,
+    lease_clock: parking_lot::Mutex<lease::LeaseClock>,
 }
 
 /// What applying moves besides the data: kept in memory between batches.
@@ -112,6 +116,8 @@ impl KvStateMachine {
             private: true,
             closed: AtomicBool::new(false),
             applied: parking_lot::Mutex::new(None),
+            leases: parking_lot::Mutex::new(None),
+            lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
         })
     }
 
@@ -123,6 +129,8 @@ impl KvStateMachine {
             private: false,
             closed: AtomicBool::new(false),
             applied: parking_lot::Mutex::new(None),
+            leases: parking_lot::Mutex::new(None),
+            lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
         }
     }
 
@@ -165,7 +173,30 @@ impl KvStateMachine {
     /// Something other than `apply` rewrote the group's state: the next
     /// apply reads its applied index and time from the database again.
     pub(super) fn forget_applied(&self) {
-        *self.applied.lock() = None;
+        let mut applied = self.applied.lock();
+        *applied = None;
+        *self.leases.lock() = None;
+        // Until the next apply says when the next lease is due.
+        *self.lease_clock.lock() = lease::LeaseClock::default();
+    }
+
+    /// Whether a lease's deadline has passed with nothing applied since to
+    /// expire it: the leader of an idle group proposes a sweep.
+    pub fn lease_sweep_due(&self) -> bool {
+        self.lease_clock.lock().sweep_due()
+    }
+
+    /// Lease `id`'s TTL, time left and keys, as of the last applied entry
+    /// (a local read; the time left counts the time passed since). `NotFound`
+    /// if it does not exist.
+    pub fn lease_info(&self, id: u64) -> Result<crate::wire::LeaseInfo> {
+        let db = self.db()?;
+        let clock = self.lease_clock.lock().now();
+        let now = match clock {
+            Some(now) => now,
+            None => read_u64(&db, &self.keys.time(), "log time")?,
+        };
+        lease::info(&db, &self.keys, id, now)
     }
 
     /// Highest log index whose effect is stored here.
@@ -234,3 +265,6 @@ mod shared_tests;
 
 #[cfg(test)]
 mod revision_tests;
+
+#[cfg(test)]
+mod lease_tests;

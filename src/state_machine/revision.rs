@@ -22,6 +22,7 @@
 //! counted, a key without revisions is absent, and writing a new key costs
 //! one lookup (its revisions), not two.
 
+use super::lease::LeaseTable;
 use super::KvKeys;
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -93,6 +94,10 @@ pub(super) struct View<'a> {
     /// revisions (`None`: deleted, or dropped by an unmarked write).
     written: HashMap<Vec<u8>, (Option<Bytes>, Option<KvMeta>)>,
     pub locks: super::lock::PendingLocks,
+    /// The group's leases as of the batch so far (`lease.rs`).
+    pub leases: &'a mut LeaseTable,
+    /// Keys attached to (`true`) or detached from a lease earlier in the batch.
+    attached: HashMap<(u64, Vec<u8>), bool>,
     /// The group's revision as of the batch so far.
     pub revision: u64,
     /// Keys without revisions may exist ([`legacy_possible`]).
@@ -120,13 +125,21 @@ pub fn legacy_possible(db: &DB, keys: &KvKeys) -> Result<bool> {
 }
 
 impl<'a> View<'a> {
-    pub fn new(db: &'a DB, keys: &'a KvKeys, revision: u64, legacy: bool) -> View<'a> {
+    pub fn new(
+        db: &'a DB,
+        keys: &'a KvKeys,
+        leases: &'a mut LeaseTable,
+        revision: u64,
+        legacy: bool,
+    ) -> View<'a> {
         View {
             db,
             keys,
             batch: WriteBatch::default(),
             written: HashMap::new(),
             locks: HashMap::new(),
+            leases,
+            attached: HashMap::new(),
             revision,
             legacy,
         }
@@ -174,23 +187,29 @@ impl<'a> View<'a> {
     /// Writes `key` at revision `at` (`None`: an unmarked entry, which
     /// counts nothing and drops the key's revisions).
     pub fn put(&mut self, key: &Bytes, value: &Bytes, lease: u64, at: Option<u64>) -> Result<()> {
-        let meta = match at {
-            Some(rev) => Some(match self.meta(key)? {
-                Some(old) => KvMeta {
-                    mod_revision: rev,
-                    version: old.version + 1,
-                    lease,
-                    ..old
-                },
-                None => KvMeta {
-                    create_revision: rev,
-                    mod_revision: rev,
-                    version: 1,
-                    lease,
-                },
-            }),
-            None => None,
+        // A key keeps no lease through an unmarked write (which names none).
+        let lease = if at.is_some() { lease } else { 0 };
+        let old = match at {
+            Some(_) => self.meta(key)?,
+            // Only its lease is asked for: none can be attached without leases.
+            None if self.leases.is_empty() => None,
+            None => self.meta(key)?,
         };
+        self.reattach(key, old.map_or(0, |m| m.lease), lease);
+        let meta = at.map(|rev| match old {
+            Some(old) => KvMeta {
+                mod_revision: rev,
+                version: old.version + 1,
+                lease,
+                ..old
+            },
+            None => KvMeta {
+                create_revision: rev,
+                mod_revision: rev,
+                version: 1,
+                lease,
+            },
+        });
         self.batch.put(self.keys.data(key), value);
         match &meta {
             Some(m) => self.batch.put(self.keys.meta(key), m.encode()),
@@ -206,11 +225,61 @@ impl<'a> View<'a> {
 
     /// Deletes `key`; whether it existed.
     pub fn delete(&mut self, key: &Bytes) -> Result<bool> {
-        let existed = self.exists(key)?;
+        let existed = if self.leases.is_empty() {
+            self.exists(key)?
+        } else {
+            let meta = self.meta(key)?;
+            self.reattach(key, meta.map_or(0, |m| m.lease), 0);
+            meta.is_some()
+        };
         self.batch.delete(self.keys.data(key));
         self.batch.delete(self.keys.meta(key));
         self.written.insert(key.to_vec(), (None, None));
         Ok(existed)
+    }
+}
+
+impl View<'_> {
+    /// Moves `key` from lease `from` to lease `to` (0: none).
+    fn reattach(&mut self, key: &[u8], from: u64, to: u64) {
+        if from == to {
+            return;
+        }
+        if from != 0 {
+            self.batch.delete(self.keys.attached(from, key));
+            self.attached.insert((from, key.to_vec()), false);
+        }
+        if to != 0 {
+            self.batch.put(self.keys.attached(to, key), []);
+            self.attached.insert((to, key.to_vec()), true);
+        }
+    }
+
+    /// The keys attached to lease `id`, in key order.
+    pub fn attached_keys(&self, id: u64) -> Result<Vec<Vec<u8>>> {
+        let prefix = self.keys.attached_to(id);
+        let mut keys = std::collections::BTreeSet::new();
+        let mut it = self.db.raw_iterator();
+        it.seek(&prefix);
+        while let Some(k) = it.key() {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            keys.insert(k[prefix.len()..].to_vec());
+            it.next();
+        }
+        it.status()?;
+        for ((lease, key), attached) in &self.attached {
+            if *lease != id {
+                continue;
+            }
+            if *attached {
+                keys.insert(key.clone());
+            } else {
+                keys.remove(key);
+            }
+        }
+        Ok(keys.into_iter().collect())
     }
 }
 

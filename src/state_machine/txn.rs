@@ -114,13 +114,14 @@ pub(super) fn apply(view: &mut View<'_>, txn: &Txn) -> Result<Result<Option<Byte
         }
     }
     let branch = if succeeded { &txn.then } else { &txn.otherwise };
-    // Checked before any write: leases are not granted yet (a later
-    // issue), so a put naming one names a lease that does not exist.
-    let names_a_lease = branch
-        .iter()
-        .any(|op| matches!(&op.op, Some(txn_op::Op::Put(p)) if p.lease != 0));
-    if names_a_lease {
-        return Ok(Err(Error::NotFound));
+    // Checked before any write (etcd's `checkTxn`): a put naming a lease
+    // that does not exist fails the whole transaction.
+    for op in branch {
+        if let Some(txn_op::Op::Put(p)) = &op.op {
+            if let Err(e) = super::lease::check_exists(view, p.lease) {
+                return Ok(Err(e));
+            }
+        }
     }
     let next = view.revision + 1;
     let mut changed = false;
