@@ -102,6 +102,10 @@ c-test: lib | $(OUT)
 	$(OUT)/test_coordination
 	$(CC) $(CFLAGS) $(ASAN) tests/c/test_coordination.c $(SHARED) -o $(OUT)/test_coordination_asan
 	$(OUT)/test_coordination_asan
+	$(CC) $(CFLAGS) tests/c/test_leases.c $(SHARED) -o $(OUT)/test_leases
+	$(OUT)/test_leases
+	$(CC) $(CFLAGS) $(ASAN) tests/c/test_leases.c $(SHARED) -o $(OUT)/test_leases_asan
+	$(OUT)/test_leases_asan
 
 cpp-test: lib | $(OUT)
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/standalone.cpp $(SHARED) -o $(OUT)/cpp_standalone

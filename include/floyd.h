@@ -850,6 +850,79 @@ int floyd_host_list_groups(floyd_host_t *h, uint64_t **ids, size_t *count, char 
 int floyd_host_get_status_json(floyd_host_t *h, char **json);
 
 /**
+ * Grants a lease of `ttl_ms` (raised to twice the election timeout if
+ * shorter, at most a year) and stores its id (never 0) in `*lease_id`. The
+ * lease ends, deleting every key attached to it at one revision, once
+ * `ttl_ms` pass without a keep-alive, or when revoked.
+ *
+ * Thread-safety: as `floyd_write`.
+ * Ownership: `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `lease_id`, `ttl_ms` 0 or over a year, a
+ * user-defined state machine); not applied: FLOYD_NO_LEADER, FLOYD_BUSY (also while a member of
+ * the group runs a release without leases); outcome unknown: FLOYD_TIMEOUT, FLOYD_STOPPED;
+ * FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_lease_grant(floyd_t *f, uint64_t ttl_ms, uint64_t *lease_id, char **errmsg);
+
+/**
+ * Renews lease `lease_id` for its TTL from now; `*ttl_ms_left` (may be
+ * NULL) gets the TTL. The lease lasts at least that long from when this
+ * call began, across leader changes too. Keep-alives from many threads on
+ * one `floyd_t` share log entries: call it freely (a third of the TTL is
+ * the usual period).
+ *
+ * Thread-safety: as `floyd_write`.
+ * Ownership: `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND (expired or revoked: its keys are gone or going);
+ * FLOYD_INVALID_ARGUMENT (NULL `f`, lease id 0); the other codes as `floyd_lease_grant` (a
+ * keep-alive is safe to retry whatever the outcome).
+ */
+int floyd_lease_keepalive(floyd_t *f, uint64_t lease_id, uint64_t *ttl_ms_left, char **errmsg);
+
+/**
+ * Ends lease `lease_id` now, deleting every key attached to it at one revision.
+ *
+ * Thread-safety: as `floyd_write`.
+ * Ownership: `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease); the other codes as `floyd_lease_grant`.
+ */
+int floyd_lease_revoke(floyd_t *f, uint64_t lease_id, char **errmsg);
+
+/**
+ * Lease `lease_id`'s TTL (`*ttl_ms`), what is left of it (`*remaining_ms`)
+ * and its number of keys (`*keys`); each out-pointer may be NULL.
+ * Linearizable (a ReadIndex round, as `floyd_read`).
+ *
+ * Thread-safety: as `floyd_read`.
+ * Ownership: `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease); FLOYD_INVALID_ARGUMENT (NULL `f`, lease id
+ * 0); FLOYD_NO_LEADER, FLOYD_TIMEOUT, FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_lease_time_to_live(floyd_t *f,
+                             uint64_t lease_id,
+                             uint64_t *ttl_ms,
+                             uint64_t *remaining_ms,
+                             uint64_t *keys,
+                             char **errmsg);
+
+/**
+ * Stores `value` under `key` attached to lease `lease_id`: deleted when the
+ * lease ends (a later write without a lease detaches the key).
+ *
+ * Thread-safety: as `floyd_write`.
+ * Ownership: `key` and `value` are borrowed and copied; `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease: nothing written); FLOYD_INVALID_ARGUMENT (as
+ * `floyd_write`, lease id 0); the other codes as `floyd_lease_grant`.
+ */
+int floyd_write_with_lease(floyd_t *f,
+                           const char *key,
+                           size_t key_len,
+                           const char *value,
+                           size_t value_len,
+                           uint64_t lease_id,
+                           char **errmsg);
+
+/**
  * Opens a node and starts its threads; on `FLOYD_OK`, `*out` is the new handle.
  *
  * Thread-safety: any thread; `opts` must not be modified during the call. Blocks while the

@@ -6,92 +6,7 @@
  * bad input for every one of them.
  * Prints one line per check ("ok N - what") and "N passed, M failed" at the end.
  */
-#define _POSIX_C_SOURCE 200809L
-#include "floyd.h"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-static int passed, failed;
-
-#define CHECK(cond, what)                                                                  \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-            printf("ok %d - %s\n", passed + failed, what);                                 \
-        } else {                                                                           \
-            failed++;                                                                      \
-            printf("not ok %d - %s (%s:%d: %s)\n", passed + failed, what, __FILE__, __LINE__, #cond); \
-        }                                                                                  \
-        fflush(stdout);                                                                    \
-    } while (0)
-
-#define NODES 3
-static floyd_t *nodes[NODES];
-static int ports[NODES];
-static char members[256];
-static char dir[] = "/tmp/floyd-c-coord-XXXXXX";
-
-static int free_port(void) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-        perror("free_port");
-        exit(2);
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void pause_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-/* Runs `call` into `rc` again while it answers NO_LEADER or BUSY (certainly not
- * applied: leadership moving, or a member's protocol not known yet right after
- * an election), for at most 30 s. */
-#define RETRY(rc, call)                                                   \
-    do {                                                                  \
-        double deadline_ = now_s() + 30;                                  \
-        for (;;) {                                                        \
-            (rc) = (call);                                                \
-            if (((rc) != FLOYD_NO_LEADER && (rc) != FLOYD_BUSY) || now_s() >= deadline_) break; \
-            pause_ms(20);                                                 \
-        }                                                                 \
-    } while (0)
-
-/* Index of the node all others agree leads, or -1 after the deadline. */
-static int wait_for_leader(void) {
-    double deadline = now_s() + 30;
-    while (now_s() < deadline) {
-        for (int i = 0; i < NODES; i++) {
-            if (!floyd_is_leader(nodes[i])) continue;
-            int agreed = 1;
-            for (int j = 0; j < NODES; j++) agreed &= floyd_has_leader(nodes[j]);
-            if (agreed) return i;
-        }
-        pause_ms(10);
-    }
-    return -1;
-}
+#include "test_cluster.h"
 
 static int leader = -1, follower = -1, other = -1;
 
@@ -724,32 +639,10 @@ static void test_scan(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 2;
-    }
-    size_t used = 0;
-    for (int i = 0; i < NODES; i++) {
-        ports[i] = free_port();
-        used += (size_t)snprintf(members + used, sizeof members - used, "%s127.0.0.1:%d", i ? "," : "", ports[i]);
-    }
-    for (int i = 0; i < NODES; i++) {
-        char path[512], *msg = NULL;
-        snprintf(path, sizeof path, "%s/node%d", dir, i);
-        floyd_options_t *o = floyd_options_new(members, "127.0.0.1", ports[i], path);
-        int rc = floyd_options_set_heartbeat_us(o, 30000) | floyd_options_set_check_leader_us(o, 300000) |
-                 floyd_options_set_request_timeout_ms(o, 10000) | floyd_options_set_leader_wait_ms(o, 5000) |
-                 floyd_options_set_cluster_id(o, "c-coord-test");
-        CHECK(rc == FLOYD_OK, "options");
-        rc = floyd_open(o, &nodes[i], &msg);
-        CHECK(rc == FLOYD_OK && nodes[i] != NULL, "open a node");
-        if (rc != FLOYD_OK) printf("     %s: %s\n", floyd_status_str(rc), msg ? msg : "");
-        floyd_free(msg);
-        floyd_options_free(o);
-    }
+    int opened = open_cluster("c-coord-test");
     test_codes();
     test_prefix_end();
-    if (nodes[0] && nodes[1] && nodes[2]) {
+    if (opened) {
         leader = wait_for_leader();
         CHECK(leader >= 0, "a leader is elected and known everywhere");
         if (leader >= 0) {
@@ -762,10 +655,5 @@ int main(void) {
             test_scan();
         }
     }
-    for (int i = 0; i < NODES; i++) floyd_close(nodes[i]);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) printf("could not remove %s\n", dir);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return close_cluster();
 }
