@@ -6,6 +6,7 @@
 //! cargo run --example coord_bench -- cas  [--threads 20] [--counters 1] [--secs 5]
 //! cargo run --example coord_bench -- txn  [--threads 20] [--ops 10] [--secs 5]
 //! cargo run --example coord_bench -- scan [--keys 10000] [--rounds 20] [--writers 4]
+//! cargo run --example coord_bench -- leases [--leases 100000] [--ttl-ms 10000] [--threads 64] [--secs 20]
 //! ```
 //!
 //! `cas`: every thread increments counter `thread % counters` by
@@ -19,6 +20,12 @@
 //! `scan`: loads `--keys` keys, then scans them all (linearizable, pages of
 //! 1,000) `--rounds` times while `--writers` threads write other keys: scan
 //! time p50/p99, and the writes' p50/p99 with and without scans going on.
+//!
+//! `leases`: grants `--leases` leases of `--ttl-ms`, each with one key,
+//! then keeps them all alive from `--threads` threads (each lease renewed
+//! every third of its TTL, from a follower, as a service's clients would)
+//! for `--secs`: keep-alives/s, log entries/s, the process's CPU (all 3
+//! nodes) beside the same idle, keep-alive latency, and that no key expired.
 
 use floyd::{prefix_end, Branch, Error, Floyd, Options, Txn};
 use std::net::TcpListener;
@@ -270,12 +277,105 @@ fn scan(args: &[String]) {
     println!("writes, {writers} threads, scans going on: {}", summary(busy));
 }
 
+/// The process's user+system CPU time.
+fn cpu_time() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for getrusage to fill.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn leases(args: &[String]) {
+    let (count, ttl_ms, threads, secs) = (
+        num(args, "--leases", 100_000),
+        num(args, "--ttl-ms", 10_000),
+        num(args, "--threads", 64).max(1),
+        num(args, "--secs", 20),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = Arc::new(start_cluster(dir.path()));
+    let l = leader(&nodes);
+    let f = (l + 1) % nodes.len();
+    let t0 = Instant::now();
+    // Granted and given a key from every thread at once.
+    let ids: Vec<u64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let n = &nodes;
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    let mut i = t;
+                    while i < count {
+                        let id = n[l].lease_grant(ttl_ms).unwrap();
+                        n[l].write_with_lease(format!("svc/{i:08}").as_bytes(), b"up", id)
+                            .unwrap();
+                        mine.push(id);
+                        i += threads;
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    println!("granted {count} leases with a key each in {:?}", t0.elapsed());
+    // (Shorter than a TTL: the leases must not run out before they are kept alive.)
+    let idle_cpu = {
+        let (c0, window) = (cpu_time(), Duration::from_millis((ttl_ms / 4).min(3_000)));
+        std::thread::sleep(window);
+        (cpu_time() - c0).as_secs_f64() / window.as_secs_f64()
+    };
+    let ids = Arc::new(ids);
+    let period = Duration::from_millis(ttl_ms / 3);
+    let (entries0, cpu0, start) = (nodes[l].server_status().last_log_index, cpu_time(), Instant::now());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (n, ids, stop) = (nodes.clone(), ids.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mine: Vec<u64> = ids.iter().copied().skip(t as usize).step_by(threads as usize).collect();
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let round = Instant::now();
+                    for id in &mine {
+                        let s = Instant::now();
+                        n[f].lease_keepalive(*id).unwrap();
+                        lat.push(s.elapsed());
+                    }
+                    std::thread::sleep(period.saturating_sub(round.elapsed()));
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let lat: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let elapsed = start.elapsed().as_secs_f64();
+    let entries = nodes[l].server_status().last_log_index - entries0;
+    let cpu = (cpu_time() - cpu0).as_secs_f64() / elapsed;
+    let kept = nodes[l].count(b"svc/", &prefix_end(b"svc/")).unwrap();
+    println!(
+        "{count} leases of {ttl_ms} ms kept alive from {threads} threads on a follower: {:.0} keep-alives/s, \
+         {:.0} log entries/s, CPU {:.2} cores (idle with the leases: {:.2}) | a keep-alive {}",
+        lat.len() as f64 / elapsed,
+        entries as f64 / elapsed,
+        cpu,
+        idle_cpu,
+        summary(lat)
+    );
+    assert_eq!(kept, count, "a lease kept alive expired");
+    println!("every key is still there ({kept})");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("cas") => cas(&args),
         Some("txn") => txn(&args),
         Some("scan") => scan(&args),
-        _ => eprintln!("usage: coord_bench cas|txn|scan [options] (see the source's header)"),
+        Some("leases") => leases(&args),
+        _ => eprintln!("usage: coord_bench cas|txn|scan|leases [options] (see the source's header)"),
     }
 }
