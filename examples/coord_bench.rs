@@ -328,13 +328,22 @@ fn leases(args: &[String]) {
     };
     let ids = Arc::new(ids);
     let period = Duration::from_millis(ttl_ms / 3);
-    let (entries0, cpu0, start) = (nodes[l].server_status().last_log_index, cpu_time(), Instant::now());
+    let (entries0, cpu0, start) = (
+        nodes[l].server_status().last_log_index,
+        cpu_time(),
+        Instant::now(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let (n, ids, stop) = (nodes.clone(), ids.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mine: Vec<u64> = ids.iter().copied().skip(t as usize).step_by(threads as usize).collect();
+                let mine: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .skip(t as usize)
+                    .step_by(threads as usize)
+                    .collect();
                 let mut lat = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let round = Instant::now();

@@ -357,13 +357,32 @@ fn replicas_agree_at_every_common_index_on_random_lease_histories() {
         // than were granted and not revoked.
         let granted = entries
             .iter()
-            .filter(|e| matches!(decode_command(&e.payload), Ok(crate::wire::command::Op::LeaseGrant(_))))
+            .filter(|e| {
+                matches!(
+                    decode_command(&e.payload),
+                    Ok(crate::wire::command::Op::LeaseGrant(_))
+                )
+            })
             .count();
         let revoked = entries
             .iter()
-            .filter(|e| matches!(decode_command(&e.payload), Ok(crate::wire::command::Op::LeaseRevoke(_))))
+            .filter(|e| {
+                matches!(
+                    decode_command(&e.payload),
+                    Ok(crate::wire::command::Op::LeaseRevoke(_))
+                )
+            })
             .count();
-        let left = replicas[0].values().last().unwrap().iter().filter(|(k, _)| k[0] == b'e').count();
-        assert!(left + revoked < granted, "seed {seed}: {left} left of {granted}, {revoked} revokes");
+        let left = replicas[0]
+            .values()
+            .last()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k[0] == b'e')
+            .count();
+        assert!(
+            left + revoked < granted,
+            "seed {seed}: {left} left of {granted}, {revoked} revokes"
+        );
     }
 }
