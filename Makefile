@@ -122,6 +122,10 @@ cpp-test: lib | $(OUT)
 	$(OUT)/cpp_coordination_test
 	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/coordination_test.cpp $(SHARED) -o $(OUT)/cpp_coordination_test_asan
 	$(OUT)/cpp_coordination_test_asan
+	$(CXX) $(CXXFLAGS) bindings/cpp/test/lease_test.cpp $(SHARED) -o $(OUT)/cpp_lease_test
+	$(OUT)/cpp_lease_test
+	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/lease_test.cpp $(SHARED) -o $(OUT)/cpp_lease_test_asan
+	$(OUT)/cpp_lease_test_asan
 
 python-test: lib
 	cd bindings/python && FLOYD_LIB=$(LIBDIR)/libfloyd.so python3 -m pytest -q tests

@@ -635,8 +635,9 @@ int floyd_txn_if_create_revision(floyd_txn_t *txn,
                                  uint64_t revision);
 
 /**
- * Adds a put of `key` to `branch` (FLOYD_TXN_THEN or FLOYD_TXN_ELSE). `lease` 0: none (leases
- * come with a later release; a put naming one makes the transaction answer FLOYD_NOT_FOUND).
+ * Adds a put of `key` to `branch` (FLOYD_TXN_THEN or FLOYD_TXN_ELSE), attached to lease `lease`
+ * (0: none; a lease that does not exist when the branch runs makes the whole transaction answer
+ * FLOYD_NOT_FOUND and write nothing).
  *
  * Thread-safety: one thread at a time per `txn`.
  * Ownership: `key` and `value` are borrowed and copied.
@@ -850,8 +851,8 @@ int floyd_host_list_groups(floyd_host_t *h, uint64_t **ids, size_t *count, char 
 int floyd_host_get_status_json(floyd_host_t *h, char **json);
 
 /**
- * Grants a lease of `ttl_ms` (raised to twice the election timeout if
- * shorter, at most a year) and stores its id (never 0) in `*lease_id`. The
+ * Grants a lease of `ttl_ms` (raised to 2 × `check_leader_us` if shorter,
+ * the longest an election takes; at most a year) and stores its id (never 0) in `*lease_id`. The
  * lease ends, deleting every key attached to it at one revision, once
  * `ttl_ms` pass without a keep-alive, or when revoked.
  *
@@ -884,7 +885,8 @@ int floyd_lease_keepalive(floyd_t *f, uint64_t lease_id, uint64_t *ttl_ms_left, 
  *
  * Thread-safety: as `floyd_write`.
  * Ownership: `errmsg` as usual.
- * Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease); the other codes as `floyd_lease_grant`.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease); FLOYD_INVALID_ARGUMENT (NULL `f`, lease id
+ * 0); the other codes as `floyd_lease_grant`.
  */
 int floyd_lease_revoke(floyd_t *f, uint64_t lease_id, char **errmsg);
 

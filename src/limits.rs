@@ -22,7 +22,7 @@ pub const MAX_TXN_BYTES: usize = MAX_VALUE_BYTES + 2 * MAX_KEY_BYTES;
 pub const MAX_RANGE_PAGE_BYTES: usize = 32 << 20;
 /// Longest lock lease: a day. A holder that needs longer renews.
 pub const MAX_LOCK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
-/// Longest lease TTL: a year. (Shortest: twice the election timeout, the
+/// Longest lease TTL: a year. (Shortest: 2 × `check_leader_us`, the
 /// longest an election takes on the randomized timer; shorter asks are
 /// raised to it, as etcd does.)
 pub const MAX_LEASE_TTL_MS: u64 = 365 * 24 * 60 * 60 * 1000;

@@ -35,6 +35,9 @@
 //    compare-and-swap (WriteIf, DeleteIf: Status::IsConflict()), range scans
 //    (Scan, Count, PrefixEnd, KvList) and transactions (floyd::Txn,
 //    Floyd::Commit).
+//  - Leases, etcd's: keys that vanish when their lease ends (LeaseGrant,
+//    LeaseKeepAlive, LeaseRevoke, LeaseTimeToLive, WriteWithLease, a Txn's
+//    Put with a lease; KvMeta::lease names a key's).
 //
 // Every method of a Floyd may be called from many threads at once. Keys and
 // values are binary-safe: std::string bytes, embedded NUL bytes included.
@@ -735,8 +738,10 @@ class Txn {
     return Status::FromCode(floyd_txn_if_create_revision(t_, key.data(), key.size(), cmp, revision),
                             "txn: bad comparison");
   }
-  // Puts `key` in `branch`. `lease` 0: none (leases come with a later release;
-  // a put naming one makes Commit answer IsNotFound(), nothing written).
+  // Puts `key` in `branch`, attached to lease `lease` (0: none; see
+  // Floyd::LeaseGrant). A put naming a lease that does not exist (expired,
+  // revoked or never granted) makes Commit answer IsNotFound(), nothing
+  // written, if its branch runs.
   Status Put(Branch branch, const std::string& key, const std::string& value, uint64_t lease = 0) {
     return Status::FromCode(floyd_txn_put(t_, branch, key.data(), key.size(), value.data(), value.size(), lease),
                             "txn: bad put");
@@ -936,7 +941,8 @@ class Floyd {
   // *revision: the group's revision after it. Each may be NULL; each is
   // written on success only. IsInvalidArgument() for a Txn over its bounds (or
   // moved from); IsNotFound() if a put of the branch that ran names a lease
-  // (nothing written); IsBusy() / IsIncomplete(): not applied, retry.
+  // that does not exist (nothing written); IsBusy() / IsIncomplete(): not
+  // applied, retry.
   Status Commit(const Txn& txn, bool* succeeded, KvList* gets, uint64_t* revision) {
     bool ok = false;
     uint64_t rev = 0;
@@ -948,6 +954,73 @@ class Floyd {
     if (succeeded != nullptr) *succeeded = ok;
     if (revision != nullptr) *revision = rev;
     return Status::OK();
+  }
+
+  // (floyd) Grants a lease of `ttl_ms` milliseconds and stores its id (never
+  // 0) in *lease_id (required; written on success only). A TTL shorter than
+  // twice the election timeout (2 x Options::check_leader_us) is raised to
+  // it; 0 or over a year is IsInvalidArgument(). The lease ends, deleting
+  // every key attached to it at one revision, once its TTL passes without a
+  // keep-alive, or when revoked. Linearizable (one log entry); IsBusy() /
+  // IsIncomplete(): not granted, retry.
+  Status LeaseGrant(uint64_t ttl_ms, uint64_t* lease_id) {
+    if (lease_id == nullptr) return Status::InvalidArgument("lease_id is NULL");
+    uint64_t id = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_lease_grant(f_, ttl_ms, &id, &errmsg);
+    if (rc == FLOYD_OK) *lease_id = id;
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) Renews lease `lease_id` for its TTL from now; *ttl_ms_left (when
+  // not NULL, on success only) gets the TTL. The lease lasts at least that
+  // long from when this call began, across leader changes too. IsNotFound()
+  // once it expired or was revoked (its keys are gone or going);
+  // IsInvalidArgument() for lease id 0. Keep-alives from many threads on one
+  // Floyd share log entries: call it freely (a third of the TTL is the usual
+  // period); it is safe to retry whatever the outcome.
+  Status LeaseKeepAlive(uint64_t lease_id, uint64_t* ttl_ms_left = nullptr) {
+    uint64_t ttl = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_lease_keepalive(f_, lease_id, &ttl, &errmsg);
+    if (rc == FLOYD_OK && ttl_ms_left != nullptr) *ttl_ms_left = ttl;
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) Ends lease `lease_id` now, deleting every key attached to it at
+  // one revision. IsNotFound() if there is no such lease (expired, revoked
+  // already or never granted); IsInvalidArgument() for lease id 0.
+  Status LeaseRevoke(uint64_t lease_id) {
+    char* errmsg = nullptr;
+    int rc = floyd_lease_revoke(f_, lease_id, &errmsg);
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) Lease `lease_id`'s TTL (*ttl_ms), what is left of it
+  // (*remaining_ms) and the number of keys attached to it (*keys); each may
+  // be NULL, each is written on success only. Linearizable (as Read).
+  // IsNotFound() if there is no such lease; IsInvalidArgument() for lease id 0.
+  Status LeaseTimeToLive(uint64_t lease_id, uint64_t* ttl_ms, uint64_t* remaining_ms = nullptr,
+                         uint64_t* keys = nullptr) {
+    uint64_t ttl = 0, remaining = 0, n = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_lease_time_to_live(f_, lease_id, &ttl, &remaining, &n, &errmsg);
+    if (rc == FLOYD_OK) {
+      if (ttl_ms != nullptr) *ttl_ms = ttl;
+      if (remaining_ms != nullptr) *remaining_ms = remaining;
+      if (keys != nullptr) *keys = n;
+    }
+    return detail::TakeStatus(rc, errmsg);
+  }
+
+  // (floyd) Stores value under key attached to lease `lease_id`: the key is
+  // deleted when the lease ends (a later write without a lease detaches it).
+  // IsNotFound() (nothing written) if there is no such lease;
+  // IsInvalidArgument() as Write's, and for lease id 0.
+  Status WriteWithLease(const std::string& key, const std::string& value, uint64_t lease_id) {
+    char* errmsg = nullptr;
+    int rc = floyd_write_with_lease(f_, key.data(), key.size(), value.data(), value.size(), lease_id, &errmsg);
+    return detail::TakeStatus(rc, errmsg);
   }
 
   // Takes lock `name` for `holder` for `ttl` milliseconds (1 ms to 24 h), or

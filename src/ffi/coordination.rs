@@ -423,8 +423,9 @@ pub unsafe extern "C" fn floyd_txn_if_create_revision(
     compare_number(txn, key, key_len, cmp, revision, Txn::if_create_revision)
 }
 
-/// Adds a put of `key` to `branch` (FLOYD_TXN_THEN or FLOYD_TXN_ELSE). `lease` 0: none (leases
-/// come with a later release; a put naming one makes the transaction answer FLOYD_NOT_FOUND).
+/// Adds a put of `key` to `branch` (FLOYD_TXN_THEN or FLOYD_TXN_ELSE), attached to lease `lease`
+/// (0: none; a lease that does not exist when the branch runs makes the whole transaction answer
+/// FLOYD_NOT_FOUND and write nothing).
 ///
 /// Thread-safety: one thread at a time per `txn`.
 /// Ownership: `key` and `value` are borrowed and copied.

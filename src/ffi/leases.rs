@@ -6,8 +6,8 @@ use super::boundary;
 use super::node::{floyd_t, node};
 use std::ffi::{c_char, c_int};
 
-/// Grants a lease of `ttl_ms` (raised to twice the election timeout if
-/// shorter, at most a year) and stores its id (never 0) in `*lease_id`. The
+/// Grants a lease of `ttl_ms` (raised to 2 × `check_leader_us` if shorter,
+/// the longest an election takes; at most a year) and stores its id (never 0) in `*lease_id`. The
 /// lease ends, deleting every key attached to it at one revision, once
 /// `ttl_ms` pass without a keep-alive, or when revoked.
 ///
@@ -64,9 +64,14 @@ pub unsafe extern "C" fn floyd_lease_keepalive(
 ///
 /// Thread-safety: as `floyd_write`.
 /// Ownership: `errmsg` as usual.
-/// Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease); the other codes as `floyd_lease_grant`.
+/// Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such lease); FLOYD_INVALID_ARGUMENT (NULL `f`, lease id
+/// 0); the other codes as `floyd_lease_grant`.
 #[no_mangle]
-pub unsafe extern "C" fn floyd_lease_revoke(f: *mut floyd_t, lease_id: u64, errmsg: *mut *mut c_char) -> c_int {
+pub unsafe extern "C" fn floyd_lease_revoke(
+    f: *mut floyd_t,
+    lease_id: u64,
+    errmsg: *mut *mut c_char,
+) -> c_int {
     boundary(errmsg, || node(f)?.lease_revoke(lease_id))
 }
 

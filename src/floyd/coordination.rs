@@ -94,8 +94,9 @@ impl Txn {
         self.compare(key, compare::Target::CreateRevision, cmp, b"", revision)
     }
 
-    /// Puts `key` in `branch`. `lease` 0: none (leases come with a later
-    /// release; another value answers `NotFound`).
+    /// Puts `key` in `branch`, attached to lease `lease` (0: none). A lease
+    /// that does not exist when the branch runs makes the transaction
+    /// answer `NotFound`, writing nothing.
     pub fn put(&mut self, branch: Branch, key: &[u8], value: &[u8], lease: u64) -> &mut Txn {
         let op = txn_op::Op::Put(Put {
             key: Bytes::copy_from_slice(key),

@@ -43,9 +43,9 @@ impl Floyd {
         Ok(u64::from_be_bytes(id))
     }
 
-    /// The shortest TTL a lease is granted: twice the election timeout
-    /// (`check_leader_us`), the longest an election takes on the randomized
-    /// timer, during which no keep-alive can be applied.
+    /// The shortest TTL a lease is granted: 2 × `check_leader_us`, the
+    /// longest election timeout on the randomized timer (an election can
+    /// take that long, and no keep-alive is applied meanwhile).
     pub fn min_lease_ttl_ms(&self) -> u64 {
         (self.node.opts.check_leader_us / 1000).saturating_mul(2).max(1)
     }

@@ -329,7 +329,9 @@ fn replicas_agree_at_every_common_index_on_random_lease_histories() {
             };
             entries.push(at(index, term, time, cmd));
         }
-        let replicas: Vec<std::collections::BTreeMap<u64, Vec<(Vec<u8>, Vec<u8>)>>> = (0..3)
+        // Per replica: its store after each batch, by the batch's last index.
+        type States = std::collections::BTreeMap<u64, Vec<(Vec<u8>, Vec<u8>)>>;
+        let replicas: Vec<States> = (0..3)
             .map(|_| {
                 let s = Store::new();
                 let mut states = std::collections::BTreeMap::new();

@@ -4,19 +4,12 @@
 // Floyd::Commit, with bad input. Prints every check; exits non-zero at the
 // first failure; ends with "N passed, 0 failed".
 #include "floyd.hpp"
-
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "test_cluster.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -33,112 +26,7 @@ static_assert(std::is_nothrow_move_constructible<floyd::Txn>::value &&
 
 namespace {
 
-const int kNodes = 3;
-floyd::Floyd* g_nodes[kNodes] = {NULL, NULL, NULL};
-int g_ports[kNodes];
-std::string g_members;
-char g_dir[] = "/tmp/floyd_cpp_coord.XXXXXX";
-bool g_dir_made = false;
-int g_passed = 0;
-
-int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) { return remove(path); }
-
-bool RemoveTree(const char* dir) { return nftw(dir, RemoveEntry, 16, FTW_DEPTH | FTW_PHYS) == 0; }
-
-void CloseAll() {
-  for (int i = 0; i < kNodes; i++) {
-    delete g_nodes[i];
-    g_nodes[i] = NULL;
-  }
-}
-
-void Check(bool cond, const std::string& what, const std::string& detail = std::string()) {
-  if (cond) {
-    g_passed++;
-    std::printf("ok %d - %s\n", g_passed, what.c_str());
-    std::fflush(stdout);
-    return;
-  }
-  std::printf("FAILED: %s%s%s\n", what.c_str(), detail.empty() ? "" : ": ", detail.c_str());
-  std::printf("%d passed, 1 failed\n", g_passed);
-  std::fflush(stdout);
-  CloseAll();
-  if (g_dir_made) RemoveTree(g_dir);
-  std::exit(1);
-}
-
-void CheckStatus(const floyd::Status& s, const std::string& what) { Check(s.ok(), what, s.ToString()); }
-
-std::string Addr(int port) {
-  std::ostringstream s;
-  s << "127.0.0.1:" << port;
-  return s.str();
-}
-
-// Free ports: bind 127.0.0.1:0 for every node at once, read the ports, close.
-void PickPorts() {
-  int fds[kNodes];
-  bool bound = true;
-  for (int i = 0; i < kNodes; i++) {
-    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    std::memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t len = sizeof a;
-    bound = bound && fds[i] >= 0 && bind(fds[i], reinterpret_cast<struct sockaddr*>(&a), sizeof a) == 0 &&
-            getsockname(fds[i], reinterpret_cast<struct sockaddr*>(&a), &len) == 0;
-    g_ports[i] = ntohs(a.sin_port);
-  }
-  for (int i = 0; i < kNodes; i++) {
-    if (fds[i] >= 0) close(fds[i]);
-  }
-  Check(bound, "pick 3 free ports (bind 127.0.0.1:0, then close)");
-}
-
-typedef std::chrono::steady_clock Clock;
-
-bool Expired(const Clock::time_point& deadline) { return Clock::now() >= deadline; }
-
-void Pause() { std::this_thread::sleep_for(std::chrono::milliseconds(10)); }
-
-// Polls until one node leads and every node knows it as leader; returns its index.
-int WaitForLeader(int seconds) {
-  Clock::time_point deadline = Clock::now() + std::chrono::seconds(seconds);
-  while (!Expired(deadline)) {
-    int leaders = 0, leader = -1;
-    for (int i = 0; i < kNodes; i++) {
-      if (g_nodes[i]->IsLeader()) {
-        leaders++;
-        leader = i;
-      }
-    }
-    if (leaders == 1) {
-      bool agreed = true;
-      for (int i = 0; i < kNodes; i++) {
-        std::string ip_port;
-        agreed = agreed && g_nodes[i]->GetLeader(&ip_port) && ip_port == Addr(g_ports[leader]);
-      }
-      if (agreed) return leader;
-    }
-    Pause();
-  }
-  return -1;
-}
-
-// Runs `call` again while it answers no leader (Incomplete) or Busy (right
-// after an election a transaction may be Busy briefly): certainly not
-// applied. At most 30 s.
-floyd::Status Retry(const std::function<floyd::Status()>& call) {
-  Clock::time_point deadline = Clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    floyd::Status s = call();
-    bool again = s.floyd_code() == FLOYD_NO_LEADER || s.floyd_code() == FLOYD_BUSY;
-    if (!again || Expired(deadline)) return s;
-    Pause();
-  }
-}
+using namespace floyd_test;
 
 bool MetaIs(const floyd::KvMeta& m, uint64_t create, uint64_t mod, uint64_t version) {
   return m.create_revision == create && m.mod_revision == mod && m.version == version && m.lease == 0;
@@ -352,7 +240,8 @@ void TestBadInput(floyd::Floyd* f) {
         "Count to a bound over 64 KiB: InvalidArgument, count untouched");
 }
 
-// Bounds checked at Commit; a lease; nothing written.
+// Bounds checked at Commit; a lease that does not exist (none is granted
+// here: lease_test.cpp has leases); nothing written.
 void TestTxnLimits(floyd::Floyd* l, floyd::Floyd* f) {
   floyd::Txn ops;
   for (int i = 0; i < 128; i++) ops.Get(floyd::Txn::kThen, "lim/" + std::to_string(i));
@@ -384,7 +273,7 @@ void TestTxnLimits(floyd::Floyd* l, floyd::Floyd* f) {
   uint64_t rev = 4242;
   gets.revision = 4242;
   s = Retry([&]() { return f->Commit(leased, &ok, &gets, &rev); });
-  Check(s.IsNotFound() && s.floyd_code() == FLOYD_NOT_FOUND, "a put naming a lease: NotFound", s.ToString());
+  Check(s.IsNotFound() && s.floyd_code() == FLOYD_NOT_FOUND, "a put naming a lease that does not exist: NotFound", s.ToString());
   Check(ok && rev == 4242 && gets.revision == 4242, "NotFound writes no output");
   Check(ReadIs(l, "lease/plain", NULL) && ReadIs(l, "lease/leased", NULL),
         "the leased transaction wrote nothing, not even its lease-free put");
@@ -548,19 +437,7 @@ void TestScan(floyd::Floyd* f, floyd::Floyd* o) {
 }
 
 void TestCluster() {
-  PickPorts();
-  for (int i = 0; i < kNodes; i++) g_members += (i ? "," : "") + Addr(g_ports[i]);
-  for (int i = 0; i < kNodes; i++) {
-    std::ostringstream path;
-    path << g_dir << "/n" << i;
-    floyd::Options opts(g_members, "127.0.0.1", g_ports[i], path.str());
-    opts.heartbeat_us = 30000;
-    opts.check_leader_us = 300000;
-    floyd::Status s = floyd::Floyd::Open(opts, &g_nodes[i]);
-    Check(s.ok() && g_nodes[i] != NULL, "Open a node at " + Addr(g_ports[i]), s.ToString());
-  }
-  int leader = WaitForLeader(30);
-  Check(leader >= 0, "a leader is elected and known by every node");
+  int leader = OpenCluster();
   floyd::Floyd* l = g_nodes[leader];
   floyd::Floyd* f = g_nodes[(leader + 1) % kNodes];
   floyd::Floyd* o = g_nodes[(leader + 2) % kNodes];
@@ -577,13 +454,10 @@ void TestCluster() {
 }  // namespace
 
 int main() {
-  Check(mkdtemp(g_dir) != NULL, "mkdtemp");
-  g_dir_made = true;
-  std::printf("# floyd %s, data in %s\n", floyd_version(), g_dir);
+  MakeDataDir("coord");
   TestStatusAndTypes();
   TestCluster();
-  Check(RemoveTree(g_dir), "remove the data directory");
-  g_dir_made = false;
+  RemoveDataDir();
   std::printf("%d passed, 0 failed\n", g_passed);
   return 0;
 }

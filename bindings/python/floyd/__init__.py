@@ -29,6 +29,15 @@ per change, and every key has its create and mod revisions and its version:
         t.if_value(b"leader", floyd.CMP_EQUAL, b"me").put(floyd.THEN, b"epoch", b"2")
         response = node.txn(t)
 
+Leases: keys that vanish when the lease they are attached to ends (its TTL
+passes without a keep-alive, or it is revoked):
+
+    lease = node.lease_grant(10_000)                      # the lease id
+    node.write_with_lease(b"svc/me", b"10.0.0.1", lease)
+    node.lease_keepalive(lease)                           # every few seconds
+    node.lease_time_to_live(lease)                        # LeaseStatus(id, ttl_ms, remaining_ms, keys)
+    node.lease_revoke(lease)                              # deletes b"svc/me"
+
 Errors are raised as subclasses of FloydError, one per FLOYD_* status code.
 Note: the timeout error is named FloydTimeoutError (it also subclasses the
 built-in TimeoutError); the I/O error is FloydIOError (also an OSError).
@@ -97,6 +106,7 @@ __all__ = [
     "KeyValue",
     "KvList",
     "TxnResponse",
+    "LeaseStatus",
     "prefix_end",
     "version",
     "status_str",
@@ -430,6 +440,17 @@ class TxnResponse(NamedTuple):
     gets: List[KeyValue]
 
 
+class LeaseStatus(NamedTuple):
+    """What :meth:`Floyd.lease_time_to_live` answered: the lease's id, the
+    TTL it was granted with (each keep-alive renews it for as long), what is
+    left of it now, and the number of keys attached to it."""
+
+    id: int
+    ttl_ms: int
+    remaining_ms: int
+    keys: int
+
+
 def _size(value: int, what: str) -> int:
     n = _uint64(value, what)
     if n >= 1 << (8 * ctypes.sizeof(c_size_t)):
@@ -568,9 +589,10 @@ class Txn:
         return self._add("if_create_revision", k, lambda t: _L.floyd_txn_if_create_revision(t, k, len(k), c, n))
 
     def put(self, branch: int, key: BytesLike, value: BytesLike, lease: int = 0) -> "Txn":
-        """Puts ``key`` in ``branch`` (floyd.THEN or floyd.ELSE). ``lease`` 0:
-        none (leases come with a later release: a put naming one makes the
-        commit raise NotFoundError, nothing written)."""
+        """Puts ``key`` in ``branch`` (floyd.THEN or floyd.ELSE), attached to
+        lease ``lease`` (0: none; see :meth:`Floyd.lease_grant`). If the
+        branch runs and the lease does not exist (expired, revoked or never
+        granted), the commit raises NotFoundError, nothing written."""
         b, k, v, n = _branch(branch), _to_bytes(key, "key"), _to_bytes(value, "value"), _uint64(lease, "lease")
         return self._add("put", k, lambda t: _L.floyd_txn_put(t, b, k, len(k), v, len(v), n))
 
@@ -721,8 +743,8 @@ class Floyd(_Handle):
 
     With ``state_machine`` (a :class:`StateMachine`) the node replicates it
     instead of the key-value store: :meth:`propose` drives it, and the
-    key-value, coordination and lock methods raise InvalidArgumentError. Every member must
-    run the same kind of machine.
+    key-value, coordination, lease and lock methods raise InvalidArgumentError. Every
+    member must run the same kind of machine.
 
     ``tls=(ca_pem_path, cert_pem_path, key_pem_path)`` turns on mutual TLS
     between members: a member then talks only to peers whose certificate
@@ -1036,8 +1058,9 @@ class Floyd(_Handle):
         every replica; a follower forwards it) and returns a
         :class:`TxnResponse`. Whichever branch ran, it returns; raises
         InvalidArgumentError for a transaction over the limits, NotFoundError
-        for a put naming a lease (nothing written), BusyError/NoLeaderError
-        when it was certainly not applied (retry)."""
+        for a put (of the branch that ran) naming a lease that does not exist
+        (nothing written), BusyError/NoLeaderError when it was certainly not
+        applied (retry)."""
         if not isinstance(t, Txn):
             raise TypeError(f"txn takes a floyd.Txn, not {type(t).__name__}")
         succeeded, gets, revision, errmsg = c_bool(False), c_void_p(), c_uint64(0), c_void_p()
@@ -1054,6 +1077,85 @@ class Floyd(_Handle):
             _free_kv_list(gets)
         _check(code, errmsg)
         return TxnResponse(bool(succeeded.value), revision.value, _take_kv_list(gets).kvs)
+
+    # -- leases --------------------------------------------------------------
+
+    def lease_grant(self, ttl_ms: int) -> int:
+        """Grants a lease of ``ttl_ms`` milliseconds and returns its id (never
+        0). A TTL shorter than twice the election timeout (2 x
+        ``check_leader_us``) is raised to it; 0 or over a year raises
+        InvalidArgumentError. The lease ends, deleting every key attached to
+        it at one revision, once its TTL passes without a keep-alive, or when
+        revoked. BusyError/NoLeaderError: not granted, retry."""
+        ttl = _uint64(ttl_ms, "ttl_ms")
+        lease_id, errmsg = c_uint64(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_lease_grant(h, ttl, byref(lease_id), byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+        return lease_id.value
+
+    def lease_keepalive(self, lease_id: int) -> int:
+        """Renews lease ``lease_id`` for its TTL from now and returns the TTL
+        (ms). The lease lasts at least that long from when this call began,
+        across leader changes too. NotFoundError once it expired or was
+        revoked (its keys are gone or going); InvalidArgumentError for id 0.
+        Keep-alives from many threads share log entries: call it freely (a
+        third of the TTL is the usual period); it is safe to retry whatever
+        the outcome."""
+        n = _uint64(lease_id, "lease_id")
+        ttl, errmsg = c_uint64(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_lease_keepalive(h, n, byref(ttl), byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+        return ttl.value
+
+    def lease_revoke(self, lease_id: int) -> None:
+        """Ends lease ``lease_id`` now, deleting every key attached to it at
+        one revision. NotFoundError if there is no such lease (expired,
+        revoked already or never granted); InvalidArgumentError for id 0."""
+        n = _uint64(lease_id, "lease_id")
+        errmsg = c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_lease_revoke(h, n, byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+
+    def lease_time_to_live(self, lease_id: int) -> LeaseStatus:
+        """Lease ``lease_id``'s TTL, what is left of it and its number of
+        keys, as a :class:`LeaseStatus`; linearizable (as :meth:`read`).
+        NotFoundError if there is no such lease; InvalidArgumentError for id 0."""
+        n = _uint64(lease_id, "lease_id")
+        ttl, remaining, keys, errmsg = c_uint64(0), c_uint64(0), c_uint64(0), c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_lease_time_to_live(h, n, byref(ttl), byref(remaining), byref(keys), byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
+        return LeaseStatus(n, ttl.value, remaining.value, keys.value)
+
+    def write_with_lease(self, key: BytesLike, value: BytesLike, lease_id: int) -> None:
+        """Stores ``value`` under ``key`` attached to lease ``lease_id``: the
+        key is deleted when the lease ends (a later write without a lease
+        detaches it). NotFoundError (nothing written) if there is no such
+        lease; InvalidArgumentError as :meth:`write`'s, and for id 0."""
+        k, v = _to_bytes(key, "key"), _to_bytes(value, "value")
+        n = _uint64(lease_id, "lease_id")
+        errmsg = c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_write_with_lease(h, k, len(k), v, len(v), n, byref(errmsg))
+        finally:
+            self._leave()
+        _check(code, errmsg)
 
     # -- async -------------------------------------------------------------
 

@@ -65,7 +65,8 @@ class FloydError(Exception):
 
 
 class NotFoundError(FloydError, KeyError):
-    """FLOYD_NOT_FOUND: the key does not exist. Also a ``KeyError``."""
+    """FLOYD_NOT_FOUND: the key does not exist (or the lease: expired, revoked
+    or never granted). Also a ``KeyError``."""
 
     code = NOT_FOUND
 

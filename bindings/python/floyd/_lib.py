@@ -226,6 +226,19 @@ _REQUIRED = {
     "floyd_txn_get": (c_int, [c_void_p, c_int, c_char_p, c_size_t]),
     # int floyd_txn_commit(f, txn, bool* succeeded, floyd_kv_list_t** gets, uint64_t* revision, char** errmsg)
     "floyd_txn_commit": (c_int, [c_void_p, c_void_p, POINTER(c_bool), _P, POINTER(c_uint64), _P]),
+    # Leases: keys that vanish when their lease ends.
+    # int floyd_lease_grant(f, uint64_t ttl_ms, uint64_t* lease_id, char** errmsg)
+    "floyd_lease_grant": (c_int, [c_void_p, c_uint64, POINTER(c_uint64), _P]),
+    # int floyd_lease_keepalive(f, uint64_t lease_id, uint64_t* ttl_ms_left, char** errmsg)
+    "floyd_lease_keepalive": (c_int, [c_void_p, c_uint64, POINTER(c_uint64), _P]),
+    "floyd_lease_revoke": (c_int, [c_void_p, c_uint64, _P]),
+    # int floyd_lease_time_to_live(f, lease_id, uint64_t* ttl_ms, uint64_t* remaining_ms, uint64_t* keys, char** errmsg)
+    "floyd_lease_time_to_live": (
+        c_int,
+        [c_void_p, c_uint64, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64), _P],
+    ),
+    # int floyd_write_with_lease(f, key, key_len, value, value_len, uint64_t lease_id, char** errmsg)
+    "floyd_write_with_lease": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, _P]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd

@@ -476,7 +476,8 @@ def test_oversized_or_malformed_transactions_are_refused(cluster):
     r = commit(lambda t: t.put(floyd.THEN, b"bad/once", b"T").put(floyd.ELSE, b"bad/once", b"E"))
     assert r.succeeded and leader.read(b"bad/once") == b"T"
 
-    # A put naming a lease: none exists (leases come later); nothing written.
+    # A put naming a lease that does not exist (none is granted here:
+    # test_leases.py has leases): nothing written.
     with pytest.raises(floyd.NotFoundError) as e:
         commit(lambda t: t.put(floyd.THEN, b"lease/plain", b"1").put(floyd.THEN, b"lease/leased", b"1", lease=42))
     assert e.value.code == floyd.NOT_FOUND
