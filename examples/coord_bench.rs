@@ -337,7 +337,9 @@ fn leases(args: &[String]) {
                         }
                     } else {
                         // Until the front is due (a client with nothing to do sleeps).
-                        let due = mine.front().map_or(period, |(_, r)| period.saturating_sub(r.elapsed()));
+                        let due = mine
+                            .front()
+                            .map_or(period, |(_, r)| period.saturating_sub(r.elapsed()));
                         std::thread::sleep(due.min(Duration::from_millis(100)));
                     }
                 }

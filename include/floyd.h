@@ -1281,6 +1281,17 @@ int floyd_options_set_snapshot_log_bytes(floyd_options_t *opts, uint64_t bytes);
 int floyd_options_set_snapshot_keep_entries(floyd_options_t *opts, uint64_t entries);
 
 /**
+ * Revisions of changes the built-in store keeps for watches (default 10,000; 0: none, and a
+ * watch can only start from now). A `floyd_watch` from an older revision answers
+ * FLOYD_COMPACTED.
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_history_revisions(floyd_options_t *opts, uint64_t n);
+
+/**
  * Bytes per InstallSnapshot chunk (default 1 MiB; 1 byte to 8 MiB, checked by `floyd_open`).
  *
  * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).

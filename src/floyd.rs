@@ -3,6 +3,7 @@
 mod async_calls;
 mod coordination;
 mod leases;
+mod watches;
 
 pub use coordination::{prefix_end, Branch, Cmp, KeyValue, KvList, KvMeta, Txn, TxnResponse};
 pub use leases::LeaseStatus;

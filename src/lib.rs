@@ -56,4 +56,6 @@ pub use options::{GroupOptions, HostOptions, Options, TlsFiles};
 #[doc(hidden)]
 pub use runtime::faults::Faults;
 pub use runtime::host::Host;
+pub use state_machine::history::{EventKind, WatchEvent};
+pub use state_machine::watch::WatchUpdate;
 pub use state_machine::StateMachine;

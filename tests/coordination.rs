@@ -272,3 +272,29 @@ fn a_leader_restarted_while_a_member_is_down_goes_on_counting_revisions() {
         "revisions kept: {meta:?}"
     );
 }
+
+/// A new leader marks its entries protocol 6 from its first proposal, not
+/// from its first tick: before, a write proposed between its election and
+/// its next tick dropped the key's revisions (version back to 1, revision
+/// 1) and went unseen by watches.
+#[test]
+fn a_new_leaders_first_write_counts_revisions() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    retrying(|| c.node(leader).write(b"k", b"1")).unwrap();
+    let before = c.node(leader).read_meta(b"k").unwrap().1;
+    c.stop(leader);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    // Proposed from both survivors as soon as either can: the first lands
+    // right after the election.
+    std::thread::scope(|s| {
+        for &i in &survivors {
+            let node = c.node(i);
+            s.spawn(move || retrying(|| node.write(b"k", b"2")));
+        }
+    });
+    let new_leader = c.wait_for_leader_among(&survivors);
+    let after = c.node(new_leader).read_meta(b"k").unwrap().1;
+    assert_eq!(after.version, before.version + 2, "{before:?} then {after:?}");
+    assert!(after.mod_revision >= before.mod_revision + 2);
+}

@@ -205,6 +205,18 @@ pub unsafe extern "C" fn floyd_options_set_snapshot_keep_entries(
     with_options(opts, |o| o.snapshot_keep_entries = entries)
 }
 
+/// Revisions of changes the built-in store keeps for watches (default 10,000; 0: none, and a
+/// watch can only start from now). A `floyd_watch` from an older revision answers
+/// FLOYD_COMPACTED.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_history_revisions(opts: *mut floyd_options_t, n: u64) -> c_int {
+    with_options(opts, |o| o.history_revisions = n)
+}
+
 /// Bytes per InstallSnapshot chunk (default 1 MiB; 1 byte to 8 MiB, checked by `floyd_open`).
 ///
 /// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).

@@ -90,6 +90,10 @@ pub struct Options {
     pub snapshot_keep_entries: u64,
     /// Bytes per InstallSnapshot chunk (default 1 MiB, at most 8 MiB).
     pub snapshot_chunk_bytes: u64,
+    /// Revisions of changes the built-in store keeps for watches (default
+    /// 10,000; 0: none, and a watch can only start from now). A watch from
+    /// an older revision answers `Compacted`.
+    pub history_revisions: u64,
     /// Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited),
     /// so a snapshot does not starve replication on a shared link.
     pub snapshot_bytes_per_sec: u64,
@@ -187,6 +191,7 @@ impl Options {
             snapshot_log_bytes: 32 << 20,
             snapshot_keep_entries: 5_000,
             snapshot_chunk_bytes: 1 << 20,
+            history_revisions: crate::state_machine::DEFAULT_HISTORY_REVISIONS,
             snapshot_bytes_per_sec: 64 << 20,
             lease_reads: false,
             max_async_in_flight: DEFAULT_MAX_ASYNC_IN_FLIGHT,

@@ -57,6 +57,10 @@ pub(super) fn open(
         None => Machine::open(&opts.path.join("db"), user)?,
         Some(kv) => Machine::in_store(kv, group, user),
     };
+    if let Machine::Kv(kv) = &state_machine {
+        kv.set_history_revisions(opts.history_revisions);
+        kv.set_watch_dispatch(host.watch_tx.clone());
+    }
     let started = restore(host, group, opts, state_machine);
     if let Err(e) = &started {
         tracing::error!(group, error = %e, "cannot open the group");

@@ -62,6 +62,8 @@ pub struct HostShared {
     pub apply: ApplyQueue,
     /// Wakes the snapshot thread.
     pub snapshot_tx: Sender<()>,
+    /// Watchers with changes to deliver, for the watch thread.
+    pub watch_tx: Sender<Arc<crate::state_machine::watch::Watcher>>,
     pub faults: Faults,
     pub stopping: AtomicBool,
     failure: Mutex<Option<Error>>,
@@ -84,6 +86,7 @@ pub struct HostShared {
 pub(super) struct HostQueues {
     pub primary: Receiver<PrimaryEvent>,
     pub snapshot: Receiver<()>,
+    pub watch: Receiver<Arc<crate::state_machine::watch::Watcher>>,
 }
 
 impl HostShared {
@@ -204,6 +207,7 @@ impl Host {
             .map_err(|e| Error::Io(format!("cannot listen on {}: {e}", opts.local_id())))?;
         let (primary_tx, primary) = crossbeam_channel::unbounded();
         let (snapshot_tx, snapshot) = crossbeam_channel::bounded(1);
+        let (watch_tx, watch) = crossbeam_channel::unbounded();
         let shared = Arc::new(HostShared {
             id: opts.local_id(),
             local_ip,
@@ -220,6 +224,7 @@ impl Host {
             log_tx: Default::default(),
             apply: ApplyQueue::default(),
             snapshot_tx,
+            watch_tx,
             faults: Faults::default(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -242,7 +247,11 @@ impl Host {
         };
         let handler = Arc::new(HostInbound(Arc::downgrade(&shared)));
         shared.links.set_handler(handler.clone());
-        let queues = HostQueues { primary, snapshot };
+        let queues = HostQueues {
+            primary,
+            snapshot,
+            watch,
+        };
         host.threads.lock().start(&shared, queues)?;
         let server_cfg = ServerConfig {
             name: shared.opts.local_port.to_string(),

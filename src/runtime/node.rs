@@ -324,15 +324,21 @@ impl Node {
         }
         let payloads = pending.iter().map(|c| c.payload.clone()).collect();
         let mut unregistered = Vec::new();
-        let refused = self.with_core(|core| match core.propose(payloads) {
-            Ok(positions) => {
-                // Register under the core lock: nothing can be applied before it.
-                for ((index, term), cmd) in positions.into_iter().zip(pending) {
-                    unregistered.extend(self.waiters.proposals.wait_for(index, term, cmd).err());
+        let refused = self.with_core(|core| {
+            // Marked as the members speak now: a leader elected since the
+            // last tick must not propose unmarked entries (they would drop
+            // their keys' revisions and go unseen by watches).
+            self.refresh_marking(core);
+            match core.propose(payloads) {
+                Ok(positions) => {
+                    // Register under the core lock: nothing can be applied before it.
+                    for ((index, term), cmd) in positions.into_iter().zip(pending) {
+                        unregistered.extend(self.waiters.proposals.wait_for(index, term, cmd).err());
+                    }
+                    None
                 }
-                None
+                Err(e) => Some((e, pending)),
             }
-            Err(e) => Some((e, pending)),
         });
         // The node failed meanwhile: proposed, so perhaps applied elsewhere.
         for cmd in unregistered {

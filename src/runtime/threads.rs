@@ -1,7 +1,8 @@
 //! The host's own threads, started and joined here and nowhere else:
 //! `floyd-primary-<port>` (every group's clock and NewCommand),
 //! `floyd-log-<port>` (the one writer of the log store), the apply workers
-//! `floyd-apply-<port>-<n>` and `floyd-snapshot-<port>`. Their number does
+//! `floyd-apply-<port>-<n>`, `floyd-snapshot-<port>` and `floyd-watch-<port>`
+//! (every group's watch callbacks). Their number does
 //! not depend on how many groups the host runs. (The peer links' threads
 //! belong to the links, the RPC server's to the server.)
 //!
@@ -51,6 +52,17 @@ impl Threads {
             super::snapshot::run(h, wake)
         })?;
         self.others.push(t);
+        let watchers = q.watch;
+        let t = self.spawn(host, format!("floyd-watch-{port}"), move || {
+            // Every group's watch callbacks, one watcher at a time.
+            while let Ok(w) = watchers.recv() {
+                if w.id == 0 {
+                    return;
+                }
+                w.deliver();
+            }
+        })?;
+        self.others.push(t);
         Ok(())
     }
 
@@ -82,6 +94,9 @@ impl Threads {
         }
         host.apply.stop();
         let _ = host.snapshot_tx.try_send(());
+        let _ = host
+            .watch_tx
+            .send(crate::state_machine::watch::Watcher::stop_marker());
         for t in self.others.drain(..) {
             let _ = t.join();
         }

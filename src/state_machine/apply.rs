@@ -3,6 +3,7 @@
 //! revision, so a crash between commit and apply replays every entry
 //! exactly once (entries at or below the stored applied index are skipped).
 
+use super::history;
 use super::lease::{self, LeaseTable};
 use super::revision::View;
 use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine};
@@ -31,14 +32,23 @@ impl KvStateMachine {
         let mut cached = self.applied.lock();
         let state = match *cached {
             Some(s) => s,
-            None => AppliedState {
-                index: applied_index(&db, keys)?,
-                time: read_log_time(&db, keys)?,
-                revision: super::range::revision(&db, keys)?,
-                legacy: super::revision::legacy_possible(&db, keys)?,
-                legacy_stored: db.get_pinned(keys.legacy())?.is_some(),
-            },
+            None => {
+                let revision = super::range::revision(&db, keys)?;
+                let history_start = history::stored_start(&db, keys)?;
+                AppliedState {
+                    index: applied_index(&db, keys)?,
+                    time: read_log_time(&db, keys)?,
+                    revision,
+                    legacy: super::revision::legacy_possible(&db, keys)?,
+                    legacy_stored: db.get_pinned(keys.legacy())?.is_some(),
+                    // A store without a history has none of its revisions so far.
+                    history_start: history_start.unwrap_or(revision + 1),
+                    history_start_stored: history_start.is_some(),
+                }
+            }
         };
+        let keep = self.history_revisions.load(std::sync::atomic::Ordering::Relaxed);
+        let mut history_start = state.history_start;
         let (applied, mut time) = (state.index, state.time);
         // Until the batch is written, nothing is known for sure: taken out,
         // put back only once it is.
@@ -60,6 +70,8 @@ impl KvStateMachine {
             last = e.index;
             let protocol_6 = e.log_time_rule == 2;
             time.advance(e.index, e.term, e.leader_time_ms, protocol_6);
+            view.counting = protocol_6;
+            let (changes_before, revision_before) = (view.events.len(), view.revision);
             if protocol_6 {
                 lease::before_entry(&mut view, e.term, time.time)?;
             }
@@ -78,10 +90,18 @@ impl KvStateMachine {
                 term: e.term,
                 result,
             });
+            if view.revision != revision_before && keep > 0 {
+                history::store(&mut view.batch, keys, &view.events[changes_before..]);
+                history::trim(&mut view.batch, keys, &mut history_start, view.revision, keep);
+            }
         }
         let (revision, legacy) = (view.revision, view.legacy);
+        let changes = view.events;
         if last > applied {
             let mut batch = view.batch;
+            if !state.history_start_stored {
+                batch.put(keys.history_start(), history_start.to_be_bytes());
+            }
             batch.put(keys.applied(), last.to_be_bytes());
             batch.put(keys.time(), time.time.to_be_bytes());
             if let Some(last) = time.encode_last() {
@@ -108,7 +128,11 @@ impl KvStateMachine {
             revision,
             legacy,
             legacy_stored: legacy && last > applied || state.legacy_stored,
+            history_start,
+            history_start_stored: state.history_start_stored || last > applied,
         });
+        // Under the apply's lock: watchers see batches in order.
+        self.watches.publish(&changes, revision);
         Ok(out)
     }
 }

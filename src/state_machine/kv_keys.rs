@@ -20,6 +20,8 @@ const META: u8 = b'k';
 const LEASE: u8 = b'e';
 const EXPIRY: u8 = b'x';
 const ATTACHED: u8 = b'a';
+/// Recent changes, by revision, for watches (`history.rs`).
+const HISTORY: u8 = b'h';
 
 /// The keys of one group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +101,26 @@ impl KvKeys {
         self.key(&[&[ATTACHED], &id.to_be_bytes()])
     }
 
+    /// Change `sub` (its position) of revision `rev` in the history.
+    pub fn history(&self, rev: u64, sub: u32) -> Vec<u8> {
+        self.key(&[&[HISTORY], &rev.to_be_bytes(), &sub.to_be_bytes()])
+    }
+
+    /// Where revision `rev`'s changes start in the history.
+    pub fn history_from(&self, rev: u64) -> Vec<u8> {
+        self.key(&[&[HISTORY], &rev.to_be_bytes()])
+    }
+
+    /// The prefix of the history.
+    pub fn history_prefix(&self) -> Vec<u8> {
+        self.key(&[&[HISTORY]])
+    }
+
+    /// The oldest revision the history still holds from.
+    pub fn history_start(&self) -> Vec<u8> {
+        self.key(&[b"m:hstart"])
+    }
+
     /// The term of the last leases' promotion and the log's time at it.
     pub fn lease_promotion(&self) -> Vec<u8> {
         self.key(&[b"m:lpromo"])
@@ -129,16 +151,18 @@ impl KvKeys {
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {
-            // `a…`, `d…`, `e…`, `k…`, `l…`, `m:…`, `x…`: apart from every
+            // `a…`, `d…`, `e…`, `h…`, `k…`, `l…`, `m:…`, `x…`: apart from every
             // other group's `G…`.
+            // In key order: an export writes them into one sorted file.
             return vec![
                 (vec![ATTACHED], vec![ATTACHED + 1]),
-                (vec![LEASE], vec![LEASE + 1]),
-                (vec![EXPIRY], vec![EXPIRY + 1]),
                 (vec![DATA], vec![DATA + 1]),
+                (vec![LEASE], vec![LEASE + 1]),
+                (vec![HISTORY], vec![HISTORY + 1]),
                 (vec![META], vec![META + 1]),
                 (vec![LOCK], vec![LOCK + 1]),
                 (b"m:".to_vec(), b"m;".to_vec()),
+                (vec![EXPIRY], vec![EXPIRY + 1]),
             ];
         }
         let end = match self.group.checked_add(1) {
@@ -193,5 +217,10 @@ mod tests {
         let last = KvKeys::of(u64::MAX);
         assert!(last.owns(&last.data(&[0xff; 8])));
         assert_eq!(KvKeys::of(255).ranges()[0].1, KvKeys::of(256).ranges()[0].0);
+        let zero = KvKeys::of(0).ranges();
+        assert!(
+            zero.windows(2).all(|w| w[0].1 <= w[1].0),
+            "group 0's ranges in key order"
+        );
     }
 }

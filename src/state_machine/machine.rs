@@ -15,7 +15,8 @@ const KV_DIR: &str = "kv";
 
 /// Whichever state machine the node runs.
 pub enum Machine {
-    Kv(KvStateMachine),
+    /// (Boxed: it holds its caches, leases and watchers inline.)
+    Kv(Box<KvStateMachine>),
     User(UserMachine),
 }
 
@@ -23,7 +24,7 @@ impl Machine {
     /// `None`: the key-value store at `dir`; `Some`: the user's machine (`dir` unused).
     pub fn open(dir: &Path, user: Option<Box<dyn StateMachine>>) -> Result<Machine> {
         Ok(match user {
-            None => Machine::Kv(KvStateMachine::open(dir)?),
+            None => Machine::Kv(Box::new(KvStateMachine::open(dir)?)),
             Some(machine) => Machine::User(UserMachine::new(machine)),
         })
     }
@@ -31,7 +32,7 @@ impl Machine {
     /// `None`: `group`'s state in the host's shared key-value store; `Some`: the user's machine.
     pub fn in_store(store: &Arc<KvStore>, group: GroupId, user: Option<Box<dyn StateMachine>>) -> Machine {
         match user {
-            None => Machine::Kv(KvStateMachine::in_store(store.clone(), group)),
+            None => Machine::Kv(Box::new(KvStateMachine::in_store(store.clone(), group))),
             Some(machine) => Machine::User(UserMachine::new(machine)),
         }
     }

@@ -11,6 +11,7 @@
 
 mod apply;
 mod command;
+pub mod history;
 mod kv_keys;
 pub mod lease;
 mod lock;
@@ -21,6 +22,7 @@ pub mod revision;
 mod snapshot;
 mod txn;
 mod user;
+pub mod watch;
 
 pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
 pub use kv_keys::KvKeys;
@@ -36,6 +38,10 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Revisions of changes kept for watches unless `history_revisions` says
+/// otherwise.
+pub const DEFAULT_HISTORY_REVISIONS: u64 = 10_000;
 
 /// What applying one entry produced, handed to whoever proposed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +98,9 @@ pub struct KvStateMachine {
     /// The group's leases as last written; `None` as `applied` is.
     leases: parking_lot::Mutex<Option<lease::LeaseTable>>,
     lease_clock: parking_lot::Mutex<lease::LeaseClock>,
+    /// Revisions of changes the history keeps (0: none).
+    history_revisions: std::sync::atomic::AtomicU64,
+    watches: watch::WatchHub,
 }
 
 /// What applying moves besides the data: kept in memory between batches.
@@ -105,6 +114,10 @@ struct AppliedState {
     /// and whether `m:legacy` says so on disk.
     legacy: bool,
     legacy_stored: bool,
+    /// The oldest revision the history holds whole (`history.rs`), and
+    /// whether `m:hstart` says so on disk.
+    history_start: u64,
+    history_start_stored: bool,
 }
 
 impl KvStateMachine {
@@ -118,6 +131,8 @@ impl KvStateMachine {
             applied: parking_lot::Mutex::new(None),
             leases: parking_lot::Mutex::new(None),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
+            history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
+            watches: watch::WatchHub::default(),
         })
     }
 
@@ -131,11 +146,16 @@ impl KvStateMachine {
             applied: parking_lot::Mutex::new(None),
             leases: parking_lot::Mutex::new(None),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
+            history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
+            watches: watch::WatchHub::default(),
         }
     }
 
-    /// Closes the group's view (and a private store); later calls fail with `Stopped`.
+    /// Closes the group's view (and a private store); later calls fail with
+    /// `Stopped`. Every watch ends first, with a last call (`Stopped`).
     pub fn close(&self) {
+        self.watches
+            .end_all(Error::Stopped("the group was closed".into()), true);
         self.closed.store(true, Ordering::Release);
         if self.private {
             self.store.close();
@@ -175,6 +195,14 @@ impl KvStateMachine {
     pub(super) fn forget_applied(&self) {
         let mut applied = self.applied.lock();
         *applied = None;
+        // The state was replaced: what the watchers saw no longer leads to it.
+        self.watches.end_all(
+            Error::Compacted(
+                "the group's state was replaced (a snapshot loaded): watch again from the last revision seen + 1"
+                    .into(),
+            ),
+            false,
+        );
         *self.leases.lock() = None;
         // Until the next apply says when the next lease is due.
         *self.lease_clock.lock() = lease::LeaseClock::default();
@@ -268,3 +296,6 @@ mod revision_tests;
 
 #[cfg(test)]
 mod lease_tests;
+
+#[cfg(test)]
+mod watch_tests;

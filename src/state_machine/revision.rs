@@ -22,6 +22,7 @@
 //! counted, a key without revisions is absent, and writing a new key costs
 //! one lookup (its revisions), not two.
 
+use super::history::{EventKind, WatchEvent};
 use super::lease::LeaseTable;
 use super::KvKeys;
 use crate::error::{Error, Result};
@@ -98,6 +99,11 @@ pub(super) struct View<'a> {
     pub leases: &'a mut LeaseTable,
     /// Keys attached to (`true`) or detached from a lease earlier in the batch.
     attached: HashMap<(u64, Vec<u8>), bool>,
+    /// The entry being applied counts revisions (protocol 6).
+    pub counting: bool,
+    /// The changes counted so far in the batch, in revision order, for the
+    /// history and the watchers (`history.rs`).
+    pub events: Vec<WatchEvent>,
     /// The group's revision as of the batch so far.
     pub revision: u64,
     /// Keys without revisions may exist ([`legacy_possible`]).
@@ -140,6 +146,8 @@ impl<'a> View<'a> {
             locks: HashMap::new(),
             leases,
             attached: HashMap::new(),
+            counting: false,
+            events: Vec::new(),
             revision,
             legacy,
         }
@@ -211,6 +219,14 @@ impl<'a> View<'a> {
             },
         });
         self.batch.put(self.keys.data(key), value);
+        if let Some(m) = &meta {
+            self.events.push(WatchEvent {
+                kind: EventKind::Put,
+                key: key.clone(),
+                value: value.clone(),
+                mod_revision: m.mod_revision,
+            });
+        }
         match &meta {
             Some(m) => self.batch.put(self.keys.meta(key), m.encode()),
             None => {
@@ -235,6 +251,16 @@ impl<'a> View<'a> {
         self.batch.delete(self.keys.data(key));
         self.batch.delete(self.keys.meta(key));
         self.written.insert(key.to_vec(), (None, None));
+        if existed && self.counting {
+            // Every counted delete moves the revision by one past the
+            // current (a delete, a transaction, an expiry).
+            self.events.push(WatchEvent {
+                kind: EventKind::Delete,
+                key: key.clone(),
+                value: Bytes::new(),
+                mod_revision: self.revision + 1,
+            });
+        }
         Ok(existed)
     }
 }
