@@ -106,6 +106,10 @@ c-test: lib | $(OUT)
 	$(OUT)/test_leases
 	$(CC) $(CFLAGS) $(ASAN) tests/c/test_leases.c $(SHARED) -o $(OUT)/test_leases_asan
 	$(OUT)/test_leases_asan
+	$(CC) $(CFLAGS) tests/c/test_watches.c $(SHARED) -o $(OUT)/test_watches
+	$(OUT)/test_watches
+	$(CC) $(CFLAGS) $(ASAN) tests/c/test_watches.c $(SHARED) -o $(OUT)/test_watches_asan
+	$(OUT)/test_watches_asan
 
 cpp-test: lib | $(OUT)
 	$(CXX) $(CXXFLAGS) bindings/cpp/test/standalone.cpp $(SHARED) -o $(OUT)/cpp_standalone

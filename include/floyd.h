@@ -183,6 +183,16 @@
 #define FLOYD_TXN_THEN 1
 
 /**
+ * A watch event: a key was written.
+ */
+#define FLOYD_EVENT_PUT 0
+
+/**
+ * A watch event: a key was deleted (`value` is empty).
+ */
+#define FLOYD_EVENT_DELETE 1
+
+/**
  * Options for `floyd_host_open` (opaque). Not thread-safe: fill it on one thread.
  * Created by `floyd_host_options_new`, freed by `floyd_host_options_free`.
  */
@@ -324,6 +334,28 @@ typedef struct {
    */
   void (*destroy)(void *user_data);
 } floyd_state_machine_t;
+
+/**
+ * One change, as a watch callback gets it. `key` and `value` are valid
+ * during the call only; `mod_revision` is the change's revision (the
+ * changes of one transaction share it).
+ */
+typedef struct {
+  int type;
+  const char *key;
+  size_t key_len;
+  const char *value;
+  size_t value_len;
+  uint64_t mod_revision;
+} floyd_watch_event_t;
+
+/**
+ * A watch callback: `events` (`n` of them, in revision order) with code
+ * FLOYD_OK; or, once, when the watch ends by itself, `n` = 0 and the code
+ * that ended it (FLOYD_STOPPED at close, FLOYD_COMPACTED when a snapshot
+ * replaced the node's state, FLOYD_BUSY when it fell too far behind).
+ */
+typedef void (*floyd_watch_fn)(void *user_data, const floyd_watch_event_t *events, size_t n, int code);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1491,6 +1523,50 @@ int floyd_open_with_state_machine(const floyd_options_t *opts,
  * unknown: FLOYD_TIMEOUT, FLOYD_STOPPED (the leader closed); FLOYD_FAILED; FLOYD_INTERNAL.
  */
 int floyd_propose(floyd_t *f, const char *data, size_t len, char **result, size_t *result_len, char **errmsg);
+
+/**
+ * Calls `fn_` with every change to a key in `[start, end)` (end NULL or
+ * `end_len` 0: every key from `start` on; a prefix watch ends at
+ * `floyd_prefix_end(prefix)`) from revision `start_revision` on (0: from the
+ * next change), in revision order, each once, as this node applies them (a
+ * follower too; across leader changes). `*watch_id` gets its id for
+ * `floyd_unwatch`. Changes before now come from the history this node keeps
+ * (`floyd_options_set_history_revisions`); a watcher that saw revision r and
+ * starts again from r + 1, after a restart too, misses and repeats nothing.
+ *
+ * Thread-safety: any thread. `fn_` runs on the library's watch thread, one
+ * call at a time per watch; keep it short (it delays other watches, never
+ * writes). It may call `floyd_unwatch` on its own watch, not `floyd_close`.
+ * Ownership: `start` and `end` are borrowed and copied; `user_data` is handed
+ * to every call until the last (after `floyd_unwatch` returns, or after the
+ * call with a non-OK code, it is no longer used); `errmsg` as usual.
+ * Returns: FLOYD_OK; FLOYD_COMPACTED (`start_revision` is older than the
+ * history kept); FLOYD_INVALID_ARGUMENT (NULL `f`, `fn_` or `watch_id`, a NULL
+ * pointer with a non-zero length, a bound over 64 KiB + 1, a user-defined
+ * state machine); FLOYD_STOPPED; FLOYD_FAILED; FLOYD_INTERNAL.
+ */
+int floyd_watch(floyd_t *f,
+                const char *start,
+                size_t start_len,
+                const char *end,
+                size_t end_len,
+                uint64_t start_revision,
+                floyd_watch_fn fn_,
+                void *user_data,
+                uint64_t *watch_id,
+                char **errmsg);
+
+/**
+ * Ends watch `watch_id`: once this returns its callback is not called again
+ * (called from that callback: after the current call). No last call.
+ *
+ * Thread-safety: any thread, the watch's own callback included; waits for a
+ * call of that watch under way on another thread.
+ * Ownership: nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_NOT_FOUND (no such watch: it ended, or never was);
+ * FLOYD_INVALID_ARGUMENT (NULL `f`, a user-defined state machine).
+ */
+int floyd_unwatch(floyd_t *f, uint64_t watch_id);
 
 #ifdef __cplusplus
 }  // extern "C"

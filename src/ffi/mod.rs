@@ -19,6 +19,7 @@ mod leases;
 mod node;
 mod options;
 mod state_machine;
+mod watches;
 
 pub use async_calls::*;
 pub use coordination::*;
@@ -27,6 +28,7 @@ pub use leases::*;
 pub use node::*;
 pub use options::*;
 pub use state_machine::*;
+pub use watches::*;
 
 use crate::error::Error;
 use args::set_errmsg;
