@@ -7,6 +7,7 @@
 //! cargo run --example coord_bench -- txn  [--threads 20] [--ops 10] [--secs 5]
 //! cargo run --example coord_bench -- scan [--keys 10000] [--rounds 20] [--writers 4]
 //! cargo run --example coord_bench -- leases [--leases 100000] [--ttl-ms 30000] [--threads 256] [--secs 20]
+//! cargo run --example coord_bench -- watch [--watchers 10000] [--rate 1000] [--secs 10]
 //! ```
 //!
 //! `cas`: every thread increments counter `thread % counters` by
@@ -26,6 +27,12 @@
 //! every third of its TTL, from a follower, as a service's clients would)
 //! for `--secs`: keep-alives/s, log entries/s, the process's CPU (all 3
 //! nodes and the client threads), keep-alive latency, and that no key expired.
+//!
+//! `watch`: `--watchers` watches of one prefix on a follower, then `--rate`
+//! writes a second under it for `--secs`: each change's delivery latency
+//! (from the write's submission to the callback), the writes' latency, the
+//! CPU of the process against the same writes with no watcher, and that
+//! every watcher saw every change once.
 
 use floyd::{prefix_end, Branch, Error, Floyd, Options, Txn};
 use std::net::TcpListener;
@@ -379,6 +386,78 @@ fn leases(args: &[String]) {
     println!("every key is still there ({kept})");
 }
 
+fn watch(args: &[String]) {
+    use std::sync::Mutex;
+    let (watchers, rate, secs) = (num(args, "--watchers", 10_000), num(args, "--rate", 1_000), num(args, "--secs", 10));
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = Arc::new(start_cluster(dir.path()));
+    let l = leader(&nodes);
+    let f = (l + 1) % nodes.len();
+    let base = Instant::now();
+    // Runs `rate` writes a second for `secs` (the value: when it was submitted); their latencies.
+    let write = |prefix: &str| {
+        let mut lat = Vec::new();
+        let start = Instant::now();
+        for i in 0..rate * secs {
+            let due = start + Duration::from_micros(i * 1_000_000 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let sent = Instant::now();
+            let stamp = (sent - base).as_nanos() as u64;
+            nodes[l].write(format!("{prefix}{i}").as_bytes(), &stamp.to_be_bytes()).unwrap();
+            lat.push(sent.elapsed());
+        }
+        lat
+    };
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let quiet = write("quiet/");
+    let quiet_cpu = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let delivery: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let counts: Vec<Arc<AtomicU64>> = (0..watchers).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    for (i, c) in counts.iter().enumerate() {
+        let (c, d) = (c.clone(), delivery.clone());
+        // Latencies from 100 watchers spread over the list (all of them would
+        // be rate × secs × watchers samples).
+        let sampled = i as u64 % (watchers / 100).max(1) == 0;
+        nodes[f]
+            .watch(b"w/", &prefix_end(b"w/"), 0, move |u| {
+                if let floyd::WatchUpdate::Events(events) = u {
+                    c.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    if !sampled {
+                        return;
+                    }
+                    let now = (Instant::now() - base).as_nanos() as u64;
+                    let mut d = d.lock().unwrap();
+                    for e in events {
+                        let sent = u64::from_be_bytes(e.value.as_ref().try_into().unwrap());
+                        d.push(Duration::from_nanos(now.saturating_sub(sent)));
+                    }
+                }
+            })
+            .unwrap();
+    }
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let busy = write("w/");
+    let want = rate * secs;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counts.iter().any(|c| c.load(Ordering::Relaxed) < want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let busy_cpu = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let complete = counts.iter().filter(|c| c.load(Ordering::Relaxed) == want).count();
+    let lat = std::mem::take(&mut *delivery.lock().unwrap());
+    println!(
+        "{watchers} watchers of one prefix on a follower, {rate} writes/s for {secs} s: delivery {} ({} sampled)",
+        summary(lat.clone()),
+        lat.len()
+    );
+    println!("writes without watchers: {} | CPU {quiet_cpu:.2} cores", summary(quiet));
+    println!("writes with the watchers: {} | CPU {busy_cpu:.2} cores", summary(busy));
+    println!("{complete} of {watchers} watchers saw all {want} changes");
+    assert_eq!(complete as u64, watchers, "a watcher missed a change");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -386,6 +465,7 @@ fn main() {
         Some("txn") => txn(&args),
         Some("scan") => scan(&args),
         Some("leases") => leases(&args),
-        _ => eprintln!("usage: coord_bench cas|txn|scan|leases [options] (see the source's header)"),
+        Some("watch") => watch(&args),
+        _ => eprintln!("usage: coord_bench cas|txn|scan|leases|watch [options] (see the source's header)"),
     }
 }
