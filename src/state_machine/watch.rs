@@ -48,6 +48,9 @@ pub struct Watcher {
     end: Vec<u8>,
     /// Changes before this revision are not for it.
     from: u64,
+    /// Changes before this revision came from the history: published ones
+    /// are taken from this one on.
+    live_from: u64,
     queue: Mutex<Queue>,
     /// Held while a call runs; `None` once the watch is over.
     callback: Mutex<Option<WatchCallback>>,
@@ -78,6 +81,7 @@ impl Watcher {
             start: Vec::new(),
             end: Vec::new(),
             from: 0,
+            live_from: 0,
             queue: Mutex::new(Queue::default()),
             callback: Mutex::new(None),
             cancelled: AtomicBool::new(true),
@@ -120,7 +124,7 @@ impl Watcher {
             return false;
         }
         for e in events {
-            if e.mod_revision >= self.from && in_range(&e.key, &self.start, &self.end) {
+            if e.mod_revision >= self.from.max(self.live_from) && in_range(&e.key, &self.start, &self.end) {
                 q.bytes += e.size();
                 q.events.push_back(e.clone());
             }
@@ -133,6 +137,18 @@ impl Watcher {
             )));
         }
         let due = (!q.events.is_empty() || q.ended.is_some()) && !q.scheduled;
+        q.scheduled |= due;
+        due
+    }
+
+    /// Queues the changes read from the history (all before `live_from`).
+    fn take_history(&self, events: &[WatchEvent]) -> bool {
+        let mut q = self.queue.lock();
+        for e in events {
+            q.bytes += e.size();
+            q.events.push_back(e.clone());
+        }
+        let due = !q.events.is_empty() && !q.scheduled;
         q.scheduled |= due;
         due
     }
@@ -254,12 +270,13 @@ impl WatchHub {
             start: start.to_vec(),
             end: end.to_vec(),
             from: if from == 0 { published + 1 } else { from },
+            live_from: published + 1,
             queue: Mutex::new(Queue::default()),
             callback: Mutex::new(Some(callback)),
             cancelled: AtomicBool::new(false),
         });
         inner.watchers.insert(id, w.clone());
-        let due = w.offer(&early);
+        let due = w.take_history(&early);
         drop(inner);
         if due {
             self.schedule(w);
