@@ -388,7 +388,11 @@ fn leases(args: &[String]) {
 
 fn watch(args: &[String]) {
     use std::sync::Mutex;
-    let (watchers, rate, secs) = (num(args, "--watchers", 10_000), num(args, "--rate", 1_000), num(args, "--secs", 10));
+    let (watchers, rate, secs) = (
+        num(args, "--watchers", 10_000),
+        num(args, "--rate", 1_000),
+        num(args, "--secs", 10),
+    );
     let dir = tempfile::tempdir().unwrap();
     let nodes = Arc::new(start_cluster(dir.path()));
     let l = leader(&nodes);
@@ -403,7 +407,9 @@ fn watch(args: &[String]) {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
             let sent = Instant::now();
             let stamp = (sent - base).as_nanos() as u64;
-            nodes[l].write(format!("{prefix}{i}").as_bytes(), &stamp.to_be_bytes()).unwrap();
+            nodes[l]
+                .write(format!("{prefix}{i}").as_bytes(), &stamp.to_be_bytes())
+                .unwrap();
             lat.push(sent.elapsed());
         }
         lat
@@ -445,15 +451,24 @@ fn watch(args: &[String]) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let busy_cpu = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
-    let complete = counts.iter().filter(|c| c.load(Ordering::Relaxed) == want).count();
+    let complete = counts
+        .iter()
+        .filter(|c| c.load(Ordering::Relaxed) == want)
+        .count();
     let lat = std::mem::take(&mut *delivery.lock().unwrap());
     println!(
         "{watchers} watchers of one prefix on a follower, {rate} writes/s for {secs} s: delivery {} ({} sampled)",
         summary(lat.clone()),
         lat.len()
     );
-    println!("writes without watchers: {} | CPU {quiet_cpu:.2} cores", summary(quiet));
-    println!("writes with the watchers: {} | CPU {busy_cpu:.2} cores", summary(busy));
+    println!(
+        "writes without watchers: {} | CPU {quiet_cpu:.2} cores",
+        summary(quiet)
+    );
+    println!(
+        "writes with the watchers: {} | CPU {busy_cpu:.2} cores",
+        summary(busy)
+    );
     println!("{complete} of {watchers} watchers saw all {want} changes");
     assert_eq!(complete as u64, watchers, "a watcher missed a change");
 }
