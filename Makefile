@@ -130,6 +130,10 @@ cpp-test: lib | $(OUT)
 	$(OUT)/cpp_lease_test
 	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/lease_test.cpp $(SHARED) -o $(OUT)/cpp_lease_test_asan
 	$(OUT)/cpp_lease_test_asan
+	$(CXX) $(CXXFLAGS) bindings/cpp/test/watch_test.cpp $(SHARED) -o $(OUT)/cpp_watch_test
+	$(OUT)/cpp_watch_test
+	$(CXX) $(CXXFLAGS) $(ASAN) bindings/cpp/test/watch_test.cpp $(SHARED) -o $(OUT)/cpp_watch_test_asan
+	$(OUT)/cpp_watch_test_asan
 
 python-test: lib
 	cd bindings/python && FLOYD_LIB=$(LIBDIR)/libfloyd.so python3 -m pytest -q tests

@@ -38,6 +38,9 @@
 //  - Leases, etcd's: keys that vanish when their lease ends (LeaseGrant,
 //    LeaseKeepAlive, LeaseRevoke, LeaseTimeToLive, WriteWithLease, a Txn's
 //    Put with a lease; KvMeta::lease names a key's).
+//  - Watches, etcd's: a callback told of every change to a range of keys,
+//    in revision order, from now or from a past revision (Watch, Unwatch,
+//    WatchEvent; Options::history_revisions).
 //
 // Every method of a Floyd may be called from many threads at once. Keys and
 // values are binary-safe: std::string bytes, embedded NUL bytes included.
@@ -52,7 +55,9 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <set>
 #include <sstream>
@@ -120,7 +125,8 @@ class Status {
   static Status Conflict(const std::string& msg, const std::string& msg2 = std::string()) {
     return Status(kConflict, FLOYD_CONFLICT, msg, msg2);
   }
-  // (floyd) The revision asked for is older than the history kept.
+  // (floyd) The revision asked for is older than the history kept (a Watch
+  // from it; a watch's last call when a snapshot replaced the node's state).
   static Status Compacted(const std::string& msg, const std::string& msg2 = std::string()) {
     return Status(kCompacted, FLOYD_COMPACTED, msg, msg2);
   }
@@ -496,6 +502,10 @@ struct Options {
   // (floyd) Admission control: at most this many async calls unanswered at
   // once; past it WriteAsync and the like return IsBusy().
   uint64_t max_async_in_flight;
+  // (floyd) Revisions of changes the key-value store keeps for watches
+  // (Floyd::Watch from a past revision); 0: none, a watch can only start
+  // from now. A watch from an older revision is IsCompacted().
+  uint64_t history_revisions;
   // (floyd) Mutual TLS between members (PEM paths; all empty: off). With it a
   // member talks only to peers whose certificate chains to tls_ca_path and
   // speaks for the member they are: it names the member's IP as an IP
@@ -548,6 +558,7 @@ struct Options {
       << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n"
       << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n"
       << "      max_async_in_flight : " << max_async_in_flight << "\n"
+      << "        history_revisions : " << history_revisions << "\n"
       << "              tls_ca_path : " << tls_ca_path << "\n"
       << "            tls_cert_path : " << tls_cert_path << "\n"
       << "             tls_key_path : " << tls_key_path << "\n";
@@ -570,7 +581,8 @@ struct Options {
         snapshot_chunk_bytes(1u << 20),
         snapshot_bytes_per_sec(64u << 20),
         lease_reads(false),
-        max_async_in_flight(100000) {}
+        max_async_in_flight(100000),
+        history_revisions(10000) {}
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
@@ -589,7 +601,8 @@ struct Options {
         snapshot_chunk_bytes(1u << 20),
         snapshot_bytes_per_sec(64u << 20),
         lease_reads(false),
-        max_async_in_flight(100000) {
+        max_async_in_flight(100000),
+        history_revisions(10000) {
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
@@ -670,6 +683,124 @@ inline void TakeList(floyd_kv_list_t* list, KvList* out) {
   copy.more = floyd_kv_list_more(list);
   copy.revision = floyd_kv_list_revision(list);
   std::swap(*out, copy);
+}
+
+}  // namespace detail
+
+// (floyd) One change to a watched key, as Floyd::Watch's callback gets it.
+struct WatchEvent {
+  // What happened to the key (FLOYD_EVENT_*).
+  enum Type { kPut = FLOYD_EVENT_PUT, kDelete = FLOYD_EVENT_DELETE };
+  Type type;
+  std::string key;
+  // The value written; empty for a delete.
+  std::string value;
+  // The change's revision (the changes of one transaction share it).
+  uint64_t mod_revision;
+
+  WatchEvent() : type(kPut), mod_revision(0) {}
+};
+
+// (floyd) A watch callback (Floyd::Watch): changes in revision order with
+// an ok() `ended`; or, once, when the watch ends by itself, no events and
+// the non-ok status that ended it (its last call).
+typedef std::function<void(const std::vector<WatchEvent>& events, const Status& ended)> WatchCallback;
+
+namespace detail {
+
+struct WatchRegistry;
+
+// One watch's callback, heap-held and handed to floyd_watch as user_data.
+// Freed exactly once, by whoever learns last that floyd will not call it
+// again: the trampoline after the last call (a non-OK code) or after a call
+// in which the callback unwatched its own watch; Floyd::Unwatch when
+// floyd_unwatch answers OK from any other thread (it returns only once no
+// call runs); Floyd::Watch if the last call came before it registered the
+// id. The fields but `fn` are guarded by the registry's mutex.
+struct WatchState {
+  WatchCallback fn;
+  WatchRegistry* registry;
+  uint64_t id;
+  // The id is known and the state is in registry->live.
+  bool registered;
+  // The last call ran.
+  bool ended;
+  // Unwatched from inside its own callback: the trampoline frees it after
+  // that call returns.
+  bool unwatched_in_call;
+
+  WatchState(WatchCallback f, WatchRegistry* r)
+      : fn(std::move(f)), registry(r), id(0), registered(false), ended(false), unwatched_in_call(false) {}
+
+  // The watch whose callback this thread runs (NULL: none).
+  static WatchState*& Current() {
+    static thread_local WatchState* current = nullptr;
+    return current;
+  }
+
+  static Status EndStatus(int code) {
+    switch (code) {
+      case FLOYD_STOPPED: return Status::FromCode(code, "the watch ended: its node was closed");
+      case FLOYD_COMPACTED:
+        return Status::FromCode(code,
+                                "the watch ended: a snapshot replaced the node's state; watch again from the "
+                                "last revision seen + 1");
+      case FLOYD_BUSY:
+        return Status::FromCode(code,
+                                "the watch ended: it fell too far behind; watch again from the last revision "
+                                "seen + 1");
+      default: return Status::FromCode(code, "the watch ended");
+    }
+  }
+
+  static void Call(void* user_data, const floyd_watch_event_t* events, size_t n, int code);
+};
+
+// A Floyd's live watches by id, for Unwatch and the destructor.
+struct WatchRegistry {
+  std::mutex mu;
+  std::map<uint64_t, WatchState*> live;
+};
+
+inline void WatchState::Call(void* user_data, const floyd_watch_event_t* events, size_t n, int code) {
+  WatchState* self = static_cast<WatchState*>(user_data);
+  bool last = code != FLOYD_OK;
+  WatchState*& current = Current();
+  WatchState* outer = current;
+  current = self;
+  // An exception the callback throws is swallowed: it must not unwind into
+  // the library's thread.
+  try {
+    std::vector<WatchEvent> batch;
+    if (!last && events != nullptr) {
+      batch.resize(n);
+      for (size_t i = 0; i < n; i++) {
+        WatchEvent& e = batch[i];
+        e.type = events[i].type == FLOYD_EVENT_DELETE ? WatchEvent::kDelete : WatchEvent::kPut;
+        if (events[i].key != nullptr) e.key.assign(events[i].key, events[i].key_len);
+        if (events[i].value != nullptr) e.value.assign(events[i].value, events[i].value_len);
+        e.mod_revision = events[i].mod_revision;
+      }
+    }
+    self->fn(batch, last ? EndStatus(code) : Status::OK());
+  } catch (...) {
+  }
+  current = outer;
+  bool free_now = false;
+  try {
+    std::lock_guard<std::mutex> lock(self->registry->mu);
+    if (last) {
+      self->ended = true;
+      if (self->registered && !self->unwatched_in_call) self->registry->live.erase(self->id);
+      // Not registered yet: Floyd::Watch frees it when it sees `ended`.
+      free_now = self->registered || self->unwatched_in_call;
+    } else {
+      free_now = self->unwatched_in_call;
+    }
+  } catch (...) {
+    return;  // (the mutex failed: leak rather than free what may be in use)
+  }
+  if (free_now) delete self;
 }
 
 }  // namespace detail
@@ -821,8 +952,17 @@ class Floyd {
 
   // Closes the node: stops and joins every thread it started. For a group of
   // a Host: stops the group on the host (its data stays for a later
-  // Host::OpenGroup); the host runs on.
-  ~Floyd() { floyd_close(f_); }
+  // Host::OpenGroup); the host runs on. Every watch still live gets its last
+  // call (floyd_code() FLOYD_STOPPED) before this returns.
+  ~Floyd() {
+    floyd_close(f_);
+    // floyd_close made every watch's last call, which freed its callback;
+    // whatever is left (nothing, by the C contract) is never called again.
+    for (std::map<uint64_t, detail::WatchState*>::iterator it = watches_.live.begin(); it != watches_.live.end();
+         ++it) {
+      delete it->second;
+    }
+  }
 
   // Has the cluster's StateMachine apply `data` once a majority has it;
   // *result (when not NULL) gets what apply answered on the leader (a
@@ -1023,6 +1163,104 @@ class Floyd {
     return detail::TakeStatus(rc, errmsg);
   }
 
+  // (floyd) Calls `callback` with every change to a key in [start, end) (an
+  // empty `end`: every key from `start` on; a prefix watch ends at
+  // PrefixEnd(prefix)) from revision `start_revision` on (0: from the next
+  // change), in revision order, each change once, as this node applies them
+  // (a follower too, across leader changes); the changes of one transaction
+  // share a revision. *watch_id (required; written on success only) gets
+  // the id for Unwatch. Changes before now come from the history this node
+  // keeps (Options::history_revisions): IsCompacted() (nothing watched) if
+  // `start_revision` is older. A watcher that saw revision r and watches
+  // again from r + 1, after a restart too, misses and repeats nothing.
+  //
+  // `callback(events, ended)` runs on the library's watch thread (a Host's
+  // is shared by all its groups), one call at a time per watch: batches of
+  // events with an ok() `ended`; and, when the watch ends by itself, one
+  // last call with no events and the status that ended it: floyd_code()
+  // FLOYD_STOPPED (IsIOError(): the node was closed; deleting the Floyd, or
+  // closing its Host, makes that call before it returns), FLOYD_COMPACTED
+  // (IsCompacted(): a snapshot replaced the node's state) or FLOYD_BUSY
+  // (IsBusy(): the callback fell more than 100,000 changes or 64 MiB
+  // behind); for the last two, watch again from the last revision seen + 1.
+  // The first calls may come before Watch returns. Keep the callback short
+  // (it delays every watch on the thread); it may call Unwatch (its own
+  // watch's too); other calls on the node work but hold up every watch on
+  // the thread while they wait; it must not delete its Floyd or close its
+  // Host. An exception it throws is swallowed. The Floyd keeps the callback
+  // until its last call or until Unwatch, then destroys it (exactly once).
+  //
+  // IsInvalidArgument() for an empty callback, a NULL watch_id, a bound over
+  // 64 KiB + 1 bytes or a node running a StateMachine of your own;
+  // floyd_code() FLOYD_STOPPED once the node (or its Host) is closed.
+  Status Watch(const std::string& start, const std::string& end, uint64_t start_revision, WatchCallback callback,
+               uint64_t* watch_id) {
+    if (watch_id == nullptr) return Status::InvalidArgument("watch_id is NULL");
+    if (!callback) return Status::InvalidArgument("the watch callback is empty");
+    detail::WatchState* state = new (std::nothrow) detail::WatchState(std::move(callback), &watches_);
+    if (state == nullptr) return Status::IOError("out of memory allocating a watch");
+    uint64_t id = 0;
+    char* errmsg = nullptr;
+    int rc = floyd_watch(f_, start.data(), start.size(), end.data(), end.size(), start_revision,
+                         &detail::WatchState::Call, state, &id, &errmsg);
+    if (rc != FLOYD_OK) {
+      delete state;  // never called: floyd refused the watch
+      return detail::TakeStatus(rc, errmsg);
+    }
+    floyd_free(errmsg);
+    bool ended = false;
+    {
+      std::lock_guard<std::mutex> lock(watches_.mu);
+      ended = state->ended;
+      if (!ended) {
+        state->id = id;
+        state->registered = true;
+        watches_.live[id] = state;
+      }
+    }
+    // (It ended by itself before we knew its id: its last call ran, nothing
+    // else will free it.)
+    if (ended) delete state;
+    *watch_id = id;
+    return Status::OK();
+  }
+
+  // (floyd) Ends watch `watch_id` without a last call: once this returns
+  // ok() its callback is not called again and has been destroyed (called
+  // from that very callback: it runs no more after the current call, and is
+  // destroyed once that call returns). IsNotFound() if there is no such
+  // watch: unwatched already, never made, or ended by itself (its last call
+  // has run, or runs at this very moment on the watch thread: if the last
+  // call matters, wait for it rather than for Unwatch).
+  Status Unwatch(uint64_t watch_id) {
+    int rc = floyd_unwatch(f_, watch_id);
+    if (rc == FLOYD_NOT_FOUND) return Status::FromCode(rc, "no such watch (it ended, or never was)");
+    if (rc != FLOYD_OK) return Status::FromCode(rc, "unwatch failed");
+    detail::WatchState* state = nullptr;
+    bool found = false;
+    {
+      std::lock_guard<std::mutex> lock(watches_.mu);
+      std::map<uint64_t, detail::WatchState*>::iterator it = watches_.live.find(watch_id);
+      if (it != watches_.live.end()) {
+        found = true;
+        state = it->second;
+        watches_.live.erase(it);
+        if (state == detail::WatchState::Current()) {
+          // Inside its own callback: the trampoline frees it after this call.
+          state->unwatched_in_call = true;
+          state = nullptr;
+        }
+      }
+    }
+    // Not ours (any more): the watch had ended by itself, its last call ran
+    // (floyd_unwatch waited for it) and freed it. The library may still
+    // have held the ended watch (one that fell behind): to the caller it is
+    // gone all the same.
+    if (!found) return Status::NotFound("no such watch (it ended by itself)");
+    delete state;
+    return Status::OK();
+  }
+
   // Takes lock `name` for `holder` for `ttl` milliseconds (1 ms to 24 h), or
   // renews it when `holder` holds it already. IsBusy() ("LOCKED: ...",
   // floyd_code() FLOYD_LOCKED) when another holder has it and its lease has
@@ -1206,6 +1444,7 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_bytes_per_sec(o, options.snapshot_bytes_per_sec);
     if (rc == FLOYD_OK) rc = floyd_options_set_lease_reads(o, options.lease_reads);
     if (rc == FLOYD_OK) rc = floyd_options_set_max_async_in_flight(o, options.max_async_in_flight);
+    if (rc == FLOYD_OK) rc = floyd_options_set_history_revisions(o, options.history_revisions);
     if (rc == FLOYD_OK && !(options.tls_ca_path.empty() && options.tls_cert_path.empty() &&
                             options.tls_key_path.empty())) {
       if (detail::HasNul(options.tls_ca_path) || detail::HasNul(options.tls_cert_path) ||
@@ -1267,6 +1506,8 @@ class Floyd {
   }
 
   floyd_t* f_;
+  // The live watches' callbacks (Watch, Unwatch).
+  detail::WatchRegistry watches_;
   // A group's host's log callback: released after floyd_close (members are
   // destroyed after the destructor's body), so it outlives every call of it.
   std::shared_ptr<detail::LogSink> log_;

@@ -49,6 +49,12 @@ impl KvStateMachine {
         };
         let keep = self.history_revisions.load(std::sync::atomic::Ordering::Relaxed);
         let mut history_start = state.history_start;
+        let mut history_start_stored = state.history_start_stored;
+        if keep > 0 && history_start == history::NONE_KEPT {
+            // Kept again from now on.
+            history_start = state.revision + 1;
+            history_start_stored = false;
+        }
         let (applied, mut time) = (state.index, state.time);
         // Until the batch is written, nothing is known for sure: taken out,
         // put back only once it is.
@@ -93,13 +99,19 @@ impl KvStateMachine {
             if view.revision != revision_before && keep > 0 {
                 history::store(&mut view.batch, keys, &view.events[changes_before..]);
                 history::trim(&mut view.batch, keys, &mut history_start, view.revision, keep);
+            } else if view.revision != revision_before && history_start != history::NONE_KEPT {
+                // None kept: what there was goes, once, and a watch can start
+                // from now only.
+                history::drop_all(&mut view.batch, keys);
+                history_start = history::NONE_KEPT;
+                history_start_stored = false;
             }
         }
         let (revision, legacy) = (view.revision, view.legacy);
         let changes = view.events;
         if last > applied {
             let mut batch = view.batch;
-            if !state.history_start_stored {
+            if !history_start_stored {
                 batch.put(keys.history_start(), history_start.to_be_bytes());
             }
             batch.put(keys.applied(), last.to_be_bytes());
@@ -129,7 +141,7 @@ impl KvStateMachine {
             legacy,
             legacy_stored: legacy && last > applied || state.legacy_stored,
             history_start,
-            history_start_stored: state.history_start_stored || last > applied,
+            history_start_stored: history_start_stored || last > applied,
         });
         // Under the apply's lock: watchers see batches in order.
         self.watches.publish(&changes, revision);

@@ -43,6 +43,15 @@ impl WatchEvent {
     }
 }
 
+/// `m:hstart` when no history is kept (`history_revisions` 0): a watch
+/// can start from the next revision only.
+pub const NONE_KEPT: u64 = u64::MAX;
+
+/// Drops the whole history (none is kept any more).
+pub(super) fn drop_all(batch: &mut WriteBatch, keys: &KvKeys) {
+    batch.delete_range(keys.history_from(0), keys.history_from(u64::MAX));
+}
+
 /// Writes the changes of one entry (in revision order) into `batch`.
 pub(super) fn store(batch: &mut WriteBatch, keys: &KvKeys, events: &[WatchEvent]) {
     let mut position = (0, 0u32);

@@ -63,6 +63,10 @@ struct Queue {
     events: VecDeque<WatchEvent>,
     bytes: usize,
     ended: Option<Error>,
+    /// Ended (its last call given or pending): takes nothing more.
+    finished: bool,
+    /// Its last call was made (or skipped, unwatched): it may leave the hub.
+    done: bool,
     /// Handed to the watch thread and not served yet.
     scheduled: bool,
 }
@@ -113,6 +117,7 @@ impl Watcher {
         } else if let Some(e) = ended {
             cb(WatchUpdate::Ended(e));
             *slot = None;
+            self.queue.lock().done = true;
         }
         DELIVERING.with(|d| d.set(0));
     }
@@ -120,7 +125,7 @@ impl Watcher {
     /// Appends what is for this watcher; whether it has something to deliver.
     fn offer(&self, events: &[WatchEvent]) -> bool {
         let mut q = self.queue.lock();
-        if q.ended.is_some() {
+        if q.finished {
             return false;
         }
         for e in events {
@@ -131,6 +136,7 @@ impl Watcher {
         }
         if q.events.len() > MAX_QUEUED_EVENTS || q.bytes > MAX_QUEUED_BYTES {
             q.events.clear();
+            q.finished = true;
             q.ended = Some(Error::Busy(format!(
                 "the watcher fell more than {MAX_QUEUED_EVENTS} changes or {MAX_QUEUED_BYTES} bytes behind; \
                  watch again from the last revision it saw + 1"
@@ -153,9 +159,14 @@ impl Watcher {
         due
     }
 
+    fn is_done(&self) -> bool {
+        self.queue.lock().done
+    }
+
     fn end(&self, e: Error) -> bool {
         let mut q = self.queue.lock();
         q.events.clear();
+        q.finished = true;
         q.ended = Some(e);
         let due = !q.scheduled;
         q.scheduled = true;
@@ -302,23 +313,29 @@ impl WatchHub {
     /// Ends every watch with a last call carrying `e`, on this thread, and
     /// returns once every callback has run its last (`close`: `Stopped`).
     pub fn end_all(&self, e: Error, closing: bool) {
+        // Each stays registered until its last call is done, so an unwatch
+        // racing with this either finds it (and no call follows its return)
+        // or returns NotFound after the last call.
         let watchers: Vec<Arc<Watcher>> = {
             let mut inner = self.inner.lock();
             inner.closed |= closing;
             inner.revision = None;
-            inner.watchers.drain().map(|(_, w)| w).collect()
+            inner.watchers.values().cloned().collect()
         };
         for w in watchers {
             w.end(e.clone());
             if DELIVERING.with(|d| d.get()) == w.id {
                 // (Closed from its own callback: that call is its last.)
                 w.cancelled.store(true, Ordering::Release);
-                continue;
+            } else {
+                let mut slot = w.callback.lock();
+                if let Some(mut cb) = slot.take() {
+                    if !w.cancelled.load(Ordering::Acquire) {
+                        cb(WatchUpdate::Ended(e.clone()));
+                    }
+                }
             }
-            let mut slot = w.callback.lock();
-            if let Some(mut cb) = slot.take() {
-                cb(WatchUpdate::Ended(e.clone()));
-            }
+            self.inner.lock().watchers.remove(&w.id);
         }
     }
 
@@ -359,8 +376,9 @@ impl HistorySource for StoreHistory<'_> {
     fn history_start(&self) -> Result<u64> {
         let db = self.sm.db()?;
         match super::history::stored_start(&db, &self.sm.keys)? {
-            Some(start) => Ok(start),
-            None => Ok(super::range::revision(&db, &self.sm.keys)? + 1),
+            Some(start) if start != super::history::NONE_KEPT => Ok(start),
+            // No history (yet, or kept): from the next revision only.
+            _ => Ok(super::range::revision(&db, &self.sm.keys)? + 1),
         }
     }
 

@@ -197,3 +197,27 @@ fn a_watcher_that_falls_too_far_behind_is_ended_and_the_apply_goes_on() {
         ends.lock()
     );
 }
+
+/// With no history kept, a watch can start from now only: a past revision
+/// is `Compacted`, not accepted and silently missed (it was, before).
+#[test]
+fn with_no_history_kept_a_watch_from_a_past_revision_is_compacted() {
+    let mut s = Store::new();
+    s.apply(vec![put("a", "1")]);
+    s.sm.set_history_revisions(0);
+    s.apply(vec![put("b", "1"), put("c", "1")]);
+    let (_, _, cb) = recorder();
+    assert!(matches!(s.sm.watch(b"", b"", 2, cb), Err(Error::Compacted(_))));
+    let (seen, _, cb) = recorder();
+    s.sm.watch(b"", b"", 0, cb).unwrap();
+    s.apply(vec![put("d", "1")]);
+    assert_eq!(seen.lock().len(), 1);
+    // Kept again: from the next revision on.
+    s.sm.set_history_revisions(100);
+    s.apply(vec![put("e", "1"), put("f", "1")]);
+    let (_, _, cb) = recorder();
+    assert!(matches!(s.sm.watch(b"", b"", 5, cb), Err(Error::Compacted(_))));
+    let (again, _, cb) = recorder();
+    s.sm.watch(b"", b"", 6, cb).unwrap();
+    assert_eq!(again.lock().len(), 2, "e and f");
+}

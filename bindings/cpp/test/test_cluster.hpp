@@ -1,9 +1,9 @@
 // A 3-node cluster inside the test process, for the C++ tests that need one
-// (coordination_test.cpp, lease_test.cpp): checks printed as "ok N - what"
-// (the first failure ends the program), free ports, a data directory removed
-// at the end, waits polled against deadlines, and retries of what was
-// certainly not applied. Nodes run 30 ms heartbeats and a 300 ms election
-// timeout (check_leader_us).
+// (coordination_test.cpp, lease_test.cpp, watch_test.cpp): checks printed as
+// "ok N - what" (the first failure ends the program), free ports, a data
+// directory removed at the end, waits polled against deadlines, and retries
+// of what was certainly not applied. Nodes run 30 ms heartbeats and a 300 ms
+// election timeout (check_leader_us).
 //
 // Defines its globals: include it in one file per test program.
 #ifndef FLOYD_BINDINGS_CPP_TEST_TEST_CLUSTER_HPP_
@@ -109,6 +109,22 @@ inline void PickPorts() {
     if (fds[i] >= 0) close(fds[i]);
   }
   Check(bound, "pick 3 free ports (bind 127.0.0.1:0, then close)");
+}
+
+// One more free port (for a node of its own beside the cluster), as PickPorts.
+inline int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  std::memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  bool bound = fd >= 0 && bind(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof a) == 0 &&
+               getsockname(fd, reinterpret_cast<struct sockaddr*>(&a), &len) == 0;
+  if (fd >= 0) close(fd);
+  Check(bound, "pick a free port (bind 127.0.0.1:0, then close)");
+  return ntohs(a.sin_port);
 }
 
 typedef std::chrono::steady_clock Clock;

@@ -38,6 +38,17 @@ passes without a keep-alive, or it is revoked):
     node.lease_time_to_live(lease)                        # LeaseStatus(id, ttl_ms, remaining_ms, keys)
     node.lease_revoke(lease)                              # deletes b"svc/me"
 
+Watches: a callback told of every change to a range of keys, in revision
+order, from now (0) or from a past revision still in the node's history:
+
+    def on_change(events, error):                         # on the library's watch thread
+        for e in events:                                  # WatchEvent(type, key, value, mod_revision)
+            print(e.type == floyd.EVENT_PUT, e.key, e.value, e.mod_revision)
+        if error is not None:                             # the last call: StoppedError, CompactedError, BusyError
+            print("ended:", error)
+    watch_id = node.watch(b"svc/", floyd.prefix_end(b"svc/"), 0, on_change)
+    node.unwatch(watch_id)                                # no call after it returns
+
 Errors are raised as subclasses of FloydError, one per FLOYD_* status code.
 Note: the timeout error is named FloydTimeoutError (it also subclasses the
 built-in TimeoutError); the I/O error is FloydIOError (also an OSError).
@@ -57,8 +68,9 @@ from ctypes import byref, c_bool, c_size_t, c_uint64, c_void_p
 from concurrent.futures import Future
 from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple, Union
 
-from . import _async, _lib
+from . import _async, _lib, _watch
 from ._state_machine import StateMachine, make_callbacks
+from ._watch import EVENT_DELETE, EVENT_PUT, WatchEvent
 from ._errors import (
     BUSY,
     COMPACTED,
@@ -107,6 +119,9 @@ __all__ = [
     "KvList",
     "TxnResponse",
     "LeaseStatus",
+    "WatchEvent",
+    "EVENT_PUT",
+    "EVENT_DELETE",
     "prefix_end",
     "version",
     "status_str",
@@ -376,6 +391,7 @@ _GROUP_NUMBERS = (
     "snapshot_chunk_bytes",
     "snapshot_bytes_per_sec",
     "max_async_in_flight",
+    "history_revisions",
 )
 _GROUP_FLAGS = ("single_mode", "join", "lease_reads")
 
@@ -669,9 +685,11 @@ class _Handle:
         """What shares this object's threads: calls from its callbacks are refused."""
         return self
 
-    def _enter(self) -> int:
-        """Marks a call in flight and returns the handle; raises StoppedError once closed."""
-        if _calling_own(self):
+    def _enter(self, in_watch_ok: bool = False) -> int:
+        """Marks a call in flight and returns the handle; raises StoppedError
+        once closed. `in_watch_ok`: the call may come from a watch callback
+        of this node (unwatch)."""
+        if _calling_own(self) and not (in_watch_ok and _watch.in_callback()):
             raise RuntimeError(f"floyd: a callback must not call its own {self._kind}'s API")
         with self._cond:
             if self._handle is None or self._closing:
@@ -741,9 +759,12 @@ class Floyd(_Handle):
     quick and must not call this node's methods (such calls raise
     ``RuntimeError``).
 
+    ``history_revisions`` is how many revisions of changes the node keeps
+    for :meth:`watch` from a past revision (default 10,000).
+
     With ``state_machine`` (a :class:`StateMachine`) the node replicates it
     instead of the key-value store: :meth:`propose` drives it, and the
-    key-value, coordination, lease and lock methods raise InvalidArgumentError. Every
+    key-value, coordination, lease, watch and lock methods raise InvalidArgumentError. Every
     member must run the same kind of machine.
 
     ``tls=(ca_pem_path, cert_pem_path, key_pem_path)`` turns on mutual TLS
@@ -784,6 +805,7 @@ class Floyd(_Handle):
         snapshot_bytes_per_sec: Optional[int] = None,
         lease_reads: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
+        history_revisions: Optional[int] = None,
         tls: Optional[Tuple[_Path, _Path, _Path]] = None,
         state_machine: Optional[StateMachine] = None,
     ):
@@ -817,6 +839,7 @@ class Floyd(_Handle):
                     snapshot_chunk_bytes=snapshot_chunk_bytes,
                     snapshot_bytes_per_sec=snapshot_bytes_per_sec,
                     max_async_in_flight=max_async_in_flight,
+                    history_revisions=history_revisions,
                     single_mode=single_mode,
                     join=join,
                     lease_reads=lease_reads,
@@ -849,6 +872,7 @@ class Floyd(_Handle):
         self._init_handle()
         self._callback_ref = None  # the CFUNCTYPE object: must outlive the handle
         self._machine_refs = None  # the state machine's callbacks: must outlive the handle too
+        self._watches: dict = {}  # the live watches by id (guarded by _watch's lock)
         self._log_callback = None
         self._name = name
         self._host = host  # a group's host: kept alive while the group is open
@@ -889,7 +913,9 @@ class Floyd(_Handle):
         try:
             _L.floyd_close(handle)
         finally:
-            # Every library thread is joined: the callbacks can no longer run.
+            # Every library thread is joined: the callbacks can no longer run
+            # (every watch had its last call).
+            _watch.closed(self._watches)
             self._callback_ref = None
             self._machine_refs = None
             self._host = None
@@ -1156,6 +1182,90 @@ class Floyd(_Handle):
         finally:
             self._leave()
         _check(code, errmsg)
+
+    # -- watches -------------------------------------------------------------
+
+    def watch(
+        self,
+        start: BytesLike,
+        end: Optional[BytesLike],
+        start_revision: int,
+        callback: "_watch.WatchCallback",
+    ) -> int:
+        """Calls ``callback(events, error)`` with every change to a key in
+        ``[start, end)`` (``end`` ``b""``/``None``: every key from ``start``
+        on; a prefix watch ends at :func:`prefix_end`) from revision
+        ``start_revision`` on (``0``: from the next change), in revision
+        order, each change once, as this node applies them (a follower too,
+        across leader changes); returns the watch id for :meth:`unwatch`.
+
+        ``events`` is a list of :class:`WatchEvent` with ``error`` None; the
+        changes of one transaction share a revision. When the watch ends by
+        itself, one last call gets ``[]`` and the exception that ended it:
+        StoppedError (the node closed: :meth:`close` makes that call before
+        it returns), CompactedError (a snapshot replaced the node's state) or
+        BusyError (the callback fell more than 100,000 changes or 64 MiB
+        behind); after the last two, watch again from the last revision seen
+        + 1. Changes before now come from the history the node keeps
+        (``history_revisions``): CompactedError (nothing watched) if
+        ``start_revision`` is older.
+
+        The callback runs on the library's watch thread (a host's is shared
+        by its groups), one call at a time per watch; the first calls may
+        come before ``watch`` returns. Keep it short. It may call
+        :meth:`unwatch` of this node (its own watch's too); any other call
+        of the node (or of its host and groups) raises RuntimeError there.
+        An exception it raises is reported through ``sys.unraisablehook``
+        and otherwise ignored. The binding keeps the callback until the
+        watch's last call or :meth:`unwatch`.
+
+        InvalidArgumentError for a bound over 64 KiB + 1 bytes or a node
+        running a state machine of your own; TypeError for wrong types."""
+        s = _to_bytes(start, "start")
+        e = b"" if end is None else _to_bytes(end, "end")
+        rev = _uint64(start_revision, "start_revision")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable(events, error), not {type(callback).__name__}")
+        owner = weakref.ref(self)
+        w = _watch.new(callback, lambda: _callback_of(owner), self._watches)
+        watch_id, errmsg = c_uint64(0), c_void_p()
+        try:
+            h = self._enter()
+            try:
+                code = _L.floyd_watch(
+                    h, s, len(s), e, len(e), rev, _watch.on_watch, w.token, byref(watch_id), byref(errmsg)
+                )
+            finally:
+                self._leave()
+        except BaseException:
+            _watch.refused(w)
+            raise
+        if code != OK:
+            _watch.refused(w)
+            _check(code, errmsg)
+        _watch.started(w, watch_id.value)
+        return watch_id.value
+
+    def unwatch(self, watch_id: int) -> None:
+        """Ends watch ``watch_id`` without a last call: once this returns its
+        callback is not called again (called from that very callback: after
+        the current call). NotFoundError if there is no such watch:
+        unwatched already, never made, or ended by itself (its last call has
+        run, or runs at this very moment on the watch thread: if the last
+        call matters, wait for it rather than for ``unwatch``)."""
+        wid = _uint64(watch_id, "watch_id")
+        h = self._enter(in_watch_ok=True)
+        try:
+            code = _L.floyd_unwatch(h, wid)
+        finally:
+            self._leave()
+        if code == NOT_FOUND:
+            raise NotFoundError("no such watch (it ended, or never was)")
+        _check(code, what="floyd_unwatch")
+        if not _watch.unwatched(self._watches, wid):
+            # It had ended by itself and its last call ran (floyd_unwatch
+            # waited for it); the library may still have held it.
+            raise NotFoundError("no such watch (it ended by itself)")
 
     # -- async -------------------------------------------------------------
 
@@ -1471,6 +1581,7 @@ class Host(_Handle):
         snapshot_bytes_per_sec: Optional[int] = None,
         lease_reads: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
+        history_revisions: Optional[int] = None,
         state_machine: Optional[StateMachine] = None,
     ) -> Floyd:
         """Opens (creates or restarts) group ``group_id`` (0 to 2**64 - 1) on
@@ -1507,6 +1618,7 @@ class Host(_Handle):
                         snapshot_chunk_bytes=snapshot_chunk_bytes,
                         snapshot_bytes_per_sec=snapshot_bytes_per_sec,
                         max_async_in_flight=max_async_in_flight,
+                        history_revisions=history_revisions,
                         single_mode=single_mode,
                         join=join,
                         lease_reads=lease_reads,

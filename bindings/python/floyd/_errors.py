@@ -158,7 +158,8 @@ class ConflictError(FloydError):
 
 class CompactedError(FloydError):
     """FLOYD_COMPACTED: the revision asked for is older than the history kept
-    (no call produces it yet)."""
+    (``Floyd.watch`` from it); also a watch's last call when a snapshot
+    replaced the node's state (watch again from the last revision seen + 1)."""
 
     code = COMPACTED
 

@@ -28,7 +28,7 @@ from ctypes import (
 )
 from pathlib import Path
 
-__all__ = ["lib", "lib_path", "LOG_CALLBACK", "KvMetaStruct", "candidate_paths", "has"]
+__all__ = ["lib", "lib_path", "LOG_CALLBACK", "WATCH_FN", "KvMetaStruct", "WatchEventStruct", "candidate_paths", "has"]
 
 
 def _file_name() -> str:
@@ -115,6 +115,24 @@ class KvMetaStruct(Structure):
 
 
 _META = POINTER(KvMetaStruct)
+
+
+class WatchEventStruct(Structure):
+    """floyd_watch_event_t: one change, as a watch callback gets it (``key``
+    and ``value`` are raw pointers, valid during the call only)."""
+
+    _fields_ = [
+        ("type", c_int),
+        ("key", c_void_p),
+        ("key_len", c_size_t),
+        ("value", c_void_p),
+        ("value_len", c_size_t),
+        ("mod_revision", c_uint64),
+    ]
+
+
+# void (*floyd_watch_fn)(void* user_data, const floyd_watch_event_t* events, size_t n, int code)
+WATCH_FN = CFUNCTYPE(None, c_void_p, POINTER(WatchEventStruct), c_size_t, c_int)
 
 # name: (restype, argtypes). Everything in include/floyd.h.
 _REQUIRED = {
@@ -239,6 +257,15 @@ _REQUIRED = {
     ),
     # int floyd_write_with_lease(f, key, key_len, value, value_len, uint64_t lease_id, char** errmsg)
     "floyd_write_with_lease": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, _P]),
+    # Watches: a callback told of every change to a range of keys.
+    # int floyd_watch(f, start, start_len, end, end_len, uint64_t start_revision, floyd_watch_fn fn,
+    #                 void* user_data, uint64_t* watch_id, char** errmsg)
+    "floyd_watch": (
+        c_int,
+        [c_void_p, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64, WATCH_FN, c_void_p, POINTER(c_uint64), _P],
+    ),
+    "floyd_unwatch": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_history_revisions": (c_int, [c_void_p, c_uint64]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd
