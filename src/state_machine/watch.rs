@@ -222,12 +222,16 @@ impl WatchHub {
             if events.is_empty() {
                 return;
             }
-            inner
+            let due = inner
                 .watchers
                 .values()
                 .filter(|w| w.offer(events))
                 .cloned()
-                .collect()
+                .collect();
+            // One ended for falling behind leaves the hub once its last call
+            // is made: until then an unwatch still finds it (and skips that call).
+            inner.watchers.retain(|_, w| !w.is_done());
+            due
         };
         due.into_iter().for_each(|w| self.schedule(w));
     }

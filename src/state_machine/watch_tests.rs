@@ -165,7 +165,7 @@ fn a_watcher_that_falls_too_far_behind_is_ended_and_the_apply_goes_on() {
     let (tx, rx) = crossbeam_channel::unbounded();
     s.sm.set_watch_dispatch(tx);
     let (seen, ends, cb) = recorder();
-    s.sm.watch(b"", b"", 0, cb).unwrap();
+    let id = s.sm.watch(b"", b"", 0, cb).unwrap();
     let per_txn = crate::limits::MAX_TXN_OPS;
     let txns = MAX_QUEUED_EVENTS / per_txn + 1;
     for t in 0..txns {
@@ -196,6 +196,11 @@ fn a_watcher_that_falls_too_far_behind_is_ended_and_the_apply_goes_on() {
         "{:?}",
         ends.lock()
     );
+    // It takes nothing more and leaves the hub (before, it went on queueing
+    // after its last call, and stayed registered).
+    s.apply(vec![put("later", "x")]);
+    assert!(rx.try_recv().is_err(), "nothing more to deliver");
+    assert_eq!(s.sm.unwatch(id), Err(Error::NotFound));
 }
 
 /// With no history kept, a watch can start from now only: a past revision
