@@ -122,8 +122,20 @@ fn turn(node: &Arc<Node>) -> bool {
 /// full disk is waited out however long: RocksDB writes again once there is
 /// room, and nothing is applied meanwhile.
 fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
-    let mut delay = Duration::from_millis(1);
     let mut disk_full = false;
+    let result = apply_waiting_for_space(node, entries, &mut disk_full);
+    if disk_full {
+        node.host
+            .applies_waiting_for_space
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    result
+}
+
+/// [`apply_retrying`]'s loop; `disk_full` is set (and the host told) while
+/// the apply waits for space.
+fn apply_waiting_for_space(node: &Node, entries: &[Entry], disk_full: &mut bool) -> Result<Vec<Applied>> {
+    let mut delay = Duration::from_millis(1);
     loop {
         match node
             .faults()
@@ -136,8 +148,11 @@ fn apply_retrying(node: &Node, entries: &[Entry]) -> Result<Vec<Applied>> {
                 delay *= 2;
             }
             Err(e) if crate::storage::is_no_space(&e) && !node.is_stopping() => {
-                if !std::mem::replace(&mut disk_full, true) {
-                    tracing::error!(node = %node.id, error = %e, "disk full: applying waits for space");
+                if !std::mem::replace(disk_full, true) {
+                    tracing::error!(node = %node.id, error = %e, "disk full: applying waits for space; writes are refused meanwhile");
+                    node.host
+                        .applies_waiting_for_space
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }

@@ -256,7 +256,7 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         host.refused_messages.load(Relaxed),
         host.log_writes.load(Relaxed),
         host.log_syncs.load(Relaxed),
-        host.disk_full.load(Relaxed),
+        host.is_disk_full(),
         host.failure().is_some()
     )
 }

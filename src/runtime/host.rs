@@ -69,6 +69,10 @@ pub struct HostShared {
     failure: Mutex<Option<Error>>,
     /// The log writer found the disk full and is waiting for space.
     pub disk_full: AtomicBool,
+    /// Groups whose apply waits for space in the key-value store: the host
+    /// refuses writes meanwhile, as it does when the log is full (a write
+    /// would be logged, never applied, and time out).
+    pub applies_waiting_for_space: std::sync::atomic::AtomicUsize,
     /// Frames dropped for naming a group this host does not have.
     pub unknown_group_frames: AtomicU64,
     /// Messages a group refused (from a non-member, in another's name,
@@ -121,6 +125,11 @@ impl HostShared {
 
     pub(super) fn set_disk_full(&self, full: bool) {
         self.disk_full.store(full, Ordering::Release);
+    }
+
+    /// The log or a group's state machine cannot be written for lack of space.
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire) || self.applies_waiting_for_space.load(Ordering::Acquire) > 0
     }
 
     /// A frame for a group this host does not have: dropped (never does it
@@ -229,6 +238,7 @@ impl Host {
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
             disk_full: AtomicBool::new(false),
+            applies_waiting_for_space: Default::default(),
             unknown_group_frames: AtomicU64::new(0),
             refused_messages: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),

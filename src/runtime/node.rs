@@ -444,7 +444,7 @@ impl Node {
 
     /// Whether this node's log cannot be written for lack of space (the host's disk).
     pub fn is_disk_full(&self) -> bool {
-        self.host.disk_full.load(Ordering::Acquire)
+        self.host.is_disk_full()
     }
 
     pub fn is_stopping(&self) -> bool {
