@@ -193,9 +193,16 @@ impl KvStateMachine {
     /// Something other than `apply` rewrote the group's state: the next
     /// apply reads its applied index and time from the database again.
     pub(super) fn forget_applied(&self) {
-        let mut applied = self.applied.lock();
-        *applied = None;
-        // The state was replaced: what the watchers saw no longer leads to it.
+        {
+            let mut applied = self.applied.lock();
+            *applied = None;
+            *self.leases.lock() = None;
+            // Until the next apply says when the next lease is due.
+            *self.lease_clock.lock() = lease::LeaseClock::default();
+        }
+        // The state was replaced: what the watchers saw no longer leads to
+        // it. (Their last calls run with no lock of the apply's held: a
+        // callback that writes and waits for the apply cannot hold it up.)
         self.watches.end_all(
             Error::Compacted(
                 "the group's state was replaced (a snapshot loaded): watch again from the last revision seen + 1"
@@ -203,9 +210,6 @@ impl KvStateMachine {
             ),
             false,
         );
-        *self.leases.lock() = None;
-        // Until the next apply says when the next lease is due.
-        *self.lease_clock.lock() = lease::LeaseClock::default();
     }
 
     /// Whether a lease's deadline has passed with nothing applied since to
