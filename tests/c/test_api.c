@@ -6,7 +6,7 @@
  * async calls.
  * Prints one line per check and "N passed, M failed" at the end.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
 #include "floyd.h"
 
 #include <arpa/inet.h>
@@ -18,19 +18,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-static int passed, failed;
-
-#define CHECK(cond, what)                                                  \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-            printf("ok   %s\n", what);                                     \
-        } else {                                                           \
-            failed++;                                                      \
-            printf("FAIL %s (%s:%d: %s)\n", what, __FILE__, __LINE__, #cond); \
-        }                                                                  \
-    } while (0)
 
 #define NODES 3
 static floyd_t *nodes[NODES];
@@ -44,32 +31,6 @@ static void on_log(void *user_data, int level, const char *msg, size_t msg_len) 
     if (level >= FLOYD_LOG_DEBUG && level <= FLOYD_LOG_FATAL && msg[msg_len] == '\0') {
         atomic_fetch_add(&log_lines, 1);
     }
-}
-
-static int free_port(void) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-        perror("free_port");
-        exit(2);
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void pause_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
 }
 
 static floyd_options_t *options_for(int i) {

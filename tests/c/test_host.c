@@ -6,7 +6,7 @@
  * host's handles answer FLOYD_STOPPED until floyd_close frees them.
  * Prints one line per check and "N passed, M failed" at the end.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
 #include "floyd.h"
 
 #include <arpa/inet.h>
@@ -18,19 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, what)                                                  \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-            printf("ok   %s\n", what);                                     \
-        } else {                                                           \
-            failed++;                                                      \
-            printf("FAIL %s (%s:%d: %s)\n", what, __FILE__, __LINE__, #cond); \
-        }                                                                  \
-    } while (0)
-
 #define HOSTS 3
 #define GROUPS 2
 static floyd_host_t *hosts[HOSTS];
@@ -38,32 +25,6 @@ static floyd_t *groups[HOSTS][GROUPS];
 static int ports[HOSTS];
 static char members[256];
 static char dir[] = "/tmp/floyd-c-host-XXXXXX";
-
-static int free_port(void) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-        perror("free_port");
-        exit(2);
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void pause_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
 
 /* A group's options naming host `i`; the path is NULL (a host ignores it). */
 static floyd_options_t *group_options(int i) {

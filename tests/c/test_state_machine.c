@@ -10,24 +10,11 @@
  * finalize runs exactly once per machine (at close, or when open fails).
  * Prints one line per check and "N passed, M failed" at the end.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "test_util.h"
 #define LEDGER_NO_MAIN
 #include "../../examples/c/ledger.c"
 
 #include <sys/stat.h>
-
-static int passed, failed;
-
-#define CHECK(cond, what)                                                  \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-            printf("ok   %s\n", what);                                     \
-        } else {                                                           \
-            failed++;                                                      \
-            printf("FAIL %s (%s:%d: %s)\n", what, __FILE__, __LINE__, #cond); \
-        }                                                                  \
-    } while (0)
 
 #define NODES 3
 #define MAX_APPLIED 64
@@ -78,32 +65,6 @@ static floyd_state_machine_t recorded_machine(recorded_t *r) {
     sm.on_leader_stop = recorded_stop;
     sm.destroy = recorded_finalize;
     return sm;
-}
-
-static int free_port(void) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-        perror("free_port");
-        exit(2);
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void pause_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
 }
 
 static floyd_options_t *options_for(const char *member_list, int port, const char *name) {
