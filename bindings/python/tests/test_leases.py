@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import floyd
-from test_coordination import retrying
+from test_coordination import Echo, retrying
 from test_floyd import (
     DEADLINE,
     FAST,
@@ -309,17 +309,6 @@ def test_a_closed_node_raises_stopped(tmp_path):
     ):
         with pytest.raises(floyd.StoppedError):
             call()
-
-
-class Echo(floyd.StateMachine):
-    def apply(self, index, data):
-        return data
-
-    def snapshot_save(self, directory):
-        pass
-
-    def snapshot_load(self, directory):
-        pass
 
 
 def test_a_state_machine_node_refuses_the_lease_calls(tmp_path):

@@ -17,7 +17,8 @@ import weakref
 import pytest
 
 import floyd
-from test_coordination import retrying
+from test_coordination import Echo, retrying
+from test_leases import present
 from test_floyd import (
     DEADLINE,
     FAST,
@@ -106,15 +107,6 @@ def changes(events):
 
 def in_order(events):
     return all(a.mod_revision <= b.mod_revision for a, b in zip(events, events[1:]))
-
-
-def present(node, key):
-    """Whether ``key`` is in ``node``'s own copy (dirty_read: no round trip)."""
-    try:
-        node.dirty_read(key)
-        return True
-    except floyd.NotFoundError:
-        return False
 
 
 def revision_of(node):
@@ -535,17 +527,6 @@ def test_host_groups_have_watches(tmp_path):
         b.close()
     finally:
         host.close()
-
-
-class Echo(floyd.StateMachine):
-    def apply(self, index, data):
-        return data
-
-    def snapshot_save(self, directory):
-        pass
-
-    def snapshot_load(self, directory):
-        pass
 
 
 def test_a_state_machine_node_refuses_watches(tmp_path):
