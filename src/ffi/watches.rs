@@ -3,7 +3,7 @@
 
 use super::args::{bytes, out as out_arg};
 use super::node::{floyd_t, node};
-use super::{boundary, code_of, FLOYD_INVALID_ARGUMENT, FLOYD_OK};
+use super::{boundary, code_of, FLOYD_OK};
 use crate::error::Error;
 use crate::state_machine::history::EventKind;
 use crate::state_machine::watch::WatchUpdate;
@@ -139,12 +139,6 @@ fn deliver(
 /// FLOYD_INVALID_ARGUMENT (NULL `f`, a user-defined state machine).
 #[no_mangle]
 pub unsafe extern "C" fn floyd_unwatch(f: *mut floyd_t, watch_id: u64) -> c_int {
-    catch_unwind(AssertUnwindSafe(|| match node(f) {
-        Ok(n) => match n.unwatch(watch_id) {
-            Ok(()) => FLOYD_OK,
-            Err(e) => code_of(&e),
-        },
-        Err(e) => code_of(&e),
-    }))
-    .unwrap_or(FLOYD_INVALID_ARGUMENT)
+    // (No message to hand back: the one boundary, with none asked for.)
+    boundary(std::ptr::null_mut(), || node(f)?.unwatch(watch_id))
 }

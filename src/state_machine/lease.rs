@@ -263,7 +263,7 @@ pub(super) fn keep_alive(view: &mut View<'_>, ids: &[u64], now: u64) -> Bytes {
 /// existed); `NotFound` if there is no such lease.
 pub(super) fn revoke(view: &mut View<'_>, id: u64) -> Result<Result<Option<Bytes>>> {
     if !view.leases.contains(id) {
-        return Ok(Err(lease_not_found(id)));
+        return Ok(Err(Error::NotFound));
     }
     if remove(view, id)? {
         view.revision += 1;
@@ -271,17 +271,12 @@ pub(super) fn revoke(view: &mut View<'_>, id: u64) -> Result<Result<Option<Bytes
     Ok(Ok(None))
 }
 
-/// No such lease (never granted, revoked, or expired): `NotFound`, as for a key.
-pub fn lease_not_found(_id: u64) -> Error {
-    Error::NotFound
-}
-
 /// Whether `lease` (0: none) may be attached to.
 pub(super) fn check_exists(view: &View<'_>, lease: u64) -> Result<()> {
     if lease == 0 || view.leases.contains(lease) {
         Ok(())
     } else {
-        Err(lease_not_found(lease))
+        Err(Error::NotFound)
     }
 }
 
@@ -327,7 +322,7 @@ impl LeaseClock {
 /// `now`, and its keys. `NotFound` if there is no such lease.
 pub(super) fn info(db: &DB, keys: &KvKeys, id: u64, now: u64) -> Result<crate::wire::LeaseInfo> {
     let Some(v) = db.get_pinned(keys.lease(id))? else {
-        return Err(lease_not_found(id));
+        return Err(Error::NotFound);
     };
     let lease = Lease::decode(&v)?;
     let deadline = Promotion::read(db, keys)?.deadline_of(&lease);

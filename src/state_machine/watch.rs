@@ -209,11 +209,6 @@ impl WatchHub {
         }
     }
 
-    /// Whether anyone watches (the apply skips the work otherwise).
-    pub fn is_watched(&self) -> bool {
-        !self.inner.lock().watchers.is_empty()
-    }
-
     /// The changes of a batch just written, up to `revision`.
     pub fn publish(&self, events: &[WatchEvent], revision: u64) {
         let due: Vec<Arc<Watcher>> = {
@@ -341,11 +336,6 @@ impl WatchHub {
             }
             self.inner.lock().watchers.remove(&w.id);
         }
-    }
-
-    /// Forgets the revision published last (the state was replaced).
-    pub fn forget_revision(&self) {
-        self.inner.lock().revision = None;
     }
 }
 
