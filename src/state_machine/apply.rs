@@ -133,6 +133,8 @@ impl KvStateMachine {
             db.write_opt(batch, &wo)?;
         }
         self.lease_clock.lock().applied(time.time, leases.next_deadline());
+        self.leases_held
+            .store(!leases.is_empty(), std::sync::atomic::Ordering::Release);
         *self.leases.lock() = Some(leases);
         *cached = Some(AppliedState {
             index: last,
