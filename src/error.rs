@@ -5,7 +5,8 @@
 /// Retry-safe (the command certainly was not applied): `NoLeader`, `Busy`.
 /// Outcome unknown (it may or may not have been applied): `Timeout`, and
 /// `Stopped` for a command that was in flight when the node closed. A retried
-/// write after those may be applied twice (floyd has no client sessions yet).
+/// write after those is a new command and may be applied a second time: the
+/// client session makes the library's own retries safe, not the caller's.
 /// Fatal (the node stopped taking part): `Failed` for every call after the
 /// failure; `Io`, `Corruption` and `Internal` name the cause where it happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +55,13 @@ pub enum Error {
     /// The revision asked for is older than the history kept.
     #[error("compacted: {0}")]
     Compacted(String),
+    /// The client session a command was sent under is unknown to the
+    /// group (it expired, or was evicted): the command was not applied.
+    /// The library opens a new session and tries again itself when no
+    /// earlier try can have been applied; a caller sees it only through
+    /// what it turns into (`Timeout` when an earlier try's outcome is unknown).
+    #[error("session expired: {0}")]
+    SessionExpired(String),
 }
 
 impl Error {

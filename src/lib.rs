@@ -44,6 +44,7 @@ pub mod transport;
 pub mod wire {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/floyd.wire.rs"));
+    pub mod result;
 }
 
 pub use error::{Error, Result};

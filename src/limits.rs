@@ -36,6 +36,23 @@ pub const MAX_LEASES_EXPIRED_PER_ENTRY: usize = 1_000;
 /// Most leases one entry moves to a later deadline after a new leader
 /// extended them (each move is an index update, far cheaper than an expiry).
 pub const MAX_LEASES_MOVED_PER_ENTRY: usize = 10_000;
+/// A client session's life without a command, in the log's time, unless
+/// `session_timeout` says otherwise; and the shortest and longest it may be.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+pub const MIN_SESSION_TTL_MS: u64 = 1_000;
+pub const MAX_SESSION_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Most client sessions a group keeps: registering one more forgets the
+/// least recently active (on every replica alike: the choice is made in
+/// apply). A handle is one session per group, so this is a cap against
+/// leaks (handles opened and dropped in a loop), not a working limit.
+pub const MAX_SESSIONS: usize = 10_000;
+/// Most answers one session keeps for commands its client has not yet
+/// acknowledged (twice the default `max_async_in_flight`); past it the
+/// oldest is forgotten, and a retry of that command is answered `Timeout`
+/// (outcome unknown), never applied again.
+pub const MAX_SESSION_ANSWERS: usize = 200_000;
+/// Most sessions one entry expires; the next entries take the rest.
+pub const MAX_SESSIONS_EXPIRED_PER_ENTRY: usize = 1_000;
 /// Largest `request_timeout` and `leader_wait`: beyond it, deadlines computed
 /// as `now + timeout` could overflow the clock.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);

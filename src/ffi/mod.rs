@@ -111,6 +111,9 @@ pub fn code_of(e: &Error) -> c_int {
         Error::StateMachine(_) => FLOYD_STATE_MACHINE,
         Error::Conflict(_) => FLOYD_CONFLICT,
         Error::Compacted(_) => FLOYD_COMPACTED,
+        // (The library turns it into a retry or a `Timeout` before a caller
+        // sees it; if one ever did, its outcome is as unknown as a timeout's.)
+        Error::SessionExpired(_) => FLOYD_TIMEOUT,
     }
 }
 

@@ -6,6 +6,7 @@
 use super::history;
 use super::lease::{self, LeaseTable};
 use super::revision::View;
+use super::session::{Check, SessionTable};
 use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine};
 use crate::error::{Error, Result};
 use crate::wire::{command::Op, Entry, EntryType};
@@ -63,6 +64,10 @@ impl KvStateMachine {
             Some(table) => table,
             None => LeaseTable::load(&db, keys)?,
         };
+        let mut sessions = match self.sessions.lock().take() {
+            Some(table) => table,
+            None => SessionTable::load(&db, keys)?,
+        };
         let mut view = View::new(&db, keys, &mut leases, state.revision, state.legacy);
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
@@ -80,6 +85,8 @@ impl KvStateMachine {
             let (changes_before, revision_before) = (view.events.len(), view.revision);
             if protocol_6 {
                 lease::before_entry(&mut view, e.term, time.time)?;
+                let promoted_at = view.leases.promoted_at();
+                sessions.expire_due(&mut view.batch, keys, time.time, promoted_at);
             }
             let result = if e.r#type == EntryType::EntryCommand as i32 {
                 let at = At {
@@ -87,7 +94,7 @@ impl KvStateMachine {
                     time: time.time,
                     protocol_6,
                 };
-                apply_command(&mut view, &e.payload, at)?
+                apply_in_session(&mut view, &mut sessions, &e.payload, at)?
             } else {
                 Ok(None)
             };
@@ -111,6 +118,7 @@ impl KvStateMachine {
         let changes = view.events;
         if last > applied {
             let mut batch = view.batch;
+            sessions.flush(&mut batch, keys);
             if !history_start_stored {
                 batch.put(keys.history_start(), history_start.to_be_bytes());
             }
@@ -136,6 +144,7 @@ impl KvStateMachine {
         self.leases_held
             .store(!leases.is_empty(), std::sync::atomic::Ordering::Release);
         *self.leases.lock() = Some(leases);
+        *self.sessions.lock() = Some(sessions);
         *cached = Some(AppliedState {
             index: last,
             time,
@@ -151,15 +160,55 @@ impl KvStateMachine {
     }
 }
 
-/// One command's effect on `view`; its result (an `Err` inside is the
-/// answer every replica gives alike, not a failure of the apply).
-fn apply_command(view: &mut View<'_>, payload: &[u8], at: At) -> Result<Result<Option<Bytes>>> {
+/// One command's effect on `view`, applied once per client session and
+/// seq (`session.rs`): a copy gets the first one's answer. Sessions hold in
+/// protocol-6 entries only; elsewhere every replica applies as the
+/// previous release does.
+fn apply_in_session(
+    view: &mut View<'_>,
+    sessions: &mut SessionTable,
+    payload: &[u8],
+    at: At,
+) -> Result<Result<Option<Bytes>>> {
     // A command that does not decode was committed everywhere alike: every
     // replica answers the same error and moves on.
-    let op = match super::decode_command(payload) {
-        Ok(op) => op,
+    let (op, session) = match super::decode_command_in(payload) {
+        Ok(decoded) => decoded,
         Err(e) => return Ok(Err(e)),
     };
+    let session = session.filter(|_| at.protocol_6);
+    if let Op::RegisterSession(r) = &op {
+        if !at.protocol_6 {
+            return Ok(Err(Error::InvalidArgument(
+                "a session registered while not every member ran protocol 6".into(),
+            )));
+        }
+        sessions.register(&mut view.batch, view.keys, at.index, r.ttl_ms, at.time);
+        return Ok(Ok(Some(Bytes::copy_from_slice(&at.index.to_be_bytes()))));
+    }
+    let Some(r) = session else {
+        return apply_command(view, op, at);
+    };
+    match sessions.check(view.db, view.keys, &r)? {
+        Check::New => {
+            let result = apply_command(view, op, at)?;
+            sessions.answered(&mut view.batch, view.keys, &r, &result, at.time);
+            Ok(result)
+        }
+        Check::Duplicate(answer) => {
+            sessions.touch(&mut view.batch, view.keys, &r, at.time);
+            Ok(answer)
+        }
+        Check::Refused(e) => {
+            sessions.touch(&mut view.batch, view.keys, &r, at.time);
+            Ok(Err(e))
+        }
+    }
+}
+
+/// One command's effect on `view`; its result (an `Err` inside is the
+/// answer every replica gives alike, not a failure of the apply).
+fn apply_command(view: &mut View<'_>, op: Op, at: At) -> Result<Result<Option<Bytes>>> {
     Ok(match op {
         Op::Put(p) if at.protocol_6 => {
             if let Err(e) = lease::check_exists(view, p.lease) {
@@ -219,11 +268,14 @@ fn apply_command(view: &mut View<'_>, payload: &[u8], at: At) -> Result<Result<O
         }
         // Membership requests become configuration entries, never commands;
         // reads are served without the log.
-        Op::AddServer(_) | Op::RemoveServer(_) | Op::TransferLeader(_) | Op::Range(_) | Op::LeaseQuery(_) => {
-            Err(Error::InvalidArgument(
-                "a membership, leadership, range or lease request in a command entry".into(),
-            ))
-        }
+        Op::AddServer(_)
+        | Op::RemoveServer(_)
+        | Op::TransferLeader(_)
+        | Op::Range(_)
+        | Op::LeaseQuery(_)
+        | Op::RegisterSession(_) => Err(Error::InvalidArgument(
+            "a membership, leadership, range or lease request in a command entry".into(),
+        )),
         // Refused, not fatal: every replica of this cluster answers the same.
         Op::Custom(_) => Err(Error::InvalidArgument(
             "a command for a user-defined state machine, but this node runs the built-in key-value store"

@@ -5,7 +5,8 @@ use crate::limits::MAX_KEEPALIVE_IDS;
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::wire::{
     command::Op, AddServer, Command, Custom, Delete, Get, LeaseGrant, LeaseKeepAlive, LeaseQuery,
-    LeaseRevoke, LeaseSweep, Put, Range, RemoveServer, TransferLeader, TryLock, Txn, Unlock,
+    LeaseRevoke, LeaseSweep, Put, Range, RegisterSession, RemoveServer, SessionRef, TransferLeader, TryLock,
+    Txn, Unlock,
 };
 use bytes::Bytes;
 use prost::Message as _;
@@ -75,6 +76,11 @@ pub enum CommandKind {
     LeaseQuery {
         id: u64,
     },
+    /// Opens a client session (protocol 6; `session.rs`) living `ttl_ms`
+    /// of the log's time past its last command.
+    RegisterSession {
+        ttl_ms: u64,
+    },
 }
 
 impl CommandKind {
@@ -98,6 +104,7 @@ impl CommandKind {
                 ids.iter().try_for_each(|id| check_lease_id(*id))
             }
             CommandKind::LeaseSweep => Ok(()),
+            CommandKind::RegisterSession { ttl_ms } => super::session::check_ttl(*ttl_ms),
             CommandKind::Delete { key } | CommandKind::Get { key } => check_name(key, "key"),
             CommandKind::TryLock { name, holder, ttl_ms } => {
                 check_name(name, "lock name")?;
@@ -160,6 +167,26 @@ impl CommandKind {
                 | CommandKind::LeaseRevoke { .. }
                 | CommandKind::LeaseKeepAlive { .. }
                 | CommandKind::LeaseSweep
+                | CommandKind::RegisterSession { .. }
+        )
+    }
+
+    /// Whether the command changes the store and is sent under the
+    /// handle's client session, so that a retry of it is applied once.
+    /// (Reads are not in the log; a user machine's commands are opaque and
+    /// its effects are not written beside the session's: not protected.)
+    pub fn wants_session(&self) -> bool {
+        matches!(
+            self,
+            CommandKind::Put { .. }
+                | CommandKind::PutLeased { .. }
+                | CommandKind::Delete { .. }
+                | CommandKind::Txn(_)
+                | CommandKind::TryLock { .. }
+                | CommandKind::Unlock { .. }
+                | CommandKind::LeaseGrant { .. }
+                | CommandKind::LeaseRevoke { .. }
+                | CommandKind::LeaseKeepAlive { .. }
         )
     }
 
@@ -172,6 +199,11 @@ impl CommandKind {
     }
 
     pub fn into_wire(self) -> Command {
+        self.into_wire_in(None)
+    }
+
+    /// The wire form, sent under client session `session`.
+    pub fn into_wire_in(self, session: Option<SessionRef>) -> Command {
         let op = match self {
             CommandKind::Put { key, value } => Op::Put(Put { key, value, lease: 0 }),
             CommandKind::Delete { key } => Op::Delete(Delete { key }),
@@ -190,8 +222,12 @@ impl CommandKind {
             CommandKind::LeaseKeepAlive { ids } => Op::LeaseKeepAlive(LeaseKeepAlive { ids }),
             CommandKind::LeaseSweep => Op::LeaseSweep(LeaseSweep {}),
             CommandKind::LeaseQuery { id } => Op::LeaseQuery(LeaseQuery { id }),
+            CommandKind::RegisterSession { ttl_ms } => Op::RegisterSession(RegisterSession { ttl_ms }),
         };
-        Command { op: Some(op) }
+        Command {
+            op: Some(op),
+            session,
+        }
     }
 
     pub fn from_wire(cmd: Command) -> Result<Self> {
@@ -227,6 +263,7 @@ impl CommandKind {
             Some(Op::LeaseKeepAlive(k)) => CommandKind::LeaseKeepAlive { ids: k.ids },
             Some(Op::LeaseSweep(_)) => CommandKind::LeaseSweep,
             Some(Op::LeaseQuery(q)) => CommandKind::LeaseQuery { id: q.id },
+            Some(Op::RegisterSession(r)) => CommandKind::RegisterSession { ttl_ms: r.ttl_ms },
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })
     }
@@ -265,13 +302,25 @@ fn check_name(name: &[u8], what: &str) -> Result<()> {
 
 /// Encodes a command as a log entry payload.
 pub fn encode_command(cmd: CommandKind) -> Bytes {
-    Bytes::from(cmd.into_wire().encode_to_vec())
+    encode_command_in(cmd, None)
+}
+
+/// Encodes a command sent under client session `session` as a log entry payload.
+pub fn encode_command_in(cmd: CommandKind, session: Option<SessionRef>) -> Bytes {
+    Bytes::from(cmd.into_wire_in(session).encode_to_vec())
 }
 
 /// Decodes a log entry payload.
 pub fn decode_command(payload: &[u8]) -> Result<Op> {
+    Ok(decode_command_in(payload)?.0)
+}
+
+/// Decodes a log entry payload, with the client session it was sent under.
+pub fn decode_command_in(payload: &[u8]) -> Result<(Op, Option<SessionRef>)> {
     let cmd = Command::decode(payload)
         .map_err(|e| Error::InvalidArgument(format!("command does not decode: {e}")))?;
-    cmd.op
-        .ok_or_else(|| Error::InvalidArgument("command without an operation".into()))
+    let op = cmd
+        .op
+        .ok_or_else(|| Error::InvalidArgument("command without an operation".into()))?;
+    Ok((op, cmd.session))
 }

@@ -22,6 +22,9 @@ const EXPIRY: u8 = b'x';
 const ATTACHED: u8 = b'a';
 /// Recent changes, by revision, for watches (`history.rs`).
 const HISTORY: u8 = b'h';
+/// Client sessions (`session.rs`) and the answers each keeps.
+const SESSION: u8 = b's';
+const ANSWER: u8 = b'r';
 
 /// The keys of one group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +119,36 @@ impl KvKeys {
         self.key(&[&[HISTORY]])
     }
 
+    /// Client session `id`.
+    pub fn session(&self, id: u64) -> Vec<u8> {
+        self.key(&[&[SESSION], &id.to_be_bytes()])
+    }
+
+    /// The prefix of every session's key.
+    pub fn sessions(&self) -> Vec<u8> {
+        self.key(&[&[SESSION]])
+    }
+
+    /// The answer to command `seq` of session `id`.
+    pub fn session_answer(&self, id: u64, seq: u64) -> Vec<u8> {
+        self.key(&[&[ANSWER], &id.to_be_bytes(), &seq.to_be_bytes()])
+    }
+
+    /// The prefix of every session's answers.
+    pub fn session_answers(&self) -> Vec<u8> {
+        self.key(&[&[ANSWER]])
+    }
+
+    /// The `[start, end)` range of session `id`'s answers.
+    pub fn session_answers_of(&self, id: u64) -> (Vec<u8>, Vec<u8>) {
+        let start = self.key(&[&[ANSWER], &id.to_be_bytes()]);
+        let end = match id.checked_add(1) {
+            Some(next) => self.key(&[&[ANSWER], &next.to_be_bytes()]),
+            None => self.key(&[&[ANSWER + 1]]),
+        };
+        (start, end)
+    }
+
     /// The oldest revision the history still holds from.
     pub fn history_start(&self) -> Vec<u8> {
         self.key(&[b"m:hstart"])
@@ -151,7 +184,7 @@ impl KvKeys {
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {
-            // `a…`, `d…`, `e…`, `h…`, `k…`, `l…`, `m:…`, `x…`: apart from every
+            // `a…`, `d…`, `e…`, `h…`, `k…`, `l…`, `m:…`, `r…`, `s…`, `x…`: apart from every
             // other group's `G…`.
             // In key order: an export writes them into one sorted file.
             return vec![
@@ -162,6 +195,8 @@ impl KvKeys {
                 (vec![META], vec![META + 1]),
                 (vec![LOCK], vec![LOCK + 1]),
                 (b"m:".to_vec(), b"m;".to_vec()),
+                (vec![ANSWER], vec![ANSWER + 1]),
+                (vec![SESSION], vec![SESSION + 1]),
                 (vec![EXPIRY], vec![EXPIRY + 1]),
             ];
         }
@@ -201,6 +236,8 @@ mod tests {
             k.expiry(1, 7),
             k.attached(7, b"x"),
             k.lease_promotion(),
+            k.session(7),
+            k.session_answer(7, 1),
         ] {
             assert!(k.owns(&key), "{key:?}");
             assert!(!KvKeys::of(1).owns(&key));

@@ -131,6 +131,11 @@ impl LeaseTable {
         self.leases.contains_key(&id)
     }
 
+    /// The log's time at the first entry of the latest term (0 before any).
+    pub fn promoted_at(&self) -> u64 {
+        self.promotion.at
+    }
+
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
     }

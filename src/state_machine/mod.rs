@@ -19,12 +19,15 @@ mod log_time;
 mod machine;
 pub mod range;
 pub mod revision;
+mod session;
 mod snapshot;
 mod txn;
 mod user;
 pub mod watch;
 
-pub use command::{decode_command, encode_command, CommandKind, MAX_LOCK_TTL_MS};
+pub use command::{
+    decode_command, decode_command_in, encode_command, encode_command_in, CommandKind, MAX_LOCK_TTL_MS,
+};
 pub use kv_keys::KvKeys;
 pub use machine::Machine;
 pub use user::{StateMachine, UserMachine};
@@ -97,6 +100,8 @@ pub struct KvStateMachine {
     applied: parking_lot::Mutex<Option<AppliedState>>,
     /// The group's leases as last written; `None` as `applied` is.
     leases: parking_lot::Mutex<Option<lease::LeaseTable>>,
+    /// The group's client sessions as last written; `None` as `applied` is.
+    sessions: parking_lot::Mutex<Option<session::SessionTable>>,
     lease_clock: parking_lot::Mutex<lease::LeaseClock>,
     /// The group holds a lease: read on every tick of every group, so a
     /// group without one costs a load, not a lock and a clock read.
@@ -133,6 +138,7 @@ impl KvStateMachine {
             closed: AtomicBool::new(false),
             applied: parking_lot::Mutex::new(None),
             leases: parking_lot::Mutex::new(None),
+            sessions: parking_lot::Mutex::new(None),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
             leases_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
@@ -149,6 +155,7 @@ impl KvStateMachine {
             closed: AtomicBool::new(false),
             applied: parking_lot::Mutex::new(None),
             leases: parking_lot::Mutex::new(None),
+            sessions: parking_lot::Mutex::new(None),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
             leases_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
@@ -202,6 +209,7 @@ impl KvStateMachine {
             let mut applied = self.applied.lock();
             *applied = None;
             *self.leases.lock() = None;
+            *self.sessions.lock() = None;
             // Until the next apply says when the next lease is due.
             *self.lease_clock.lock() = lease::LeaseClock::default();
             self.leases_held.store(false, Ordering::Release);
@@ -309,3 +317,6 @@ mod lease_tests;
 
 #[cfg(test)]
 mod watch_tests;
+
+#[cfg(test)]
+mod session_tests;

@@ -145,6 +145,7 @@ mod tests {
                     value: bytes::Bytes::from(vec![0u8; len]),
                     lease: 0,
                 })),
+                session: None,
             }),
         })
     }

@@ -201,6 +201,7 @@ mod tests {
                     value: bytes::Bytes::from(vec![1u8; value_len]),
                     lease: 0,
                 })),
+                session: None,
             }),
         });
         Outgoing { group: id, body }
