@@ -94,6 +94,11 @@ pub struct Options {
     /// 10,000; 0: none, and a watch can only start from now). A watch from
     /// an older revision answers `Compacted`.
     pub history_revisions: u64,
+    /// How long the handle's client session lives without a command, in
+    /// the log's time (default an hour; 1 s to 30 days). The session makes
+    /// the library's own retries of a write apply once; the handle opens a
+    /// new one by itself when it was idle longer than half of this.
+    pub session_timeout: Duration,
     /// Snapshot streaming rate per follower in bytes/s (default 64 MiB/s; 0 = unlimited),
     /// so a snapshot does not starve replication on a shared link.
     pub snapshot_bytes_per_sec: u64,
@@ -192,6 +197,7 @@ impl Options {
             snapshot_keep_entries: 5_000,
             snapshot_chunk_bytes: 1 << 20,
             history_revisions: crate::state_machine::DEFAULT_HISTORY_REVISIONS,
+            session_timeout: crate::limits::DEFAULT_SESSION_TIMEOUT,
             snapshot_bytes_per_sec: 64 << 20,
             lease_reads: false,
             max_async_in_flight: DEFAULT_MAX_ASYNC_IN_FLIGHT,

@@ -8,7 +8,7 @@
 use super::{
     canonical_member, invalid, parse_ip, Options, TlsFiles, MAX_LOG_KEEP_FILES, MAX_TIMER_US, MAX_WAIT,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::limits::MAX_FRAME_BYTES;
 use crate::logging::{LogCallback, LogLevel};
 use std::net::SocketAddr;
@@ -55,6 +55,7 @@ pub struct GroupOptions {
     pub snapshot_keep_entries: u64,
     pub snapshot_chunk_bytes: u64,
     pub history_revisions: u64,
+    pub session_timeout: Duration,
     pub snapshot_bytes_per_sec: u64,
     pub lease_reads: bool,
     pub max_async_in_flight: usize,
@@ -92,6 +93,7 @@ impl Options {
             snapshot_keep_entries: self.snapshot_keep_entries,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             history_revisions: self.history_revisions,
+            session_timeout: self.session_timeout,
             snapshot_bytes_per_sec: self.snapshot_bytes_per_sec,
             lease_reads: self.lease_reads,
             max_async_in_flight: self.max_async_in_flight,
@@ -124,6 +126,7 @@ impl Options {
             snapshot_keep_entries: group.snapshot_keep_entries,
             snapshot_chunk_bytes: group.snapshot_chunk_bytes,
             history_revisions: group.history_revisions,
+            session_timeout: group.session_timeout,
             snapshot_bytes_per_sec: group.snapshot_bytes_per_sec,
             lease_reads: group.lease_reads,
             max_async_in_flight: group.max_async_in_flight,
@@ -270,6 +273,13 @@ impl GroupOptions {
                 ));
             }
         }
+        let session_ms = u64::try_from(self.session_timeout.as_millis()).unwrap_or(u64::MAX);
+        crate::state_machine::check_session_ttl(session_ms).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "session_timeout {:?} must be from 1 s to 30 days",
+                self.session_timeout
+            ))
+        })?;
         if self.max_async_in_flight == 0 {
             return invalid("max_async_in_flight must be > 0".into());
         }

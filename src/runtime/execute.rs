@@ -11,9 +11,10 @@
 
 use super::forward::{result_from_response, Answer};
 use super::node::Node;
+use super::session::Stamped;
 use crate::error::{Error, Result};
 use crate::state_machine::CommandKind;
-use crate::wire::{frame::Body, ClientRequest};
+use crate::wire::{frame::Body, ClientRequest, SessionRef};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashSet;
@@ -33,6 +34,32 @@ pub struct Command {
     /// Until when the lack of a leader is waited out (`leader_wait`).
     leader_deadline: Instant,
     done: Done,
+    /// The client session's stamp (`session.rs`), the same on every try.
+    session: Option<SessionRef>,
+    /// A try's outcome is unknown (its answer was lost): it may have been
+    /// applied, so only a try under the same stamp may follow.
+    in_doubt: bool,
+    /// Stamped again after its session expired (once at most).
+    renewed: bool,
+}
+
+impl Command {
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub(super) fn stamp(&mut self, r: SessionRef) {
+        self.session = Some(r);
+    }
+
+    pub(super) fn answer(self, r: Result<Bytes>) {
+        (self.done)(r)
+    }
+
+    /// Whether a try whose answer was lost is tried again, under its stamp.
+    fn retries_in_doubt(&self) -> bool {
+        self.session.is_some() && Instant::now() < self.deadline
+    }
 }
 
 /// What a parked command waits for.
@@ -223,12 +250,62 @@ impl Node {
         let start = Instant::now();
         let deadline = start + timeout;
         let leader_deadline = (start + self.opts.leader_wait).min(deadline);
-        self.attempt(Command {
+        self.attempt_in_session(Command {
             cmd,
             deadline,
             leader_deadline,
             done,
+            session: None,
+            in_doubt: false,
+            renewed: false,
         });
+    }
+
+    /// Stamps a write with the handle's client session (opened first if
+    /// need be), then tries it; anything else is tried as it is.
+    fn attempt_in_session(self: &Arc<Self>, op: Command) {
+        if op.session.is_some() || !op.cmd.wants_session() || self.state_machine.is_user() {
+            return self.attempt(op);
+        }
+        let session = &self.waiters.session;
+        match session.stamp(op, self.opts.session_timeout, Instant::now()) {
+            Stamped::Go(mut op) => {
+                if let Some(r) = op.session {
+                    let (session, done) = (session.clone(), op.done);
+                    op.done = Box::new(move |result| {
+                        session.answered(&r, &result, Instant::now());
+                        done(result)
+                    });
+                }
+                self.attempt(op)
+            }
+            Stamped::Queued { open: true } => self.open_session(),
+            Stamped::Queued { open: false } => {}
+            Stamped::Closing(op) => (op.done)(Err(self.unusable())),
+        }
+    }
+
+    /// Registers the handle's client session through the log; the writes
+    /// waiting for it go on once the group answered (without a session if
+    /// it could not open one).
+    fn open_session(self: &Arc<Self>) {
+        let ttl_ms = u64::try_from(self.opts.session_timeout.as_millis()).unwrap_or(u64::MAX);
+        let node = Arc::downgrade(self);
+        let done: Done = Box::new(move |result| {
+            let Some(node) = node.upgrade() else { return };
+            let (waiting, open) = node.waiters.session.opened(&result, Instant::now());
+            for op in waiting {
+                match open {
+                    true => node.attempt_in_session(op),
+                    false => node.attempt(op),
+                }
+            }
+        });
+        self.execute_valid(
+            CommandKind::RegisterSession { ttl_ms },
+            self.opts.request_timeout,
+            done,
+        );
     }
 
     /// [`Node::execute`], waiting for the answer until `wait_until`; `None`
@@ -326,13 +403,15 @@ impl Node {
 
     fn attempt_here(self: &Arc<Self>, op: Command, leader: String) {
         let node = Arc::downgrade(self);
-        let (cmd, deadline) = (op.cmd.clone(), op.deadline);
-        self.submit_command(
+        let (cmd, deadline, session) = (op.cmd.clone(), op.deadline, op.session);
+        self.submit_command_in(
             cmd,
+            session,
             deadline,
             Box::new(move |r| match r {
                 Ok(v) => (op.done)(Ok(v.unwrap_or_default())),
                 Err(e @ Error::NoLeader(_)) => retry(&node, op, leader, false, e),
+                Err(Error::SessionExpired(why)) => renew(&node, op, why),
                 Err(e) => (op.done)(Err(e)),
             }),
         );
@@ -341,15 +420,25 @@ impl Node {
     fn forward_to(self: &Arc<Self>, op: Command, leader: String) {
         let node = Arc::downgrade(self);
         let (cmd, deadline, to) = (op.cmd.clone(), op.deadline, leader.clone());
+        let session = op.session;
         let reply = Box::new(move |answer: Answer| match answer {
             Answer::Response(resp) => match result_from_response(resp) {
                 Err(e @ Error::NoLeader(_)) => retry(&node, op, leader, false, e),
+                Err(Error::SessionExpired(why)) => renew(&node, op, why),
                 r => (op.done)(r),
             },
             Answer::NotSent => {
                 let e = Error::NoLeader(format!(
                     "leader {leader} is unreachable; the command was not sent"
                 ));
+                retry(&node, op, leader, true, e)
+            }
+            // The link broke with it in flight: under its session, a
+            // retry is applied at most once, so it goes again once the
+            // link (or another leader) is back.
+            Answer::GaveUp(e @ Error::Timeout(_)) if op.retries_in_doubt() => {
+                let mut op = op;
+                op.in_doubt = true;
                 retry(&node, op, leader, true, e)
             }
             Answer::GaveUp(e) => (op.done)(Err(e)),
@@ -360,7 +449,7 @@ impl Node {
         };
         let req = ClientRequest {
             request_id,
-            command: Some(cmd.into_wire()),
+            command: Some(cmd.into_wire_in(session)),
         };
         if !self.send_frame(&to, Body::ClientRequest(req)) {
             let full = Error::Busy(format!("the queue to leader {to} is full"));
@@ -415,6 +504,26 @@ impl Node {
             }
         }
     }
+}
+
+/// The group no longer knows the command's session (it expired): the
+/// command was not applied by this try. Stamped under a new session and
+/// tried again, unless an earlier try may have been applied: then its
+/// outcome is unknown, as a timeout's.
+fn renew(node: &Weak<Node>, mut op: Command, why: String) {
+    let Some(node) = node.upgrade() else {
+        return (op.done)(Err(Error::Stopped("the node was closed".into())));
+    };
+    if let Some(r) = op.session.take() {
+        node.waiters.session.expired(r.client_id);
+    }
+    if op.in_doubt || op.renewed {
+        return (op.done)(Err(Error::Timeout(format!(
+            "{why}; an earlier try may or may not have been applied"
+        ))));
+    }
+    op.renewed = true;
+    node.attempt_in_session(op);
 }
 
 /// After an attempt that certainly was not applied: waits for another

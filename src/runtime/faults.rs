@@ -1,5 +1,5 @@
 //! Faults a test can inject into a running node: a slow or failing disk, a
-//! busy state machine, a link cut for a while, a clock set ahead. Every hook is off unless set
+//! busy state machine, a link cut for a while, a clock set ahead, answers lost. Every hook is off unless set
 //! and costs one relaxed atomic load when off.
 
 use crate::error::{Error, Result};
@@ -14,6 +14,7 @@ pub struct Faults {
     busy_applies: AtomicU32,
     skip_fsync: AtomicBool,
     clock_ahead_ms: AtomicU64,
+    drop_replies: AtomicU32,
 }
 
 impl Faults {
@@ -45,6 +46,19 @@ impl Faults {
     pub fn set_clock_ahead(&self, ahead: Duration) {
         let ms = u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX);
         self.clock_ahead_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The next `n` answers this node (as leader) gives to forwarded
+    /// commands are lost on their way, after the command was applied.
+    pub fn set_drop_replies(&self, n: u32) {
+        self.drop_replies.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether the answer to a forwarded command is lost (`set_drop_replies`).
+    pub fn drop_reply(&self) -> bool {
+        self.drop_replies
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// The wall clock `now_ms` as this node reads it.

@@ -53,6 +53,7 @@ impl Handler for HostInbound {
             return;
         };
         let id = req.request_id;
+        let session = req.command.as_ref().and_then(|c| c.session);
         let command = req
             .command
             .ok_or_else(|| Error::InvalidArgument("forwarded request without a command".into()))
@@ -71,7 +72,7 @@ impl Handler for HostInbound {
             }
         });
         let deadline = Instant::now() + node.opts.request_timeout;
-        node.submit_command(cmd, deadline, done);
+        node.submit_command_in(cmd, session, deadline, done);
     }
 
     fn on_client_response(&self, from: &str, group: GroupId, resp: ClientResponse) {

@@ -25,6 +25,7 @@ mod primary;
 pub mod proposals;
 mod reads;
 mod ready;
+mod session;
 mod snapshot;
 mod threads;
 pub(crate) mod transfer;

@@ -14,7 +14,7 @@ use crate::core::{ConfChange, ConfChangeError, Membership, ProposeError, RaftCor
 use crate::error::{Error, Result};
 use crate::logging::NodeLog;
 use crate::options::Options;
-use crate::state_machine::{encode_command, CommandKind, Machine};
+use crate::state_machine::{encode_command, encode_command_in, CommandKind, Machine};
 use crate::storage::GroupId;
 use crate::wire::frame::Body;
 use bytes::Bytes;
@@ -207,7 +207,15 @@ impl Node {
 
     /// Runs a client request on this node (which should be the leader):
     /// membership requests become configuration changes, the rest log commands.
-    pub fn submit_command(&self, cmd: CommandKind, deadline: Instant, done: Completion) {
+    /// A command sent under client session `session` (`session.rs`) is
+    /// applied once by the group, whatever copies of it come.
+    pub fn submit_command_in(
+        &self,
+        cmd: CommandKind,
+        session: Option<crate::wire::SessionRef>,
+        deadline: Instant,
+        done: Completion,
+    ) {
         if cmd.is_membership() {
             self.change_membership(cmd, deadline, done);
         } else if let CommandKind::TransferLeader { server } = cmd {
@@ -228,7 +236,7 @@ impl Node {
                     .into(),
             )))
         } else {
-            self.submit(encode_command(cmd), deadline, done);
+            self.submit(encode_command_in(cmd, session), deadline, done);
         }
     }
 
@@ -368,6 +376,9 @@ impl Node {
 
     /// Answers a command forwarded by `to`.
     pub(super) fn reply(&self, to: &str, request_id: u64, result: Result<Option<Bytes>>) {
+        if self.faults().drop_reply() {
+            return;
+        }
         let hint = self.leader().unwrap_or_default();
         self.send_frame(
             to,

@@ -15,6 +15,7 @@ use super::forward::Forwards;
 use super::membership::ConfigWaiters;
 use super::proposals::Proposals;
 use super::reads::Reads;
+use super::session::ClientSession;
 use super::transfer::TransferWaiters;
 use crate::error::Error;
 use std::time::Instant;
@@ -31,6 +32,8 @@ pub struct Waiters {
     pub parked: Parked,
     /// Async commands not yet answered (admission control).
     pub async_in_flight: InFlight,
+    /// The handle's client session, and the writes waiting for it to open.
+    pub session: std::sync::Arc<ClientSession>,
 }
 
 impl Waiters {
@@ -42,6 +45,11 @@ impl Waiters {
         self.reads.expire(now);
         self.config.expire(now);
         self.transfers.expire(now);
+        for op in self.session.take_expired(now) {
+            op.answer(Err(Error::Timeout(
+                "no client session could be opened in time; the command was not sent".into(),
+            )));
+        }
     }
 
     /// Answers every caller and closes every table. `not_applied` for what
@@ -53,6 +61,9 @@ impl Waiters {
         self.transfers.fail_all(in_doubt);
         self.reads.fail_all(not_applied);
         self.parked.fail_all(not_applied);
+        for op in self.session.close() {
+            op.answer(Err(not_applied.clone()));
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub use command::{
 };
 pub use kv_keys::KvKeys;
 pub use machine::Machine;
+pub use session::check_ttl as check_session_ttl;
 pub use user::{StateMachine, UserMachine};
 
 use crate::error::{Error, Result};
