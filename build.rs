@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(["."])
         // Rare and large: kept out of line so every queued frame stays small.
         .boxed(".floyd.wire.Frame.body.snapshot_chunk")
+        // Absent from most commands: a queued frame stays within 128 bytes.
+        .boxed(".floyd.wire.Command.session")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1324,6 +1324,17 @@ int floyd_options_set_snapshot_keep_entries(floyd_options_t *opts, uint64_t entr
 int floyd_options_set_history_revisions(floyd_options_t *opts, uint64_t n);
 
 /**
+ * How long the handle's client session lives without a write, in the log's time (default an
+ * hour; 1 s to 30 days, checked by `floyd_open`). The session makes the library's own retries of
+ * a write apply once; a handle idle for half of it opens a new one before its next write.
+ *
+ * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+ * Ownership: `opts` is borrowed; nothing is allocated.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+ */
+int floyd_options_set_session_timeout_ms(floyd_options_t *opts, uint64_t ms);
+
+/**
  * Bytes per InstallSnapshot chunk (default 1 MiB; 1 byte to 8 MiB, checked by `floyd_open`).
  *
  * Thread-safety: no other call may use `opts` at the same time (fill it on one thread).

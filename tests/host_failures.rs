@@ -917,6 +917,7 @@ fn a_host_that_is_no_member_cannot_make_a_follower_of_a_group_apply_its_entries(
             value: bytes::Bytes::from_static(b"forged"),
             lease: 0,
         })),
+        session: None,
     };
     let entry = Entry {
         index: s.last_log_index + 1,

@@ -137,6 +137,7 @@ fn request(id: u64, value: bytes::Bytes) -> Body {
                 value,
                 lease: 0,
             })),
+            session: None,
         }),
     })
 }

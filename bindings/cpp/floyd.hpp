@@ -506,6 +506,10 @@ struct Options {
   // (Floyd::Watch from a past revision); 0: none, a watch can only start
   // from now. A watch from an older revision is IsCompacted().
   uint64_t history_revisions;
+  // (floyd) How long the handle's client session lives without a write, in
+  // ms of the log's time (default an hour; 1 s to 30 days). The session makes
+  // the library's own retries of a write (a lost answer, a failover) apply once.
+  uint64_t session_timeout_ms;
   // (floyd) Mutual TLS between members (PEM paths; all empty: off). With it a
   // member talks only to peers whose certificate chains to tls_ca_path and
   // speaks for the member they are: it names the member's IP as an IP
@@ -559,6 +563,7 @@ struct Options {
       << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n"
       << "      max_async_in_flight : " << max_async_in_flight << "\n"
       << "        history_revisions : " << history_revisions << "\n"
+      << "       session_timeout_ms : " << session_timeout_ms << "\n"
       << "              tls_ca_path : " << tls_ca_path << "\n"
       << "            tls_cert_path : " << tls_cert_path << "\n"
       << "             tls_key_path : " << tls_key_path << "\n";
@@ -582,7 +587,8 @@ struct Options {
         snapshot_bytes_per_sec(64u << 20),
         lease_reads(false),
         max_async_in_flight(100000),
-        history_revisions(10000) {}
+        history_revisions(10000),
+        session_timeout_ms(3600000) {}
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
@@ -602,7 +608,8 @@ struct Options {
         snapshot_bytes_per_sec(64u << 20),
         lease_reads(false),
         max_async_in_flight(100000),
-        history_revisions(10000) {
+        history_revisions(10000),
+        session_timeout_ms(3600000) {
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
@@ -1445,6 +1452,7 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_lease_reads(o, options.lease_reads);
     if (rc == FLOYD_OK) rc = floyd_options_set_max_async_in_flight(o, options.max_async_in_flight);
     if (rc == FLOYD_OK) rc = floyd_options_set_history_revisions(o, options.history_revisions);
+    if (rc == FLOYD_OK) rc = floyd_options_set_session_timeout_ms(o, options.session_timeout_ms);
     if (rc == FLOYD_OK && !(options.tls_ca_path.empty() && options.tls_cert_path.empty() &&
                             options.tls_key_path.empty())) {
       if (detail::HasNul(options.tls_ca_path) || detail::HasNul(options.tls_cert_path) ||

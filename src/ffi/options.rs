@@ -217,6 +217,18 @@ pub unsafe extern "C" fn floyd_options_set_history_revisions(opts: *mut floyd_op
     with_options(opts, |o| o.history_revisions = n)
 }
 
+/// How long the handle's client session lives without a write, in the log's time (default an
+/// hour; 1 s to 30 days, checked by `floyd_open`). The session makes the library's own retries of
+/// a write apply once; a handle idle for half of it opens a new one before its next write.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_session_timeout_ms(opts: *mut floyd_options_t, ms: u64) -> c_int {
+    with_options(opts, |o| o.session_timeout = std::time::Duration::from_millis(ms))
+}
+
 /// Bytes per InstallSnapshot chunk (default 1 MiB; 1 byte to 8 MiB, checked by `floyd_open`).
 ///
 /// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).

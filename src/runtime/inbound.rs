@@ -53,7 +53,7 @@ impl Handler for HostInbound {
             return;
         };
         let id = req.request_id;
-        let session = req.command.as_ref().and_then(|c| c.session);
+        let session = req.command.as_ref().and_then(|c| c.session.as_deref().copied());
         let command = req
             .command
             .ok_or_else(|| Error::InvalidArgument("forwarded request without a command".into()))

@@ -226,7 +226,7 @@ impl CommandKind {
         };
         Command {
             op: Some(op),
-            session,
+            session: session.map(Box::new),
         }
     }
 
@@ -322,5 +322,5 @@ pub fn decode_command_in(payload: &[u8]) -> Result<(Op, Option<SessionRef>)> {
     let op = cmd
         .op
         .ok_or_else(|| Error::InvalidArgument("command without an operation".into()))?;
-    Ok((op, cmd.session))
+    Ok((op, cmd.session.map(|s| *s)))
 }

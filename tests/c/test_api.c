@@ -163,6 +163,19 @@ static void test_bad_input(void) {
     floyd_options_free(NULL);
     floyd_set_log_level(NULL, FLOYD_LOG_INFO);
     CHECK(floyd_options_set_heartbeat_us(NULL, 1) == FLOYD_INVALID_ARGUMENT, "setter on NULL options");
+    CHECK(floyd_options_set_session_timeout_ms(NULL, 1000) == FLOYD_INVALID_ARGUMENT,
+          "session timeout on NULL options");
+    {
+        floyd_t *h = NULL;
+        floyd_options_t *short_session = floyd_options_new("127.0.0.1:1", "127.0.0.1", 1, "/tmp/floyd-never");
+        CHECK(floyd_options_set_session_timeout_ms(short_session, 10) == FLOYD_OK, "session timeout set");
+        CHECK(floyd_open(short_session, &h, &msg) == FLOYD_INVALID_ARGUMENT && h == NULL,
+              "a session timeout under a second is refused by open");
+        CHECK(msg && strstr(msg, "session_timeout"), "the message names session_timeout");
+        floyd_free(msg);
+        msg = NULL;
+        floyd_options_free(short_session);
+    }
 
     floyd_t *g = NULL;
     floyd_options_t *bad = floyd_options_new("not-a-member-list", "127.0.0.1", 1, "/tmp/floyd-never");

@@ -392,6 +392,7 @@ _GROUP_NUMBERS = (
     "snapshot_bytes_per_sec",
     "max_async_in_flight",
     "history_revisions",
+    "session_timeout_ms",
 )
 _GROUP_FLAGS = ("single_mode", "join", "lease_reads")
 
@@ -762,6 +763,10 @@ class Floyd(_Handle):
     ``history_revisions`` is how many revisions of changes the node keeps
     for :meth:`watch` from a past revision (default 10,000).
 
+    ``session_timeout_ms`` is how long the handle's client session lives
+    without a write (default an hour). The session makes the library's own
+    retries of a write (after a lost answer or a failover) apply once.
+
     With ``state_machine`` (a :class:`StateMachine`) the node replicates it
     instead of the key-value store: :meth:`propose` drives it, and the
     key-value, coordination, lease, watch and lock methods raise InvalidArgumentError. Every
@@ -806,6 +811,7 @@ class Floyd(_Handle):
         lease_reads: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
         history_revisions: Optional[int] = None,
+        session_timeout_ms: Optional[int] = None,
         tls: Optional[Tuple[_Path, _Path, _Path]] = None,
         state_machine: Optional[StateMachine] = None,
     ):
@@ -840,6 +846,7 @@ class Floyd(_Handle):
                     snapshot_bytes_per_sec=snapshot_bytes_per_sec,
                     max_async_in_flight=max_async_in_flight,
                     history_revisions=history_revisions,
+                    session_timeout_ms=session_timeout_ms,
                     single_mode=single_mode,
                     join=join,
                     lease_reads=lease_reads,
@@ -1582,6 +1589,7 @@ class Host(_Handle):
         lease_reads: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
         history_revisions: Optional[int] = None,
+        session_timeout_ms: Optional[int] = None,
         state_machine: Optional[StateMachine] = None,
     ) -> Floyd:
         """Opens (creates or restarts) group ``group_id`` (0 to 2**64 - 1) on
@@ -1619,6 +1627,7 @@ class Host(_Handle):
                         snapshot_bytes_per_sec=snapshot_bytes_per_sec,
                         max_async_in_flight=max_async_in_flight,
                         history_revisions=history_revisions,
+                        session_timeout_ms=session_timeout_ms,
                         single_mode=single_mode,
                         join=join,
                         lease_reads=lease_reads,

@@ -266,6 +266,7 @@ _REQUIRED = {
     ),
     "floyd_unwatch": (c_int, [c_void_p, c_uint64]),
     "floyd_options_set_history_revisions": (c_int, [c_void_p, c_uint64]),
+    "floyd_options_set_session_timeout_ms": (c_int, [c_void_p, c_uint64]),
 }
 
 # Functions of the C API contract (shared/c-api.md) that not every libfloyd
