@@ -12,9 +12,12 @@
 //! unknown or expired session is refused (`SessionExpired`), never applied.
 //!
 //! Stored beside the effect, in the apply's WriteBatch: `s` + id → the
-//! session, `r` + id + seq → an answer (a `ClientResponse`). A crash between
-//! effect and session cannot happen, so a replay after a restart dedupes
-//! exactly as the first apply did.
+//! session with the seqs it had applied (as ranges, rewritten once per
+//! batch), `r` + id + seq → an answer (a `ClientResponse`) unless it was a
+//! plain success without a value, as a put's or a delete's is: the common
+//! write costs the store no key of its own. A crash between effect and
+//! session cannot happen, so a replay after a restart dedupes exactly as
+//! the first apply did.
 
 use super::kv_keys::KvKeys;
 use crate::error::{Error, Result};
@@ -45,8 +48,10 @@ struct Session {
     last_active_ms: u64,
     /// Every seq up to it was answered to the client: a copy is stale.
     responded_to: u64,
-    /// Seqs above `responded_to` applied, whose answers are kept.
+    /// Seqs above `responded_to` applied.
     answered: BTreeSet<u64>,
+    /// Those of them whose answer is stored (not a plain `Ok(None)`).
+    stored: BTreeSet<u64>,
 }
 
 impl Session {
@@ -55,10 +60,26 @@ impl Session {
     }
 
     fn record(&self) -> SessionRecord {
+        let mut applied_ranges = Vec::new();
+        for &seq in &self.answered {
+            match applied_ranges.last_mut() {
+                Some(last) if *last + 1 == seq => *last = seq,
+                _ => applied_ranges.extend([seq, seq]),
+            }
+        }
         SessionRecord {
             ttl_ms: self.ttl_ms,
             last_active_ms: self.last_active_ms,
             responded_to: self.responded_to,
+            applied_ranges,
+        }
+    }
+
+    /// Forgets seq `seq`'s answer (and its stored key, if any).
+    fn forget(&mut self, batch: &mut WriteBatch, keys: &KvKeys, id: u64, seq: u64) {
+        self.answered.remove(&seq);
+        if self.stored.remove(&seq) {
+            batch.delete(keys.session_answer(id, seq));
         }
     }
 }
@@ -95,11 +116,22 @@ impl SessionTable {
             let id = id_of(rest, "a session's key")?;
             let r = SessionRecord::decode(v)
                 .map_err(|e| Error::Corruption(format!("session {id} does not decode: {e}")))?;
+            if r.applied_ranges.len() % 2 != 0 {
+                return Err(Error::Corruption(format!(
+                    "session {id}'s applied ranges are not pairs"
+                )));
+            }
+            let answered = r
+                .applied_ranges
+                .chunks(2)
+                .flat_map(|pair| pair[0]..=pair[1])
+                .collect();
             let s = Session {
                 ttl_ms: r.ttl_ms,
                 last_active_ms: r.last_active_ms,
                 responded_to: r.responded_to,
-                answered: BTreeSet::new(),
+                answered,
+                stored: BTreeSet::new(),
             };
             table.by_deadline.insert((s.deadline(), id));
             table.sessions.insert(id, s);
@@ -189,6 +221,9 @@ impl SessionTable {
         if !s.answered.contains(&r.seq) {
             return Ok(Check::New);
         }
+        if !s.stored.contains(&r.seq) {
+            return Ok(Check::Duplicate(Ok(None)));
+        }
         let stored = match self.unwritten.get(&(r.client_id, r.seq)) {
             Some(a) => a.clone(),
             None => match db.get_pinned(keys.session_answer(r.client_id, r.seq))? {
@@ -219,14 +254,17 @@ impl SessionTable {
         let Some(s) = self.sessions.get_mut(&r.client_id) else {
             return;
         };
-        let answer = Bytes::from(response_from_result(0, result.clone(), "").encode_to_vec());
-        batch.put(keys.session_answer(r.client_id, r.seq), &answer);
         s.answered.insert(r.seq);
-        self.unwritten.insert((r.client_id, r.seq), answer);
+        if *result != Ok(None) {
+            let answer = Bytes::from(response_from_result(0, result.clone(), "").encode_to_vec());
+            batch.put(keys.session_answer(r.client_id, r.seq), &answer);
+            s.stored.insert(r.seq);
+            self.unwritten.insert((r.client_id, r.seq), answer);
+        }
         while s.answered.len() > MAX_SESSION_ANSWERS {
-            let oldest = s.answered.pop_first().expect("over the cap");
+            let oldest = *s.answered.first().expect("over the cap");
             s.responded_to = s.responded_to.max(oldest);
-            batch.delete(keys.session_answer(r.client_id, oldest));
+            s.forget(batch, keys, r.client_id, oldest);
         }
         self.touch(batch, keys, r, now);
     }
@@ -239,9 +277,8 @@ impl SessionTable {
         };
         let acked = r.lowest_unacked.saturating_sub(1);
         if acked > s.responded_to {
-            while s.answered.first().is_some_and(|&seq| seq <= acked) {
-                let seq = s.answered.pop_first().expect("looked at");
-                batch.delete(keys.session_answer(r.client_id, seq));
+            while let Some(&seq) = s.answered.first().filter(|&&seq| seq <= acked) {
+                s.forget(batch, keys, r.client_id, seq);
             }
             s.responded_to = acked;
         }

@@ -109,7 +109,7 @@ fn section_6_3_a_copy_of_a_command_is_answered_not_applied_again() {
         entry(2, 1, 1_000, put("k", "a"), under(1, 1, 1)),
         entry(3, 1, 1_000, put("k", "a"), under(1, 1, 1)),
     ]);
-    assert_eq!(r, [Ok(None), Ok(Some(Bytes::new()))]);
+    assert_eq!(r, [Ok(None), Ok(None)]);
     let r = s.apply(&[entry(4, 1, 1_000, put("k", "a"), under(1, 1, 1))]);
     assert!(r[0].is_ok());
     assert_eq!((s.version("k"), s.revision()), (1, rev + 1), "applied once");
@@ -177,18 +177,31 @@ fn section_6_3_expired_session_rejected_everywhere() {
 fn section_6_3_answers_below_the_lowest_unacked_seq_are_forgotten() {
     let s = Store::new();
     s.apply(&[register(1, 1_000, 60_000)]);
+    let grant = CommandKind::LeaseGrant { ttl_ms: 60_000 };
+    // A plain put's answer needs no key of its own; a grant's (its id) does.
     s.apply(&[
         entry(2, 1, 1_000, put("a", "1"), under(1, 1, 1)),
-        entry(3, 1, 1_000, put("b", "1"), under(1, 2, 1)),
+        entry(3, 1, 1_000, grant.clone(), under(1, 2, 1)),
+        entry(4, 1, 1_000, grant.clone(), under(1, 3, 1)),
     ]);
     assert_eq!(s.answers_kept(), 2);
-    // The client has both answers: its next command says so.
-    s.apply(&[entry(4, 1, 1_000, put("c", "1"), under(1, 3, 3))]);
+    let copy = s.apply(&[entry(5, 1, 1_000, grant.clone(), under(1, 3, 1))]);
+    assert_eq!(
+        session_id(&copy[0]),
+        4,
+        "the first grant's lease id, not a new lease"
+    );
+    // The client has the first two answers: its next command says so.
+    s.apply(&[entry(6, 1, 1_000, put("c", "1"), under(1, 4, 3))]);
     assert_eq!(s.answers_kept(), 1);
     // A late copy of an acknowledged command is refused, not applied.
-    let r = s.apply(&[entry(5, 1, 1_000, put("a", "1"), under(1, 1, 1))]);
-    assert!(matches!(r[0], Err(Error::Timeout(_))), "{r:?}");
+    let r = s.apply(&[
+        entry(7, 1, 1_000, put("a", "2"), under(1, 1, 1)),
+        entry(8, 1, 1_000, grant, under(1, 2, 1)),
+    ]);
+    assert!(r.iter().all(|r| matches!(r, Err(Error::Timeout(_)))), "{r:?}");
     assert_eq!(s.version("a"), 1);
+    assert_eq!(s.sm.lease_info(7).unwrap_err(), Error::NotFound);
 }
 
 #[test]
@@ -201,7 +214,7 @@ fn section_6_3_sessions_and_answers_outlive_a_reopen() {
     s.sm.close();
     let sm = KvStateMachine::open(s.dir.path()).unwrap();
     let r = apply_to(&sm, &[entry(3, 1, 1_000, put("k", "a"), under(1, 1, 1))]);
-    assert_eq!(r, [Ok(Some(Bytes::new()))]);
+    assert_eq!(r, [Ok(None)]);
     let r = apply_to(&sm, &[entry(4, 1, 1_000, put("k", "b"), under(1, 2, 2))]);
     assert_eq!(r, [Ok(None)]);
     let list = sm.range(&Range::default()).unwrap();
@@ -327,7 +340,16 @@ fn replicas_agree_at_every_common_index_on_random_session_histories() {
                         seq,
                         lowest_unacked: lowest,
                     };
-                    let cmd = put(&format!("k{}", rng.below(8)), &format!("{id}/{seq}"));
+                    // A key of its own (applied twice, it would be at version
+                    // 2), or a lock call, whose answer the session stores.
+                    let cmd = match rng.below(4) {
+                        0 => CommandKind::TryLock {
+                            name: Bytes::from(format!("lock{}", rng.below(3))),
+                            holder: Bytes::from(format!("h{id}")),
+                            ttl_ms: 500 + rng.below(2_000),
+                        },
+                        _ => put(&format!("k{id}/{seq}"), "v"),
+                    };
                     sent.push((cmd.clone(), r));
                     entry(index, term, time, cmd, Some(r))
                 }
@@ -336,7 +358,7 @@ fn replicas_agree_at_every_common_index_on_random_session_histories() {
             entries.push(e);
         }
         type States = std::collections::BTreeMap<u64, Vec<(Vec<u8>, Vec<u8>)>>;
-        let mut applied_values: Vec<String> = Vec::new();
+        let mut last = None;
         let replicas: Vec<States> = (0..3)
             .map(|replica| {
                 let s = Store::new();
@@ -344,18 +366,12 @@ fn replicas_agree_at_every_common_index_on_random_session_histories() {
                 let mut next = 0;
                 while next < entries.len() {
                     let end = (next + 1 + rng.below(25) as usize).min(entries.len());
-                    let results = s.apply(&entries[next..end]);
-                    if replica == 0 {
-                        for (e, r) in entries[next..end].iter().zip(results) {
-                            if let (Ok((crate::wire::command::Op::Put(p), Some(_))), Ok(None)) =
-                                (decode_command_in(&e.payload), r)
-                            {
-                                applied_values.push(String::from_utf8(p.value.to_vec()).unwrap());
-                            }
-                        }
-                    }
+                    s.apply(&entries[next..end]);
                     states.insert(end as u64, s.dump());
                     next = end;
+                }
+                if replica == 0 {
+                    last = Some(s.sm.range(&Range::default()).unwrap());
                 }
                 states
             })
@@ -367,19 +383,10 @@ fn replicas_agree_at_every_common_index_on_random_session_histories() {
                 }
             }
         }
-        // `Ok(None)` is a first apply; a copy answers `Ok(Some(..))`.
-        let mut unique = applied_values.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(
-            unique.len(),
-            applied_values.len(),
-            "seed {seed}: a (session, seq) applied twice"
-        );
-        assert!(
-            applied_values.len() > 30,
-            "seed {seed}: only {} applied",
-            applied_values.len()
-        );
+        let kvs = last.take().unwrap().kvs;
+        assert!(kvs.len() > 30, "seed {seed}: only {} applied", kvs.len());
+        for kv in kvs {
+            assert_eq!(kv.version, 1, "seed {seed}: {:?} applied twice", kv.key);
+        }
     }
 }
