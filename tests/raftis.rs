@@ -479,6 +479,58 @@ fn acknowledged_sets_survive_kill_9_of_the_leader() {
     }
 }
 
+/// Issue 22, item 5 over RESP: `FLOYD.WATCH` streams every change to a
+/// range, in revision order, each once, on a follower; after the node's
+/// restart a watch from a past revision replays exactly what followed it.
+#[test]
+fn floyd_watch_streams_each_change_once_and_resumes_after_a_restart() {
+    use common::watch_stream::{watch, Change, Streamed};
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let follower = (leader + 1) % 3;
+    let addr = |c: &Cluster| c.resp_addr(follower);
+    let mut w = watch(&addr(&c), b"w/", b"w0", 0, DEADLINE).unwrap().unwrap();
+    let mut l = c.connect(leader);
+    for i in 0..5 {
+        set_acknowledged(&mut l, &format!("w/{i}"), &format!("v{i}"));
+    }
+    set_acknowledged(&mut l, "outside", "x");
+    let n: i64 = redis::cmd("DEL").arg("w/0").query(&mut l).unwrap();
+    assert_eq!(n, 1);
+    let mut seen: Vec<Change> = Vec::new();
+    while seen.len() < 6 {
+        match w.next().unwrap() {
+            Streamed::Change(ch) => seen.push(ch),
+            end => panic!("the watch ended: {end:?}"),
+        }
+    }
+    let keys: Vec<&[u8]> = seen.iter().map(|ch| ch.key.as_slice()).collect();
+    assert_eq!(keys, [&b"w/0"[..], b"w/1", b"w/2", b"w/3", b"w/4", b"w/0"]);
+    assert!(seen[..5].iter().all(|ch| ch.put) && !seen[5].put);
+    assert_eq!(seen[2].value, b"v2");
+    assert!(seen.windows(2).all(|p| p[0].revision < p[1].revision), "{seen:?}");
+    // (The write outside the range took a revision of its own.)
+    assert_eq!(seen[5].revision, seen[4].revision + 2);
+    drop(w);
+    c.stop(follower);
+    c.restart(follower);
+    let mut con = c.connect(follower); // (waits until it listens)
+    let from = seen[3].revision;
+    let mut again = watch(&addr(&c), b"w/", b"w0", from, DEADLINE).unwrap().unwrap();
+    for want in &seen[3..] {
+        assert_eq!(again.next().unwrap(), Streamed::Change(want.clone()));
+    }
+    // Bad input.
+    let r: RedisResult<Value> = redis::cmd("FLOYD.WATCH")
+        .arg("a")
+        .arg("b")
+        .arg("x")
+        .query(&mut con);
+    assert!(r.unwrap_err().to_string().contains("start_revision"));
+    let r: RedisResult<Value> = redis::cmd("FLOYD.WATCH").arg("a").query(&mut con);
+    assert!(r.is_err());
+}
+
 /// Issue 20, item 8: with `--requirepass` (here read from a file, so `ps`
 /// does not show it) every command but AUTH, QUIT and HELLO gets `-NOAUTH`
 /// until the client authenticates, a wrong password `-WRONGPASS`, and

@@ -20,6 +20,8 @@ mod pipeline;
 mod resp;
 #[path = "raftis/server.rs"]
 mod server;
+#[path = "raftis/watch.rs"]
+mod watch;
 
 use floyd::{Floyd, LogCallback, LogLevel, Options};
 use std::net::{SocketAddr, TcpListener};

@@ -52,6 +52,8 @@ pub enum Outcome {
     /// The reply would take more than `--client-output-buffer-limit` bytes
     /// (at least this many): close the connection without it.
     Overflow(usize),
+    /// `FLOYD.WATCH`: the connection streams the watch from now on.
+    Watch(crate::watch::WatchStream),
 }
 
 /// The admin commands `--no-admin` turns off (and `FLOYD.DEBUG.*`).
@@ -134,6 +136,7 @@ const COMMANDS: &[&str] = &[
     "FLOYD.STATUS",
     "FLOYD.DIRTYGET",
     "FLOYD.CAS",
+    "FLOYD.WATCH",
 ];
 
 /// A floyd error as a RESP error: its first word says what kind it is.
@@ -230,6 +233,13 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         }
         ("FLOYD.DIRTYGET", 1) => get_reply(f.dirty_read(&a[0])),
         ("FLOYD.CAS", 3) => cas(f, a),
+        ("FLOYD.WATCH", 3) => match text(&a[2]).parse::<u64>() {
+            Ok(rev) => match crate::watch::start(&ctx.floyd, &a[0], &a[1], rev) {
+                Ok(w) => return Outcome::Watch(w),
+                Err(e) => error_reply(&e),
+            },
+            Err(_) => Reply::err("ERR start_revision is not a number"),
+        },
         ("FLOYD.DEBUG.CUT", 2) if ctx.fault_injection => cut(f, a),
         ("FLOYD.DEBUG.SLOWDISK", 1) if ctx.fault_injection => match text(&a[0]).parse::<u64>() {
             Ok(ms) => {

@@ -124,6 +124,7 @@ fn connection(mut stream: TcpStream, ctx: &Context) {
                         true
                     }
                     Outcome::Overflow(n) => return overflow(out.len() + n),
+                    Outcome::Watch(w) => return w.serve(&mut stream, out),
                 },
             };
             drop(reservation);
