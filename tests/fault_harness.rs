@@ -5,7 +5,9 @@
 //! `--fault-injection` link cuts; with 5 nodes also a minority cut from a
 //! majority, and a bridge), clients reading and writing a handful
 //! of keys through random nodes, and a linearizability checker over the
-//! recorded history. A planted bug (reads served from a node's local copy)
+//! recorded history. A watcher on every node streams every change
+//! (`FLOYD.WATCH`), and the sequences are checked against each other and
+//! the final data (`fault_harness/watchers.rs`). A planted bug (reads served from a node's local copy)
 //! shows the checker catches what it should.
 //!
 //! Every node has its own address (127.0.b.11, .12, ...). The 3-node run's
@@ -25,6 +27,8 @@ mod common;
 mod firewall;
 #[path = "fault_harness/locks.rs"]
 mod locks;
+#[path = "fault_harness/watchers.rs"]
+mod watchers;
 #[path = "fault_harness/workload.rs"]
 mod workload;
 
@@ -127,6 +131,39 @@ fn replicas_identical(c: &Cluster, keys: usize) -> u64 {
     }
 }
 
+/// End of run, every node at one applied index: the watchers catch up to
+/// the group's revision and their sequences are checked; what broke (if
+/// anything) and a summary.
+fn finish_watchers(c: &Cluster, w: watchers::Watchers, keys: usize) -> (Option<String>, String) {
+    let revisions: Vec<Option<u64>> = c
+        .running()
+        .iter()
+        .map(|&i| info_field(c, i, "revision"))
+        .collect();
+    let revision = revisions[0].expect("INFO revision");
+    assert!(
+        revisions.iter().all(|r| *r == Some(revision)),
+        "nodes at one applied index, revisions {revisions:?}"
+    );
+    let watched = w.finish(revision);
+    let mut con = c.connect(c.running()[0]);
+    let data = (0..keys)
+        .map(|k| {
+            let key = format!("k{k}").into_bytes();
+            let v: Option<Vec<u8>> = redis::cmd("FLOYD.DIRTYGET").arg(&key).query(&mut con).unwrap();
+            (key, v)
+        })
+        .collect();
+    let broken = watchers::check(&watched, revision, &data);
+    let again: usize = watched.iter().map(|w| w.watches - 1).sum();
+    let line = format!(
+        "{} watchers saw {} changes each, in order, once (watching again {again} times)",
+        watched.len(),
+        watched[0].changes.len()
+    );
+    (broken, line)
+}
+
 /// One line: operations, faults injected per kind, unknown outcomes, the verdict.
 fn summary(history: &[Op], faults: &[(workload::Fault, usize)], verdict: &Verdict, locks: &str) -> String {
     let writes = history
@@ -176,6 +213,8 @@ fn run_under_faults(nodes: usize, tls: bool, lease_reads: bool, default_secs: u6
         cas,
     };
     let addrs: Vec<String> = (0..nodes).map(|i| c.resp_addr(i)).collect();
+    let first_revision = info_field(&c, 0, "revision").expect("INFO revision") + 1;
+    let watchers = watchers::Watchers::start(addrs.clone(), first_revision);
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,6 +236,7 @@ fn run_under_faults(nodes: usize, tls: bool, lease_reads: bool, default_secs: u6
     } = clients.join().unwrap();
     final_reads(&c, 5, start, &mut history);
     let applied = replicas_identical(&c, 5);
+    let (watched, watch_line) = finish_watchers(&c, watchers, 5);
     let verdict = check(&history, Duration::from_secs(120));
     let tokens = locks::check_tokens(&acquired);
     let lock_line = format!(
@@ -205,12 +245,15 @@ fn run_under_faults(nodes: usize, tls: bool, lease_reads: bool, default_secs: u6
         usize::from(tokens.is_some())
     );
     let line = format!(
-        "{nodes} nodes{}{}: {}; replicas identical at applied index {applied}",
+        "{nodes} nodes{}{}: {}; replicas identical at applied index {applied}; {watch_line}",
         if tls { " over mutual TLS" } else { "" },
         if lease_reads { ", lease reads" } else { "" },
         summary(&history, &faults, &verdict, &lock_line)
     );
     println!("{line}");
+    if let Some(broken) = watched {
+        panic!("watchers: {broken}\n{line}");
+    }
     if let Some(broken) = tokens {
         panic!("fencing tokens: {broken}\n{line}");
     }

@@ -501,6 +501,7 @@ fn floyd_watch_streams_each_change_once_and_resumes_after_a_restart() {
     while seen.len() < 6 {
         match w.next().unwrap() {
             Streamed::Change(ch) => seen.push(ch),
+            Streamed::Idle => panic!("no change within {DEADLINE:?}"),
             end => panic!("the watch ended: {end:?}"),
         }
     }
