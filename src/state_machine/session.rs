@@ -145,12 +145,12 @@ impl SessionTable {
             }
             let (id, seq) = (id_of(&rest[..8], "")?, id_of(&rest[8..], "")?);
             match table.sessions.get_mut(&id) {
-                Some(s) => {
-                    s.answered.insert(seq);
+                Some(s) if s.answered.contains(&seq) => {
+                    s.stored.insert(seq);
                     Ok(())
                 }
-                None => Err(Error::Corruption(format!(
-                    "an answer of session {id}, which does not exist"
+                _ => Err(Error::Corruption(format!(
+                    "an answer to command {seq} of session {id}, which did not apply it"
                 ))),
             }
         })?;

@@ -222,6 +222,13 @@ fn section_6_3_sessions_and_answers_outlive_a_reopen() {
         (list.kvs[0].version, list.revision),
         (2, list.kvs[0].create_revision + 1)
     );
+    // An answer that carries something (a lease id) comes back from the store.
+    let grant = CommandKind::LeaseGrant { ttl_ms: 60_000 };
+    let first = apply_to(&sm, &[entry(5, 1, 1_000, grant.clone(), under(1, 3, 3))]);
+    sm.close();
+    let sm = KvStateMachine::open(s.dir.path()).unwrap();
+    let copy = apply_to(&sm, &[entry(6, 1, 1_000, grant, under(1, 3, 3))]);
+    assert_eq!((session_id(&first[0]), session_id(&copy[0])), (5, 5));
 }
 
 /// A new leader's clock far ahead must not expire a session whose client
@@ -389,4 +396,63 @@ fn replicas_agree_at_every_common_index_on_random_session_histories() {
             assert_eq!(kv.version, 1, "seed {seed}: {:?} applied twice", kv.key);
         }
     }
+}
+
+/// Sessions travel in snapshots: a follower that loads one answers a copy
+/// of a command applied before it from the snapshot, for a group of a
+/// shared store (an export) and for a store of its own (a checkpoint).
+#[test]
+fn section_6_3_sessions_survive_snapshot() {
+    let grant = CommandKind::LeaseGrant { ttl_ms: 60_000 };
+    let before = [
+        register(1, 1_000, 60_000),
+        entry(2, 1, 1_000, put("k", "a"), under(1, 1, 1)),
+        entry(3, 1, 1_000, grant.clone(), under(1, 2, 1)),
+    ];
+    let copies = [
+        entry(4, 1, 1_000, put("k", "a"), under(1, 1, 1)),
+        entry(5, 1, 1_000, grant, under(1, 2, 1)),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let check = |follower: &Machine| {
+        let r: Vec<_> = follower
+            .apply(&copies)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.result)
+            .collect();
+        assert_eq!(r[0], Ok(None));
+        assert_eq!(
+            session_id(&r[1]),
+            3,
+            "the grant's lease id, from the snapshot's answer"
+        );
+        assert_eq!(
+            follower.lease_info(5).unwrap_err(),
+            Error::NotFound,
+            "no second lease"
+        );
+        let kv = follower.range(&Range::default()).unwrap();
+        assert_eq!(kv.kvs[0].version, 1, "the put not applied again");
+    };
+    // A group of a shared store: an export.
+    let shared = KvStore::open(&dir.path().join("shared")).unwrap();
+    let leader = Machine::in_store(&shared, 9, None);
+    leader.apply(&before).unwrap();
+    let snap = dir.path().join("export");
+    std::fs::create_dir(&snap).unwrap();
+    assert_eq!(leader.snapshot_save(&snap).unwrap(), 3);
+    let other = KvStore::open(&dir.path().join("other")).unwrap();
+    let follower = Machine::in_store(&other, 9, None);
+    follower.snapshot_load(&snap, 3).unwrap();
+    check(&follower);
+    // A store of its own: a checkpoint.
+    let private = Machine::open(&dir.path().join("private"), None).unwrap();
+    private.apply(&before).unwrap();
+    let snap = dir.path().join("checkpoint");
+    std::fs::create_dir(&snap).unwrap();
+    assert_eq!(private.snapshot_save(&snap).unwrap(), 3);
+    let follower = Machine::open(&dir.path().join("follower"), None).unwrap();
+    follower.snapshot_load(&snap, 3).unwrap();
+    check(&follower);
 }
