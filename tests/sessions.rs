@@ -92,6 +92,7 @@ fn section_6_3_a_handle_idle_past_its_session_opens_another() {
     // rather than be refused; so does the leader's own.
     let log = |i: usize| c.node(i).server_status().last_log_index;
     let idle_from = log(leader);
+    // (Time itself must pass here: there is no condition to wait on.)
     std::thread::sleep(Duration::from_millis(1_200));
     retrying(|| c.node(f).write(b"k", b"1")).unwrap();
     retrying(|| c.node(leader).write(b"k", b"2")).unwrap();
