@@ -46,6 +46,18 @@ fn section_6_3_a_forwarded_write_whose_reply_is_lost_is_retried_and_applied_once
         (before.0 + 1, before.1 + 1),
         "applied once: version and revision grew by one"
     );
+    // One handle wrote (the follower's, through its retry too): one session,
+    // on every replica.
+    for i in 0..3 {
+        wait_until("the session in every status", || {
+            c.node(i).server_status().client_sessions == 1
+        });
+    }
+    assert!(c
+        .node(f)
+        .server_status()
+        .to_json()
+        .contains("\"client_sessions\":1"));
 }
 
 #[test]

@@ -144,6 +144,8 @@ impl KvStateMachine {
         self.leases_held
             .store(!leases.is_empty(), std::sync::atomic::Ordering::Release);
         *self.leases.lock() = Some(leases);
+        self.sessions_open
+            .store(sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *self.sessions.lock() = Some(sessions);
         *cached = Some(AppliedState {
             index: last,

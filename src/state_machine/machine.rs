@@ -103,6 +103,15 @@ impl Machine {
         }
     }
 
+    /// Client sessions the group keeps, as of the last apply; a user
+    /// machine's commands go without one.
+    pub fn client_sessions(&self) -> u64 {
+        match self {
+            Machine::Kv(kv) => kv.client_sessions(),
+            Machine::User(_) => 0,
+        }
+    }
+
     pub fn is_user(&self) -> bool {
         matches!(self, Machine::User(_))
     }

@@ -103,6 +103,8 @@ pub struct KvStateMachine {
     leases: parking_lot::Mutex<Option<lease::LeaseTable>>,
     /// The group's client sessions as last written; `None` as `applied` is.
     sessions: parking_lot::Mutex<Option<session::SessionTable>>,
+    /// How many, as of the last apply (for the status).
+    sessions_open: std::sync::atomic::AtomicU64,
     lease_clock: parking_lot::Mutex<lease::LeaseClock>,
     /// The group holds a lease: read on every tick of every group, so a
     /// group without one costs a load, not a lock and a clock read.
@@ -140,6 +142,7 @@ impl KvStateMachine {
             applied: parking_lot::Mutex::new(None),
             leases: parking_lot::Mutex::new(None),
             sessions: parking_lot::Mutex::new(None),
+            sessions_open: std::sync::atomic::AtomicU64::new(0),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
             leases_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
@@ -157,6 +160,7 @@ impl KvStateMachine {
             applied: parking_lot::Mutex::new(None),
             leases: parking_lot::Mutex::new(None),
             sessions: parking_lot::Mutex::new(None),
+            sessions_open: std::sync::atomic::AtomicU64::new(0),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
             leases_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
@@ -244,6 +248,11 @@ impl KvStateMachine {
             None => read_u64(&db, &self.keys.time(), "log time")?,
         };
         lease::info(&db, &self.keys, id, now)
+    }
+
+    /// Client sessions the group keeps, as of the last apply.
+    pub fn client_sessions(&self) -> u64 {
+        self.sessions_open.load(Ordering::Relaxed)
     }
 
     /// Highest log index whose effect is stored here.

@@ -157,6 +157,11 @@ impl SessionTable {
         Ok(table)
     }
 
+    /// How many sessions the group keeps.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Opens session `id` (its entry's index) at log time `now`; when the
     /// group holds `MAX_SESSIONS`, the least recently active goes first.
     pub fn register(&mut self, batch: &mut WriteBatch, keys: &KvKeys, id: u64, ttl_ms: u64, now: u64) {

@@ -1450,7 +1450,8 @@ class Floyd(_Handle):
         """This node's status: node, role, term, leader, voted_for,
         last_log_term, last_log_index, commit_index, last_applied, voters,
         learners, config_index, pending_change, peers (on the leader: id,
-        match_index, next_index, last_contact_ms) and locks_held."""
+        match_index, next_index, last_contact_ms), locks_held,
+        first_log_index, snapshot_index and client_sessions."""
         return json.loads(self._text(_L.floyd_get_server_status_json))
 
     def all_servers(self) -> list:

@@ -20,7 +20,9 @@ def test_writes_under_a_session_are_each_applied_once(tmp_path):
         _, meta = node.read_meta(b"k")
         assert meta.version == 5
         # Five writes, and the entry that opened the handle's session.
-        assert node.server_status_json()["last_log_index"] == before + 6
+        status = node.server_status_json()
+        assert status["last_log_index"] == before + 6
+        assert status["client_sessions"] == 1
     finally:
         node.close()
 

@@ -409,7 +409,7 @@ fn info(ctx: &Context, section: Option<String>) -> String {
     if want("replication") {
         let redis_role = if s.role == "leader" { "master" } else { "slave" };
         out += &format!(
-            "# Replication\r\nrole:{redis_role}\r\nraft_role:{}\r\nleader:{}\r\nterm:{}\r\nvoted_for:{}\r\nlast_log_index:{}\r\nlast_log_term:{}\r\ncommit_index:{}\r\nlast_applied:{}\r\nvoters:{}\r\nlearners:{}\r\npending_change:{}\r\nlocks_held:{}\r\nrevision:{}\r\n",
+            "# Replication\r\nrole:{redis_role}\r\nraft_role:{}\r\nleader:{}\r\nterm:{}\r\nvoted_for:{}\r\nlast_log_index:{}\r\nlast_log_term:{}\r\ncommit_index:{}\r\nlast_applied:{}\r\nvoters:{}\r\nlearners:{}\r\npending_change:{}\r\nlocks_held:{}\r\nclient_sessions:{}\r\nrevision:{}\r\n",
             s.role,
             s.leader.as_deref().unwrap_or(""),
             s.term,
@@ -422,6 +422,7 @@ fn info(ctx: &Context, section: Option<String>) -> String {
             s.learners.join(","),
             s.pending_change.as_deref().unwrap_or(""),
             s.locks_held,
+            s.client_sessions,
             // The group's revision as this node applied it (its watches
             // have seen everything up to it).
             ctx.floyd.dirty_scan(b"", b"", 1).map_or(0, |l| l.revision),
