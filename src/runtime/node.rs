@@ -247,7 +247,8 @@ impl Node {
         if !self.state_machine.lease_sweep_due() || self.lease_sweep.load(Ordering::Acquire) {
             return;
         }
-        if !self.is_leader() || !self.marks_protocol_6() {
+        // Leading, and proposing protocol-6 entries (one look at the core).
+        if self.with_core(|core| self.refresh_marking(core)) != Some(true) {
             return;
         }
         self.lease_sweep.store(true, Ordering::Release);
