@@ -433,15 +433,14 @@ impl Node {
                 ));
                 retry(&node, op, leader, true, e)
             }
-            // The link broke with it in flight: under its session, a
-            // retry is applied at most once, so it goes again once the
-            // link (or another leader) is back.
-            Answer::GaveUp(e @ Error::Timeout(_)) if op.retries_in_doubt() => {
+            // Under its session a retry is applied at most once, so it
+            // goes again once the link (or another leader) is back.
+            Answer::InDoubt(e) if op.retries_in_doubt() => {
                 let mut op = op;
                 op.in_doubt = true;
                 retry(&node, op, leader, true, e)
             }
-            Answer::GaveUp(e) => (op.done)(Err(e)),
+            Answer::InDoubt(e) | Answer::GaveUp(e) => (op.done)(Err(e)),
         });
         let request_id = match self.waiters.forwards.register(&to, deadline, reply) {
             Ok(id) => id,

@@ -32,9 +32,13 @@ pub enum Answer {
     Response(ClientResponse),
     /// It never left this node: certainly not applied.
     NotSent,
-    /// This node stopped waiting for the answer (the link broke with it in
-    /// flight, the caller's deadline passed, the node failed or closed):
-    /// `err` says how sure that is.
+    /// The link to the member broke with it in flight: it may or may not
+    /// have arrived and been applied (`err`, a `Timeout`, says so). A
+    /// command under a client session may be sent again: it applies once.
+    InDoubt(Error),
+    /// This node stopped waiting for the answer (the caller's deadline
+    /// passed, the queue to the member was full, the node failed or
+    /// closed): `err` says how sure that is.
     GaveUp(Error),
 }
 
@@ -94,6 +98,14 @@ impl Forwards {
     pub fn fail_some(&self, to: &str, ids: &[u64], err: &Error) {
         for &id in ids {
             self.answer(to, id, Answer::GaveUp(err.clone()));
+        }
+    }
+
+    /// Reports that the link to `to` broke with the requests among `ids` in
+    /// flight (`err` says their outcome is unknown).
+    pub fn in_doubt(&self, to: &str, ids: &[u64], err: &Error) {
+        for &id in ids {
+            self.answer(to, id, Answer::InDoubt(err.clone()));
         }
     }
 
@@ -254,10 +266,10 @@ mod tests {
         let f = Forwards::default();
         let (a, rx_a) = register(&f, "l:1", later());
         let (b, rx_b) = register(&f, "m:2", later());
-        f.fail_some("l:1", &[a, b], &Error::Timeout("link broke".into()));
+        f.in_doubt("l:1", &[a, b], &Error::Timeout("link broke".into()));
         assert!(matches!(
             rx_a.try_recv().unwrap(),
-            Answer::GaveUp(Error::Timeout(_))
+            Answer::InDoubt(Error::Timeout(_))
         ));
         assert!(rx_b.try_recv().is_err(), "b went to another member");
         f.not_sent("m:2", b);

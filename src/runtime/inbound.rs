@@ -104,7 +104,7 @@ impl Handler for HostInbound {
         }
         for (group, ids) in by_group {
             if let Some(node) = host.node(group) {
-                node.waiters.forwards.fail_some(to, &ids, &err);
+                node.waiters.forwards.in_doubt(to, &ids, &err);
             }
         }
     }

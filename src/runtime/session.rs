@@ -140,7 +140,7 @@ impl ClientSession {
                 until: now + ASK_AGAIN_AFTER,
             },
             // No leader, a timeout: the writes go without, the next asks again.
-            Err(_) => State::Unavailable { until: now },
+            Err(_) => State::Closed,
         };
         let open = matches!(inner.state, State::Open { .. });
         if open {

@@ -114,35 +114,22 @@ impl WatchStream {
                 stream.write_all(&out)?;
                 out.clear();
             }
-            let reply = match self.rx.recv_timeout(IDLE_CHECK) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    if client_gone(stream)? {
-                        return Ok(());
-                    }
-                    continue;
-                }
+            let mut next = match self.rx.recv_timeout(IDLE_CHECK) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) if client_gone(stream)? => return Ok(()),
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
-            let last = is_end(&reply);
-            reply.encode(&mut out);
             // Whatever else is queued goes in the same write.
-            while out.len() < 64 << 10 && !last {
-                match self.rx.try_recv() {
-                    Ok(r) => {
-                        let end = is_end(&r);
-                        r.encode(&mut out);
-                        if end {
-                            stream.write_all(&out)?;
-                            return Ok(());
-                        }
-                    }
-                    Err(_) => break,
+            while let Some(reply) = next.take() {
+                let last = is_end(&reply);
+                reply.encode(&mut out);
+                if last {
+                    return stream.write_all(&out);
                 }
-            }
-            if last {
-                stream.write_all(&out)?;
-                return Ok(());
+                if out.len() < 64 << 10 {
+                    next = self.rx.try_recv().ok();
+                }
             }
         }
     }
