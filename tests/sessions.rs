@@ -20,6 +20,23 @@ fn applied_on(node: &Floyd, key: &[u8], value: &[u8]) -> bool {
     node.dirty_read(key).is_ok_and(|v| v == value)
 }
 
+/// Writes `k = 1` through follower `f`; the leader applies it and its
+/// answer is lost. Once the follower applied it too, `then` breaks the way
+/// to the leader. The write must still be answered: by the library's retry
+/// under its session. (Before sessions it was `Timeout`, outcome unknown,
+/// and a caller's retry applied the write a second time.)
+fn write_whose_answer_is_lost(c: &Cluster, leader: usize, f: usize, then: impl FnOnce()) {
+    c.node(leader).faults().set_drop_replies(1);
+    std::thread::scope(|s| {
+        let write = s.spawn(|| c.node(f).write(b"k", b"1"));
+        wait_until("the write applied on the follower", || {
+            applied_on(c.node(f), b"k", b"1")
+        });
+        then();
+        write.join().unwrap().expect("the library's retry is answered");
+    });
+}
+
 #[test]
 fn section_6_3_a_forwarded_write_whose_reply_is_lost_is_retried_and_applied_once() {
     let c = Cluster::start(3);
@@ -27,18 +44,9 @@ fn section_6_3_a_forwarded_write_whose_reply_is_lost_is_retried_and_applied_once
     let f = c.follower_of(leader);
     retrying(|| c.node(f).write(b"k", b"0")).unwrap();
     let before = version_and_revision(c.node(leader), b"k");
-    // The leader applies the next forwarded write and its answer is lost;
-    // then the follower's connection to it breaks with the write in flight.
-    c.node(leader).faults().set_drop_replies(1);
-    std::thread::scope(|s| {
-        let write = s.spawn(|| c.node(f).write(b"k", b"1"));
-        wait_until("the write applied on the follower", || {
-            applied_on(c.node(f), b"k", b"1")
-        });
+    // Then the follower's connection to it breaks with the write in flight.
+    write_whose_answer_is_lost(&c, leader, f, || {
         assert!(c.node(f).cut_link_for(&c.id(leader), Duration::from_millis(200)));
-        // Before sessions this was `Timeout` (outcome unknown), and a caller's
-        // retry applied the write a second time.
-        write.join().unwrap().expect("the library's retry is answered");
     });
     let after = version_and_revision(c.node(leader), b"k");
     assert_eq!(
@@ -67,20 +75,12 @@ fn section_6_3_retry_after_leader_change_applies_once() {
     let f = c.follower_of(leader);
     retrying(|| c.node(f).write(b"k", b"0")).unwrap();
     let before = version_and_revision(c.node(f), b"k");
-    c.node(leader).faults().set_drop_replies(1);
-    std::thread::scope(|s| {
-        let node = c.node(f);
-        let write = s.spawn(move || node.write(b"k", b"1"));
-        wait_until("the write applied on the follower", || {
-            applied_on(node, b"k", b"1")
-        });
-        // The leader dies with the answer unsent; the retry goes to the next
-        // leader, which knows the command from the replicated session.
+    // The leader dies with the answer unsent; the retry goes to the next
+    // leader, which knows the command from the replicated session.
+    write_whose_answer_is_lost(&c, leader, f, || {
+        c.node(leader).close();
         let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-        let old = c.node(leader);
-        old.close();
         c.wait_for_leader_among(&survivors);
-        write.join().unwrap().expect("the library's retry is answered");
     });
     c.stop(leader);
     let after = version_and_revision(c.node(f), b"k");

@@ -2,6 +2,7 @@
 //! same keys deleted at the same index on every replica whatever batches
 //! the entries came in, and no early expiry across a leader change.
 
+use super::test_store::{assert_replicas_agree, in_random_batches, Rng, States, Store};
 use super::*;
 use crate::wire::{txn_op, KvList, LeaseKeepAliveResult, Range, TxnOp};
 use prost::Message as _;
@@ -37,45 +38,12 @@ fn put(k: &str, lease: u64) -> CommandKind {
     }
 }
 
-struct Store {
-    dir: tempfile::TempDir,
-    sm: KvStateMachine,
-}
-
 impl Store {
-    fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let sm = KvStateMachine::open(dir.path()).unwrap();
-        Store { dir, sm }
-    }
-
-    fn apply(&self, entries: &[Entry]) -> Vec<Result<Option<Bytes>>> {
-        self.sm
-            .apply(entries)
-            .unwrap()
-            .into_iter()
-            .map(|a| a.result)
-            .collect()
-    }
-
     fn keys(&self) -> Vec<String> {
         let list: KvList = self.sm.range(&Range::default()).unwrap();
         list.kvs
             .iter()
             .map(|kv| String::from_utf8(kv.key.to_vec()).unwrap())
-            .collect()
-    }
-
-    fn revision(&self) -> u64 {
-        self.sm.range(&Range::default()).unwrap().revision
-    }
-
-    /// Every key and value the store holds, bookkeeping included.
-    fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let db = self.sm.db().unwrap();
-        db.iterator(rocksdb::IteratorMode::Start)
-            .map(|kv| kv.unwrap())
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect()
     }
 }
@@ -290,15 +258,6 @@ fn entries_not_marked_protocol_6_refuse_lease_commands_and_expire_nothing() {
 /// where two replicas both ended a batch, their stores are byte-identical.
 #[test]
 fn replicas_agree_at_every_common_index_on_random_lease_histories() {
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
     for seed in 1..=8u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (mut term, mut time) = (1, 1_000u64);
@@ -329,32 +288,8 @@ fn replicas_agree_at_every_common_index_on_random_lease_histories() {
             };
             entries.push(at(index, term, time, cmd));
         }
-        // Per replica: its store after each batch, by the batch's last index.
-        type States = std::collections::BTreeMap<u64, Vec<(Vec<u8>, Vec<u8>)>>;
-        let replicas: Vec<States> = (0..3)
-            .map(|_| {
-                let s = Store::new();
-                let mut states = std::collections::BTreeMap::new();
-                let mut next = 0;
-                while next < entries.len() {
-                    let end = (next + 1 + rng.below(25) as usize).min(entries.len());
-                    s.apply(&entries[next..end]);
-                    states.insert(end as u64, s.dump());
-                    next = end;
-                }
-                states
-            })
-            .collect();
-        let mut compared = 0;
-        for (index, state) in &replicas[0] {
-            for other in &replicas[1..] {
-                if let Some(theirs) = other.get(index) {
-                    assert_eq!(state, theirs, "seed {seed}: replicas differ at index {index}");
-                    compared += 1;
-                }
-            }
-        }
-        assert!(compared > 0, "seed {seed}: the last index at least is common");
+        let replicas: Vec<States> = (0..3).map(|_| in_random_batches(&entries, &mut rng).1).collect();
+        assert_replicas_agree(seed, &replicas);
         // Leases did expire on the way (not only revokes): fewer are left
         // than were granted and not revoked.
         let granted = entries

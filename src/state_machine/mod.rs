@@ -330,3 +330,6 @@ mod watch_tests;
 
 #[cfg(test)]
 mod session_tests;
+
+#[cfg(test)]
+mod test_store;

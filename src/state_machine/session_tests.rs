@@ -3,6 +3,7 @@
 //! whatever batches the copies come in; sessions expire by the log's time
 //! alone; answers the client acknowledged go.
 
+use super::test_store::{assert_replicas_agree, in_random_batches, Rng, Store};
 use super::*;
 use crate::limits::MAX_SESSIONS;
 use crate::wire::{Range, SessionRef};
@@ -38,26 +39,7 @@ fn under(client_id: u64, seq: u64, lowest_unacked: u64) -> Option<SessionRef> {
     })
 }
 
-struct Store {
-    dir: tempfile::TempDir,
-    sm: KvStateMachine,
-}
-
 impl Store {
-    fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let sm = KvStateMachine::open(dir.path()).unwrap();
-        Store { dir, sm }
-    }
-
-    fn apply(&self, entries: &[Entry]) -> Vec<Result<Option<Bytes>>> {
-        apply_to(&self.sm, entries)
-    }
-
-    fn revision(&self) -> u64 {
-        self.sm.range(&Range::default()).unwrap().revision
-    }
-
     fn version(&self, key: &str) -> u64 {
         let r = Range {
             start: Bytes::from(key.to_string()),
@@ -73,14 +55,6 @@ impl Store {
         db.prefix_iterator(b"r")
             .filter(|kv| kv.as_ref().unwrap().0[0] == b'r')
             .count()
-    }
-
-    fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let db = self.sm.db().unwrap();
-        db.iterator(rocksdb::IteratorMode::Start)
-            .map(|kv| kv.unwrap())
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect()
     }
 }
 
@@ -295,15 +269,6 @@ fn registering_past_the_cap_forgets_the_least_recently_active_session() {
 /// and no (session, seq) was applied twice.
 #[test]
 fn replicas_agree_at_every_common_index_on_random_session_histories() {
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
     for seed in 1..=6u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (mut term, mut time) = (1, 1_000u64);
@@ -364,33 +329,11 @@ fn replicas_agree_at_every_common_index_on_random_session_histories() {
             };
             entries.push(e);
         }
-        type States = std::collections::BTreeMap<u64, Vec<(Vec<u8>, Vec<u8>)>>;
-        let mut last = None;
-        let replicas: Vec<States> = (0..3)
-            .map(|replica| {
-                let s = Store::new();
-                let mut states = std::collections::BTreeMap::new();
-                let mut next = 0;
-                while next < entries.len() {
-                    let end = (next + 1 + rng.below(25) as usize).min(entries.len());
-                    s.apply(&entries[next..end]);
-                    states.insert(end as u64, s.dump());
-                    next = end;
-                }
-                if replica == 0 {
-                    last = Some(s.sm.range(&Range::default()).unwrap());
-                }
-                states
-            })
-            .collect();
-        for (index, state) in &replicas[0] {
-            for other in &replicas[1..] {
-                if let Some(theirs) = other.get(index) {
-                    assert_eq!(state, theirs, "seed {seed}: replicas differ at index {index}");
-                }
-            }
-        }
-        let kvs = last.take().unwrap().kvs;
+        let (first, states) = in_random_batches(&entries, &mut rng);
+        let mut replicas = vec![states];
+        replicas.extend((0..2).map(|_| in_random_batches(&entries, &mut rng).1));
+        assert_replicas_agree(seed, &replicas);
+        let kvs = first.sm.range(&Range::default()).unwrap().kvs;
         assert!(kvs.len() > 30, "seed {seed}: only {} applied", kvs.len());
         for kv in kvs {
             assert_eq!(kv.version, 1, "seed {seed}: {:?} applied twice", kv.key);
