@@ -3,6 +3,7 @@
 //! entries were applied in.
 
 use super::revision::{KvMeta, FIRST_REVISION, LEGACY};
+use super::test_store::{del, put};
 use super::*;
 use crate::wire::{compare, txn_op, Compare, KvList, Range, TxnOp, TxnResult};
 use prost::Message as _;
@@ -16,19 +17,6 @@ fn entry(index: u64, cmd: CommandKind, v6: bool) -> Entry {
         payload: encode_command(cmd),
         leader_time_ms: 1_000 + index,
         log_time_rule: if v6 { 2 } else { 0 },
-    }
-}
-
-fn put(k: &str, v: &str) -> CommandKind {
-    CommandKind::Put {
-        key: Bytes::from(k.to_string()),
-        value: Bytes::from(v.to_string()),
-    }
-}
-
-fn del(k: &str) -> CommandKind {
-    CommandKind::Delete {
-        key: Bytes::from(k.to_string()),
     }
 }
 

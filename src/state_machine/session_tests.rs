@@ -3,7 +3,7 @@
 //! whatever batches the copies come in; sessions expire by the log's time
 //! alone; answers the client acknowledged go.
 
-use super::test_store::{assert_replicas_agree, in_random_batches, Rng, Store};
+use super::test_store::{assert_replicas_agree, in_random_batches, put, Rng, Store};
 use super::*;
 use crate::limits::MAX_SESSIONS;
 use crate::wire::{Range, SessionRef};
@@ -22,13 +22,6 @@ fn entry(index: u64, term: u64, time: u64, cmd: CommandKind, session: Option<Ses
 
 fn register(index: u64, time: u64, ttl_ms: u64) -> Entry {
     entry(index, 1, time, CommandKind::RegisterSession { ttl_ms }, None)
-}
-
-fn put(key: &str, value: &str) -> CommandKind {
-    CommandKind::Put {
-        key: Bytes::from(key.to_string()),
-        value: Bytes::from(value.to_string()),
-    }
 }
 
 fn under(client_id: u64, seq: u64, lowest_unacked: u64) -> Option<SessionRef> {

@@ -2,7 +2,7 @@
 //! directory, a seeded generator, and replicas that apply one history in
 //! different random batches, compared wherever two ended a batch.
 
-use super::KvStateMachine;
+use super::{CommandKind, KvStateMachine};
 use crate::error::Result;
 use crate::wire::{Entry, Range};
 use bytes::Bytes;
@@ -86,4 +86,19 @@ pub fn assert_replicas_agree(seed: u64, replicas: &[States]) {
         }
     }
     assert!(compared > 0, "seed {seed}: the last index at least is common");
+}
+
+/// A put of `value` under `key`.
+pub fn put(key: &str, value: &str) -> CommandKind {
+    CommandKind::Put {
+        key: Bytes::from(key.to_string()),
+        value: Bytes::from(value.to_string()),
+    }
+}
+
+/// A delete of `key`.
+pub fn del(key: &str) -> CommandKind {
+    CommandKind::Delete {
+        key: Bytes::from(key.to_string()),
+    }
 }

@@ -4,6 +4,7 @@
 //! a watcher too slow to keep up is ended without holding the apply up.
 
 use super::history::{EventKind, WatchEvent};
+use super::test_store::{del, put};
 use super::watch::{WatchUpdate, MAX_QUEUED_EVENTS};
 use super::*;
 use std::sync::Arc;
@@ -16,19 +17,6 @@ fn entry(index: u64, cmd: CommandKind) -> Entry {
         payload: encode_command(cmd),
         leader_time_ms: 1_000 + index,
         log_time_rule: 2,
-    }
-}
-
-fn put(k: &str, v: &str) -> CommandKind {
-    CommandKind::Put {
-        key: Bytes::from(k.to_string()),
-        value: Bytes::from(v.to_string()),
-    }
-}
-
-fn del(k: &str) -> CommandKind {
-    CommandKind::Delete {
-        key: Bytes::from(k.to_string()),
     }
 }
 

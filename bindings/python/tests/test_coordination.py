@@ -7,6 +7,7 @@ applied (NoLeaderError, BusyError: a transaction right after an election
 waits until the members' links say they run this release) are retried until
 a deadline; every wait is a condition polled against a deadline."""
 
+import contextlib
 import gc
 import threading
 import time
@@ -40,9 +41,10 @@ def retrying(call, timeout=DEADLINE):
             time.sleep(0.01)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    members, nodes = start_cluster(tmp_path_factory.mktemp("coordination"))
+@contextlib.contextmanager
+def protocol_6_cluster(path):
+    """A 3-node cluster that takes transactions: (members, nodes), closed after."""
+    members, nodes = start_cluster(path)
     try:
         wait_until(lambda: agreed_leader(nodes), "a leader")
         # The first transaction may answer BUSY until the leader knows its
@@ -53,6 +55,12 @@ def cluster(tmp_path_factory):
     finally:
         for node in nodes:
             node.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with protocol_6_cluster(tmp_path_factory.mktemp("coordination")) as c:
+        yield c
 
 
 def scan_all(node, start, end, limit):

@@ -17,15 +17,13 @@ import weakref
 import pytest
 
 import floyd
-from test_coordination import Echo, retrying
+from test_coordination import Echo, protocol_6_cluster, retrying
 from test_leases import present
 from test_floyd import (
     DEADLINE,
     FAST,
-    agreed_leader,
     free_ports,
     leader_and_followers,
-    start_cluster,
     wait_until,
 )
 
@@ -115,15 +113,8 @@ def revision_of(node):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    members, nodes = start_cluster(tmp_path_factory.mktemp("watches"))
-    try:
-        wait_until(lambda: agreed_leader(nodes), "a leader")
-        with floyd.Txn() as t:
-            retrying(lambda: nodes[0].txn(t))
-        yield members, nodes
-    finally:
-        for node in nodes:
-            node.close()
+    with protocol_6_cluster(tmp_path_factory.mktemp("watches")) as c:
+        yield c
 
 
 def solo(tmp_path, name="solo", port=None, **kw):
