@@ -269,6 +269,8 @@ const PEERS: [&str; 4] = ["n1", "n2", "n3", "stranger"];
 fn config(me: &str) -> Config {
     let mut c = Config::new(me, vec!["n1".into(), "n2".into(), "n3".into()]);
     c.pre_vote = false;
+    // Quiet groups too: the quiesce heartbeat, wake requests and quiet ticks.
+    c.quiesce_after_ticks = 2;
     c
 }
 
@@ -337,6 +339,7 @@ fn message(u: &mut Cursor) -> Message {
                 entries,
                 leader_commit: u.small(),
                 read_seq: u.small(),
+                quiesce: u.flag(),
             })
         }
         3 => Message::AppendEntriesResponse(AppendEntriesResponse {
@@ -349,6 +352,7 @@ fn message(u: &mut Cursor) -> Message {
             conflict_index: u.small(),
             rejected_prev_index: u.small(),
             read_seq: u.small(),
+            wake: u.flag(),
         }),
         4 => Message::ReadIndexRequest(ReadIndexRequest {
             term,

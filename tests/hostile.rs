@@ -53,6 +53,7 @@ fn forgeries(me: &str, leader: &str, term: u64, last: u64) -> Vec<Body> {
             entries,
             leader_commit,
             read_seq: 0,
+            quiesce: false,
         })
     };
     let ack = |match_index| {

@@ -239,6 +239,8 @@ impl RaftCore {
         }
         self.role = Role::Follower;
         self.leader = leader;
+        self.quiesced = false;
+        self.idle_ticks = 0;
         self.election_elapsed = 0;
         self.votes.clear();
         self.progress.clear();
@@ -252,6 +254,8 @@ impl RaftCore {
     fn become_leader(&mut self) {
         self.fail_reads();
         self.role = Role::Leader;
+        self.quiesced = false;
+        self.idle_ticks = 0;
         self.leader = Some(self.cfg.id.clone());
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
@@ -307,5 +311,6 @@ impl RaftCore {
         }
         self.tick_catch_up();
         self.tick_transfer();
+        self.tick_quiesce();
     }
 }

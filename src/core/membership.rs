@@ -237,6 +237,7 @@ impl RaftCore {
                 leader: self.leader.clone(),
             });
         }
+        self.wake(false);
         if let Some(c) = &self.deferred_change {
             return Err(ConfChangeError::InProgress(format!("{c:?} waits to be appended")));
         }

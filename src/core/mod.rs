@@ -14,6 +14,7 @@ mod election;
 mod log;
 mod membership;
 mod progress;
+mod quiesce;
 mod read;
 mod replication;
 mod snapshot;
@@ -141,6 +142,10 @@ pub struct Config {
     /// before that message must not shorten it). At least `lease_us` is
     /// used; the runtime sets it to the election timeout's length.
     pub lockout_us: u64,
+    /// Quiescence (`quiesce.rs`): a leader idle for this many ticks in a
+    /// row quiets its group; 0 = never. Every member must understand the
+    /// quiesce heartbeat (protocol 7): the runtime says so.
+    pub quiesce_after_ticks: u32,
 }
 
 impl Config {
@@ -159,6 +164,7 @@ impl Config {
             check_quorum: true,
             lease_us: 0,
             lockout_us: 0,
+            quiesce_after_ticks: 0,
         }
     }
 }
@@ -325,6 +331,12 @@ pub struct RaftCore {
     last_hard_state: HardState,
     /// Leader: the leadership transfer under way (§3.10).
     transfer: Option<transfer::Transfer>,
+    /// The group is quiet here: ticks do nothing (`quiesce.rs`).
+    quiesced: bool,
+    /// Leader: ticks in a row it has been idle.
+    idle_ticks: u32,
+    /// The runtime has nothing waiting on this node (`set_quiesce_allowed`).
+    quiesce_allowed: bool,
     ready: Ready,
 }
 
@@ -374,6 +386,9 @@ impl RaftCore {
             lockout_since_us: None,
             last_hard_state: HardState { commit, ..hs },
             transfer: None,
+            quiesced: false,
+            idle_ticks: 0,
+            quiesce_allowed: true,
             ready: Ready::default(),
             cfg,
         };
@@ -449,10 +464,14 @@ impl RaftCore {
 
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
+        if self.quiesced {
+            return;
+        }
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
+            self.nudge_silent_leader();
             if self.election_elapsed >= self.cfg.election_ticks {
                 self.boot_quiet = false;
             }
@@ -490,6 +509,10 @@ impl RaftCore {
             }
             return Err(why);
         }
+        if self.quiesced && !self.is_quiet_message(from, &msg) {
+            let from_leader = self.leader.as_deref() == Some(from);
+            self.wake(self.role != Role::Leader && !from_leader);
+        }
         if !self.step_term(from, &msg) {
             return Ok(());
         }
@@ -513,6 +536,7 @@ impl RaftCore {
                 leader: self.leader.clone(),
             });
         }
+        self.wake(false);
         if let Some(target) = self.transferring_to() {
             // §3.10: the target must reach our last index, so it stays put.
             return Err(ProposeError::Transferring {

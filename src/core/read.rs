@@ -63,6 +63,18 @@ pub(super) struct ReadTracker {
     lease_void: bool,
 }
 
+impl ReadTracker {
+    /// Leader: no read waits for a round or for the first commit.
+    pub(super) fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.before_first_commit.is_empty()
+    }
+
+    /// Follower: no read asked of the leader is unanswered.
+    pub(super) fn asked_none(&self) -> bool {
+        self.asked.is_empty()
+    }
+}
+
 /// Rounds whose send time is kept for the lease; beyond, the oldest are
 /// forgotten (their confirmation then extends nothing: only conservative).
 const MAX_TIMED_ROUNDS: usize = 1024;
@@ -79,6 +91,8 @@ impl RaftCore {
     /// harness caught a leader, just resumed, answering a read 260 ms stale).
     pub fn read_index(&mut self, ctx: u64, now_us: u64) {
         self.set_monotonic(now_us);
+        // (A follower's request wakes its leader by itself.)
+        self.wake(false);
         if self.role == Role::Leader {
             return self.leader_read(ctx, None);
         }
@@ -142,8 +156,11 @@ impl RaftCore {
     /// `lease_us`; voters that confirmed it refuse other candidates longer
     /// than that. `None`: use ReadIndex.
     pub fn lease_read_index(&self, now_us: u64) -> Option<u64> {
+        // A quiet leader's followers may have heard nothing for long: it
+        // wakes for a ReadIndex round instead (`quiesce.rs`).
         let holds = self.cfg.lease_us > 0
             && self.role == Role::Leader
+            && (!self.quiesced || self.is_sole_voter())
             && self.commit >= self.term_start_index
             && !self.transfer_in_progress()
             && !self.reads.lease_void

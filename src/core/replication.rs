@@ -83,6 +83,7 @@ impl RaftCore {
             entries,
             leader_commit: self.commit,
             read_seq: self.reads.seq,
+            quiesce: false,
         }))
     }
 
@@ -132,6 +133,7 @@ impl RaftCore {
             conflict_index: 0,
             rejected_prev_index: prev,
             read_seq: 0,
+            wake: false,
         })
     }
 
@@ -143,6 +145,8 @@ impl RaftCore {
         self.heard_from_leader(from);
         let m = self.skip_compacted(m);
         let read_seq = m.read_seq;
+        // A quiesce heartbeat carries no entries: where it ends and its commit.
+        let quiesce = m.quiesce.then_some((m.prev_log_index, m.leader_commit));
         let echo = |mut reply: Message| {
             if let Message::AppendEntriesResponse(r) = &mut reply {
                 r.read_seq = read_seq;
@@ -193,7 +197,12 @@ impl RaftCore {
         if new_commit > self.commit {
             self.commit = new_commit;
         }
-        let reply = echo(self.append_response(true, last_new, prev));
+        let mut reply = echo(self.append_response(true, last_new, prev));
+        if quiesce.is_some_and(|(end, commit)| !self.follow_into_quiet(from, end, commit)) {
+            if let Message::AppendEntriesResponse(r) = &mut reply {
+                r.wake = true;
+            }
+        }
         // The leader may count this acknowledgement: it must be durable.
         self.send_after_persist(from, reply);
     }
@@ -201,6 +210,14 @@ impl RaftCore {
     /// Leader side: progress, fast back-off on rejection, commit.
     pub(super) fn handle_append_response(&mut self, from: &str, m: AppendEntriesResponse) {
         if self.role != Role::Leader {
+            return;
+        }
+        if m.wake {
+            // Not an answer: the follower asks a quiet leader to wake, which
+            // `step` did. Its other fields mean nothing.
+            if let Some(pr) = self.progress.get_mut(from) {
+                pr.recent_active = true;
+            }
             return;
         }
         // (Any answer of this term confirms the leadership it was sent under.)

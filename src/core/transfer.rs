@@ -57,6 +57,7 @@ impl RaftCore {
                 leader: self.leader.clone(),
             });
         }
+        self.wake(false);
         if let Some(t) = &self.transfer {
             return match t.target == target {
                 true => Ok(()),

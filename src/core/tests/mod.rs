@@ -17,6 +17,7 @@ mod lease;
 mod membership;
 mod membership_catch_up;
 mod membership_removal;
+mod quiesce;
 mod read;
 mod replication;
 mod snapshot;
@@ -93,6 +94,7 @@ fn append(term: u64, leader: &str, prev: (u64, u64), entries: Vec<Entry>, commit
         entries,
         leader_commit: commit,
         read_seq: 0,
+        quiesce: false,
     })
 }
 
