@@ -283,6 +283,7 @@ impl Floyd {
             peers,
             locks_held: self.node.state_machine.locks_held().unwrap_or(0),
             client_sessions: self.node.state_machine.client_sessions(),
+            quiesced: self.node.is_quiet(),
             node: s.id,
             role: s.role.as_str().to_string(),
             term: s.term,
@@ -401,6 +402,8 @@ pub struct ServerStatus {
     /// until it expires): a count that keeps growing means handles opened
     /// and dropped in a loop.
     pub client_sessions: u64,
+    /// The group is quiet here: idle, not ticking or heartbeating (issue 23).
+    pub quiesced: bool,
 }
 
 /// What the leader knows of one member's log.
@@ -442,7 +445,7 @@ impl ServerStatus {
             })
             .collect();
         format!(
-            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{},\"voters\":{},\"learners\":{},\"config_index\":{},\"pending_change\":{},\"peers\":[{}],\"locks_held\":{},\"first_log_index\":{},\"snapshot_index\":{},\"client_sessions\":{}}}",
+            "{{\"node\":{},\"role\":{},\"term\":{},\"leader\":{},\"voted_for\":{},\"last_log_term\":{},\"last_log_index\":{},\"commit_index\":{},\"last_applied\":{},\"voters\":{},\"learners\":{},\"config_index\":{},\"pending_change\":{},\"peers\":[{}],\"locks_held\":{},\"first_log_index\":{},\"snapshot_index\":{},\"client_sessions\":{},\"quiesced\":{}}}",
             json_string(&self.node),
             json_string(&self.role),
             self.term,
@@ -460,7 +463,8 @@ impl ServerStatus {
             self.locks_held,
             self.first_log_index,
             self.snapshot_index,
-            self.client_sessions
+            self.client_sessions,
+            self.quiesced
         )
     }
 
@@ -533,12 +537,13 @@ mod tests {
             }],
             locks_held: 1,
             client_sessions: 2,
+            quiesced: false,
             first_log_index: 2,
             snapshot_index: 1,
         };
         assert_eq!(
             s.to_json(),
-            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7,"voters":["v:1","v:2"],"learners":[],"config_index":4,"pending_change":null,"peers":[{"id":"v:2","match_index":9,"next_index":10,"last_contact_ms":12}],"locks_held":1,"first_log_index":2,"snapshot_index":1,"client_sessions":2}"#
+            r#"{"node":"a\"b\\c\u000a","role":"leader","term":3,"leader":null,"voted_for":"x","last_log_term":3,"last_log_index":9,"commit_index":8,"last_applied":7,"voters":["v:1","v:2"],"learners":[],"config_index":4,"pending_change":null,"peers":[{"id":"v:2","match_index":9,"next_index":10,"last_contact_ms":12}],"locks_held":1,"first_log_index":2,"snapshot_index":1,"client_sessions":2,"quiesced":false}"#
         );
     }
 }

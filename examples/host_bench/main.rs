@@ -5,7 +5,15 @@
 //! cargo run --example host_bench -- idle --groups 1000 [--hosts 3] [--idle-secs 10] [--processes]
 //!     [--heartbeat-ms 100] [--election-ms 1000]
 //! cargo run --example host_bench -- busy --groups 64 --writers 256 [--secs 10] [--value-size 128]
+//! cargo run --example host_bench -- failover --groups 1000
 //! ```
+//!
+//! `--no-quiesce` keeps idle groups ticking (issue 23 compares both); with
+//! quiet groups, `idle` first waits for every group to go quiet.
+//! `--writes-per-sec N` makes `idle` write to random groups at that rate
+//! meanwhile (how much waking a quiet group costs a write), and `failover`
+//! kills a host process and times the elections of the groups it led
+//! (`quiet.rs`).
 //!
 //! `idle` opens `--groups` groups of `--hosts` members (one per host), waits
 //! until every group has a leader, then sits idle: it prints the time to open
@@ -18,6 +26,8 @@
 //! through its group's leader: writes/s, latency percentiles, log syncs per
 //! second per host (one sync covers every group's entries) and CPU per write
 //! (the process's user+system time over the writes).
+
+mod quiet;
 
 use floyd::{Floyd, GroupOptions, Host, HostOptions};
 use std::net::TcpListener;
@@ -95,6 +105,9 @@ fn group_options(args: &[String], members: &str) -> GroupOptions {
     let mut g = GroupOptions::new(members);
     g.heartbeat_us = num(args, "--heartbeat-ms", g.heartbeat_us / 1000) * 1000;
     g.check_leader_us = num(args, "--election-ms", g.check_leader_us / 1000) * 1000;
+    if args.iter().any(|a| a == "--no-quiesce") {
+        g.quiesce = Some(false);
+    }
     g
 }
 
@@ -113,27 +126,39 @@ fn wait_for(what: &str, deadline: Duration, done: impl Fn() -> bool) {
     }
 }
 
-/// Threads, RSS and CPU of this process over `secs` seconds of idling.
-fn report_idle(label: &str, groups: u64, secs: u64) {
+/// Threads, RSS and CPU of this process over `secs` seconds of idling
+/// (with `--writes-per-sec`, of trickling writes into `handles`), and the
+/// heartbeats and wake-ups of `hosts` meanwhile.
+fn report_idle(label: &str, groups: u64, args: &[String], hosts: &[&Host], handles: &[&Floyd]) {
+    let secs = num(args, "--idle-secs", 10);
     let rss_before = status_kib("VmRSS:");
+    let counts0 = quiet::counts(hosts);
     let cpu0 = cpu_time();
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    let cpu = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+    let writes = quiet::trickle(
+        handles,
+        num(args, "--writes-per-sec", 0),
+        Duration::from_secs(secs),
+    );
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64() / elapsed;
     let rss = status_kib("VmRSS:").max(rss_before);
+    let counts = quiet::counts(hosts);
     println!(
-        "{label}: threads {} | RSS {:.1} MiB ({:.1} KiB per group member) | idle CPU {:.1}% of a core",
+        "{label}: threads {} | RSS {:.1} MiB ({:.1} KiB per group member) | CPU {:.1}% of a core | \
+         heartbeats/s {:.0} | wake-ups/s {:.0}{writes}",
         threads(),
         rss as f64 / 1024.0,
         rss as f64 / groups.max(1) as f64,
-        cpu * 100.0
+        cpu * 100.0,
+        (counts.0 - counts0.0) as f64 / elapsed,
+        (counts.1 - counts0.1) as f64 / elapsed,
     );
 }
 
 fn idle_in_process(args: &[String]) {
     let hosts_n = num(args, "--hosts", 3) as usize;
     let groups = num(args, "--groups", 1000);
-    let idle_secs = num(args, "--idle-secs", 10);
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(hosts_n);
     let members = members(&ports);
@@ -174,7 +199,16 @@ fn idle_in_process(args: &[String]) {
         threads(),
         base_rss as f64 / 1024.0
     );
-    report_idle("idle, whole process", groups * hosts_n as u64, idle_secs);
+    let host_refs: Vec<&Host> = hosts.iter().collect();
+    quiet::wait_until_quiet(args, &host_refs, groups * hosts_n as u64, t0);
+    let leading: Vec<&Floyd> = handles.iter().flatten().filter(|f| f.is_leader()).collect();
+    report_idle(
+        "idle, whole process",
+        groups * hosts_n as u64,
+        args,
+        &host_refs,
+        &leading,
+    );
     drop(handles);
     for h in &hosts {
         h.close();
@@ -190,7 +224,6 @@ fn one_host(args: &[String]) {
         .map(|p| p.parse().unwrap())
         .collect();
     let groups = num(args, "--groups", 1000);
-    let idle_secs = num(args, "--idle-secs", 10);
     let dir = std::path::PathBuf::from(arg(args, "--dir").unwrap());
     let t0 = Instant::now();
     let host = open_host(ports[index], &dir);
@@ -206,7 +239,13 @@ fn one_host(args: &[String]) {
         opened.as_secs_f64(),
         elected.as_secs_f64()
     );
-    report_idle(&format!("host {index}, idle"), groups, idle_secs);
+    quiet::wait_until_quiet(args, &[&host], groups, t0);
+    let leading: Vec<&Floyd> = handles.iter().filter(|f| f.is_leader()).collect();
+    report_idle(&format!("host {index}, idle"), groups, args, &[&host], &leading);
+    // Then stays up until the parent says every host has measured (closes stdin).
+    println!("MEASURED");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
     drop(handles);
     host.close();
 }
@@ -226,15 +265,37 @@ fn idle_in_processes(args: &[String]) {
                 .args(["--dir", dir.path().join(format!("h{i}")).to_str().unwrap()])
                 .args(["--heartbeat-ms", &num(args, "--heartbeat-ms", 100).to_string()])
                 .args(["--election-ms", &num(args, "--election-ms", 1000).to_string()])
+                .args([
+                    "--writes-per-sec",
+                    &(num(args, "--writes-per-sec", 0) / hosts_n as u64).to_string(),
+                ])
+                .args(args.iter().filter(|a| *a == "--no-quiesce"))
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("start a host process")
         })
         .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        assert!(out.status.success(), "a host process failed");
+    // Every host stays up until all have measured: a host that closes
+    // early would wake the others' groups it is a member of.
+    let mut children: Vec<_> = children
+        .into_iter()
+        .map(|mut c| {
+            let out = std::io::BufReader::new(c.stdout.take().unwrap());
+            for line in std::io::BufRead::lines(out).map_while(Result::ok) {
+                if line == "MEASURED" {
+                    break;
+                }
+                println!("{line}");
+            }
+            c
+        })
+        .collect();
+    for child in &mut children {
+        drop(child.stdin.take());
+    }
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a host process failed");
     }
 }
 
@@ -331,6 +392,7 @@ fn main() {
         Some("idle") => idle_in_process(&args),
         Some("host") => one_host(&args),
         Some("busy") => busy(&args),
+        Some("failover") => quiet::failover(&args),
         _ => {
             eprintln!("usage: host_bench idle --groups N [--hosts 3] [--idle-secs 10] [--processes]");
             eprintln!("       host_bench busy --groups N --writers W [--secs 10] [--value-size 128]");

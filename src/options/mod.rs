@@ -112,6 +112,13 @@ pub struct Options {
     /// its own clock); a restarted member then refuses votes for one
     /// election timeout.
     pub lease_reads: bool,
+    /// Quiet groups (issue 23): a group idle for an election timeout stops
+    /// ticking and heartbeating on every member until something happens,
+    /// and its followers watch the leader's host instead of its heartbeats
+    /// (`core/quiesce.rs`). `None` (the default): on in a host of many
+    /// groups, off for a node opened on its own. A group goes quiet only
+    /// while every member speaks protocol 7.
+    pub quiesce: Option<bool>,
     /// Admission control for the async calls (`write_async` and the like):
     /// at most this many unanswered at once on this handle (default
     /// 100,000); past it they are refused with `Busy`, so a producer faster
@@ -200,6 +207,7 @@ impl Options {
             session_timeout: crate::limits::DEFAULT_SESSION_TIMEOUT,
             snapshot_bytes_per_sec: 64 << 20,
             lease_reads: false,
+            quiesce: None,
             max_async_in_flight: DEFAULT_MAX_ASYNC_IN_FLIGHT,
             tls: None,
             fail_spawn_of: None,

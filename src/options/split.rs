@@ -58,6 +58,7 @@ pub struct GroupOptions {
     pub session_timeout: Duration,
     pub snapshot_bytes_per_sec: u64,
     pub lease_reads: bool,
+    pub quiesce: Option<bool>,
     pub max_async_in_flight: usize,
 }
 
@@ -96,6 +97,7 @@ impl Options {
             session_timeout: self.session_timeout,
             snapshot_bytes_per_sec: self.snapshot_bytes_per_sec,
             lease_reads: self.lease_reads,
+            quiesce: self.quiesce,
             max_async_in_flight: self.max_async_in_flight,
         };
         (host, group)
@@ -129,6 +131,7 @@ impl Options {
             session_timeout: group.session_timeout,
             snapshot_bytes_per_sec: group.snapshot_bytes_per_sec,
             lease_reads: group.lease_reads,
+            quiesce: group.quiesce,
             max_async_in_flight: group.max_async_in_flight,
             tls: host.tls,
             crash_at: host.crash_at,

@@ -64,6 +64,11 @@ impl Default for Forwards {
 }
 
 impl Forwards {
+    /// No forwarded command waits for its answer.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.lock().as_ref().is_none_or(|w| w.is_empty())
+    }
+
     /// Registers a new request to member `to`; `reply` gets how it ended,
     /// at the latest (as a timeout) shortly after `deadline`. `Err`: closed,
     /// `reply` is the caller's to answer (nothing was sent).

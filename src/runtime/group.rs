@@ -117,7 +117,7 @@ fn restore(host: &Arc<HostShared>, group: GroupId, opts: Options, machine: Machi
         config: loaded.config,
         snapshot,
     };
-    let cfg = core_config(&opts, tick, bootstrap);
+    let cfg = core_config(&opts, tick, bootstrap, !host.private);
     if opts.lease_reads && cfg.lease_us == 0 {
         return Err(Error::InvalidArgument(format!(
             "lease reads need an election timeout of at least 3 ticks (check_leader_us {} with a tick of {} µs)",
@@ -189,6 +189,14 @@ pub(super) fn close(node: &Arc<Node>) {
         }
         host.closing.lock().insert(node.group);
     }
+    // A quiet leader's followers would wait for it forever (its host stays
+    // alive): woken, they hear its heartbeats stop and elect another. (A
+    // quiet follower leaves quietly: its group has a leader.)
+    node.with_core(|core| {
+        if core.role() == crate::core::Role::Leader {
+            core.unquiesce();
+        }
+    });
     node.begin_stop();
     // Whatever thread was serving it finishes first.
     drop(node.applying.lock());
@@ -236,19 +244,20 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         .map(|n| {
             let s = n.inspect(|c| c.status());
             format!(
-                "{{\"group\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit\":{},\"applied\":{}}}",
+                "{{\"group\":{},\"role\":\"{}\",\"term\":{},\"leader\":{},\"commit\":{},\"applied\":{},\"quiesced\":{}}}",
                 n.group,
                 s.role.as_str(),
                 s.term,
                 s.leader.map_or("null".to_string(), |l| format!("\"{l}\"")),
                 s.commit,
-                s.applied
+                s.applied,
+                n.is_quiet()
             )
         })
         .collect();
     let threads: Vec<String> = threads.iter().map(|t| format!("\"{t}\"")).collect();
     format!(
-        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{}}}",
+        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{},\"quiesced_groups\":{},\"wakeups\":{},\"wakeups_per_sec\":{},\"heartbeats_sent\":{},\"heartbeats_per_sec\":{}}}",
         host.id,
         threads.join(","),
         groups.join(","),
@@ -257,6 +266,11 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         host.log_writes.load(Relaxed),
         host.log_syncs.load(Relaxed),
         host.is_disk_full(),
-        host.failure().is_some()
+        host.failure().is_some(),
+        host.quiet_groups.load(Relaxed),
+        host.wakeups.load(Relaxed),
+        host.rates.wakeups_per_sec.load(Relaxed),
+        host.heartbeats_sent.load(Relaxed),
+        host.rates.heartbeats_per_sec.load(Relaxed)
     )
 }

@@ -84,6 +84,13 @@ pub struct HostShared {
     pub log_syncs: AtomicU64,
     /// Refused messages are logged in bursts, then counted.
     pub refusals_logged: LogThrottle,
+    /// Groups quiet here now, and how often one woke (`quiet.rs`).
+    pub quiet_groups: AtomicU64,
+    pub wakeups: AtomicU64,
+    /// Heartbeats sent (AppendEntries without entries), by every group.
+    pub heartbeats_sent: AtomicU64,
+    /// Heartbeats and wake-ups in the last whole second (`quiet.rs`).
+    pub rates: super::quiet::Rates,
 }
 
 /// The receiving ends of the host's queues, for its threads.
@@ -244,6 +251,10 @@ impl Host {
             log_writes: AtomicU64::new(0),
             log_syncs: AtomicU64::new(0),
             refusals_logged: LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),
+            quiet_groups: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+            heartbeats_sent: AtomicU64::new(0),
+            rates: Default::default(),
             opts,
         });
         // From here on an error drops `host`, and its close stops whatever

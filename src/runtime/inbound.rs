@@ -114,6 +114,10 @@ impl Handler for HostInbound {
             for node in host.nodes() {
                 node.note_link(peer, connected);
             }
+            if !connected {
+                // Host liveness: what quiet groups watch instead of heartbeats.
+                host.peer_host_down(peer);
+            }
         }
     }
 
@@ -132,8 +136,10 @@ impl Handler for HostInbound {
     fn on_peer_connected(&self, from: &str) {
         // A fresh connection from a peer hints that our own link to it may
         // have died unnoticed (its close lost in a partition): check it.
-        if let Some(link) = self.0.upgrade().and_then(|h| h.links.peer(from)) {
+        let Some(host) = self.0.upgrade() else { return };
+        if let Some(link) = host.links.peer(from) {
             link.probe();
         }
+        host.peer_host_up(from);
     }
 }

@@ -141,6 +141,14 @@ impl LinkBase<'_> {
     fn peer_config(&self, peer: &str, opts: &Options) -> PeerConfig {
         let host = &self.node.host;
         let heartbeat = Duration::from_micros(opts.heartbeat_us);
+        let liveness_timeout = (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us));
+        // A host of many groups pings less often: with its idle groups quiet,
+        // pings are most of the traffic between two hosts, and four per
+        // liveness timeout still tell a dead host within it.
+        let keepalive = match host.private {
+            true => heartbeat,
+            false => liveness_timeout / 4,
+        };
         PeerConfig {
             name: opts.local_port.to_string(),
             local_ip: host.local_ip,
@@ -150,8 +158,8 @@ impl LinkBase<'_> {
             connect_timeout: heartbeat.max(Duration::from_millis(200)),
             write_timeout: Duration::from_micros(opts.check_leader_us),
             // Within the server's idle timeout, whatever the group's heartbeat.
-            keepalive: heartbeat.min(Duration::from_secs(1)),
-            liveness_timeout: (3 * heartbeat).max(Duration::from_micros(opts.check_leader_us)),
+            keepalive: keepalive.min(Duration::from_secs(1)),
+            liveness_timeout,
             in_doubt_window: opts.request_timeout,
             max_backoff: Duration::from_micros(opts.check_leader_us / 2).max(heartbeat),
             snapshot_chunk_bytes: usize::try_from(opts.snapshot_chunk_bytes)
@@ -246,6 +254,13 @@ impl Node {
     pub fn send_message(&self, env: Envelope) {
         if let crate::core::Message::InstallSnapshot(m) = env.msg {
             return self.offer_snapshot(&env.to, m);
+        }
+        if let crate::core::Message::AppendEntries(m) = &env.msg {
+            if m.entries.is_empty() {
+                self.host
+                    .heartbeats_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         if let Some(body) = message_to_body(env.msg) {
             self.send_frame(&env.to, body);

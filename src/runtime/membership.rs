@@ -48,6 +48,11 @@ struct Table {
 }
 
 impl ConfigWaiters {
+    /// Nobody waits for a change.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.lock().waiters.is_empty()
+    }
+
     /// Waits for `want`. If `committed` already meets it, hands `done` back
     /// (`Ok(Some)`) to be answered `Ok` by the caller (outside its locks);
     /// `Err` if closed (the node closes or failed), for the caller to answer.

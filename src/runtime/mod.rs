@@ -23,6 +23,7 @@ mod membership;
 pub mod node;
 mod primary;
 pub mod proposals;
+mod quiet;
 mod reads;
 mod ready;
 mod session;
@@ -51,12 +52,18 @@ fn tick_of(opts: &Options, shared_host: bool) -> Duration {
 
 /// The core's timers in ticks. Saturating: `validate` caps the timers, but an
 /// overflow here must never turn into a panic or a wrapped, tiny timeout.
-fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>) -> Config {
+fn core_config(opts: &Options, tick: Duration, bootstrap: Vec<String>, shared_host: bool) -> Config {
     let tick_us = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1);
     let ticks = |us: u64| u32::try_from(us / tick_us).unwrap_or(u32::MAX);
     let mut cfg = Config::new(opts.local_id(), bootstrap);
     cfg.heartbeat_ticks = ticks(opts.heartbeat_us).max(1);
     cfg.election_ticks = ticks(opts.check_leader_us).max(cfg.heartbeat_ticks.saturating_add(1));
+    if opts.quiesce.unwrap_or(shared_host) {
+        // Idle for an election timeout: long enough that a group between
+        // two bursts of writes stays awake, short enough that idle ones
+        // stop costing within a second (default timers).
+        cfg.quiesce_after_ticks = cfg.election_ticks;
+    }
     cfg.max_entries_per_message = opts.append_entries_count_once as usize;
     cfg.max_bytes_per_message = opts.append_entries_size_once;
     // Four full messages in flight per follower: enough to keep a LAN link
@@ -122,12 +129,12 @@ mod tests {
         let tick = tick_of(&o, false);
         assert_eq!(tick, Duration::from_millis(10));
         assert_eq!(tick_of(&o, true), Duration::from_secs(1));
-        let cfg = core_config(&o, tick, vec![]);
+        let cfg = core_config(&o, tick, vec![], false);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (u32::MAX, u32::MAX));
         // The largest validated timers still fit without saturating.
         o.heartbeat_us = crate::options::MAX_TIMER_US / 2;
         o.check_leader_us = crate::options::MAX_TIMER_US;
-        let cfg = core_config(&o, tick_of(&o, false), vec![]);
+        let cfg = core_config(&o, tick_of(&o, false), vec![], false);
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (180_000, 360_000));
     }
 
@@ -136,7 +143,7 @@ mod tests {
         let mut o = Options::new("127.0.0.1:1", "127.0.0.1", 1, "/tmp/x");
         o.lease_reads = true;
         let tick = tick_of(&o, false);
-        let cfg = core_config(&o, tick, vec![]);
+        let cfg = core_config(&o, tick, vec![], false);
         // Defaults: 10 ms ticks, 100 of them; a follower refuses votes for >= 99.
         assert_eq!(cfg.election_ticks, 100);
         assert_eq!(cfg.lease_us, 98 * 10_000 / 10 * 9);
@@ -146,11 +153,11 @@ mod tests {
         assert_eq!(cfg.lockout_us, lockout);
         // On a host of many groups: 50 ms ticks, 20 of them, the same margins.
         let tick = tick_of(&o, true);
-        let cfg = core_config(&o, tick, vec![]);
+        let cfg = core_config(&o, tick, vec![], false);
         assert_eq!(cfg.election_ticks, 20);
         let lockout = u64::from(cfg.election_ticks - 1) * tick.as_micros() as u64;
         assert!(cfg.lease_us > 0 && cfg.lease_us * 10 / 9 < lockout);
         o.lease_reads = false;
-        assert_eq!(core_config(&o, tick, vec![]).lease_us, 0);
+        assert_eq!(core_config(&o, tick, vec![], false).lease_us, 0);
     }
 }

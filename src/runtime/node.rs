@@ -91,6 +91,8 @@ pub struct Node {
     pub(super) stopping: AtomicBool,
     pub(super) failure: Mutex<Option<Error>>,
     pub log: Arc<NodeLog>,
+    /// The core is quiet (`quiet.rs`): the primary thread skips the group.
+    pub(super) asleep: AtomicBool,
 }
 
 /// Refused messages logged per [`REFUSAL_WINDOW`]; beyond, they are counted
@@ -134,6 +136,7 @@ impl Node {
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
+            asleep: AtomicBool::new(false),
         }
     }
 

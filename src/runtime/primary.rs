@@ -62,14 +62,18 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
         if now >= next_tick {
             next_tick = tick_every_group(&host, now);
         }
+        host.sample_rates(now);
+        host.expire_quiet_waiters(now);
     }
 }
 
-/// Ticks every group due at `now`; returns when the next tick of any is due.
+/// Ticks every awake group due at `now`; returns when the next tick of any
+/// is due. Quiet groups are not ticked (`quiet.rs`): the pass over them is
+/// an atomic load each.
 fn tick_every_group(host: &HostShared, now: Instant) -> Instant {
     let mut next = now + IDLE_WAIT;
     let mut ticked = false;
-    for node in host.nodes() {
+    for node in host.awake_nodes() {
         if node.is_stopping() {
             continue;
         }
@@ -96,6 +100,7 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
         core.set_clock(now_ms);
         core.set_monotonic(now_us);
         node.refresh_marking(core);
+        core.set_quiesce_allowed(node.may_quiesce(core));
         (0..due).for_each(|_| core.tick())
     });
     node.waiters.expire(now);
@@ -144,6 +149,13 @@ impl Clock {
 
     pub(super) fn next(&self) -> Instant {
         self.next
+    }
+
+    /// Starts again from `now`, forgetting the ticks missed meanwhile: a
+    /// group waking from quiet must not take them all at once (its core
+    /// would time out its leader on the spot).
+    pub(super) fn restart(&mut self, now: Instant) {
+        self.next = next_on_grid(now, self.tick);
     }
 
     #[cfg(test)]

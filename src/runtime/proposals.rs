@@ -91,6 +91,11 @@ impl Default for Proposals {
 }
 
 impl Proposals {
+    /// No command queued or proposed and unanswered.
+    pub fn is_empty(&self) -> bool {
+        self.pending.lock().cmds.is_empty() && self.waiting.lock().is_empty()
+    }
+
     /// Queues a command for the next NewCommand round; returns whether the queue was empty
     /// (the caller then wakes the primary thread). `Err`: closed, the command is
     /// the caller's to answer (it was not proposed).

@@ -84,6 +84,12 @@ impl Default for Reads {
 }
 
 impl Reads {
+    /// No read queued, in a round or waiting for its index to apply.
+    pub fn is_empty(&self) -> bool {
+        let s = self.state.lock();
+        s.queued.is_empty() && s.confirming.is_empty() && s.confirmed.is_empty()
+    }
+
     /// Queues a read; returns whether the caller should start a round now.
     /// `Err`: closed, the completion is the caller's to answer.
     pub(super) fn push(

@@ -44,6 +44,7 @@ impl Node {
     /// with the core locked, so Readies queue in order.
     fn dispatch(&self, core: &mut RaftCore) -> AfterUnlock {
         let mut ready = core.ready();
+        self.note_quiet(core);
         let mut after = AfterUnlock {
             new_leader: self.note_leader(core.leader()),
             reads: self

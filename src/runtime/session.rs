@@ -84,6 +84,11 @@ impl Default for ClientSession {
 }
 
 impl ClientSession {
+    /// No write waits for the session to open.
+    pub fn is_idle(&self) -> bool {
+        self.inner.lock().waiting.is_empty()
+    }
+
     /// Gives `op` its stamp, or queues it while the session opens. A
     /// session idle for more than half of `ttl` is replaced first.
     pub fn stamp(&self, mut op: Command, ttl: Duration, now: Instant) -> Stamped {

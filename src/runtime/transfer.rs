@@ -59,6 +59,11 @@ pub fn transfer_timeout(opts: &Options) -> Duration {
 }
 
 impl TransferWaiters {
+    /// Nobody waits for a transfer.
+    pub fn is_empty(&self) -> bool {
+        self.state.lock().waiting.is_empty()
+    }
+
     /// Waits for the transfer to `target`; answered by a later [`settle`](Self::settle).
     /// `Err`: closed (the node closes or failed), for the caller to answer.
     pub fn wait(

@@ -52,6 +52,19 @@ impl Waiters {
         }
     }
 
+    /// Whether nobody waits on the node: only then may its group go quiet
+    /// (a quiet group is not ticked, and ticks expire the waiters).
+    pub fn is_idle(&self) -> bool {
+        self.proposals.is_empty()
+            && self.reads.is_empty()
+            && self.forwards.is_empty()
+            && self.config.is_empty()
+            && self.transfers.is_empty()
+            && self.parked.is_empty()
+            && self.session.is_idle()
+            && self.async_in_flight.count() == 0
+    }
+
     /// Answers every caller and closes every table. `not_applied` for what
     /// certainly was not applied, `in_doubt` for what may have been.
     pub fn close(&self, not_applied: &Error, in_doubt: &Error) {

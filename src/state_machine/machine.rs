@@ -79,6 +79,15 @@ impl Machine {
         }
     }
 
+    /// Whether any lease is held: its deadline needs a leader that ticks
+    /// (a group with leases never goes quiet).
+    pub fn holds_leases(&self) -> bool {
+        match self {
+            Machine::Kv(kv) => kv.holds_leases(),
+            Machine::User(_) => false,
+        }
+    }
+
     /// Whether the leader should propose a sweep of expired leases.
     pub fn lease_sweep_due(&self) -> bool {
         match self {

@@ -231,6 +231,11 @@ impl KvStateMachine {
         );
     }
 
+    /// Whether any lease is held (as of the last applied entry).
+    pub fn holds_leases(&self) -> bool {
+        self.leases_held.load(Ordering::Acquire)
+    }
+
     /// Whether a lease's deadline has passed with nothing applied since to
     /// expire it: the leader of an idle group proposes a sweep.
     pub fn lease_sweep_due(&self) -> bool {

@@ -37,7 +37,7 @@ use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySend
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -99,9 +99,9 @@ pub struct PeerLink {
     control: Sender<Control>,
     snapshot: Sender<SnapshotOffer>,
     connected: Arc<AtomicBool>,
-    /// The peer's last handshake said it speaks protocol 6 (groups); false
-    /// until one has.
-    speaks_groups: Arc<AtomicBool>,
+    /// The newest protocol version the peer's last handshake announced; 0
+    /// until one has (and from nodes of version 5).
+    peer_version: Arc<AtomicU32>,
     /// The live connection, between turns of the worker: a sender may write
     /// a small Raft frame on it directly (see [`PeerLink::send`]).
     conn: SharedConn,
@@ -143,15 +143,15 @@ impl PeerLink {
         };
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
-        let speaks_groups = Arc::new(AtomicBool::new(false));
-        let version_flag = speaks_groups.clone();
+        let peer_version = Arc::new(AtomicU32::new(0));
+        let version_seen = peer_version.clone();
         let peer = cfg.peer.clone();
         let conn = SharedConn::default();
         let shared = conn.clone();
         let thread = super::spawn_named(format!("floyd-peer-{}->{}", cfg.name, cfg.peer), move || {
             super::guarded(&*handler.clone(), || {
                 let mut worker = PeerWorker::new(cfg, handler, flag);
-                worker.speaks_groups = version_flag;
+                worker.peer_version = version_seen;
                 worker.run(queues, shared)
             })
         })?;
@@ -162,7 +162,7 @@ impl PeerLink {
             control,
             snapshot,
             connected,
-            speaks_groups,
+            peer_version,
             conn,
             thread: parking_lot::Mutex::new(Some(thread)),
         })
@@ -257,7 +257,14 @@ impl PeerLink {
     /// Whether the peer's last handshake said it speaks protocol 6 (groups,
     /// the per-term time rule); false until a handshake has.
     pub fn speaks_groups(&self) -> bool {
-        self.speaks_groups.load(Ordering::Relaxed)
+        self.peer_version.load(Ordering::Relaxed) >= super::GROUPS_VERSION
+    }
+
+    /// Whether the peer's last handshake said it speaks protocol 7 (quiet
+    /// groups: the quiesce heartbeat and the wake request); false until a
+    /// handshake has.
+    pub fn speaks_quiescence(&self) -> bool {
+        self.peer_version.load(Ordering::Relaxed) >= super::QUIESCE_VERSION
     }
 
     /// Asks the worker to stop without waiting for it ([`PeerLink::stop`] joins it).
@@ -304,7 +311,7 @@ struct PeerWorker {
     cfg: PeerConfig,
     handler: Arc<dyn Handler>,
     connected: Arc<AtomicBool>,
-    speaks_groups: Arc<AtomicBool>,
+    peer_version: Arc<AtomicU32>,
     conn: Option<Conn>,
     backoff: Duration,
     retry_at: Instant,
@@ -327,7 +334,7 @@ impl PeerWorker {
             cfg,
             handler,
             connected,
-            speaks_groups: Arc::default(),
+            peer_version: Arc::default(),
             conn: None,
             backoff: Duration::ZERO,
             retry_at: Instant::now(),
@@ -662,8 +669,9 @@ impl PeerWorker {
 
     fn reconnect(&mut self) {
         match connect(&self.cfg) {
-            Ok((stream, groups)) => {
-                tracing::debug!(peer = %self.cfg.peer, "connected");
+            Ok((stream, version)) => {
+                tracing::debug!(peer = %self.cfg.peer, version, "connected");
+                let groups = version >= super::GROUPS_VERSION;
                 let now = Instant::now();
                 self.conn = Some(Conn {
                     stream,
@@ -679,7 +687,7 @@ impl PeerWorker {
                 }
                 self.backoff = Duration::ZERO;
                 self.refusals.reset();
-                self.speaks_groups.store(groups, Ordering::Relaxed);
+                self.peer_version.store(version, Ordering::Relaxed);
                 self.connected.store(true, Ordering::Relaxed);
                 self.handler.on_link_state(&self.cfg.peer, true);
             }
@@ -768,9 +776,9 @@ enum ConnectError {
     Io(#[from] io::Error),
 }
 
-/// Connects from `local_ip`, then performs the handshake; says whether the
-/// peer speaks frames with a group id.
-fn connect(cfg: &PeerConfig) -> Result<(Stream, bool), ConnectError> {
+/// Connects from `local_ip`, then performs the handshake; returns the
+/// newest protocol version the peer announced (0 from nodes of version 5).
+fn connect(cfg: &PeerConfig) -> Result<(Stream, u32), ConnectError> {
     let peer: SocketAddr = cfg.peer.parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -792,9 +800,7 @@ fn connect(cfg: &PeerConfig) -> Result<(Stream, bool), ConnectError> {
     let hello = cfg.identity.hello(&cfg.my_id);
     write_frame(&mut stream, Body::Handshake(hello))?;
     match read_frame(&mut stream, 64 << 10) {
-        Ok(Body::HandshakeAck(ack)) if ack.accepted => {
-            Ok((stream, ack.max_protocol_version >= super::GROUPS_VERSION))
-        }
+        Ok(Body::HandshakeAck(ack)) if ack.accepted => Ok((stream, ack.max_protocol_version)),
         Ok(Body::HandshakeAck(ack)) => Err(ConnectError::Refused(ack.reason)),
         Ok(other) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?}")).into()),
         // Under TLS, a peer that refuses our certificate says so only now.

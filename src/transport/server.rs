@@ -43,9 +43,15 @@ pub const PROTOCOL_VERSION: u32 = 5;
 /// frames carry a group id (many groups per host). A link sends frames of
 /// groups other than 0 only to peers that announce 6; to the others it
 /// speaks version 5, group 0 only, so a cluster can be upgraded one node at a time.
-pub const MAX_PROTOCOL_VERSION: u32 = 6;
+/// 7: quiet groups (`AppendEntries.quiesce`, `AppendEntriesResponse.wake`):
+/// a group goes quiet only while every member announces 7, since a member
+/// of version 6 would take the last heartbeat for an ordinary one and time
+/// its leader out.
+pub const MAX_PROTOCOL_VERSION: u32 = 7;
 /// The version whose frames carry a group id.
 pub const GROUPS_VERSION: u32 = 6;
+/// The version that understands quiet groups.
+pub const QUIESCE_VERSION: u32 = 7;
 use crate::limits::MAX_CONNECTIONS;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);

@@ -1,0 +1,166 @@
+//! Quiet groups on a host (issue 23): what the runtime adds to the core's
+//! quiescence (`core/quiesce.rs`).
+//!
+//! - **The veto.** On every tick the runtime tells the core whether it may
+//!   go quiet: nobody waits on the node (ticks expire waiters), no lease is
+//!   held (its deadline needs a leader that ticks), no snapshot waits to be
+//!   installed, and, on a leader, every member's link speaks protocol 7
+//!   (a member of version 6 would take the quiesce heartbeat for an
+//!   ordinary one and time its leader out).
+//! - **Not ticked.** After every Ready the node notes whether its core went
+//!   quiet or woke; the primary thread skips a quiet group with nobody
+//!   waiting on it, and a woken group's clock starts again from now.
+//! - **Host liveness.** When a link to a remote host dies (closed, reset, or
+//!   pings unanswered for the liveness timeout), every quiet group with a
+//!   member there hears of it: followers of a leader there campaign, leaders
+//!   wake. When a host connects to us, quiet leaders with a member there
+//!   wake so it catches up (it may have restarted).
+
+use super::host::HostShared;
+use super::node::Node;
+use crate::core::{RaftCore, Role};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Heartbeats sent and wake-ups per second, over the last whole second:
+/// sampled by the primary thread.
+#[derive(Default)]
+pub struct Rates {
+    /// When the current second began, and the counts then.
+    since: Mutex<Option<(Instant, u64, u64)>>,
+    /// When the waiters of quiet groups are looked at next.
+    quiet_expiry: Mutex<Option<Instant>>,
+    pub heartbeats_per_sec: AtomicU64,
+    pub wakeups_per_sec: AtomicU64,
+}
+
+impl Node {
+    /// Whether this group is quiet here.
+    pub fn is_quiet(&self) -> bool {
+        self.asleep.load(Ordering::Acquire)
+    }
+
+    /// The runtime's part of the decision (see the module docs), for
+    /// [`RaftCore::set_quiesce_allowed`].
+    pub(super) fn may_quiesce(&self, core: &RaftCore) -> bool {
+        self.waiters.is_idle()
+            && !self.state_machine.holds_leases()
+            && !self.snapshots.install_pending()
+            && !self.lease_sweep.load(Ordering::Acquire)
+            && (core.role() != Role::Leader || self.members_speak_quiescence(core))
+    }
+
+    /// Whether every other member's link said, in its last handshake, that
+    /// it understands quiet groups.
+    fn members_speak_quiescence(&self, core: &RaftCore) -> bool {
+        core.membership()
+            .members()
+            .filter(|m| **m != self.id)
+            .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks_quiescence()))
+    }
+
+    /// After every Ready (under the core lock): notes the core going quiet
+    /// or waking, for the primary thread and the host's counts.
+    pub(super) fn note_quiet(&self, core: &RaftCore) {
+        let quiet = core.is_quiesced();
+        if self.asleep.swap(quiet, Ordering::AcqRel) == quiet {
+            return;
+        }
+        if quiet {
+            self.host.quiet_groups.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.host.quiet_groups.fetch_sub(1, Ordering::Relaxed);
+        self.host.wakeups.fetch_add(1, Ordering::Relaxed);
+        self.clock.lock().restart(Instant::now());
+        // The primary thread may sleep past this group's next tick.
+        self.wake_primary();
+    }
+}
+
+/// How often the primary thread looks at the waiters of quiet groups.
+const QUIET_EXPIRY_PERIOD: Duration = Duration::from_secs(1);
+
+impl HostShared {
+    /// The groups to tick: those not quiet.
+    pub(super) fn awake_nodes(&self) -> Vec<Arc<Node>> {
+        self.groups
+            .read()
+            .values()
+            .filter(|n| !n.is_quiet())
+            .cloned()
+            .collect()
+    }
+
+    /// Once a [`QUIET_EXPIRY_PERIOD`]: answers the callers of quiet groups
+    /// whose deadline passed. A group goes quiet only with nobody waiting,
+    /// and whatever comes later usually wakes it (a read or a proposal
+    /// reaches its core, a forward its leader), but a caller must never
+    /// outwait its deadline by more than this.
+    pub(super) fn expire_quiet_waiters(&self, now: Instant) {
+        {
+            let mut due = self.rates.quiet_expiry.lock();
+            if due.is_some_and(|at| now < at) {
+                return;
+            }
+            *due = Some(now + QUIET_EXPIRY_PERIOD);
+        }
+        let quiet: Vec<Arc<Node>> = self
+            .groups
+            .read()
+            .values()
+            .filter(|n| n.is_quiet())
+            .cloned()
+            .collect();
+        for node in quiet.iter().filter(|n| !n.waiters.is_idle()) {
+            node.waiters.expire(now);
+            node.resume_parked(now);
+        }
+    }
+
+    /// Called by the primary thread on every turn: once a second has passed
+    /// since the last sample, the rates over it.
+    pub(super) fn sample_rates(&self, now: Instant) {
+        let beats = self.heartbeats_sent.load(Ordering::Relaxed);
+        let wakes = self.wakeups.load(Ordering::Relaxed);
+        let mut since = self.rates.since.lock();
+        let Some((at, beats0, wakes0)) = *since else {
+            *since = Some((now, beats, wakes));
+            return;
+        };
+        let elapsed = now.saturating_duration_since(at);
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let per_sec = |n: u64| (n as f64 / elapsed.as_secs_f64()).round() as u64;
+        self.rates
+            .heartbeats_per_sec
+            .store(per_sec(beats - beats0), Ordering::Relaxed);
+        self.rates
+            .wakeups_per_sec
+            .store(per_sec(wakes - wakes0), Ordering::Relaxed);
+        *since = Some((now, beats, wakes));
+    }
+
+    /// The link to `peer` died: every quiet group with a member there hears
+    /// of it (`RaftCore::peer_host_down`).
+    pub(super) fn peer_host_down(&self, peer: &str) {
+        for node in self.nodes().iter().filter(|n| n.is_quiet()) {
+            node.with_core(|core| core.peer_host_down(peer));
+        }
+    }
+
+    /// `peer` connected to us (it may have restarted): quiet leaders with a
+    /// member there wake, so it hears from them and catches up.
+    pub(super) fn peer_host_up(&self, peer: &str) {
+        for node in self.nodes().iter().filter(|n| n.is_quiet()) {
+            node.with_core(|core| {
+                if core.role() == Role::Leader && core.progress(peer).is_some() {
+                    core.unquiesce();
+                }
+            });
+        }
+    }
+}
