@@ -1,7 +1,9 @@
 //! Hosts of many groups as separate processes (`floyd-node --groups N`),
 //! one killed with SIGKILL (issue 21): every group it led elects a new
 //! leader among the others and serves, and after its restart every
-//! acknowledged write of every group is on every member.
+//! acknowledged write of every group is on every member. With quiet groups
+//! (issue 23): every group goes quiet, and the groups a killed host led
+//! still elect elsewhere, the survivors noticing by its link alone.
 
 mod common;
 
@@ -12,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GROUPS: u64 = 20;
-
 struct HostProcess {
     child: Child,
     stdin: ChildStdin,
@@ -21,14 +21,14 @@ struct HostProcess {
 }
 
 impl HostProcess {
-    fn spawn(members: &str, port: u16, path: &Path) -> HostProcess {
+    fn spawn(members: &str, port: u16, path: &Path, groups: u64) -> HostProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_floyd-node"))
             .args(["--members", members, "--ip", "127.0.0.1"])
             .args(["--port", &port.to_string()])
             .arg("--path")
             .arg(path)
             .args(["--heartbeat-us", "30000", "--check-leader-us", "300000"])
-            .args(["--groups", &GROUPS.to_string()])
+            .args(["--groups", &groups.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -60,6 +60,7 @@ impl HostProcess {
 }
 
 struct ProcessHosts {
+    groups: u64,
     members: String,
     ports: Vec<u16>,
     dirs: Vec<PathBuf>,
@@ -68,7 +69,7 @@ struct ProcessHosts {
 }
 
 impl ProcessHosts {
-    fn start(n: usize) -> ProcessHosts {
+    fn start(n: usize, groups: u64) -> ProcessHosts {
         let tmp = tempfile::tempdir().unwrap();
         let ports = free_ports(n);
         let members = ports
@@ -77,6 +78,7 @@ impl ProcessHosts {
             .collect::<Vec<_>>()
             .join(",");
         let mut h = ProcessHosts {
+            groups,
             members,
             dirs: (0..n).map(|i| tmp.path().join(format!("h{i}"))).collect(),
             ports,
@@ -88,7 +90,12 @@ impl ProcessHosts {
     }
 
     fn restart(&mut self, i: usize) {
-        self.procs[i] = Some(HostProcess::spawn(&self.members, self.ports[i], &self.dirs[i]));
+        self.procs[i] = Some(HostProcess::spawn(
+            &self.members,
+            self.ports[i],
+            &self.dirs[i],
+            self.groups,
+        ));
     }
 
     fn kill9(&mut self, i: usize) {
@@ -134,7 +141,7 @@ impl ProcessHosts {
                     led.entry(g).or_default().push(i);
                 }
             }
-            let agreed = (1..=GROUPS).all(|g| match led.get(&g).map(Vec::as_slice) {
+            let agreed = (1..=self.groups).all(|g| match led.get(&g).map(Vec::as_slice) {
                 Some(&[l]) => {
                     let want = format!("OK {}", self.id(l));
                     running
@@ -150,6 +157,31 @@ impl ProcessHosts {
                 Instant::now() < deadline,
                 "not every group has an agreed leader: {led:?}"
             );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every group is quiet on every running host.
+    fn wait_every_group_quiet(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let quiet: Vec<u64> = self
+                .running()
+                .into_iter()
+                .map(|i| {
+                    let status = self.proc(i).call("hoststatus");
+                    let n = status.split("\"quiesced_groups\":").nth(1).unwrap_or("");
+                    n.split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap_or(0)
+                })
+                .collect();
+            if quiet.iter().all(|&q| q == self.groups) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "quiet groups per host: {quiet:?}");
             std::thread::park_timeout(Duration::from_millis(20));
         }
     }
@@ -181,10 +213,11 @@ impl Drop for ProcessHosts {
 
 #[test]
 fn every_group_led_by_a_host_killed_with_sigkill_elects_anew_and_no_acknowledged_write_is_lost() {
-    let mut h = ProcessHosts::start(3);
+    let mut h = ProcessHosts::start(3, 20);
+    let groups = h.groups;
     let led = h.wait_every_group_led();
     let mut acknowledged: Vec<(u64, String, String)> = Vec::new();
-    for g in 1..=GROUPS {
+    for g in 1..=groups {
         for k in 0..4 {
             let (key, value) = (format!("k{k}"), format!("v{g}-{k}"));
             h.put_acknowledged((g as usize + k) % 3, g, &key, &value);
@@ -209,7 +242,7 @@ fn every_group_led_by_a_host_killed_with_sigkill_elects_anew_and_no_acknowledged
     }
     // Every group serves through the survivors.
     let survivors = h.running();
-    for g in 1..=GROUPS {
+    for g in 1..=groups {
         for k in 4..7 {
             let (key, value) = (format!("k{k}"), format!("v{g}-{k}"));
             h.put_acknowledged(survivors[k % 2], g, &key, &value);
@@ -221,7 +254,7 @@ fn every_group_led_by_a_host_killed_with_sigkill_elects_anew_and_no_acknowledged
     // acknowledged write is on every member.
     h.restart(victim);
     h.wait_every_group_led();
-    for g in 1..=GROUPS {
+    for g in 1..=groups {
         let last = format!("OK v{g}-6");
         let deadline = Instant::now() + DEADLINE;
         while h.proc(victim).call(&format!("g {g} dirty k6")) != last {
@@ -242,4 +275,43 @@ fn every_group_led_by_a_host_killed_with_sigkill_elects_anew_and_no_acknowledged
         let reply = h.proc(victim).call(&format!("g {g} get {key}"));
         assert_eq!(reply, format!("OK {value}"), "group {g}: {key}");
     }
+}
+
+/// Issue 23: 3 host processes, 200 groups. Every group goes quiet; a host
+/// killed with SIGKILL is noticed by its link alone (quiet followers hear no
+/// heartbeats to miss), every group it led elects elsewhere and serves; once
+/// it is back, every group catches up on it and goes quiet again.
+#[test]
+fn quiet_groups_led_by_a_killed_host_elect_elsewhere_and_go_quiet_again_after_its_restart() {
+    let mut h = ProcessHosts::start(3, 200);
+    let led = h.wait_every_group_led();
+    h.wait_every_group_quiet();
+    let victim = (0..3)
+        .max_by_key(|&i| led.values().filter(|&&l| l == i).count())
+        .unwrap();
+    let orphaned: Vec<u64> = led
+        .iter()
+        .filter(|(_, &l)| l == victim)
+        .map(|(&g, _)| g)
+        .collect();
+    h.kill9(victim);
+    let after = h.wait_every_group_led();
+    let survivors = h.running();
+    for g in &orphaned {
+        assert_ne!(after[g], victim, "group {g}");
+        h.put_acknowledged(survivors[*g as usize % 2], *g, "after", "kill");
+    }
+    h.restart(victim);
+    h.wait_every_group_led();
+    for g in &orphaned {
+        let deadline = Instant::now() + DEADLINE;
+        while h.proc(victim).call(&format!("g {g} dirty after")) != "OK kill" {
+            assert!(
+                Instant::now() < deadline,
+                "group {g} never caught up on the restarted host"
+            );
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+    h.wait_every_group_quiet();
 }

@@ -31,7 +31,7 @@
 //! timed on the monotonic clock from their leader's last message, quiet or
 //! not, so the lease argument does not depend on ticks.
 
-use super::{Message, ProgressState, RaftCore, Role};
+use super::{Message, NodeId, ProgressState, RaftCore, Role};
 use crate::wire::{AppendEntries, AppendEntriesResponse};
 
 impl RaftCore {
@@ -48,23 +48,23 @@ impl RaftCore {
         self.quiesce_allowed = allowed;
     }
 
-    /// The host of `peer` is unreachable (its link died). A quiet follower
-    /// whose leader is there forgets it and campaigns within one election
-    /// timeout; a quiet leader with a follower there wakes, so check-quorum
-    /// and replication see to it. Nothing happens to an awake core: its
-    /// timers already run.
+    /// The host of `peer` is unreachable (its link died). A follower whose
+    /// leader is there forgets it and campaigns soon (quiet or not: one
+    /// woken a moment ago by another follower's campaign must not wait a
+    /// whole election timeout); a quiet leader with a follower there wakes,
+    /// so check-quorum and replication see to it. Only with quiescence on:
+    /// otherwise the timers alone decide, as before.
     pub fn peer_host_down(&mut self, peer: &str) {
-        if !self.quiesced {
+        if self.cfg.quiesce_after_ticks == 0 {
             return;
         }
         match self.role {
             Role::Leader if self.progress.contains_key(peer) => self.wake(false),
             Role::Leader => {}
-            _ if self.leader.as_deref() == Some(peer) => {
+            Role::Follower if self.leader.as_deref() == Some(peer) => {
                 self.wake(false);
                 self.leader = None;
-                // The randomized timeout fires within one more election timeout.
-                self.election_elapsed = self.cfg.election_ticks;
+                self.election_elapsed = self.after_leader_lost(peer);
             }
             _ => {}
         }
@@ -75,6 +75,27 @@ impl RaftCore {
     /// follower asks its leader to wake too. A no-op on an awake core.
     pub fn unquiesce(&mut self) {
         self.wake(self.role != Role::Leader);
+    }
+
+    /// The election timer of a follower whose leader's host died: the
+    /// voters left campaign in turn, half an election timeout apart, so
+    /// that they do not split the vote (all at once, two of them would
+    /// often ask in the same tick, and a split costs another timeout). The
+    /// order turns with the cluster identity, so the groups of one set of
+    /// hosts do not all elect the same one.
+    fn after_leader_lost(&self, dead: &str) -> u32 {
+        let m = self.membership();
+        let left: Vec<&NodeId> = m.voters.iter().filter(|v| v.as_str() != dead).collect();
+        let Some(me) = left.iter().position(|v| **v == self.cfg.id) else {
+            return self.cfg.election_ticks;
+        };
+        let turn = m
+            .uid
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let rank = (me + turn) % left.len();
+        let wait = 1 + rank as u32 * (self.cfg.election_ticks / 2).max(1);
+        self.randomized_election_ticks.saturating_sub(wait)
     }
 
     /// Leader, on every tick: counts the ticks it has been idle and goes

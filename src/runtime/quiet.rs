@@ -144,10 +144,11 @@ impl HostShared {
         *since = Some((now, beats, wakes));
     }
 
-    /// The link to `peer` died: every quiet group with a member there hears
-    /// of it (`RaftCore::peer_host_down`).
+    /// The link to `peer` died: every quiet group, and every group led
+    /// from there, hears of it (`RaftCore::peer_host_down`).
     pub(super) fn peer_host_down(&self, peer: &str) {
-        for node in self.nodes().iter().filter(|n| n.is_quiet()) {
+        let concerned = |n: &&Arc<Node>| n.is_quiet() || n.leader().as_deref() == Some(peer);
+        for node in self.nodes().iter().filter(concerned) {
             node.with_core(|core| core.peer_host_down(peer));
         }
     }
