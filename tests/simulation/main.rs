@@ -28,6 +28,11 @@
 //! machine, with crashes in the middle of installs; restarts load the
 //! stored snapshot into a state machine behind it.
 //!
+//! Half the seeds let idle groups go quiet (`core/quiesce.rs`): a crash
+//! or a partition tells the nodes on the other side that the link to a
+//! host died (`peer_host_down`; now and then a crash goes unnoticed, and
+//! now and then a live host is reported dead), as the runtime's links do.
+//!
 //! Clients also read (see `model/reads.rs`): on any live node, by
 //! ReadIndex; a read is served once its node applied the confirmed index,
 //! and must see every write committed before it began (linearizability).
@@ -160,6 +165,11 @@ fn simulation_random_seeds() {
             assert!(
                 total.reads_on_lease > 0 && total.late_bursts > 0,
                 "no lease read, or no late burst of ticks: {total:?}"
+            );
+            // Groups went quiet, and nodes heard of dead hosts.
+            assert!(
+                total.quiet_periods > 0 && total.host_down_notices > 0,
+                "no quiet group, or no host-down notice: {total:?}"
             );
         }
     }

@@ -171,6 +171,10 @@ pub(crate) struct Stats {
     pub(crate) late_bursts: usize,
     pub(crate) reads_dropped: usize,
     pub(crate) reads_unanswered: usize,
+    /// Quiet groups (issue 23): tick periods a live node spent quiet, and
+    /// host-down notices delivered (a crash, a partition, a false alarm).
+    pub(crate) quiet_periods: usize,
+    pub(crate) host_down_notices: usize,
 }
 
 impl Stats {
@@ -198,6 +202,8 @@ impl Stats {
         self.outsiders += s.outsiders;
         self.non_member_answers += s.non_member_answers;
         self.snapshots_taken += s.snapshots_taken;
+        self.quiet_periods += s.quiet_periods;
+        self.host_down_notices += s.host_down_notices;
         self.snapshot_offers += s.snapshot_offers;
         self.installs += s.installs;
         self.superseded_installs += s.superseded_installs;
@@ -256,6 +262,9 @@ struct Sim {
     /// `FLOYD_SIM_TRACE=1`: print every event as it happens.
     verbose: bool,
     step: usize,
+    /// Clients rest until this step: no proposal, read or change, so that
+    /// groups may go quiet.
+    lull_until: usize,
     stats: Stats,
 }
 
@@ -352,6 +361,11 @@ impl Sim {
         let pre_vote = rng.random_bool(0.8);
         let check_quorum = rng.random_bool(0.7);
         let lease_reads = check_quorum && rng.random_bool(0.6);
+        // Half the seeds let idle groups go quiet (`core/quiesce.rs`).
+        let quiesce_after = match rng.random_bool(0.5) {
+            true => rng.random_range(2..=12),
+            false => 0,
+        };
         let nodes = names
             .iter()
             .enumerate()
@@ -373,6 +387,7 @@ impl Sim {
                 cfg.max_bytes_per_message = 256;
                 cfg.pre_vote = pre_vote;
                 cfg.check_quorum = check_quorum;
+                cfg.quiesce_after_ticks = quiesce_after;
                 if lease_reads {
                     clock::lease_settings(&mut cfg);
                 }
@@ -429,6 +444,7 @@ impl Sim {
             trace: VecDeque::new(),
             verbose: std::env::var_os("FLOYD_SIM_TRACE").is_some(),
             step: 0,
+            lull_until: 0,
             stats: Stats {
                 nodes: n + spares,
                 ..Stats::default()

@@ -329,3 +329,32 @@ fn a_quiet_leader_serves_no_lease_read() {
     until_quiet(&mut net);
     assert_eq!(net.core("n1").lease_read_index(1), None);
 }
+
+/// After the leader's host is declared dead, the voters left campaign in
+/// turn rather than at random: one of them at once, the next half an
+/// election timeout later. Five members, four left: one election, in one
+/// new term, within a few ticks, with no split vote.
+#[test]
+fn the_voters_left_by_a_dead_leaders_host_campaign_in_turn_and_elect_in_one_term() {
+    let mut net = Net::new(5, |c| c.quiesce_after_ticks = QUIET_AFTER);
+    net.elect("n1");
+    net.deliver_all();
+    until_quiet(&mut net);
+    net.isolate("n1");
+    let left = ["n2", "n3", "n4", "n5"];
+    for n in left {
+        net.core_mut(n).peer_host_down("n1");
+    }
+    let mut ticks = 0;
+    while !net.leaders().iter().any(|(l, _)| l != "n1") {
+        ticks += 1;
+        assert!(ticks <= 3, "no leader within 3 ticks");
+        for n in left {
+            net.tick(n);
+        }
+        net.deliver_all();
+    }
+    for n in left {
+        assert_eq!(net.core(n).term(), 2, "{n}: one election, one term");
+    }
+}

@@ -94,6 +94,9 @@ impl Sim {
                 None => 0,
             };
             self.read_clock(i);
+            if self.nodes[i].core.as_ref().unwrap().is_quiesced() {
+                self.stats.quiet_periods += 1;
+            }
             for _ in 0..due {
                 self.nodes[i].core.as_mut().unwrap().tick();
             }

@@ -72,8 +72,18 @@ impl Sim {
     fn random_step(&mut self) {
         self.step += 1;
         let live = self.live();
-        self.maybe_read();
-        let roll = self.rng.random_range(0..1000);
+        if self.rng.random_bool(0.002) {
+            // A lull of a few to a few dozen ticks.
+            self.lull_until = self.step + self.rng.random_range(100..=800);
+        }
+        let lull = self.step < self.lull_until;
+        if !lull {
+            self.maybe_read();
+        }
+        let mut roll = self.rng.random_range(0..1000);
+        if lull && (850..=961).contains(&roll) {
+            roll = 0;
+        }
         match roll {
             // Deliver a few messages.
             0..=499 => {

@@ -25,6 +25,24 @@ impl Sim {
         self.drop_reads(i);
         self.forget_held(i);
         trace!(self, "{} crashed", self.nodes[i].id);
+        // The others' links to it die (now and then one goes unnoticed).
+        for j in self.live() {
+            if self.rng.random_bool(0.9) {
+                self.host_down(j, i);
+            }
+        }
+    }
+
+    /// Node `at` hears that the link to `peer`'s host died: what the
+    /// runtime tells quiet groups (`RaftCore::peer_host_down`).
+    pub(super) fn host_down(&mut self, at: usize, peer: usize) {
+        self.read_clock(at);
+        let id = self.nodes[peer].id.clone();
+        if let Some(core) = self.nodes[at].core.as_mut() {
+            core.peer_host_down(&id);
+            self.stats.host_down_notices += 1;
+            trace!(self, "{} hears {id}'s host is down", self.nodes[at].id);
+        }
     }
 
     pub(super) fn restart(&mut self, i: usize) {
@@ -134,6 +152,23 @@ impl Sim {
             }
         }
         self.stats.partitions += 1;
+        // A link dies when either direction is cut (a ping needs its
+        // answer): both sides hear it. And now and then a false alarm.
+        let cut: Vec<(usize, usize)> = self.blocked.iter().copied().collect();
+        for (x, y) in cut {
+            self.host_down(x, y);
+            self.host_down(y, x);
+        }
+        if self.rng.random_bool(0.3) {
+            let live = self.live();
+            if live.len() > 1 {
+                let at = live[self.rng.random_range(0..live.len())];
+                let peer = live[self.rng.random_range(0..live.len())];
+                if at != peer {
+                    self.host_down(at, peer);
+                }
+            }
+        }
         let names = |s: &[usize]| s.iter().map(|&i| self.nodes[i].id.clone()).collect::<Vec<_>>();
         trace!(
             self,
