@@ -499,6 +499,10 @@ struct Options {
   // (floyd) Lease reads: a leader whose lease holds reads without a round
   // (off by default; needs equal check_leader_us everywhere, drift < 10%).
   bool lease_reads;
+  // (floyd) Quiet groups: -1 (the default) on in a group of a Host, off for a
+  // node opened on its own; 0 off; 1 on. A quiet group stops ticking and
+  // heartbeating while idle; its followers watch the leader's host instead.
+  int quiesce;
   // (floyd) Admission control: at most this many async calls unanswered at
   // once; past it WriteAsync and the like return IsBusy().
   uint64_t max_async_in_flight;
@@ -561,6 +565,7 @@ struct Options {
       << "     snapshot_chunk_bytes : " << snapshot_chunk_bytes << "\n"
       << "   snapshot_bytes_per_sec : " << snapshot_bytes_per_sec << "\n"
       << "              lease_reads : " << (lease_reads ? "true" : "false") << "\n"
+      << "                  quiesce : " << quiesce << "\n"
       << "      max_async_in_flight : " << max_async_in_flight << "\n"
       << "        history_revisions : " << history_revisions << "\n"
       << "       session_timeout_ms : " << session_timeout_ms << "\n"
@@ -586,6 +591,7 @@ struct Options {
         snapshot_chunk_bytes(1u << 20),
         snapshot_bytes_per_sec(64u << 20),
         lease_reads(false),
+        quiesce(-1),
         max_async_in_flight(100000),
         history_revisions(10000),
         session_timeout_ms(3600000) {}
@@ -607,6 +613,7 @@ struct Options {
         snapshot_chunk_bytes(1u << 20),
         snapshot_bytes_per_sec(64u << 20),
         lease_reads(false),
+        quiesce(-1),
         max_async_in_flight(100000),
         history_revisions(10000),
         session_timeout_ms(3600000) {
@@ -1450,6 +1457,7 @@ class Floyd {
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_chunk_bytes(o, options.snapshot_chunk_bytes);
     if (rc == FLOYD_OK) rc = floyd_options_set_snapshot_bytes_per_sec(o, options.snapshot_bytes_per_sec);
     if (rc == FLOYD_OK) rc = floyd_options_set_lease_reads(o, options.lease_reads);
+    if (rc == FLOYD_OK && options.quiesce >= 0) rc = floyd_options_set_quiesce(o, options.quiesce != 0);
     if (rc == FLOYD_OK) rc = floyd_options_set_max_async_in_flight(o, options.max_async_in_flight);
     if (rc == FLOYD_OK) rc = floyd_options_set_history_revisions(o, options.history_revisions);
     if (rc == FLOYD_OK) rc = floyd_options_set_session_timeout_ms(o, options.session_timeout_ms);

@@ -290,6 +290,20 @@ pub unsafe extern "C" fn floyd_options_set_lease_reads(opts: *mut floyd_options_
     with_options(opts, |o| o.lease_reads = on)
 }
 
+/// Quiet groups (issue 23): with `on`, a group idle for an election timeout stops ticking
+/// and heartbeating on every member until something happens, and its followers watch the
+/// leader's host link instead of its heartbeats. Without this call: on for a group of a
+/// host (`floyd_host_open_group`), off for a node opened on its own (`floyd_open`). A
+/// group goes quiet only while every member runs a version that knows quiet groups.
+///
+/// Thread-safety: no other call may use `opts` at the same time (fill it on one thread).
+/// Ownership: `opts` is borrowed; nothing is allocated.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT for a NULL `opts`.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_options_set_quiesce(opts: *mut floyd_options_t, on: bool) -> c_int {
+    with_options(opts, |o| o.quiesce = Some(on))
+}
+
 /// Admission control for the async calls: at most `count` unanswered at once on a node
 /// (default 100,000); past it `floyd_write_async` and the like return FLOYD_BUSY. 0 is refused
 /// by `floyd_open`.

@@ -598,3 +598,18 @@ fn lease_reads_option() {
         floyd_close(f);
     }
 }
+
+#[test]
+fn quiesce_option() {
+    unsafe {
+        assert_eq!(
+            floyd_options_set_quiesce(null_mut(), true),
+            FLOYD_INVALID_ARGUMENT
+        );
+        let o = floyd_options_new(c"127.0.0.1:1".as_ptr(), c"127.0.0.1".as_ptr(), 1, null_mut());
+        assert!(!o.is_null());
+        assert_eq!(floyd_options_set_quiesce(o, false), FLOYD_OK);
+        assert_eq!((*o).opts.quiesce, Some(false));
+        floyd_options_free(o);
+    }
+}

@@ -394,7 +394,7 @@ _GROUP_NUMBERS = (
     "history_revisions",
     "session_timeout_ms",
 )
-_GROUP_FLAGS = ("single_mode", "join", "lease_reads")
+_GROUP_FLAGS = ("single_mode", "join", "lease_reads", "quiesce")
 
 
 def _setopt(opts, name: str, *values) -> None:
@@ -809,6 +809,7 @@ class Floyd(_Handle):
         snapshot_chunk_bytes: Optional[int] = None,
         snapshot_bytes_per_sec: Optional[int] = None,
         lease_reads: Optional[bool] = None,
+        quiesce: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
         history_revisions: Optional[int] = None,
         session_timeout_ms: Optional[int] = None,
@@ -850,6 +851,7 @@ class Floyd(_Handle):
                     single_mode=single_mode,
                     join=join,
                     lease_reads=lease_reads,
+                    quiesce=quiesce,
                 ),
             )
             if cluster_id is not None:
@@ -1588,6 +1590,7 @@ class Host(_Handle):
         snapshot_chunk_bytes: Optional[int] = None,
         snapshot_bytes_per_sec: Optional[int] = None,
         lease_reads: Optional[bool] = None,
+        quiesce: Optional[bool] = None,
         max_async_in_flight: Optional[int] = None,
         history_revisions: Optional[int] = None,
         session_timeout_ms: Optional[int] = None,
@@ -1632,6 +1635,7 @@ class Host(_Handle):
                         single_mode=single_mode,
                         join=join,
                         lease_reads=lease_reads,
+                        quiesce=quiesce,
                     ),
                 )
                 node._open(

@@ -170,6 +170,7 @@ _REQUIRED = {
     "floyd_options_set_cluster_id": (c_int, [c_void_p, c_char_p]),
     "floyd_options_set_join": (c_int, [c_void_p, c_bool]),
     "floyd_options_set_lease_reads": (c_int, [c_void_p, c_bool]),
+    "floyd_options_set_quiesce": (c_int, [c_void_p, c_bool]),
     "floyd_options_set_tls": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p]),
     # int floyd_try_lock(f, name, name_len, holder, holder_len, uint64_t ttl_ms, uint64_t* token, char** errmsg)
     "floyd_try_lock": (

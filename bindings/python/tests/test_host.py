@@ -188,6 +188,35 @@ def test_status(hosts):
     )
 
 
+def test_idle_groups_go_quiet_and_a_write_wakes_one(hosts):
+    """Issue 23: idle groups stop ticking on every host (the host status
+    counts them, and each group's status says so); a write wakes its group
+    and is answered; quiesce=False keeps a group awake."""
+    quiet, awake = GROUPS[0], GROUPS[1]
+    hosts.open(quiet)
+    hosts.open(awake, quiesce=False)
+    group_quiet = lambda h, g: next(s for s in h.status()["groups"] if s["group"] == g)["quiesced"]
+    wait_until(
+        lambda: all(group_quiet(h, quiet) for h in hosts.hosts),
+        "the idle group quiet on every host",
+    )
+    for h in hosts.hosts:
+        status = h.status()
+        assert status["quiesced_groups"] == 1
+        assert not group_quiet(h, awake)
+        assert status["heartbeats_per_sec"] >= 0 and status["wakeups"] >= 0
+    wakeups = sum(h.status()["wakeups"] for h in hosts.hosts)
+    leader = hosts.leader(quiet)
+    assert leader.server_status_json()["quiesced"] is True
+    leader.write(b"k", b"v")
+    assert leader.read(b"k") == b"v"
+    assert sum(h.status()["wakeups"] for h in hosts.hosts) > wakeups
+    wait_until(
+        lambda: all(group_quiet(h, quiet) for h in hosts.hosts),
+        "the group quiet again",
+    )
+
+
 def test_close_and_reopen_keeps_data(hosts):
     g = 5
     hosts.open(g)
