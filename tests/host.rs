@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::hosts::Hosts;
+use common::hosts::{connect_as, counter, send, Hosts};
 use common::wait_until;
 use floyd::Error;
 
@@ -121,4 +121,88 @@ fn closing_a_host_stops_its_groups_and_their_handles_answer_stopped() {
     // The two others go on.
     h.write(1, 1, b"k", b"after");
     assert_eq!(h.node(2, 1).read(b"k").unwrap(), b"after");
+}
+
+/// Issue 23, item 1: the heartbeats of awake groups and their answers
+/// travel between two hosts coalesced, many groups to a frame, and keep
+/// every leader in place (each group's core sees the very messages it would
+/// have seen one by one).
+#[test]
+fn heartbeats_of_many_groups_travel_in_one_frame_per_pair_of_hosts_and_keep_every_leader() {
+    let mut h = Hosts::start(3);
+    let mut opts = h.group_options();
+    opts.quiesce = Some(false);
+    for g in 1..=20 {
+        for i in 0..3 {
+            h.open_group_with(i, g, opts.clone());
+        }
+    }
+    let leaders: Vec<(usize, u64)> = (1..=20)
+        .map(|g| {
+            let l = h.wait_for_leader(g);
+            (l, h.node(l, g).server_status().term)
+        })
+        .collect();
+    let frames = |h: &Hosts, i: usize| counter(h, i, "coalesced_frames");
+    let start: Vec<u64> = (0..3).map(|i| frames(&h, i)).collect();
+    // Over an election timeout (10 heartbeats) of coalesced heartbeats...
+    wait_until("coalesced heartbeats from every host", || {
+        (0..3).all(|i| frames(&h, i) >= start[i] + 20)
+    });
+    for i in 0..3 {
+        let (beats, frames) = (
+            counter(&h, i, "coalesced_beats"),
+            counter(&h, i, "coalesced_frames"),
+        );
+        assert!(beats > 2 * frames, "host {i}: {beats} beats in {frames} frames");
+    }
+    // ... no group lost its leader or changed its term.
+    for (g, (l, term)) in (1..=20).zip(leaders) {
+        let s = h.node(l, g).server_status();
+        assert_eq!((s.role.as_str(), s.term), ("leader", term), "group {g}");
+    }
+}
+
+/// Issue 23: a coalesced frame's beats are checked one by one, as frames of
+/// their own would be: a beat for a group the host does not have is dropped
+/// and counted, one in a member's name from another host is refused and
+/// counted, and the group they named keeps its leader and term.
+#[test]
+fn a_forged_coalesced_heartbeat_is_dropped_and_counted_beat_by_beat() {
+    use floyd::wire::frame::Body;
+    use floyd::wire::{AppendEntries, GroupBeat, Heartbeats};
+    let mut h = Hosts::start(3);
+    for i in 0..3 {
+        h.open_group(i, 1);
+    }
+    let leader = h.wait_for_leader(1);
+    let follower = (leader + 1) % 3;
+    let term = h.node(leader, 1).server_status().term;
+    let (unknown, refused) = (
+        counter(&h, follower, "unknown_group_frames"),
+        counter(&h, follower, "refused_messages"),
+    );
+    let beat = |group: u64, leader: &str, term: u64| GroupBeat {
+        group_id: group,
+        beat: Some(AppendEntries {
+            term,
+            leader: leader.to_string(),
+            ..Default::default()
+        }),
+    };
+    // From the third host, in the leader's name, a term ahead; and for a group nobody has.
+    let third = 3 - leader - follower;
+    let mut conn = connect_as(&h, follower, &h.id(third));
+    let frame = Heartbeats {
+        beats: vec![beat(1, &h.id(leader), term + 1), beat(99, &h.id(third), term)],
+        answers: Vec::new(),
+    };
+    send(&mut conn, 0, Body::Heartbeats(frame));
+    wait_until("both beats counted", || {
+        counter(&h, follower, "unknown_group_frames") == unknown + 1
+            && counter(&h, follower, "refused_messages") == refused + 1
+    });
+    let s = h.node(follower, 1).server_status();
+    assert_eq!((s.term, s.leader), (term, Some(h.id(leader))));
+    h.write(follower, 1, b"k", b"after");
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::hosts::Hosts;
+use common::hosts::{connect_as, counter, send, Hosts};
 use common::{wait_until, DEADLINE};
 use floyd::{Error, Floyd, StateMachine};
 use std::path::Path;
@@ -711,48 +711,6 @@ fn a_membership_change_in_one_group_and_a_leader_transfer_in_each_while_the_othe
 }
 
 /// A connection to host `target` that passed the handshake as host `as_host`.
-fn connect_as(h: &Hosts, target: usize, as_host: &str) -> std::net::TcpStream {
-    use floyd::transport::{read_frame, write_frame, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION};
-    use floyd::wire::frame::Body;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", h.ports[target])).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let hello = floyd::wire::Handshake {
-        cluster_id: "floyd".into(),
-        from: as_host.to_string(),
-        protocol_version: PROTOCOL_VERSION,
-        max_protocol_version: MAX_PROTOCOL_VERSION,
-        ..Default::default()
-    };
-    write_frame(&mut s, Body::Handshake(hello)).unwrap();
-    match read_frame(&mut s, 1 << 16).unwrap() {
-        Body::HandshakeAck(ack) => assert!(ack.accepted, "{}", ack.reason),
-        other => panic!("expected a handshake ack, got {other:?}"),
-    }
-    s
-}
-
-/// Sends `body` as a frame of `group`.
-fn send(conn: &mut std::net::TcpStream, group: u64, body: floyd::wire::frame::Body) {
-    use std::io::Write;
-    let mut buf = Vec::new();
-    floyd::transport::encode_frame(group, &body, &mut buf).unwrap();
-    conn.write_all(&buf).unwrap();
-}
-
-/// A number in a host's status.
-fn counter(h: &Hosts, i: usize, name: &str) -> u64 {
-    let s = h.host(i).status_json();
-    let at = s
-        .find(&format!("\"{name}\":"))
-        .unwrap_or_else(|| panic!("no {name} in {s}"));
-    s[at + name.len() + 3..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Issue 21: frames whose group is wrong, from hosts that passed the
 /// handshake. Group 1 runs on hosts 0, 1 and 2, group 2 on two of them
 /// only. Sent to group 2's leader: a frame for a group it does not have; a

@@ -146,12 +146,13 @@ fn report_idle(label: &str, groups: u64, args: &[String], hosts: &[&Host], handl
     let counts = quiet::counts(hosts);
     println!(
         "{label}: threads {} | RSS {:.1} MiB ({:.1} KiB per group member) | CPU {:.1}% of a core | \
-         heartbeats/s {:.0} | wake-ups/s {:.0}{writes}",
+         heartbeats/s {:.0} in {:.0} coalesced frames/s | wake-ups/s {:.0}{writes}",
         threads(),
         rss as f64 / 1024.0,
         rss as f64 / groups.max(1) as f64,
         cpu * 100.0,
         (counts.0 - counts0.0) as f64 / elapsed,
+        (counts.2 - counts0.2) as f64 / elapsed,
         (counts.1 - counts0.1) as f64 / elapsed,
     );
 }

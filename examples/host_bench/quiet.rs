@@ -8,13 +8,15 @@ use floyd::{Floyd, Host};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Heartbeats sent and wake-ups so far, summed over `hosts`.
-pub fn counts(hosts: &[&Host]) -> (u64, u64) {
-    hosts.iter().fold((0, 0), |(beats, wakes), h| {
+/// Heartbeats sent, wake-ups, and frames of coalesced heartbeats so far,
+/// summed over `hosts`.
+pub fn counts(hosts: &[&Host]) -> (u64, u64, u64) {
+    hosts.iter().fold((0, 0, 0), |(beats, wakes, frames), h| {
         let s = h.status_json();
         (
             beats + json_number(&s, "heartbeats_sent"),
             wakes + json_number(&s, "wakeups"),
+            frames + json_number(&s, "coalesced_frames"),
         )
     })
 }

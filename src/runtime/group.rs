@@ -257,7 +257,7 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         .collect();
     let threads: Vec<String> = threads.iter().map(|t| format!("\"{t}\"")).collect();
     format!(
-        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{},\"quiesced_groups\":{},\"wakeups\":{},\"wakeups_per_sec\":{},\"heartbeats_sent\":{},\"heartbeats_per_sec\":{}}}",
+        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{},\"quiesced_groups\":{},\"wakeups\":{},\"wakeups_per_sec\":{},\"heartbeats_sent\":{},\"heartbeats_per_sec\":{},\"coalesced_beats\":{},\"coalesced_frames\":{}}}",
         host.id,
         threads.join(","),
         groups.join(","),
@@ -271,6 +271,8 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         host.wakeups.load(Relaxed),
         host.rates.wakeups_per_sec.load(Relaxed),
         host.heartbeats_sent.load(Relaxed),
-        host.rates.heartbeats_per_sec.load(Relaxed)
+        host.rates.heartbeats_per_sec.load(Relaxed),
+        host.coalesced_beats.load(Relaxed),
+        host.coalesced_frames.load(Relaxed)
     )
 }

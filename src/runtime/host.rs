@@ -89,6 +89,10 @@ pub struct HostShared {
     pub wakeups: AtomicU64,
     /// Heartbeats sent (AppendEntries without entries), by every group.
     pub heartbeats_sent: AtomicU64,
+    /// Heartbeats and answers sent coalesced, and the frames that carried
+    /// them (`coalesce.rs`).
+    pub coalesced_beats: AtomicU64,
+    pub coalesced_frames: AtomicU64,
     /// Heartbeats and wake-ups in the last whole second (`quiet.rs`).
     pub rates: super::quiet::Rates,
 }
@@ -254,6 +258,8 @@ impl Host {
             quiet_groups: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
             heartbeats_sent: AtomicU64::new(0),
+            coalesced_beats: AtomicU64::new(0),
+            coalesced_frames: AtomicU64::new(0),
             rates: Default::default(),
             opts,
         });

@@ -48,6 +48,23 @@ impl Handler for HostInbound {
         }
     }
 
+    fn on_heartbeats(&self, from: &str, beats: crate::wire::Heartbeats) {
+        let Some(host) = self.0.upgrade() else { return };
+        // The answers go back coalesced too, in one frame.
+        super::coalesce::in_pass(&host, || {
+            for b in beats.beats {
+                if let Some(m) = b.beat {
+                    self.on_message(from, b.group_id, crate::core::Message::AppendEntries(m));
+                }
+            }
+            for a in beats.answers {
+                if let Some(m) = a.answer {
+                    self.on_message(from, a.group_id, crate::core::Message::AppendEntriesResponse(m));
+                }
+            }
+        });
+    }
+
     fn on_client_request(&self, from: &str, group: GroupId, req: ClientRequest) {
         let Some(node) = self.node(from, group) else {
             return;

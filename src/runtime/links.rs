@@ -262,7 +262,10 @@ impl Node {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        if let Some(body) = message_to_body(env.msg) {
+        let Some(msg) = super::coalesce::set_aside(&self.host, &env.to, self.group, env.msg) else {
+            return;
+        };
+        if let Some(body) = message_to_body(msg) {
             self.send_frame(&env.to, body);
         }
     }

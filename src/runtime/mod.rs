@@ -8,6 +8,7 @@
 //! closes a group on its host.
 
 mod apply;
+mod coalesce;
 pub mod execute;
 pub mod faults;
 pub mod forward;

@@ -60,7 +60,8 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
             next_tick = next_tick.min(node.clock.lock().next());
         }
         if now >= next_tick {
-            next_tick = tick_every_group(&host, now);
+            // One frame of heartbeats per remote host for the whole pass.
+            next_tick = super::coalesce::in_pass(&host, || tick_every_group(&host, now));
         }
         host.sample_rates(now);
         host.expire_quiet_waiters(now);

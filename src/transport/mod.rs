@@ -55,6 +55,20 @@ use crate::wire::{ClientRequest, ClientResponse, SnapshotChunk};
 pub trait Handler: Send + Sync + 'static {
     /// A Raft message of `group` from member `from`.
     fn on_message(&self, from: &str, group: GroupId, msg: Message);
+    /// Protocol 7: the heartbeats and answers of many groups from host
+    /// `from`, in one frame. By default each is handled as a message of its own.
+    fn on_heartbeats(&self, from: &str, beats: crate::wire::Heartbeats) {
+        for b in beats.beats {
+            if let Some(m) = b.beat {
+                self.on_message(from, b.group_id, Message::AppendEntries(m));
+            }
+        }
+        for a in beats.answers {
+            if let Some(m) = a.answer {
+                self.on_message(from, a.group_id, Message::AppendEntriesResponse(m));
+            }
+        }
+    }
     /// A client command of `group` forwarded by member `from`.
     fn on_client_request(&self, from: &str, group: GroupId, req: ClientRequest);
     /// The result of a command of `group` this host forwarded to `from`.

@@ -343,6 +343,7 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
             Err(Body::ClientRequest(req)) => shared.handler.on_client_request(&from, group, req),
             Err(Body::ClientResponse(resp)) => shared.handler.on_client_response(&from, group, resp),
             Err(Body::SnapshotChunk(chunk)) => shared.handler.on_snapshot_chunk(&from, group, *chunk),
+            Err(Body::Heartbeats(beats)) => shared.handler.on_heartbeats(&from, beats),
             Err(Body::Ping(_)) => {
                 if let Err(e) = write_frame(reader.get_mut(), Body::Pong(Pong {})) {
                     tracing::debug!(peer = %from, error = %e, "cannot answer a ping; closing connection");

@@ -209,3 +209,48 @@ impl Drop for Hosts {
         }
     }
 }
+
+/// A connection to host `target` that passed the handshake as `as_host`
+/// (a member or not: the server checks only who may connect).
+pub fn connect_as(h: &Hosts, target: usize, as_host: &str) -> std::net::TcpStream {
+    use floyd::transport::{read_frame, write_frame, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION};
+    use floyd::wire::frame::Body;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", h.ports[target])).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let hello = floyd::wire::Handshake {
+        cluster_id: "floyd".into(),
+        from: as_host.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        max_protocol_version: MAX_PROTOCOL_VERSION,
+        ..Default::default()
+    };
+    write_frame(&mut s, Body::Handshake(hello)).unwrap();
+    match read_frame(&mut s, 1 << 16).unwrap() {
+        Body::HandshakeAck(ack) => assert!(ack.accepted, "{}", ack.reason),
+        other => panic!("expected a handshake ack, got {other:?}"),
+    }
+    s
+}
+
+/// Sends `body` as a frame of `group`.
+pub fn send(conn: &mut std::net::TcpStream, group: u64, body: floyd::wire::frame::Body) {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    floyd::transport::encode_frame(group, &body, &mut buf).unwrap();
+    conn.write_all(&buf).unwrap();
+}
+
+/// A number in host `i`'s status.
+pub fn counter(h: &Hosts, i: usize, name: &str) -> u64 {
+    let s = h.host(i).status_json();
+    let at = s
+        .find(&format!("\"{name}\":"))
+        .unwrap_or_else(|| panic!("no {name} in {s}"));
+    s[at + name.len() + 3..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
