@@ -161,6 +161,34 @@ impl ProcessHosts {
         }
     }
 
+    /// Kills (SIGKILL) the host leading the most groups of `led` (each
+    /// group's leader); returns it and the groups it led.
+    fn kill9_busiest_leader(&mut self, led: &BTreeMap<u64, usize>) -> (usize, Vec<u64>) {
+        let victim = (0..self.procs.len())
+            .max_by_key(|&i| led.values().filter(|&&l| l == i).count())
+            .unwrap();
+        let orphaned: Vec<u64> = led
+            .iter()
+            .filter(|(_, &l)| l == victim)
+            .map(|(&g, _)| g)
+            .collect();
+        assert!(!orphaned.is_empty());
+        self.kill9(victim);
+        (victim, orphaned)
+    }
+
+    /// Waits until host `i` holds `value` under `key` in `group` (a local read).
+    fn wait_caught_up(&mut self, i: usize, group: u64, key: &str, value: &str) {
+        let (want, deadline) = (format!("OK {value}"), Instant::now() + DEADLINE);
+        while self.proc(i).call(&format!("g {group} dirty {key}")) != want {
+            assert!(
+                Instant::now() < deadline,
+                "group {group} never caught up on host {i}"
+            );
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until every group is quiet on every running host.
     fn wait_every_group_quiet(&mut self) {
         let deadline = Instant::now() + DEADLINE;
@@ -225,17 +253,7 @@ fn every_group_led_by_a_host_killed_with_sigkill_elects_anew_and_no_acknowledged
         }
     }
 
-    // The host leading the most groups dies.
-    let victim = (0..3)
-        .max_by_key(|&i| led.values().filter(|&&l| l == i).count())
-        .unwrap();
-    let orphaned: Vec<u64> = led
-        .iter()
-        .filter(|(_, &l)| l == victim)
-        .map(|(&g, _)| g)
-        .collect();
-    assert!(!orphaned.is_empty());
-    h.kill9(victim);
+    let (victim, orphaned) = h.kill9_busiest_leader(&led);
     let after = h.wait_every_group_led();
     for g in &orphaned {
         assert_ne!(after[g], victim, "group {g}");
@@ -255,15 +273,7 @@ fn every_group_led_by_a_host_killed_with_sigkill_elects_anew_and_no_acknowledged
     h.restart(victim);
     h.wait_every_group_led();
     for g in 1..=groups {
-        let last = format!("OK v{g}-6");
-        let deadline = Instant::now() + DEADLINE;
-        while h.proc(victim).call(&format!("g {g} dirty k6")) != last {
-            assert!(
-                Instant::now() < deadline,
-                "group {g} never caught up on the restarted host"
-            );
-            std::thread::park_timeout(Duration::from_millis(10));
-        }
+        h.wait_caught_up(victim, g, "k6", &format!("v{g}-6"));
     }
     for i in 0..3 {
         for (g, key, value) in &acknowledged {
@@ -286,15 +296,7 @@ fn quiet_groups_led_by_a_killed_host_elect_elsewhere_and_go_quiet_again_after_it
     let mut h = ProcessHosts::start(3, 200);
     let led = h.wait_every_group_led();
     h.wait_every_group_quiet();
-    let victim = (0..3)
-        .max_by_key(|&i| led.values().filter(|&&l| l == i).count())
-        .unwrap();
-    let orphaned: Vec<u64> = led
-        .iter()
-        .filter(|(_, &l)| l == victim)
-        .map(|(&g, _)| g)
-        .collect();
-    h.kill9(victim);
+    let (victim, orphaned) = h.kill9_busiest_leader(&led);
     let after = h.wait_every_group_led();
     let survivors = h.running();
     for g in &orphaned {
@@ -304,14 +306,7 @@ fn quiet_groups_led_by_a_killed_host_elect_elsewhere_and_go_quiet_again_after_it
     h.restart(victim);
     h.wait_every_group_led();
     for g in &orphaned {
-        let deadline = Instant::now() + DEADLINE;
-        while h.proc(victim).call(&format!("g {g} dirty after")) != "OK kill" {
-            assert!(
-                Instant::now() < deadline,
-                "group {g} never caught up on the restarted host"
-            );
-            std::thread::park_timeout(Duration::from_millis(10));
-        }
+        h.wait_caught_up(victim, *g, "after", "kill");
     }
     h.wait_every_group_quiet();
 }
