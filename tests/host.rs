@@ -11,8 +11,21 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
+/// The test that counts this process's threads runs alone (`exclusive`);
+/// the others, which start hosts of their own, may run together (`shared`).
+static THREAD_COUNT: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    THREAD_COUNT.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    THREAD_COUNT.write().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn fifty_groups_on_three_hosts_elect_write_read_and_keep_apart_on_a_fixed_set_of_threads() {
+    let _alone = exclusive();
     let mut h = Hosts::start(3);
     for g in 1..=2 {
         for i in 0..3 {
@@ -61,6 +74,7 @@ fn fifty_groups_on_three_hosts_elect_write_read_and_keep_apart_on_a_fixed_set_of
 
 #[test]
 fn a_group_closes_reopens_and_is_dropped_while_the_others_serve() {
+    let _together = shared();
     let mut h = Hosts::start(3);
     for g in [7, 8] {
         for i in 0..3 {
@@ -105,6 +119,7 @@ fn a_group_closes_reopens_and_is_dropped_while_the_others_serve() {
 
 #[test]
 fn closing_a_host_stops_its_groups_and_their_handles_answer_stopped() {
+    let _together = shared();
     let mut h = Hosts::start(3);
     for i in 0..3 {
         h.open_group(i, 1);
@@ -129,6 +144,7 @@ fn closing_a_host_stops_its_groups_and_their_handles_answer_stopped() {
 /// have seen one by one).
 #[test]
 fn heartbeats_of_many_groups_travel_in_one_frame_per_pair_of_hosts_and_keep_every_leader() {
+    let _together = shared();
     let mut h = Hosts::start(3);
     let mut opts = h.group_options();
     opts.quiesce = Some(false);
@@ -169,6 +185,7 @@ fn heartbeats_of_many_groups_travel_in_one_frame_per_pair_of_hosts_and_keep_ever
 /// counted, and the group they named keeps its leader and term.
 #[test]
 fn a_forged_coalesced_heartbeat_is_dropped_and_counted_beat_by_beat() {
+    let _together = shared();
     use floyd::wire::frame::Body;
     use floyd::wire::{AppendEntries, GroupBeat, Heartbeats};
     let mut h = Hosts::start(3);
