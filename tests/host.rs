@@ -223,3 +223,26 @@ fn a_forged_coalesced_heartbeat_is_dropped_and_counted_beat_by_beat() {
     assert_eq!((s.term, s.leader), (term, Some(h.id(leader))));
     h.write(follower, 1, b"k", b"after");
 }
+
+/// Issue 23: the host's count of quiet groups follows closes. A quiet
+/// follower closed on its host leaves quietly (its group keeps its leader),
+/// and no longer counts there.
+#[test]
+fn closing_a_quiet_group_takes_it_out_of_the_hosts_count_of_quiet_groups() {
+    let _together = shared();
+    let mut h = Hosts::start(3);
+    for g in 1..=2 {
+        for i in 0..3 {
+            h.open_group(i, g);
+        }
+    }
+    let leader = h.wait_for_leader(1);
+    let follower = (leader + 1) % 3;
+    wait_until("both groups quiet on every host", || {
+        (0..3).all(|i| counter(&h, i, "quiesced_groups") == 2)
+    });
+    h.close_group(follower, 1);
+    wait_until("one quiet group left on the follower's host", || {
+        counter(&h, follower, "quiesced_groups") == 1
+    });
+}

@@ -211,6 +211,7 @@ pub(super) fn close(node: &Arc<Node>) {
     let stopped = Error::Stopped("the node was closed".into());
     node.waiters.close(&stopped, &stopped);
     node.state_machine.close();
+    node.forget_quiet();
     host.closing.lock().remove(&node.group);
     tracing::info!(node = %node.id, group = node.group, "group closed");
 }

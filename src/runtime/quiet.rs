@@ -61,6 +61,14 @@ impl Node {
             .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks_quiescence()))
     }
 
+    /// A closed group no longer counts among the host's quiet groups (a
+    /// quiet follower closes without waking).
+    pub(super) fn forget_quiet(&self) {
+        if self.asleep.swap(false, Ordering::AcqRel) {
+            self.host.quiet_groups.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// After every Ready (under the core lock): notes the core going quiet
     /// or waking, for the primary thread and the host's counts.
     pub(super) fn note_quiet(&self, core: &RaftCore) {
