@@ -157,7 +157,7 @@ impl RaftCore {
             && self.leader.as_deref() == Some(leader)
             && self.log.last_index() == end
             && self.commit == commit
-            && self.reads.asked_none()
+            && self.reads_asked() == 0
             && self.pending_install.is_none();
         self.quiesced = can;
         can

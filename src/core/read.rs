@@ -68,11 +68,6 @@ impl ReadTracker {
     pub(super) fn is_idle(&self) -> bool {
         self.pending.is_empty() && self.before_first_commit.is_empty()
     }
-
-    /// Follower: no read asked of the leader is unanswered.
-    pub(super) fn asked_none(&self) -> bool {
-        self.asked.is_empty()
-    }
 }
 
 /// Rounds whose send time is kept for the lease; beyond, the oldest are

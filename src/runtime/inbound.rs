@@ -52,15 +52,8 @@ impl Handler for HostInbound {
         let Some(host) = self.0.upgrade() else { return };
         // The answers go back coalesced too, in one frame.
         super::coalesce::in_pass(&host, || {
-            for b in beats.beats {
-                if let Some(m) = b.beat {
-                    self.on_message(from, b.group_id, crate::core::Message::AppendEntries(m));
-                }
-            }
-            for a in beats.answers {
-                if let Some(m) = a.answer {
-                    self.on_message(from, a.group_id, crate::core::Message::AppendEntriesResponse(m));
-                }
+            for (group, msg) in crate::transport::heartbeat_messages(beats) {
+                self.on_message(from, group, msg);
             }
         });
     }

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 const MAX_CATCH_UP_TICKS: u32 = 1_000;
 /// The longest the thread sleeps without a group to tick.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How often the thread does its housekeeping (`HostShared::once_a_second`).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// CheckLeader, HeartBeat and NewCommand for every group until `PrimaryEvent::Stop`.
 ///
@@ -30,6 +32,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
     let mut new_commands: BTreeSet<GroupId> = BTreeSet::new();
     let mut next_tick = Instant::now();
+    let mut next_housekeeping = next_tick + HOUSEKEEPING;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
@@ -63,8 +66,10 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
             // One frame of heartbeats per remote host for the whole pass.
             next_tick = super::coalesce::in_pass(&host, || tick_every_group(&host, now));
         }
-        host.sample_rates(now);
-        host.expire_quiet_waiters(now);
+        if now >= next_housekeeping {
+            host.once_a_second(now);
+            next_housekeeping = now + HOUSEKEEPING;
+        }
     }
 }
 
@@ -101,7 +106,10 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
         core.set_clock(now_ms);
         core.set_monotonic(now_us);
         node.refresh_marking(core);
-        core.set_quiesce_allowed(node.may_quiesce(core));
+        if core.config().quiesce_after_ticks > 0 {
+            // (Only where quiescence is on: it looks at every waiter table.)
+            core.set_quiesce_allowed(node.may_quiesce(core));
+        }
         (0..due).for_each(|_| core.tick())
     });
     node.waiters.expire(now);

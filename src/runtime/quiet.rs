@@ -30,8 +30,6 @@ use std::time::{Duration, Instant};
 pub struct Rates {
     /// When the current second began, and the counts then.
     since: Mutex<Option<(Instant, u64, u64)>>,
-    /// When the waiters of quiet groups are looked at next.
-    quiet_expiry: Mutex<Option<Instant>>,
     pub heartbeats_per_sec: AtomicU64,
     pub wakeups_per_sec: AtomicU64,
 }
@@ -88,9 +86,6 @@ impl Node {
     }
 }
 
-/// How often the primary thread looks at the waiters of quiet groups.
-const QUIET_EXPIRY_PERIOD: Duration = Duration::from_secs(1);
-
 impl HostShared {
     /// The groups to tick: those not quiet.
     pub(super) fn awake_nodes(&self) -> Vec<Arc<Node>> {
@@ -102,19 +97,19 @@ impl HostShared {
             .collect()
     }
 
-    /// Once a [`QUIET_EXPIRY_PERIOD`]: answers the callers of quiet groups
-    /// whose deadline passed. A group goes quiet only with nobody waiting,
-    /// and whatever comes later usually wakes it (a read or a proposal
-    /// reaches its core, a forward its leader), but a caller must never
-    /// outwait its deadline by more than this.
-    pub(super) fn expire_quiet_waiters(&self, now: Instant) {
-        {
-            let mut due = self.rates.quiet_expiry.lock();
-            if due.is_some_and(|at| now < at) {
-                return;
-            }
-            *due = Some(now + QUIET_EXPIRY_PERIOD);
-        }
+    /// The primary thread's housekeeping, once a second: the rates, and
+    /// the callers of quiet groups whose deadline passed.
+    pub(super) fn once_a_second(&self, now: Instant) {
+        self.sample_rates(now);
+        self.expire_quiet_waiters(now);
+    }
+
+    /// Answers the callers of quiet groups whose deadline passed. A group
+    /// goes quiet only with nobody waiting, and whatever comes later usually
+    /// wakes it (a read or a proposal reaches its core, a forward its
+    /// leader), but a caller must never outwait its deadline by more than a
+    /// second.
+    fn expire_quiet_waiters(&self, now: Instant) {
         let quiet: Vec<Arc<Node>> = self
             .groups
             .read()
@@ -128,9 +123,8 @@ impl HostShared {
         }
     }
 
-    /// Called by the primary thread on every turn: once a second has passed
-    /// since the last sample, the rates over it.
-    pub(super) fn sample_rates(&self, now: Instant) {
+    /// The rates over the time since the last sample.
+    fn sample_rates(&self, now: Instant) {
         let beats = self.heartbeats_sent.load(Ordering::Relaxed);
         let wakes = self.wakeups.load(Ordering::Relaxed);
         let mut since = self.rates.since.lock();
@@ -138,10 +132,7 @@ impl HostShared {
             *since = Some((now, beats, wakes));
             return;
         };
-        let elapsed = now.saturating_duration_since(at);
-        if elapsed < Duration::from_secs(1) {
-            return;
-        }
+        let elapsed = now.saturating_duration_since(at).max(Duration::from_millis(1));
         let per_sec = |n: u64| (n as f64 / elapsed.as_secs_f64()).round() as u64;
         self.rates
             .heartbeats_per_sec

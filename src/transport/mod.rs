@@ -49,6 +49,20 @@ use crate::core::Message;
 use crate::storage::GroupId;
 use crate::wire::{ClientRequest, ClientResponse, SnapshotChunk};
 
+/// The messages a coalesced `Heartbeats` frame carries, each with its group:
+/// the beats, then the answers.
+pub fn heartbeat_messages(frame: crate::wire::Heartbeats) -> impl Iterator<Item = (GroupId, Message)> {
+    let beats = frame
+        .beats
+        .into_iter()
+        .filter_map(|b| Some((b.group_id, Message::AppendEntries(b.beat?))));
+    let answers = frame
+        .answers
+        .into_iter()
+        .filter_map(|a| Some((a.group_id, Message::AppendEntriesResponse(a.answer?))));
+    beats.chain(answers)
+}
+
 /// What the transport delivers to the host. Called from server and peer
 /// threads concurrently; implementations must not block for long. Every
 /// message, forwarded command and snapshot names its group (the frame's).
@@ -58,15 +72,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Protocol 7: the heartbeats and answers of many groups from host
     /// `from`, in one frame. By default each is handled as a message of its own.
     fn on_heartbeats(&self, from: &str, beats: crate::wire::Heartbeats) {
-        for b in beats.beats {
-            if let Some(m) = b.beat {
-                self.on_message(from, b.group_id, Message::AppendEntries(m));
-            }
-        }
-        for a in beats.answers {
-            if let Some(m) = a.answer {
-                self.on_message(from, a.group_id, Message::AppendEntriesResponse(m));
-            }
+        for (group, msg) in heartbeat_messages(beats) {
+            self.on_message(from, group, msg);
         }
     }
     /// A client command of `group` forwarded by member `from`.
