@@ -251,26 +251,32 @@ fn one_host(args: &[String]) {
     host.close();
 }
 
+/// This program in `host` mode as host `index` of `ports`, with `dir` and
+/// the timers and quiescence of `args`.
+fn host_command(args: &[String], index: usize, ports: &[u16], dir: &std::path::Path) -> Command {
+    let ports_arg = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["host", "--index", &index.to_string(), "--ports", &ports_arg])
+        .args(["--groups", &num(args, "--groups", 1000).to_string()])
+        .args(["--dir", dir.to_str().unwrap()])
+        .args(["--heartbeat-ms", &num(args, "--heartbeat-ms", 100).to_string()])
+        .args(["--election-ms", &num(args, "--election-ms", 1000).to_string()])
+        .args(args.iter().filter(|a| *a == "--no-quiesce"));
+    c
+}
+
 fn idle_in_processes(args: &[String]) {
     let hosts_n = num(args, "--hosts", 3) as usize;
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(hosts_n);
-    let ports_arg = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-    let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..hosts_n)
         .map(|i| {
-            Command::new(&exe)
-                .args(["host", "--index", &i.to_string(), "--ports", &ports_arg])
-                .args(["--groups", &num(args, "--groups", 1000).to_string()])
+            host_command(args, i, &ports, &dir.path().join(format!("h{i}")))
                 .args(["--idle-secs", &num(args, "--idle-secs", 10).to_string()])
-                .args(["--dir", dir.path().join(format!("h{i}")).to_str().unwrap()])
-                .args(["--heartbeat-ms", &num(args, "--heartbeat-ms", 100).to_string()])
-                .args(["--election-ms", &num(args, "--election-ms", 1000).to_string()])
                 .args([
                     "--writes-per-sec",
                     &(num(args, "--writes-per-sec", 0) / hosts_n as u64).to_string(),
                 ])
-                .args(args.iter().filter(|a| *a == "--no-quiesce"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()

@@ -5,7 +5,7 @@
 
 use super::{free_ports, group_options, json_number, members, num, open_host, percentile, wait_for};
 use floyd::{Floyd, Host};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Heartbeats sent, wake-ups, and frames of coalesced heartbeats so far,
@@ -85,14 +85,8 @@ pub fn failover(args: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(3);
     let members = members(&ports);
-    let ports_arg = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["host", "--index", "2", "--ports", &ports_arg])
-        .args(["--groups", &groups.to_string(), "--idle-secs", "3600"])
-        .args(["--dir", dir.path().join("h2").to_str().unwrap()])
-        .args(["--heartbeat-ms", &num(args, "--heartbeat-ms", 100).to_string()])
-        .args(["--election-ms", &num(args, "--election-ms", 1000).to_string()])
-        .args(args.iter().filter(|a| *a == "--no-quiesce"))
+    let mut child = super::host_command(args, 2, &ports, &dir.path().join("h2"))
+        .args(["--idle-secs", "3600"])
         .stdout(Stdio::null())
         .spawn()
         .expect("start the host process");
