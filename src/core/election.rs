@@ -261,11 +261,9 @@ impl RaftCore {
         self.heartbeat_elapsed = 0;
         self.votes.clear();
         let next = self.log.last_index() + 1;
-        self.progress = self
-            .peers()
-            .into_iter()
-            .map(|p| (p, Progress::new(next)))
-            .collect();
+        let mut targets = self.peers();
+        targets.extend(self.removed_by_uncommitted_config());
+        self.progress = targets.into_iter().map(|p| (p, Progress::new(next))).collect();
         // Entries of earlier terms commit only through one of ours (§5.4.2).
         // The first leader of a cluster makes it a configuration entry: it
         // records the bootstrap members and creates the cluster identity.
@@ -282,6 +280,24 @@ impl RaftCore {
         };
         self.term_start_index = index;
         self.broadcast_append(false);
+    }
+
+    /// Members of the configuration before the latest one that the latest
+    /// one removes, while it is uncommitted. A new leader replicates to them
+    /// until it commits (then `after_leader_commit` drops them): a removed
+    /// leader whose successor was elected before it heard its removal
+    /// commit learns it that way, instead of never (§4.2.2).
+    fn removed_by_uncommitted_config(&self) -> Vec<NodeId> {
+        let (index, latest) = self.configs.latest();
+        if index <= self.commit || index == 0 {
+            return Vec::new();
+        }
+        let (_, before) = self.configs.at(index - 1);
+        before
+            .members()
+            .filter(|p| !latest.contains(p) && **p != self.cfg.id)
+            .cloned()
+            .collect()
     }
 
     /// Heartbeats and, with check-quorum, stepping down when a majority is silent.

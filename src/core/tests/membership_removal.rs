@@ -232,3 +232,39 @@ fn section_4_2_3_a_removed_follower_receives_its_removal_and_its_commit() {
     assert!(net.delivered[mark..].iter().all(|(_, env)| env.to != id(3)));
     assert_eq!(net.core("n3").role(), Role::Follower);
 }
+
+#[test]
+fn section_4_2_2_a_removed_leader_learns_its_removal_committed_from_its_successor() {
+    // {n1, n2}, n1 leads and removes itself: {n2}. n2 stores the entry but
+    // its answer is lost, and n2 (the only voter of {n2}) times out and
+    // wins before n1 hears. Were n1 left out of the new leader's
+    // replication, it would never learn that its removal committed: the
+    // caller of remove_server would time out with the outcome unknown.
+    let mut net = cluster(2, |_| {});
+    let k = appended(net.change("n1", ConfChange::RemoveServer(id(1))));
+    net.deliver_where(|from, _| from == "n1");
+    assert_eq!(net.core("n2").log().last_index(), k);
+    assert!(net.core("n1").commit() < k, "the answer was dropped");
+    // n2 hears nothing more from n1 and elects itself.
+    net.campaign("n2");
+    net.flush_all();
+    assert_eq!(net.core("n2").role(), Role::Leader);
+    net.deliver_all();
+    assert!(net.core("n2").commit() > k);
+    let n1 = net.core("n1");
+    assert!(n1.commit() >= k, "n1 never learned its removal committed");
+    assert_eq!(n1.committed_membership().1.voters.len(), 1);
+    assert_eq!(n1.role(), Role::Follower);
+    assert!(!n1.may_campaign());
+    // The new leader is done with n1.
+    assert!(net.core("n2").replication_targets().is_empty());
+    let mark = net.delivered.len();
+    for _ in 0..30 {
+        for n in ["n1", "n2"] {
+            net.tick(n);
+        }
+        net.deliver_all();
+    }
+    assert!(net.delivered[mark..].iter().all(|(_, env)| env.to != id(1)));
+    assert_eq!(net.leaders(), vec![(id(2), net.core("n2").term())]);
+}
