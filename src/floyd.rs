@@ -3,10 +3,12 @@
 mod async_calls;
 mod coordination;
 mod leases;
+mod redis;
 mod watches;
 
 pub use coordination::{prefix_end, Branch, Cmp, KeyValue, KvList, KvMeta, Txn, TxnResponse};
 pub use leases::LeaseStatus;
+pub use redis::{redis_command_reads, redis_commands, RedisValue};
 
 use crate::error::{Error, Result};
 use crate::options::Options;

@@ -29,6 +29,8 @@ pub const MAX_LEASE_TTL_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// Most leases one keep-alive entry renews: the handle batches the
 /// keep-alives of all its callers into entries of at most this many.
 pub const MAX_KEEPALIVE_IDS: usize = 16_384;
+/// Redis commands in one batch (a MULTI/EXEC): one log entry.
+pub const MAX_REDIS_CALLS: usize = 16_384;
 /// Most leases one entry expires (each deletes its keys); a group with more
 /// due expires the rest in the next entries, which its leader proposes at
 /// once when the group is otherwise idle.

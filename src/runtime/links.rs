@@ -198,6 +198,17 @@ impl Node {
             .want(self.group, wanted, &self.opts, &LinkBase { node: self })
     }
 
+    /// Whether every member of the configuration but this node announced
+    /// protocol `version` or later in its link's last handshake.
+    pub(super) fn members_speak(&self, version: u32) -> bool {
+        self.with_core(|core| {
+            core.membership()
+                .members()
+                .filter(|m| **m != self.id)
+                .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks(version)))
+        })
+    }
+
     /// Whether every member of `core`'s configuration but this node speaks
     /// protocol 6 by its link's last handshake, or by the log
     /// (`RaftCore::log_says_protocol_6`): only then do the entries

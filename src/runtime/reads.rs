@@ -33,6 +33,8 @@ pub enum Query {
     Range(crate::wire::Range),
     /// A lease's TTL, time left and keys (`LeaseInfo`).
     Lease(u64),
+    /// Redis commands that only read (`RedisReplies`).
+    Redis(crate::wire::RedisBatch),
 }
 
 /// Rounds a node's callers keep out at once. One: reads that arrive while
@@ -295,6 +297,10 @@ impl Node {
                 Ok(Some(Bytes::from(
                     self.state_machine.lease_info(*id)?.encode_to_vec(),
                 )))
+            }
+            Query::Redis(b) => {
+                use prost::Message as _;
+                Ok(Some(Bytes::from(self.state_machine.redis_read(b)?.encode_to_vec())))
             }
         }
     }

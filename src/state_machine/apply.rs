@@ -3,6 +3,7 @@
 //! revision, so a crash between commit and apply replays every entry
 //! exactly once (entries at or below the stored applied index are skipped).
 
+use super::expiry::{self, ExpiryStage};
 use super::history;
 use super::lease::{self, LeaseTable};
 use super::revision::View;
@@ -68,7 +69,9 @@ impl KvStateMachine {
             Some(table) => table,
             None => SessionTable::load(&db, keys)?,
         };
-        let mut view = View::new(&db, keys, &mut leases, state.revision, state.legacy);
+        let expiry_table = self.expiries.loaded(&db, keys)?;
+        let expiring = ExpiryStage::new(Some(&expiry_table));
+        let mut view = View::new(&db, keys, &mut leases, state.revision, state.legacy, expiring);
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
         for e in entries.iter().filter(|e| e.index > applied) {
@@ -87,6 +90,7 @@ impl KvStateMachine {
                 lease::before_entry(&mut view, e.term, time.time)?;
                 let promoted_at = view.leases.promoted_at();
                 sessions.expire_due(&mut view.batch, keys, time.time, promoted_at);
+                expiry::expire_due(&mut view, time.time)?;
             }
             let result = if e.r#type == EntryType::EntryCommand as i32 {
                 let at = At {
@@ -115,6 +119,8 @@ impl KvStateMachine {
             }
         }
         let (revision, legacy) = (view.revision, view.legacy);
+        let next_key_deadline = view.expiry.next_deadline();
+        let expiry_changes = std::mem::replace(&mut view.expiry, ExpiryStage::new(None)).into_changes();
         let changes = view.events;
         if last > applied {
             let mut batch = view.batch;
@@ -140,9 +146,15 @@ impl KvStateMachine {
             wo.set_sync(false);
             db.write_opt(batch, &wo)?;
         }
-        self.lease_clock.lock().applied(time.time, leases.next_deadline());
+        drop(expiry_table);
+        self.expiries.commit(expiry_changes);
+        let next_deadline = match (leases.next_deadline(), next_key_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.lease_clock.lock().applied(time.time, next_deadline);
         self.leases_held
-            .store(!leases.is_empty(), std::sync::atomic::Ordering::Release);
+            .store(next_deadline.is_some(), std::sync::atomic::Ordering::Release);
         *self.leases.lock() = Some(leases);
         self.sessions_open
             .store(sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -234,12 +246,16 @@ fn apply_command(view: &mut View<'_>, op: Op, at: At) -> Result<Result<Option<By
         }
         Op::Get(g) => view.value(&g.key)?.map(Some).ok_or(Error::NotFound),
         Op::Txn(t) if at.protocol_6 => return txn::apply(view, &t),
+        Op::Redis(b) if at.protocol_6 => {
+            let replies = super::redis::apply(view, &b, at.time)?;
+            Ok(Some(Bytes::from(prost::Message::encode_to_vec(&replies))))
+        }
         Op::LeaseGrant(g) if at.protocol_6 => lease::grant(view, at.index, g.ttl_ms, at.time),
         Op::LeaseKeepAlive(k) if at.protocol_6 => Ok(Some(lease::keep_alive(view, &k.ids, at.time))),
         Op::LeaseRevoke(r) if at.protocol_6 => return lease::revoke(view, r.id),
         // What is due expired before the entry (`lease::before_entry`).
         Op::LeaseSweep(_) => Ok(None),
-        Op::Txn(_) | Op::LeaseGrant(_) | Op::LeaseKeepAlive(_) | Op::LeaseRevoke(_) => {
+        Op::Txn(_) | Op::Redis(_) | Op::LeaseGrant(_) | Op::LeaseKeepAlive(_) | Op::LeaseRevoke(_) => {
             Err(Error::InvalidArgument(
                 "a transaction or lease command proposed while not every member ran protocol 6".into(),
             ))
@@ -274,6 +290,7 @@ fn apply_command(view: &mut View<'_>, op: Op, at: At) -> Result<Result<Option<By
         | Op::RemoveServer(_)
         | Op::TransferLeader(_)
         | Op::Range(_)
+        | Op::RedisRead(_)
         | Op::LeaseQuery(_)
         | Op::RegisterSession(_) => Err(Error::InvalidArgument(
             "a membership, leadership, range or lease request in a command entry".into(),

@@ -5,7 +5,7 @@ use crate::limits::MAX_KEEPALIVE_IDS;
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::wire::{
     command::Op, AddServer, Command, Custom, Delete, Get, LeaseGrant, LeaseKeepAlive, LeaseQuery,
-    LeaseRevoke, LeaseSweep, Put, Range, RegisterSession, RemoveServer, SessionRef, TransferLeader, TryLock,
+    LeaseRevoke, LeaseSweep, Put, Range, RedisBatch, RegisterSession, RemoveServer, SessionRef, TransferLeader, TryLock,
     Txn, Unlock,
 };
 use bytes::Bytes;
@@ -81,6 +81,10 @@ pub enum CommandKind {
     RegisterSession {
         ttl_ms: u64,
     },
+    /// Redis commands that write (protocol 8; `redis/`), run as one step.
+    Redis(RedisBatch),
+    /// Redis commands that only read: never in the log.
+    RedisRead(RedisBatch),
 }
 
 impl CommandKind {
@@ -104,6 +108,7 @@ impl CommandKind {
                 ids.iter().try_for_each(|id| check_lease_id(*id))
             }
             CommandKind::LeaseSweep => Ok(()),
+            CommandKind::Redis(b) | CommandKind::RedisRead(b) => check_redis(b),
             CommandKind::RegisterSession { ttl_ms } => super::session::check_ttl(*ttl_ms),
             CommandKind::Delete { key } | CommandKind::Get { key } => check_name(key, "key"),
             CommandKind::TryLock { name, holder, ttl_ms } => {
@@ -151,7 +156,10 @@ impl CommandKind {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            CommandKind::Get { .. } | CommandKind::Range(_) | CommandKind::LeaseQuery { .. }
+            CommandKind::Get { .. }
+                | CommandKind::Range(_)
+                | CommandKind::LeaseQuery { .. }
+                | CommandKind::RedisRead(_)
         )
     }
 
@@ -187,7 +195,14 @@ impl CommandKind {
                 | CommandKind::LeaseGrant { .. }
                 | CommandKind::LeaseRevoke { .. }
                 | CommandKind::LeaseKeepAlive { .. }
+                | CommandKind::Redis(_)
         )
+    }
+
+    /// Whether every member must speak protocol 8 first: replicas of
+    /// earlier releases would refuse the entry, and so differ.
+    pub fn needs_protocol_8(&self) -> bool {
+        matches!(self, CommandKind::Redis(_))
     }
 
     /// Whether this is a membership request rather than a state-machine command.
@@ -223,6 +238,8 @@ impl CommandKind {
             CommandKind::LeaseSweep => Op::LeaseSweep(LeaseSweep {}),
             CommandKind::LeaseQuery { id } => Op::LeaseQuery(LeaseQuery { id }),
             CommandKind::RegisterSession { ttl_ms } => Op::RegisterSession(RegisterSession { ttl_ms }),
+            CommandKind::Redis(b) => Op::Redis(b),
+            CommandKind::RedisRead(b) => Op::RedisRead(b),
         };
         Command {
             op: Some(op),
@@ -264,6 +281,8 @@ impl CommandKind {
             Some(Op::LeaseSweep(_)) => CommandKind::LeaseSweep,
             Some(Op::LeaseQuery(q)) => CommandKind::LeaseQuery { id: q.id },
             Some(Op::RegisterSession(r)) => CommandKind::RegisterSession { ttl_ms: r.ttl_ms },
+            Some(Op::Redis(b)) => CommandKind::Redis(b),
+            Some(Op::RedisRead(b)) => CommandKind::RedisRead(b),
             None => return Err(Error::InvalidArgument("command without an operation".into())),
         })
     }
@@ -276,6 +295,30 @@ fn check_put(key: &[u8], value: &[u8]) -> Result<()> {
             "value of {} bytes exceeds {MAX_VALUE_BYTES}",
             value.len()
         )));
+    }
+    Ok(())
+}
+
+/// A Redis batch: at least one command, each with a name, within the
+/// size limits of a put (every argument at most a value's size).
+fn check_redis(b: &RedisBatch) -> Result<()> {
+    if b.calls.is_empty() || b.calls.len() > crate::limits::MAX_REDIS_CALLS {
+        return Err(Error::InvalidArgument(format!(
+            "a batch of {} Redis commands (1 to {})",
+            b.calls.len(),
+            crate::limits::MAX_REDIS_CALLS
+        )));
+    }
+    for call in &b.calls {
+        if call.args.first().is_none_or(|n| n.is_empty()) {
+            return Err(Error::InvalidArgument("a Redis command without a name".into()));
+        }
+        if let Some(a) = call.args.iter().find(|a| a.len() > MAX_VALUE_BYTES) {
+            return Err(Error::InvalidArgument(format!(
+                "a Redis argument of {} bytes exceeds {MAX_VALUE_BYTES}",
+                a.len()
+            )));
+        }
     }
     Ok(())
 }

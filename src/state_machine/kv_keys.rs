@@ -25,6 +25,8 @@ const HISTORY: u8 = b'h';
 /// Client sessions (`session.rs`) and the answers each keeps.
 const SESSION: u8 = b's';
 const ANSWER: u8 = b'r';
+/// Keys that expire (`expiry.rs`): each user key by its deadline.
+const KEY_EXPIRY: u8 = b't';
 
 /// The keys of one group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,16 @@ impl KvKeys {
     /// Lease `id` in the index of leases by deadline.
     pub fn expiry(&self, deadline: u64, id: u64) -> Vec<u8> {
         self.key(&[&[EXPIRY], &deadline.to_be_bytes(), &id.to_be_bytes()])
+    }
+
+    /// User key `key` in the index of expiring keys by deadline.
+    pub fn key_expiry(&self, deadline: u64, key: &[u8]) -> Vec<u8> {
+        self.key(&[&[KEY_EXPIRY], &deadline.to_be_bytes(), key])
+    }
+
+    /// The prefix of the index of expiring keys.
+    pub fn key_expiries(&self) -> Vec<u8> {
+        self.key(&[&[KEY_EXPIRY]])
     }
 
     /// User key `key` attached to lease `id`.
@@ -184,7 +196,7 @@ impl KvKeys {
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {
-            // `a…`, `d…`, `e…`, `h…`, `k…`, `l…`, `m:…`, `r…`, `s…`, `x…`: apart from every
+            // `a…`, `d…`, `e…`, `h…`, `k…`, `l…`, `m:…`, `r…`, `s…`, `t…`, `x…`: apart from every
             // other group's `G…`.
             // In key order: an export writes them into one sorted file.
             return vec![
@@ -197,6 +209,7 @@ impl KvKeys {
                 (b"m:".to_vec(), b"m;".to_vec()),
                 (vec![ANSWER], vec![ANSWER + 1]),
                 (vec![SESSION], vec![SESSION + 1]),
+                (vec![KEY_EXPIRY], vec![KEY_EXPIRY + 1]),
                 (vec![EXPIRY], vec![EXPIRY + 1]),
             ];
         }

@@ -104,6 +104,14 @@ impl Machine {
         }
     }
 
+    /// Read-only Redis commands on the store as last applied (a local read).
+    pub fn redis_read(&self, b: &crate::wire::RedisBatch) -> Result<crate::wire::RedisReplies> {
+        match self {
+            Machine::Kv(kv) => kv.redis_read(b),
+            Machine::User(_) => Err(user_has_no_keys()),
+        }
+    }
+
     /// Locks held at the log's time; a user machine has none floyd knows of.
     pub fn locks_held(&self) -> Result<u64> {
         match self {

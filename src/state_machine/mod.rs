@@ -11,6 +11,7 @@
 
 mod apply;
 mod command;
+mod expiry;
 pub mod history;
 mod kv_keys;
 pub mod lease;
@@ -18,6 +19,7 @@ mod lock;
 mod log_time;
 mod machine;
 pub mod range;
+pub mod redis;
 pub mod revision;
 mod session;
 mod snapshot;
@@ -112,6 +114,8 @@ pub struct KvStateMachine {
     /// Revisions of changes the history keeps (0: none).
     history_revisions: std::sync::atomic::AtomicU64,
     watches: watch::WatchHub,
+    /// Keys that expire (`expiry.rs`), as written.
+    expiries: expiry::Expiries,
 }
 
 /// What applying moves besides the data: kept in memory between batches.
@@ -147,6 +151,7 @@ impl KvStateMachine {
             leases_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
             watches: watch::WatchHub::default(),
+            expiries: expiry::Expiries::default(),
         })
     }
 
@@ -165,6 +170,7 @@ impl KvStateMachine {
             leases_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
             watches: watch::WatchHub::default(),
+            expiries: expiry::Expiries::default(),
         }
     }
 
@@ -218,6 +224,7 @@ impl KvStateMachine {
             // Until the next apply says when the next lease is due.
             *self.lease_clock.lock() = lease::LeaseClock::default();
             self.leases_held.store(false, Ordering::Release);
+            self.expiries.forget();
         }
         // The state was replaced: what the watchers saw no longer leads to
         // it. (Their last calls run with no lock of the apply's held: a
@@ -231,7 +238,8 @@ impl KvStateMachine {
         );
     }
 
-    /// Whether any lease is held (as of the last applied entry).
+    /// Whether any lease is held or key expires (as of the last applied
+    /// entry): the group has a deadline to meet.
     pub fn holds_leases(&self) -> bool {
         self.leases_held.load(Ordering::Acquire)
     }
@@ -247,12 +255,18 @@ impl KvStateMachine {
     /// if it does not exist.
     pub fn lease_info(&self, id: u64) -> Result<crate::wire::LeaseInfo> {
         let db = self.db()?;
-        let clock = self.lease_clock.lock().now();
-        let now = match clock {
-            Some(now) => now,
-            None => read_u64(&db, &self.keys.time(), "log time")?,
-        };
+        let now = self.log_time_now(&db)?;
         lease::info(&db, &self.keys, id, now)
+    }
+
+    /// The log's time now, as this node can tell: at the last apply, plus
+    /// what passed here since.
+    fn log_time_now(&self, db: &DB) -> Result<u64> {
+        let clock = self.lease_clock.lock().now();
+        match clock {
+            Some(now) => Ok(now),
+            None => read_u64(db, &self.keys.time(), "log time"),
+        }
     }
 
     /// Client sessions the group keeps, as of the last apply.
@@ -273,14 +287,43 @@ impl KvStateMachine {
     }
 
     /// The value of `key` as of the last applied entry (a local, possibly stale read).
+    /// A key past its deadline (`expiry.rs`) reads as missing.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db()?.get(self.keys.data(key))?)
+        let db = self.db()?;
+        let value = db.get(self.keys.data(key))?;
+        if value.is_some() && self.expired(&db, key)? {
+            return Ok(None);
+        }
+        Ok(value)
+    }
+
+    /// Whether `key` has a deadline that passed, by this node's clock.
+    fn expired(&self, db: &DB, key: &[u8]) -> Result<bool> {
+        let Some(deadline) = self.expiries.loaded(db, &self.keys)?.deadline(key) else {
+            return Ok(false);
+        };
+        Ok(deadline <= self.log_time_now(db)?)
     }
 
     /// The keys of range `r` as of the last applied entry, with their
     /// revisions, from one snapshot of the store (a local read).
+    /// Keys past their deadline are left out.
     pub fn range(&self, r: &crate::wire::Range) -> Result<crate::wire::KvList> {
-        range::read(&*self.db()?, &self.keys, r)
+        let db = self.db()?;
+        let mut list = range::read(&db, &self.keys, r)?;
+        let table = self.expiries.loaded(&db, &self.keys)?;
+        if table.is_empty() {
+            return Ok(list);
+        }
+        let now = self.log_time_now(&db)?;
+        let gone = |key: &[u8]| table.deadline(key).is_some_and(|d| d <= now);
+        list.kvs.retain(|kv| !gone(&kv.key));
+        if r.count_only {
+            let in_range = |k: &[u8]| k >= r.start.as_ref() && (r.end.is_empty() || k < r.end.as_ref());
+            let expired = table.expired_keys(now).filter(|k| in_range(k)).count() as u64;
+            list.count = list.count.saturating_sub(expired);
+        }
+        Ok(list)
     }
 }
 

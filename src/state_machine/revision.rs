@@ -108,6 +108,8 @@ pub(super) struct View<'a> {
     pub revision: u64,
     /// Keys without revisions may exist ([`legacy_possible`]).
     pub legacy: bool,
+    /// Keys' deadlines (`expiry.rs`): a put or delete clears a key's.
+    pub expiry: super::expiry::ExpiryStage<'a>,
 }
 
 /// Whether a key of the group may exist without its revisions: one was
@@ -137,6 +139,7 @@ impl<'a> View<'a> {
         leases: &'a mut LeaseTable,
         revision: u64,
         legacy: bool,
+        expiry: super::expiry::ExpiryStage<'a>,
     ) -> View<'a> {
         View {
             db,
@@ -150,7 +153,25 @@ impl<'a> View<'a> {
             events: Vec::new(),
             revision,
             legacy,
+            expiry,
         }
+    }
+
+    /// The keys earlier entries and ops of the batch wrote a value to.
+    pub fn keys_written(&self) -> Vec<Bytes> {
+        self.written
+            .iter()
+            .filter(|(_, (v, _))| v.is_some())
+            .map(|(k, _)| Bytes::copy_from_slice(k))
+            .collect()
+    }
+
+    /// Gives `key` a deadline (`None`: none).
+    pub fn set_deadline(&mut self, key: &[u8], deadline: Option<u64>) {
+        if deadline.is_none() && self.expiry.is_empty() {
+            return;
+        }
+        self.expiry.set(&mut self.batch, self.keys, key, deadline);
     }
 
     /// `key`'s value.
@@ -219,6 +240,8 @@ impl<'a> View<'a> {
             },
         });
         self.batch.put(self.keys.data(key), value);
+        // A write replaces the key, TTL and all (as Redis's SET does).
+        self.set_deadline(key, None);
         if let Some(m) = &meta {
             self.events.push(WatchEvent {
                 kind: EventKind::Put,
@@ -250,6 +273,7 @@ impl<'a> View<'a> {
         };
         self.batch.delete(self.keys.data(key));
         self.batch.delete(self.keys.meta(key));
+        self.set_deadline(key, None);
         self.written.insert(key.to_vec(), (None, None));
         if existed && self.counting {
             // Every counted delete moves the revision by one past the

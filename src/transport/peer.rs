@@ -260,6 +260,11 @@ impl PeerLink {
         self.peer_version.load(Ordering::Relaxed) >= super::GROUPS_VERSION
     }
 
+    /// Whether the peer's last handshake announced `version` or later.
+    pub fn speaks(&self, version: u32) -> bool {
+        self.peer_version.load(Ordering::Relaxed) >= version
+    }
+
     /// Whether the peer's last handshake said it speaks protocol 7 (quiet
     /// groups: the quiesce heartbeat and the wake request); false until a
     /// handshake has.

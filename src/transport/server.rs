@@ -46,12 +46,16 @@ pub const PROTOCOL_VERSION: u32 = 5;
 /// 7: quiet groups (`AppendEntries.quiesce`, `AppendEntriesResponse.wake`):
 /// a group goes quiet only while every member announces 7, since a member
 /// of version 6 would take the last heartbeat for an ordinary one and time
-/// its leader out.
-pub const MAX_PROTOCOL_VERSION: u32 = 7;
+/// its leader out. 8: Redis commands in the log (`Command.redis`): a
+/// leader proposes them only while every member announces 8, since a
+/// member of version 7 would refuse the entry that the others apply.
+pub const MAX_PROTOCOL_VERSION: u32 = 8;
 /// The version whose frames carry a group id.
 pub const GROUPS_VERSION: u32 = 6;
 /// The version that understands quiet groups.
 pub const QUIESCE_VERSION: u32 = 7;
+/// The version that applies Redis commands.
+pub const DATA_TYPES_VERSION: u32 = 8;
 use crate::limits::MAX_CONNECTIONS;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);

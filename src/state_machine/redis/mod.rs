@@ -1,0 +1,216 @@
+//! Redis commands on a group's keys (protocol 8), for raftis and for any
+//! program that wants Redis's data model on a replicated store.
+//!
+//! A command that writes travels in a log entry as the client sent it
+//! (`RedisBatch`) and runs at apply, on every replica alike, at the
+//! entry's log time: `INCR`, `SET NX`, `GETSET`, `RENAME`, `MSETNX` and
+//! the rest are each one atomic step at one revision, never a read and a
+//! write that another client can come between. Several commands in one
+//! batch (MULTI/EXEC) run in order in the same entry. A command that only
+//! reads runs on the store as applied, after a ReadIndex round, as a Get
+//! does. Keys are the store's keys: a Redis string is a floyd key and its
+//! value, read and written by `Floyd::read`/`write` too; a TTL is a
+//! deadline on the log's clock (`expiry.rs`).
+
+mod glob;
+mod keys;
+mod keyspace;
+pub mod reply;
+mod strings;
+
+use super::revision::View;
+use super::KvStateMachine;
+use crate::error::{Error, Result};
+use crate::wire::{RedisBatch, RedisReplies};
+use bytes::Bytes;
+use keyspace::{Keyspace, Reading, Writing};
+use reply::*;
+
+/// A command raftis and `Floyd::redis` know: its name, its arity as Redis
+/// counts it (with the name; negative: at least that many), and whether
+/// it only reads.
+struct Spec {
+    name: &'static str,
+    arity: i32,
+    read: bool,
+}
+
+const fn spec(name: &'static str, arity: i32, read: bool) -> Spec {
+    Spec { name, arity, read }
+}
+
+const COMMANDS: &[Spec] = &[
+    spec("GET", 2, true),
+    spec("MGET", -2, true),
+    spec("STRLEN", 2, true),
+    spec("GETRANGE", 4, true),
+    spec("SUBSTR", 4, true),
+    spec("EXISTS", -2, true),
+    spec("TOUCH", -2, true),
+    spec("TYPE", 2, true),
+    spec("TTL", 2, true),
+    spec("PTTL", 2, true),
+    spec("EXPIRETIME", 2, true),
+    spec("PEXPIRETIME", 2, true),
+    spec("KEYS", 2, true),
+    spec("SCAN", -2, true),
+    spec("RANDOMKEY", 1, true),
+    spec("DBSIZE", 1, true),
+    spec("SET", -3, false),
+    spec("SETNX", 3, false),
+    spec("SETEX", 4, false),
+    spec("PSETEX", 4, false),
+    spec("GETSET", 3, false),
+    spec("GETDEL", 2, false),
+    spec("GETEX", -2, false),
+    spec("MSET", -3, false),
+    spec("MSETNX", -3, false),
+    spec("INCR", 2, false),
+    spec("DECR", 2, false),
+    spec("INCRBY", 3, false),
+    spec("DECRBY", 3, false),
+    spec("INCRBYFLOAT", 3, false),
+    spec("APPEND", 3, false),
+    spec("SETRANGE", 4, false),
+    spec("DEL", -2, false),
+    spec("UNLINK", -2, false),
+    spec("RENAME", 3, false),
+    spec("RENAMENX", 3, false),
+    spec("COPY", -3, false),
+    spec("FLUSHDB", -1, false),
+    spec("FLUSHALL", -1, false),
+    spec("EXPIRE", -3, false),
+    spec("PEXPIRE", -3, false),
+    spec("EXPIREAT", -3, false),
+    spec("PEXPIREAT", -3, false),
+    spec("PERSIST", 2, false),
+];
+
+fn find(name: &[u8]) -> Option<&'static Spec> {
+    COMMANDS.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Whether the command only reads (`Some(true)`), writes (`Some(false)`),
+/// or is not one of these (`None`).
+pub fn is_read(name: &[u8]) -> Option<bool> {
+    find(name).map(|s| s.read)
+}
+
+/// The names of the commands run here, upper case.
+pub fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|s| s.name)
+}
+
+/// Runs one command (`args[0]` its name); an `Err` only for a failure of
+/// the store, never for a bad command (that is an error reply).
+fn execute(ks: &mut dyn Keyspace, args: &[Bytes]) -> Result<Reply> {
+    let Some(name) = args.first() else {
+        return Ok(error("ERR empty command"));
+    };
+    let Some(spec) = find(name) else {
+        return Ok(error(format!(
+            "ERR unknown command '{}'",
+            String::from_utf8_lossy(name)
+        )));
+    };
+    let n = args.len() as i32;
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return Ok(wrong_args(spec.name));
+    }
+    match run(ks, spec.name, &args[1..]) {
+        Err(Error::InvalidArgument(m)) => Ok(error(format!("ERR {m}"))),
+        other => other,
+    }
+}
+
+fn run(ks: &mut dyn Keyspace, name: &str, a: &[Bytes]) -> Result<Reply> {
+    match name {
+        "GET" => strings::get(ks, a),
+        "MGET" => strings::mget(ks, a),
+        "STRLEN" => strings::strlen(ks, a),
+        "GETRANGE" | "SUBSTR" => strings::getrange(ks, a),
+        "SET" => strings::set(ks, a),
+        "SETNX" => strings::setnx(ks, a),
+        "SETEX" | "PSETEX" => strings::setex(ks, a, name),
+        "GETSET" => strings::getset(ks, a),
+        "GETDEL" => strings::getdel(ks, a),
+        "GETEX" => strings::getex(ks, a),
+        "MSET" | "MSETNX" if a.len() % 2 != 0 => Ok(wrong_args(name)),
+        "MSET" => strings::mset(ks, a),
+        "MSETNX" => strings::msetnx(ks, a),
+        "INCR" => strings::incr_by(ks, &a[0], 1),
+        "DECR" => strings::incr_by(ks, &a[0], -1),
+        "INCRBY" | "DECRBY" => match strings::increment(&a[1], name == "DECRBY") {
+            Ok(by) => strings::incr_by(ks, &a[0], by),
+            Err(r) => Ok(r),
+        },
+        "INCRBYFLOAT" => strings::incrbyfloat(ks, a),
+        "APPEND" => strings::append(ks, a),
+        "SETRANGE" => strings::setrange(ks, a),
+        "DEL" | "UNLINK" => keys::del(ks, a),
+        "EXISTS" | "TOUCH" => keys::exists(ks, a),
+        "TYPE" => keys::type_of(ks, a),
+        "RENAME" => keys::rename(ks, a, false),
+        "RENAMENX" => keys::rename(ks, a, true),
+        "COPY" => keys::copy(ks, a),
+        "KEYS" => keys::keys(ks, a),
+        "SCAN" => keys::scan(ks, a),
+        "RANDOMKEY" => keys::randomkey(ks),
+        "DBSIZE" => keys::dbsize(ks),
+        "FLUSHDB" | "FLUSHALL" => keys::flush(ks, a),
+        "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => keys::expire(ks, a, name),
+        "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" => keys::ttl(ks, a, name),
+        "PERSIST" => keys::persist(ks, a),
+        _ => Ok(error(format!("ERR unknown command '{name}'"))),
+    }
+}
+
+/// Applies `batch` at log time `now`: each command that changed something
+/// takes the next revision.
+pub(super) fn apply(view: &mut View<'_>, batch: &RedisBatch, now: u64) -> Result<RedisReplies> {
+    let mut items = Vec::with_capacity(batch.calls.len());
+    for call in &batch.calls {
+        let next = view.revision + 1;
+        let mut w = Writing {
+            view,
+            now,
+            next,
+            changed: false,
+        };
+        let reply = execute(&mut w, &call.args)?;
+        if w.changed {
+            view.revision = next;
+        }
+        items.push(reply);
+    }
+    Ok(RedisReplies { items })
+}
+
+impl KvStateMachine {
+    /// Runs read-only Redis commands on the store as last applied, at the
+    /// log's time as this node can tell. A command that writes answers an
+    /// error.
+    pub fn redis_read(&self, batch: &RedisBatch) -> Result<RedisReplies> {
+        let db = self.db()?;
+        let expiries = self.expiries.loaded(&db, &self.keys)?;
+        let now = self.log_time_now(&db)?;
+        let mut r = Reading {
+            db: &db,
+            keys: &self.keys,
+            expiries: &expiries,
+            now,
+        };
+        let mut items = Vec::with_capacity(batch.calls.len());
+        for call in &batch.calls {
+            let reply = match call.args.first().and_then(|n| is_read(n)) {
+                Some(false) => error("ERR a command that writes, in a read"),
+                _ => execute(&mut r, &call.args)?,
+            };
+            items.push(reply);
+        }
+        Ok(RedisReplies { items })
+    }
+}
+
+#[cfg(test)]
+mod tests;
