@@ -10,6 +10,8 @@
 
 #[path = "raftis/commands.rs"]
 mod commands;
+#[path = "raftis/data.rs"]
+mod data;
 #[path = "raftis/http.rs"]
 mod http;
 #[path = "raftis/limits.rs"]
@@ -280,6 +282,7 @@ fn main() {
         budget: limits::Budget::new(args.max_request_buffer),
         output_limit: args.output_limit,
         output_disconnections: AtomicU64::new(0),
+        cursors: data::Cursors::default(),
     });
     let max_clients = args.max_clients;
     std::thread::Builder::new()

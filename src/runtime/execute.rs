@@ -418,6 +418,20 @@ impl Node {
     }
 
     fn forward_to(self: &Arc<Self>, op: Command, leader: String) {
+        if op.cmd.needs_protocol_8()
+            && self
+                .host
+                .links
+                .peer(&leader)
+                .is_none_or(|l| !l.speaks(crate::transport::DATA_TYPES_VERSION))
+        {
+            // A leader of an earlier release would refuse it as a command
+            // without an operation; one whose handshake this node has not
+            // had yet might be one.
+            return (op.done)(Err(Error::Busy(format!(
+                "leader {leader} is not known to run Redis commands (a rolling upgrade, or no handshake with it yet): try again"
+            ))));
+        }
         let node = Arc::downgrade(self);
         let (cmd, deadline, to) = (op.cmd.clone(), op.deadline, leader.clone());
         let session = op.session;

@@ -199,13 +199,21 @@ impl Node {
     }
 
     /// Whether every member of the configuration but this node announced
-    /// protocol `version` or later in its link's last handshake.
-    pub(super) fn members_speak(&self, version: u32) -> bool {
+    /// protocol 8 (Redis commands) in its link's last handshake, or the log
+    /// says so: a Redis command entry since the latest configuration entry
+    /// was proposed while every member of that configuration had (members
+    /// are never downgraded), so a leader restarted while a member is down
+    /// still takes Redis commands. Looks back at most
+    /// [`crate::core::MARK_SCAN_ENTRIES`] entries.
+    pub(super) fn members_speak_v8(&self) -> bool {
         self.with_core(|core| {
-            core.membership()
-                .members()
-                .filter(|m| **m != self.id)
-                .all(|m| self.host.links.peer(m).is_some_and(|l| l.speaks(version)))
+            let handshakes = core.membership().members().filter(|m| **m != self.id).all(|m| {
+                self.host
+                    .links
+                    .peer(m)
+                    .is_some_and(|l| l.speaks(crate::transport::DATA_TYPES_VERSION))
+            });
+            handshakes || log_has_redis_entry(core)
         })
     }
 
@@ -293,4 +301,30 @@ impl Node {
 /// enough for the answers and acknowledgements it still has to carry.
 fn link_grace(opts: &Options) -> Duration {
     Duration::from_micros(opts.check_leader_us.saturating_mul(2)).max(Duration::from_secs(1))
+}
+
+/// Whether the log holds a Redis command entry after its latest
+/// configuration entry (within the entries scanned).
+fn log_has_redis_entry(core: &RaftCore) -> bool {
+    use crate::wire::EntryType;
+    let log = core.log();
+    let last = log.last_index();
+    let floor = last
+        .saturating_sub(crate::core::MARK_SCAN_ENTRIES)
+        .max(log.first_index().max(1));
+    for index in (floor..=last).rev() {
+        let Some(e) = log.entry(index) else { break };
+        if e.r#type == EntryType::EntryConfig as i32 {
+            return false;
+        }
+        if e.r#type == EntryType::EntryCommand as i32
+            && matches!(
+                crate::state_machine::decode_command(&e.payload),
+                Ok(crate::wire::command::Op::Redis(_))
+            )
+        {
+            return true;
+        }
+    }
+    false
 }

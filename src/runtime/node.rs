@@ -232,9 +232,7 @@ impl Node {
             self.read_by_index(Query::Lease(id), deadline, done);
         } else if let CommandKind::RedisRead(b) = cmd {
             self.read_by_index(Query::Redis(b), deadline, done);
-        } else if cmd.needs_protocol_8()
-            && !(self.members_speak(crate::transport::DATA_TYPES_VERSION) && self.marks_protocol_6())
-        {
+        } else if cmd.needs_protocol_8() && !(self.members_speak_v8() && self.marks_protocol_6()) {
             done(Err(Error::Busy(
                 "Redis commands wait until every member of the group runs this release (a rolling upgrade is under way)"
                     .into(),

@@ -300,7 +300,9 @@ impl Node {
             }
             Query::Redis(b) => {
                 use prost::Message as _;
-                Ok(Some(Bytes::from(self.state_machine.redis_read(b)?.encode_to_vec())))
+                Ok(Some(Bytes::from(
+                    self.state_machine.redis_read(b)?.encode_to_vec(),
+                )))
             }
         }
     }

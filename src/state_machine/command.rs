@@ -5,8 +5,8 @@ use crate::limits::MAX_KEEPALIVE_IDS;
 use crate::options::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::wire::{
     command::Op, AddServer, Command, Custom, Delete, Get, LeaseGrant, LeaseKeepAlive, LeaseQuery,
-    LeaseRevoke, LeaseSweep, Put, Range, RedisBatch, RegisterSession, RemoveServer, SessionRef, TransferLeader, TryLock,
-    Txn, Unlock,
+    LeaseRevoke, LeaseSweep, Put, Range, RedisBatch, RegisterSession, RemoveServer, SessionRef,
+    TransferLeader, TryLock, Txn, Unlock,
 };
 use bytes::Bytes;
 use prost::Message as _;

@@ -255,7 +255,10 @@ mod tests {
         stage.set(&mut batch, &keys, b"c", Some(15));
         assert_eq!(stage.deadline(b"a"), Some(10));
         assert_eq!(stage.deadline(b"b"), None);
-        assert_eq!(stage.due(15, 10), vec![b"d".to_vec(), b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            stage.due(15, 10),
+            vec![b"d".to_vec(), b"a".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(stage.due(15, 2), vec![b"d".to_vec(), b"a".to_vec()]);
         assert_eq!(stage.next_deadline(), Some(5));
         // Index: delete b@20, put d@5, delete c@30, put c@15.
@@ -266,7 +269,10 @@ mod tests {
         shared.commit(changes);
         let t = shared.table.read();
         let t = t.as_ref().unwrap();
-        assert_eq!((t.deadline(b"b"), t.deadline(b"c"), t.deadline(b"d")), (None, Some(15), Some(5)));
+        assert_eq!(
+            (t.deadline(b"b"), t.deadline(b"c"), t.deadline(b"d")),
+            (None, Some(15), Some(5))
+        );
         assert_eq!(t.len(), 3);
     }
 }

@@ -39,7 +39,8 @@ pub use identity::Identity;
 pub use member_union::{MemberUnion, UnionChange};
 pub use peer::{PeerConfig, PeerLink};
 pub use server::{
-    Server, ServerConfig, DATA_TYPES_VERSION, GROUPS_VERSION, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION, QUIESCE_VERSION,
+    Server, ServerConfig, DATA_TYPES_VERSION, GROUPS_VERSION, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    QUIESCE_VERSION,
 };
 pub use snapshot_receive::{ReceiveError, ReceivedSnapshot, SnapshotReceiver};
 pub use snapshot_send::{SnapshotOffer, DEFAULT_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};

@@ -29,17 +29,25 @@ pub struct Context {
     pub output_limit: usize,
     /// Connections closed for going over `output_limit`.
     pub output_disconnections: AtomicU64,
+    /// SCAN's numbered cursors.
+    pub cursors: crate::data::Cursors,
 }
 
 /// One connection's state.
 pub struct Session {
     pub authenticated: bool,
+    /// Between MULTI and EXEC: the commands queued.
+    pub queued: Option<Vec<Vec<Vec<u8>>>>,
+    /// A command was refused while queuing: EXEC aborts.
+    pub queue_failed: bool,
 }
 
 impl Session {
     pub fn new(ctx: &Context) -> Session {
         Session {
             authenticated: ctx.password.is_none(),
+            queued: None,
+            queue_failed: false,
         }
     }
 }
@@ -108,16 +116,14 @@ fn wrongpass() -> Reply {
     Reply::err("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
-/// The commands `COMMAND COUNT` counts (and that `execute` handles).
+/// The commands `execute` handles itself (`COMMAND COUNT` adds floyd's
+/// data commands, `data.rs`).
 const COMMANDS: &[&str] = &[
     "PING",
     "ECHO",
-    "SET",
-    "GET",
-    "DEL",
-    "EXISTS",
-    "MSET",
-    "MGET",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
     "INFO",
     "ROLE",
     "COMMAND",
@@ -190,6 +196,19 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
     if !ctx.admin && is_admin(&name) {
         return Outcome::Reply(Reply::err("ERR admin commands are disabled on this node"));
     }
+    if name != "QUIT" {
+        if let Some(r) = crate::data::transaction(f, session, &name, args) {
+            return Outcome::Reply(r);
+        }
+    }
+    if crate::data::is_data_command(&name) {
+        let reply = crate::data::run(ctx, args);
+        let size = reply.size();
+        if ctx.output_limit > 0 && size > ctx.output_limit {
+            return Outcome::Overflow(size);
+        }
+        return Outcome::Reply(reply);
+    }
     let reply = match (name.as_str(), a.len()) {
         ("PING", 0) => Reply::Simple("PONG".into()),
         ("PING", 1) => Reply::Bulk(a[0].clone()),
@@ -197,15 +216,6 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         ("QUIT", _) => return Outcome::Close(Reply::ok()),
         ("SELECT", 1) if a[0] == b"0" => Reply::ok(),
         ("SELECT", 1) => Reply::err("ERR DB index is out of range (raftis has only database 0)"),
-        ("SET", n) if n >= 2 => set(f, a),
-        ("GET", 1) => get_reply(f.read(&a[0])),
-        ("DEL", n) if n >= 1 => del(f, a),
-        ("EXISTS", n) if n >= 1 => exists(f, a),
-        ("MSET", n) if n >= 2 && n % 2 == 0 => mset(f, a),
-        ("MGET", n) if n >= 1 => match mget(f, a, ctx.output_limit) {
-            Ok(r) => r,
-            Err(bytes) => return Outcome::Overflow(bytes),
-        },
         ("INFO", n) if n <= 1 => Reply::Bulk(info(ctx, a.first().map(|s| text(s))).into_bytes()),
         ("ROLE", 0) => role(f),
         ("COMMAND", _) => command(a),
@@ -283,27 +293,26 @@ pub fn get_reply(r: Result<Vec<u8>, Error>) -> Reply {
     }
 }
 
-/// `SET key value`: a plain replicated put. The options need what floyd's
-/// state machine does not have yet (a conditional put, expiry), so they are
-/// refused rather than half done.
-fn set(f: &Floyd, a: &[Vec<u8>]) -> Reply {
-    if a.len() > 2 {
-        let opt = text(&a[2]).to_ascii_uppercase();
-        return match opt.as_str() {
-            "NX" | "XX" | "EX" | "PX" | "EXAT" | "PXAT" | "KEEPTTL" | "GET" => Reply::err(format!(
-                "ERR not supported yet: SET {opt} needs a conditional put or expiry in floyd's state machine"
-            )),
-            _ => Reply::err("ERR syntax error"),
-        };
-    }
-    result(f.write(&a[0], &a[1]).map(|_| Reply::ok()))
+/// `SET key value`: floyd's own replicated put (which clears a TTL, as
+/// Redis's SET does).
+pub fn set_plain(f: &Floyd, key: &[u8], value: &[u8]) -> Reply {
+    result(f.write(key, value).map(|_| Reply::ok()))
 }
 
-/// `DEL key…`: for each key a linearizable read, then a delete if it was
-/// there; the count is of keys found. Not atomic across keys.
-fn del(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
+/// DEL and MSET as raftis ran them before Redis commands were in floyd's
+/// log, key by key and not atomic: what a cluster with members of an
+/// earlier release (a rolling upgrade) still gets.
+pub fn legacy(f: &Floyd, name: &str, a: &[Vec<u8>]) -> Reply {
+    if name == "MSET" {
+        for kv in a.chunks(2) {
+            if let Err(e) = f.write(&kv[0], &kv[1]) {
+                return error_reply(&e);
+            }
+        }
+        return Reply::ok();
+    }
     let mut deleted = 0;
-    for k in keys {
+    for k in a {
         match f.read(k) {
             Ok(_) => {}
             Err(Error::NotFound) => continue,
@@ -315,56 +324,6 @@ fn del(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
         deleted += 1;
     }
     Reply::Int(deleted)
-}
-
-fn exists(f: &Floyd, keys: &[Vec<u8>]) -> Reply {
-    let mut found = 0;
-    for k in keys {
-        match f.read(k) {
-            Ok(_) => found += 1,
-            Err(Error::NotFound) => {}
-            Err(e) => return error_reply(&e),
-        }
-    }
-    Reply::Int(found)
-}
-
-/// `MSET k v …`: one write per pair, in order; not atomic. On an error the
-/// pairs before it were written.
-fn mset(f: &Floyd, a: &[Vec<u8>]) -> Reply {
-    let pairs = a.len() / 2;
-    for (i, kv) in a.chunks(2).enumerate() {
-        if let Err(e) = f.write(&kv[0], &kv[1]) {
-            let Reply::Error(msg) = error_reply(&e) else {
-                unreachable!()
-            };
-            return Reply::Error(format!(
-                "{msg} (MSET is not atomic: {i} of {pairs} pairs written before)"
-            ));
-        }
-    }
-    Reply::ok()
-}
-
-/// `MGET k…`; `Err` with the bytes read so far once they pass `limit`
-/// (the output bound, 0: none), before reading more.
-fn mget(f: &Floyd, keys: &[Vec<u8>], limit: usize) -> Result<Reply, usize> {
-    let mut out = Vec::with_capacity(keys.len());
-    let mut bytes = 0;
-    for k in keys {
-        match f.read(k) {
-            Ok(v) => {
-                bytes += v.len();
-                out.push(Reply::Bulk(v));
-            }
-            Err(Error::NotFound) => out.push(Reply::Nil),
-            Err(e) => return Ok(error_reply(&e)),
-        }
-        if limit > 0 && bytes > limit {
-            return Err(bytes);
-        }
-    }
-    Ok(Reply::Array(out))
 }
 
 /// `INFO [section]`: `# Server`, `# Clients` (with the request budget and
@@ -479,7 +438,7 @@ fn role(f: &Floyd) -> Reply {
 /// Just enough of `COMMAND` for redis-cli and client libraries to start.
 fn command(a: &[Vec<u8>]) -> Reply {
     match a.first().map(|s| text(s).to_ascii_uppercase()).as_deref() {
-        Some("COUNT") => Reply::Int(COMMANDS.len() as i64),
+        Some("COUNT") => Reply::Int((COMMANDS.len() + floyd::redis_commands().count()) as i64),
         Some("INFO") => Reply::Array(a[1..].iter().map(|_| Reply::Nil).collect()),
         _ => Reply::Array(Vec::new()),
     }

@@ -74,7 +74,9 @@ fn class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
                 hit |= pattern[j + 1] == c;
                 j += 2;
             }
-            Some(&lo) if pattern.get(j + 1) == Some(&b'-') && j + 2 < pattern.len() && pattern[j + 2] != b']' => {
+            Some(&lo)
+                if pattern.get(j + 1) == Some(&b'-') && j + 2 < pattern.len() && pattern[j + 2] != b']' =>
+            {
                 let hi = pattern[j + 2];
                 let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
                 hit |= (lo..=hi).contains(&c);
@@ -109,7 +111,14 @@ mod tests {
         for (p, s) in yes {
             assert!(matches(p.as_bytes(), s.as_bytes()), "{p} ~ {s}");
         }
-        let no = [("h?llo", "hllo"), ("h[^e]llo", "hello"), ("h[a-b]llo", "hcllo"), ("a\\*b", "axb"), ("abc", "abcd"), ("*a", "b")];
+        let no = [
+            ("h?llo", "hllo"),
+            ("h[^e]llo", "hello"),
+            ("h[a-b]llo", "hcllo"),
+            ("a\\*b", "axb"),
+            ("abc", "abcd"),
+            ("*a", "b"),
+        ];
         for (p, s) in no {
             assert!(!matches(p.as_bytes(), s.as_bytes()), "{p} !~ {s}");
         }

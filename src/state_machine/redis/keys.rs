@@ -32,7 +32,11 @@ pub fn exists(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
 }
 
 pub fn type_of(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
-    Ok(status(if ks.get(&a[0])?.is_some() { "string" } else { "none" }))
+    Ok(status(if ks.get(&a[0])?.is_some() {
+        "string"
+    } else {
+        "none"
+    }))
 }
 
 /// RENAME (`nx`: RENAMENX): the value and its TTL move.

@@ -87,7 +87,9 @@ const COMMANDS: &[Spec] = &[
 ];
 
 fn find(name: &[u8]) -> Option<&'static Spec> {
-    COMMANDS.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+    COMMANDS
+        .iter()
+        .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Whether the command only reads (`Some(true)`), writes (`Some(false)`),

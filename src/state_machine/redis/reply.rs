@@ -142,10 +142,25 @@ mod tests {
 
     #[test]
     fn integers_parse_as_redis_reads_them() {
-        for (s, v) in [("0", Some(0)), ("-12", Some(-12)), ("9223372036854775807", Some(i64::MAX))] {
+        for (s, v) in [
+            ("0", Some(0)),
+            ("-12", Some(-12)),
+            ("9223372036854775807", Some(i64::MAX)),
+        ] {
             assert_eq!(parse_int(s.as_bytes()), v, "{s}");
         }
-        for s in ["", "-", "+1", " 1", "1 ", "01", "-0", "1.5", "9223372036854775808", "abc"] {
+        for s in [
+            "",
+            "-",
+            "+1",
+            " 1",
+            "1 ",
+            "01",
+            "-0",
+            "1.5",
+            "9223372036854775808",
+            "abc",
+        ] {
             assert_eq!(parse_int(s.as_bytes()), None, "{s}");
         }
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));

@@ -95,17 +95,32 @@ fn set_and_its_options_answer_as_redis() {
     assert_eq!(r.w(&["set", "k", "v4", "nx", "get"]), b("v3"));
     assert_eq!(r.r(&["GET", "k"]), b("v3"));
     assert_eq!(r.w(&["SET", "k", "v", "NX", "XX"]), err("ERR syntax error"));
-    assert_eq!(r.w(&["SET", "k", "v", "EX", "0"]), err("ERR invalid expire time in 'set' command"));
-    assert_eq!(r.w(&["SET", "k", "v", "EX", "x"]), err("ERR value is not an integer or out of range"));
-    assert_eq!(r.w(&["SET", "k", "v", "EX", "10", "KEEPTTL"]), err("ERR syntax error"));
-    assert_eq!(r.w(&["SET", "k"]), err("ERR wrong number of arguments for 'set' command"));
+    assert_eq!(
+        r.w(&["SET", "k", "v", "EX", "0"]),
+        err("ERR invalid expire time in 'set' command")
+    );
+    assert_eq!(
+        r.w(&["SET", "k", "v", "EX", "x"]),
+        err("ERR value is not an integer or out of range")
+    );
+    assert_eq!(
+        r.w(&["SET", "k", "v", "EX", "10", "KEEPTTL"]),
+        err("ERR syntax error")
+    );
+    assert_eq!(
+        r.w(&["SET", "k"]),
+        err("ERR wrong number of arguments for 'set' command")
+    );
     assert_eq!(r.w(&["SETNX", "k", "x"]), Int(0));
     assert_eq!(r.w(&["SETNX", "fresh", "x"]), Int(1));
     assert_eq!(r.w(&["GETSET", "fresh", "y"]), b("x"));
     assert_eq!(r.w(&["GETDEL", "fresh"]), b("y"));
     assert_eq!(r.w(&["GETDEL", "fresh"]), Nil);
     assert_eq!(r.w(&["MSET", "a", "1", "b", "2"]), ok());
-    assert_eq!(r.w(&["MSET", "a", "1", "b"]), err("ERR wrong number of arguments for 'mset' command"));
+    assert_eq!(
+        r.w(&["MSET", "a", "1", "b"]),
+        err("ERR wrong number of arguments for 'mset' command")
+    );
     assert_eq!(r.w(&["MSETNX", "b", "x", "c", "3"]), Int(0));
     assert_eq!(r.r(&["EXISTS", "c"]), Int(0), "MSETNX set nothing");
     assert_eq!(r.w(&["MSETNX", "c", "3", "d", "4"]), Int(1));
@@ -117,7 +132,10 @@ fn set_and_its_options_answer_as_redis() {
     assert_eq!(r.r(&["GETRANGE", "a", "5", "10"]), b(""));
     assert_eq!(r.w(&["SETRANGE", "pad", "3", "x"]), Int(4));
     assert_eq!(r.r(&["GET", "pad"]), Bulk(b"\0\0\0x".to_vec()));
-    assert_eq!(r.w(&["SETRANGE", "pad", "-1", "x"]), err("ERR offset is out of range"));
+    assert_eq!(
+        r.w(&["SETRANGE", "pad", "-1", "x"]),
+        err("ERR offset is out of range")
+    );
     assert_eq!(r.r(&["TYPE", "a"]), Status("string".into()));
     assert_eq!(r.r(&["TYPE", "nope"]), Status("none".into()));
     assert_eq!(r.w(&["NOSUCH", "a"]), err("ERR unknown command 'NOSUCH'"));
@@ -132,18 +150,36 @@ fn counters_are_one_atomic_step_with_redis_errors() {
     assert_eq!(r.w(&["DECRBY", "c", "-9"]), Int(50));
     assert_eq!(r.r(&["GET", "c"]), b("50"));
     r.w(&["SET", "s", "abc"]);
-    assert_eq!(r.w(&["INCR", "s"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        r.w(&["INCR", "s"]),
+        err("ERR value is not an integer or out of range")
+    );
     r.w(&["SET", "big", "9223372036854775807"]);
-    assert_eq!(r.w(&["INCR", "big"]), err("ERR increment or decrement would overflow"));
-    assert_eq!(r.w(&["DECRBY", "c", "-9223372036854775808"]), err("ERR increment or decrement would overflow"));
-    assert_eq!(r.w(&["INCRBY", "c", "1.5"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        r.w(&["INCR", "big"]),
+        err("ERR increment or decrement would overflow")
+    );
+    assert_eq!(
+        r.w(&["DECRBY", "c", "-9223372036854775808"]),
+        err("ERR increment or decrement would overflow")
+    );
+    assert_eq!(
+        r.w(&["INCRBY", "c", "1.5"]),
+        err("ERR value is not an integer or out of range")
+    );
     assert_eq!(r.w(&["INCRBYFLOAT", "f", "10.5"]), b("10.5"));
     assert_eq!(r.w(&["INCRBYFLOAT", "f", "0.1"]), b("10.6"));
     assert_eq!(r.w(&["INCRBYFLOAT", "f", "-5.6"]), b("5"));
-    assert_eq!(r.w(&["INCRBYFLOAT", "s", "1"]), err("ERR value is not a valid float"));
+    assert_eq!(
+        r.w(&["INCRBYFLOAT", "s", "1"]),
+        err("ERR value is not a valid float")
+    );
     // A refused command changes nothing, not even the revision.
     let rev = r.store.revision();
-    assert_eq!(r.w(&["INCR", "s"]), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        r.w(&["INCR", "s"]),
+        err("ERR value is not an integer or out of range")
+    );
     assert_eq!(r.store.revision(), rev);
     r.w(&["INCR", "c"]);
     assert_eq!(r.store.revision(), rev + 1);
@@ -174,7 +210,10 @@ fn a_ttl_ends_on_the_log_clock_and_the_key_goes_at_one_index() {
     assert_eq!(r.store.revision(), before + 1, "the expiry is one revision");
     assert_eq!(r.r(&["TTL", "k"]), Int(-2));
     let dump = r.store.dump();
-    assert!(dump.iter().all(|(k, _)| !k.starts_with(b"t") && k != b"dk"), "{dump:?}");
+    assert!(
+        dump.iter().all(|(k, _)| !k.starts_with(b"t") && k != b"dk"),
+        "{dump:?}"
+    );
 }
 
 #[test]
@@ -189,8 +228,14 @@ fn expire_and_its_conditions_follow_redis() {
     assert_eq!(r.w(&["EXPIRE", "k", "50", "GT"]), Int(0));
     assert_eq!(r.w(&["EXPIRE", "k", "50", "LT"]), Int(1));
     assert_eq!(r.r(&["TTL", "k"]), Int(50));
-    assert_eq!(r.w(&["EXPIRE", "k", "5", "NX", "XX"]), err("ERR NX and XX, GT or LT options at the same time are not compatible"));
-    assert_eq!(r.w(&["EXPIRE", "k", "5", "GT", "LT"]), err("ERR GT and LT options at the same time are not compatible"));
+    assert_eq!(
+        r.w(&["EXPIRE", "k", "5", "NX", "XX"]),
+        err("ERR NX and XX, GT or LT options at the same time are not compatible")
+    );
+    assert_eq!(
+        r.w(&["EXPIRE", "k", "5", "GT", "LT"]),
+        err("ERR GT and LT options at the same time are not compatible")
+    );
     assert_eq!(r.w(&["PERSIST", "k"]), Int(1));
     assert_eq!(r.w(&["PERSIST", "k"]), Int(0));
     let at = (r.time / 1000 + 100).to_string();
@@ -215,7 +260,10 @@ fn keys_move_copy_list_and_flush() {
     assert_eq!(r.w(&["RENAMENX", "user:9", "user:2"]), Int(0));
     assert_eq!(r.w(&["COPY", "user:9", "user:2"]), Int(0));
     assert_eq!(r.w(&["COPY", "user:9", "user:2", "REPLACE"]), Int(1));
-    assert_eq!(r.w(&["COPY", "user:9", "x", "DB", "1"]), err("ERR DB index is out of range"));
+    assert_eq!(
+        r.w(&["COPY", "user:9", "x", "DB", "1"]),
+        err("ERR DB index is out of range")
+    );
     assert_eq!(r.r(&["GET", "user:2"]), b("a"));
     assert_eq!(r.r(&["EXISTS", "user:2", "user:2", "nope"]), Int(2));
     assert_eq!(r.r(&["KEYS", "user:*"]), Array(vec![b("user:2"), b("user:9")]));
@@ -223,9 +271,15 @@ fn keys_move_copy_list_and_flush() {
     assert_eq!(r.r(&["DBSIZE"]), Int(3));
     assert!(matches!(r.r(&["RANDOMKEY"]), Bulk(_)));
     assert_eq!(r.w(&["DEL", "user:2", "nope", "user:2"]), Int(1));
-    assert_eq!(r.w(&["KEYS", "*"]), err("ERR listing keys is a read: it does not run in a write"));
+    assert_eq!(
+        r.w(&["KEYS", "*"]),
+        err("ERR listing keys is a read: it does not run in a write")
+    );
     // FLUSHDB takes the keys written earlier in the same entry too.
-    assert_eq!(r.write_at(1, &[&["SET", "late", "1"], &["FLUSHDB"], &["DBSIZE"]])[..2], [ok(), ok()]);
+    assert_eq!(
+        r.write_at(1, &[&["SET", "late", "1"], &["FLUSHDB"], &["DBSIZE"]])[..2],
+        [ok(), ok()]
+    );
     assert_eq!(r.r(&["DBSIZE"]), Int(0));
     assert_eq!(r.r(&["RANDOMKEY"]), Nil);
 }

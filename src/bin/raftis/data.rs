@@ -1,0 +1,165 @@
+//! The Redis data commands (strings, counters, TTLs, keys) over floyd's
+//! `Floyd::redis`: each write one atomic log entry, each read a
+//! linearizable ReadIndex read; MULTI/EXEC as one `redis_atomic` step; and
+//! SCAN's cursors, which floyd gives as the hex of a key and Redis clients
+//! want as a number.
+
+use crate::commands::{error_reply, Context, Session};
+use crate::resp::Reply;
+use floyd::{Error, Floyd, RedisValue};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// SCAN cursors a node remembers (the oldest are forgotten past it: a scan
+/// resumed from a forgotten cursor gets `ERR invalid cursor`).
+const MAX_CURSORS: usize = 65_536;
+
+/// Numbered SCAN cursors of this node.
+#[derive(Default)]
+pub struct Cursors {
+    next: AtomicU64,
+    by_number: Mutex<Numbered>,
+}
+
+/// floyd's cursors by number, and the numbers oldest first.
+#[derive(Default)]
+struct Numbered {
+    cursors: HashMap<u64, Vec<u8>>,
+    order: VecDeque<u64>,
+}
+
+impl Cursors {
+    fn number(&self, floyd_cursor: Vec<u8>) -> u64 {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut map = self.by_number.lock();
+        map.cursors.insert(n, floyd_cursor);
+        map.order.push_back(n);
+        while map.order.len() > MAX_CURSORS {
+            if let Some(old) = map.order.pop_front() {
+                map.cursors.remove(&old);
+            }
+        }
+        n
+    }
+
+    fn floyd_cursor(&self, number: &[u8]) -> Option<Vec<u8>> {
+        if number == b"0" {
+            return Some(b"0".to_vec());
+        }
+        let n: u64 = std::str::from_utf8(number).ok()?.parse().ok()?;
+        self.by_number.lock().cursors.get(&n).cloned()
+    }
+}
+
+pub fn to_reply(v: RedisValue) -> Reply {
+    match v {
+        RedisValue::Status(s) => Reply::Simple(s),
+        RedisValue::Error(e) => Reply::Error(e),
+        RedisValue::Int(n) => Reply::Int(n),
+        RedisValue::Bulk(b) => Reply::Bulk(b),
+        RedisValue::Nil => Reply::Nil,
+        RedisValue::Array(a) => Reply::Array(a.into_iter().map(to_reply).collect()),
+    }
+}
+
+/// Whether floyd runs `name` as a Redis data command.
+pub fn is_data_command(name: &str) -> bool {
+    floyd::redis_command_reads(name.as_bytes()).is_some()
+}
+
+/// Runs one data command (`args[0]` its name).
+pub fn run(ctx: &Context, args: &[Vec<u8>]) -> Reply {
+    let f = &*ctx.floyd;
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    match name.as_str() {
+        // A plain SET and GET are floyd's own write and read: the same
+        // effect, and they work beside nodes of earlier releases.
+        "SET" if args.len() == 3 => return crate::commands::set_plain(f, &args[1], &args[2]),
+        "GET" if args.len() == 2 => return crate::commands::get_reply(f.read(&args[1])),
+        "SCAN" if args.len() >= 2 => return scan(ctx, args),
+        _ => {}
+    }
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    match f.redis(&refs) {
+        Ok(v) => to_reply(v),
+        // Members of an earlier release: DEL and MSET as before, key by key.
+        Err(Error::Busy(_)) if name == "DEL" || name == "MSET" => {
+            crate::commands::legacy(f, &name, &args[1..])
+        }
+        Err(e) => error_reply(&e),
+    }
+}
+
+fn scan(ctx: &Context, args: &[Vec<u8>]) -> Reply {
+    let Some(cursor) = ctx.cursors.floyd_cursor(&args[1]) else {
+        return Reply::err("ERR invalid cursor");
+    };
+    let mut refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    refs[1] = &cursor;
+    match ctx.floyd.redis(&refs) {
+        Ok(RedisValue::Array(mut parts)) if parts.len() == 2 => {
+            let keys = parts.pop().map(to_reply).unwrap_or(Reply::Nil);
+            let number = match parts.pop() {
+                Some(RedisValue::Bulk(c)) if c != b"0" => ctx.cursors.number(c),
+                _ => 0,
+            };
+            Reply::Array(vec![Reply::Bulk(number.to_string().into_bytes()), keys])
+        }
+        Ok(other) => to_reply(other),
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// MULTI, EXEC, DISCARD, and a command while queued; `None` if `name` is
+/// none of these and no transaction is open.
+pub fn transaction(f: &Floyd, session: &mut Session, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
+    match (name, session.queued.is_some()) {
+        ("MULTI", true) => Some(Reply::err("ERR MULTI calls can not be nested")),
+        ("MULTI", false) => {
+            session.queued = Some(Vec::new());
+            session.queue_failed = false;
+            Some(Reply::ok())
+        }
+        ("EXEC", false) => Some(Reply::err("ERR EXEC without MULTI")),
+        ("DISCARD", false) => Some(Reply::err("ERR DISCARD without MULTI")),
+        ("DISCARD", true) => {
+            session.queued = None;
+            Some(Reply::ok())
+        }
+        ("EXEC", true) => {
+            let queued = session.queued.take().unwrap_or_default();
+            if std::mem::take(&mut session.queue_failed) {
+                return Some(Reply::err(
+                    "EXECABORT Transaction discarded because of previous errors.",
+                ));
+            }
+            if queued.is_empty() {
+                return Some(Reply::Array(Vec::new()));
+            }
+            let cmds: Vec<Vec<&[u8]>> = queued
+                .iter()
+                .map(|c| c.iter().map(Vec::as_slice).collect())
+                .collect();
+            Some(match f.redis_atomic(&cmds) {
+                Ok(replies) => Reply::Array(replies.into_iter().map(to_reply).collect()),
+                Err(e) => error_reply(&e),
+            })
+        }
+        (_, true) if is_data_command(name) => {
+            if let Some(q) = session.queued.as_mut() {
+                q.push(args.to_vec());
+            }
+            Some(Reply::Simple("QUEUED".into()))
+        }
+        (_, true) => {
+            // Redis refuses what cannot be queued, and then the EXEC.
+            session.queue_failed = true;
+            Some(Reply::err(format!(
+                "ERR '{}' cannot run inside MULTI on raftis (only the data commands can)",
+                name.to_ascii_lowercase()
+            )))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,164 @@
+//! raftis as Redis (issue 24): the string, counter, TTL and key commands
+//! through any node with a real Redis client, each write one atomic log
+//! entry; MULTI/EXEC as one; SCAN with numbered cursors.
+
+mod common;
+
+use common::raftis::Cluster;
+use common::wait_until;
+use redis::{Connection, RedisResult, Value};
+
+fn error_text(r: RedisResult<Value>) -> String {
+    match r {
+        Err(e) => format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or("")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+fn get(con: &mut Connection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(con).unwrap()
+}
+
+#[test]
+fn strings_counters_and_ttls_through_any_node() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let follower = (leader + 1) % 3;
+    let mut f = c.connect(follower);
+    let mut all: Vec<Connection> = (0..3).map(|i| c.connect(i)).collect();
+
+    // SET NX as a lock: one winner, through a follower.
+    let won: Option<String> = redis::cmd("SET")
+        .arg(&["lock", "me", "NX", "PX", "60000"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(won.as_deref(), Some("OK"));
+    let lost: Option<String> = redis::cmd("SET")
+        .arg(&["lock", "you", "NX"])
+        .query(&mut all[leader])
+        .unwrap();
+    assert_eq!(lost, None);
+    let ttl: i64 = redis::cmd("TTL").arg("lock").query(&mut all[2]).unwrap();
+    assert!((59..=60).contains(&ttl), "{ttl}");
+
+    // Counters: 4 clients × 50 INCRs through every node, none lost or doubled.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let mut con = c.connect(t % 3);
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let _: i64 = redis::cmd("INCR").arg("hits").query(&mut con).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    for con in &mut all {
+        assert_eq!(get(con, "hits").as_deref(), Some("200"));
+    }
+    let n: i64 = redis::cmd("INCRBY").arg(&["hits", "-200"]).query(&mut f).unwrap();
+    assert_eq!(n, 0);
+    let _: () = redis::cmd("SET").arg(&["word", "abc"]).query(&mut f).unwrap();
+    let e = error_text(redis::cmd("INCR").arg("word").query(&mut f));
+    assert_eq!(e, "ERR value is not an integer or out of range");
+    let e = error_text(redis::cmd("GETSET").arg("word").query(&mut f));
+    assert_eq!(e, "ERR wrong number of arguments for 'getset' command");
+    let old: String = redis::cmd("GETSET").arg(&["word", "xyz"]).query(&mut f).unwrap();
+    assert_eq!(old, "abc");
+    let len: i64 = redis::cmd("APPEND")
+        .arg(&["word", "!"])
+        .query(&mut all[2])
+        .unwrap();
+    assert_eq!(len, 4);
+
+    // A TTL ends on every node.
+    let _: () = redis::cmd("SET")
+        .arg(&["brief", "v", "PX", "1500"])
+        .query(&mut f)
+        .unwrap();
+    for con in &mut all {
+        assert_eq!(get(con, "brief").as_deref(), Some("v"));
+    }
+    for i in 0..3 {
+        wait_until("the key to expire on every node", || {
+            get(&mut all[i], "brief").is_none()
+        });
+        let ttl: i64 = redis::cmd("TTL").arg("brief").query(&mut all[i]).unwrap();
+        assert_eq!(ttl, -2);
+    }
+
+    // Keys: TYPE, RENAME, KEYS, DBSIZE, SCAN with a client's numbered cursors.
+    let kind: String = redis::cmd("TYPE").arg("word").query(&mut f).unwrap();
+    assert_eq!(kind, "string");
+    let _: () = redis::cmd("RENAME").arg(&["word", "text"]).query(&mut f).unwrap();
+    let _: () = redis::cmd("MSET")
+        .arg(&["s:1", "a", "s:2", "b", "s:3", "c"])
+        .query(&mut f)
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("s:*").query(&mut all[leader]).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["s:1", "s:2", "s:3"]);
+    let size: i64 = redis::cmd("DBSIZE").query(&mut f).unwrap();
+    assert_eq!(size, 6, "lock, hits, text, s:1..3");
+    let mut scanned: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg(&["COUNT", "2"])
+        .clone()
+        .iter(&mut f)
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect();
+    scanned.sort();
+    assert_eq!(scanned, ["hits", "lock", "s:1", "s:2", "s:3", "text"]);
+    let e = error_text(redis::cmd("NOSUCHCMD").arg("x").query(&mut f));
+    assert!(e.starts_with("ERR unknown command 'NOSUCHCMD'"), "{e}");
+}
+
+#[test]
+fn multi_exec_is_one_atomic_step_seen_from_another_connection() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let mut writer = c.connect((leader + 1) % 3);
+    let mut reader = c.connect((leader + 2) % 3);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut checks = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (a, b): (Option<i64>, Option<i64>) =
+                    redis::cmd("MGET").arg(&["a", "b"]).query(&mut reader).unwrap();
+                assert_eq!(a, b, "MGET saw half a transaction");
+                checks += 1;
+            }
+            checks
+        })
+    };
+    for i in 1..=40 {
+        let (a, b): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg("a")
+            .cmd("INCR")
+            .arg("b")
+            .query(&mut writer)
+            .unwrap();
+        assert_eq!((a, b), (i, i));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(checker.join().unwrap() > 0);
+    // Errors while queuing abort the EXEC; DISCARD drops the queue.
+    let _: () = redis::cmd("MULTI").query(&mut writer).unwrap();
+    let queued: String = redis::cmd("INCR").arg("a").query(&mut writer).unwrap();
+    assert_eq!(queued, "QUEUED");
+    let e = error_text(redis::cmd("FLOYD.LEADER").query(&mut writer));
+    assert!(e.starts_with("ERR 'floyd.leader' cannot run inside MULTI"), "{e}");
+    let e = error_text(redis::cmd("EXEC").query(&mut writer));
+    assert!(e.starts_with("EXECABORT"), "{e}");
+    let _: () = redis::cmd("MULTI").query(&mut writer).unwrap();
+    let _: String = redis::cmd("INCR").arg("a").query(&mut writer).unwrap();
+    let _: () = redis::cmd("DISCARD").query(&mut writer).unwrap();
+    assert_eq!(get(&mut writer, "a").as_deref(), Some("40"));
+    let e = error_text(redis::cmd("EXEC").query(&mut writer));
+    assert_eq!(e, "ERR EXEC without MULTI");
+}
