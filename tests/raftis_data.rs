@@ -79,11 +79,9 @@ fn strings_counters_and_ttls_through_any_node() {
     for con in &mut all {
         assert_eq!(get(con, "brief").as_deref(), Some("v"));
     }
-    for i in 0..3 {
-        wait_until("the key to expire on every node", || {
-            get(&mut all[i], "brief").is_none()
-        });
-        let ttl: i64 = redis::cmd("TTL").arg("brief").query(&mut all[i]).unwrap();
+    for con in &mut all {
+        wait_until("the key to expire on every node", || get(con, "brief").is_none());
+        let ttl: i64 = redis::cmd("TTL").arg("brief").query(con).unwrap();
         assert_eq!(ttl, -2);
     }
 
