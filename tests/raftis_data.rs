@@ -160,3 +160,71 @@ fn multi_exec_is_one_atomic_step_seen_from_another_connection() {
     let e = error_text(redis::cmd("EXEC").query(&mut writer));
     assert_eq!(e, "ERR EXEC without MULTI");
 }
+
+#[test]
+fn hashes_and_lists_through_any_node_with_wrongtype_across_kinds() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let mut f = c.connect((leader + 1) % 3);
+    let mut other = c.connect((leader + 2) % 3);
+    let added: i64 = redis::cmd("HSET")
+        .arg(&["user:1", "name", "ada", "age", "36"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(added, 2);
+    let all: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg("user:1").query(&mut other).unwrap();
+    assert_eq!(all.get("name").map(String::as_str), Some("ada"));
+    let age: i64 = redis::cmd("HINCRBY")
+        .arg(&["user:1", "age", "1"])
+        .query(&mut other)
+        .unwrap();
+    assert_eq!(age, 37);
+    // A plain GET (pipelined or not) of a hash is refused as Redis does.
+    let e = error_text(redis::cmd("GET").arg("user:1").query(&mut f));
+    assert_eq!(
+        e,
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
+    let piped: RedisResult<(String, String)> = redis::pipe()
+        .cmd("GET")
+        .arg("user:1")
+        .cmd("GET")
+        .arg("user:1")
+        .query(&mut f);
+    assert!(piped.is_err());
+    let kind: String = redis::cmd("TYPE").arg("user:1").query(&mut other).unwrap();
+    assert_eq!(kind, "hash");
+
+    let n: i64 = redis::cmd("RPUSH")
+        .arg(&["jobs", "a", "b", "c"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(n, 3);
+    let n: i64 = redis::cmd("LPUSH").arg(&["jobs", "z"]).query(&mut other).unwrap();
+    assert_eq!(n, 4);
+    let all: Vec<String> = redis::cmd("LRANGE")
+        .arg(&["jobs", "0", "-1"])
+        .query(&mut other)
+        .unwrap();
+    assert_eq!(all, ["z", "a", "b", "c"]);
+    let moved: String = redis::cmd("LMOVE")
+        .arg(&["jobs", "done", "RIGHT", "LEFT"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(moved, "c");
+    let popped: Vec<String> = redis::cmd("LPOP").arg(&["jobs", "5"]).query(&mut f).unwrap();
+    assert_eq!(popped, ["z", "a", "b"]);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&["jobs", "done"])
+        .query(&mut other)
+        .unwrap();
+    assert_eq!(exists, 1, "the emptied list is gone, the other stays");
+    // SET replaces a list whole; a list command on a string is refused.
+    let _: () = redis::cmd("SET")
+        .arg(&["done", "now a string"])
+        .query(&mut f)
+        .unwrap();
+    let e = error_text(redis::cmd("LLEN").arg("done").query(&mut other));
+    assert!(e.starts_with("WRONGTYPE"), "{e}");
+}

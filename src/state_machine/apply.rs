@@ -8,7 +8,7 @@ use super::history;
 use super::lease::{self, LeaseTable};
 use super::revision::View;
 use super::session::{Check, SessionTable};
-use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine};
+use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine, TYPED_YES};
 use crate::error::{Error, Result};
 use crate::wire::{command::Op, Entry, EntryType};
 use bytes::Bytes;
@@ -71,7 +71,16 @@ impl KvStateMachine {
         };
         let expiry_table = self.expiries.loaded(&db, keys)?;
         let expiring = ExpiryStage::new(Some(&expiry_table));
-        let mut view = View::new(&db, keys, &mut leases, state.revision, state.legacy, expiring);
+        let typed = self.may_hold_types(&db)?;
+        let mut view = View::new(
+            &db,
+            keys,
+            &mut leases,
+            state.revision,
+            state.legacy,
+            expiring,
+            typed,
+        );
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
         for e in entries.iter().filter(|e| e.index > applied) {
@@ -119,6 +128,7 @@ impl KvStateMachine {
             }
         }
         let (revision, legacy) = (view.revision, view.legacy);
+        let typed_now = view.typed;
         let next_key_deadline = view.expiry.next_deadline();
         let expiry_changes = std::mem::replace(&mut view.expiry, ExpiryStage::new(None)).into_changes();
         let changes = view.events;
@@ -148,6 +158,9 @@ impl KvStateMachine {
         }
         drop(expiry_table);
         self.expiries.commit(expiry_changes);
+        if typed_now && !typed {
+            self.typed.store(TYPED_YES, std::sync::atomic::Ordering::Release);
+        }
         let next_deadline = match (leases.next_deadline(), next_key_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

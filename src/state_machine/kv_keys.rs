@@ -27,6 +27,9 @@ const SESSION: u8 = b's';
 const ANSWER: u8 = b'r';
 /// Keys that expire (`expiry.rs`): each user key by its deadline.
 const KEY_EXPIRY: u8 = b't';
+/// Redis's hashes and lists (`typed.rs`): each such key's kind, and its items.
+const REDIS_TYPE: u8 = b'y';
+const REDIS_ITEM: u8 = b'f';
 
 /// The keys of one group's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,30 @@ impl KvKeys {
     /// User key `key` in the index of expiring keys by deadline.
     pub fn key_expiry(&self, deadline: u64, key: &[u8]) -> Vec<u8> {
         self.key(&[&[KEY_EXPIRY], &deadline.to_be_bytes(), key])
+    }
+
+    /// The kind of user key `key` if it is a hash or a list.
+    pub fn redis_type(&self, key: &[u8]) -> Vec<u8> {
+        self.key(&[&[REDIS_TYPE], key])
+    }
+
+    /// The prefix of every kind record.
+    pub fn redis_types(&self) -> Vec<u8> {
+        self.key(&[&[REDIS_TYPE]])
+    }
+
+    /// The prefix of user key `key`'s items (its length first, so no
+    /// other key's items start with it).
+    pub fn redis_items(&self, key: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        self.key(&[&[REDIS_ITEM], &len.to_be_bytes(), key])
+    }
+
+    /// Item `sub` of user key `key` (a hash's field, a list's position).
+    pub fn redis_item(&self, key: &[u8], sub: &[u8]) -> Vec<u8> {
+        let mut k = self.redis_items(key);
+        k.extend_from_slice(sub);
+        k
     }
 
     /// The prefix of the index of expiring keys.
@@ -196,13 +223,14 @@ impl KvKeys {
     /// Every key of this group lies in one of these `[start, end)` ranges.
     pub fn ranges(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         if self.prefix.is_empty() {
-            // `a…`, `d…`, `e…`, `h…`, `k…`, `l…`, `m:…`, `r…`, `s…`, `t…`, `x…`: apart from every
+            // `a…`, `d…`, `e…`, `f…`, `h…`, `k…`, `l…`, `m:…`, `r…`, `s…`, `t…`, `x…`, `y…`: apart from every
             // other group's `G…`.
             // In key order: an export writes them into one sorted file.
             return vec![
                 (vec![ATTACHED], vec![ATTACHED + 1]),
                 (vec![DATA], vec![DATA + 1]),
                 (vec![LEASE], vec![LEASE + 1]),
+                (vec![REDIS_ITEM], vec![REDIS_ITEM + 1]),
                 (vec![HISTORY], vec![HISTORY + 1]),
                 (vec![META], vec![META + 1]),
                 (vec![LOCK], vec![LOCK + 1]),
@@ -211,6 +239,7 @@ impl KvKeys {
                 (vec![SESSION], vec![SESSION + 1]),
                 (vec![KEY_EXPIRY], vec![KEY_EXPIRY + 1]),
                 (vec![EXPIRY], vec![EXPIRY + 1]),
+                (vec![REDIS_TYPE], vec![REDIS_TYPE + 1]),
             ];
         }
         let end = match self.group.checked_add(1) {

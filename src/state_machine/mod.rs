@@ -24,6 +24,7 @@ pub mod revision;
 mod session;
 mod snapshot;
 mod txn;
+mod typed;
 mod user;
 pub mod watch;
 
@@ -116,7 +117,14 @@ pub struct KvStateMachine {
     watches: watch::WatchHub,
     /// Keys that expire (`expiry.rs`), as written.
     expiries: expiry::Expiries,
+    /// Whether a hash or list may exist (`typed.rs`): [`TYPED_UNKNOWN`]
+    /// until looked for, then [`TYPED_NO`] or [`TYPED_YES`] (never back).
+    typed: std::sync::atomic::AtomicU8,
 }
+
+const TYPED_UNKNOWN: u8 = 0;
+const TYPED_NO: u8 = 1;
+pub(crate) const TYPED_YES: u8 = 2;
 
 /// What applying moves besides the data: kept in memory between batches.
 #[derive(Clone, Copy)]
@@ -152,6 +160,7 @@ impl KvStateMachine {
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
             watches: watch::WatchHub::default(),
             expiries: expiry::Expiries::default(),
+            typed: std::sync::atomic::AtomicU8::new(TYPED_UNKNOWN),
         })
     }
 
@@ -171,6 +180,7 @@ impl KvStateMachine {
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
             watches: watch::WatchHub::default(),
             expiries: expiry::Expiries::default(),
+            typed: std::sync::atomic::AtomicU8::new(TYPED_UNKNOWN),
         }
     }
 
@@ -225,6 +235,7 @@ impl KvStateMachine {
             *self.lease_clock.lock() = lease::LeaseClock::default();
             self.leases_held.store(false, Ordering::Release);
             self.expiries.forget();
+            self.typed.store(TYPED_UNKNOWN, Ordering::Release);
         }
         // The state was replaced: what the watchers saw no longer leads to
         // it. (Their last calls run with no lock of the apply's held: a
@@ -287,14 +298,39 @@ impl KvStateMachine {
     }
 
     /// The value of `key` as of the last applied entry (a local, possibly stale read).
-    /// A key past its deadline (`expiry.rs`) reads as missing.
+    /// A key past its deadline (`expiry.rs`) reads as missing; a hash or
+    /// a list (`typed.rs`) is refused with Redis's WRONGTYPE.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let db = self.db()?;
         let value = db.get(self.keys.data(key))?;
-        if value.is_some() && self.expired(&db, key)? {
+        if value.is_none() || self.expired(&db, key)? {
             return Ok(None);
         }
+        if self.may_hold_types(&db)? && db.get_pinned(self.keys.redis_type(key))?.is_some() {
+            return Err(redis::wrong_type());
+        }
         Ok(value)
+    }
+
+    /// Whether a hash or list may exist in the group.
+    fn may_hold_types(&self, db: &DB) -> Result<bool> {
+        match self.typed.load(Ordering::Acquire) {
+            TYPED_NO => Ok(false),
+            TYPED_YES => Ok(true),
+            _ => {
+                let prefix = self.keys.redis_types();
+                let mut it = db.raw_iterator();
+                it.seek(&prefix);
+                let any = it.key().is_some_and(|k| k.starts_with(&prefix));
+                it.status()?;
+                let seen = if any { TYPED_YES } else { TYPED_NO };
+                // (An apply may have found one meanwhile: never back to no.)
+                let _ = self
+                    .typed
+                    .compare_exchange(TYPED_UNKNOWN, seen, Ordering::AcqRel, Ordering::Acquire);
+                Ok(self.typed.load(Ordering::Acquire) == TYPED_YES)
+            }
+        }
     }
 
     /// Whether `key` has a deadline that passed, by this node's clock.

@@ -110,6 +110,13 @@ pub(super) struct View<'a> {
     pub legacy: bool,
     /// Keys' deadlines (`expiry.rs`): a put or delete clears a key's.
     pub expiry: super::expiry::ExpiryStage<'a>,
+    /// A hash or list may exist (`typed.rs`): puts and deletes look for
+    /// their kind and items.
+    pub typed: bool,
+    /// Internal keys (hashes' and lists' items and kinds) written earlier
+    /// in the batch (`None`: deleted), and prefixes deleted whole.
+    pub(super) raw: std::collections::BTreeMap<Vec<u8>, Option<Bytes>>,
+    pub(super) raw_cleared: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Whether a key of the group may exist without its revisions: one was
@@ -140,6 +147,7 @@ impl<'a> View<'a> {
         revision: u64,
         legacy: bool,
         expiry: super::expiry::ExpiryStage<'a>,
+        typed: bool,
     ) -> View<'a> {
         View {
             db,
@@ -154,6 +162,9 @@ impl<'a> View<'a> {
             revision,
             legacy,
             expiry,
+            typed,
+            raw: std::collections::BTreeMap::new(),
+            raw_cleared: Vec::new(),
         }
     }
 
@@ -216,6 +227,19 @@ impl<'a> View<'a> {
     /// Writes `key` at revision `at` (`None`: an unmarked entry, which
     /// counts nothing and drops the key's revisions).
     pub fn put(&mut self, key: &Bytes, value: &Bytes, lease: u64, at: Option<u64>) -> Result<()> {
+        // A write replaces the key, kind, items and TTL (as Redis's SET does).
+        self.drop_typed(key)?;
+        self.put_value(key, value, lease, at)?;
+        self.set_deadline(key, None);
+        Ok(())
+    }
+
+    /// A hash's or list's new header at `at`: its kind, items and TTL stay.
+    pub fn put_keeping_type(&mut self, key: &Bytes, header: &Bytes, at: u64) -> Result<()> {
+        self.put_value(key, header, 0, Some(at))
+    }
+
+    fn put_value(&mut self, key: &Bytes, value: &Bytes, lease: u64, at: Option<u64>) -> Result<()> {
         // A key keeps no lease through an unmarked write (which names none).
         let lease = if at.is_some() { lease } else { 0 };
         let old = match at {
@@ -240,8 +264,6 @@ impl<'a> View<'a> {
             },
         });
         self.batch.put(self.keys.data(key), value);
-        // A write replaces the key, TTL and all (as Redis's SET does).
-        self.set_deadline(key, None);
         if let Some(m) = &meta {
             self.events.push(WatchEvent {
                 kind: EventKind::Put,
@@ -274,6 +296,7 @@ impl<'a> View<'a> {
         self.batch.delete(self.keys.data(key));
         self.batch.delete(self.keys.meta(key));
         self.set_deadline(key, None);
+        self.drop_typed(key)?;
         self.written.insert(key.to_vec(), (None, None));
         if existed && self.counting {
             // Every counted delete moves the revision by one past the

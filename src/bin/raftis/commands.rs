@@ -153,6 +153,8 @@ pub fn error_reply(e: &Error) -> Reply {
         Error::Locked(m) => format!("LOCKED {m}"),
         Error::NotHolder(m) => format!("NOTHOLDER {m}"),
         Error::Busy(m) => format!("BUSY {m}"),
+        // Redis's own text for a command on a hash or list.
+        Error::InvalidArgument(m) if m.starts_with("WRONGTYPE") => m.clone(),
         Error::InvalidArgument(m) => format!("ERR invalid argument: {m}"),
         Error::Stopped(m) => format!("ERR node stopped, outcome unknown: {m}"),
         Error::NotFound => "ERR not found".to_string(),

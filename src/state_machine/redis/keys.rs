@@ -4,6 +4,7 @@ use super::keyspace::{Keyspace, Ttl};
 use super::reply::*;
 use super::strings::deadline_of;
 use crate::error::Result;
+use crate::state_machine::typed::Kind;
 use bytes::Bytes;
 
 type Args<'a> = &'a [Bytes];
@@ -26,31 +27,56 @@ pub fn del(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
 pub fn exists(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     let mut n = 0;
     for k in a {
-        n += i64::from(ks.get(k)?.is_some());
+        n += i64::from(ks.kind(k)?.is_some());
     }
     Ok(int(n))
 }
 
 pub fn type_of(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
-    Ok(status(if ks.get(&a[0])?.is_some() {
-        "string"
-    } else {
-        "none"
-    }))
+    Ok(status(ks.kind(&a[0])?.map_or("none", Kind::name)))
+}
+
+/// Writes `src`'s value (a string, or a hash's or list's items and
+/// header) and TTL to `dst`, replacing whatever `dst` held.
+fn copy_value(ks: &mut dyn Keyspace, src: &[u8], dst: &[u8], kind: Kind) -> Result<()> {
+    let ttl = ks.deadline(src);
+    if kind == Kind::String {
+        let value = ks.get(src)?.unwrap_or_default();
+        return ks.put(dst, value, ttl.map_or(Ttl::Clear, Ttl::At));
+    }
+    let header = ks.raw_value(src)?.unwrap_or_default();
+    let mut items = Vec::new();
+    let mut after: Option<Bytes> = None;
+    loop {
+        let (page, more) = ks.items(src, after.as_deref(), PAGE)?;
+        after = page.last().map(|(s, _)| s.clone());
+        items.extend(page);
+        if !more {
+            break;
+        }
+    }
+    ks.delete(dst)?;
+    for (sub, v) in items {
+        ks.put_item(dst, &sub, v)?;
+    }
+    ks.put_header(dst, kind, header)?;
+    if ttl.is_some() {
+        ks.set_deadline(dst, ttl)?;
+    }
+    Ok(())
 }
 
 /// RENAME (`nx`: RENAMENX): the value and its TTL move.
 pub fn rename(ks: &mut dyn Keyspace, a: Args, nx: bool) -> Result<Reply> {
-    let Some(value) = ks.get(&a[0])? else {
+    let Some(kind) = ks.kind(&a[0])? else {
         return Ok(error("ERR no such key"));
     };
-    if nx && ks.get(&a[1])?.is_some() {
+    if nx && ks.kind(&a[1])?.is_some() {
         return Ok(int(0));
     }
     if a[0] != a[1] {
-        let ttl = ks.deadline(&a[0]).map_or(Ttl::Clear, Ttl::At);
+        copy_value(ks, &a[0], &a[1], kind)?;
         ks.delete(&a[0])?;
-        ks.put(&a[1], value, ttl)?;
     }
     Ok(if nx { int(1) } else { ok() })
 }
@@ -77,14 +103,13 @@ pub fn copy(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     if a[0] == a[1] {
         return Ok(error("ERR source and destination objects are the same"));
     }
-    let Some(value) = ks.get(&a[0])? else {
+    let Some(kind) = ks.kind(&a[0])? else {
         return Ok(int(0));
     };
-    if !replace && ks.get(&a[1])?.is_some() {
+    if !replace && ks.kind(&a[1])?.is_some() {
         return Ok(int(0));
     }
-    let ttl = ks.deadline(&a[0]).map_or(Ttl::Clear, Ttl::At);
-    ks.put(&a[1], value, ttl)?;
+    copy_value(ks, &a[0], &a[1], kind)?;
     Ok(int(1))
 }
 
@@ -131,44 +156,62 @@ pub fn scan(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
             None => return Ok(error("ERR invalid cursor")),
         },
     };
-    let (mut pattern, mut count, mut only) = (None, SCAN_COUNT, None);
-    let mut i = 1;
-    while i < a.len() {
-        if i + 1 >= a.len() {
-            return Ok(syntax());
-        }
-        match upper(&a[i]).as_str() {
-            "MATCH" => pattern = Some(a[i + 1].clone()),
-            "COUNT" => match parse_int(&a[i + 1]) {
-                Some(n) if n >= 1 => count = n as usize,
-                Some(_) => return Ok(syntax()),
-                None => return Ok(not_integer()),
-            },
-            "TYPE" => only = Some(String::from_utf8_lossy(&a[i + 1]).to_ascii_lowercase()),
-            _ => return Ok(syntax()),
-        }
-        i += 2;
-    }
+    let (pattern, count, only) = match scan_options(&a[1..], true) {
+        Ok(o) => o,
+        Err(r) => return Ok(r),
+    };
     let (page, more) = ks.keys_after(after.as_deref(), count)?;
     let cursor = match (more, page.last()) {
         (true, Some(last)) => to_hex(last),
         _ => "0".to_string(),
     };
-    // Every key is a string so far: a TYPE of another kind matches none.
-    let type_ok = only.as_deref().is_none_or(|t| t == "string");
-    let found = page
-        .iter()
-        .filter(|k| type_ok && pattern.as_ref().is_none_or(|p| super::glob::matches(p, k)))
-        .map(|k| bulk(k.to_vec()))
-        .collect();
+    let mut found = Vec::new();
+    for k in &page {
+        if pattern.as_ref().is_some_and(|p| !super::glob::matches(p, k)) {
+            continue;
+        }
+        if let Some(t) = &only {
+            if ks.kind(k)?.map(Kind::name) != Some(t.as_str()) {
+                continue;
+            }
+        }
+        found.push(bulk(k.to_vec()));
+    }
     Ok(array(vec![bulk(cursor.into_bytes()), array(found)]))
 }
 
-fn to_hex(b: &[u8]) -> String {
+/// SCAN's and HSCAN's `[MATCH pattern] [COUNT n] [TYPE type]` (TYPE only
+/// if `with_type`).
+pub(super) fn scan_options(
+    a: &[Bytes],
+    with_type: bool,
+) -> Result<(Option<Bytes>, usize, Option<String>), Reply> {
+    let (mut pattern, mut count, mut only) = (None, SCAN_COUNT, None);
+    let mut i = 0;
+    while i < a.len() {
+        if i + 1 >= a.len() {
+            return Err(syntax());
+        }
+        match upper(&a[i]).as_str() {
+            "MATCH" => pattern = Some(a[i + 1].clone()),
+            "COUNT" => match parse_int(&a[i + 1]) {
+                Some(n) if n >= 1 => count = n as usize,
+                Some(_) => return Err(syntax()),
+                None => return Err(not_integer()),
+            },
+            "TYPE" if with_type => only = Some(String::from_utf8_lossy(&a[i + 1]).to_ascii_lowercase()),
+            _ => return Err(syntax()),
+        }
+        i += 2;
+    }
+    Ok((pattern, count, only))
+}
+
+pub(super) fn to_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn from_hex(s: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn from_hex(s: &[u8]) -> Option<Vec<u8>> {
     if s.is_empty() || s.len() % 2 != 0 {
         return None;
     }
@@ -238,7 +281,7 @@ pub fn expire(ks: &mut dyn Keyspace, a: Args, name: &str) -> Result<Reply> {
     let Some(deadline) = deadline else {
         return Ok(invalid_expire(name));
     };
-    if ks.get(&a[0])?.is_none() {
+    if ks.kind(&a[0])?.is_none() {
         return Ok(int(0));
     }
     let current = ks.deadline(&a[0]);
@@ -260,7 +303,7 @@ pub fn expire(ks: &mut dyn Keyspace, a: Args, name: &str) -> Result<Reply> {
 /// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 for a missing key, -1 for one
 /// without a TTL.
 pub fn ttl(ks: &mut dyn Keyspace, a: Args, name: &str) -> Result<Reply> {
-    if ks.get(&a[0])?.is_none() {
+    if ks.kind(&a[0])?.is_none() {
         return Ok(int(-2));
     }
     let Some(deadline) = ks.deadline(&a[0]) else {
@@ -276,7 +319,7 @@ pub fn ttl(ks: &mut dyn Keyspace, a: Args, name: &str) -> Result<Reply> {
 }
 
 pub fn persist(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
-    if ks.get(&a[0])?.is_none() || ks.deadline(&a[0]).is_none() {
+    if ks.kind(&a[0])?.is_none() || ks.deadline(&a[0]).is_none() {
         return Ok(int(0));
     }
     ks.set_deadline(&a[0], None)?;

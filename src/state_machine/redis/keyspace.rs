@@ -7,6 +7,7 @@
 
 use super::super::expiry::ExpiryTable;
 use super::super::revision::View;
+use super::super::typed::Kind;
 use super::super::KvKeys;
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -23,11 +24,45 @@ pub enum Ttl {
     At(u64),
 }
 
+/// The error of a command on a key of another kind (Redis's text).
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+pub fn wrong_type() -> Error {
+    Error::InvalidArgument(WRONGTYPE.into())
+}
+
 pub trait Keyspace {
     /// The log's time (ms) the command runs at.
     fn now(&self) -> u64;
-    /// A live key's value.
+    /// What a live key holds.
+    fn kind(&mut self, key: &[u8]) -> Result<Option<Kind>>;
+    /// A live string's value; WRONGTYPE for a key of another kind.
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>>;
+    /// A live key's header if it is of `kind`; WRONGTYPE if of another.
+    fn header(&mut self, key: &[u8], kind: Kind) -> Result<Option<Bytes>> {
+        match self.kind(key)? {
+            None => Ok(None),
+            Some(k) if k == kind => self.raw_value(key),
+            Some(_) => Err(wrong_type()),
+        }
+    }
+    /// The stored value of a key whatever its kind (a header for a hash or list).
+    fn raw_value(&mut self, key: &[u8]) -> Result<Option<Bytes>>;
+    /// Writes the header of a hash or list (creating it), keeping its TTL and items.
+    fn put_header(&mut self, key: &[u8], kind: Kind, header: Bytes) -> Result<()>;
+    fn item(&mut self, key: &[u8], sub: &[u8]) -> Result<Option<Bytes>>;
+    fn put_item(&mut self, key: &[u8], sub: &[u8], value: Bytes) -> Result<()>;
+    fn delete_item(&mut self, key: &[u8], sub: &[u8]) -> Result<()>;
+    /// Deletes every item of the key (its header stays).
+    fn clear_items(&mut self, key: &[u8]) -> Result<()>;
+    /// Up to `limit` items of the key after item `after`, in order, and
+    /// whether more lie beyond.
+    fn items(
+        &mut self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool)>;
     /// A live key's deadline.
     fn deadline(&self, key: &[u8]) -> Option<u64>;
     fn put(&mut self, key: &[u8], value: Bytes, ttl: Ttl) -> Result<()>;
@@ -56,6 +91,19 @@ impl Writing<'_, '_> {
     fn expired(&self, key: &[u8]) -> bool {
         self.view.expiry.deadline(key).is_some_and(|d| d <= self.now)
     }
+
+    /// Deletes `key` if it expired (not yet swept): a write then finds it
+    /// gone, items and all.
+    fn sweep(&mut self, key: &[u8]) -> Result<()> {
+        if self.expired(key) {
+            self.changed |= self.view.delete(&Bytes::copy_from_slice(key))?;
+        }
+        Ok(())
+    }
+
+    fn item_key(&self, key: &[u8], sub: &[u8]) -> Vec<u8> {
+        self.view.keys.redis_item(key, sub)
+    }
 }
 
 impl Keyspace for Writing<'_, '_> {
@@ -63,11 +111,75 @@ impl Keyspace for Writing<'_, '_> {
         self.now
     }
 
+    fn kind(&mut self, key: &[u8]) -> Result<Option<Kind>> {
+        self.sweep(key)?;
+        self.view.kind(key)
+    }
+
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>> {
-        if self.expired(key) {
-            return Ok(None);
+        self.sweep(key)?;
+        match self.view.kind(key)? {
+            Some(Kind::String) => self.view.value(key),
+            Some(_) => Err(wrong_type()),
+            None => Ok(None),
         }
+    }
+
+    fn raw_value(&mut self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.sweep(key)?;
         self.view.value(key)
+    }
+
+    fn put_header(&mut self, key: &[u8], kind: Kind, header: Bytes) -> Result<()> {
+        self.sweep(key)?;
+        self.view
+            .put_header(&Bytes::copy_from_slice(key), kind, &header, self.next)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    fn item(&mut self, key: &[u8], sub: &[u8]) -> Result<Option<Bytes>> {
+        self.view.raw_get(&self.item_key(key, sub))
+    }
+
+    fn put_item(&mut self, key: &[u8], sub: &[u8], value: Bytes) -> Result<()> {
+        let k = self.item_key(key, sub);
+        self.view.raw_put(k, value);
+        self.changed = true;
+        Ok(())
+    }
+
+    fn delete_item(&mut self, key: &[u8], sub: &[u8]) -> Result<()> {
+        let k = self.item_key(key, sub);
+        self.view.raw_delete(k);
+        self.changed = true;
+        Ok(())
+    }
+
+    fn clear_items(&mut self, key: &[u8]) -> Result<()> {
+        let prefix = self.view.keys.redis_items(key);
+        self.view.raw_delete_prefix(&prefix);
+        self.changed = true;
+        Ok(())
+    }
+
+    fn items(
+        &mut self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool)> {
+        let prefix = self.view.keys.redis_items(key);
+        let after = after.map(|a| [prefix.as_slice(), a].concat());
+        let (found, more) = self.view.raw_scan(&prefix, after.as_deref(), limit)?;
+        let skip = prefix.len();
+        Ok((
+            found
+                .into_iter()
+                .map(|(k, v)| (Bytes::copy_from_slice(&k[skip..]), v))
+                .collect(),
+            more,
+        ))
     }
 
     fn deadline(&self, key: &[u8]) -> Option<u64> {
@@ -75,6 +187,7 @@ impl Keyspace for Writing<'_, '_> {
     }
 
     fn put(&mut self, key: &[u8], value: Bytes, ttl: Ttl) -> Result<()> {
+        self.sweep(key)?;
         let kept = match ttl {
             Ttl::Keep => self.deadline(key),
             Ttl::At(d) => Some(d),
@@ -103,10 +216,19 @@ impl Keyspace for Writing<'_, '_> {
         }
         // A TTL change is a change of the key: a new revision, and a put
         // event with its value for watchers.
-        let Some(value) = self.get(key)? else {
+        let Some(kind) = self.kind(key)? else {
             return Ok(());
         };
-        self.put(key, value, deadline.map_or(Ttl::Clear, Ttl::At))
+        let Some(value) = self.view.value(key)? else {
+            return Ok(());
+        };
+        if kind == Kind::String {
+            return self.put(key, value, deadline.map_or(Ttl::Clear, Ttl::At));
+        }
+        self.put_header(key, kind, value)?;
+        let key = Bytes::copy_from_slice(key);
+        self.view.set_deadline(&key, deadline);
+        Ok(())
     }
 
     fn keys_after(&mut self, _after: Option<&[u8]>, _limit: usize) -> Result<(Vec<Bytes>, bool)> {
@@ -146,6 +268,8 @@ pub struct Reading<'a> {
     pub keys: &'a KvKeys,
     pub expiries: &'a ExpiryTable,
     pub now: u64,
+    /// A hash or list may exist in the group.
+    pub typed: bool,
 }
 
 impl Reading<'_> {
@@ -163,11 +287,90 @@ impl Keyspace for Reading<'_> {
         self.now
     }
 
+    fn kind(&mut self, key: &[u8]) -> Result<Option<Kind>> {
+        if self.expired(key) {
+            return Ok(None);
+        }
+        if self.typed {
+            if let Some(code) = self.db.get_pinned(self.keys.redis_type(key))? {
+                return Ok(Some(Kind::from_code(&code)));
+            }
+        }
+        Ok(self.db.get_pinned(self.keys.data(key))?.map(|_| Kind::String))
+    }
+
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>> {
         if self.expired(key) {
             return Ok(None);
         }
+        if self.typed && self.db.get_pinned(self.keys.redis_type(key))?.is_some() {
+            return Err(wrong_type());
+        }
         Ok(self.db.get(self.keys.data(key))?.map(Bytes::from))
+    }
+
+    fn raw_value(&mut self, key: &[u8]) -> Result<Option<Bytes>> {
+        if self.expired(key) {
+            return Ok(None);
+        }
+        Ok(self.db.get(self.keys.data(key))?.map(Bytes::from))
+    }
+
+    fn put_header(&mut self, _: &[u8], _: Kind, _: Bytes) -> Result<()> {
+        Err(read_only())
+    }
+
+    fn item(&mut self, key: &[u8], sub: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.db.get(self.keys.redis_item(key, sub))?.map(Bytes::from))
+    }
+
+    fn put_item(&mut self, _: &[u8], _: &[u8], _: Bytes) -> Result<()> {
+        Err(read_only())
+    }
+
+    fn delete_item(&mut self, _: &[u8], _: &[u8]) -> Result<()> {
+        Err(read_only())
+    }
+
+    fn clear_items(&mut self, _: &[u8]) -> Result<()> {
+        Err(read_only())
+    }
+
+    fn items(
+        &mut self,
+        key: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool)> {
+        let prefix = self.keys.redis_items(key);
+        let mut it = self.db.raw_iterator();
+        match after {
+            Some(a) => {
+                let from = [prefix.as_slice(), a].concat();
+                it.seek(&from);
+                if it.key() == Some(from.as_slice()) {
+                    it.next();
+                }
+            }
+            None => it.seek(&prefix),
+        }
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let v = it.value().unwrap_or_default();
+            out.push((
+                Bytes::copy_from_slice(&k[prefix.len()..]),
+                Bytes::copy_from_slice(v),
+            ));
+            it.next();
+        }
+        it.status()?;
+        Ok((out, false))
     }
 
     fn deadline(&self, key: &[u8]) -> Option<u64> {

@@ -13,10 +13,15 @@
 //! deadline on the log's clock (`expiry.rs`).
 
 mod glob;
+mod hashes;
 mod keys;
 mod keyspace;
+mod lists;
 pub mod reply;
 mod strings;
+mod typed_header;
+
+pub use keyspace::wrong_type;
 
 use super::revision::View;
 use super::KvStateMachine;
@@ -84,6 +89,37 @@ const COMMANDS: &[Spec] = &[
     spec("EXPIREAT", -3, false),
     spec("PEXPIREAT", -3, false),
     spec("PERSIST", 2, false),
+    spec("HGET", 3, true),
+    spec("HMGET", -3, true),
+    spec("HGETALL", 2, true),
+    spec("HKEYS", 2, true),
+    spec("HVALS", 2, true),
+    spec("HLEN", 2, true),
+    spec("HEXISTS", 3, true),
+    spec("HSTRLEN", 3, true),
+    spec("HSCAN", -3, true),
+    spec("HSET", -4, false),
+    spec("HMSET", -4, false),
+    spec("HSETNX", 4, false),
+    spec("HDEL", -3, false),
+    spec("HINCRBY", 4, false),
+    spec("HINCRBYFLOAT", 4, false),
+    spec("LRANGE", 4, true),
+    spec("LLEN", 2, true),
+    spec("LINDEX", 3, true),
+    spec("LPOS", -3, true),
+    spec("LPUSH", -3, false),
+    spec("RPUSH", -3, false),
+    spec("LPUSHX", -3, false),
+    spec("RPUSHX", -3, false),
+    spec("LPOP", -2, false),
+    spec("RPOP", -2, false),
+    spec("LSET", 4, false),
+    spec("LINSERT", 5, false),
+    spec("LREM", 4, false),
+    spec("LTRIM", 4, false),
+    spec("LMOVE", 5, false),
+    spec("RPOPLPUSH", 3, false),
 ];
 
 fn find(name: &[u8]) -> Option<&'static Spec> {
@@ -120,6 +156,7 @@ fn execute(ks: &mut dyn Keyspace, args: &[Bytes]) -> Result<Reply> {
         return Ok(wrong_args(spec.name));
     }
     match run(ks, spec.name, &args[1..]) {
+        Err(Error::InvalidArgument(m)) if m.starts_with("WRONGTYPE") => Ok(error(m)),
         Err(Error::InvalidArgument(m)) => Ok(error(format!("ERR {m}"))),
         other => other,
     }
@@ -163,6 +200,38 @@ fn run(ks: &mut dyn Keyspace, name: &str, a: &[Bytes]) -> Result<Reply> {
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => keys::expire(ks, a, name),
         "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" => keys::ttl(ks, a, name),
         "PERSIST" => keys::persist(ks, a),
+        "HSET" | "HMSET" => hashes::hset(ks, a, name),
+        "HSETNX" => hashes::hsetnx(ks, a),
+        "HGET" => hashes::hget(ks, a),
+        "HMGET" => hashes::hmget(ks, a),
+        "HDEL" => hashes::hdel(ks, a),
+        "HEXISTS" => hashes::hexists(ks, a),
+        "HLEN" => hashes::hlen(ks, a),
+        "HSTRLEN" => hashes::hstrlen(ks, a),
+        "HGETALL" | "HKEYS" | "HVALS" => hashes::hgetall(ks, a, name),
+        "HINCRBY" => hashes::hincr(ks, a, false),
+        "HINCRBYFLOAT" => hashes::hincr(ks, a, true),
+        "HSCAN" => hashes::hscan(ks, a),
+        "LPUSH" => lists::push(ks, a, true, false),
+        "RPUSH" => lists::push(ks, a, false, false),
+        "LPUSHX" => lists::push(ks, a, true, true),
+        "RPUSHX" => lists::push(ks, a, false, true),
+        "LPOP" | "RPOP" if a.len() > 2 => Ok(wrong_args(name)),
+        "LPOP" => lists::pop(ks, a, true),
+        "RPOP" => lists::pop(ks, a, false),
+        "LLEN" => lists::llen(ks, a),
+        "LRANGE" => lists::lrange(ks, a),
+        "LINDEX" => lists::lindex(ks, a),
+        "LSET" => lists::lset(ks, a),
+        "LINSERT" => lists::linsert(ks, a),
+        "LREM" => lists::lrem(ks, a),
+        "LTRIM" => lists::ltrim(ks, a),
+        "LPOS" => lists::lpos(ks, a),
+        "LMOVE" => match (lists::side(&a[2]), lists::side(&a[3])) {
+            (Some(from), Some(to)) => lists::lmove(ks, &a[0], &a[1], from, to),
+            _ => Ok(syntax()),
+        },
+        "RPOPLPUSH" => lists::lmove(ks, &a[0], &a[1], false, true),
         _ => Ok(error(format!("ERR unknown command '{name}'"))),
     }
 }
@@ -201,6 +270,7 @@ impl KvStateMachine {
             keys: &self.keys,
             expiries: &expiries,
             now,
+            typed: self.may_hold_types(&db)?,
         };
         let mut items = Vec::with_capacity(batch.calls.len());
         for call in &batch.calls {
@@ -216,3 +286,6 @@ impl KvStateMachine {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod typed_tests;

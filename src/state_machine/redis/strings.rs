@@ -49,10 +49,12 @@ pub fn set(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
         }
         i += 1;
     }
-    let old = ks.get(&a[0])?;
+    // Any kind of key counts for NX and XX; GET wants a string.
+    let exists = ks.kind(&a[0])?.is_some();
+    let old = if get { ks.get(&a[0])? } else { None };
     let go = match cond.as_deref() {
-        Some("NX") => old.is_none(),
-        Some("XX") => old.is_some(),
+        Some("NX") => !exists,
+        Some("XX") => exists,
         _ => true,
     };
     if go {
@@ -69,16 +71,21 @@ pub fn get(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     Ok(bulk_or_nil(ks.get(&a[0])?))
 }
 
+/// MGET: a key of another kind reads as nil, as in Redis.
 pub fn mget(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     let mut out = Vec::with_capacity(a.len());
     for k in a {
-        out.push(bulk_or_nil(ks.get(k)?));
+        out.push(match ks.get(k) {
+            Ok(v) => bulk_or_nil(v),
+            Err(crate::error::Error::InvalidArgument(m)) if m.starts_with("WRONGTYPE") => nil(),
+            Err(e) => return Err(e),
+        });
     }
     Ok(array(out))
 }
 
 pub fn setnx(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
-    if ks.get(&a[0])?.is_some() {
+    if ks.kind(&a[0])?.is_some() {
         return Ok(int(0));
     }
     ks.put(&a[0], a[1].clone(), Ttl::Clear)?;
@@ -149,7 +156,7 @@ pub fn mset(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
 
 pub fn msetnx(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     for kv in a.chunks(2) {
-        if ks.get(&kv[0])?.is_some() {
+        if ks.kind(&kv[0])?.is_some() {
             return Ok(int(0));
         }
     }

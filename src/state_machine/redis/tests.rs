@@ -11,7 +11,7 @@ use prost::Message as _;
 use RedisValue::*;
 
 /// The log's time of the first entry (ms); each test moves it on.
-const T0: u64 = 1_700_000_000_000;
+pub(super) const T0: u64 = 1_700_000_000_000;
 
 fn batch(cmds: &[&[&str]]) -> RedisBatch {
     RedisBatch {
@@ -24,7 +24,7 @@ fn batch(cmds: &[&[&str]]) -> RedisBatch {
     }
 }
 
-fn entry(index: u64, time: u64, cmds: &[&[&str]]) -> Entry {
+pub(super) fn entry(index: u64, time: u64, cmds: &[&[&str]]) -> Entry {
     Entry {
         term: 1,
         index,
@@ -36,14 +36,14 @@ fn entry(index: u64, time: u64, cmds: &[&[&str]]) -> Entry {
 }
 
 /// A store and the next entry's index and log time.
-struct Redis {
-    store: Store,
+pub(super) struct Redis {
+    pub(super) store: Store,
     index: u64,
     time: u64,
 }
 
 impl Redis {
-    fn new() -> Redis {
+    pub(super) fn new() -> Redis {
         Redis {
             store: Store::new(),
             index: 0,
@@ -52,7 +52,7 @@ impl Redis {
     }
 
     /// Applies `cmds` as one entry `after_ms` after the previous one.
-    fn write_at(&mut self, after_ms: u64, cmds: &[&[&str]]) -> Vec<RedisValue> {
+    pub(super) fn write_at(&mut self, after_ms: u64, cmds: &[&[&str]]) -> Vec<RedisValue> {
         self.index += 1;
         self.time += after_ms;
         let mut out = self.store.apply(&[entry(self.index, self.time, cmds)]);
@@ -61,27 +61,27 @@ impl Redis {
         replies.items.into_iter().map(RedisValue::from).collect()
     }
 
-    fn w(&mut self, cmd: &[&str]) -> RedisValue {
+    pub(super) fn w(&mut self, cmd: &[&str]) -> RedisValue {
         self.write_at(1, &[cmd]).pop().unwrap()
     }
 
     /// A read of the store as applied (at the log's time of the last entry,
     /// give or take the milliseconds the test takes).
-    fn r(&self, cmd: &[&str]) -> RedisValue {
+    pub(super) fn r(&self, cmd: &[&str]) -> RedisValue {
         let replies = self.store.sm.redis_read(&batch(&[cmd])).unwrap();
         RedisValue::from(replies.items.into_iter().next().unwrap())
     }
 }
 
-fn ok() -> RedisValue {
+pub(super) fn ok() -> RedisValue {
     Status("OK".into())
 }
 
-fn b(s: &str) -> RedisValue {
+pub(super) fn b(s: &str) -> RedisValue {
     Bulk(s.as_bytes().to_vec())
 }
 
-fn err(s: &str) -> RedisValue {
+pub(super) fn err(s: &str) -> RedisValue {
     Error(s.into())
 }
 
