@@ -159,6 +159,35 @@ fn multi_exec_is_one_atomic_step_seen_from_another_connection() {
     assert_eq!(get(&mut writer, "a").as_deref(), Some("40"));
     let e = error_text(redis::cmd("EXEC").query(&mut writer));
     assert_eq!(e, "ERR EXEC without MULTI");
+
+    // WATCH: EXEC answers nil, and runs nothing, if a watched key changed
+    // (written from another node) since.
+    let mut other = c.connect(leader);
+    let _: () = redis::cmd("WATCH")
+        .arg(&["a", "never-set"])
+        .query(&mut writer)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&["a", "changed"])
+        .query(&mut other)
+        .unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut writer).unwrap();
+    let _: String = redis::cmd("SET").arg(&["a", "mine"]).query(&mut writer).unwrap();
+    let r: Value = redis::cmd("EXEC").query(&mut writer).unwrap();
+    assert_eq!(r, Value::Nil, "a watched key changed");
+    assert_eq!(get(&mut writer, "a").as_deref(), Some("changed"));
+    // Unchanged, it runs; EXEC forgets the watch.
+    let _: () = redis::cmd("WATCH").arg("a").query(&mut writer).unwrap();
+    let _: () = redis::cmd("MULTI").query(&mut writer).unwrap();
+    let _: String = redis::cmd("SET").arg(&["a", "mine"]).query(&mut writer).unwrap();
+    let r: Vec<String> = redis::cmd("EXEC").query(&mut writer).unwrap();
+    assert_eq!(r, ["OK"]);
+    let e = error_text(
+        redis::cmd("MULTI")
+            .query(&mut writer)
+            .and_then(|_: Value| redis::cmd("WATCH").arg("a").query(&mut writer)),
+    );
+    assert_eq!(e, "ERR WATCH inside MULTI is not allowed");
 }
 
 #[test]

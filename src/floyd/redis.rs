@@ -6,7 +6,7 @@
 use super::Floyd;
 use crate::error::{Error, Result};
 use crate::state_machine::CommandKind;
-use crate::wire::{redis_reply::Kind, RedisBatch, RedisCall, RedisReplies, RedisReply};
+use crate::wire::{redis_reply::Kind, RedisBatch, RedisCall, RedisGuard, RedisReplies, RedisReply};
 use bytes::Bytes;
 use prost::Message as _;
 
@@ -67,6 +67,18 @@ impl Floyd {
     /// (as in Redis). Listing keys (KEYS, SCAN, DBSIZE, RANDOMKEY) runs only
     /// among reads.
     pub fn redis_atomic(&self, commands: &[Vec<&[u8]>]) -> Result<Vec<RedisValue>> {
+        self.redis_atomic_if(&[], commands).map(|r| r.unwrap_or_default())
+    }
+
+    /// [`Floyd::redis_atomic`] run only if every key of `guards` still has
+    /// the `mod_revision` given (0: the key is missing), all checked in the
+    /// same step (Redis's WATCH, with [`Floyd::key_revision`] read first):
+    /// `None`, and nothing run, if one changed.
+    pub fn redis_atomic_if(
+        &self,
+        guards: &[(&[u8], u64)],
+        commands: &[Vec<&[u8]>],
+    ) -> Result<Option<Vec<RedisValue>>> {
         self.key_value_only("redis")?;
         let mut reads = true;
         for c in commands {
@@ -88,8 +100,16 @@ impl Floyd {
                     args: c.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
                 })
                 .collect(),
+            guards: guards
+                .iter()
+                .map(|(key, mod_revision)| RedisGuard {
+                    key: Bytes::copy_from_slice(key),
+                    mod_revision: *mod_revision,
+                })
+                .collect(),
         };
-        let cmd = if reads {
+        // (Guards are checked in the log, with the commands.)
+        let cmd = if reads && guards.is_empty() {
             CommandKind::RedisRead(batch)
         } else {
             CommandKind::Redis(batch)
@@ -97,6 +117,22 @@ impl Floyd {
         let bytes = self.execute(cmd)?;
         let replies = RedisReplies::decode(bytes.as_ref())
             .map_err(|e| Error::Internal(format!("Redis replies do not decode: {e}")))?;
-        Ok(replies.items.into_iter().map(RedisValue::from).collect())
+        if replies.aborted {
+            return Ok(None);
+        }
+        Ok(Some(replies.items.into_iter().map(RedisValue::from).collect()))
+    }
+
+    /// `key`'s `mod_revision` (0 if it is missing or expired), read
+    /// linearizably: what a WATCH remembers.
+    pub fn key_revision(&self, key: &[u8]) -> Result<u64> {
+        let mut end = key.to_vec();
+        end.push(0);
+        let page = self.scan(key, &end, 1)?;
+        Ok(page
+            .kvs
+            .first()
+            .filter(|kv| kv.key == key)
+            .map_or(0, |kv| kv.meta.mod_revision))
     }
 }

@@ -40,6 +40,8 @@ pub struct Session {
     pub queued: Option<Vec<Vec<Vec<u8>>>>,
     /// A command was refused while queuing: EXEC aborts.
     pub queue_failed: bool,
+    /// WATCHed keys and their mod_revision then: EXEC runs only if none changed.
+    pub watched: Vec<(Vec<u8>, u64)>,
 }
 
 impl Session {
@@ -48,6 +50,7 @@ impl Session {
             authenticated: ctx.password.is_none(),
             queued: None,
             queue_failed: false,
+            watched: Vec::new(),
         }
     }
 }
@@ -124,6 +127,8 @@ const COMMANDS: &[&str] = &[
     "MULTI",
     "EXEC",
     "DISCARD",
+    "WATCH",
+    "UNWATCH",
     "INFO",
     "ROLE",
     "COMMAND",

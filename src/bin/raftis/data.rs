@@ -111,10 +111,28 @@ fn scan(ctx: &Context, args: &[Vec<u8>]) -> Reply {
     }
 }
 
-/// MULTI, EXEC, DISCARD, and a command while queued; `None` if `name` is
+/// `WATCH key…`: remembers each key's mod_revision (read linearizably).
+fn watch(f: &Floyd, session: &mut Session, keys: &[Vec<u8>]) -> Reply {
+    for k in keys {
+        match f.key_revision(k) {
+            Ok(rev) => session.watched.push((k.clone(), rev)),
+            Err(e) => return error_reply(&e),
+        }
+    }
+    Reply::ok()
+}
+
+/// WATCH, UNWATCH, MULTI, EXEC, DISCARD, and a command while queued; `None` if `name` is
 /// none of these and no transaction is open.
 pub fn transaction(f: &Floyd, session: &mut Session, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
     match (name, session.queued.is_some()) {
+        ("WATCH", true) => Some(Reply::err("ERR WATCH inside MULTI is not allowed")),
+        ("WATCH", false) if args.len() < 2 => None,
+        ("WATCH", false) => Some(watch(f, session, &args[1..])),
+        ("UNWATCH", _) => {
+            session.watched.clear();
+            Some(Reply::ok())
+        }
         ("MULTI", true) => Some(Reply::err("ERR MULTI calls can not be nested")),
         ("MULTI", false) => {
             session.queued = Some(Vec::new());
@@ -125,24 +143,41 @@ pub fn transaction(f: &Floyd, session: &mut Session, name: &str, args: &[Vec<u8>
         ("DISCARD", false) => Some(Reply::err("ERR DISCARD without MULTI")),
         ("DISCARD", true) => {
             session.queued = None;
+            session.watched.clear();
             Some(Reply::ok())
         }
         ("EXEC", true) => {
             let queued = session.queued.take().unwrap_or_default();
+            let watched = std::mem::take(&mut session.watched);
             if std::mem::take(&mut session.queue_failed) {
                 return Some(Reply::err(
                     "EXECABORT Transaction discarded because of previous errors.",
                 ));
             }
-            if queued.is_empty() {
+            if queued.is_empty() && watched.is_empty() {
                 return Some(Reply::Array(Vec::new()));
             }
             let cmds: Vec<Vec<&[u8]>> = queued
                 .iter()
                 .map(|c| c.iter().map(Vec::as_slice).collect())
                 .collect();
-            Some(match f.redis_atomic(&cmds) {
-                Ok(replies) => Reply::Array(replies.into_iter().map(to_reply).collect()),
+            let guards: Vec<(&[u8], u64)> = watched.iter().map(|(k, r)| (k.as_slice(), *r)).collect();
+            if cmds.is_empty() {
+                // Nothing to run: whether a watched key changed is all there is.
+                return Some(
+                    match guards.iter().try_fold(true, |same, (k, r)| {
+                        f.key_revision(k).map(|now| same && now == *r)
+                    }) {
+                        Ok(true) => Reply::Array(Vec::new()),
+                        Ok(false) => Reply::Nil,
+                        Err(e) => error_reply(&e),
+                    },
+                );
+            }
+            Some(match f.redis_atomic_if(&guards, &cmds) {
+                Ok(Some(replies)) => Reply::Array(replies.into_iter().map(to_reply).collect()),
+                // A watched key changed: nothing ran.
+                Ok(None) => Reply::Nil,
                 Err(e) => error_reply(&e),
             })
         }

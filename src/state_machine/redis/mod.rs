@@ -239,6 +239,19 @@ fn run(ks: &mut dyn Keyspace, name: &str, a: &[Bytes]) -> Result<Reply> {
 /// Applies `batch` at log time `now`: each command that changed something
 /// takes the next revision.
 pub(super) fn apply(view: &mut View<'_>, batch: &RedisBatch, now: u64) -> Result<RedisReplies> {
+    for g in &batch.guards {
+        let live = view.expiry.deadline(&g.key).is_none_or(|d| d > now);
+        let current = match view.meta(&g.key)? {
+            Some(m) if live => m.mod_revision,
+            _ => 0,
+        };
+        if current != g.mod_revision {
+            return Ok(RedisReplies {
+                items: Vec::new(),
+                aborted: true,
+            });
+        }
+    }
     let mut items = Vec::with_capacity(batch.calls.len());
     for call in &batch.calls {
         let next = view.revision + 1;
@@ -254,7 +267,10 @@ pub(super) fn apply(view: &mut View<'_>, batch: &RedisBatch, now: u64) -> Result
         }
         items.push(reply);
     }
-    Ok(RedisReplies { items })
+    Ok(RedisReplies {
+        items,
+        aborted: false,
+    })
 }
 
 impl KvStateMachine {
@@ -280,7 +296,10 @@ impl KvStateMachine {
             };
             items.push(reply);
         }
-        Ok(RedisReplies { items })
+        Ok(RedisReplies {
+            items,
+            aborted: false,
+        })
     }
 }
 

@@ -41,7 +41,10 @@ pub fn nil() -> Reply {
 
 pub fn array(items: Vec<Reply>) -> Reply {
     RedisReply {
-        kind: Some(Kind::Array(RedisReplies { items })),
+        kind: Some(Kind::Array(RedisReplies {
+            items,
+            aborted: false,
+        })),
     }
 }
 

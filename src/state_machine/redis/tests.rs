@@ -21,6 +21,7 @@ fn batch(cmds: &[&[&str]]) -> RedisBatch {
                 args: c.iter().map(|a| Bytes::from(a.to_string())).collect(),
             })
             .collect(),
+        guards: Vec::new(),
     }
 }
 
@@ -344,4 +345,41 @@ fn replicas_applying_in_any_batches_agree_ttls_and_expiries_included() {
         let replicas: Vec<_> = (0..3).map(|_| in_random_batches(&entries, &mut rng).1).collect();
         assert_replicas_agree(seed, &replicas);
     }
+}
+
+#[test]
+fn guards_run_the_batch_only_while_every_watched_key_is_unchanged() {
+    let mut r = Redis::new();
+    r.w(&["SET", "k", "v"]);
+    let rev = r.store.revision();
+    let guarded = |r: &mut Redis, key: &str, mod_revision: u64| {
+        r.index += 1;
+        r.time += 1;
+        let mut b = batch(&[&["INCR", "n"]]);
+        b.guards.push(crate::wire::RedisGuard {
+            key: Bytes::from(key.to_string()),
+            mod_revision,
+        });
+        let e = Entry {
+            payload: encode_command(CommandKind::Redis(b)),
+            ..entry(r.index, r.time, &[])
+        };
+        let bytes = r.store.apply(&[e]).pop().unwrap().unwrap().unwrap();
+        RedisReplies::decode(bytes.as_ref()).unwrap()
+    };
+    let ran = guarded(&mut r, "k", rev);
+    assert!(!ran.aborted && ran.items.len() == 1);
+    assert!(
+        guarded(&mut r, "missing", 0).items.len() == 1,
+        "0: a key still missing"
+    );
+    r.w(&["APPEND", "k", "w"]);
+    let refused = guarded(&mut r, "k", rev);
+    assert!(refused.aborted && refused.items.is_empty());
+    assert_eq!(r.r(&["GET", "n"]), b("2"), "the refused batch ran nothing");
+    // A key that expired since counts as changed.
+    r.w(&["SET", "t", "v", "PX", "5"]);
+    let t_rev = r.store.revision();
+    r.time += 10;
+    assert!(guarded(&mut r, "t", t_rev).aborted);
 }
