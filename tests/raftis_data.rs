@@ -257,3 +257,46 @@ fn hashes_and_lists_through_any_node_with_wrongtype_across_kinds() {
     let e = error_text(redis::cmd("LLEN").arg("done").query(&mut other));
     assert!(e.starts_with("WRONGTYPE"), "{e}");
 }
+
+#[test]
+fn blocking_pops_wait_for_a_push_on_any_node_and_time_out_with_nil() {
+    let c = Cluster::start(3);
+    let leader = c.wait_for_leader();
+    let mut f = c.connect((leader + 1) % 3);
+    let started = std::time::Instant::now();
+    let r: Value = redis::cmd("BLPOP").arg(&["empty", "0.3"]).query(&mut f).unwrap();
+    assert_eq!(r, Value::Nil);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let e = error_text(redis::cmd("BLPOP").arg(&["empty", "-1"]).query(&mut f));
+    assert_eq!(e, "ERR timeout is negative");
+    // Blocked on a follower, woken by pushes through the leader.
+    let waiters: Vec<_> = (0..2)
+        .map(|i| {
+            let mut con = c.connect((leader + 1 + i) % 3);
+            std::thread::spawn(move || -> (String, String) {
+                redis::cmd("BRPOP")
+                    .arg(&["q1", "q2", "0"])
+                    .query(&mut con)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut l = c.connect(leader);
+    let _: i64 = redis::cmd("LPUSH").arg(&["q2", "x"]).query(&mut l).unwrap();
+    let _: i64 = redis::cmd("LPUSH").arg(&["q1", "y"]).query(&mut l).unwrap();
+    let mut got: Vec<(String, String)> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("q1".to_string(), "y".to_string()),
+            ("q2".to_string(), "x".to_string())
+        ]
+    );
+    let _: i64 = redis::cmd("RPUSH").arg(&["src", "a"]).query(&mut l).unwrap();
+    let moved: String = redis::cmd("BLMOVE")
+        .arg(&["src", "dst", "LEFT", "RIGHT", "1"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(moved, "a");
+}

@@ -42,6 +42,28 @@ pub struct Session {
     pub queue_failed: bool,
     /// WATCHed keys and their mod_revision then: EXEC runs only if none changed.
     pub watched: Vec<(Vec<u8>, u64)>,
+    /// The client's socket, to tell whether it went away while a blocking
+    /// pop waits.
+    pub socket: Option<std::os::fd::RawFd>,
+}
+
+impl Session {
+    /// Whether the client closed its end (a read would see the end of it).
+    pub fn client_gone(&self) -> bool {
+        let Some(fd) = self.socket else { return false };
+        let mut byte = 0u8;
+        // SAFETY: `fd` is the connection's socket, open while the session
+        // lives; a one-byte peek that does not wait reads nothing out of it.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0
+    }
 }
 
 impl Session {
@@ -51,6 +73,7 @@ impl Session {
             queued: None,
             queue_failed: false,
             watched: Vec::new(),
+            socket: None,
         }
     }
 }
@@ -209,7 +232,10 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         }
     }
     if crate::data::is_data_command(&name) {
-        let reply = crate::data::run(ctx, args);
+        let reply = match name.as_str() {
+            "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" => crate::data::blocking(ctx, session, &name, args),
+            _ => crate::data::run(ctx, args),
+        };
         let size = reply.size();
         if ctx.output_limit > 0 && size > ctx.output_limit {
             return Outcome::Overflow(size);

@@ -10,6 +10,7 @@ use floyd::{Error, Floyd, RedisValue};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// SCAN cursors a node remembers (the oldest are forgotten past it: a scan
 /// resumed from a forgotten cursor gets `ERR invalid cursor`).
@@ -108,6 +109,68 @@ fn scan(ctx: &Context, args: &[Vec<u8>]) -> Reply {
         }
         Ok(other) => to_reply(other),
         Err(e) => error_reply(&e),
+    }
+}
+
+/// How often a blocked pop looks whether its client went away.
+const BLOCKED_CHECK: Duration = Duration::from_millis(250);
+
+/// BLPOP, BRPOP, BLMOVE, BRPOPLPUSH: the pop is one atomic entry (floyd's
+/// form never waits: nil while every list is empty); meanwhile the client
+/// waits here for a change of one of its keys, seen through a floyd watch
+/// on this node, registered before each try so no push slips between, and
+/// asks again, until the timeout (0: for ever) or until it disconnects.
+pub fn blocking(ctx: &Context, session: &Session, name: &str, args: &[Vec<u8>]) -> Reply {
+    let f = &*ctx.floyd;
+    let keys: &[Vec<u8>] = match name {
+        "BLPOP" | "BRPOP" if args.len() >= 3 => &args[1..args.len() - 1],
+        _ if args.len() >= 3 => &args[1..2],
+        _ => &[],
+    };
+    let timeout = args
+        .last()
+        .and_then(|t| std::str::from_utf8(t).ok()?.parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t >= 0.0);
+    let deadline = timeout
+        .filter(|t| *t > 0.0)
+        .map(|t| Instant::now() + Duration::from_secs_f64(t));
+    loop {
+        let (tx, rx) = crossbeam_channel::unbounded::<()>();
+        let watches: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| {
+                let tx = tx.clone();
+                let mut end = k.clone();
+                end.push(0);
+                f.watch(k, &end, 0, move |_| {
+                    let _ = tx.send(());
+                })
+                .ok()
+            })
+            .collect();
+        let reply = run(ctx, args);
+        let stop_watching = || watches.iter().for_each(|id| drop(f.unwatch(*id)));
+        // Not nil (an element, an error), or a timeout that did not parse
+        // (floyd answered its error): done.
+        if !matches!(reply, Reply::Nil) || timeout.is_none() || watches.len() < keys.len() {
+            stop_watching();
+            return reply;
+        }
+        loop {
+            let slice = deadline.map_or(BLOCKED_CHECK, |d| {
+                d.saturating_duration_since(Instant::now()).min(BLOCKED_CHECK)
+            });
+            match rx.recv_timeout(slice) {
+                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) || session.client_gone() {
+                        stop_watching();
+                        return Reply::Nil;
+                    }
+                }
+            }
+        }
+        stop_watching();
     }
 }
 

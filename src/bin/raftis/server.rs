@@ -67,6 +67,7 @@ pub fn serve(listener: TcpListener, ctx: Arc<Context>, max_clients: usize) {
 fn connection(mut stream: TcpStream, ctx: &Context) {
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(ctx);
+    session.socket = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
     let mut parser = Parser::with_budget(ctx.budget.clone());
     parser.set_unauthenticated(!session.authenticated);
     let mut input = vec![0u8; 16 << 10];

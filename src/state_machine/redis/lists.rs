@@ -351,3 +351,42 @@ pub fn side(arg: &[u8]) -> Option<bool> {
         _ => None,
     }
 }
+
+/// The timeout of a blocking pop, checked as Redis does (seconds, a float
+/// ≥ 0); the pop itself never waits here: raftis waits and asks again.
+fn check_timeout(arg: &[u8]) -> Option<Reply> {
+    match parse_float(arg) {
+        None => Some(error("ERR timeout is not a float or out of range")),
+        Some(t) if t < 0.0 => Some(error("ERR timeout is negative")),
+        Some(t) if !t.is_finite() => Some(error("ERR timeout is not a float or out of range")),
+        Some(_) => None,
+    }
+}
+
+/// BLPOP and BRPOP, without the wait: `[key, element]` from the first of
+/// the keys that holds a list, or nil if none does (the caller waits for
+/// a push and asks again).
+pub fn bpop(ks: &mut dyn Keyspace, a: Args, left: bool) -> Result<Reply> {
+    let (keys, timeout) = a.split_at(a.len() - 1);
+    if let Some(r) = check_timeout(&timeout[0]) {
+        return Ok(r);
+    }
+    for k in keys {
+        ends(ks, k)?;
+    }
+    for k in keys {
+        if let Some(v) = pop_n(ks, k, left, 1)?.and_then(|v| v.into_iter().next()) {
+            return Ok(array(vec![bulk(k.to_vec()), bulk(v.to_vec())]));
+        }
+    }
+    Ok(nil())
+}
+
+/// BLMOVE and BRPOPLPUSH, without the wait (nil if the source is empty).
+pub fn bmove(ks: &mut dyn Keyspace, a: Args, sides: Option<(bool, bool)>) -> Result<Reply> {
+    if let Some(r) = check_timeout(&a[a.len() - 1]) {
+        return Ok(r);
+    }
+    let (from, to) = sides.unwrap_or((false, true));
+    lmove(ks, &a[0], &a[1], from, to)
+}

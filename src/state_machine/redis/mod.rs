@@ -120,6 +120,12 @@ const COMMANDS: &[Spec] = &[
     spec("LTRIM", 4, false),
     spec("LMOVE", 5, false),
     spec("RPOPLPUSH", 3, false),
+    // Blocking pops: here they never block (nil when every list is
+    // empty); raftis waits for a push and asks again.
+    spec("BLPOP", -3, false),
+    spec("BRPOP", -3, false),
+    spec("BLMOVE", 6, false),
+    spec("BRPOPLPUSH", 4, false),
 ];
 
 fn find(name: &[u8]) -> Option<&'static Spec> {
@@ -232,6 +238,13 @@ fn run(ks: &mut dyn Keyspace, name: &str, a: &[Bytes]) -> Result<Reply> {
             _ => Ok(syntax()),
         },
         "RPOPLPUSH" => lists::lmove(ks, &a[0], &a[1], false, true),
+        "BLPOP" => lists::bpop(ks, a, true),
+        "BRPOP" => lists::bpop(ks, a, false),
+        "BLMOVE" => match (lists::side(&a[2]), lists::side(&a[3])) {
+            (Some(from), Some(to)) => lists::bmove(ks, a, Some((from, to))),
+            _ => Ok(syntax()),
+        },
+        "BRPOPLPUSH" => lists::bmove(ks, a, None),
         _ => Ok(error(format!("ERR unknown command '{name}'"))),
     }
 }
