@@ -300,3 +300,78 @@ fn blocking_pops_wait_for_a_push_on_any_node_and_time_out_with_nil() {
         .unwrap();
     assert_eq!(moved, "a");
 }
+
+#[test]
+fn what_clients_send_on_connect_and_what_tools_read() {
+    let c = Cluster::start(1);
+    c.wait_for_leader();
+    let mut con = c.connect(0);
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut con).unwrap();
+    assert!(id > 0);
+    let name: Option<String> = redis::cmd("CLIENT").arg("GETNAME").query(&mut con).unwrap();
+    assert_eq!(name, None);
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["SETNAME", "worker-1"])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["SETINFO", "LIB-NAME", "redis-rs"])
+        .query(&mut con)
+        .unwrap();
+    let name: String = redis::cmd("CLIENT").arg("GETNAME").query(&mut con).unwrap();
+    assert_eq!(name, "worker-1");
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut con).unwrap();
+    assert!(
+        info.starts_with(&format!("id={id} "))
+            && info.contains("name=worker-1")
+            && info.contains("lib-name=redis-rs"),
+        "{info}"
+    );
+    let mut other = c.connect(0);
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut other).unwrap();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    let e = error_text(
+        redis::cmd("CLIENT")
+            .arg(&["SETNAME", "has space"])
+            .query(&mut con),
+    );
+    assert!(e.starts_with("ERR Client names cannot contain spaces"), "{e}");
+    let hello: Vec<Value> = redis::cmd("HELLO").arg(2).query(&mut con).unwrap();
+    assert_eq!(hello[0], Value::BulkString(b"server".to_vec()));
+    assert!(hello.contains(&Value::Int(2)), "proto 2");
+    let e = error_text(redis::cmd("HELLO").arg(3).query(&mut con));
+    assert!(e.starts_with("NOPROTO"), "{e}");
+    let save: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "save"])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(save, ["save", ""]);
+    let all: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "max*"])
+        .query(&mut con)
+        .unwrap();
+    assert!(all.contains(&"maxclients".to_string()), "{all:?}");
+    let e = error_text(
+        redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory", "1"])
+            .query(&mut con),
+    );
+    assert!(e.starts_with("ERR CONFIG SET failed"), "{e}");
+    let _: () = redis::cmd("SET")
+        .arg(&["k", "v", "EX", "100"])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET").arg(&["k2", "v"]).query(&mut con).unwrap();
+    let ks: String = redis::cmd("INFO").arg("keyspace").query(&mut con).unwrap();
+    assert!(ks.contains("db0:keys=2,expires=1"), "{ks}");
+    let all: String = redis::cmd("INFO").query(&mut con).unwrap();
+    for field in [
+        "redis_version:7.0.0",
+        "used_memory:",
+        "total_commands_processed:",
+        "connected_clients:",
+        "role:master",
+    ] {
+        assert!(all.contains(field), "{field} missing from INFO:\n{all}");
+    }
+}

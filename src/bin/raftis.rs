@@ -14,6 +14,8 @@ mod commands;
 mod data;
 #[path = "raftis/http.rs"]
 mod http;
+#[path = "raftis/introspect.rs"]
+mod introspect;
 #[path = "raftis/limits.rs"]
 mod limits;
 #[path = "raftis/pipeline.rs"]
@@ -283,6 +285,8 @@ fn main() {
         output_limit: args.output_limit,
         output_disconnections: AtomicU64::new(0),
         cursors: data::Cursors::default(),
+        registry: introspect::Clients::default(),
+        max_clients: args.max_clients,
     });
     let max_clients = args.max_clients;
     std::thread::Builder::new()

@@ -31,10 +31,20 @@ pub struct Context {
     pub output_disconnections: AtomicU64,
     /// SCAN's numbered cursors.
     pub cursors: crate::data::Cursors,
+    /// The connections, for CLIENT LIST (and INFO's counters).
+    pub registry: crate::introspect::Clients,
+    /// `--max-clients`.
+    pub max_clients: usize,
 }
+
+/// The Redis version raftis answers as (HELLO, INFO): the commands it
+/// runs are Redis 7.0's.
+pub const REDIS_VERSION: &str = "7.0.0";
 
 /// One connection's state.
 pub struct Session {
+    /// CLIENT ID.
+    pub id: u64,
     pub authenticated: bool,
     /// Between MULTI and EXEC: the commands queued.
     pub queued: Option<Vec<Vec<Vec<u8>>>>,
@@ -69,6 +79,7 @@ impl Session {
 impl Session {
     pub fn new(ctx: &Context) -> Session {
         Session {
+            id: 0,
             authenticated: ctx.password.is_none(),
             queued: None,
             queue_failed: false,
@@ -112,7 +123,7 @@ pub fn same_secret(given: &[u8], secret: &[u8]) -> bool {
 /// `AUTH password` or `AUTH username password`, as Redis 6 and later with
 /// only the `default` user: `-WRONGPASS` for a wrong pair (the session
 /// keeps its state, as in Redis).
-fn auth(ctx: &Context, session: &mut Session, a: &[Vec<u8>]) -> Reply {
+pub fn auth(ctx: &Context, session: &mut Session, a: &[Vec<u8>]) -> Reply {
     let (user, pass) = match a {
         [pass] => (None, pass),
         [user, pass] => (Some(user.as_slice()), pass),
@@ -153,6 +164,7 @@ const COMMANDS: &[&str] = &[
     "WATCH",
     "UNWATCH",
     "INFO",
+    "CONFIG",
     "ROLE",
     "COMMAND",
     "QUIT",
@@ -220,6 +232,7 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
     let name = text(&args[0]).to_ascii_uppercase();
     let a = &args[1..];
     let f = &*ctx.floyd;
+    ctx.registry.commands.fetch_add(1, Ordering::Relaxed);
     if !session.authenticated && !matches!(name.as_str(), "AUTH" | "QUIT" | "HELLO") {
         return Outcome::Reply(Reply::err("NOAUTH Authentication required."));
     }
@@ -252,8 +265,9 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         ("INFO", n) if n <= 1 => Reply::Bulk(info(ctx, a.first().map(|s| text(s))).into_bytes()),
         ("ROLE", 0) => role(f),
         ("COMMAND", _) => command(a),
-        ("CLIENT", n) if n >= 1 => client(a),
-        ("HELLO", _) => Reply::err("NOPROTO raftis speaks RESP2 only"),
+        ("CLIENT", n) if n >= 1 => crate::introspect::client(ctx, session, a),
+        ("HELLO", _) => crate::introspect::hello(ctx, session, a),
+        ("CONFIG", n) if n >= 1 => crate::introspect::config(ctx, a),
         ("AUTH", _) => auth(ctx, session, a),
         ("FLOYD.TRYLOCK", 3) => match text(&a[2]).parse::<u64>() {
             Ok(ttl) => result(f.try_lock(&a[0], &a[1], ttl).map(|t| Reply::Int(t as i64))),
@@ -373,8 +387,9 @@ fn info(ctx: &Context, section: Option<String>) -> String {
     let mut out = String::new();
     if want("server") {
         out += &format!(
-            "# Server\r\nraftis_version:{}\r\nredis_version:7.0.0-raftis\r\nredis_mode:standalone\r\nprocess_id:{}\r\ntcp_port:{}\r\nhttp_port:{}\r\nuptime_in_seconds:{}\r\nfloyd_node:{}\r\n\r\n",
+            "# Server\r\nraftis_version:{}\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nhttp_port:{}\r\nuptime_in_seconds:{}\r\nfloyd_node:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
             std::process::id(),
             ctx.port,
             ctx.http_port.map_or(String::new(), |p| p.to_string()),
@@ -392,11 +407,9 @@ fn info(ctx: &Context, section: Option<String>) -> String {
             ctx.output_limit,
         );
     }
+    out += &crate::introspect::memory_and_keyspace(ctx, want("memory"), false);
     if want("stats") {
-        out += &format!(
-            "# Stats\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
-            ctx.output_disconnections.load(Ordering::Relaxed)
-        );
+        out += &crate::introspect::stats(ctx);
     }
     if want("replication") {
         let redis_role = if s.role == "leader" { "master" } else { "slave" };
@@ -420,7 +433,23 @@ fn info(ctx: &Context, section: Option<String>) -> String {
             ctx.floyd.dirty_scan(b"", b"", 1).map_or(0, |l| l.revision),
         );
     }
+    // (Counted by walking the keys: only when asked for by name.)
+    let keyspace = section.as_deref().is_some_and(|s| s != "default") && want("keyspace");
+    out += &crate::introspect::memory_and_keyspace(ctx, false, keyspace);
     out
+}
+
+/// Redis's glob patterns for CONFIG GET, case-insensitive: `*` and `?`.
+pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.split_first(), name.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob_match(rest, name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+        }
+        (Some((b'?', rest)), Some((_, n))) => glob_match(rest, n),
+        (Some((p, rest)), Some((c, n))) if p.eq_ignore_ascii_case(c) => glob_match(rest, n),
+        _ => false,
+    }
 }
 
 /// `ROLE`, shaped like Redis's: `master <commit> [[ip, port, match]…]` on the
@@ -474,15 +503,5 @@ fn command(a: &[Vec<u8>]) -> Reply {
         Some("COUNT") => Reply::Int((COMMANDS.len() + floyd::redis_commands().count()) as i64),
         Some("INFO") => Reply::Array(a[1..].iter().map(|_| Reply::Nil).collect()),
         _ => Reply::Array(Vec::new()),
-    }
-}
-
-/// `CLIENT SETNAME/SETINFO/GETNAME`, which client libraries send on connect.
-fn client(a: &[Vec<u8>]) -> Reply {
-    match text(&a[0]).to_ascii_uppercase().as_str() {
-        "SETNAME" | "SETINFO" => Reply::ok(),
-        "GETNAME" => Reply::Nil,
-        "ID" => Reply::Int(0),
-        _ => Reply::err("ERR not supported yet: only CLIENT SETNAME, SETINFO, GETNAME and ID"),
     }
 }

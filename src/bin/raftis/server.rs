@@ -68,6 +68,18 @@ fn connection(mut stream: TcpStream, ctx: &Context) {
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(ctx);
     session.socket = Some(std::os::fd::AsRawFd::as_raw_fd(&stream));
+    let addr =
+        |a: std::io::Result<std::net::SocketAddr>| a.map_or_else(|_| "?".to_string(), |a| a.to_string());
+    session.id = ctx
+        .registry
+        .register(addr(stream.peer_addr()), addr(stream.local_addr()));
+    struct Gone<'a>(&'a Context, u64);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            self.0.registry.unregister(self.1);
+        }
+    }
+    let _gone = Gone(ctx, session.id);
     let mut parser = Parser::with_budget(ctx.budget.clone());
     parser.set_unauthenticated(!session.authenticated);
     let mut input = vec![0u8; 16 << 10];

@@ -144,6 +144,21 @@ pub fn dbsize(ks: &mut dyn Keyspace) -> Result<Reply> {
     }
 }
 
+/// `[keys, keys with a TTL]`, live ones.
+pub fn keyspace(ks: &mut dyn Keyspace) -> Result<Reply> {
+    let (mut keys, mut expiring) = (0, 0);
+    let mut after: Option<Bytes> = None;
+    loop {
+        let (page, more) = ks.keys_after(after.as_deref(), PAGE)?;
+        keys += page.len() as i64;
+        expiring += page.iter().filter(|k| ks.deadline(k).is_some()).count() as i64;
+        if !more {
+            return Ok(array(vec![int(keys), int(expiring)]));
+        }
+        after = page.last().cloned();
+    }
+}
+
 /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`. The cursor is `0`
 /// to start, and otherwise the hex of the last key a step looked at (the
 /// keys are in byte order, so a step goes on after it); `0` again once

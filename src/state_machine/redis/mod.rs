@@ -61,6 +61,8 @@ const COMMANDS: &[Spec] = &[
     spec("SCAN", -2, true),
     spec("RANDOMKEY", 1, true),
     spec("DBSIZE", 1, true),
+    // raftis's INFO keyspace: [keys, keys with a TTL].
+    spec("FLOYD.KEYSPACE", 1, true),
     spec("SET", -3, false),
     spec("SETNX", 3, false),
     spec("SETEX", 4, false),
@@ -202,6 +204,7 @@ fn run(ks: &mut dyn Keyspace, name: &str, a: &[Bytes]) -> Result<Reply> {
         "SCAN" => keys::scan(ks, a),
         "RANDOMKEY" => keys::randomkey(ks),
         "DBSIZE" => keys::dbsize(ks),
+        "FLOYD.KEYSPACE" => keys::keyspace(ks),
         "FLUSHDB" | "FLUSHALL" => keys::flush(ks, a),
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => keys::expire(ks, a, name),
         "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" => keys::ttl(ks, a, name),

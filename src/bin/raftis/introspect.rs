@@ -1,0 +1,272 @@
+//! What clients send on connect and what tools read: CLIENT, HELLO,
+//! CONFIG and INFO, shaped as Redis's so client libraries, redis-cli and
+//! redis-benchmark find the fields they look for.
+
+use crate::commands::{Context, Session};
+use crate::resp::Reply;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// The connections of this node, for CLIENT LIST and CLIENT INFO.
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    by_id: Mutex<BTreeMap<u64, Client>>,
+    /// Connections accepted and commands run since the start (INFO stats).
+    pub connections: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Client {
+    addr: String,
+    laddr: String,
+    name: String,
+    lib_name: String,
+    lib_ver: String,
+    since: Instant,
+}
+
+impl Clients {
+    /// A new connection's id.
+    pub fn register(&self, addr: String, laddr: String) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let c = Client {
+            addr,
+            laddr,
+            name: String::new(),
+            lib_name: String::new(),
+            lib_ver: String::new(),
+            since: Instant::now(),
+        };
+        self.by_id.lock().insert(id, c);
+        id
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.by_id.lock().remove(&id);
+    }
+
+    fn line(id: u64, c: &Client, session: Option<&Session>) -> String {
+        let multi = session
+            .and_then(|s| s.queued.as_ref())
+            .map_or(-1, |q| q.len() as i64);
+        format!(
+            "id={id} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={multi} watch={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp=2 lib-name={} lib-ver={}\n",
+            c.addr,
+            c.laddr,
+            c.name,
+            c.since.elapsed().as_secs(),
+            session.map_or(0, |s| s.watched.len()),
+            c.lib_name,
+            c.lib_ver,
+        )
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `CLIENT ID|SETNAME|GETNAME|INFO|LIST|SETINFO|NO-EVICT|NO-TOUCH|REPLY`.
+pub fn client(ctx: &Context, session: &Session, a: &[Vec<u8>]) -> Reply {
+    let registry = &ctx.registry;
+    let sub = text(&a[0]).to_ascii_uppercase();
+    let mut by_id = registry.by_id.lock();
+    let me = by_id.get_mut(&session.id);
+    match (sub.as_str(), a.len(), me) {
+        ("ID", 1, _) => Reply::Int(session.id as i64),
+        ("GETNAME", 1, Some(c)) => match c.name.is_empty() {
+            true => Reply::Nil,
+            false => Reply::Bulk(c.name.clone().into_bytes()),
+        },
+        ("SETNAME", 2, Some(c)) => {
+            if a[1].iter().any(|b| *b <= b' ' || *b > b'~') {
+                return Reply::err("ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            c.name = text(&a[1]);
+            Reply::ok()
+        }
+        ("SETINFO", 3, Some(c)) => {
+            match text(&a[1]).to_ascii_uppercase().as_str() {
+                "LIB-NAME" => c.lib_name = text(&a[2]),
+                "LIB-VER" => c.lib_ver = text(&a[2]),
+                other => return Reply::err(format!("ERR Unrecognized option '{other}'")),
+            }
+            Reply::ok()
+        }
+        ("INFO", 1, Some(c)) => Reply::Bulk(Clients::line(session.id, c, Some(session)).into_bytes()),
+        ("LIST", 1, _) => {
+            let all: String = by_id
+                .iter()
+                .map(|(id, c)| Clients::line(*id, c, (*id == session.id).then_some(session)))
+                .collect();
+            Reply::Bulk(all.into_bytes())
+        }
+        ("NO-EVICT" | "NO-TOUCH" | "REPLY", 2, _) => Reply::ok(),
+        _ => Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. raftis serves CLIENT ID, SETNAME, GETNAME, SETINFO, INFO, LIST",
+            sub.to_ascii_lowercase()
+        )),
+    }
+}
+
+/// `HELLO [2 [AUTH user pass] [SETNAME name]]`: RESP2 only (3 answers
+/// NOPROTO, so clients fall back to 2).
+pub fn hello(ctx: &Context, session: &mut Session, a: &[Vec<u8>]) -> Reply {
+    if let Some(v) = a.first() {
+        match text(v).parse::<i64>() {
+            Ok(2) => {}
+            Ok(_) => return Reply::err("NOPROTO unsupported protocol version"),
+            Err(_) => return Reply::err("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut i = 1;
+    while i < a.len() {
+        match text(&a[i]).to_ascii_uppercase().as_str() {
+            "AUTH" if i + 2 < a.len() => {
+                let r = crate::commands::auth(ctx, session, &a[i + 1..i + 3]);
+                if matches!(r, Reply::Error(_)) {
+                    return r;
+                }
+                i += 3;
+            }
+            "SETNAME" if i + 1 < a.len() => {
+                let r = client(ctx, session, &[b"SETNAME".to_vec(), a[i + 1].clone()]);
+                if matches!(r, Reply::Error(_)) {
+                    return r;
+                }
+                i += 2;
+            }
+            _ => return Reply::err("ERR syntax error"),
+        }
+    }
+    if !session.authenticated {
+        return Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    let role = if ctx.floyd.is_leader() {
+        "master"
+    } else {
+        "replica"
+    };
+    let pairs: Vec<(&str, Reply)> = vec![
+        ("server", Reply::Bulk(b"redis".to_vec())),
+        (
+            "version",
+            Reply::Bulk(crate::commands::REDIS_VERSION.as_bytes().to_vec()),
+        ),
+        ("proto", Reply::Int(2)),
+        ("id", Reply::Int(session.id as i64)),
+        ("mode", Reply::Bulk(b"standalone".to_vec())),
+        ("role", Reply::Bulk(role.as_bytes().to_vec())),
+        ("modules", Reply::Array(Vec::new())),
+    ];
+    Reply::Array(
+        pairs
+            .into_iter()
+            .flat_map(|(k, v)| [Reply::Bulk(k.as_bytes().to_vec()), v])
+            .collect(),
+    )
+}
+
+/// The parameters CONFIG GET shows: what raftis has, and what clients and
+/// tools ask for (redis-benchmark asks for `save` and `appendonly`).
+fn parameters(ctx: &Context) -> Vec<(&'static str, String)> {
+    vec![
+        ("port", ctx.port.to_string()),
+        ("databases", "1".into()),
+        ("maxclients", ctx.max_clients.to_string()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        // Every write is synced to a majority's log: nothing to save.
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("appendfsync", "always".into()),
+        ("notify-keyspace-events", String::new()),
+        ("client-output-buffer-limit", ctx.output_limit.to_string()),
+        ("timeout", "0".into()),
+        ("cluster-enabled", "no".into()),
+        ("proto-max-bulk-len", floyd::options::MAX_VALUE_BYTES.to_string()),
+    ]
+}
+
+/// `CONFIG GET pattern…`, `CONFIG SET` (nothing can change at run time
+/// yet: refused as Redis refuses an unknown or immutable one), `CONFIG
+/// RESETSTAT`.
+pub fn config(ctx: &Context, a: &[Vec<u8>]) -> Reply {
+    match (text(&a[0]).to_ascii_uppercase().as_str(), a.len()) {
+        ("GET", n) if n >= 2 => {
+            let mut out = Vec::new();
+            for (name, value) in parameters(ctx) {
+                if a[1..].iter().any(|p| crate::commands::glob_match(p, name.as_bytes())) {
+                    out.push(Reply::Bulk(name.as_bytes().to_vec()));
+                    out.push(Reply::Bulk(value.into_bytes()));
+                }
+            }
+            Reply::Array(out)
+        }
+        ("SET", n) if n >= 3 && n % 2 == 1 => Reply::err(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{}') - raftis takes its settings from the command line",
+            text(&a[1])
+        )),
+        ("RESETSTAT", 1) => {
+            ctx.registry.commands.store(0, Ordering::Relaxed);
+            ctx.registry.connections.store(0, Ordering::Relaxed);
+            Reply::ok()
+        }
+        ("REWRITE", 1) => Reply::err("ERR The server is running without a config file"),
+        (sub, _) => Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'",
+            sub.to_ascii_lowercase()
+        )),
+    }
+}
+
+/// Resident memory of the process, in bytes.
+fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// INFO's `# Memory` and `# Keyspace` (`db0:keys=…,expires=…`, a
+/// linearizable count; left out if it cannot be had now).
+pub fn memory_and_keyspace(ctx: &Context, memory: bool, keyspace: bool) -> String {
+    let mut out = String::new();
+    if memory {
+        let rss = rss_bytes();
+        out += &format!(
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nused_memory_peak:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
+            if cfg!(feature = "jemalloc") { "jemalloc" } else { "libc" }
+        );
+    }
+    if keyspace {
+        out += "# Keyspace\r\n";
+        if let Ok(floyd::RedisValue::Array(v)) = ctx.floyd.redis(&[b"FLOYD.KEYSPACE"]) {
+            if let [floyd::RedisValue::Int(keys), floyd::RedisValue::Int(expires)] = v.as_slice() {
+                if *keys > 0 {
+                    out += &format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+                }
+            }
+        }
+        out += "\r\n";
+    }
+    out
+}
+
+/// INFO's `# Stats` counters.
+pub fn stats(ctx: &Context) -> String {
+    format!(
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nexpired_keys:0\r\nevicted_keys:0\r\n\r\n",
+        ctx.registry.connections.load(Ordering::Relaxed),
+        ctx.registry.commands.load(Ordering::Relaxed),
+        ctx.output_disconnections.load(Ordering::Relaxed),
+    )
+}
