@@ -123,6 +123,49 @@ impl Floyd {
         Ok(Some(replies.items.into_iter().map(RedisValue::from).collect()))
     }
 
+    /// [`Floyd::redis`] without waiting: `done` gets the reply, as for
+    /// [`Floyd::write_async`] (`Err` now: refused at once, `done` is not
+    /// called).
+    pub fn redis_async(
+        &self,
+        args: &[&[u8]],
+        done: impl FnOnce(Result<RedisValue>) + Send + 'static,
+    ) -> Result<()> {
+        self.key_value_only("redis_async")?;
+        let name = args.first().copied().unwrap_or_default();
+        let Some(reads) = redis_command_reads(name) else {
+            return Err(Error::InvalidArgument(format!(
+                "unknown Redis command '{}'",
+                String::from_utf8_lossy(name)
+            )));
+        };
+        let batch = RedisBatch {
+            calls: vec![RedisCall {
+                args: args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+            }],
+            guards: Vec::new(),
+        };
+        let cmd = if reads {
+            CommandKind::RedisRead(batch)
+        } else {
+            CommandKind::Redis(batch)
+        };
+        self.node.execute_async(
+            cmd,
+            Box::new(move |r| {
+                done(r.and_then(|bytes| {
+                    let replies = RedisReplies::decode(bytes.as_ref())
+                        .map_err(|e| Error::Internal(format!("Redis replies do not decode: {e}")))?;
+                    Ok(replies
+                        .items
+                        .into_iter()
+                        .next()
+                        .map_or(RedisValue::Nil, RedisValue::from))
+                }))
+            }),
+        )
+    }
+
     /// `key`'s `mod_revision` (0 if it is missing or expired), read
     /// linearizably: what a WATCH remembers.
     pub fn key_revision(&self, key: &[u8]) -> Result<u64> {

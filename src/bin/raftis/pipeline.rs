@@ -51,7 +51,71 @@ impl Default for Pipeline {
 enum Async<'a> {
     Set(&'a [u8], &'a [u8]),
     Get(&'a [u8]),
+    /// Another data command on one key (`args[1]`): a read or a write.
+    Data {
+        key: &'a [u8],
+        reads: bool,
+    },
 }
+
+/// Data commands whose only key is their first argument (EXISTS and
+/// TOUCH too when they name one key; DEL runs on its own, as it falls back
+/// to deleting key by key beside members of an earlier release).
+const SINGLE_KEY: &[&str] = &[
+    "SETNX",
+    "SETEX",
+    "PSETEX",
+    "GETSET",
+    "GETDEL",
+    "GETEX",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "DECRBY",
+    "INCRBYFLOAT",
+    "APPEND",
+    "STRLEN",
+    "GETRANGE",
+    "SETRANGE",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "TTL",
+    "PTTL",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "PERSIST",
+    "TYPE",
+    "HSET",
+    "HMSET",
+    "HSETNX",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HEXISTS",
+    "HSTRLEN",
+    "HDEL",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "LPUSH",
+    "RPUSH",
+    "LPUSHX",
+    "RPUSHX",
+    "LPOP",
+    "RPOP",
+    "LRANGE",
+    "LLEN",
+    "LINDEX",
+    "LSET",
+    "LINSERT",
+    "LREM",
+    "LTRIM",
+    "LPOS",
+];
 
 fn as_async(args: &[Vec<u8>]) -> Option<Async<'_>> {
     let name = &args[0];
@@ -61,7 +125,14 @@ fn as_async(args: &[Vec<u8>]) -> Option<Async<'_>> {
     if args.len() == 2 && name.eq_ignore_ascii_case(b"GET") {
         return Some(Async::Get(&args[1]));
     }
-    None
+    if args.len() < 2 {
+        return None;
+    }
+    let upper = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let one_key = SINGLE_KEY.contains(&upper.as_str())
+        || (args.len() == 2 && matches!(upper.as_str(), "EXISTS" | "TOUCH"));
+    let reads = floyd::redis_command_reads(name)?;
+    one_key.then_some(Async::Data { key: &args[1], reads })
 }
 
 impl Pipeline {
@@ -72,9 +143,11 @@ impl Pipeline {
             return false;
         };
         let waits = match &req {
-            Async::Get(k) => self.written.contains(*k),
-            // A SET must not overtake a GET of its key sent before it.
-            Async::Set(k, _) => self.written.contains(*k) || self.read.contains(*k),
+            Async::Get(k) | Async::Data { key: k, reads: true } => self.written.contains(*k),
+            // A write must not overtake a read of its key sent before it.
+            Async::Set(k, _) | Async::Data { key: k, reads: false } => {
+                self.written.contains(*k) || self.read.contains(*k)
+            }
         };
         if waits {
             return false;
@@ -92,6 +165,18 @@ impl Pipeline {
                 self.read.insert(k.to_vec());
                 ctx.floyd.read_async(k, move |r| {
                     let _ = tx.send((slot, get_reply(r)));
+                })
+            }
+            Async::Data { key, reads } => {
+                if reads {
+                    self.read.insert(key.to_vec());
+                } else {
+                    self.written.insert(key.to_vec());
+                }
+                let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                ctx.floyd.redis_async(&refs, move |r| {
+                    let reply = r.map_or_else(|e| error_reply(&e), crate::data::to_reply);
+                    let _ = tx.send((slot, reply));
                 })
             }
         };

@@ -11,7 +11,6 @@ use super::super::typed::Kind;
 use super::super::KvKeys;
 use crate::error::{Error, Result};
 use bytes::Bytes;
-use rocksdb::DB;
 
 /// What a write does to the key's deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +263,9 @@ impl Keyspace for Writing<'_, '_> {
 
 /// A read's side: the store as last applied, at the time this node can tell.
 pub struct Reading<'a> {
-    pub db: &'a DB,
+    /// One snapshot for the whole read: a MGET or an EXEC's reads see one
+    /// state, never half of a batch applied between two of their gets.
+    pub db: &'a rocksdb::Snapshot<'a>,
     pub keys: &'a KvKeys,
     pub expiries: &'a ExpiryTable,
     pub now: u64,

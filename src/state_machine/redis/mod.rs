@@ -297,8 +297,9 @@ impl KvStateMachine {
         let db = self.db()?;
         let expiries = self.expiries.loaded(&db, &self.keys)?;
         let now = self.log_time_now(&db)?;
+        let snapshot = db.snapshot();
         let mut r = Reading {
-            db: &db,
+            db: &snapshot,
             keys: &self.keys,
             expiries: &expiries,
             now,

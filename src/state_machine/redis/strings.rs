@@ -49,12 +49,12 @@ pub fn set(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
         }
         i += 1;
     }
-    // Any kind of key counts for NX and XX; GET wants a string.
-    let exists = ks.kind(&a[0])?.is_some();
+    // Any kind of key counts for NX and XX; GET wants a string. (A plain
+    // SET reads nothing.)
     let old = if get { ks.get(&a[0])? } else { None };
     let go = match cond.as_deref() {
-        Some("NX") => !exists,
-        Some("XX") => exists,
+        Some("NX") => ks.kind(&a[0])?.is_none(),
+        Some("XX") => ks.kind(&a[0])?.is_some(),
         _ => true,
     };
     if go {
