@@ -7,7 +7,10 @@
 //! of keys through random nodes, and a linearizability checker over the
 //! recorded history. A watcher on every node streams every change
 //! (`FLOYD.WATCH`), and the sequences are checked against each other and
-//! the final data (`fault_harness/watchers.rs`). A planted bug (reads served from a node's local copy)
+//! the final data (`fault_harness/watchers.rs`). Clients also INCR a
+//! counter (none lost or doubled, against acknowledged and unknown
+//! outcomes) and take a lock by `SET NX PX` (two holders never within its
+//! TTL; `fault_harness/counters.rs`). A planted bug (reads served from a node's local copy)
 //! shows the checker catches what it should.
 //!
 //! Every node has its own address (127.0.b.11, .12, ...). The 3-node run's
@@ -23,6 +26,8 @@
 #[path = "fault_harness/checker.rs"]
 mod checker;
 mod common;
+#[path = "fault_harness/counters.rs"]
+mod counters;
 #[path = "fault_harness/firewall.rs"]
 mod firewall;
 #[path = "fault_harness/locks.rs"]
@@ -73,6 +78,20 @@ fn final_reads(c: &Cluster, keys: usize, start: Instant, history: &mut Vec<Op>) 
                 assert!(Instant::now() < deadline, "node {i} never answered GET");
             }
         }
+    }
+}
+
+/// After the faults: the counter's value, read linearizably.
+fn final_counter(c: &Cluster) -> i64 {
+    let leader = c.wait_for_leader();
+    let mut con = c.connect(leader);
+    let deadline = Instant::now() + common::DEADLINE;
+    loop {
+        let r: redis::RedisResult<Option<i64>> = redis::cmd("GET").arg("ctr").query(&mut con);
+        if let Ok(v) = r {
+            return v.unwrap_or(0);
+        }
+        assert!(Instant::now() < deadline, "the counter was never read");
     }
 }
 
@@ -233,16 +252,23 @@ fn run_under_faults(nodes: usize, tls: bool, lease_reads: bool, default_secs: u6
     let workload::History {
         ops: mut history,
         acquired,
+        increments,
+        nx_locks,
     } = clients.join().unwrap();
     final_reads(&c, 5, start, &mut history);
+    let counted = final_counter(&c);
+    let counter = counters::check_counter(&increments, counted);
+    let nx = counters::check_nx_locks(&nx_locks, workload::NX_TTL_MS);
     let applied = replicas_identical(&c, 5);
     let (watched, watch_line) = finish_watchers(&c, watchers, 5);
     let verdict = check(&history, Duration::from_secs(120));
     let tokens = locks::check_tokens(&acquired);
     let lock_line = format!(
-        "{} locks acquired, {} fencing violations",
+        "{} locks acquired, {} fencing violations, {} INCRs ({counted} counted), {} SET NX locks taken",
         acquired.len(),
-        usize::from(tokens.is_some())
+        usize::from(tokens.is_some()),
+        increments.len(),
+        nx_locks.len(),
     );
     let line = format!(
         "{nodes} nodes{}{}: {}; replicas identical at applied index {applied}; {watch_line}",
@@ -256,6 +282,12 @@ fn run_under_faults(nodes: usize, tls: bool, lease_reads: bool, default_secs: u6
     }
     if let Some(broken) = tokens {
         panic!("fencing tokens: {broken}\n{line}");
+    }
+    if let Some(broken) = counter {
+        panic!("counter: {broken}\n{line}");
+    }
+    if let Some(broken) = nx {
+        panic!("SET NX lock: {broken}\n{line}");
     }
     if let Verdict::Violation { key } = &verdict {
         // The whole history of the key, for a diagnosis: the violation may

@@ -5,6 +5,7 @@
 
 use crate::checker::{Input, Op, Output};
 use crate::common::raftis::Cluster;
+use crate::counters::{Increment, NxLock};
 use crate::firewall::Firewall;
 use crate::locks::Acquired;
 use rand::seq::SliceRandom;
@@ -43,7 +44,14 @@ fn at(start: Instant) -> u64 {
 pub struct History {
     pub ops: Vec<Op>,
     pub acquired: Vec<Acquired>,
+    /// `INCR ctr`s (`counters.rs`).
+    pub increments: Vec<Increment>,
+    /// Successful `SET nxlock holder NX PX NX_TTL_MS`s.
+    pub nx_locks: Vec<NxLock>,
 }
+
+/// How long a SET NX lock lives.
+pub const NX_TTL_MS: u64 = 300;
 
 /// Runs the clients against the RESP addresses `addrs` until `stop`; returns the history.
 pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<AtomicBool>) -> History {
@@ -67,6 +75,18 @@ pub fn run_clients(w: &Workload, addrs: Vec<String>, start: Instant, stop: Arc<A
                     if rng.random_bool(0.1) {
                         if let Some(a) = client.lock_op(&mut rng, start) {
                             history.lock().unwrap().acquired.push(a);
+                        }
+                        continue;
+                    }
+                    if rng.random_bool(0.1) {
+                        if let Some(i) = client.incr(&mut rng) {
+                            history.lock().unwrap().increments.push(i);
+                        }
+                        continue;
+                    }
+                    if rng.random_bool(0.05) {
+                        if let Some(l) = client.nx_lock(&mut rng, start) {
+                            history.lock().unwrap().nx_locks.push(l);
                         }
                         continue;
                     }
@@ -186,6 +206,46 @@ impl Client {
             }
         };
         Some(self.op(key, Input::Read, output, call, ret))
+    }
+
+    /// `INCR ctr`; `None` if it certainly was not applied (or no node took
+    /// the connection).
+    fn incr(&mut self, rng: &mut impl Rng) -> Option<Increment> {
+        let (_, con) = self.connection(rng)?;
+        let r: redis::RedisResult<i64> = redis::cmd("INCR").arg("ctr").query(con);
+        match r {
+            Ok(v) => Some(Increment::Acked(v)),
+            Err(e) if not_applied(&e) => None,
+            Err(_) => {
+                self.con = None;
+                Some(Increment::Unknown)
+            }
+        }
+    }
+
+    /// `SET nxlock holder NX PX NX_TTL_MS`: the acquisition, if it got the lock.
+    fn nx_lock(&mut self, rng: &mut impl Rng, start: Instant) -> Option<NxLock> {
+        let holder = format!("c{}", self.id);
+        let (_, con) = self.connection(rng)?;
+        let call = at(start);
+        let r: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg("nxlock")
+            .arg(&holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(NX_TTL_MS)
+            .query(con);
+        let ret = at(start);
+        match r {
+            Ok(Some(_)) => Some(NxLock { holder, call, ret }),
+            Ok(None) => None,
+            Err(e) => {
+                if !not_applied(&e) {
+                    self.con = None;
+                }
+                None
+            }
+        }
     }
 
     /// A try_lock (300 ms) or an unlock of one of two locks; the lock got, if any.
