@@ -249,6 +249,33 @@ fn hashes_and_lists_through_any_node_with_wrongtype_across_kinds() {
         .query(&mut other)
         .unwrap();
     assert_eq!(exists, 1, "the emptied list is gone, the other stays");
+    // Sets, and the field and member scans with a client's numbered cursors.
+    let n: i64 = redis::cmd("SADD")
+        .arg(&["tags", "a", "b", "c"])
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(n, 3);
+    let mut members: Vec<String> = redis::cmd("SSCAN")
+        .arg("tags")
+        .cursor_arg(0)
+        .arg(&["COUNT", "1"])
+        .clone()
+        .iter(&mut other)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["a", "b", "c"]);
+    let fields: Vec<String> = redis::cmd("HSCAN")
+        .arg("user:1")
+        .cursor_arg(0)
+        .arg(&["COUNT", "1"])
+        .clone()
+        .iter(&mut other)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .collect();
+    assert_eq!(fields.len(), 4, "two fields, two values: {fields:?}");
     // SET replaces a list whole; a list command on a string is refused.
     let _: () = redis::cmd("SET")
         .arg(&["done", "now a string"])

@@ -1,5 +1,5 @@
-//! Keys of Redis's other types (protocol 8): a hash or a list is a key
-//! whose value is a small header (a hash's field count, a list's ends),
+//! Keys of Redis's other types (protocol 8): a hash, a list or a set is a
+//! key whose value is a small header (a count, or a list's ends),
 //! marked in `y` + key with its kind, and whose items are keys of their
 //! own, `f` + the key's length + key + item, so writing a field or pushing
 //! an element writes that item and the header, never the whole value.
@@ -25,6 +25,7 @@ pub enum Kind {
     String,
     Hash,
     List,
+    Set,
 }
 
 impl Kind {
@@ -33,6 +34,7 @@ impl Kind {
             Kind::String => b's',
             Kind::Hash => b'h',
             Kind::List => b'l',
+            Kind::Set => b't',
         }
     }
 
@@ -40,6 +42,7 @@ impl Kind {
         match c {
             b"h" => Kind::Hash,
             b"l" => Kind::List,
+            b"t" => Kind::Set,
             _ => Kind::String,
         }
     }
@@ -50,6 +53,7 @@ impl Kind {
             Kind::String => "string",
             Kind::Hash => "hash",
             Kind::List => "list",
+            Kind::Set => "set",
         }
     }
 }

@@ -78,7 +78,8 @@ pub fn run(ctx: &Context, args: &[Vec<u8>]) -> Reply {
         // effect, and they work beside nodes of earlier releases.
         "SET" if args.len() == 3 => return crate::commands::set_plain(f, &args[1], &args[2]),
         "GET" if args.len() == 2 => return crate::commands::get_reply(f.read(&args[1])),
-        "SCAN" if args.len() >= 2 => return scan(ctx, args),
+        "SCAN" if args.len() >= 2 => return scan(ctx, args, 1),
+        "HSCAN" | "SSCAN" if args.len() >= 3 => return scan(ctx, args, 2),
         _ => {}
     }
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
@@ -92,12 +93,13 @@ pub fn run(ctx: &Context, args: &[Vec<u8>]) -> Reply {
     }
 }
 
-fn scan(ctx: &Context, args: &[Vec<u8>]) -> Reply {
-    let Some(cursor) = ctx.cursors.floyd_cursor(&args[1]) else {
+/// SCAN, HSCAN, SSCAN: the cursor (at `at`) numbered for the client.
+fn scan(ctx: &Context, args: &[Vec<u8>], at: usize) -> Reply {
+    let Some(cursor) = ctx.cursors.floyd_cursor(&args[at]) else {
         return Reply::err("ERR invalid cursor");
     };
     let mut refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    refs[1] = &cursor;
+    refs[at] = &cursor;
     match ctx.floyd.redis(&refs) {
         Ok(RedisValue::Array(mut parts)) if parts.len() == 2 => {
             let keys = parts.pop().map(to_reply).unwrap_or(Reply::Nil);

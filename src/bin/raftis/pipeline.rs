@@ -115,6 +115,14 @@ const SINGLE_KEY: &[&str] = &[
     "LREM",
     "LTRIM",
     "LPOS",
+    "SADD",
+    "SREM",
+    "SCARD",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SPOP",
+    "SRANDMEMBER",
 ];
 
 fn as_async(args: &[Vec<u8>]) -> Option<Async<'_>> {

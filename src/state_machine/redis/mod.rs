@@ -18,6 +18,7 @@ mod keys;
 mod keyspace;
 mod lists;
 pub mod reply;
+mod sets;
 mod strings;
 mod typed_header;
 
@@ -128,6 +129,23 @@ const COMMANDS: &[Spec] = &[
     spec("BRPOP", -3, false),
     spec("BLMOVE", 6, false),
     spec("BRPOPLPUSH", 4, false),
+    spec("SADD", -3, false),
+    spec("SREM", -3, false),
+    spec("SCARD", 2, true),
+    spec("SMEMBERS", 2, true),
+    spec("SISMEMBER", 3, true),
+    spec("SMISMEMBER", -3, true),
+    spec("SPOP", -2, false),
+    spec("SRANDMEMBER", -2, true),
+    spec("SMOVE", 4, false),
+    spec("SUNION", -2, true),
+    spec("SINTER", -2, true),
+    spec("SDIFF", -2, true),
+    spec("SUNIONSTORE", -3, false),
+    spec("SINTERSTORE", -3, false),
+    spec("SDIFFSTORE", -3, false),
+    spec("SINTERCARD", -3, true),
+    spec("SSCAN", -3, true),
 ];
 
 fn find(name: &[u8]) -> Option<&'static Spec> {
@@ -248,6 +266,24 @@ fn run(ks: &mut dyn Keyspace, name: &str, a: &[Bytes]) -> Result<Reply> {
             _ => Ok(syntax()),
         },
         "BRPOPLPUSH" => lists::bmove(ks, a, None),
+        "SADD" => sets::sadd(ks, a),
+        "SREM" => sets::srem(ks, a),
+        "SCARD" => sets::scard(ks, a),
+        "SMEMBERS" => sets::smembers(ks, a),
+        "SISMEMBER" => sets::sismember(ks, a),
+        "SMISMEMBER" => sets::smismember(ks, a),
+        "SPOP" | "SRANDMEMBER" if a.len() > 2 => Ok(wrong_args(name)),
+        "SPOP" => sets::spop_or_random(ks, a, true),
+        "SRANDMEMBER" => sets::spop_or_random(ks, a, false),
+        "SMOVE" => sets::smove(ks, a),
+        "SUNION" => sets::sop(ks, a, sets::Combine::Union),
+        "SINTER" => sets::sop(ks, a, sets::Combine::Inter),
+        "SDIFF" => sets::sop(ks, a, sets::Combine::Diff),
+        "SUNIONSTORE" => sets::sop_store(ks, a, sets::Combine::Union),
+        "SINTERSTORE" => sets::sop_store(ks, a, sets::Combine::Inter),
+        "SDIFFSTORE" => sets::sop_store(ks, a, sets::Combine::Diff),
+        "SINTERCARD" => sets::sintercard(ks, a),
+        "SSCAN" => sets::sscan(ks, a),
         _ => Ok(error(format!("ERR unknown command '{name}'"))),
     }
 }

@@ -232,3 +232,51 @@ fn replicas_agree_on_hashes_and_lists_in_any_batches() {
         assert_replicas_agree(seed, &replicas);
     }
 }
+
+#[test]
+fn sets_answer_as_redis_and_spop_is_the_same_on_every_replica() {
+    let mut r = Redis::new();
+    assert_eq!(r.w(&["SADD", "s", "b", "a", "c", "a"]), Int(3));
+    assert_eq!(r.w(&["SADD", "s", "a", "d"]), Int(1));
+    assert_eq!(r.r(&["SMEMBERS", "s"]), bulks(&["a", "b", "c", "d"]));
+    assert_eq!(r.r(&["SCARD", "s"]), Int(4));
+    assert_eq!(r.r(&["SISMEMBER", "s", "c"]), Int(1));
+    assert_eq!(r.r(&["SMISMEMBER", "s", "c", "z"]), Array(vec![Int(1), Int(0)]));
+    assert_eq!(r.r(&["TYPE", "s"]), Status("set".into()));
+    assert_eq!(r.w(&["SREM", "s", "d", "z"]), Int(1));
+    r.w(&["SADD", "t", "b", "c", "x"]);
+    assert_eq!(r.r(&["SINTER", "s", "t"]), bulks(&["b", "c"]));
+    assert_eq!(r.r(&["SUNION", "s", "t"]), bulks(&["a", "b", "c", "x"]));
+    assert_eq!(r.r(&["SDIFF", "s", "t"]), bulks(&["a"]));
+    assert_eq!(r.r(&["SINTERCARD", "2", "s", "t", "LIMIT", "1"]), Int(1));
+    assert_eq!(r.w(&["SINTERSTORE", "u", "s", "t"]), Int(2));
+    assert_eq!(r.r(&["SMEMBERS", "u"]), bulks(&["b", "c"]));
+    assert_eq!(r.w(&["SMOVE", "t", "s", "x"]), Int(1));
+    assert_eq!(r.r(&["SCARD", "t"]), Int(2));
+    assert_eq!(r.w(&["GET", "s"]), err(WRONGTYPE));
+    assert_eq!(
+        r.w(&["SADD", "s"]),
+        err("ERR wrong number of arguments for 'sadd' command")
+    );
+    // SPOP takes members out; SRANDMEMBER only looks.
+    assert!(matches!(r.r(&["SRANDMEMBER", "s"]), Bulk(_)));
+    let Array(popped) = r.w(&["SPOP", "s", "2"]) else {
+        panic!()
+    };
+    assert_eq!(popped.len(), 2);
+    assert_eq!(r.r(&["SCARD", "s"]), Int(2));
+    r.w(&["SPOP", "s", "5"]);
+    assert_eq!(r.r(&["EXISTS", "s"]), Int(0), "the emptied set is gone");
+    assert_eq!(r.w(&["SPOP", "s"]), Nil);
+    // Two replicas pop the same member: picked from the log's time.
+    let history: Vec<_> = (0..6)
+        .map(|i| {
+            let m = format!("m{i}");
+            entry(i + 1, T0 + i, &[&["SADD", "p", &m]])
+        })
+        .chain([entry(7, T0 + 10, &[&["SPOP", "p"]])])
+        .collect();
+    let mut rng = Rng(5);
+    let replicas: Vec<_> = (0..2).map(|_| in_random_batches(&history, &mut rng).1).collect();
+    assert_replicas_agree(5, &replicas);
+}
