@@ -174,26 +174,5 @@ pub fn hincr(ks: &mut dyn Keyspace, a: Args, float: bool) -> Result<Reply> {
 /// hex of the last field looked at).
 pub fn hscan(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     hash_len(ks, &a[0])?;
-    let after = match a[1].as_ref() {
-        b"0" => None,
-        hex => match super::keys::from_hex(hex) {
-            Some(k) => Some(k),
-            None => return Ok(error("ERR invalid cursor")),
-        },
-    };
-    let (pattern, count) = match super::keys::scan_options(&a[2..], false) {
-        Ok((p, c, _)) => (p, c),
-        Err(r) => return Ok(r),
-    };
-    let (page, more) = ks.items(&a[0], after.as_deref(), count)?;
-    let cursor = match (more, page.last()) {
-        (true, Some((f, _))) => super::keys::to_hex(f),
-        _ => "0".to_string(),
-    };
-    let found = page
-        .into_iter()
-        .filter(|(f, _)| pattern.as_ref().is_none_or(|p| super::glob::matches(p, f)))
-        .flat_map(|(f, v)| [bulk(f.to_vec()), bulk(v.to_vec())])
-        .collect();
-    Ok(array(vec![bulk(cursor.into_bytes()), array(found)]))
+    super::keys::scan_items(ks, a, true)
 }

@@ -195,6 +195,38 @@ pub fn scan(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     Ok(array(vec![bulk(cursor.into_bytes()), array(found)]))
 }
 
+/// HSCAN and SSCAN (`key cursor [MATCH pattern] [COUNT n]`) over the
+/// key's items: each item and its value (`pairs`, a hash's) or the item
+/// alone (a set's members); cursors as SCAN's, the hex of the last item.
+pub(super) fn scan_items(ks: &mut dyn Keyspace, a: Args, pairs: bool) -> Result<Reply> {
+    let after = match a[1].as_ref() {
+        b"0" => None,
+        hex => match from_hex(hex) {
+            Some(k) => Some(k),
+            None => return Ok(error("ERR invalid cursor")),
+        },
+    };
+    let (pattern, count) = match scan_options(&a[2..], false) {
+        Ok((p, c, _)) => (p, c),
+        Err(r) => return Ok(r),
+    };
+    let (page, more) = ks.items(&a[0], after.as_deref(), count)?;
+    let cursor = match (more, page.last()) {
+        (true, Some((item, _))) => to_hex(item),
+        _ => "0".to_string(),
+    };
+    let mut found = Vec::new();
+    for (item, value) in page {
+        if pattern.as_ref().is_none_or(|p| super::glob::matches(p, &item)) {
+            found.push(bulk(item.to_vec()));
+            if pairs {
+                found.push(bulk(value.to_vec()));
+            }
+        }
+    }
+    Ok(array(vec![bulk(cursor.into_bytes()), array(found)]))
+}
+
 /// SCAN's and HSCAN's `[MATCH pattern] [COUNT n] [TYPE type]` (TYPE only
 /// if `with_type`).
 pub(super) fn scan_options(

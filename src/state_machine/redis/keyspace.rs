@@ -279,6 +279,52 @@ impl Reading<'_> {
     }
 }
 
+impl Reading<'_> {
+    /// Up to `limit` keys under `prefix` (less the prefix) after `after`
+    /// that `keep` keeps, in order, with their values if `values` (else
+    /// empty ones); whether more lie beyond.
+    fn page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        values: bool,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool)> {
+        let mut it = self.db.raw_iterator();
+        match after {
+            Some(a) => {
+                let from = [prefix, a].concat();
+                it.seek(&from);
+                if it.key() == Some(from.as_slice()) {
+                    it.next();
+                }
+            }
+            None => it.seek(prefix),
+        }
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            if keep(rest) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                let v = match values {
+                    true => Bytes::copy_from_slice(it.value().unwrap_or_default()),
+                    false => Bytes::new(),
+                };
+                out.push((Bytes::copy_from_slice(rest), v));
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok((out, false))
+    }
+}
+
 fn read_only() -> Error {
     Error::InvalidArgument("a write in a read: it needs the log".into())
 }
@@ -343,35 +389,7 @@ impl Keyspace for Reading<'_> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<(Bytes, Bytes)>, bool)> {
-        let prefix = self.keys.redis_items(key);
-        let mut it = self.db.raw_iterator();
-        match after {
-            Some(a) => {
-                let from = [prefix.as_slice(), a].concat();
-                it.seek(&from);
-                if it.key() == Some(from.as_slice()) {
-                    it.next();
-                }
-            }
-            None => it.seek(&prefix),
-        }
-        let mut out = Vec::new();
-        while let Some(k) = it.key() {
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            let v = it.value().unwrap_or_default();
-            out.push((
-                Bytes::copy_from_slice(&k[prefix.len()..]),
-                Bytes::copy_from_slice(v),
-            ));
-            it.next();
-        }
-        it.status()?;
-        Ok((out, false))
+        self.page(&self.keys.redis_items(key), after, limit, true, |_| true)
     }
 
     fn deadline(&self, key: &[u8]) -> Option<u64> {
@@ -395,33 +413,9 @@ impl Keyspace for Reading<'_> {
     }
 
     fn keys_after(&mut self, after: Option<&[u8]>, limit: usize) -> Result<(Vec<Bytes>, bool)> {
-        let prefix = self.keys.data(b"");
-        let skip = self.keys.data_prefix_len();
-        let mut it = self.db.raw_iterator();
-        match after {
-            Some(a) => {
-                it.seek(self.keys.data(a));
-                if it.key().is_some_and(|k| &k[skip..] == a) {
-                    it.next();
-                }
-            }
-            None => it.seek(&prefix),
-        }
-        let mut out = Vec::new();
-        while let Some(k) = it.key() {
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let key = &k[skip..];
-            if !self.expired(key) {
-                if out.len() == limit {
-                    return Ok((out, true));
-                }
-                out.push(Bytes::copy_from_slice(key));
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok((out, false))
+        let (page, more) = self.page(&self.keys.data(b""), after, limit, false, |key| {
+            !self.expired(key)
+        })?;
+        Ok((page.into_iter().map(|(k, _)| k).collect(), more))
     }
 }

@@ -226,26 +226,5 @@ pub fn sintercard(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
 /// `SSCAN key cursor [MATCH pattern] [COUNT n]`.
 pub fn sscan(ks: &mut dyn Keyspace, a: Args) -> Result<Reply> {
     card(ks, &a[0])?;
-    let after = match a[1].as_ref() {
-        b"0" => None,
-        hex => match super::keys::from_hex(hex) {
-            Some(k) => Some(k),
-            None => return Ok(error("ERR invalid cursor")),
-        },
-    };
-    let (pattern, count) = match super::keys::scan_options(&a[2..], false) {
-        Ok((p, c, _)) => (p, c),
-        Err(r) => return Ok(r),
-    };
-    let (page, more) = ks.items(&a[0], after.as_deref(), count)?;
-    let cursor = match (more, page.last()) {
-        (true, Some((m, _))) => super::keys::to_hex(m),
-        _ => "0".to_string(),
-    };
-    let found = page
-        .into_iter()
-        .filter(|(m, _)| pattern.as_ref().is_none_or(|p| super::glob::matches(p, m)))
-        .map(|(m, _)| bulk(m.to_vec()))
-        .collect();
-    Ok(array(vec![bulk(cursor.into_bytes()), array(found)]))
+    super::keys::scan_items(ks, a, false)
 }

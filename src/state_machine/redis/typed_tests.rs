@@ -218,19 +218,7 @@ fn replicas_agree_on_hashes_and_lists_in_any_batches() {
             }
         })
         .collect();
-    let entries: Vec<_> = cmds
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let c: Vec<&str> = c.iter().map(String::as_str).collect();
-            entry(i as u64 + 1, T0 + 10 * i as u64, &[&c])
-        })
-        .collect();
-    for seed in 1..=4 {
-        let mut rng = Rng(seed * 104_729);
-        let replicas: Vec<_> = (0..3).map(|_| in_random_batches(&entries, &mut rng).1).collect();
-        assert_replicas_agree(seed, &replicas);
-    }
+    super::tests::replicas_agree_on(&cmds, 104_729);
 }
 
 #[test]
