@@ -107,15 +107,17 @@ pub(crate) fn close_group(node: &Arc<node::Node>) {
 /// operator): a step forward would otherwise expire every lease at once.
 /// Between leaders, `state_machine::log_time` bounds what their clocks'
 /// difference can do.
+/// (Summed in microseconds and rounded down once, so a stamp is never
+/// more than a millisecond behind the wall clock.)
 pub(crate) fn wall_clock_ms() -> u64 {
     static ANCHOR: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
-    let (wall, at) = *ANCHOR.get_or_init(|| {
+    let (wall_us, at) = *ANCHOR.get_or_init(|| {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         (wall, std::time::Instant::now())
     });
-    wall.saturating_add(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
+    wall_us.saturating_add(u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX)) / 1000
 }
 
 #[cfg(test)]
