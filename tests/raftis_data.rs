@@ -15,6 +15,12 @@ fn error_text(r: RedisResult<Value>) -> String {
     }
 }
 
+/// Every element a SCAN-like command (`cmd`, its cursor marked) yields,
+/// following the cursors to the end.
+fn scan_all(cmd: &redis::Cmd, con: &mut Connection) -> Vec<String> {
+    cmd.clone().iter(con).unwrap().map(|k| k.unwrap()).collect()
+}
+
 fn get(con: &mut Connection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query(con).unwrap()
 }
@@ -98,14 +104,7 @@ fn strings_counters_and_ttls_through_any_node() {
     assert_eq!(keys, ["s:1", "s:2", "s:3"]);
     let size: i64 = redis::cmd("DBSIZE").query(&mut f).unwrap();
     assert_eq!(size, 6, "lock, hits, text, s:1..3");
-    let mut scanned: Vec<String> = redis::cmd("SCAN")
-        .cursor_arg(0)
-        .arg(&["COUNT", "2"])
-        .clone()
-        .iter(&mut f)
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect();
+    let mut scanned = scan_all(redis::cmd("SCAN").cursor_arg(0).arg(&["COUNT", "2"]), &mut f);
     scanned.sort();
     assert_eq!(scanned, ["hits", "lock", "s:1", "s:2", "s:3", "text"]);
     let e = error_text(redis::cmd("NOSUCHCMD").arg("x").query(&mut f));
@@ -255,26 +254,19 @@ fn hashes_and_lists_through_any_node_with_wrongtype_across_kinds() {
         .query(&mut f)
         .unwrap();
     assert_eq!(n, 3);
-    let mut members: Vec<String> = redis::cmd("SSCAN")
-        .arg("tags")
-        .cursor_arg(0)
-        .arg(&["COUNT", "1"])
-        .clone()
-        .iter(&mut other)
-        .unwrap()
-        .map(|m| m.unwrap())
-        .collect();
+    let mut members = scan_all(
+        redis::cmd("SSCAN").arg("tags").cursor_arg(0).arg(&["COUNT", "1"]),
+        &mut other,
+    );
     members.sort();
     assert_eq!(members, ["a", "b", "c"]);
-    let fields: Vec<String> = redis::cmd("HSCAN")
-        .arg("user:1")
-        .cursor_arg(0)
-        .arg(&["COUNT", "1"])
-        .clone()
-        .iter(&mut other)
-        .unwrap()
-        .map(|m| m.unwrap())
-        .collect();
+    let fields = scan_all(
+        redis::cmd("HSCAN")
+            .arg("user:1")
+            .cursor_arg(0)
+            .arg(&["COUNT", "1"]),
+        &mut other,
+    );
     assert_eq!(fields.len(), 4, "two fields, two values: {fields:?}");
     // SET replaces a list whole; a list command on a string is refused.
     let _: () = redis::cmd("SET")
