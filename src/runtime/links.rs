@@ -207,13 +207,21 @@ impl Node {
     /// [`crate::core::MARK_SCAN_ENTRIES`] entries.
     pub(super) fn members_speak_v8(&self) -> bool {
         self.with_core(|core| {
+            let known = core.config_index() + 1;
+            if self.v8_config.load(std::sync::atomic::Ordering::Relaxed) == known {
+                return true;
+            }
             let handshakes = core.membership().members().filter(|m| **m != self.id).all(|m| {
                 self.host
                     .links
                     .peer(m)
                     .is_some_and(|l| l.speaks(crate::transport::DATA_TYPES_VERSION))
             });
-            handshakes || log_has_redis_entry(core)
+            let speak = handshakes || log_has_redis_entry(core);
+            if speak {
+                self.v8_config.store(known, std::sync::atomic::Ordering::Relaxed);
+            }
+            speak
         })
     }
 

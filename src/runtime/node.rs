@@ -86,6 +86,10 @@ pub struct Node {
     pub(super) apply_again: AtomicBool,
     /// A sweep of expired leases proposed by this node is under way.
     pub(super) lease_sweep: Arc<AtomicBool>,
+    /// The configuration (its index + 1) every member of which is known to
+    /// speak protocol 8 (`links.rs`, `members_speak_v8`): members are never
+    /// downgraded, so it stays known until the configuration changes.
+    pub(super) v8_config: std::sync::atomic::AtomicU64,
     /// The leader and the links, as parked commands look at them.
     pub(super) watch: Mutex<Watch>,
     pub(super) stopping: AtomicBool,
@@ -133,6 +137,7 @@ impl Node {
             applying: Mutex::new(()),
             apply_again: AtomicBool::new(false),
             lease_sweep: Arc::new(AtomicBool::new(false)),
+            v8_config: std::sync::atomic::AtomicU64::new(0),
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
