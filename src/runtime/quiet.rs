@@ -44,7 +44,7 @@ impl Node {
     /// [`RaftCore::set_quiesce_allowed`].
     pub(super) fn may_quiesce(&self, core: &RaftCore) -> bool {
         self.waiters.is_idle()
-            && !self.state_machine.holds_leases()
+            && !self.state_machine.has_deadlines()
             && !self.snapshots.install_pending()
             && !self.lease_sweep.load(Ordering::Acquire)
             && (core.role() != Role::Leader || self.members_speak_quiescence(core))

@@ -161,12 +161,9 @@ impl KvStateMachine {
         if typed_now && !typed {
             self.typed.store(TYPED_YES, std::sync::atomic::Ordering::Release);
         }
-        let next_deadline = match (leases.next_deadline(), next_key_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next_deadline = leases.next_deadline().into_iter().chain(next_key_deadline).min();
         self.lease_clock.lock().applied(time.time, next_deadline);
-        self.leases_held
+        self.deadlines_held
             .store(next_deadline.is_some(), std::sync::atomic::Ordering::Release);
         *self.leases.lock() = Some(leases);
         self.sessions_open

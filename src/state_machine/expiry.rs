@@ -209,10 +209,7 @@ impl<'a> ExpiryStage<'a> {
                 .find(|(_, k)| !self.staged.contains_key(k))
                 .map(|(d, _)| *d)
         });
-        match (staged, written) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        staged.into_iter().chain(written).min()
     }
 
     pub fn into_changes(self) -> HashMap<Vec<u8>, Option<u64>> {

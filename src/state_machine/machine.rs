@@ -79,11 +79,11 @@ impl Machine {
         }
     }
 
-    /// Whether any lease is held: its deadline needs a leader that ticks
-    /// (a group with leases never goes quiet).
-    pub fn holds_leases(&self) -> bool {
+    /// Whether any lease is held or key expires: its deadline needs a
+    /// leader that ticks (such a group never goes quiet).
+    pub fn has_deadlines(&self) -> bool {
         match self {
-            Machine::Kv(kv) => kv.holds_leases(),
+            Machine::Kv(kv) => kv.has_deadlines(),
             Machine::User(_) => false,
         }
     }

@@ -109,9 +109,10 @@ pub struct KvStateMachine {
     /// How many, as of the last apply (for the status).
     sessions_open: std::sync::atomic::AtomicU64,
     lease_clock: parking_lot::Mutex<lease::LeaseClock>,
-    /// The group holds a lease: read on every tick of every group, so a
+    /// The group holds a lease or a key that expires (a deadline the
+    /// leader's sweep must meet): read on every tick of every group, so a
     /// group without one costs a load, not a lock and a clock read.
-    leases_held: AtomicBool,
+    deadlines_held: AtomicBool,
     /// Revisions of changes the history keeps (0: none).
     history_revisions: std::sync::atomic::AtomicU64,
     watches: watch::WatchHub,
@@ -156,7 +157,7 @@ impl KvStateMachine {
             sessions: parking_lot::Mutex::new(None),
             sessions_open: std::sync::atomic::AtomicU64::new(0),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
-            leases_held: AtomicBool::new(false),
+            deadlines_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
             watches: watch::WatchHub::default(),
             expiries: expiry::Expiries::default(),
@@ -176,7 +177,7 @@ impl KvStateMachine {
             sessions: parking_lot::Mutex::new(None),
             sessions_open: std::sync::atomic::AtomicU64::new(0),
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
-            leases_held: AtomicBool::new(false),
+            deadlines_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
             watches: watch::WatchHub::default(),
             expiries: expiry::Expiries::default(),
@@ -233,7 +234,7 @@ impl KvStateMachine {
             *self.sessions.lock() = None;
             // Until the next apply says when the next lease is due.
             *self.lease_clock.lock() = lease::LeaseClock::default();
-            self.leases_held.store(false, Ordering::Release);
+            self.deadlines_held.store(false, Ordering::Release);
             self.expiries.forget();
             self.typed.store(TYPED_UNKNOWN, Ordering::Release);
         }
@@ -251,14 +252,14 @@ impl KvStateMachine {
 
     /// Whether any lease is held or key expires (as of the last applied
     /// entry): the group has a deadline to meet.
-    pub fn holds_leases(&self) -> bool {
-        self.leases_held.load(Ordering::Acquire)
+    pub fn has_deadlines(&self) -> bool {
+        self.deadlines_held.load(Ordering::Acquire)
     }
 
     /// Whether a lease's deadline has passed with nothing applied since to
     /// expire it: the leader of an idle group proposes a sweep.
     pub fn lease_sweep_due(&self) -> bool {
-        self.leases_held.load(Ordering::Acquire) && self.lease_clock.lock().sweep_due()
+        self.deadlines_held.load(Ordering::Acquire) && self.lease_clock.lock().sweep_due()
     }
 
     /// Lease `id`'s TTL, time left and keys, as of the last applied entry

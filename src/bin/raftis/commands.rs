@@ -407,7 +407,9 @@ fn info(ctx: &Context, section: Option<String>) -> String {
             ctx.output_limit,
         );
     }
-    out += &crate::introspect::memory_and_keyspace(ctx, want("memory"), false);
+    if want("memory") {
+        out += &crate::introspect::memory();
+    }
     if want("stats") {
         out += &crate::introspect::stats(ctx);
     }
@@ -435,7 +437,9 @@ fn info(ctx: &Context, section: Option<String>) -> String {
     }
     // (Counted by walking the keys: only when asked for by name.)
     let keyspace = section.as_deref().is_some_and(|s| s != "default") && want("keyspace");
-    out += &crate::introspect::memory_and_keyspace(ctx, false, keyspace);
+    if keyspace {
+        out += &crate::introspect::keyspace(ctx);
+    }
     out
 }
 

@@ -137,6 +137,8 @@ pub fn blocking(ctx: &Context, session: &Session, name: &str, args: &[Vec<u8>]) 
         .filter(|t| *t > 0.0)
         .map(|t| Instant::now() + Duration::from_secs_f64(t));
     loop {
+        // Registered before the first try and kept through the tries: a
+        // push between a try and the wait is an event waiting already.
         let (tx, rx) = crossbeam_channel::unbounded::<()>();
         let watches: Vec<u64> = keys
             .iter()
@@ -150,24 +152,33 @@ pub fn blocking(ctx: &Context, session: &Session, name: &str, args: &[Vec<u8>]) 
                 .ok()
             })
             .collect();
-        let reply = run(ctx, args);
+        drop(tx);
         let stop_watching = || watches.iter().for_each(|id| drop(f.unwatch(*id)));
-        // Not nil (an element, an error), or a timeout that did not parse
-        // (floyd answered its error): done.
-        if !matches!(reply, Reply::Nil) || timeout.is_none() || watches.len() < keys.len() {
-            stop_watching();
-            return reply;
-        }
-        loop {
-            let slice = deadline.map_or(BLOCKED_CHECK, |d| {
-                d.saturating_duration_since(Instant::now()).min(BLOCKED_CHECK)
-            });
-            match rx.recv_timeout(slice) {
-                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) || session.client_gone() {
-                        stop_watching();
-                        return Reply::Nil;
+        'tries: loop {
+            let reply = run(ctx, args);
+            // Not nil (an element, an error), or a timeout that did not
+            // parse (floyd answered its error): done.
+            if !matches!(reply, Reply::Nil) || timeout.is_none() || watches.len() < keys.len() {
+                stop_watching();
+                return reply;
+            }
+            loop {
+                let slice = deadline.map_or(BLOCKED_CHECK, |d| {
+                    d.saturating_duration_since(Instant::now()).min(BLOCKED_CHECK)
+                });
+                match rx.recv_timeout(slice) {
+                    // A change: every change seen so far, then try again.
+                    Ok(()) => {
+                        while rx.try_recv().is_ok() {}
+                        continue 'tries;
+                    }
+                    // The watches ended (the node's state was replaced).
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break 'tries,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if deadline.is_some_and(|d| Instant::now() >= d) || session.client_gone() {
+                            stop_watching();
+                            return Reply::Nil;
+                        }
                     }
                 }
             }

@@ -236,29 +236,27 @@ fn rss_bytes() -> u64 {
     pages * u64::try_from(page).unwrap_or(4096)
 }
 
-/// INFO's `# Memory` and `# Keyspace` (`db0:keys=…,expires=…`, a
-/// linearizable count; left out if it cannot be had now).
-pub fn memory_and_keyspace(ctx: &Context, memory: bool, keyspace: bool) -> String {
-    let mut out = String::new();
-    if memory {
-        let rss = rss_bytes();
-        out += &format!(
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nused_memory_peak:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
-            if cfg!(feature = "jemalloc") { "jemalloc" } else { "libc" }
-        );
-    }
-    if keyspace {
-        out += "# Keyspace\r\n";
-        if let Ok(floyd::RedisValue::Array(v)) = ctx.floyd.redis(&[b"FLOYD.KEYSPACE"]) {
-            if let [floyd::RedisValue::Int(keys), floyd::RedisValue::Int(expires)] = v.as_slice() {
-                if *keys > 0 {
-                    out += &format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n");
-                }
+/// INFO's `# Memory`.
+pub fn memory() -> String {
+    let rss = rss_bytes();
+    format!(
+        "# Memory\r\nused_memory:{rss}\r\nused_memory_rss:{rss}\r\nused_memory_peak:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
+        if cfg!(feature = "jemalloc") { "jemalloc" } else { "libc" }
+    )
+}
+
+/// INFO's `# Keyspace` (`db0:keys=…,expires=…`, a linearizable count;
+/// left out if it cannot be had now).
+pub fn keyspace(ctx: &Context) -> String {
+    let mut out = "# Keyspace\r\n".to_string();
+    if let Ok(floyd::RedisValue::Array(v)) = ctx.floyd.redis(&[b"FLOYD.KEYSPACE"]) {
+        if let [floyd::RedisValue::Int(keys), floyd::RedisValue::Int(expires)] = v.as_slice() {
+            if *keys > 0 {
+                out += &format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
         }
-        out += "\r\n";
     }
-    out
+    out + "\r\n"
 }
 
 /// INFO's `# Stats` counters.
