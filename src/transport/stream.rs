@@ -79,11 +79,11 @@ impl Stream {
         Self::handshake(sock, Connection::Server(conn))
     }
 
-    fn handshake(mut sock: TcpStream, mut conn: Connection) -> io::Result<Stream> {
+    fn handshake(sock: TcpStream, mut conn: Connection) -> io::Result<Stream> {
         while conn.is_handshaking() {
-            if let Err(e) = conn.complete_io(&mut sock) {
+            if let Err(e) = conn.complete_io(&mut NoSignal(&sock)) {
                 // Tell the peer why (a TLS alert), if rustls queued one.
-                let _ = conn.write_tls(&mut sock);
+                let _ = conn.write_tls(&mut NoSignal(&sock));
                 return Err(e);
             }
         }
@@ -178,7 +178,7 @@ impl Stream {
             return Err(io::Error::new(*kind, msg.clone()));
         }
         if !self.unsent.is_empty() {
-            self.sock.write_all(&self.unsent)?;
+            NoSignal(&self.sock).write_all(&self.unsent)?;
             self.unsent.clear();
         }
         Ok(())
@@ -187,7 +187,7 @@ impl Stream {
     /// After `tls` accepted plaintext: writes its records, remembering a failure for later.
     fn push_records(&mut self) {
         let Some(tls) = self.tls.as_mut() else { return };
-        if let Err(e) = write_records(tls, &mut self.sock) {
+        if let Err(e) = write_records(tls, &mut NoSignal(&self.sock)) {
             self.broken = Some((e.kind(), e.to_string()));
         }
     }
@@ -207,7 +207,7 @@ impl Read for Stream {
             tls.read_tls(&mut self.sock)?;
             let processed = tls.process_new_packets();
             // Alerts, key updates: best effort, the read's own outcome matters more.
-            let _ = write_records(tls, &mut self.sock);
+            let _ = write_records(tls, &mut NoSignal(&self.sock));
             processed.map_err(tls_error)?;
         }
     }
@@ -221,7 +221,7 @@ impl Write for Stream {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.finish_unsent()?;
         let Some(tls) = self.tls.as_mut() else {
-            return self.sock.write_vectored(bufs);
+            return NoSignal(&self.sock).write_vectored(bufs);
         };
         let n = tls.writer().write_vectored(bufs)?;
         self.push_records();
@@ -231,9 +231,9 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         self.finish_unsent()?;
         if let Some(tls) = self.tls.as_mut() {
-            write_records(tls, &mut self.sock)?;
+            write_records(tls, &mut NoSignal(&self.sock))?;
         }
-        self.sock.flush()
+        Ok(())
     }
 }
 
@@ -282,6 +282,46 @@ impl Read for DontWait<'_> {
 impl Write for DontWait<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         send_dontwait(self.0, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Blocking reads and writes on the socket, every write with MSG_NOSIGNAL.
+/// std's `write` passes the flag, but its `write_vectored` is a plain
+/// `writev`, and rustls writes its records with `write_vectored`: a write to
+/// a connection the peer had reset raised SIGPIPE, which kills a C or C++
+/// host program that does not ignore it (found as a C test killed while a
+/// member closed).
+struct NoSignal<'a>(&'a TcpStream);
+
+impl Read for NoSignal<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for NoSignal<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // std's write is send(…, MSG_NOSIGNAL).
+        (&*self.0).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an all-zero msghdr is valid (no name, no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec on Unix (documented by std).
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+        // SAFETY: a valid socket descriptor; the iovecs point into `bufs`, which outlive the call.
+        let n = unsafe { libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -381,6 +421,54 @@ mod tests {
         let filler = all.iter().take_while(|b| **b == 7).count();
         assert_eq!(&all[filler..filler + frame.len()], &frame[..]);
         assert_eq!(&all[filler + frame.len()..], b"after");
+    }
+
+    /// SIGPIPE blocked on this thread, so that one raised by a write stays
+    /// pending (Linux keeps a blocked signal even when it is ignored).
+    fn sigpipe_raised_by(f: impl FnOnce()) -> bool {
+        // SAFETY: signal sets on the stack, this thread's mask only.
+        unsafe {
+            let mut pipe: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pipe);
+            libc::sigaddset(&mut pipe, libc::SIGPIPE);
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+            f();
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut pending);
+            let raised = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+            if raised {
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::sigtimedwait(&pipe, std::ptr::null_mut(), &zero);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            raised
+        }
+    }
+
+    #[test]
+    fn writing_to_a_connection_the_peer_reset_raises_no_sigpipe() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (receiver, _) = listener.accept().unwrap();
+        drop(receiver);
+        let mut stream = Stream::plain(sender);
+        let raised = sigpipe_raised_by(|| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let frames = [b"one".to_vec(), b"two".to_vec()];
+            // The first writes may still be taken; the peer's reset breaks a later one.
+            while super::super::outbox::write_all_vectored(&mut stream, &frames).is_ok() {
+                assert!(std::time::Instant::now() < deadline, "the reset never showed");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        assert!(
+            !raised,
+            "a host program that does not ignore SIGPIPE would have died"
+        );
     }
 
     #[test]
