@@ -3,9 +3,10 @@
 # clang/libclang-dev (RocksDB's bindings), gcc/g++ and pkg-config (the C/C++
 # side), cmake and binutils (the CMake example, objdump/nm in the library
 # checks), iptables and iproute2 (the fault harness's packet-filter
-# partitions), and pytest (the Python binding's tests). Debian/Ubuntu.
+# partitions), redis-tools (redis-cli and redis-benchmark, raftis's Redis
+# Cluster tests) and pytest (the Python binding's tests). Debian/Ubuntu.
 set -euo pipefail
-packages="clang libclang-dev pkg-config gcc g++ cmake binutils python3 python3-pip iptables iproute2"
+packages="clang libclang-dev pkg-config gcc g++ cmake binutils python3 python3-pip iptables iproute2 redis-tools"
 if ! dpkg -s $packages >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

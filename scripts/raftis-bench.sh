@@ -10,6 +10,15 @@
 # redis-benchmark's CSV line. Giving two builds in turn compares them under
 # the same conditions (BENCHMARKS.md).
 #
+# RAFTIS_GROUPS=N runs the nodes as a Redis Cluster of N groups (`--groups N
+# --moved`): once every node leads a range, `redis-benchmark --cluster`
+# sends each key to its range's leader, and the log syncs per second of
+# each node (FLOYD.STATUS HOST's log_syncs) are printed after the CSV.
+# (redis-benchmark refuses a cluster of one master: with RAFTIS_GROUPS=1 it
+# runs without --cluster, against the leader.) Note that redis-benchmark
+# --cluster gives each node's clients one hash tag, so it writes one slot,
+# one group, per node.
+#
 # The nodes stay in this script's session. Started each in a session of its
 # own (as `make demo` does, with setsid), the kernel's autogroup scheduling
 # splits the two cores evenly between the nodes, while a leader needs about
@@ -46,11 +55,50 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+cluster_args=""
+[ -n "${RAFTIS_GROUPS:-}" ] && cluster_args="--groups $RAFTIS_GROUPS --moved"
 for ((i = 0; i < nodes; i++)); do
   "$bin" --members "$members" --local "127.0.0.1:${ports[i]}" --path "$dir/n$i" \
-    --port "${ports[nodes + i]}" --log-level warn ${RAFTIS_ARGS:-} </dev/null 2>"$dir/n$i.stderr" &
+    --port "${ports[nodes + i]}" --log-level warn $cluster_args ${RAFTIS_ARGS:-} </dev/null 2>"$dir/n$i.stderr" &
   pids+=($!)
 done
+if [ -n "${RAFTIS_GROUPS:-}" ]; then
+  port0=${ports[nodes]}
+  # Every node masters a range (with fewer groups than nodes: every group led).
+  want=$(( RAFTIS_GROUPS < nodes ? RAFTIS_GROUPS : nodes ))
+  for _ in $(seq 600); do
+    masters=$(redis-cli -p "$port0" CLUSTER NODES 2>/dev/null | awk '$3 ~ /master/ && NF > 8' | wc -l)
+    redis-cli -p "$port0" CLUSTER INFO 2>/dev/null | grep -q "cluster_state:ok" && [ "$masters" -ge "$want" ] && break
+    sleep 0.1
+  done
+  # The balancer's last transfers settle.
+  sleep 2
+  syncs() {
+    for ((i = 0; i < nodes; i++)); do
+      redis-cli -p "${ports[nodes + i]}" FLOYD.STATUS HOST | python3 -c 'import json,sys
+try: print(json.load(sys.stdin)["log_syncs"])
+except Exception: print("float(\"nan\")")'
+    done
+  }
+  before=($(syncs))
+  t0=$(date +%s.%N)
+  echo -n "$(basename "$bin") nodes=$nodes groups=$RAFTIS_GROUPS $*: "
+  target=(--cluster -p "$port0")
+  if [ "$RAFTIS_GROUPS" = 1 ]; then
+    for ((i = 0; i < nodes; i++)); do
+      redis-cli -p "${ports[nodes + i]}" INFO replication | grep -q "raft_role:leader" && target=(-p "${ports[nodes + i]}")
+    done
+  fi
+  redis-benchmark "${target[@]}" -t "${TESTS:-set}" -r "${KEYS:-100000}" -n "${REQUESTS:-100000}" "$@" --csv 2>/dev/null | tail -n 1
+  after=($(syncs))
+  t1=$(date +%s.%N)
+  echo -n "  log syncs/s per node:"
+  for ((i = 0; i < nodes; i++)); do
+    python3 -c "print(' %.0f' % ((${after[i]} - ${before[i]}) / ($t1 - $t0)), end='')"
+  done
+  echo
+  exit 0
+fi
 leader=""
 for _ in $(seq 200); do
   for ((i = 0; i < nodes; i++)); do

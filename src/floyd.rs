@@ -325,6 +325,14 @@ impl Floyd {
         self.node.peer(peer).map(|l| l.cut_for(duration)).is_some()
     }
 
+    /// The status of the host this handle's node runs on, as JSON (its
+    /// threads, groups, log writes and syncs: see `Host::status_json`), if
+    /// the handle owns it (a node opened with [`Floyd::open`]); `None` for
+    /// a group of a shared host (ask the [`Host`]).
+    pub fn host_status_json(&self) -> Option<String> {
+        self.host.lock().as_ref().map(Host::status_json)
+    }
+
     /// Stops and joins every thread of the node and closes its databases, so
     /// the same path can be opened again at once, even while this handle lives.
     /// Idempotent; later calls fail with `Stopped`.

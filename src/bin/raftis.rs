@@ -8,10 +8,14 @@
 //! linearizable. SIGTERM or SIGINT closes the node cleanly. floyd logs to
 //! `<path>/LOG` and, through a log callback, to stderr. See README.md, "raftis".
 
+#[path = "raftis/cluster.rs"]
+mod cluster;
 #[path = "raftis/commands.rs"]
 mod commands;
 #[path = "raftis/data.rs"]
 mod data;
+#[path = "raftis/everywhere.rs"]
+mod everywhere;
 #[path = "raftis/http.rs"]
 mod http;
 #[path = "raftis/introspect.rs"]
@@ -24,10 +28,14 @@ mod pipeline;
 mod resp;
 #[path = "raftis/server.rs"]
 mod server;
+#[path = "raftis/shards.rs"]
+mod shards;
+#[path = "raftis/slots.rs"]
+mod slots;
 #[path = "raftis/watch.rs"]
 mod watch;
 
-use floyd::{Floyd, LogCallback, LogLevel, Options};
+use floyd::{Floyd, Host, LogCallback, LogLevel, Options};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
@@ -35,6 +43,7 @@ use std::time::Instant;
 
 const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT --path DIR
               [--port 6379] [--http-port PORT] [--bind IP] [--join] [--lease-reads]
+              [--groups N] [--moved] [--announce IP:PORT]
               [--max-clients 10000] [--heartbeat-us N] [--check-leader-us N] [--log-level debug|info|warn|error]
               [--requirepass PASSWORD | --requirepass-file PATH] [--no-admin]
               [--max-request-buffer-bytes 1073741824] [--client-output-buffer-limit 268435456]
@@ -45,6 +54,15 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
   --port         Redis-protocol port (default 6379), on --bind (default: --local's IP)
   --http-port    HTTP API port (default: none)
   --join         start empty and wait to be added (FLOYD.ADDSERVER on a member)
+  --groups       floyd groups the key space is split over (default 1), by Redis Cluster's
+                 hash slots: CLUSTER SLOTS names the node leading each range. Every node
+                 of a cluster is given the same number, fixed once the data exists
+  --moved        answer -MOVED for a key whose group another node leads (Redis Cluster
+                 clients: redis-cli -c, redis-benchmark --cluster); without it such
+                 commands are forwarded, and a connection opts in with READWRITE
+                 (or READONLY: writes redirected, reads served here)
+  --announce     this node's Redis address as other nodes name it in CLUSTER SLOTS and
+                 MOVED (default: --bind's IP, or --local's if --bind is a wildcard, and --port)
   --lease-reads  a leader whose lease holds serves GET without a confirmation round
   --requirepass  clients must AUTH with this password first (Redis: AUTH [default] PASSWORD),
                  HTTP requests must carry it (Authorization: Bearer PASSWORD, or Basic)
@@ -67,6 +85,9 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
 
 struct Args {
     opts: Options,
+    groups: usize,
+    moved: bool,
+    announce: String,
     bind: String,
     port: u16,
     http_port: Option<u16>,
@@ -76,6 +97,56 @@ struct Args {
     admin: bool,
     max_request_buffer: usize,
     output_limit: usize,
+}
+
+/// Most groups `--groups` takes (Redis Cluster's slots split at least one per group).
+const MAX_GROUPS: usize = 16_384;
+
+/// The file in the data directory that holds `--groups`: the slots' split
+/// cannot change once keys are stored by it.
+const GROUPS_FILE: &str = "raftis-groups";
+
+/// Checks `--groups` against the data directory's (a directory written
+/// before this file existed, or by one group, holds 1) and records it.
+fn check_groups(path: &std::path::Path, groups: usize) -> Result<(), String> {
+    let file = path.join(GROUPS_FILE);
+    let stored = match std::fs::read_to_string(&file) {
+        Ok(t) => Some(
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{} is corrupt", file.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let has_data = std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some());
+            has_data.then_some(1)
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    match stored {
+        Some(n) if n != groups => Err(format!(
+            "the data in {} is split over {n} group(s): start with --groups {n}",
+            path.display()
+        )),
+        Some(_) => Ok(()),
+        None => {
+            std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            std::fs::write(&file, format!("{groups}\n"))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))
+        }
+    }
+}
+
+/// Opens the node's groups: one, as a node on its own (what earlier
+/// releases ran), or `groups` on one floyd host.
+fn open_shards(args: &Args) -> Result<shards::Shards, String> {
+    check_groups(&args.opts.path, args.groups)?;
+    if args.groups == 1 {
+        let f = Floyd::open(args.opts.clone()).map_err(|e| e.to_string())?;
+        return Ok(shards::Shards::single(f, args.announce.clone()));
+    }
+    let (host_opts, group_opts) = args.opts.clone().split();
+    let host = Host::open(host_opts).map_err(|e| e.to_string())?;
+    shards::Shards::on_host(host, args.groups, group_opts, args.announce.clone()).map_err(|e| e.to_string())
 }
 
 /// Environment variable with the password, if no flag gives it.
@@ -109,6 +180,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     let (mut members, mut local, mut path) = (None, None, None);
     let (mut port, mut http_port, mut bind, mut join) = (6379u16, None, None, false);
     let (mut lease_reads, mut fault_injection, mut admin) = (false, false, true);
+    let (mut groups, mut moved, mut announce) = (1usize, false, None);
     let (mut requirepass, mut requirepass_file) = (None, None);
     let mut max_request_buffer = limits::DEFAULT_MAX_REQUEST_BUFFER;
     let mut output_limit = DEFAULT_OUTPUT_LIMIT;
@@ -150,6 +222,9 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--tls-cert" => tls_cert = it.next().cloned(),
             "--tls-key" => tls_key = it.next().cloned(),
             "--join" => join = true,
+            "--groups" => groups = num(a, it.next())?,
+            "--moved" => moved = true,
+            "--announce" => announce = it.next().cloned(),
             "--lease-reads" => lease_reads = true,
             "--fault-injection" => fault_injection = true,
             "-h" | "--help" => {
@@ -158,6 +233,9 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if !(1..=MAX_GROUPS).contains(&groups) {
+        return Err(format!("--groups must be 1 to {MAX_GROUPS}"));
     }
     if max_request_buffer == 0 {
         return Err("--max-request-buffer-bytes must be more than 0".into());
@@ -186,8 +264,24 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         eprintln!("raftis {me} {lvl:?} {line}");
     })));
     let bind = bind.unwrap_or_else(|| local.ip().to_string());
+    let announce = match announce {
+        Some(a) => a
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("--announce {a:?} is not IP:PORT"))?
+            .to_string(),
+        None => {
+            let ip: std::net::IpAddr = bind
+                .parse()
+                .map_err(|_| format!("--bind {bind:?} is not an IP"))?;
+            let ip = if ip.is_unspecified() { local.ip() } else { ip };
+            SocketAddr::new(ip, port).to_string()
+        }
+    };
     Ok(Args {
         opts,
+        groups,
+        moved,
+        announce,
         bind,
         port,
         http_port,
@@ -256,24 +350,31 @@ fn main() {
         std::process::exit(1);
     });
     let node = args.opts.local_id();
-    let floyd = Arc::new(Floyd::open(args.opts).unwrap_or_else(|e| {
+    let shards = Arc::new(open_shards(&args).unwrap_or_else(|e| {
         eprintln!("raftis: cannot open the floyd node: {e}");
         std::process::exit(1);
     }));
+    let stop_background = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = cluster::start_background(shards.clone(), stop_background.clone());
     let http = args.http_port.map(|p| {
         let addr = listen_addr(&args.bind, p);
         let access = http::Access {
             password: args.password.clone(),
             admin: args.admin,
         };
-        http::start(&addr, floyd.clone(), access).unwrap_or_else(|e| {
+        http::start(&addr, shards.clone(), access).unwrap_or_else(|e| {
             eprintln!("raftis: {e}");
-            floyd.close();
+            shards.close();
             std::process::exit(1);
         })
     });
     let ctx = Arc::new(commands::Context {
-        floyd: floyd.clone(),
+        shards: shards.clone(),
+        redirect: if args.moved {
+            cluster::Redirect::Moved
+        } else {
+            cluster::Redirect::Forward
+        },
         port: args.port,
         http_port: args.http_port,
         started: Instant::now(),
@@ -305,7 +406,9 @@ fn main() {
     if let Some(h) = &http {
         h.unblock();
     }
-    floyd.close();
+    stop_background.store(true, std::sync::atomic::Ordering::Relaxed);
+    shards.close();
+    let _ = background.join();
     eprintln!("raftis: node {node} closed");
     std::process::exit(0);
 }

@@ -32,6 +32,8 @@ pub struct Cluster {
     lease_reads: bool,
     /// The raftis executable node `i` runs (tests/upgrade.rs mixes releases).
     bins: Vec<PathBuf>,
+    /// More flags for every node (`--groups 4`, say).
+    extra: Vec<String>,
     tmp: tempfile::TempDir,
 }
 
@@ -43,7 +45,13 @@ impl Cluster {
 
     /// [`Cluster::start`] with another raftis executable (an older release).
     pub fn start_with_binary(n: usize, bin: &Path) -> Cluster {
-        Self::start_on(vec!["127.0.0.1".to_string(); n], false, false, bin)
+        Self::start_on(vec!["127.0.0.1".to_string(); n], false, false, bin, &[])
+    }
+
+    /// [`Cluster::start`], every node given `extra` flags too.
+    pub fn start_with_args(n: usize, extra: &[&str]) -> Cluster {
+        let bin = Path::new(env!("CARGO_BIN_EXE_raftis"));
+        Self::start_on(vec!["127.0.0.1".to_string(); n], false, false, bin, extra)
     }
 
     /// Starts `n` raftis processes, node `i` on its own address
@@ -63,6 +71,17 @@ impl Cluster {
 
     /// [`Cluster::start_apart_with`] with another raftis executable (an older release).
     pub fn start_apart_with_binary(n: usize, tls: bool, lease_reads: bool, bin: &Path) -> Cluster {
+        Self::start_apart_with_args(n, tls, lease_reads, bin, &[])
+    }
+
+    /// [`Cluster::start_apart_with_binary`], every node given `extra` flags too.
+    pub fn start_apart_with_args(
+        n: usize,
+        tls: bool,
+        lease_reads: bool,
+        bin: &Path,
+        extra: &[&str],
+    ) -> Cluster {
         use std::sync::atomic::{AtomicU32, Ordering};
         static BLOCK: AtomicU32 = AtomicU32::new(1);
         let b = BLOCK.fetch_add(1, Ordering::Relaxed);
@@ -72,10 +91,11 @@ impl Cluster {
             tls,
             lease_reads,
             bin,
+            extra,
         )
     }
 
-    fn start_on(ips: Vec<String>, tls: bool, lease_reads: bool, bin: &Path) -> Cluster {
+    fn start_on(ips: Vec<String>, tls: bool, lease_reads: bool, bin: &Path, extra: &[&str]) -> Cluster {
         let n = ips.len();
         let tmp = tempfile::tempdir().unwrap();
         let tls = tls.then(|| {
@@ -100,6 +120,7 @@ impl Cluster {
             tls,
             lease_reads,
             bins: vec![bin.to_path_buf(); n],
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             tmp,
         };
         for i in 0..n {
@@ -143,6 +164,7 @@ impl Cluster {
             .args(["--port", &port.to_string(), "--http-port", &http.to_string()])
             .args(["--heartbeat-us", "30000", "--check-leader-us", "300000"])
             .arg("--fault-injection")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -172,6 +194,11 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Node `i`'s data directory.
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.tmp.path().join(format!("n{i}"))
     }
 
     pub fn node(&self, i: usize) -> &Node {

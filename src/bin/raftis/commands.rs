@@ -11,7 +11,11 @@ use std::time::Instant;
 
 /// What every connection shares.
 pub struct Context {
-    pub floyd: Arc<Floyd>,
+    /// The node's groups (`--groups`), and the other nodes' Redis addresses.
+    pub shards: Arc<crate::shards::Shards>,
+    /// How connections are answered for a key another node leads, until
+    /// they say (`--moved`: MOVED; else forwarded).
+    pub redirect: crate::cluster::Redirect,
     pub port: u16,
     pub http_port: Option<u16>,
     pub started: Instant,
@@ -55,6 +59,9 @@ pub struct Session {
     /// The client's socket, to tell whether it went away while a blocking
     /// pop waits.
     pub socket: Option<std::os::fd::RawFd>,
+    /// Forwarded or `-MOVED` for a key another node leads (READWRITE,
+    /// READONLY, CLUSTER REDIRECTS).
+    pub redirect: crate::cluster::Redirect,
 }
 
 impl Session {
@@ -85,6 +92,7 @@ impl Session {
             queue_failed: false,
             watched: Vec::new(),
             socket: None,
+            redirect: ctx.redirect,
         }
     }
 }
@@ -231,7 +239,7 @@ fn text(arg: &[u8]) -> String {
 pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcome {
     let name = text(&args[0]).to_ascii_uppercase();
     let a = &args[1..];
-    let f = &*ctx.floyd;
+    let f = &**ctx.shards.first();
     ctx.registry.commands.fetch_add(1, Ordering::Relaxed);
     if !session.authenticated && !matches!(name.as_str(), "AUTH" | "QUIT" | "HELLO") {
         return Outcome::Reply(Reply::err("NOAUTH Authentication required."));
@@ -240,13 +248,16 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         return Outcome::Reply(Reply::err("ERR admin commands are disabled on this node"));
     }
     if name != "QUIT" {
-        if let Some(r) = crate::data::transaction(f, session, &name, args) {
+        if let Some(r) = crate::data::transaction(ctx, session, &name, args) {
             return Outcome::Reply(r);
         }
     }
     if crate::data::is_data_command(&name) {
-        let reply = match name.as_str() {
-            "BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" => crate::data::blocking(ctx, session, &name, args),
+        let reply = match (name.as_str(), redirected(ctx, session, &name, args)) {
+            (_, Some(moved)) => moved,
+            ("BLPOP" | "BRPOP" | "BLMOVE" | "BRPOPLPUSH", None) => {
+                crate::data::blocking(ctx, session, &name, args)
+            }
             _ => crate::data::run(ctx, args),
         };
         let size = reply.size();
@@ -268,12 +279,31 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         ("CLIENT", n) if n >= 1 => crate::introspect::client(ctx, session, a),
         ("HELLO", _) => crate::introspect::hello(ctx, session, a),
         ("CONFIG", n) if n >= 1 => crate::introspect::config(ctx, a),
+        ("CLUSTER", n) if n >= 1 => crate::cluster::cluster(ctx, session, a),
+        ("READWRITE", 0) => {
+            session.redirect = crate::cluster::Redirect::Moved;
+            Reply::ok()
+        }
+        ("READONLY", 0) => {
+            session.redirect = crate::cluster::Redirect::MovedWrites;
+            Reply::ok()
+        }
         ("AUTH", _) => auth(ctx, session, a),
         ("FLOYD.TRYLOCK", 3) => match text(&a[2]).parse::<u64>() {
-            Ok(ttl) => result(f.try_lock(&a[0], &a[1], ttl).map(|t| Reply::Int(t as i64))),
+            Ok(ttl) => result(
+                ctx.shards
+                    .for_key(&a[0])
+                    .try_lock(&a[0], &a[1], ttl)
+                    .map(|t| Reply::Int(t as i64)),
+            ),
             Err(_) => Reply::err("ERR ttl_ms is not a number of milliseconds"),
         },
-        ("FLOYD.UNLOCK", 2) => result(f.unlock(&a[0], &a[1]).map(|_| Reply::ok())),
+        ("FLOYD.UNLOCK", 2) => result(
+            ctx.shards
+                .for_key(&a[0])
+                .unlock(&a[0], &a[1])
+                .map(|_| Reply::ok()),
+        ),
         ("FLOYD.LEADER", 0) => f.get_leader().map_or(Reply::Nil, |l| Reply::Bulk(l.into_bytes())),
         ("FLOYD.SERVERS", 0) => Reply::Array(
             f.get_all_servers()
@@ -281,17 +311,23 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
                 .map(|s| Reply::Bulk(s.into_bytes()))
                 .collect(),
         ),
-        ("FLOYD.ADDSERVER", 1) => result(f.add_server(&text(&a[0])).map(|_| Reply::ok())),
-        ("FLOYD.REMOVESERVER", 1) => result(f.remove_server(&text(&a[0])).map(|_| Reply::ok())),
-        ("FLOYD.TRANSFER", 1) => result(f.transfer_leader(&text(&a[0])).map(|_| Reply::ok())),
+        ("FLOYD.ADDSERVER", 1) => every_group(ctx, |f| f.add_server(&text(&a[0]))),
+        ("FLOYD.REMOVESERVER", 1) => every_group(ctx, |f| f.remove_server(&text(&a[0]))),
+        ("FLOYD.TRANSFER", 1) => every_group(ctx, |f| f.transfer_leader(&text(&a[0]))),
         ("FLOYD.STATUS", 0) => Reply::Bulk(f.server_status().to_string().into_bytes()),
+        ("FLOYD.STATUS", 1) if text(&a[0]).eq_ignore_ascii_case("host") => {
+            Reply::Bulk(ctx.shards.status_json().into_bytes())
+        }
         ("FLOYD.STATUS", 1) if text(&a[0]).eq_ignore_ascii_case("json") => {
             Reply::Bulk(f.server_status().to_json().into_bytes())
         }
-        ("FLOYD.DIRTYGET", 1) => get_reply(f.dirty_read(&a[0])),
-        ("FLOYD.CAS", 3) => cas(f, a),
+        ("FLOYD.DIRTYGET", 1) => get_reply(ctx.shards.for_key(&a[0]).dirty_read(&a[0])),
+        ("FLOYD.CAS", 3) => cas(ctx.shards.for_key(&a[0]), a),
+        ("FLOYD.WATCH", 3) if ctx.shards.count() > 1 && a[1] != [&a[0][..], &[0u8]].concat() => Reply::err(
+            "ERR with --groups above 1, FLOYD.WATCH takes one key (end = key + \\0): a range spans groups",
+        ),
         ("FLOYD.WATCH", 3) => match text(&a[2]).parse::<u64>() {
-            Ok(rev) => match crate::watch::start(&ctx.floyd, &a[0], &a[1], rev) {
+            Ok(rev) => match crate::watch::start(ctx.shards.for_key(&a[0]), &a[0], &a[1], rev) {
                 Ok(w) => return Outcome::Watch(w),
                 Err(e) => error_reply(&e),
             },
@@ -316,6 +352,35 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         }
     };
     Outcome::Reply(reply)
+}
+
+/// Runs `call` on every group in order (membership and transfer are per
+/// group): OK once every group did, else the first error.
+fn every_group(ctx: &Context, call: impl Fn(&Floyd) -> Result<(), Error>) -> Reply {
+    for f in ctx.shards.all() {
+        if let Err(e) = call(f) {
+            return error_reply(&e);
+        }
+    }
+    Reply::ok()
+}
+
+/// `-MOVED` (or `-CROSSSLOT`) for a data command if this connection is
+/// redirected and another node leads the group of its keys.
+fn redirected(ctx: &Context, session: &Session, name: &str, args: &[Vec<u8>]) -> Option<Reply> {
+    if session.redirect == crate::cluster::Redirect::Forward {
+        return None;
+    }
+    let at = crate::slots::key_positions(name, args)?;
+    let first = *at.first()?;
+    match ctx.shards.route(name, args) {
+        crate::shards::Route::Group(g) => {
+            let reads = floyd::redis_command_reads(name.as_bytes()).unwrap_or(false);
+            crate::cluster::moved(ctx, session.redirect, g, &args[first], reads)
+        }
+        crate::shards::Route::CrossSlot => Some(Reply::err(crate::shards::CROSSSLOT)),
+        crate::shards::Route::All => None,
+    }
 }
 
 /// `FLOYD.DEBUG.CUT peer ms` (with `--fault-injection`): this node drops
@@ -383,12 +448,13 @@ fn info(ctx: &Context, section: Option<String>) -> String {
             .as_deref()
             .is_none_or(|s| s == name || s == "all" || s == "default" || s == "everything")
     };
-    let s = ctx.floyd.server_status();
+    let s = ctx.shards.first().server_status();
     let mut out = String::new();
     if want("server") {
         out += &format!(
-            "# Server\r\nraftis_version:{}\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nhttp_port:{}\r\nuptime_in_seconds:{}\r\nfloyd_node:{}\r\n\r\n",
+            "# Server\r\nraftis_version:{}\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:{}\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nhttp_port:{}\r\nuptime_in_seconds:{}\r\nfloyd_node:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
+            if ctx.shards.count() > 1 { "cluster" } else { "standalone" },
             std::env::consts::OS,
             std::process::id(),
             ctx.port,
@@ -432,8 +498,14 @@ fn info(ctx: &Context, section: Option<String>) -> String {
             s.client_sessions,
             // The group's revision as this node applied it (its watches
             // have seen everything up to it).
-            ctx.floyd.dirty_scan(b"", b"", 1).map_or(0, |l| l.revision),
+            ctx.shards.first().dirty_scan(b"", b"", 1).map_or(0, |l| l.revision),
         );
+        let led = ctx.shards.all().iter().filter(|f| f.is_leader()).count();
+        out += &format!("raftis_groups:{}\r\ngroups_led:{led}\r\n\r\n", ctx.shards.count());
+    }
+    if want("cluster") {
+        let enabled = u8::from(ctx.shards.count() > 1);
+        out += &format!("# Cluster\r\ncluster_enabled:{enabled}\r\n\r\n");
     }
     // (Counted by walking the keys: only when asked for by name.)
     let keyspace = section.as_deref().is_some_and(|s| s != "default") && want("keyspace");

@@ -22,6 +22,7 @@
 //! `POST /-/servers` and `DELETE /-/servers/…` get 403.
 
 use crate::commands::same_secret;
+use crate::shards::Shards;
 use floyd::{Error, Floyd};
 use std::io::Read;
 use std::sync::Arc;
@@ -42,10 +43,10 @@ pub struct Access {
 }
 
 /// Starts the HTTP workers; the returned server stops them with `unblock`.
-pub fn start(addr: &str, floyd: Arc<Floyd>, access: Access) -> Result<Arc<Server>, String> {
+pub fn start(addr: &str, shards: Arc<Shards>, access: Access) -> Result<Arc<Server>, String> {
     let server = Arc::new(Server::http(addr).map_err(|e| format!("HTTP on {addr}: {e}"))?);
     for _ in 0..WORKERS {
-        let (s, f, a) = (server.clone(), floyd.clone(), access.clone());
+        let (s, f, a) = (server.clone(), shards.clone(), access.clone());
         std::thread::Builder::new()
             .name("raftis-http".into())
             .spawn(move || {
@@ -58,7 +59,7 @@ pub fn start(addr: &str, floyd: Arc<Floyd>, access: Access) -> Result<Arc<Server
     Ok(server)
 }
 
-fn handle(f: &Floyd, access: &Access, mut req: Request) {
+fn handle(f: &Shards, access: &Access, mut req: Request) {
     let header =
         |name: &str, value: &str| Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("header");
     if let Some(secret) = &access.password {
@@ -150,7 +151,8 @@ fn error(e: &Error) -> Answer {
     text(code, e.to_string())
 }
 
-fn answer(f: &Floyd, admin: bool, req: &mut Request) -> Answer {
+fn answer(shards: &Shards, admin: bool, req: &mut Request) -> Answer {
+    let f = &**shards.first();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("");
     let Some(path) = percent_decode(path) else {
@@ -177,13 +179,13 @@ fn answer(f: &Floyd, admin: bool, req: &mut Request) -> Answer {
             (Method::Post, "servers") => match body(req, 256) {
                 Ok(b) => {
                     let server = String::from_utf8_lossy(&b).trim().to_string();
-                    f.add_server(&server).map_or_else(|e| error(&e), |_| no_content())
+                    every_group(shards, |f| f.add_server(&server))
                 }
                 Err(a) => a,
             },
-            (Method::Delete, s) if s.starts_with("servers/") => f
-                .remove_server(&s["servers/".len()..])
-                .map_or_else(|e| error(&e), |_| no_content()),
+            (Method::Delete, s) if s.starts_with("servers/") => {
+                every_group(shards, |f| f.remove_server(&s["servers/".len()..]))
+            }
             _ => text(404, format!("no such API: {method} /-/{api}")),
         };
     }
@@ -191,6 +193,7 @@ fn answer(f: &Floyd, admin: bool, req: &mut Request) -> Answer {
     if key.is_empty() {
         return text(400, "the key is the path: /KEY");
     }
+    let f = &**shards.for_key(key);
     match method {
         Method::Get => f
             .read(key)
@@ -201,6 +204,14 @@ fn answer(f: &Floyd, admin: bool, req: &mut Request) -> Answer {
         },
         Method::Delete => f.delete(key).map_or_else(|e| error(&e), |_| no_content()),
         other => text(405, format!("method {other} is not allowed on a key")),
+    }
+}
+
+/// A membership change in every group, in order: the first error, else 204.
+fn every_group(shards: &Shards, change: impl Fn(&Floyd) -> Result<(), Error>) -> Answer {
+    match shards.all().iter().try_for_each(|f| change(f)) {
+        Ok(()) => no_content(),
+        Err(e) => error(&e),
     }
 }
 

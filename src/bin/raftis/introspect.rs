@@ -147,7 +147,7 @@ pub fn hello(ctx: &Context, session: &mut Session, a: &[Vec<u8>]) -> Reply {
     if !session.authenticated {
         return Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
-    let role = if ctx.floyd.is_leader() {
+    let role = if ctx.shards.first().is_leader() {
         "master"
     } else {
         "replica"
@@ -249,8 +249,8 @@ pub fn memory() -> String {
 /// left out if it cannot be had now).
 pub fn keyspace(ctx: &Context) -> String {
     let mut out = "# Keyspace\r\n".to_string();
-    if let Ok(floyd::RedisValue::Array(v)) = ctx.floyd.redis(&[b"FLOYD.KEYSPACE"]) {
-        if let [floyd::RedisValue::Int(keys), floyd::RedisValue::Int(expires)] = v.as_slice() {
+    if let Reply::Array(v) = crate::everywhere::run(ctx, "FLOYD.KEYSPACE", &[b"FLOYD.KEYSPACE".to_vec()]) {
+        if let [Reply::Int(keys), Reply::Int(expires)] = v.as_slice() {
             if *keys > 0 {
                 out += &format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n");
             }

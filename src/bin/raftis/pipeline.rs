@@ -11,6 +11,7 @@
 //! Requests on different keys of one run overlap in time and may take
 //! effect in any order, as they could from different connections.
 
+use crate::cluster::Redirect;
 use crate::commands::{error_reply, get_reply, Context};
 use crate::limits::Reservation;
 use crate::resp::Reply;
@@ -146,10 +147,21 @@ fn as_async(args: &[Vec<u8>]) -> Option<Async<'_>> {
 impl Pipeline {
     /// Starts `args` if it can run in this run; `false` means the caller
     /// must [`finish`](Pipeline::finish) the run and execute it itself.
-    pub fn try_start(&mut self, ctx: &Context, args: &[Vec<u8>]) -> bool {
+    pub fn try_start(&mut self, ctx: &Context, redirect: Redirect, args: &[Vec<u8>]) -> bool {
         let Some(req) = as_async(args) else {
             return false;
         };
+        let (key, reads) = match &req {
+            Async::Get(k) => (*k, true),
+            Async::Set(k, _) => (*k, false),
+            Async::Data { key, reads } => (*key, *reads),
+        };
+        let group = ctx.shards.group_of_key(key);
+        // A redirected key is answered by `execute` (MOVED).
+        if crate::cluster::moved(ctx, redirect, group, key, reads).is_some() {
+            return false;
+        }
+        let f = ctx.shards.group(group);
         let waits = match &req {
             Async::Get(k) | Async::Data { key: k, reads: true } => self.written.contains(*k),
             // A write must not overtake a read of its key sent before it.
@@ -165,13 +177,13 @@ impl Pipeline {
         let started = match req {
             Async::Set(k, v) => {
                 self.written.insert(k.to_vec());
-                ctx.floyd.write_async(k, v, move |r| {
+                f.write_async(k, v, move |r| {
                     let _ = tx.send((slot, r.map_or_else(|e| error_reply(&e), |_| Reply::ok())));
                 })
             }
             Async::Get(k) => {
                 self.read.insert(k.to_vec());
-                ctx.floyd.read_async(k, move |r| {
+                f.read_async(k, move |r| {
                     let _ = tx.send((slot, get_reply(r)));
                 })
             }
@@ -182,7 +194,7 @@ impl Pipeline {
                     self.written.insert(key.to_vec());
                 }
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                ctx.floyd.redis_async(&refs, move |r| {
+                f.redis_async(&refs, move |r| {
                     let reply = r.map_or_else(|e| error_reply(&e), crate::data::to_reply);
                     let _ = tx.send((slot, reply));
                 })

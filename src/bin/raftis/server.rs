@@ -114,7 +114,10 @@ fn connection(mut stream: TcpStream, ctx: &Context) {
             // Held while the request (or floyd's copy of it) lives.
             let reservation = parser.take_reservation();
             if let Parsed::Command(args) = &request {
-                if session.authenticated && session.queued.is_none() && pipeline.try_start(ctx, args) {
+                if session.authenticated
+                    && session.queued.is_none()
+                    && pipeline.try_start(ctx, session.redirect, args)
+                {
                     pipeline.keep(reservation);
                     continue;
                 }
