@@ -22,8 +22,12 @@ mod http;
 mod introspect;
 #[path = "raftis/limits.rs"]
 mod limits;
+#[path = "raftis/notify.rs"]
+mod notify;
 #[path = "raftis/pipeline.rs"]
 mod pipeline;
+#[path = "raftis/pubsub.rs"]
+mod pubsub;
 #[path = "raftis/resp.rs"]
 mod resp;
 #[path = "raftis/server.rs"]
@@ -370,6 +374,8 @@ fn main() {
     });
     let ctx = Arc::new(commands::Context {
         shards: shards.clone(),
+        hub: Arc::default(),
+        notifier: Arc::default(),
         redirect: if args.moved {
             cluster::Redirect::Moved
         } else {

@@ -99,7 +99,11 @@ impl KvStateMachine {
                 lease::before_entry(&mut view, e.term, time.time)?;
                 let promoted_at = view.leases.promoted_at();
                 sessions.expire_due(&mut view.batch, keys, time.time, promoted_at);
+                let before = view.events.len();
                 expiry::expire_due(&mut view, time.time)?;
+                for e in &mut view.events[before..] {
+                    e.redis_events = Some(&["expired"]);
+                }
             }
             let result = if e.r#type == EntryType::EntryCommand as i32 {
                 let at = At {

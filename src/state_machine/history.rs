@@ -34,6 +34,13 @@ pub struct WatchEvent {
     pub value: Bytes,
     /// The revision of the change.
     pub mod_revision: u64,
+    /// The names of the Redis keyspace notifications this change makes
+    /// (`set`, `incrby`, `hset`, `lpush`, `expired`, `del`…, as Redis
+    /// names them; empty for a FLUSHALL, which Redis does not notify per
+    /// key), when a Redis command or expiry made it; `None` for floyd's
+    /// own calls, and for changes read back from the stored history (a
+    /// live change carries them, a replayed one does not).
+    pub redis_events: Option<&'static [&'static str]>,
 }
 
 impl WatchEvent {
@@ -131,6 +138,7 @@ pub fn read(db: &DB, keys: &KvKeys, from: u64, to: u64, start: &[u8], end: &[u8]
                 key: e.key,
                 value: e.value,
                 mod_revision: rev,
+                redis_events: None,
             });
         }
         it.next();

@@ -270,6 +270,7 @@ impl<'a> View<'a> {
                 key: key.clone(),
                 value: value.clone(),
                 mod_revision: m.mod_revision,
+                redis_events: None,
             });
         }
         match &meta {
@@ -306,6 +307,7 @@ impl<'a> View<'a> {
                 key: key.clone(),
                 value: Bytes::new(),
                 mod_revision: self.revision + 1,
+                redis_events: None,
             });
         }
         Ok(existed)

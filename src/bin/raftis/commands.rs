@@ -13,6 +13,10 @@ use std::time::Instant;
 pub struct Context {
     /// The node's groups (`--groups`), and the other nodes' Redis addresses.
     pub shards: Arc<crate::shards::Shards>,
+    /// This node's Pub/Sub channels and subscribers.
+    pub hub: Arc<crate::pubsub::Hub>,
+    /// `notify-keyspace-events` and the watches that feed it.
+    pub notifier: Arc<crate::notify::Notifier>,
     /// How connections are answered for a key another node leads, until
     /// they say (`--moved`: MOVED; else forwarded).
     pub redirect: crate::cluster::Redirect,
@@ -107,6 +111,8 @@ pub enum Outcome {
     Overflow(usize),
     /// `FLOYD.WATCH`: the connection streams the watch from now on.
     Watch(crate::watch::WatchStream),
+    /// SUBSCRIBE or PSUBSCRIBE: the connection enters subscribe mode.
+    Subscribe(Vec<Vec<u8>>),
 }
 
 /// The admin commands `--no-admin` turns off (and `FLOYD.DEBUG.*`).
@@ -191,6 +197,15 @@ const COMMANDS: &[&str] = &[
     "FLOYD.DIRTYGET",
     "FLOYD.CAS",
     "FLOYD.WATCH",
+    "CLUSTER",
+    "READWRITE",
+    "READONLY",
+    "SUBSCRIBE",
+    "PSUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PUNSUBSCRIBE",
+    "PUBLISH",
+    "PUBSUB",
 ];
 
 /// A floyd error as a RESP error: its first word says what kind it is.
@@ -280,6 +295,14 @@ pub fn execute(ctx: &Context, session: &mut Session, args: &[Vec<u8>]) -> Outcom
         ("HELLO", _) => crate::introspect::hello(ctx, session, a),
         ("CONFIG", n) if n >= 1 => crate::introspect::config(ctx, a),
         ("CLUSTER", n) if n >= 1 => crate::cluster::cluster(ctx, session, a),
+        ("SUBSCRIBE" | "PSUBSCRIBE", n) if n >= 1 => return Outcome::Subscribe(args.to_vec()),
+        ("UNSUBSCRIBE" | "PUNSUBSCRIBE", _) => Reply::Array(vec![
+            Reply::Bulk(name.to_ascii_lowercase().into_bytes()),
+            Reply::Nil,
+            Reply::Int(0),
+        ]),
+        ("PUBLISH", 2) => Reply::Int(ctx.hub.publish(&a[0], &a[1]) as i64),
+        ("PUBSUB", n) if n >= 1 => ctx.hub.pubsub(a),
         ("READWRITE", 0) => {
             session.redirect = crate::cluster::Redirect::Moved;
             Reply::ok()

@@ -185,33 +185,39 @@ fn parameters(ctx: &Context) -> Vec<(&'static str, String)> {
         ("save", String::new()),
         ("appendonly", "no".into()),
         ("appendfsync", "always".into()),
-        ("notify-keyspace-events", String::new()),
+        (
+            "notify-keyspace-events",
+            crate::notify::flags_text(ctx.notifier.flags()),
+        ),
         ("client-output-buffer-limit", ctx.output_limit.to_string()),
         ("timeout", "0".into()),
-        ("cluster-enabled", "no".into()),
+        (
+            "cluster-enabled",
+            if ctx.shards.count() > 1 { "yes" } else { "no" }.into(),
+        ),
         ("proto-max-bulk-len", floyd::options::MAX_VALUE_BYTES.to_string()),
     ]
 }
 
-/// `CONFIG GET pattern…`, `CONFIG SET` (nothing can change at run time
-/// yet: refused as Redis refuses an unknown or immutable one), `CONFIG
-/// RESETSTAT`.
+/// `CONFIG GET pattern…`, `CONFIG SET` (`notify-keyspace-events` only:
+/// the rest come from the command line, refused as Redis refuses an
+/// immutable one), `CONFIG RESETSTAT`.
 pub fn config(ctx: &Context, a: &[Vec<u8>]) -> Reply {
     match (text(&a[0]).to_ascii_uppercase().as_str(), a.len()) {
         ("GET", n) if n >= 2 => {
             let mut out = Vec::new();
             for (name, value) in parameters(ctx) {
-                if a[1..].iter().any(|p| crate::commands::glob_match(p, name.as_bytes())) {
+                if a[1..]
+                    .iter()
+                    .any(|p| crate::commands::glob_match(p, name.as_bytes()))
+                {
                     out.push(Reply::Bulk(name.as_bytes().to_vec()));
                     out.push(Reply::Bulk(value.into_bytes()));
                 }
             }
             Reply::Array(out)
         }
-        ("SET", n) if n >= 3 && n % 2 == 1 => Reply::err(format!(
-            "ERR CONFIG SET failed (possibly related to argument '{}') - raftis takes its settings from the command line",
-            text(&a[1])
-        )),
+        ("SET", n) if n >= 3 && n % 2 == 1 => config_set(ctx, &a[1..]),
         ("RESETSTAT", 1) => {
             ctx.registry.commands.store(0, Ordering::Relaxed);
             ctx.registry.connections.store(0, Ordering::Relaxed);
@@ -223,6 +229,32 @@ pub fn config(ctx: &Context, a: &[Vec<u8>]) -> Reply {
             sub.to_ascii_lowercase()
         )),
     }
+}
+
+/// `CONFIG SET name value…`: all or nothing, as in Redis.
+fn config_set(ctx: &Context, pairs: &[Vec<u8>]) -> Reply {
+    let mut flags = None;
+    for kv in pairs.chunks(2) {
+        if !text(&kv[0]).eq_ignore_ascii_case("notify-keyspace-events") {
+            return Reply::err(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - raftis takes this setting from the command line",
+                text(&kv[0])
+            ));
+        }
+        match crate::notify::parse_flags(&kv[1]) {
+            Some(f) => flags = Some(f),
+            None => {
+                return Reply::err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmd'. (value '{}')",
+                    text(&kv[1])
+                ))
+            }
+        }
+    }
+    if let Some(f) = flags {
+        ctx.notifier.set(f, &ctx.shards, &ctx.hub);
+    }
+    Reply::ok()
 }
 
 /// Resident memory of the process, in bytes.

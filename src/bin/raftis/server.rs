@@ -141,6 +141,13 @@ fn connection(mut stream: TcpStream, ctx: &Context) {
                     }
                     Outcome::Overflow(n) => return overflow(out.len() + n),
                     Outcome::Watch(w) => return w.serve(&mut stream, out),
+                    Outcome::Subscribe(first) => {
+                        match crate::pubsub::serve(&mut stream, ctx, &session, &mut parser, &mut out, &first)
+                        {
+                            crate::pubsub::After::Close => return,
+                            crate::pubsub::After::Commands => false,
+                        }
+                    }
                 },
             };
             drop(reservation);

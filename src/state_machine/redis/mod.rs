@@ -17,6 +17,7 @@ mod hashes;
 mod keys;
 mod keyspace;
 mod lists;
+mod notify;
 pub mod reply;
 mod sets;
 mod strings;
@@ -307,6 +308,7 @@ pub(super) fn apply(view: &mut View<'_>, batch: &RedisBatch, now: u64) -> Result
     let mut items = Vec::with_capacity(batch.calls.len());
     for call in &batch.calls {
         let next = view.revision + 1;
+        let before = view.events.len();
         let mut w = Writing {
             view,
             now,
@@ -317,6 +319,7 @@ pub(super) fn apply(view: &mut View<'_>, batch: &RedisBatch, now: u64) -> Result
         if w.changed {
             view.revision = next;
         }
+        notify::name_events(&mut view.events[before..], &call.args);
         items.push(reply);
     }
     Ok(RedisReplies {
