@@ -8,9 +8,10 @@
 mod common;
 
 use common::raftis::Cluster;
+use common::redis_cluster::{balanced, slot_ranges};
 use common::wait_until;
 use redis::{Connection, RedisResult, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 const GROUPS: usize = 4;
 
@@ -21,76 +22,10 @@ fn error_text(r: RedisResult<Value>) -> String {
     }
 }
 
-/// CLUSTER NODES as (redis address → slot ranges it masters), skipping replicas.
-fn masters(con: &mut Connection) -> HashMap<String, Vec<String>> {
-    let text: String = redis::cmd("CLUSTER").arg("NODES").query(con).unwrap();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            assert!(f.len() >= 8, "a CLUSTER NODES line has 8 fields at least: {l:?}");
-            assert_eq!(f[0].len(), 40, "node ids are 40 hex digits: {l:?}");
-            let addr = f[1].split('@').next().unwrap().to_string();
-            f[2].contains("master")
-                .then(|| (addr, f[8..].iter().map(|s| s.to_string()).collect()))
-        })
-        .collect()
-}
-
-/// Whether every node masters the slots of at least one group (4 groups,
-/// 3 nodes: leaders spread), CLUSTER INFO says ok, and every group is led
-/// where raftis's balancer wants it (group g by the (g mod 3)-th node in
-/// the order of their Raft addresses), so no transfer is still to come.
-/// Seen alike from every node.
-fn spread(c: &Cluster, nodes: &[usize]) -> bool {
-    nodes.iter().all(|&i| spread_seen_by(c, i, nodes))
-}
-
-fn spread_seen_by(c: &Cluster, viewer: usize, nodes: &[usize]) -> bool {
-    let mut con = c.connect(viewer);
-    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con).unwrap();
-    let m = masters(&mut con);
-    let mut by_raft: Vec<usize> = nodes.to_vec();
-    by_raft.sort_by_key(|i| c.node(*i).raft.clone());
-    let ranges = slot_ranges(&mut con);
-    info.contains("cluster_state:ok")
-        && nodes
-            .iter()
-            .all(|i| m.get(&c.resp_addr(*i)).is_some_and(|r| !r.is_empty()))
-        && ranges.len() == GROUPS
-        && ranges
-            .iter()
-            .enumerate()
-            .all(|(g, r)| r.2 == c.resp_addr(by_raft[g % by_raft.len()]))
-}
-
-/// CLUSTER SLOTS as (first, last, master's redis address), sorted.
-fn slot_ranges(con: &mut Connection) -> Vec<(i64, i64, String)> {
-    let rows: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(con).unwrap();
-    let mut out: Vec<(i64, i64, String)> = rows
-        .into_iter()
-        .map(|row| {
-            let Value::Array(cols) = row else {
-                panic!("a row: {row:?}")
-            };
-            let num = |v: &Value| match v {
-                Value::Int(n) => *n,
-                other => panic!("{other:?}"),
-            };
-            let Value::Array(master) = &cols[2] else {
-                panic!("a node: {:?}", cols[2])
-            };
-            let ip: String = redis::from_redis_value(master[0].clone()).unwrap();
-            (num(&cols[0]), num(&cols[1]), format!("{ip}:{}", num(&master[1])))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn keys_spread_over_groups_and_cluster_commands_name_each_ranges_leader() {
     let c = Cluster::start_with_args(3, &["--groups", &GROUPS.to_string()]);
-    wait_until("leaders spread over the 3 nodes", || spread(&c, &[0, 1, 2]));
+    wait_until("leaders spread over the 3 nodes", || balanced(&c, GROUPS));
     let mut cons: Vec<Connection> = (0..3).map(|i| c.connect(i)).collect();
 
     // Every slot in one of 4 contiguous ranges, each led by a node.
@@ -226,7 +161,7 @@ fn keys_spread_over_groups_and_cluster_commands_name_each_ranges_leader() {
 #[test]
 fn a_killed_nodes_groups_elect_elsewhere_and_come_back_to_it() {
     let mut c = Cluster::start_with_args(3, &["--groups", &GROUPS.to_string()]);
-    wait_until("leaders spread over the 3 nodes", || spread(&c, &[0, 1, 2]));
+    wait_until("leaders spread over the 3 nodes", || balanced(&c, GROUPS));
     {
         let mut con = c.connect(1);
         for k in 0..100 {
@@ -254,7 +189,7 @@ fn a_killed_nodes_groups_elect_elsewhere_and_come_back_to_it() {
             .unwrap();
     }
     c.restart(0);
-    wait_until("the node back leads a range again", || spread(&c, &[0, 1, 2]));
+    wait_until("the node back leads a range again", || balanced(&c, GROUPS));
     let mut con = c.connect(0);
     let v: String = redis::cmd("GET").arg("while-down").query(&mut con).unwrap();
     assert_eq!(v, "1");
@@ -294,11 +229,12 @@ fn the_number_of_groups_cannot_change_under_existing_data() {
 }
 
 /// redis-cli and redis-benchmark (Debian's redis-tools, installed by
-/// scripts/install-deps.sh) as Redis Cluster clients, against `--moved`.
+/// scripts/install-deps.sh) as Redis Cluster clients, against `--moved`
+/// and eight groups.
 #[test]
 fn redis_cli_c_and_redis_benchmark_cluster_work() {
-    let c = Cluster::start_with_args(3, &["--groups", &GROUPS.to_string(), "--moved"]);
-    wait_until("leaders spread over the 3 nodes", || spread(&c, &[0, 1, 2]));
+    let c = Cluster::start_with_args(3, &["--groups", "8", "--moved"]);
+    wait_until("leaders spread over the 3 nodes", || balanced(&c, 8));
     let cli = |args: &[&str]| {
         let out = std::process::Command::new("redis-cli")
             .args(["-c", "-h", "127.0.0.1", "-p", &c.port(0).to_string()])
@@ -307,7 +243,7 @@ fn redis_cli_c_and_redis_benchmark_cluster_work() {
             .expect("redis-cli (redis-tools) is installed");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    // Keys in all four ranges, through node 0, following MOVED.
+    // Keys in ranges of every node, through node 0, following MOVED.
     for k in ["foo", "bar", "baz", "qux", "a", "b", "c"] {
         assert_eq!(cli(&["SET", k, &format!("v-{k}")]), "OK");
         assert_eq!(cli(&["GET", k]), format!("v-{k}"));

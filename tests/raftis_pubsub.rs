@@ -6,6 +6,7 @@
 mod common;
 
 use common::raftis::Cluster;
+use common::redis_cluster::{balanced, by_raft_address};
 use redis::{Connection, Msg, RedisResult, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -103,9 +104,14 @@ fn collect(con: &mut Connection, want: &HashMap<String, Vec<String>>) -> HashMap
 #[test]
 fn keyspace_notifications_tell_every_change_of_every_group_on_any_node() {
     let c = Cluster::start_with_args(3, &["--groups", "2"]);
-    c.wait_for_leader();
-    let mut writer = c.connect(0);
-    let mut listener_cfg = c.connect(2);
+    // Two groups led by the first two nodes (in the order of their Raft
+    // addresses): the third follows both, and hears of writes made on a
+    // leader.
+    common::wait_until("the groups' leaders in place", || balanced(&c, 2));
+    let order = by_raft_address(&c);
+    let (leader, follower) = (order[0], order[2]);
+    let mut writer = c.connect(leader);
+    let mut listener_cfg = c.connect(follower);
     let _: () = redis::cmd("CONFIG")
         .arg(&["SET", "notify-keyspace-events", "KEA"])
         .query(&mut listener_cfg)
@@ -122,7 +128,7 @@ fn keyspace_notifications_tell_every_change_of_every_group_on_any_node() {
     );
     assert!(e.contains("notify-keyspace-events"), "{e}");
 
-    let mut listener = c.connect(2);
+    let mut listener = c.connect(follower);
     let _: Value = redis::cmd("PSUBSCRIBE")
         .arg("__key*@0__:*")
         .query(&mut listener)

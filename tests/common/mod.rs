@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod hosts;
 pub mod raftis;
+pub mod redis_cluster;
 pub mod watch_stream;
 
 use floyd::{Error, Floyd, Options, StateMachine};
