@@ -19,6 +19,9 @@
 # --cluster gives each node's clients one hash tag, so it writes one slot,
 # one group, per node.
 #
+# NOTIFY=KEA turns keyspace notifications on on every node, each with a
+# subscriber to all of them: what a watched key costs the write path.
+#
 # The nodes stay in this script's session. Started each in a session of its
 # own (as `make demo` does, with setsid), the kernel's autogroup scheduling
 # splits the two cores evenly between the nodes, while a leader needs about
@@ -110,5 +113,14 @@ for _ in $(seq 200); do
   sleep 0.1
 done
 [ -n "$leader" ] || { echo "raftis-bench: no leader" >&2; exit 1; }
-echo -n "$(basename "$bin") nodes=$nodes $*: "
+if [ -n "${NOTIFY:-}" ]; then
+  # Keyspace notifications on every node, and a subscriber to all of them
+  # on each (reading them all, to /dev/null).
+  for ((i = 0; i < nodes; i++)); do
+    redis-cli -p "${ports[nodes + i]}" CONFIG SET notify-keyspace-events "$NOTIFY" >/dev/null
+    redis-cli -p "${ports[nodes + i]}" PSUBSCRIBE '__key*@0__:*' >/dev/null &
+    pids+=($!)
+  done
+fi
+echo -n "$(basename "$bin") nodes=$nodes${NOTIFY:+ notify=$NOTIFY} $*: "
 redis-benchmark -p "$leader" -t "${TESTS:-set}" -r "${KEYS:-100000}" -n "${REQUESTS:-100000}" "$@" --csv 2>/dev/null | tail -n 1
