@@ -39,7 +39,7 @@ ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
 .PHONY: demo demo-stop tour bench test harness-firewall deps check lib c-test cpp-test python-test examples install install-test \
-	abi-check abi-bless abi-test lib-check
+	abi-check abi-bless abi-test lib-check contrib-check
 
 NODES ?= 3
 
@@ -72,7 +72,11 @@ harness-firewall: deps
 			cargo test --offline --test fault_harness -- --nocapture'; \
 	fi
 
-check: c-test cpp-test python-test examples install-test lib-check abi-check abi-test
+check: c-test cpp-test python-test examples install-test lib-check abi-check abi-test contrib-check
+
+# The alert rules and the dashboard name only metrics floyd exposes.
+contrib-check:
+	python3 scripts/check-contrib.py
 
 # The libfloyd.so.MAJOR link lets programs linked in the build directory find the
 # library by its SONAME.

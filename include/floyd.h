@@ -873,6 +873,16 @@ int floyd_host_drop_group(floyd_host_t *h, uint64_t group_id, char **errmsg);
 int floyd_host_list_groups(floyd_host_t *h, uint64_t **ids, size_t *count, char **errmsg);
 
 /**
+ * The metrics of the host and of every group open on it, in the OpenMetrics text format
+ * (see `floyd_get_metrics`; each group's series labelled `group`), NUL-terminated.
+ *
+ * Thread-safety: any thread.
+ * Ownership: the caller frees `*text` with `floyd_free`.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (a NULL argument); FLOYD_INTERNAL.
+ */
+int floyd_host_get_metrics(floyd_host_t *h, char **text);
+
+/**
  * The host's status as JSON (its address, threads, open groups and, per group, role, term,
  * leader, commit and applied index), NUL-terminated.
  *
@@ -1191,6 +1201,24 @@ int floyd_get_server_status(floyd_t *f, char **text);
  * FLOYD_INTERNAL.
  */
 int floyd_get_server_status_json(floyd_t *f, char **json);
+
+/**
+ * The metrics of this node's host and of its group, in the OpenMetrics text format that
+ * Prometheus scrapes (serve it with the content type `application/openmetrics-text;
+ * version=1.0.0; charset=utf-8`): counters (log writes and syncs, entries applied, leader
+ * changes, elections, ReadIndex and lease reads, forwards, timeouts, snapshots, refused
+ * frames), gauges (term, role, commit and applied index, apply lag, log entries held) and
+ * latency histograms (fsync, blocking writes and reads, apply batches), the group's series
+ * labelled `group`. README.md, "Metrics", lists them.
+ *
+ * Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+ * the network.
+ * Ownership: `text` must not be NULL; on FLOYD_OK only, the caller owns `*text` (NUL-terminated)
+ * and frees it with `floyd_free`. No errmsg.
+ * Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `text`); FLOYD_IO_ERROR (out of memory);
+ * FLOYD_INTERNAL.
+ */
+int floyd_get_metrics(floyd_t *f, char **text);
 
 /**
  * Every member of this node's latest configuration (voters and learners), sorted, as

@@ -325,6 +325,13 @@ impl Floyd {
         self.node.peer(peer).map(|l| l.cut_for(duration)).is_some()
     }
 
+    /// The metrics of this node's host and of its group, in the
+    /// OpenMetrics text format Prometheus scrapes (README.md, "Metrics";
+    /// `Host::metrics` has every group's).
+    pub fn metrics(&self) -> String {
+        self.node.metrics_text()
+    }
+
     /// The status of the host this handle's node runs on, as JSON (its
     /// threads, groups, log writes and syncs: see `Host::status_json`), if
     /// the handle owns it (a node opened with [`Floyd::open`]); `None` for
@@ -353,11 +360,29 @@ impl Floyd {
     fn execute_within(&self, cmd: CommandKind, timeout: Duration) -> Result<Bytes> {
         // The command is answered by its deadline, give or take a turn of the
         // primary thread; past that, the outcome is unknown here.
-        let wait_until = Instant::now() + timeout + ANSWER_GRACE;
-        match self.node.execute_blocking(cmd, timeout, wait_until) {
+        let started = Instant::now();
+        let wait_until = started + timeout + ANSWER_GRACE;
+        let reads = cmd.is_read();
+        self.node
+            .metrics
+            .submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = match self.node.execute_blocking(cmd, timeout, wait_until) {
             Some(r) => r,
             None => Err(self.timeout()),
+        };
+        let metrics = &self.node.host_metrics();
+        match reads {
+            true => metrics.read_call.observe(started.elapsed()),
+            false => metrics.write_call.observe(started.elapsed()),
         }
+        if matches!(result, Err(Error::Timeout(_))) {
+            self.node
+                .metrics
+                .timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     fn timeout(&self) -> Error {

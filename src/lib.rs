@@ -34,6 +34,7 @@ mod floyd;
 pub mod fuzzing;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod options;
 mod runtime;
 pub mod state_machine;

@@ -389,6 +389,16 @@ fn redis_commands_through_any_node_and_the_http_api() {
         (200, format!("{leader_addr}\n").into_bytes())
     );
     assert_eq!(http(h0, "POST", "/-/servers", b"not-an-address").0, 400);
+    // Prometheus's scrape; the key "metrics" stays reachable by /-/kv/.
+    let (code, _, body) = http_with(h1, "GET", "/metrics", &[], b"");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("floyd_is_leader{group=\"0\"} 1\n") && body.ends_with("# EOF\n"),
+        "{body}"
+    );
+    assert_eq!(http(h0, "PUT", "/-/kv/metrics", b"m").0, 204);
+    assert_eq!(http(h1, "GET", "/-/kv/metrics", b""), (200, b"m".to_vec()));
 
     // SIGTERM: the node closes and exits 0.
     let mut n = c.nodes[follower].take().unwrap();

@@ -1423,6 +1423,20 @@ class Floyd {
     return true;
   }
 
+  // The metrics of this node's host and group in the OpenMetrics text
+  // format Prometheus scrapes (floyd_get_metrics).
+  Status Metrics(std::string* text) {
+    if (text == nullptr) return Status::InvalidArgument("text is NULL");
+    char* out = nullptr;
+    int rc = floyd_get_metrics(f_, &out);
+    if (rc != FLOYD_OK) {
+      floyd_free(out);
+      return Status::FromCode(rc, "floyd_get_metrics failed");
+    }
+    detail::TakeBytes(out, out != nullptr ? std::char_traits<char>::length(out) : 0, text);
+    return Status::OK();
+  }
+
   // Lowest level written to <path>/LOG: DEBUG=1 INFO=2 WARN=3 ERROR=4 FATAL=5 NONE=6.
   void set_log_level(const int log_level) { floyd_set_log_level(f_, log_level); }
 
@@ -1699,6 +1713,20 @@ class Host {
     if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
     ids->assign(p, p + (p != nullptr ? count : 0));
     floyd_free(p);
+    return Status::OK();
+  }
+
+  // The metrics of the host and every group on it (floyd_host_get_metrics).
+  Status Metrics(std::string* text) {
+    if (text == nullptr) return Status::InvalidArgument("text is NULL");
+    if (h_ == nullptr) return Status::FromCode(FLOYD_STOPPED, "the host is closed");
+    char* out = nullptr;
+    int rc = floyd_host_get_metrics(h_, &out);
+    if (rc != FLOYD_OK) {
+      floyd_free(out);
+      return Status::FromCode(rc, "floyd_host_get_metrics failed");
+    }
+    detail::TakeBytes(out, out != nullptr ? std::char_traits<char>::length(out) : 0, text);
     return Status::OK();
   }
 

@@ -343,6 +343,22 @@ pub unsafe extern "C" fn floyd_host_list_groups(
     })
 }
 
+/// The metrics of the host and of every group open on it, in the OpenMetrics text format
+/// (see `floyd_get_metrics`; each group's series labelled `group`), NUL-terminated.
+///
+/// Thread-safety: any thread.
+/// Ownership: the caller frees `*text` with `floyd_free`.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (a NULL argument); FLOYD_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_host_get_metrics(h: *mut floyd_host_t, text: *mut *mut c_char) -> c_int {
+    boundary(std::ptr::null_mut(), || {
+        let host = host(h)?;
+        let slot = out_arg(text, "text")?;
+        *slot = alloc_bytes(host.metrics().as_bytes())?;
+        Ok(())
+    })
+}
+
 /// The host's status as JSON (its address, threads, open groups and, per group, role, term,
 /// leader, commit and applied index), NUL-terminated.
 ///

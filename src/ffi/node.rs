@@ -415,6 +415,25 @@ pub unsafe extern "C" fn floyd_get_server_status_json(f: *mut floyd_t, json: *mu
     })
 }
 
+/// The metrics of this node's host and of its group, in the OpenMetrics text format that
+/// Prometheus scrapes (serve it with the content type `application/openmetrics-text;
+/// version=1.0.0; charset=utf-8`): counters (log writes and syncs, entries applied, leader
+/// changes, elections, ReadIndex and lease reads, forwards, timeouts, snapshots, refused
+/// frames), gauges (term, role, commit and applied index, apply lag, log entries held) and
+/// latency histograms (fsync, blocking writes and reads, apply batches), the group's series
+/// labelled `group`. README.md, "Metrics", lists them.
+///
+/// Thread-safety: any thread, concurrently with any call on `f` but `floyd_close`; never waits on
+/// the network.
+/// Ownership: `text` must not be NULL; on FLOYD_OK only, the caller owns `*text` (NUL-terminated)
+/// and frees it with `floyd_free`. No errmsg.
+/// Returns: FLOYD_OK; FLOYD_INVALID_ARGUMENT (NULL `f` or `text`); FLOYD_IO_ERROR (out of memory);
+/// FLOYD_INTERNAL.
+#[no_mangle]
+pub unsafe extern "C" fn floyd_get_metrics(f: *mut floyd_t, text: *mut *mut c_char) -> c_int {
+    text_out(f, text, "text", std::ptr::null_mut(), |n| Ok(n.metrics()))
+}
+
 /// Every member of this node's latest configuration (voters and learners), sorted, as
 /// "ip:port,ip:port" in `*servers_csv` (empty for a joining node not yet added).
 ///

@@ -102,6 +102,7 @@ fn turn(node: &Arc<Node>) -> bool {
         let Some(last) = entries.last().map(|e| e.index) else {
             return false;
         };
+        let started = std::time::Instant::now();
         let applied = match apply_retrying(node, &entries) {
             Ok(a) => a,
             Err(e) => {
@@ -109,6 +110,12 @@ fn turn(node: &Arc<Node>) -> bool {
                 return false;
             }
         };
+        node.host.metrics.apply_batch.observe(started.elapsed());
+        let m = &node.metrics;
+        m.applied_entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
+        m.applied_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         node.with_core(|core| core.on_applied(last));
         node.waiters.proposals.complete(applied);
         node.serve_reads();

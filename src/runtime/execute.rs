@@ -456,6 +456,9 @@ impl Node {
             }
             Answer::InDoubt(e) | Answer::GaveUp(e) => (op.done)(Err(e)),
         });
+        self.metrics
+            .forwarded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request_id = match self.waiters.forwards.register(&to, deadline, reply) {
             Ok(id) => id,
             Err(reply) => return reply(Answer::GaveUp(self.unusable())),

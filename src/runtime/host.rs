@@ -95,6 +95,8 @@ pub struct HostShared {
     pub coalesced_frames: AtomicU64,
     /// Heartbeats and wake-ups in the last whole second (`quiet.rs`).
     pub rates: super::quiet::Rates,
+    /// Latencies and more counters (`crate::metrics`).
+    pub metrics: crate::metrics::HostMetrics,
 }
 
 /// The receiving ends of the host's queues, for its threads.
@@ -261,6 +263,7 @@ impl Host {
             coalesced_beats: AtomicU64::new(0),
             coalesced_frames: AtomicU64::new(0),
             rates: Default::default(),
+            metrics: Default::default(),
             opts,
         });
         // From here on an error drops `host`, and its close stops whatever
@@ -374,6 +377,12 @@ impl Host {
             )));
         }
         super::group::drop_data(&self.shared, group)
+    }
+
+    /// The metrics of the host and of every group open on it, in the
+    /// OpenMetrics text format Prometheus scrapes (README.md, "Metrics").
+    pub fn metrics(&self) -> String {
+        super::exposition::host_text(&self.shared)
     }
 
     /// The host's threads, open groups and, per group, its role, term,

@@ -193,12 +193,18 @@ impl Pending {
         let starts: Vec<(GroupId, u64)> = snapshot_starts.into_iter().collect();
         if !batch.is_empty() {
             let sync = host.faults.sync_log(sync);
+            let entries: usize = self.readies.iter().map(|(_, r)| r.entries.len()).sum();
+            let started = std::time::Instant::now();
             host.faults
                 .before_log_write(sync)
                 .and_then(|_| host.log_store.write(batch, sync))?;
             host.log_writes.fetch_add(1, Ordering::Relaxed);
+            host.metrics
+                .log_entries
+                .fetch_add(entries as u64, Ordering::Relaxed);
             if sync {
                 host.log_syncs.fetch_add(1, Ordering::Relaxed);
+                host.metrics.fsync.observe(started.elapsed());
             }
         }
         for (g, s) in starts {

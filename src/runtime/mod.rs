@@ -10,6 +10,7 @@
 mod apply;
 mod coalesce;
 pub mod execute;
+pub mod exposition;
 pub mod faults;
 pub mod forward;
 mod group;

@@ -97,6 +97,8 @@ pub struct Node {
     pub log: Arc<NodeLog>,
     /// The core is quiet (`quiet.rs`): the primary thread skips the group.
     pub(super) asleep: AtomicBool,
+    /// What the group counts here (`crate::metrics`).
+    pub metrics: crate::metrics::GroupMetrics,
 }
 
 /// Refused messages logged per [`REFUSAL_WINDOW`]; beyond, they are counted
@@ -142,7 +144,18 @@ impl Node {
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
             asleep: AtomicBool::new(false),
+            metrics: Default::default(),
         }
+    }
+
+    /// The host's latencies and counters.
+    pub fn host_metrics(&self) -> &crate::metrics::HostMetrics {
+        &self.host.metrics
+    }
+
+    /// The metrics of the host and of this group, in the OpenMetrics text format.
+    pub fn metrics_text(self: &Arc<Self>) -> String {
+        super::exposition::group_text(self)
     }
 
     /// The host's injected faults (its log writer is shared by every group).

@@ -234,6 +234,9 @@ impl Node {
             let now = super::monotonic_us();
             let leased = self.inspect(|c| c.lease_read_index(now).map(|i| (i, c.applied())));
             if let Some((index, applied)) = leased {
+                self.metrics
+                    .lease_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if applied >= index {
                     return done(self.read_local(&query));
                 }
@@ -244,6 +247,9 @@ impl Node {
                 return self.serve_reads();
             }
         }
+        self.metrics
+            .read_index_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.waiters.reads.push(query, deadline, done) {
             Ok(true) => self.start_read_round(),
             Ok(false) => {}

@@ -45,6 +45,7 @@ impl Node {
     fn dispatch(&self, core: &mut RaftCore) -> AfterUnlock {
         let mut ready = core.ready();
         self.note_quiet(core);
+        self.metrics.note_role(core.role() as u8);
         let mut after = AfterUnlock {
             new_leader: self.note_leader(core.leader()),
             reads: self
@@ -63,6 +64,7 @@ impl Node {
             self.committed_config.swap(committed_index, Ordering::Relaxed) != committed_index;
         if committed_changed {
             after.changes_done = self.waiters.config.satisfied_by(committed);
+            self.metrics.membership_changes.fetch_add(1, Ordering::Relaxed);
         }
         // (A committed change also ends the leader's replication to removed members.)
         if ready.config.is_some() || after.new_leader.is_some() || committed_changed {
@@ -112,6 +114,7 @@ impl AfterUnlock {
     fn run(self, node: &Node) {
         if let Some(leader) = self.new_leader {
             tracing::info!(node = %node.id, leader = ?leader, "leader changed");
+            node.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(e) = self.link_error {
             node.fail(Error::Io(format!("cannot start a peer link: {e}")));

@@ -134,6 +134,9 @@ pub fn take_snapshot(node: &Arc<Node>) -> Result<u64> {
     if let Some((start, term)) = compacted {
         node.send_log_event(LogEvent::Compact(node.clone(), start, term));
     }
+    node.metrics
+        .snapshots_taken
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(node = %node.id, index, term = handle.term(), compacted_to = ?compacted.map(|c| c.0),
         "snapshot taken");
     Ok(index)
@@ -242,6 +245,9 @@ impl Node {
             self.state_machine.snapshot_load(&snapshot.data_dir(), index)?;
         }
         self.with_core(|core| core.on_snapshot_installed(index));
+        self.metrics
+            .snapshots_installed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.snapshots.accepted.lock().take_if(|s| s.index() <= index);
         tracing::info!(node = %self.id, index, "snapshot installed");
         Ok(())

@@ -125,6 +125,12 @@ static void test_normal_use(void) {
     CHECK(floyd_get_server_status_json(nodes[follower], &json) == FLOYD_OK, "get_server_status_json");
     CHECK(json && strstr(json, "\"role\":\"follower\"") && strstr(json, "\"commit_index\":"), "status JSON fields");
     floyd_free(json);
+    char *metrics = NULL;
+    CHECK(floyd_get_metrics(nodes[leader], &metrics) == FLOYD_OK && metrics, "get_metrics");
+    CHECK(metrics && strstr(metrics, "# TYPE floyd_log_syncs counter\n") &&
+              strstr(metrics, "floyd_is_leader{group=\"0\"} 1\n") && strstr(metrics, "\n# EOF\n"),
+          "metrics in the OpenMetrics text format, the leader's group labelled");
+    floyd_free(metrics);
     char *servers = NULL;
     CHECK(floyd_get_all_servers(nodes[0], &servers, NULL) == FLOYD_OK && servers, "get_all_servers");
     CHECK(servers && strstr(servers, want) && strchr(servers, ','), "all servers listed");
@@ -150,6 +156,8 @@ static void test_bad_input(void) {
     CHECK(floyd_get_leader(f, NULL) == FLOYD_INVALID_ARGUMENT, "get_leader with NULL out");
     CHECK(floyd_get_server_status(f, NULL) == FLOYD_INVALID_ARGUMENT, "status with NULL out");
     CHECK(floyd_get_server_status_json(NULL, &value) == FLOYD_INVALID_ARGUMENT, "status JSON on NULL handle");
+    CHECK(floyd_get_metrics(NULL, &value) == FLOYD_INVALID_ARGUMENT && floyd_get_metrics(f, NULL) == FLOYD_INVALID_ARGUMENT,
+          "metrics with a NULL argument");
     CHECK(!floyd_has_leader(NULL) && !floyd_is_leader(NULL), "queries on NULL handle are false");
     size_t big = (16u << 20) + 1;
     char *huge = calloc(big, 1);

@@ -104,6 +104,12 @@ static void test_list_status_and_drop(void) {
     CHECK(floyd_host_get_status_json(hosts[0], &json) == FLOYD_OK && strstr(json, "\"group\":2") != NULL,
           "status json names the groups");
     floyd_free(json);
+    char *metrics = NULL;
+    CHECK(floyd_host_get_metrics(hosts[0], &metrics) == FLOYD_OK && strstr(metrics, "floyd_commit_index{group=\"1\"}") &&
+              strstr(metrics, "floyd_commit_index{group=\"2\"}") && strstr(metrics, "floyd_groups_open 2\n"),
+          "host metrics label every group");
+    floyd_free(metrics);
+    CHECK(floyd_host_get_metrics(NULL, &metrics) == FLOYD_INVALID_ARGUMENT, "host metrics of NULL");
     CHECK(floyd_host_drop_group(hosts[2], 2, NULL) == FLOYD_INVALID_ARGUMENT, "an open group is not dropped");
     floyd_close(groups[2][1]);
     groups[2][1] = NULL;

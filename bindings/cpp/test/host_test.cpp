@@ -377,6 +377,13 @@ void TestStatusJson() {
       names_all = names_all && json.find("\"group\":" + Str(kGroupIds[g]) + ",") != std::string::npos;
     }
     Check(names_all, "StatusJson on host " + Str(i) + " names the host and every group", s.ToString() + " " + json);
+    std::string metrics;
+    s = g_hosts[i]->Metrics(&metrics);
+    bool labelled = s.ok() && metrics.find("\n# EOF\n") != std::string::npos;
+    for (int g = 0; g < kGroups; g++) {
+      labelled = labelled && metrics.find("floyd_commit_index{group=\"" + Str(kGroupIds[g]) + "\"}") != std::string::npos;
+    }
+    Check(labelled, "Metrics on host " + Str(i) + " label every group", s.ToString());
   }
 }
 

@@ -1456,6 +1456,12 @@ class Floyd(_Handle):
         first_log_index, snapshot_index and client_sessions."""
         return json.loads(self._text(_L.floyd_get_server_status_json))
 
+    def metrics(self) -> str:
+        """The metrics of this node's host and group in the OpenMetrics
+        text format Prometheus scrapes (``prometheus_client``'s parsers
+        read it)."""
+        return self._text(_L.floyd_get_metrics)
+
     def all_servers(self) -> list:
         """Every member of this node's latest configuration (voters and
         learners), as ``"ip:port"`` strings."""
@@ -1681,6 +1687,20 @@ class Host(_Handle):
         finally:
             if ids.value:
                 _L.floyd_free(ids.value)
+
+    def metrics(self) -> str:
+        """The metrics of the host and of every group open on it, in the
+        OpenMetrics text format (each group's series labelled ``group``)."""
+        out = c_void_p()
+        h = self._enter()
+        try:
+            code = _L.floyd_host_get_metrics(h, byref(out))
+        finally:
+            self._leave()
+        if code != OK:
+            _take_string(out)
+        _check(code, what="floyd_host_get_metrics")
+        return _take_string(out).decode("utf-8", "replace")
 
     def status(self) -> dict:
         """The host's status: ``host`` (its address), ``threads``, ``groups``

@@ -150,6 +150,7 @@ _REQUIRED = {
     "floyd_is_leader": (c_bool, [c_void_p]),
     "floyd_get_server_status": (c_int, [c_void_p, _P]),
     "floyd_get_server_status_json": (c_int, [c_void_p, _P]),
+    "floyd_get_metrics": (c_int, [c_void_p, _P]),
     "floyd_get_all_servers": (c_int, [c_void_p, _P, _P]),
     "floyd_set_log_level": (None, [c_void_p, c_int]),
     "floyd_options_new": (c_void_p, [c_char_p, c_char_p, c_int, c_char_p]),
@@ -209,6 +210,7 @@ _REQUIRED = {
     # int floyd_host_list_groups(h, uint64_t** ids, size_t* count, char** errmsg): *ids read as a raw pointer
     "floyd_host_list_groups": (c_int, [c_void_p, _P, POINTER(c_size_t), _P]),
     "floyd_host_get_status_json": (c_int, [c_void_p, _P]),
+    "floyd_host_get_metrics": (c_int, [c_void_p, _P]),
     # Coordination: revisions, compare-and-swap, range scans, transactions.
     # int floyd_read_meta(f, key, key_len, char** value, size_t* value_len, floyd_kv_meta_t* meta, char** errmsg)
     "floyd_read_meta": (c_int, [c_void_p, c_char_p, c_size_t, _P, POINTER(c_size_t), _META, _P]),

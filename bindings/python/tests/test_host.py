@@ -188,6 +188,35 @@ def test_status(hosts):
     )
 
 
+def test_metrics_parse_and_count_writes(hosts):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    for g in GROUPS:
+        hosts.open(g)
+    g = GROUPS[1]
+    leader = hosts.leader(g)
+    for k in range(10):
+        hosts.write(g, b"m%d" % k, b"v")
+    i = hosts.groups[g].index(leader)
+
+    def samples(text):
+        # The OpenMetrics parser is strict: the text must parse whole.
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[(s.name, s.labels.get("group"))] = s.value
+        return out
+
+    host_side = samples(hosts.hosts[i].metrics())
+    assert host_side[("floyd_applied_entries_total", str(g))] >= 10
+    assert host_side[("floyd_is_leader", str(g))] == 1
+    assert {str(x) for x in GROUPS} <= {gr for (name, gr) in host_side if name == "floyd_commit_index"}
+    assert host_side[("floyd_fsync_duration_seconds_count", None)] >= 10
+    own = samples(leader.metrics())
+    assert own[("floyd_submitted_total", str(g))] >= 10
+    assert {gr for (name, gr) in own if name == "floyd_commit_index"} == {str(g)}
+
+
 def test_idle_groups_go_quiet_and_a_write_wakes_one(hosts):
     """Issue 23: idle groups stop ticking on every host (the host status
     counts them, and each group's status says so); a write wakes its group

@@ -159,7 +159,11 @@ fn answer(shards: &Shards, admin: bool, req: &mut Request) -> Answer {
         return text(400, "bad percent-encoding in the path");
     };
     let method = req.method().clone();
-    if let Some(api) = path.strip_prefix(b"/-/") {
+    if path == b"/metrics" && method == Method::Get {
+        return (200, shards.metrics().into_bytes(), OPENMETRICS);
+    }
+    let api = path.strip_prefix(b"/-/").filter(|a| !a.starts_with(b"kv/"));
+    if let Some(api) = api {
         let api = String::from_utf8_lossy(api).into_owned();
         let changes_servers = api == "servers" || api.starts_with("servers/");
         if !admin && changes_servers && matches!(method, Method::Post | Method::Delete) {
@@ -189,7 +193,8 @@ fn answer(shards: &Shards, admin: bool, req: &mut Request) -> Answer {
             _ => text(404, format!("no such API: {method} /-/{api}")),
         };
     }
-    let key = &path[1.min(path.len())..];
+    // `/-/kv/KEY` reaches any key, `metrics` too.
+    let key = path.strip_prefix(b"/-/kv/").unwrap_or(&path[1.min(path.len())..]);
     if key.is_empty() {
         return text(400, "the key is the path: /KEY");
     }
@@ -206,6 +211,9 @@ fn answer(shards: &Shards, admin: bool, req: &mut Request) -> Answer {
         other => text(405, format!("method {other} is not allowed on a key")),
     }
 }
+
+/// What Prometheus asks for and gets.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A membership change in every group, in order: the first error, else 204.
 fn every_group(shards: &Shards, change: impl Fn(&Floyd) -> Result<(), Error>) -> Answer {

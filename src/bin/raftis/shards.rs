@@ -144,6 +144,14 @@ impl Shards {
         }
     }
 
+    /// The metrics of this node's host and groups (OpenMetrics text).
+    pub fn metrics(&self) -> String {
+        match &self.host {
+            Some(h) => h.metrics(),
+            None => self.first().metrics(),
+        }
+    }
+
     /// The Redis address of the node with Raft address `member`, if known.
     pub fn redis_addr(&self, member: &str) -> Option<String> {
         if let Some(a) = self.directory.read().get(member) {

@@ -1,0 +1,161 @@
+//! Metrics (issue 25): `Host::metrics` and `Floyd::metrics` are valid
+//! OpenMetrics text, and their counters move as they should after writes,
+//! a leader change, a snapshot and a forged frame.
+
+mod common;
+
+use common::hosts::{connect_as, send, Hosts};
+use common::wait_until;
+use std::collections::HashMap;
+
+/// The samples of an OpenMetrics text, by name with labels
+/// (`floyd_term{group="1"}`), checking the format on the way: every
+/// family announced by `# TYPE` (and `# HELP`) before its samples, once;
+/// sample names of their family (`_total`, `_bucket`, `_sum`, `_count`);
+/// numeric values; histogram buckets cumulative up to `+Inf` = `_count`;
+/// `# EOF` last.
+fn parse(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    let mut families: HashMap<String, String> = HashMap::new();
+    let mut current: Option<(String, String)> = None;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "ends with # EOF");
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                families.insert(name.to_string(), kind.to_string()).is_none(),
+                "{name} announced twice"
+            );
+            current = Some((name.to_string(), kind.to_string()));
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "an unknown comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("a number: {line}")),
+        };
+        let name = series.split('{').next().unwrap();
+        let (family, kind) = current
+            .as_ref()
+            .unwrap_or_else(|| panic!("a sample before any # TYPE: {line}"));
+        let allowed: &[&str] = match kind.as_str() {
+            "counter" => &["_total", "_created"],
+            "histogram" => &["_bucket", "_sum", "_count", "_created"],
+            _ => &[""],
+        };
+        assert!(
+            allowed.iter().any(|s| name == format!("{family}{s}")),
+            "{name} is not a sample of {kind} {family}"
+        );
+        samples.insert(series.to_string(), value);
+    }
+    for (family, kind) in &families {
+        if kind == "histogram" {
+            let buckets: Vec<f64> = lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("{family}_bucket")))
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+                .collect();
+            assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{family}: cumulative");
+            assert_eq!(
+                buckets.last(),
+                samples.get(&format!("{family}_count")),
+                "{family}: +Inf = count"
+            );
+        }
+    }
+    samples
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    *parse(text)
+        .get(series)
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+#[test]
+fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
+    let mut h = Hosts::start(3);
+    for i in 0..3 {
+        let mut o = h.group_options();
+        o.snapshot_log_entries = 50;
+        h.open_group_with(i, 7, o);
+    }
+    let leader = h.wait_for_leader(7);
+    let before = h.host(leader).metrics();
+    parse(&before);
+    for k in 0..120u32 {
+        h.write(leader, 7, format!("k{k}").as_bytes(), b"v");
+    }
+    let text = h.host(leader).metrics();
+    let g = r#"{group="7"}"#;
+    assert!(sample(&text, &format!("floyd_applied_entries_total{g}")) >= 120.0);
+    assert!(sample(&text, &format!("floyd_submitted_total{g}")) >= 120.0);
+    assert_eq!(sample(&text, &format!("floyd_is_leader{g}")), 1.0);
+    assert_eq!(sample(&text, &format!("floyd_role{g}")), 3.0);
+    assert!(sample(&text, &format!("floyd_elections_won_total{g}")) >= 1.0);
+    assert!(sample(&text, "floyd_log_syncs_total") >= 120.0);
+    assert!(sample(&text, "floyd_fsync_duration_seconds_count") >= 120.0);
+    assert!(sample(&text, "floyd_write_call_duration_seconds_count") >= 120.0);
+    assert!(sample(&text, "floyd_log_entries_written_total") >= 120.0);
+    assert_eq!(sample(&text, "floyd_groups_open"), 1.0);
+    wait_until("a snapshot taken (every 50 entries)", || {
+        sample(
+            &h.host(leader).metrics(),
+            &format!("floyd_snapshots_taken_total{g}"),
+        ) >= 1.0
+    });
+    // A group's handle tells its host's series and its own.
+    let own = h.node(leader, 7).metrics();
+    assert!(sample(&own, &format!("floyd_commit_index{g}")) >= 120.0);
+    assert!(sample(&own, "floyd_log_syncs_total") >= 120.0);
+
+    // A leader change is counted on every member.
+    let follower = (leader + 1) % 3;
+    let changes = |i: usize| sample(&h.host(i).metrics(), &format!("floyd_leader_changes_total{g}"));
+    let seen: Vec<f64> = (0..3).map(changes).collect();
+    h.node(leader, 7).transfer_leader(&h.id(follower)).unwrap();
+    wait_until("the change counted everywhere", || {
+        (0..3).all(|i| changes(i) > seen[i])
+    });
+    assert!(
+        sample(
+            &h.host(follower).metrics(),
+            &format!("floyd_elections_won_total{g}")
+        ) >= 1.0
+    );
+
+    // A frame for a group nobody has is dropped and counted.
+    let unknown = sample(&h.host(follower).metrics(), "floyd_unknown_group_frames_total");
+    let mut conn = connect_as(&h, follower, &h.id(leader));
+    let beat = floyd::wire::AppendEntries {
+        term: 1,
+        leader: h.id(leader),
+        ..Default::default()
+    };
+    send(&mut conn, 99, floyd::wire::frame::Body::AppendEntries(beat));
+    wait_until("the forged frame counted", || {
+        sample(&h.host(follower).metrics(), "floyd_unknown_group_frames_total") > unknown
+    });
+}
+
+#[test]
+fn a_node_opened_on_its_own_tells_its_metrics() {
+    let c = common::Cluster::start(3);
+    let leader = c.wait_for_leader();
+    c.write_retrying(leader, b"k", b"v");
+    let text = c.node(leader).metrics();
+    assert!(sample(&text, r#"floyd_applied_entries_total{group="0"}"#) >= 1.0);
+    assert!(sample(&text, "floyd_read_call_duration_seconds_count") >= 0.0);
+    let follower = c.follower_of(leader);
+    assert_eq!(c.node(follower).read(b"k").unwrap(), b"v");
+    let text = c.node(follower).metrics();
+    assert!(sample(&text, r#"floyd_read_index_reads_total{group="0"}"#) >= 1.0);
+    assert_eq!(sample(&text, r#"floyd_is_leader{group="0"}"#), 0.0);
+    assert_eq!(sample(&text, r#"floyd_has_leader{group="0"}"#), 1.0);
+}
