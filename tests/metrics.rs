@@ -78,13 +78,19 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
+/// Snapshots every 50 entries, keeping 10 of the log behind them.
+fn snapshotting(h: &Hosts) -> floyd::GroupOptions {
+    let mut o = h.group_options();
+    o.snapshot_log_entries = 50;
+    o.snapshot_keep_entries = 10;
+    o
+}
+
 #[test]
 fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     let mut h = Hosts::start(3);
     for i in 0..3 {
-        let mut o = h.group_options();
-        o.snapshot_log_entries = 50;
-        h.open_group_with(i, 7, o);
+        h.open_group_with(i, 7, snapshotting(&h));
     }
     let leader = h.wait_for_leader(7);
     let before = h.host(leader).metrics();
@@ -102,6 +108,7 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     assert!(sample(&text, "floyd_log_syncs_total") >= 120.0);
     assert!(sample(&text, "floyd_fsync_duration_seconds_count") >= 120.0);
     assert!(sample(&text, "floyd_write_call_duration_seconds_count") >= 120.0);
+    assert!(sample(&text, "floyd_commit_duration_seconds_count") >= 120.0);
     assert!(sample(&text, "floyd_log_entries_written_total") >= 120.0);
     assert_eq!(sample(&text, "floyd_groups_open"), 1.0);
     wait_until("a snapshot taken (every 50 entries)", || {
@@ -141,6 +148,41 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     send(&mut conn, 99, floyd::wire::frame::Body::AppendEntries(beat));
     wait_until("the forged frame counted", || {
         sample(&h.host(follower).metrics(), "floyd_unknown_group_frames_total") > unknown
+    });
+
+    // A handshake from another cluster is refused and counted.
+    let refused = sample(&h.host(follower).metrics(), "floyd_connections_refused_total");
+    {
+        use floyd::transport::{write_frame, MAX_PROTOCOL_VERSION, PROTOCOL_VERSION};
+        let mut s = std::net::TcpStream::connect(h.id(follower)).unwrap();
+        let hello = floyd::wire::Handshake {
+            cluster_id: "another-cluster".into(),
+            from: h.id(leader),
+            protocol_version: PROTOCOL_VERSION,
+            max_protocol_version: MAX_PROTOCOL_VERSION,
+            ..Default::default()
+        };
+        write_frame(&mut s, floyd::wire::frame::Body::Handshake(hello)).unwrap();
+        wait_until("the refusal counted", || {
+            sample(&h.host(follower).metrics(), "floyd_connections_refused_total") > refused
+        });
+    }
+
+    // A member that missed the compacted log gets a snapshot: sent by the
+    // leader, its bytes received and installed there.
+    let new_leader = h.wait_for_leader(7);
+    let behind = (new_leader + 1) % 3;
+    h.close_group(behind, 7);
+    for k in 0..150u32 {
+        h.write(new_leader, 7, format!("after{k}").as_bytes(), b"v");
+    }
+    h.open_group_with(behind, 7, snapshotting(&h));
+    h.wait_applied(behind, 7, b"after149", b"v");
+    let theirs = h.host(behind).metrics();
+    assert!(sample(&theirs, &format!("floyd_snapshots_installed_total{g}")) >= 1.0);
+    assert!(sample(&theirs, "floyd_snapshot_bytes_received_total") > 0.0);
+    wait_until("the stream counted as sent", || {
+        sample(&h.host(new_leader).metrics(), &format!("floyd_snapshots_sent_total{g}")) >= 1.0
     });
 }
 

@@ -5,8 +5,10 @@
 //! commit and applied index, log held, role) are read from the group's
 //! status when scraped. `runtime/exposition.rs` encodes them.
 
+mod commit_times;
 mod histogram;
 
+pub use commit_times::ProposalTimes;
 pub use histogram::Histogram;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -37,10 +39,14 @@ pub struct GroupMetrics {
     /// Snapshots this node took, and installed from its leader.
     pub snapshots_taken: AtomicU64,
     pub snapshots_installed: AtomicU64,
+    /// Snapshots this leader streamed whole to a follower.
+    pub snapshots_sent: AtomicU64,
     /// Configurations this node saw committed.
     pub membership_changes: AtomicU64,
     /// The role seen last (`core::Role` as a number), to count changes.
     last_role: AtomicU8,
+    /// When the leader proposed its recent entries, for the commit latency.
+    pub proposed: ProposalTimes,
 }
 
 impl GroupMetrics {
@@ -73,4 +79,10 @@ pub struct HostMetrics {
     pub read_call: Histogram,
     /// Applying one batch of committed entries to a state machine.
     pub apply_batch: Histogram,
+    /// An entry on its leader, from its proposal to its commit.
+    pub commit: Histogram,
+    /// Connections refused before or at their handshake.
+    pub connections_refused: AtomicU64,
+    /// Bytes of snapshot chunks received, for every group.
+    pub snapshot_bytes_received: AtomicU64,
 }

@@ -91,9 +91,24 @@ fn host_series(r: &mut Registry, host: &HostShared, groups_open: usize) {
         Snapshot::of(&m.read_call),
     );
     r.register(
+        "floyd_commit_duration_seconds",
+        "An entry on its leader, from its proposal to its commit",
+        Snapshot::of(&m.commit),
+    );
+    r.register(
         "floyd_apply_batch_duration_seconds",
         "Applying one batch of committed entries to a state machine",
         Snapshot::of(&m.apply_batch),
+    );
+    r.register(
+        "floyd_connections_refused",
+        "Connections refused before or at their handshake (TLS, not a member, another cluster)",
+        counter(&m.connections_refused),
+    );
+    r.register(
+        "floyd_snapshot_bytes_received",
+        "Bytes of snapshot chunks received, for every group",
+        counter(&m.snapshot_bytes_received),
     );
     r.register(
         "floyd_unknown_group_frames",
@@ -263,7 +278,7 @@ fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
         st().map(|x| (x.0.group, x.0.snapshots.store.latest_index())),
     );
     type Field = fn(&crate::metrics::GroupMetrics) -> &AtomicU64;
-    let counters: [(&str, &str, Field); 14] = [
+    let counters: [(&str, &str, Field); 15] = [
         (
             "floyd_submitted",
             "Blocking calls made here (writes, reads, locks, membership)",
@@ -320,6 +335,11 @@ fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
             "floyd_snapshots_installed",
             "Snapshots this node installed from its leader",
             |m| &m.snapshots_installed,
+        ),
+        (
+            "floyd_snapshots_sent",
+            "Snapshots this node streamed whole to a follower",
+            |m| &m.snapshots_sent,
         ),
         (
             "floyd_membership_changes",

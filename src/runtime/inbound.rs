@@ -133,13 +133,29 @@ impl Handler for HostInbound {
 
     fn on_snapshot_chunk(&self, from: &str, group: GroupId, chunk: crate::wire::SnapshotChunk) {
         if let Some(node) = self.node(from, group) {
+            let m = &node.host_metrics();
+            m.snapshot_bytes_received
+                .fetch_add(chunk.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
             node.receive_snapshot_chunk(from, chunk);
         }
     }
 
     fn on_snapshot_sent(&self, to: &str, group: GroupId, snapshot_index: u64, ok: bool) {
         if let Some(node) = self.own(group).filter(|n| !n.is_stopping()) {
+            if ok {
+                node.metrics
+                    .snapshots_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             node.with_core(|core| core.report_snapshot(to, snapshot_index, ok));
+        }
+    }
+
+    fn on_connection_refused(&self) {
+        if let Some(host) = self.0.upgrade() {
+            host.metrics
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

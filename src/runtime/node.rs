@@ -373,6 +373,10 @@ impl Node {
             self.refresh_marking(core);
             match core.propose(payloads) {
                 Ok(positions) => {
+                    let now = std::time::Instant::now();
+                    for (index, _) in &positions {
+                        self.metrics.proposed.proposed(*index, now);
+                    }
                     // Register under the core lock: nothing can be applied before it.
                     for ((index, term), cmd) in positions.into_iter().zip(pending) {
                         unregistered.extend(self.waiters.proposals.wait_for(index, term, cmd).err());

@@ -46,6 +46,11 @@ impl Node {
         let mut ready = core.ready();
         self.note_quiet(core);
         self.metrics.note_role(core.role() as u8);
+        if core.role() == crate::core::Role::Leader {
+            let m = &self.metrics;
+            m.proposed
+                .committed_up_to(core.commit(), &self.host.metrics.commit);
+        }
         let mut after = AfterUnlock {
             new_leader: self.note_leader(core.leader()),
             reads: self

@@ -101,6 +101,9 @@ pub trait Handler: Send + Sync + 'static {
     fn on_in_doubt(&self, to: &str, request_ids: Vec<(GroupId, u64)>) {
         let _ = (to, request_ids);
     }
+    /// A connection was refused before or at its handshake (TLS failed, not a
+    /// member, another cluster, a protocol it does not speak): for counting.
+    fn on_connection_refused(&self) {}
     /// The link to `peer` connected (`true`) or lost its connection (`false`,
     /// after any `on_in_doubt` for it; also when the link stops while connected).
     fn on_link_state(&self, peer: &str, connected: bool) {

@@ -315,6 +315,7 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(peer = %peer_addr, error = %e, "connection refused: TLS handshake failed");
+                shared.handler.on_connection_refused();
                 return;
             }
         },
@@ -323,6 +324,7 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
         Ok(from) => from,
         Err(reason) => {
             tracing::warn!(peer = %peer_addr, %reason, "connection refused");
+            shared.handler.on_connection_refused();
             return;
         }
     };
