@@ -182,7 +182,10 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     assert!(sample(&theirs, &format!("floyd_snapshots_installed_total{g}")) >= 1.0);
     assert!(sample(&theirs, "floyd_snapshot_bytes_received_total") > 0.0);
     wait_until("the stream counted as sent", || {
-        sample(&h.host(new_leader).metrics(), &format!("floyd_snapshots_sent_total{g}")) >= 1.0
+        sample(
+            &h.host(new_leader).metrics(),
+            &format!("floyd_snapshots_sent_total{g}"),
+        ) >= 1.0
     });
 }
 
