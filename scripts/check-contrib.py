@@ -18,7 +18,10 @@ source = (root / "src/runtime/exposition.rs").read_text()
 # Names registered, and how: host series by `r.register("name", …, counter(…)|gauge(…)|Snapshot::of(…))`,
 # group series by `per_group::<Counter|Gauge>(r, "name", …)` and the counters table.
 exposed = set()
+# A family built beforehand: `let sent = Family::<PeerLabel, Counter>::default();`.
+families = dict(re.findall(r"let (\w+) = Family::<\w+, (\w+)>", source))
 for name, kind in re.findall(r'r\.register\(\s*"(floyd_\w+)",\s*"[^"]*",\s*(\w+)', source):
+    kind = families.get(kind, kind).lower().replace("snapshot", "Snapshot")
     exposed |= {
         "counter": {name + "_total"},
         "gauge": {name},

@@ -111,6 +111,10 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     assert!(sample(&text, "floyd_commit_duration_seconds_count") >= 120.0);
     assert!(sample(&text, "floyd_log_entries_written_total") >= 120.0);
     assert_eq!(sample(&text, "floyd_groups_open"), 1.0);
+    for i in (0..3).filter(|&i| i != leader) {
+        let peer = format!(r#"floyd_peer_bytes_sent_total{{peer="{}"}}"#, h.id(i));
+        assert!(sample(&text, &peer) > 1_000.0, "{peer}: the entries went to it");
+    }
     wait_until("a snapshot taken (every 50 entries)", || {
         sample(
             &h.host(leader).metrics(),

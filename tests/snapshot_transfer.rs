@@ -478,6 +478,15 @@ fn streams_of_two_groups_share_a_link_and_both_complete() {
     }));
     wait_until("both streams reported", || leader.sent().len() == 2);
     assert_eq!(leader.sent(), [(100, true), (100, true)]);
+    // Reported once written: the follower may still be reading them.
+    wait_until("both streams' last chunks read", || {
+        follower
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::Chunk { done: true, .. }))
+            .count()
+            == 2
+    });
     let groups = follower.chunk_groups.lock().clone();
     let first_four = groups.iter().position(|g| *g == 4).unwrap();
     let last_three = groups.iter().rposition(|g| *g == 3).unwrap();

@@ -21,6 +21,11 @@ struct GroupLabel {
     group: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
 /// A histogram as it stood when scraped (the registry owns what it encodes).
 #[derive(Debug)]
 struct Snapshot(Histogram);
@@ -109,6 +114,15 @@ fn host_series(r: &mut Registry, host: &HostShared, groups_open: usize) {
         "floyd_snapshot_bytes_received",
         "Bytes of snapshot chunks received, for every group",
         counter(&m.snapshot_bytes_received),
+    );
+    let sent = Family::<PeerLabel, Counter>::default();
+    for (peer, link) in host.links.all() {
+        sent.get_or_create(&PeerLabel { peer }).inc_by(link.bytes_sent());
+    }
+    r.register(
+        "floyd_peer_bytes_sent",
+        "Bytes of frames written to each peer host, over every connection",
+        sent,
     );
     r.register(
         "floyd_unknown_group_frames",

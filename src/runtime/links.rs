@@ -44,6 +44,18 @@ impl Links {
         self.peers.read().get(id).cloned()
     }
 
+    /// Every peer and its link (metrics).
+    pub fn all(&self) -> Vec<(String, Arc<PeerLink>)> {
+        let mut links: Vec<(String, Arc<PeerLink>)> = self
+            .peers
+            .read()
+            .iter()
+            .map(|(p, l)| (p.clone(), l.clone()))
+            .collect();
+        links.sort_by(|a, b| a.0.cmp(&b.0));
+        links
+    }
+
     /// Every link, for closing.
     pub fn take_all(&self) -> Vec<Arc<PeerLink>> {
         let mut links: Vec<Arc<PeerLink>> = self.peers.write().drain().map(|(_, l)| l).collect();

@@ -37,7 +37,7 @@ use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySend
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -106,6 +106,8 @@ pub struct PeerLink {
     /// a small Raft frame on it directly (see [`PeerLink::send`]).
     conn: SharedConn,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    /// Bytes of frames written to the peer, over every connection (metrics).
+    bytes_sent: Arc<AtomicU64>,
 }
 
 type SharedConn = Arc<parking_lot::Mutex<Option<Conn>>>;
@@ -145,6 +147,8 @@ impl PeerLink {
         let flag = connected.clone();
         let peer_version = Arc::new(AtomicU32::new(0));
         let version_seen = peer_version.clone();
+        let bytes_sent = Arc::new(AtomicU64::new(0));
+        let sent = bytes_sent.clone();
         let peer = cfg.peer.clone();
         let conn = SharedConn::default();
         let shared = conn.clone();
@@ -152,6 +156,7 @@ impl PeerLink {
             super::guarded(&*handler.clone(), || {
                 let mut worker = PeerWorker::new(cfg, handler, flag);
                 worker.peer_version = version_seen;
+                worker.bytes_sent = sent;
                 worker.run(queues, shared)
             })
         })?;
@@ -165,7 +170,13 @@ impl PeerLink {
             peer_version,
             conn,
             thread: parking_lot::Mutex::new(Some(thread)),
+            bytes_sent,
         })
+    }
+
+    /// Bytes of frames written to the peer so far, over every connection.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
     }
 
     /// The member this link dials.
@@ -216,6 +227,7 @@ impl PeerLink {
         if encode_frame(out.group, &out.body, &mut frame).is_err() || frame.len() > DIRECT_FRAME_BYTES {
             return Err(out);
         }
+        self.bytes_sent.fetch_add(frame.len() as u64, Ordering::Relaxed);
         if !conn.stream.send_nonblocking(&frame) {
             // Left unsent bytes, or broke: the worker finishes the frame or
             // drops the connection (a Raft frame may be lost; Raft resends).
@@ -317,6 +329,7 @@ struct PeerWorker {
     handler: Arc<dyn Handler>,
     connected: Arc<AtomicBool>,
     peer_version: Arc<AtomicU32>,
+    bytes_sent: Arc<AtomicU64>,
     conn: Option<Conn>,
     backoff: Duration,
     retry_at: Instant,
@@ -340,6 +353,7 @@ impl PeerWorker {
             handler,
             connected,
             peer_version: Arc::default(),
+            bytes_sent: Arc::default(),
             conn: None,
             backoff: Duration::ZERO,
             retry_at: Instant::now(),
@@ -522,6 +536,8 @@ impl PeerWorker {
         });
         match write_all_vectored(&mut conn.stream, &encoded.bufs) {
             Ok(()) => {
+                let bytes: usize = encoded.bufs.iter().map(Vec::len).sum();
+                self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
                 let now = Instant::now();
                 if ping {
                     conn.last_ping = now;
@@ -627,6 +643,7 @@ impl PeerWorker {
             return self.break_connection(&format!("write failed: {e}"));
         }
         self.pacer.sent(buf.len(), Instant::now());
+        self.bytes_sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
         if done {
             self.streams.remove(&group);
             tracing::info!(peer = %self.cfg.peer, group, snapshot = index, "snapshot sent");
