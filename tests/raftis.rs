@@ -389,6 +389,17 @@ fn redis_commands_through_any_node_and_the_http_api() {
         (200, format!("{leader_addr}\n").into_bytes())
     );
     assert_eq!(http(h0, "POST", "/-/servers", b"not-an-address").0, 400);
+    // INFO persistence: floyd's log as Redis's append-only file.
+    let info: String = redis::cmd("INFO").arg("persistence").query(&mut l).unwrap();
+    let syncs: u64 = info
+        .lines()
+        .find_map(|x| x.strip_prefix("floyd_log_syncs:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        info.contains("aof_enabled:1") && info.contains("aof_last_write_status:ok") && syncs > 0,
+        "{info}"
+    );
     // Prometheus's scrape; the key "metrics" stays reachable by /-/kv/.
     let (code, _, body) = http_with(h1, "GET", "/metrics", &[], b"");
     let body = String::from_utf8(body).unwrap();

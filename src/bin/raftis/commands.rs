@@ -499,6 +499,9 @@ fn info(ctx: &Context, section: Option<String>) -> String {
     if want("memory") {
         out += &crate::introspect::memory();
     }
+    if want("persistence") {
+        out += &crate::introspect::persistence(ctx);
+    }
     if want("stats") {
         out += &crate::introspect::stats(ctx);
     }

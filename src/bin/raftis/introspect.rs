@@ -291,6 +291,34 @@ pub fn keyspace(ctx: &Context) -> String {
     out + "\r\n"
 }
 
+/// The sum of every series of metric `name` in an OpenMetrics text (0 if none).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// INFO's `# Persistence`, in Redis's terms: floyd's log plays the part of
+/// an append-only file synced on every write (`appendfsync always`), on a
+/// majority; its numbers come from the node's metrics.
+pub fn persistence(ctx: &Context) -> String {
+    let m = ctx.shards.metrics();
+    let failing = metric(&m, "floyd_disk_full") + metric(&m, "floyd_host_failed") > 0;
+    format!(
+        "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\naof_last_write_status:{}\r\nfloyd_log_writes:{}\r\nfloyd_log_syncs:{}\r\nfloyd_log_entries_written:{}\r\nfloyd_snapshots_taken:{}\r\nfloyd_snapshots_installed:{}\r\n\r\n",
+        if failing { "err" } else { "ok" },
+        metric(&m, "floyd_log_writes_total"),
+        metric(&m, "floyd_log_syncs_total"),
+        metric(&m, "floyd_log_entries_written_total"),
+        metric(&m, "floyd_snapshots_taken_total"),
+        metric(&m, "floyd_snapshots_installed_total"),
+    )
+}
+
 /// INFO's `# Stats` counters.
 pub fn stats(ctx: &Context) -> String {
     format!(
