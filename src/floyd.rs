@@ -8,7 +8,7 @@ mod watches;
 
 pub use coordination::{prefix_end, Branch, Cmp, KeyValue, KvList, KvMeta, Txn, TxnResponse};
 pub use leases::LeaseStatus;
-pub use redis::{redis_command_reads, redis_commands, RedisValue};
+pub use redis::{redis_command_reads, redis_commands, redis_glob, RedisValue};
 
 use crate::error::{Error, Result};
 use crate::options::Options;

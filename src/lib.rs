@@ -50,8 +50,8 @@ pub mod wire {
 
 pub use error::{Error, Result};
 pub use floyd::{
-    prefix_end, redis_command_reads, redis_commands, Branch, Cmp, Floyd, KeyValue, KvList, KvMeta,
-    LeaseStatus, PeerStatus, RedisValue, ServerStatus, Txn, TxnResponse, STATUS_HEADER,
+    prefix_end, redis_command_reads, redis_commands, redis_glob, Branch, Cmp, Floyd, KeyValue, KvList,
+    KvMeta, LeaseStatus, PeerStatus, RedisValue, ServerStatus, Txn, TxnResponse, STATUS_HEADER,
 };
 pub use logging::{LogCallback, LogLevel};
 pub use options::{GroupOptions, HostOptions, Options, TlsFiles};

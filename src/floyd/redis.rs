@@ -44,6 +44,13 @@ pub fn redis_command_reads(name: &[u8]) -> Option<bool> {
     crate::state_machine::redis::is_read(name)
 }
 
+/// Whether `s` matches Redis's glob `pattern` (KEYS, SCAN MATCH,
+/// PSUBSCRIBE): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\` to take the next
+/// byte as it is; case-sensitive, in time linear in the pattern times the text.
+pub fn redis_glob(pattern: &[u8], s: &[u8]) -> bool {
+    crate::state_machine::redis::glob_matches(pattern, s)
+}
+
 /// The Redis commands floyd runs, upper case.
 pub fn redis_commands() -> impl Iterator<Item = &'static str> {
     crate::state_machine::redis::command_names()

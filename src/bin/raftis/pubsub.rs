@@ -135,42 +135,8 @@ impl Hub {
     }
 }
 
-/// Redis's glob for channels, case-sensitive: `*`, `?`, `[abc]`, `[a-z]`,
-/// `[^a]`, and `\` to take the next byte as it is.
-pub fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
-        Some((b'[', rest)) => {
-            let Some((&c, s_rest)) = s.split_first() else {
-                return false;
-            };
-            let (negate, body) = match rest.split_first() {
-                Some((b'^', b)) => (true, b),
-                _ => (false, rest),
-            };
-            let Some(close) = body.iter().position(|&b| b == b']') else {
-                return c == b'[' && glob(rest, s_rest);
-            };
-            let class = &body[..close];
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= (class[i]..=class[i + 2]).contains(&c);
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
-                }
-            }
-            hit != negate && glob(&body[close + 1..], s_rest)
-        }
-        Some((b'\\', rest)) if !rest.is_empty() => s.first() == Some(&rest[0]) && glob(&rest[1..], &s[1..]),
-        Some((&c, rest)) => s.first() == Some(&c) && glob(rest, &s[1..]),
-    }
-}
+/// Redis's glob for channels (floyd's, as KEYS and SCAN use it).
+pub use floyd::redis_glob as glob;
 
 /// One connection's subscriptions.
 struct Subscriber<'a> {

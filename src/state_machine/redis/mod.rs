@@ -23,6 +23,7 @@ mod sets;
 mod strings;
 mod typed_header;
 
+pub use glob::matches as glob_matches;
 pub use keyspace::wrong_type;
 
 use super::revision::View;
