@@ -39,3 +39,48 @@ fn a_ttl_set_by_a_command_runs_from_no_earlier_than_the_call() {
         );
     }
 }
+
+/// The other side, after leaders change: the log's time never runs ahead of
+/// the clock, so a TTL's deadline runs from no later than the reply. A new
+/// leader used to stamp its first entry with its last tick's clock; the
+/// log's time stayed at the previous leader's (later) stamp and then moved
+/// on by the new leader's clock from that stale reading, ahead of real time
+/// by up to a tick for the whole term: two `SET lock NX PX 300` 297 ms
+/// apart both took the lock (the fault harness, four groups on a host).
+#[test]
+fn after_leader_changes_a_ttl_runs_from_no_later_than_the_reply() {
+    use common::hosts::Hosts;
+    let mut h = Hosts::start(3);
+    let mut opts = h.group_options();
+    // Rare ticks on a shared host (a tick is half a heartbeat): the stale
+    // reading was up to 100 ms old.
+    opts.heartbeat_us = 200_000;
+    opts.check_leader_us = 1_000_000;
+    for i in 0..3 {
+        h.open_group_with(i, 1, opts.clone());
+    }
+    for round in 0..6 {
+        let leader = h.wait_for_leader(1);
+        // An entry of the old leader just before the handover.
+        h.write(leader, 1, b"before", format!("{round}").as_bytes());
+        let next = (leader + 1) % 3;
+        h.node(leader, 1).transfer_leader(&h.id(next)).unwrap();
+        let key = format!("k{round}");
+        let r = h
+            .node(next, 1)
+            .redis(&[b"SET", key.as_bytes(), b"v", b"PX", b"100000"])
+            .unwrap();
+        let after = wall_ms();
+        assert_eq!(r, RedisValue::Status("OK".into()));
+        let RedisValue::Int(deadline) = h.node(next, 1).redis(&[b"PEXPIRETIME", key.as_bytes()]).unwrap()
+        else {
+            panic!("PEXPIRETIME")
+        };
+        // A millisecond of rounding.
+        assert!(
+            deadline as u64 <= after + 100_000 + 1,
+            "round {round}: the deadline {deadline} runs from {} ms after the reply",
+            deadline as u64 - (after + 100_000)
+        );
+    }
+}

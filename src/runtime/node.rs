@@ -361,12 +361,9 @@ impl Node {
         }
         let payloads = pending.iter().map(|c| c.payload.clone()).collect();
         let mut unregistered = Vec::new();
-        // The entries' log time is the leader's clock when it proposes them,
-        // not at its last tick: a stamp older than the command would give a
-        // TTL or a lock taken by it a deadline before its caller asked.
-        let now_ms = self.faults().clock_ms(super::wall_clock_ms());
+        // (The entries' log time is the leader's clock as it proposes them,
+        // not at its last tick: `with_core` reads the clock.)
         let refused = self.with_core(|core| {
-            core.set_clock(now_ms);
             // Marked as the members speak now: a leader elected since the
             // last tick must not propose unmarked entries (they would drop
             // their keys' revisions and go unseen by watches).

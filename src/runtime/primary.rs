@@ -100,10 +100,8 @@ fn tick(node: &Arc<Node>, now: Instant) -> bool {
         return false;
     }
     // Election and heartbeat timers live in the core.
-    let now_ms = node.faults().clock_ms(super::wall_clock_ms());
     let now_us = super::monotonic_us();
     node.with_core(|core| {
-        core.set_clock(now_ms);
         core.set_monotonic(now_us);
         node.refresh_marking(core);
         if core.config().quiesce_after_ticks > 0 {

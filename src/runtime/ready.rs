@@ -23,7 +23,15 @@ impl Node {
     /// Runs `f` on the core under its lock, then hands out what it produced
     /// (steps 1 and 2).
     pub fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> T {
+        let now_ms = self.faults().clock_ms(super::wall_clock_ms());
         let mut core = self.core.lock();
+        // Whatever this call appends is stamped with the clock now: a new
+        // leader's first entry, appended as it steps the vote that elects
+        // it, carried its last tick's reading, and the log's time (which
+        // stays at the previous leader's later stamp, then moves by this
+        // leader's clock) ran ahead of real time by that much all term:
+        // TTLs and locks expired early.
+        core.set_clock(now_ms);
         let out = f(&mut core);
         let mut after = self.dispatch(&mut core);
         // Sent after the core is free (a link may write on its socket right
