@@ -22,6 +22,8 @@ exposed = set()
 families = dict(re.findall(r"let (\w+) = Family::<\w+, (\w+)>", source))
 for name, kind in re.findall(r'r\.register\(\s*"(floyd_\w+)",\s*"[^"]*",\s*(\w+)', source):
     kind = families.get(kind, kind).lower().replace("snapshot", "Snapshot")
+    # (`SecondsCounter` and the like are counters too.)
+    kind = "counter" if kind.endswith("counter") else kind
     exposed |= {
         "counter": {name + "_total"},
         "gauge": {name},

@@ -363,6 +363,7 @@ impl Floyd {
         let started = Instant::now();
         let wait_until = started + timeout + ANSWER_GRACE;
         let reads = cmd.is_read();
+        let kind = crate::metrics::CallKind::of(&cmd);
         self.node
             .metrics
             .submitted
@@ -377,10 +378,7 @@ impl Floyd {
             false => metrics.write_call.observe(started.elapsed()),
         }
         if matches!(result, Err(Error::Timeout(_))) {
-            self.node
-                .metrics
-                .timeouts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.node.metrics.timeouts[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         result
     }

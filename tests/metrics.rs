@@ -111,9 +111,26 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     assert!(sample(&text, "floyd_commit_duration_seconds_count") >= 120.0);
     assert!(sample(&text, "floyd_log_entries_written_total") >= 120.0);
     assert_eq!(sample(&text, "floyd_groups_open"), 1.0);
+    assert!(sample(&text, &format!("floyd_proposals_total{g}")) >= 120.0);
+    assert_eq!(
+        sample(&text, r#"floyd_timeouts_total{group="7",kind="write"}"#),
+        0.0
+    );
+    // Every log write's size: entries and bytes, as many as the writes.
+    let writes = sample(&text, "floyd_log_writes_total");
+    assert!(sample(&text, "floyd_log_write_entries_count") >= writes);
+    assert!(sample(&text, "floyd_log_write_entries_sum") >= 120.0);
+    assert!(sample(&text, "floyd_log_write_bytes_sum") >= 120.0 * 10.0);
+    // The host's threads' CPU, by what they do.
+    for thread in ["primary", "log", "apply", "peer", "conn"] {
+        let series = format!(r#"floyd_thread_cpu_seconds_total{{thread="{thread}"}}"#);
+        assert!(sample(&text, &series) > 0.0, "{series}");
+    }
     for i in (0..3).filter(|&i| i != leader) {
         let peer = format!(r#"floyd_peer_bytes_sent_total{{peer="{}"}}"#, h.id(i));
         assert!(sample(&text, &peer) > 1_000.0, "{peer}: the entries went to it");
+        let peer = format!(r#"floyd_peer_bytes_received_total{{peer="{}"}}"#, h.id(i));
+        assert!(sample(&text, &peer) > 100.0, "{peer}: its answers came back");
     }
     wait_until("a snapshot taken (every 50 entries)", || {
         sample(
@@ -143,6 +160,13 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
 
     // A frame for a group nobody has is dropped and counted.
     let unknown = sample(&h.host(follower).metrics(), "floyd_unknown_group_frames_total");
+    let refused_as = |reason: &str| {
+        sample(
+            &h.host(follower).metrics(),
+            &format!(r#"floyd_refused_frames_total{{reason="{reason}"}}"#),
+        )
+    };
+    let unknown_by_reason = refused_as("unknown_group");
     let mut conn = connect_as(&h, follower, &h.id(leader));
     let beat = floyd::wire::AppendEntries {
         term: 1,
@@ -153,6 +177,28 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     wait_until("the forged frame counted", || {
         sample(&h.host(follower).metrics(), "floyd_unknown_group_frames_total") > unknown
     });
+    assert!(refused_as("unknown_group") > unknown_by_reason);
+
+    // So is one in another member's name, refused by the group.
+    let mismatch = refused_as("sender_mismatch");
+    let forged = floyd::wire::AppendEntries {
+        term: 1,
+        leader: h.id((follower + 1) % 3),
+        ..Default::default()
+    };
+    send(&mut conn, 7, floyd::wire::frame::Body::AppendEntries(forged));
+    wait_until("the impersonation counted", || {
+        refused_as("sender_mismatch") > mismatch
+    });
+
+    // And garbage on the members' port (another protocol's client).
+    let garbage = refused_as("bad_handshake");
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(h.id(follower)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        wait_until("the garbage counted", || refused_as("bad_handshake") > garbage);
+    }
 
     // A handshake from another cluster is refused and counted.
     let refused = sample(&h.host(follower).metrics(), "floyd_connections_refused_total");
@@ -170,6 +216,7 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
         wait_until("the refusal counted", || {
             sample(&h.host(follower).metrics(), "floyd_connections_refused_total") > refused
         });
+        assert!(refused_as("not_admitted") >= 1.0);
     }
 
     // A member that missed the compacted log gets a snapshot: sent by the
@@ -184,13 +231,60 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     h.wait_applied(behind, 7, b"after149", b"v");
     let theirs = h.host(behind).metrics();
     assert!(sample(&theirs, &format!("floyd_snapshots_installed_total{g}")) >= 1.0);
-    assert!(sample(&theirs, "floyd_snapshot_bytes_received_total") > 0.0);
+    assert!(sample(&theirs, &format!("floyd_snapshot_bytes_received_total{g}")) > 0.0);
+    assert!(sample(&theirs, "floyd_snapshot_install_duration_seconds_count") >= 1.0);
     wait_until("the stream counted as sent", || {
         sample(
             &h.host(new_leader).metrics(),
             &format!("floyd_snapshots_sent_total{g}"),
         ) >= 1.0
     });
+    let sender = h.host(new_leader).metrics();
+    assert!(sample(&sender, &format!("floyd_snapshot_bytes_sent_total{g}")) > 0.0);
+    assert!(sample(&sender, "floyd_snapshot_send_duration_seconds_count") >= 1.0);
+    assert!(sample(&sender, "floyd_snapshot_take_duration_seconds_count") >= 1.0);
+}
+
+/// Keys deleted by their TTL are counted on every replica, and a call that
+/// times out is counted under its kind.
+#[test]
+fn expired_keys_and_timeouts_by_kind_are_counted() {
+    let mut h = Hosts::start(3);
+    for i in 0..3 {
+        h.open_group(i, 3);
+    }
+    let leader = h.wait_for_leader(3);
+    for k in 0..5u32 {
+        let key = format!("ttl{k}");
+        h.node(leader, 3)
+            .redis(&[b"SET", key.as_bytes(), b"v", b"PX", b"50"])
+            .unwrap();
+    }
+    for i in 0..3 {
+        wait_until("five keys expired on every replica", || {
+            sample(&h.host(i).metrics(), r#"floyd_expired_keys_total{group="3"}"#) >= 5.0
+        });
+    }
+    // A majority gone: a write through the last member times out.
+    let last = (leader + 1) % 3;
+    for i in (0..3).filter(|&i| i != last) {
+        h.close_group(i, 3);
+    }
+    let mut opts = h.group_options();
+    opts.request_timeout = std::time::Duration::from_millis(300);
+    h.close_group(last, 3);
+    h.open_group_with(last, 3, opts);
+    let r = h.node(last, 3).write(b"k", b"v");
+    assert!(matches!(r, Err(floyd::Error::Timeout(_))), "{r:?}");
+    let text = h.host(last).metrics();
+    assert_eq!(
+        sample(&text, r#"floyd_timeouts_total{group="3",kind="write"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"floyd_timeouts_total{group="3",kind="read"}"#),
+        0.0
+    );
 }
 
 #[test]

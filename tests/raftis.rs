@@ -408,6 +408,21 @@ fn redis_commands_through_any_node_and_the_http_api() {
         body.contains("floyd_is_leader{group=\"0\"} 1\n") && body.ends_with("# EOF\n"),
         "{body}"
     );
+    // A client of another protocol on the members' port is refused and
+    // counted, by reason.
+    let refused = |body: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix("floyd_refused_frames_total{reason=\"bad_handshake\"} "))
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let before = refused(&body);
+    let mut garbage = TcpStream::connect(leader_addr.as_str()).unwrap();
+    garbage.write_all(b"PING\r\n").unwrap();
+    drop(garbage);
+    wait_until("the garbage counted in /metrics", || {
+        let (_, _, body) = http_with(h1, "GET", "/metrics", &[], b"");
+        refused(&String::from_utf8(body).unwrap()) > before
+    });
     assert_eq!(http(h0, "PUT", "/-/kv/metrics", b"m").0, 204);
     assert_eq!(http(h1, "GET", "/-/kv/metrics", b""), (200, b"m".to_vec()));
 

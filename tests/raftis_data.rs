@@ -90,6 +90,15 @@ fn strings_counters_and_ttls_through_any_node() {
         let ttl: i64 = redis::cmd("TTL").arg("brief").query(con).unwrap();
         assert_eq!(ttl, -2);
     }
+    // Deleted by its TTL on every node: INFO stats counts it there.
+    for con in &mut all {
+        wait_until("INFO stats to count the expired key", || {
+            let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("expired_keys:"))
+                .is_some_and(|v| v.trim().parse::<u64>().unwrap() >= 1)
+        });
+    }
 
     // Keys: TYPE, RENAME, KEYS, DBSIZE, SCAN with a client's numbered cursors.
     let kind: String = redis::cmd("TYPE").arg("word").query(&mut f).unwrap();

@@ -7,11 +7,15 @@
 
 mod commit_times;
 mod histogram;
+mod refusals;
+pub mod thread_cpu;
 
 pub use commit_times::ProposalTimes;
-pub use histogram::Histogram;
+pub use histogram::{Histogram, BYTE_BOUNDS, ENTRY_BOUNDS};
+pub use refusals::{Refusal, Refusals};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// One group's counters on one node.
 #[derive(Debug, Default)]
@@ -21,8 +25,10 @@ pub struct GroupMetrics {
     pub submitted: AtomicU64,
     /// Commands a follower forwarded to its leader.
     pub forwarded: AtomicU64,
-    /// Calls answered `Timeout` (outcome unknown).
-    pub timeouts: AtomicU64,
+    /// Entries this node proposed as the group's leader.
+    pub proposals: AtomicU64,
+    /// Calls answered `Timeout` (outcome unknown), by [`CallKind`].
+    pub timeouts: [AtomicU64; CallKind::ALL.len()],
     /// Entries applied to the state machine, and their payload bytes.
     pub applied_entries: AtomicU64,
     pub applied_bytes: AtomicU64,
@@ -41,6 +47,9 @@ pub struct GroupMetrics {
     pub snapshots_installed: AtomicU64,
     /// Snapshots this leader streamed whole to a follower.
     pub snapshots_sent: AtomicU64,
+    /// Bytes of snapshot chunks written to followers, and received.
+    pub snapshot_bytes_sent: AtomicU64,
+    pub snapshot_bytes_received: AtomicU64,
     /// Configurations this node saw committed.
     pub membership_changes: AtomicU64,
     /// The role seen last (`core::Role` as a number), to count changes.
@@ -66,8 +75,50 @@ impl GroupMetrics {
     }
 }
 
+/// What a call that timed out was, for `floyd_timeouts_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Write,
+    Read,
+    Lock,
+    Membership,
+    Transfer,
+}
+
+impl CallKind {
+    pub const ALL: [CallKind; 5] = [
+        CallKind::Write,
+        CallKind::Read,
+        CallKind::Lock,
+        CallKind::Membership,
+        CallKind::Transfer,
+    ];
+
+    pub fn of(cmd: &crate::state_machine::CommandKind) -> CallKind {
+        use crate::state_machine::CommandKind as C;
+        match cmd {
+            C::Get { .. } | C::Range(_) | C::RedisRead(_) | C::LeaseQuery { .. } => CallKind::Read,
+            C::TryLock { .. } | C::Unlock { .. } => CallKind::Lock,
+            C::AddServer { .. } | C::RemoveServer { .. } => CallKind::Membership,
+            C::TransferLeader { .. } => CallKind::Transfer,
+            _ => CallKind::Write,
+        }
+    }
+
+    /// The `kind` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallKind::Write => "write",
+            CallKind::Read => "read",
+            CallKind::Lock => "lock",
+            CallKind::Membership => "membership",
+            CallKind::Transfer => "transfer",
+        }
+    }
+}
+
 /// A host's latencies and counters besides those `HostShared` has.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HostMetrics {
     /// A synced log write (one fsync for every group's entries in it).
     pub fsync: Histogram,
@@ -83,6 +134,62 @@ pub struct HostMetrics {
     pub commit: Histogram,
     /// Connections refused before or at their handshake.
     pub connections_refused: AtomicU64,
-    /// Bytes of snapshot chunks received, for every group.
-    pub snapshot_bytes_received: AtomicU64,
+    /// Connections and frames refused, by why.
+    pub refused: Refusals,
+    /// Each log write: its entries (every group's) and its bytes.
+    pub log_write_entries: Histogram,
+    pub log_write_bytes: Histogram,
+    /// Taking a snapshot (the state machine's checkpoint, written out).
+    pub snapshot_take: Histogram,
+    /// Streaming one to a follower, from its first chunk to its last.
+    pub snapshot_send: Histogram,
+    /// Loading a received one into the state machine.
+    pub snapshot_install: Histogram,
+    /// Bytes read from each peer host's connections.
+    received: parking_lot::Mutex<std::collections::BTreeMap<String, Arc<AtomicU64>>>,
+}
+
+impl Default for HostMetrics {
+    fn default() -> Self {
+        HostMetrics {
+            fsync: Histogram::default(),
+            log_entries: AtomicU64::default(),
+            write_call: Histogram::default(),
+            read_call: Histogram::default(),
+            apply_batch: Histogram::default(),
+            commit: Histogram::default(),
+            connections_refused: AtomicU64::default(),
+            refused: Refusals::default(),
+            log_write_entries: Histogram::sizes(ENTRY_BOUNDS),
+            log_write_bytes: Histogram::sizes(BYTE_BOUNDS),
+            snapshot_take: Histogram::default(),
+            snapshot_send: Histogram::default(),
+            snapshot_install: Histogram::default(),
+            received: Default::default(),
+        }
+    }
+}
+
+impl HostMetrics {
+    /// The counter of bytes received from peer host `peer`.
+    pub fn received_from(&self, peer: &str) -> Arc<AtomicU64> {
+        self.received.lock().entry(peer.to_string()).or_default().clone()
+    }
+
+    /// Bytes received from each peer host so far.
+    pub fn received_by_peer(&self) -> Vec<(String, u64)> {
+        let received = self.received.lock();
+        received
+            .iter()
+            .map(|(p, n)| (p.clone(), n.load(Relaxed)))
+            .collect()
+    }
+
+    /// Counts a refused connection or frame.
+    pub fn refused(&self, why: Refusal) {
+        self.refused.count(why);
+        if why.is_connection() {
+            self.connections_refused.fetch_add(1, Relaxed);
+        }
+    }
 }

@@ -26,6 +26,25 @@ struct PeerLabel {
     peer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThreadLabel {
+    thread: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupKindLabel {
+    group: String,
+    kind: String,
+}
+
+/// A counter of seconds.
+type SecondsCounter = Counter<f64, AtomicU64>;
+
 /// A histogram as it stood when scraped (the registry owns what it encodes).
 #[derive(Debug)]
 struct Snapshot(Histogram);
@@ -110,11 +129,6 @@ fn host_series(r: &mut Registry, host: &HostShared, groups_open: usize) {
         "Connections refused before or at their handshake (TLS, not a member, another cluster)",
         counter(&m.connections_refused),
     );
-    r.register(
-        "floyd_snapshot_bytes_received",
-        "Bytes of snapshot chunks received, for every group",
-        counter(&m.snapshot_bytes_received),
-    );
     let sent = Family::<PeerLabel, Counter>::default();
     for (peer, link) in host.links.all() {
         sent.get_or_create(&PeerLabel { peer }).inc_by(link.bytes_sent());
@@ -123,6 +137,61 @@ fn host_series(r: &mut Registry, host: &HostShared, groups_open: usize) {
         "floyd_peer_bytes_sent",
         "Bytes of frames written to each peer host, over every connection",
         sent,
+    );
+    let received = Family::<PeerLabel, Counter>::default();
+    for (peer, bytes) in m.received_by_peer() {
+        received.get_or_create(&PeerLabel { peer }).inc_by(bytes);
+    }
+    r.register(
+        "floyd_peer_bytes_received",
+        "Bytes read from each peer host's connections (after their handshake)",
+        received,
+    );
+    let refused = Family::<ReasonLabel, Counter>::default();
+    for why in crate::metrics::Refusal::ALL {
+        let reason = why.label().to_string();
+        refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(m.refused.get(why));
+    }
+    r.register(
+        "floyd_refused_frames",
+        "Connections and frames refused, by reason (a connection's handshake, a frame, a group's message)",
+        refused,
+    );
+    let cpu = Family::<ThreadLabel, SecondsCounter>::default();
+    for (thread, secs) in crate::metrics::thread_cpu::by_role(&host.opts.local_port.to_string()) {
+        cpu.get_or_create(&ThreadLabel { thread }).inc_by(secs);
+    }
+    r.register(
+        "floyd_thread_cpu_seconds",
+        "CPU time of the host's threads, by what they do (primary, log, apply, peer, conn, snapshot, ...)",
+        cpu,
+    );
+    r.register(
+        "floyd_log_write_entries",
+        "Entries in each log write (every group's)",
+        Snapshot::of(&m.log_write_entries),
+    );
+    r.register(
+        "floyd_log_write_bytes",
+        "Bytes in each log write (every group's entries and metadata)",
+        Snapshot::of(&m.log_write_bytes),
+    );
+    r.register(
+        "floyd_snapshot_take_duration_seconds",
+        "Taking a snapshot of a group's state machine",
+        Snapshot::of(&m.snapshot_take),
+    );
+    r.register(
+        "floyd_snapshot_send_duration_seconds",
+        "Streaming a snapshot to a follower, from its first chunk to its last",
+        Snapshot::of(&m.snapshot_send),
+    );
+    r.register(
+        "floyd_snapshot_install_duration_seconds",
+        "Loading a snapshot received from the leader into the state machine",
+        Snapshot::of(&m.snapshot_install),
     );
     r.register(
         "floyd_unknown_group_frames",
@@ -292,7 +361,7 @@ fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
         st().map(|x| (x.0.group, x.0.snapshots.store.latest_index())),
     );
     type Field = fn(&crate::metrics::GroupMetrics) -> &AtomicU64;
-    let counters: [(&str, &str, Field); 15] = [
+    let counters: [(&str, &str, Field); 17] = [
         (
             "floyd_submitted",
             "Blocking calls made here (writes, reads, locks, membership)",
@@ -304,9 +373,19 @@ fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
             |m| &m.forwarded,
         ),
         (
-            "floyd_timeouts",
-            "Calls answered Timeout (outcome unknown)",
-            |m| &m.timeouts,
+            "floyd_proposals",
+            "Entries this node proposed as the group's leader",
+            |m| &m.proposals,
+        ),
+        (
+            "floyd_snapshot_bytes_sent",
+            "Bytes of snapshot chunks this node streamed to followers",
+            |m| &m.snapshot_bytes_sent,
+        ),
+        (
+            "floyd_snapshot_bytes_received",
+            "Bytes of snapshot chunks this node received from its leader",
+            |m| &m.snapshot_bytes_received,
         ),
         (
             "floyd_applied_entries",
@@ -369,6 +448,29 @@ fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
             nodes.iter().map(|n| (n.group, field(&n.metrics).load(Relaxed))),
         );
     }
+    per_group::<Counter>(
+        r,
+        "floyd_expired_keys",
+        "Keys deleted here by their TTL",
+        nodes.iter().map(|n| (n.group, n.state_machine.expired_keys())),
+    );
+    let timeouts = Family::<GroupKindLabel, Counter>::default();
+    for n in nodes {
+        for kind in crate::metrics::CallKind::ALL {
+            let label = GroupKindLabel {
+                group: n.group.to_string(),
+                kind: kind.label().to_string(),
+            };
+            timeouts
+                .get_or_create(&label)
+                .inc_by(n.metrics.timeouts[kind as usize].load(Relaxed));
+        }
+    }
+    r.register(
+        "floyd_timeouts",
+        "Calls answered Timeout (outcome unknown), by kind of call",
+        timeouts,
+    );
 }
 
 fn encode(r: &Registry) -> String {

@@ -149,6 +149,7 @@ impl HostShared {
     /// create a group), counted, and logged like a refused message.
     pub(super) fn unknown_group(&self, from: &str, group: GroupId) {
         self.unknown_group_frames.fetch_add(1, Ordering::Relaxed);
+        self.metrics.refused(crate::metrics::Refusal::UnknownGroup);
         if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
             tracing::warn!(host = %self.id, peer = %from, group, left_out,
                 "dropped a frame for a group this host does not have");

@@ -10,7 +10,7 @@ use crate::storage::GroupId;
 use crate::transport::Handler;
 use crate::wire::{ClientRequest, ClientResponse};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the transport calls into, for the whole host: a weak reference, so
 /// links and servers never keep a closed host alive. Every message names
@@ -133,9 +133,9 @@ impl Handler for HostInbound {
 
     fn on_snapshot_chunk(&self, from: &str, group: GroupId, chunk: crate::wire::SnapshotChunk) {
         if let Some(node) = self.node(from, group) {
-            let m = &node.host_metrics();
-            m.snapshot_bytes_received
-                .fetch_add(chunk.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let bytes = chunk.data.len() as u64;
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            node.metrics.snapshot_bytes_received.fetch_add(bytes, relaxed);
             node.receive_snapshot_chunk(from, chunk);
         }
     }
@@ -151,12 +151,31 @@ impl Handler for HostInbound {
         }
     }
 
-    fn on_connection_refused(&self) {
-        if let Some(host) = self.0.upgrade() {
-            host.metrics
-                .connections_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn on_snapshot_chunk_sent(
+        &self,
+        _to: &str,
+        group: GroupId,
+        bytes: usize,
+        finished_after: Option<Duration>,
+    ) {
+        if let Some(node) = self.own(group) {
+            node.metrics
+                .snapshot_bytes_sent
+                .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+            if let Some(took) = finished_after {
+                node.host_metrics().snapshot_send.observe(took);
+            }
         }
+    }
+
+    fn on_refused(&self, why: crate::metrics::Refusal) {
+        if let Some(host) = self.0.upgrade() {
+            host.metrics.refused(why);
+        }
+    }
+
+    fn received_bytes_counter(&self, from: &str) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        Some(self.0.upgrade()?.metrics.received_from(from))
     }
 
     fn on_peer_connected(&self, from: &str) {

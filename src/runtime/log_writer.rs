@@ -194,6 +194,8 @@ impl Pending {
         if !batch.is_empty() {
             let sync = host.faults.sync_log(sync);
             let entries: usize = self.readies.iter().map(|(_, r)| r.entries.len()).sum();
+            host.metrics.log_write_entries.record(entries as u64);
+            host.metrics.log_write_bytes.record(batch.size_in_bytes() as u64);
             let started = std::time::Instant::now();
             host.faults
                 .before_log_write(sync)

@@ -371,6 +371,9 @@ impl Node {
             match core.propose(payloads) {
                 Ok(positions) => {
                     let now = std::time::Instant::now();
+                    self.metrics
+                        .proposals
+                        .fetch_add(positions.len() as u64, Ordering::Relaxed);
                     for (index, _) in &positions {
                         self.metrics.proposed.proposed(*index, now);
                     }
@@ -467,6 +470,9 @@ impl Node {
     /// counted, not logged.
     pub(super) fn log_refusal(&self, from: &str, why: &crate::core::Rejected) {
         self.host.refused_messages.fetch_add(1, Ordering::Relaxed);
+        self.host
+            .metrics
+            .refused(crate::metrics::Refusal::of_rejected(why));
         if let Some(left_out) = self.host.refusals_logged.admit(Instant::now()) {
             tracing::warn!(node = %self.id, peer = %from, reason = %why, left_out, "refused a message");
         }

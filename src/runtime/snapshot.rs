@@ -114,6 +114,7 @@ pub fn snapshot_due(node: &Node) -> bool {
 /// it; returns its index. For a user state machine, call from the apply thread only.
 pub fn take_snapshot(node: &Arc<Node>) -> Result<u64> {
     let _one_at_a_time = node.snapshots.taking.lock();
+    let started = std::time::Instant::now();
     let staging = node.snapshots.store.stage("snapshot")?;
     let index = node.state_machine.snapshot_save(&staging.data_dir())?;
     failpoint(node, "snapshot-staged");
@@ -137,6 +138,7 @@ pub fn take_snapshot(node: &Arc<Node>) -> Result<u64> {
     node.metrics
         .snapshots_taken
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    node.host.metrics.snapshot_take.observe(started.elapsed());
     tracing::info!(node = %node.id, index, term = handle.term(), compacted_to = ?compacted.map(|c| c.0),
         "snapshot taken");
     Ok(index)
@@ -242,7 +244,9 @@ impl Node {
         };
         let index = snapshot.index();
         if self.state_machine.applied_index()? < index {
+            let started = std::time::Instant::now();
             self.state_machine.snapshot_load(&snapshot.data_dir(), index)?;
+            self.host.metrics.snapshot_install.observe(started.elapsed());
         }
         self.with_core(|core| core.on_snapshot_installed(index));
         self.metrics

@@ -83,6 +83,7 @@ impl KvStateMachine {
         );
         let mut out = Vec::with_capacity(entries.len());
         let mut last = applied;
+        let mut expired = 0u64;
         for e in entries.iter().filter(|e| e.index > applied) {
             if e.index != last + 1 {
                 return Err(Error::Internal(format!(
@@ -101,6 +102,7 @@ impl KvStateMachine {
                 sessions.expire_due(&mut view.batch, keys, time.time, promoted_at);
                 let before = view.events.len();
                 expiry::expire_due(&mut view, time.time)?;
+                expired += (view.events.len() - before) as u64;
                 for e in &mut view.events[before..] {
                     e.redis_events = Some(&["expired"]);
                 }
@@ -159,6 +161,8 @@ impl KvStateMachine {
             let mut wo = WriteOptions::default();
             wo.set_sync(false);
             db.write_opt(batch, &wo)?;
+            self.expired_keys
+                .fetch_add(expired, std::sync::atomic::Ordering::Relaxed);
         }
         drop(expiry_table);
         self.expiries.commit(expiry_changes);

@@ -120,6 +120,15 @@ impl Machine {
         }
     }
 
+    /// Keys deleted here by their TTL since the group opened (none in a
+    /// user machine).
+    pub fn expired_keys(&self) -> u64 {
+        match self {
+            Machine::Kv(kv) => kv.expired_keys(),
+            Machine::User(_) => 0,
+        }
+    }
+
     /// Client sessions the group keeps, as of the last apply; a user
     /// machine's commands go without one.
     pub fn client_sessions(&self) -> u64 {

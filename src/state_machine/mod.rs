@@ -115,6 +115,9 @@ pub struct KvStateMachine {
     deadlines_held: AtomicBool,
     /// Revisions of changes the history keeps (0: none).
     history_revisions: std::sync::atomic::AtomicU64,
+    /// Keys deleted here by their TTL since the group opened (Redis's
+    /// `expired_keys`).
+    expired_keys: std::sync::atomic::AtomicU64,
     watches: watch::WatchHub,
     /// Keys that expire (`expiry.rs`), as written.
     expiries: expiry::Expiries,
@@ -159,6 +162,7 @@ impl KvStateMachine {
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
             deadlines_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
+            expired_keys: std::sync::atomic::AtomicU64::new(0),
             watches: watch::WatchHub::default(),
             expiries: expiry::Expiries::default(),
             typed: std::sync::atomic::AtomicU8::new(TYPED_UNKNOWN),
@@ -179,6 +183,7 @@ impl KvStateMachine {
             lease_clock: parking_lot::Mutex::new(lease::LeaseClock::default()),
             deadlines_held: AtomicBool::new(false),
             history_revisions: std::sync::atomic::AtomicU64::new(DEFAULT_HISTORY_REVISIONS),
+            expired_keys: std::sync::atomic::AtomicU64::new(0),
             watches: watch::WatchHub::default(),
             expiries: expiry::Expiries::default(),
             typed: std::sync::atomic::AtomicU8::new(TYPED_UNKNOWN),
@@ -279,6 +284,11 @@ impl KvStateMachine {
             Some(now) => Ok(now),
             None => read_u64(db, &self.keys.time(), "log time"),
         }
+    }
+
+    /// Keys deleted here by their TTL since the group opened.
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_keys.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Client sessions the group keeps, as of the last apply.

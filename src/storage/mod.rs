@@ -182,6 +182,16 @@ impl LogBatch {
     pub fn is_empty(&self) -> bool {
         self.ops == 0
     }
+
+    /// About how many bytes it writes: the entries' batch and the metadata.
+    pub fn size_in_bytes(&self) -> usize {
+        let meta: usize = self
+            .meta
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.batch.size_in_bytes() + meta
+    }
 }
 
 impl LogStore {

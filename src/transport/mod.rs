@@ -49,6 +49,7 @@ pub use tls::{TlsConfig, TlsError};
 use crate::core::Message;
 use crate::storage::GroupId;
 use crate::wire::{ClientRequest, ClientResponse, SnapshotChunk};
+use std::time::Duration;
 
 /// The messages a coalesced `Heartbeats` frame carries, each with its group:
 /// the beats, then the answers.
@@ -102,8 +103,28 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (to, request_ids);
     }
     /// A connection was refused before or at its handshake (TLS failed, not a
-    /// member, another cluster, a protocol it does not speak): for counting.
-    fn on_connection_refused(&self) {}
+    /// member, another cluster, a protocol it does not speak), or a frame on
+    /// an admitted one: for counting.
+    fn on_refused(&self, why: crate::metrics::Refusal) {
+        let _ = why;
+    }
+    /// The counter of bytes read from member `from`'s connections, taken
+    /// once per connection as its handshake is accepted.
+    fn received_bytes_counter(&self, from: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        let _ = from;
+        None
+    }
+    /// A chunk of a snapshot of `group`, `bytes` long, was written to `to`;
+    /// `finished_after` is the stream's time from its first chunk, on its last.
+    fn on_snapshot_chunk_sent(
+        &self,
+        to: &str,
+        group: GroupId,
+        bytes: usize,
+        finished_after: Option<Duration>,
+    ) {
+        let _ = (to, group, bytes, finished_after);
+    }
     /// The link to `peer` connected (`true`) or lost its connection (`false`,
     /// after any `on_in_doubt` for it; also when the link stops while connected).
     fn on_link_state(&self, peer: &str, connected: bool) {
@@ -166,8 +187,9 @@ pub(crate) fn spawn_named<T: Send + 'static>(
     body: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    std::thread::Builder::new().name(name).spawn(move || {
+    std::thread::Builder::new().name(name.clone()).spawn(move || {
         LIBRARY_THREAD.with(|t| t.set(true));
+        let _cpu = crate::metrics::thread_cpu::register_current(&name);
         tracing::dispatcher::with_default(&dispatch, body)
     })
 }

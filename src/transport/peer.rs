@@ -632,7 +632,7 @@ impl PeerWorker {
                 return self.abandon_group_stream(group, "unreadable");
             }
         };
-        let (done, index) = (chunk.done, s.index());
+        let (done, index, started) = (chunk.done, s.index(), s.started);
         let mut buf = Vec::new();
         if let Err(e) = encode_frame(group, &Body::SnapshotChunk(Box::new(chunk)), &mut buf) {
             tracing::error!(peer = %self.cfg.peer, group, snapshot = index, error = %e, "snapshot chunk does not fit a frame");
@@ -644,6 +644,9 @@ impl PeerWorker {
         }
         self.pacer.sent(buf.len(), Instant::now());
         self.bytes_sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let finished_after = done.then(|| started.elapsed());
+        self.handler
+            .on_snapshot_chunk_sent(&self.cfg.peer, group, buf.len(), finished_after);
         if done {
             self.streams.remove(&group);
             tracing::info!(peer = %self.cfg.peer, group, snapshot = index, "snapshot sent");

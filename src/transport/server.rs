@@ -22,6 +22,7 @@ use super::stream::Stream;
 use super::tls::TlsConfig;
 use super::Handler;
 use super::Identity;
+use crate::metrics::Refusal;
 use crate::wire::{frame::Body, HandshakeAck, Pong};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -237,6 +238,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, woken: Receiver<()>) 
         }
         if shared.conns.lock().live.len() >= MAX_CONNECTIONS && !evict_unadmitted(&shared) {
             tracing::warn!("refusing connection: {MAX_CONNECTIONS} already open, all of members");
+            shared.handler.on_refused(Refusal::TooManyConnections);
             continue;
         }
         if let Err(e) = spawn_connection(stream, &shared) {
@@ -315,23 +317,27 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(peer = %peer_addr, error = %e, "connection refused: TLS handshake failed");
-                shared.handler.on_connection_refused();
+                shared.handler.on_refused(Refusal::TlsHandshake);
                 return;
             }
         },
     };
     let from = match accept_handshake(&mut stream, shared) {
         Ok(from) => from,
-        Err(reason) => {
+        Err((why, reason)) => {
             tracing::warn!(peer = %peer_addr, %reason, "connection refused");
-            shared.handler.on_connection_refused();
+            shared.handler.on_refused(why);
             return;
         }
     };
     admitted.store(true, Ordering::Release);
     tracing::debug!(peer = %from, addr = %peer_addr, "peer connected");
     shared.handler.on_peer_connected(&from);
-    let mut reader = std::io::BufReader::with_capacity(256 << 10, stream);
+    let counted = Counted {
+        inner: stream,
+        bytes: shared.handler.received_bytes_counter(&from),
+    };
+    let mut reader = std::io::BufReader::with_capacity(256 << 10, counted);
     loop {
         if shared.stopping.load(Ordering::Relaxed) {
             return;
@@ -341,6 +347,7 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
             Err(FrameError::Closed) => return,
             Err(e) => {
                 tracing::warn!(peer = %from, error = %e, "closing connection");
+                shared.handler.on_refused(Refusal::BadFrame);
                 return;
             }
         };
@@ -358,6 +365,7 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
             }
             Err(other) => {
                 tracing::warn!(peer = %from, frame = ?other, "unexpected frame; closing connection");
+                shared.handler.on_refused(Refusal::UnexpectedFrame);
                 return;
             }
         }
@@ -365,11 +373,16 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
 }
 
 /// Reads and checks the handshake; answers it either way.
-fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, String> {
+fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, (Refusal, String)> {
     let hs = match read_frame(stream, 64 << 10) {
         Ok(Body::Handshake(hs)) => hs,
-        Ok(other) => return Err(format!("expected a handshake, got {other:?}")),
-        Err(e) => return Err(e.to_string()),
+        Ok(other) => {
+            return Err((
+                Refusal::BadHandshake,
+                format!("expected a handshake, got {other:?}"),
+            ))
+        }
+        Err(e) => return Err((Refusal::BadHandshake, e.to_string())),
     };
     let refusal =
         certificate_refusal(stream, &hs.from, &shared.cfg).or_else(|| shared.cfg.identity.refusal(&hs));
@@ -381,7 +394,37 @@ fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, Stri
     let _ = write_frame(stream, Body::HandshakeAck(ack));
     match refusal {
         None => Ok(hs.from),
-        Some(r) => Err(r),
+        Some(r) => Err((Refusal::NotAdmitted, r)),
+    }
+}
+
+/// A connection's reads, counted into its peer's bytes received.
+struct Counted {
+    inner: Stream,
+    bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl std::io::Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(b) = &self.bytes {
+            b.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.inner.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -69,6 +69,8 @@ pub(super) struct OutgoingStream {
     seq: u64,
     chunk_bytes: usize,
     finished: bool,
+    /// When the stream began, for how long it took.
+    pub started: std::time::Instant,
 }
 
 impl OutgoingStream {
@@ -84,6 +86,7 @@ impl OutgoingStream {
             seq: 0,
             chunk_bytes: chunk_bytes.max(1),
             finished: false,
+            started: std::time::Instant::now(),
         })
     }
 

@@ -8,6 +8,7 @@ StoppedError and are still closed safely; an open group keeps its Host
 alive. Every wait is a condition polled against a deadline."""
 
 import gc
+import socket
 import threading
 import weakref
 
@@ -218,6 +219,34 @@ def test_metrics_parse_and_count_writes(hosts):
     assert submitted >= 10
     own = samples(leader.metrics())
     assert {gr for (name, gr) in own if name == "floyd_commit_index"} == {str(g)}
+
+    # A leader change is counted on every member, and the new leader's
+    # election as won.
+    def count(j, name):
+        return samples(hosts.hosts[j].metrics()).get((name, str(g)), 0)
+
+    seen = [count(j, "floyd_leader_changes_total") for j in range(3)]
+    nxt = (i + 1) % 3
+    leader.transfer_leader(hosts.members[nxt])
+    wait_until(
+        lambda: all(count(j, "floyd_leader_changes_total") > seen[j] for j in range(3)),
+        "the leader change counted on every host",
+    )
+    assert count(nxt, "floyd_elections_won_total") >= 1
+
+    # Garbage on the members' port is refused and counted by reason.
+    def refused(j, reason):
+        for family in text_string_to_metric_families(hosts.hosts[j].metrics()):
+            for s in family.samples:
+                if s.name == "floyd_refused_frames_total" and s.labels.get("reason") == reason:
+                    return s.value
+        return 0
+
+    before = refused(nxt, "bad_handshake")
+    host, port = hosts.members[nxt].rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    wait_until(lambda: refused(nxt, "bad_handshake") > before, "the garbage counted")
 
 
 def test_idle_groups_go_quiet_and_a_write_wakes_one(hosts):

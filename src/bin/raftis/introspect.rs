@@ -319,12 +319,31 @@ pub fn persistence(ctx: &Context) -> String {
     )
 }
 
-/// INFO's `# Stats` counters.
+/// INFO's `# Stats` counters: Redis's fields that mean something here
+/// (keys expired on this node, in every group; nothing is ever evicted),
+/// then floyd's own from its metrics.
 pub fn stats(ctx: &Context) -> String {
-    format!(
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nexpired_keys:0\r\nevicted_keys:0\r\n\r\n",
+    let m = ctx.shards.metrics();
+    let (channels, patterns) = ctx.hub.counts();
+    let mut out = format!(
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nclient_output_buffer_limit_disconnections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\n",
         ctx.registry.connections.load(Ordering::Relaxed),
         ctx.registry.commands.load(Ordering::Relaxed),
         ctx.output_disconnections.load(Ordering::Relaxed),
-    )
+        metric(&m, "floyd_expired_keys_total"),
+    );
+    for (field, name) in [
+        ("floyd_proposals", "floyd_proposals_total"),
+        ("floyd_forwarded", "floyd_forwarded_total"),
+        ("floyd_timeouts", "floyd_timeouts_total"),
+        ("floyd_leader_changes", "floyd_leader_changes_total"),
+        ("floyd_elections_won", "floyd_elections_won_total"),
+        ("floyd_read_index_reads", "floyd_read_index_reads_total"),
+        ("floyd_lease_reads", "floyd_lease_reads_total"),
+        ("floyd_refused_frames", "floyd_refused_frames_total"),
+    ] {
+        out.push_str(&format!("{field}:{}\r\n", metric(&m, name)));
+    }
+    out.push_str("\r\n");
+    out
 }

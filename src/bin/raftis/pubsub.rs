@@ -86,6 +86,12 @@ impl Hub {
         !subs.1.is_empty() || subs.0.keys().any(|c| c.starts_with(prefix))
     }
 
+    /// How many channels and patterns have a subscriber here (INFO stats).
+    pub fn counts(&self) -> (usize, usize) {
+        let subs = self.subs.read();
+        (subs.0.len(), subs.1.len())
+    }
+
     /// `PUBSUB CHANNELS [pattern]`, `NUMSUB [channel…]`, `NUMPAT`.
     pub fn pubsub(&self, a: &[Vec<u8>]) -> Reply {
         let subs = self.subs.read();
