@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::metrics_text::sample;
 use common::raftis::Cluster;
 use common::{free_ports, wait_until, DEADLINE};
 use redis::{Connection, RedisResult, Value};
@@ -410,11 +411,8 @@ fn redis_commands_through_any_node_and_the_http_api() {
     );
     // A client of another protocol on the members' port is refused and
     // counted, by reason.
-    let refused = |body: &str| -> f64 {
-        body.lines()
-            .find_map(|l| l.strip_prefix("floyd_refused_frames_total{reason=\"bad_handshake\"} "))
-            .map_or(0.0, |v| v.parse().unwrap())
-    };
+    let refused =
+        |body: &str| -> f64 { sample(body, r#"floyd_refused_frames_total{reason="bad_handshake"}"#) };
     let before = refused(&body);
     let mut garbage = TcpStream::connect(leader_addr.as_str()).unwrap();
     garbage.write_all(b"PING\r\n").unwrap();

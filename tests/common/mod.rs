@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod hosts;
+pub mod metrics_text;
 pub mod raftis;
 pub mod redis_cluster;
 pub mod watch_stream;
