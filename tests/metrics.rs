@@ -71,6 +71,7 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
     // A group's handle tells its host's series and its own.
     let own = h.node(leader, 7).metrics();
     assert!(sample(&own, &format!("floyd_commit_index{g}")) >= 120.0);
+    assert!(sample(&own, &format!("floyd_log_bytes_held{g}")) > 0.0);
     assert!(sample(&own, "floyd_log_syncs_total") >= 120.0);
 
     // A leader change is counted on every member.

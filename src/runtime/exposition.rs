@@ -275,11 +275,12 @@ fn role_number(role: crate::core::Role) -> u64 {
 
 /// Each group's series.
 fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
-    let status: Vec<(&Arc<Node>, crate::core::CoreStatus, usize)> = nodes
+    let status: Vec<(&Arc<Node>, crate::core::CoreStatus, usize, u64)> = nodes
         .iter()
         .map(|n| {
-            let (s, voters) = n.inspect(|c| (c.status(), c.membership().voters.len()));
-            (n, s, voters)
+            let (s, voters, held) =
+                n.inspect(|c| (c.status(), c.membership().voters.len(), c.log().held().1));
+            (n, s, voters, held)
         })
         .collect();
     let st = || status.iter();
@@ -341,6 +342,12 @@ fn group_series(r: &mut Registry, nodes: &[Arc<Node>]) {
                 (x.1.last_log_index + 1).saturating_sub(x.1.first_log_index),
             )
         }),
+    );
+    per_group::<Gauge>(
+        r,
+        "floyd_log_bytes_held",
+        "Bytes of the entries in the log here",
+        st().map(|x| (x.0.group, x.3)),
     );
     per_group::<Gauge>(
         r,
