@@ -313,6 +313,24 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// CPU seconds of the hosts' threads by role, summed over the hosts, from
+/// their metrics.
+fn thread_cpu(hosts: &[Host]) -> Vec<(String, f64)> {
+    let mut sums: std::collections::BTreeMap<String, f64> = Default::default();
+    for h in hosts {
+        for line in h.metrics().lines() {
+            let Some(rest) = line.strip_prefix("floyd_thread_cpu_seconds_total{thread=\"") else {
+                continue;
+            };
+            let Some((role, value)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            *sums.entry(role.to_string()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    sums.into_iter().collect()
+}
+
 fn busy(args: &[String]) {
     let groups = num(args, "--groups", 8);
     let writers = num(args, "--writers", 64);
@@ -341,6 +359,7 @@ fn busy(args: &[String]) {
         .collect();
     let syncs = |h: &Host| json_number(&h.status_json(), "log_syncs");
     let syncs0: Vec<u64> = hosts.iter().map(syncs).collect();
+    let threads0 = thread_cpu(&hosts);
     let stop = Arc::new(AtomicBool::new(false));
     let cpu0 = cpu_time();
     let t0 = Instant::now();
@@ -386,6 +405,18 @@ fn busy(args: &[String]) {
         per_host.join(", "),
         cpu * 1e6 / lat.len().max(1) as f64
     );
+    // Where it went: the hosts' threads by what they do (their
+    // `floyd_thread_cpu_seconds_total`), the rest is RocksDB's and the writers'.
+    let by_role: Vec<String> = thread_cpu(&hosts)
+        .into_iter()
+        .map(|(role, s)| {
+            let before = threads0.iter().find(|(r, _)| *r == role).map_or(0.0, |x| x.1);
+            (role, (s - before) * 1e6 / lat.len().max(1) as f64)
+        })
+        .filter(|(_, us)| *us >= 0.5)
+        .map(|(role, us)| format!("{role} {us:.0}"))
+        .collect();
+    println!("  CPU µs per write by thread, all hosts: {}", by_role.join(", "));
     drop(handles);
     for h in &hosts {
         h.close();
