@@ -122,8 +122,20 @@ fn counters_move_with_writes_leader_changes_snapshots_and_forged_frames() {
         refused_as("sender_mismatch") > mismatch
     });
 
-    // And garbage on the members' port (another protocol's client).
+    // A port probe (connected, closed without a byte) is no refusal: a
+    // load balancer's health check must not look like an attack. Its
+    // connection is handled once the host closes it.
     let garbage = refused_as("bad_handshake");
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(h.id(follower)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(s.read(&mut [0u8; 16]).unwrap(), 0, "the host closed it");
+        assert_eq!(refused_as("bad_handshake"), garbage);
+    }
+    // Garbage on the members' port (another protocol's client) is.
     {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(h.id(follower)).unwrap();

@@ -315,6 +315,12 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
         None => Stream::plain(sock),
         Some(tls) => match Stream::tls_server(sock, tls) {
             Ok(s) => s,
+            // Closed before a byte came: a port probe (a load balancer's
+            // health check, say), not a refusal worth counting.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(peer = %peer_addr, error = %e, "connection closed before its TLS handshake");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(peer = %peer_addr, error = %e, "connection refused: TLS handshake failed");
                 shared.handler.on_refused(Refusal::TlsHandshake);
@@ -324,9 +330,13 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
     };
     let from = match accept_handshake(&mut stream, shared) {
         Ok(from) => from,
-        Err((why, reason)) => {
+        Err((Some(why), reason)) => {
             tracing::warn!(peer = %peer_addr, %reason, "connection refused");
             shared.handler.on_refused(why);
+            return;
+        }
+        Err((None, reason)) => {
+            tracing::debug!(peer = %peer_addr, %reason, "connection closed before its handshake");
             return;
         }
     };
@@ -372,17 +382,16 @@ fn serve_connection(sock: TcpStream, shared: &Shared, admitted: &AtomicBool) {
     }
 }
 
-/// Reads and checks the handshake; answers it either way.
-fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, (Refusal, String)> {
+/// Reads and checks the handshake; answers it either way. The error says
+/// why it was refused, or `None` if the connection closed before a frame
+/// (a port probe: nothing to count).
+fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, (Option<Refusal>, String)> {
+    let bad = |why: String| (Some(Refusal::BadHandshake), why);
     let hs = match read_frame(stream, 64 << 10) {
         Ok(Body::Handshake(hs)) => hs,
-        Ok(other) => {
-            return Err((
-                Refusal::BadHandshake,
-                format!("expected a handshake, got {other:?}"),
-            ))
-        }
-        Err(e) => return Err((Refusal::BadHandshake, e.to_string())),
+        Ok(other) => return Err(bad(format!("expected a handshake, got {other:?}"))),
+        Err(FrameError::Closed) => return Err((None, "closed".into())),
+        Err(e) => return Err(bad(e.to_string())),
     };
     let refusal =
         certificate_refusal(stream, &hs.from, &shared.cfg).or_else(|| shared.cfg.identity.refusal(&hs));
@@ -394,7 +403,7 @@ fn accept_handshake(stream: &mut Stream, shared: &Shared) -> Result<String, (Ref
     let _ = write_frame(stream, Body::HandshakeAck(ack));
     match refusal {
         None => Ok(hs.from),
-        Some(r) => Err((Refusal::NotAdmitted, r)),
+        Some(r) => Err((Some(Refusal::NotAdmitted), r)),
     }
 }
 
