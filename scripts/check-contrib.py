@@ -15,13 +15,13 @@ import yaml
 
 root = Path(__file__).resolve().parent.parent
 source = (root / "src/runtime/exposition.rs").read_text()
-# Names registered, and how: host series by `r.register("name", …, counter(…)|gauge(…)|Snapshot::of(…))`,
+# Names registered, and how: host series by `r.register("name", …, counter(…)|counter_of(…)|gauge(…)|Snapshot::of(…))`,
 # group series by `per_group::<Counter|Gauge>(r, "name", …)` and the counters table.
 exposed = set()
 # A family built beforehand: `let sent = Family::<PeerLabel, Counter>::default();`.
 families = dict(re.findall(r"let (\w+) = Family::<\w+, (\w+)>", source))
 for name, kind in re.findall(r'r\.register\(\s*"(floyd_\w+)",\s*"[^"]*",\s*(\w+)', source):
-    kind = families.get(kind, kind).lower().replace("snapshot", "Snapshot")
+    kind = families.get(kind, kind).lower().replace("snapshot", "Snapshot").removesuffix("_of")
     # (`SecondsCounter` and the like are counters too.)
     kind = "counter" if kind.endswith("counter") else kind
     exposed |= {

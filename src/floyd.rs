@@ -362,7 +362,6 @@ impl Floyd {
         // primary thread; past that, the outcome is unknown here.
         let started = Instant::now();
         let wait_until = started + timeout + ANSWER_GRACE;
-        let reads = cmd.is_read();
         let kind = crate::metrics::CallKind::of(&cmd);
         self.node
             .metrics
@@ -373,9 +372,9 @@ impl Floyd {
             None => Err(self.timeout()),
         };
         let metrics = &self.node.host_metrics();
-        match reads {
-            true => metrics.read_call.observe(started.elapsed()),
-            false => metrics.write_call.observe(started.elapsed()),
+        match kind {
+            crate::metrics::CallKind::Read => metrics.read_call.observe(started.elapsed()),
+            _ => metrics.write_call.observe(started.elapsed()),
         }
         if matches!(result, Err(Error::Timeout(_))) {
             self.node.metrics.timeouts[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);

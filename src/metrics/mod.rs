@@ -62,7 +62,9 @@ impl GroupMetrics {
     /// Counts a change of role to `role` (0 follower, 1 pre-candidate, 2
     /// candidate, 3 leader); called with the core locked, after each step.
     pub fn note_role(&self, role: u8) {
-        if self.last_role.swap(role, Relaxed) == role {
+        // A load first: every core call comes here, and the role rarely
+        // changes (a swap would take the cache line each time).
+        if self.last_role.load(Relaxed) == role || self.last_role.swap(role, Relaxed) == role {
             return;
         }
         let counter = match role {
@@ -97,7 +99,7 @@ impl CallKind {
     pub fn of(cmd: &crate::state_machine::CommandKind) -> CallKind {
         use crate::state_machine::CommandKind as C;
         match cmd {
-            C::Get { .. } | C::Range(_) | C::RedisRead(_) | C::LeaseQuery { .. } => CallKind::Read,
+            _ if cmd.is_read() => CallKind::Read,
             C::TryLock { .. } | C::Unlock { .. } => CallKind::Lock,
             C::AddServer { .. } | C::RemoveServer { .. } => CallKind::Membership,
             C::TransferLeader { .. } => CallKind::Transfer,
@@ -132,9 +134,8 @@ pub struct HostMetrics {
     pub apply_batch: Histogram,
     /// An entry on its leader, from its proposal to its commit.
     pub commit: Histogram,
-    /// Connections refused before or at their handshake.
-    pub connections_refused: AtomicU64,
-    /// Connections and frames refused, by why.
+    /// Connections and frames refused, by why (the totals of connections
+    /// and of messages refused are sums of these).
     pub refused: Refusals,
     /// Each log write: its entries (every group's) and its bytes.
     pub log_write_entries: Histogram,
@@ -158,7 +159,6 @@ impl Default for HostMetrics {
             read_call: Histogram::default(),
             apply_batch: Histogram::default(),
             commit: Histogram::default(),
-            connections_refused: AtomicU64::default(),
             refused: Refusals::default(),
             log_write_entries: Histogram::sizes(ENTRY_BOUNDS),
             log_write_bytes: Histogram::sizes(BYTE_BOUNDS),
@@ -183,13 +183,5 @@ impl HostMetrics {
             .iter()
             .map(|(p, n)| (p.clone(), n.load(Relaxed)))
             .collect()
-    }
-
-    /// Counts a refused connection or frame.
-    pub fn refused(&self, why: Refusal) {
-        self.refused.count(why);
-        if why.is_connection() {
-            self.connections_refused.fetch_add(1, Relaxed);
-        }
     }
 }

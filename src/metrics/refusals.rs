@@ -81,6 +81,15 @@ impl Refusal {
         )
     }
 
+    /// Whether a group's core refused it (a message, not a connection or
+    /// a frame): what `floyd_refused_messages_total` sums.
+    pub fn is_message(self) -> bool {
+        matches!(
+            self,
+            Refusal::NotMember | Refusal::SenderMismatch | Refusal::Malformed | Refusal::ContradictsLog
+        )
+    }
+
     /// Why the core refused a message.
     pub fn of_rejected(why: &crate::core::Rejected) -> Refusal {
         use crate::core::Rejected;
@@ -107,6 +116,24 @@ impl Refusals {
     pub fn get(&self, why: Refusal) -> u64 {
         self.0[why as usize].load(Relaxed)
     }
+
+    /// Connections refused before or at their handshake, whatever the reason.
+    pub fn connections(&self) -> u64 {
+        self.sum(Refusal::is_connection)
+    }
+
+    /// Messages a group's core refused, whatever the reason.
+    pub fn messages(&self) -> u64 {
+        self.sum(Refusal::is_message)
+    }
+
+    fn sum(&self, which: fn(Refusal) -> bool) -> u64 {
+        Refusal::ALL
+            .into_iter()
+            .filter(|w| which(*w))
+            .map(|w| self.get(w))
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +148,8 @@ mod tests {
             r.count(*why);
         }
         assert!(Refusal::ALL.iter().all(|w| r.get(*w) == 1));
+        assert_eq!(r.connections(), 4);
+        assert_eq!(r.messages(), 4);
         let labels: std::collections::HashSet<_> = Refusal::ALL.iter().map(|w| w.label()).collect();
         assert_eq!(labels.len(), Refusal::ALL.len());
     }

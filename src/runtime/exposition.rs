@@ -70,8 +70,12 @@ impl EncodeMetric for Snapshot {
 }
 
 fn counter(v: &AtomicU64) -> Counter {
+    counter_of(v.load(Relaxed))
+}
+
+fn counter_of(v: u64) -> Counter {
     let c = Counter::default();
-    c.inc_by(v.load(Relaxed));
+    c.inc_by(v);
     c
 }
 
@@ -127,7 +131,7 @@ fn host_series(r: &mut Registry, host: &HostShared, groups_open: usize) {
     r.register(
         "floyd_connections_refused",
         "Connections refused before or at their handshake (TLS, not a member, another cluster)",
-        counter(&m.connections_refused),
+        counter_of(m.refused.connections()),
     );
     let sent = Family::<PeerLabel, Counter>::default();
     for (peer, link) in host.links.all() {
@@ -196,12 +200,12 @@ fn host_series(r: &mut Registry, host: &HostShared, groups_open: usize) {
     r.register(
         "floyd_unknown_group_frames",
         "Frames dropped for naming a group this host does not have",
-        counter(&host.unknown_group_frames),
+        counter_of(m.refused.get(crate::metrics::Refusal::UnknownGroup)),
     );
     r.register(
         "floyd_refused_messages",
         "Messages a group refused (from a non-member, in another's name, contradicting its log)",
-        counter(&host.refused_messages),
+        counter_of(m.refused.messages()),
     );
     r.register(
         "floyd_heartbeats_sent",

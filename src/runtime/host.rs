@@ -73,11 +73,6 @@ pub struct HostShared {
     /// refuses writes meanwhile, as it does when the log is full (a write
     /// would be logged, never applied, and time out).
     pub applies_waiting_for_space: std::sync::atomic::AtomicUsize,
-    /// Frames dropped for naming a group this host does not have.
-    pub unknown_group_frames: AtomicU64,
-    /// Messages a group refused (from a non-member, in another's name,
-    /// contradicting its log: see `core::Rejected`).
-    pub refused_messages: AtomicU64,
     /// Batches the log writer wrote, and how many of them it synced: with
     /// many groups busy, one sync covers all of their entries.
     pub log_writes: AtomicU64,
@@ -148,8 +143,7 @@ impl HostShared {
     /// A frame for a group this host does not have: dropped (never does it
     /// create a group), counted, and logged like a refused message.
     pub(super) fn unknown_group(&self, from: &str, group: GroupId) {
-        self.unknown_group_frames.fetch_add(1, Ordering::Relaxed);
-        self.metrics.refused(crate::metrics::Refusal::UnknownGroup);
+        self.metrics.refused.count(crate::metrics::Refusal::UnknownGroup);
         if let Some(left_out) = self.refusals_logged.admit(Instant::now()) {
             tracing::warn!(host = %self.id, peer = %from, group, left_out,
                 "dropped a frame for a group this host does not have");
@@ -253,8 +247,6 @@ impl Host {
             failure: Mutex::new(None),
             disk_full: AtomicBool::new(false),
             applies_waiting_for_space: Default::default(),
-            unknown_group_frames: AtomicU64::new(0),
-            refused_messages: AtomicU64::new(0),
             log_writes: AtomicU64::new(0),
             log_syncs: AtomicU64::new(0),
             refusals_logged: LogThrottle::new(REFUSALS_LOGGED, REFUSAL_WINDOW),

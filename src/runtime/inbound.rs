@@ -170,7 +170,7 @@ impl Handler for HostInbound {
 
     fn on_refused(&self, why: crate::metrics::Refusal) {
         if let Some(host) = self.0.upgrade() {
-            host.metrics.refused(why);
+            host.metrics.refused.count(why);
         }
     }
 

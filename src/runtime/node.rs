@@ -469,10 +469,10 @@ impl Node {
     /// [`REFUSALS_LOGGED`] lines per [`REFUSAL_WINDOW`]; a stream of them is
     /// counted, not logged.
     pub(super) fn log_refusal(&self, from: &str, why: &crate::core::Rejected) {
-        self.host.refused_messages.fetch_add(1, Ordering::Relaxed);
         self.host
             .metrics
-            .refused(crate::metrics::Refusal::of_rejected(why));
+            .refused
+            .count(crate::metrics::Refusal::of_rejected(why));
         if let Some(left_out) = self.host.refusals_logged.admit(Instant::now()) {
             tracing::warn!(node = %self.id, peer = %from, reason = %why, left_out, "refused a message");
         }
