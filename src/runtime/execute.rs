@@ -74,6 +74,15 @@ enum Wait {
         until: Instant,
         err: Error,
     },
+    /// A Redis command on leader `leader` while some member's link is down,
+    /// so what release it runs is not known yet (`Node::a_member_unheard`):
+    /// over when every member's link is up or another leader comes; `err`
+    /// answers the caller if neither comes by `until`.
+    Handshakes {
+        leader: String,
+        until: Instant,
+        err: Error,
+    },
 }
 
 impl Wait {
@@ -85,6 +94,8 @@ impl Wait {
                 leader.is_some_and(|l| l != old)
                     || (*or_link_up && leader == Some(old) && links_up.contains(old))
             }
+            // (Every link up is looked at apart: `resume_parked`.)
+            Wait::Handshakes { leader: old, .. } => leader.is_some_and(|l| l != old),
         }
     }
 
@@ -92,7 +103,7 @@ impl Wait {
     fn until(&self, op: &Command) -> Instant {
         match self {
             Wait::Leader => op.leader_deadline,
-            Wait::Change { until, .. } => *until,
+            Wait::Change { until, .. } | Wait::Handshakes { until, .. } => *until,
         }
     }
 }
@@ -402,6 +413,19 @@ impl Node {
     }
 
     fn attempt_here(self: &Arc<Self>, op: Command, leader: String) {
+        if leader == self.id
+            && op.cmd.needs_protocol_8()
+            && !self.members_speak_v8()
+            && self.a_member_unheard()
+        {
+            // Refused only once every member's release is known: a leader
+            // just elected, or a member restarting, is not an upgrade.
+            let until = op.leader_deadline;
+            let err = Error::Busy(
+                "Redis commands wait until every member of the group is known to run this release (a member is down or a rolling upgrade is under way)".into(),
+            );
+            return self.park(op, Wait::Handshakes { leader, until, err });
+        }
         let node = Arc::downgrade(self);
         let (cmd, deadline, session) = (op.cmd.clone(), op.deadline, op.session);
         self.submit_command_in(
@@ -418,19 +442,22 @@ impl Node {
     }
 
     fn forward_to(self: &Arc<Self>, op: Command, leader: String) {
+        let link = self.host.links.peer(&leader);
         if op.cmd.needs_protocol_8()
-            && self
-                .host
-                .links
-                .peer(&leader)
+            && link
+                .as_ref()
                 .is_none_or(|l| !l.speaks(crate::transport::DATA_TYPES_VERSION))
         {
             // A leader of an earlier release would refuse it as a command
             // without an operation; one whose handshake this node has not
-            // had yet might be one.
-            return (op.done)(Err(Error::Busy(format!(
+            // had yet might be one: its link is waited for.
+            let err = Error::Busy(format!(
                 "leader {leader} is not known to run Redis commands (a rolling upgrade, or no handshake with it yet): try again"
-            ))));
+            ));
+            if link.is_some_and(|l| l.is_connected()) {
+                return (op.done)(Err(err));
+            }
+            return retry(&Arc::downgrade(self), op, leader, true, err);
         }
         let node = Arc::downgrade(self);
         let (cmd, deadline, to) = (op.cmd.clone(), op.deadline, leader.clone());
@@ -496,13 +523,16 @@ impl Node {
         }
         let over: Vec<bool> = self
             .with_watch(|leader, links_up| parked.iter().map(|(_, w)| w.over(leader, links_up)).collect());
+        let heard =
+            parked.iter().any(|(_, w)| matches!(w, Wait::Handshakes { .. })) && !self.a_member_unheard();
         for ((op, wait), ready) in parked.into_iter().zip(over) {
+            let ready = ready || (heard && matches!(wait, Wait::Handshakes { .. }));
             if ready && !self.is_stopping() {
                 self.attempt(op);
             } else if now >= wait.until(&op) || self.is_stopping() || self.failure().is_some() {
                 let err = match (self.check_usable(), wait) {
                     (Err(e), _) => e,
-                    (Ok(()), Wait::Change { err, .. }) => err,
+                    (Ok(()), Wait::Change { err, .. } | Wait::Handshakes { err, .. }) => err,
                     // Without room for its vote this node cannot help elect
                     // one: that, not the wait, is what its caller must fix.
                     (Ok(()), Wait::Leader) if self.is_disk_full() => {

@@ -237,6 +237,21 @@ impl Node {
         })
     }
 
+    /// Whether some member but this node has no link up, so what release it
+    /// runs is not known yet (a leader just elected, a member restarting).
+    pub(super) fn a_member_unheard(&self) -> bool {
+        let others: Vec<String> = self.with_core(|core| {
+            core.membership()
+                .members()
+                .filter(|m| **m != self.id)
+                .cloned()
+                .collect()
+        });
+        others
+            .iter()
+            .any(|m| self.host.links.peer(m).is_none_or(|l| !l.is_connected()))
+    }
+
     /// Whether every member of `core`'s configuration but this node speaks
     /// protocol 6 by its link's last handshake, or by the log
     /// (`RaftCore::log_says_protocol_6`): only then do the entries
