@@ -11,6 +11,21 @@ use floyd::{Error, RedisValue};
 
 #[test]
 fn a_redis_command_waits_for_a_member_not_heard_from_yet() {
+    waits_for_the_third_member(Caller::Leader);
+}
+
+/// Forwarded by a follower, the command waits on the leader likewise.
+#[test]
+fn a_forwarded_redis_command_waits_for_a_member_not_heard_from_yet() {
+    waits_for_the_third_member(Caller::Follower);
+}
+
+enum Caller {
+    Leader,
+    Follower,
+}
+
+fn waits_for_the_third_member(caller: Caller) {
     // Two of three hosts up: a leader, and nothing in the log says what
     // the third runs.
     let mut h = Hosts::start_with_hosts(3, 2);
@@ -22,7 +37,11 @@ fn a_redis_command_waits_for_a_member_not_heard_from_yet() {
     }
     let leader = h.wait_for_leader(1);
     h.write(leader, 1, b"plain", b"writes go on meanwhile");
-    let f = h.groups[leader].remove(&1).unwrap();
+    let at = match caller {
+        Caller::Leader => leader,
+        Caller::Follower => 1 - leader,
+    };
+    let f = h.groups[at].remove(&1).unwrap();
     let set = std::thread::spawn(move || {
         let r = f.redis(&[b"SET", b"k", b"v"]);
         (f, r)

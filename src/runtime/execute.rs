@@ -11,6 +11,7 @@
 
 use super::forward::{result_from_response, Answer};
 use super::node::Node;
+use super::proposals::Completion;
 use super::session::Stamped;
 use crate::error::{Error, Result};
 use crate::state_machine::CommandKind;
@@ -41,6 +42,9 @@ pub struct Command {
     in_doubt: bool,
     /// Stamped again after its session expired (once at most).
     renewed: bool,
+    /// Forwarded by a member to this node as leader: tried again here
+    /// only, never forwarded on (the member waits for another leader).
+    forwarded: bool,
 }
 
 impl Command {
@@ -269,7 +273,50 @@ impl Node {
             session: None,
             in_doubt: false,
             renewed: false,
+            forwarded: false,
         });
+    }
+
+    /// Leader: runs a command a member forwarded. A Redis command waits,
+    /// as this node's own callers' do (`attempt_here`), for members not
+    /// heard from yet.
+    pub(super) fn submit_forwarded(
+        self: &Arc<Self>,
+        cmd: CommandKind,
+        session: Option<SessionRef>,
+        deadline: Instant,
+        done: Completion,
+    ) {
+        if !(cmd.needs_protocol_8() && !self.members_speak_v8() && self.a_member_unheard()) {
+            return self.submit_command_in(cmd, session, deadline, done);
+        }
+        let until = (Instant::now() + self.opts.leader_wait).min(deadline);
+        let op = Command {
+            cmd,
+            deadline,
+            leader_deadline: until,
+            done: Box::new(move |r| done(r.map(Some))),
+            session,
+            in_doubt: false,
+            renewed: false,
+            forwarded: true,
+        };
+        let leader = self.id.clone();
+        self.park(
+            op,
+            Wait::Handshakes {
+                leader,
+                until,
+                err: unheard_member_error(),
+            },
+        );
+    }
+
+    /// A forwarded command parked by [`Node::submit_forwarded`], tried again.
+    fn resubmit_forwarded(self: &Arc<Self>, op: Command) {
+        let done = op.done;
+        let answer: Completion = Box::new(move |r| done(r.map(Option::unwrap_or_default)));
+        self.submit_command_in(op.cmd, op.session, op.deadline, answer);
     }
 
     /// Stamps a write with the handle's client session (opened first if
@@ -421,9 +468,7 @@ impl Node {
             // Refused only once every member's release is known: a leader
             // just elected, or a member restarting, is not an upgrade.
             let until = op.leader_deadline;
-            let err = Error::Busy(
-                "Redis commands wait until every member of the group is known to run this release (a member is down or a rolling upgrade is under way)".into(),
-            );
+            let err = unheard_member_error();
             return self.park(op, Wait::Handshakes { leader, until, err });
         }
         let node = Arc::downgrade(self);
@@ -527,7 +572,9 @@ impl Node {
             parked.iter().any(|(_, w)| matches!(w, Wait::Handshakes { .. })) && !self.a_member_unheard();
         for ((op, wait), ready) in parked.into_iter().zip(over) {
             let ready = ready || (heard && matches!(wait, Wait::Handshakes { .. }));
-            if ready && !self.is_stopping() {
+            if ready && !self.is_stopping() && op.forwarded {
+                self.resubmit_forwarded(op);
+            } else if ready && !self.is_stopping() {
                 self.attempt(op);
             } else if now >= wait.until(&op) || self.is_stopping() || self.failure().is_some() {
                 let err = match (self.check_usable(), wait) {
@@ -550,6 +597,15 @@ impl Node {
             }
         }
     }
+}
+
+/// Why a Redis command waited for a member in vain: its release is not
+/// known (it is down, or has not reconnected since this node started).
+fn unheard_member_error() -> Error {
+    Error::Busy(
+        "Redis commands wait until every member of the group is known to run this release (a member is down or a rolling upgrade is under way)"
+            .into(),
+    )
 }
 
 /// The group no longer knows the command's session (it expired): the

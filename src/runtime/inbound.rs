@@ -82,7 +82,7 @@ impl Handler for HostInbound {
             }
         });
         let deadline = Instant::now() + node.opts.request_timeout;
-        node.submit_command_in(cmd, session, deadline, done);
+        node.submit_forwarded(cmd, session, deadline, done);
     }
 
     fn on_client_response(&self, from: &str, group: GroupId, resp: ClientResponse) {
