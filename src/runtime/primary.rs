@@ -77,9 +77,10 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
 /// is due. Quiet groups are not ticked (`quiet.rs`): the pass over them is
 /// an atomic load each.
 fn tick_every_group(host: &HostShared, now: Instant) -> Instant {
-    let mut next = now + IDLE_WAIT;
+    let pass = host.pass_over_groups(now);
+    let mut next = (now + IDLE_WAIT).min(pass.next_deadline.unwrap_or(now + IDLE_WAIT));
     let mut ticked = false;
-    for node in host.awake_nodes() {
+    for node in pass.awake {
         if node.is_stopping() {
             continue;
         }

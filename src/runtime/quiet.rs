@@ -2,11 +2,15 @@
 //! quiescence (`core/quiesce.rs`).
 //!
 //! - **The veto.** On every tick the runtime tells the core whether it may
-//!   go quiet: nobody waits on the node (ticks expire waiters), no lease is
-//!   held (its deadline needs a leader that ticks), no snapshot waits to be
+//!   go quiet: nobody waits on the node (ticks expire waiters), no lease's
+//!   or key's deadline has passed unswept, no snapshot waits to be
 //!   installed, and, on a leader, every member's link speaks protocol 7
 //!   (a member of version 6 would take the quiesce heartbeat for an
 //!   ordinary one and time its leader out).
+//! - **Deadlines.** A group holding leases or keys with a TTL goes quiet
+//!   too: the primary thread wakes its leader when the next deadline falls
+//!   due, and the leader, ticking again, proposes the sweep that expires
+//!   them (`Node::sweep_leases_if_due`), then goes quiet again.
 //! - **Not ticked.** After every Ready the node notes whether its core went
 //!   quiet or woke; the primary thread skips a quiet group with nobody
 //!   waiting on it, and a woken group's clock starts again from now.
@@ -44,7 +48,7 @@ impl Node {
     /// [`RaftCore::set_quiesce_allowed`].
     pub(super) fn may_quiesce(&self, core: &RaftCore) -> bool {
         self.waiters.is_idle()
-            && !self.state_machine.has_deadlines()
+            && !self.state_machine.lease_sweep_due()
             && !self.snapshots.install_pending()
             && !self.lease_sweep.load(Ordering::Acquire)
             && (core.role() != Role::Leader || self.members_speak_quiescence(core))
@@ -86,15 +90,46 @@ impl Node {
     }
 }
 
-impl HostShared {
+/// What the primary thread's pass over the groups finds.
+#[derive(Default)]
+pub(super) struct Pass {
     /// The groups to tick: those not quiet.
-    pub(super) fn awake_nodes(&self) -> Vec<Arc<Node>> {
-        self.groups
-            .read()
-            .values()
-            .filter(|n| !n.is_quiet())
-            .cloned()
-            .collect()
+    pub awake: Vec<Arc<Node>>,
+    /// When the next deadline of a quiet group's leader here falls due.
+    pub next_deadline: Option<Instant>,
+}
+
+impl HostShared {
+    /// The groups to tick; the quiet leaders here whose lease or key
+    /// deadline fell due are woken (they then tick, propose the sweep that
+    /// expires it and go quiet again).
+    pub(super) fn pass_over_groups(&self, now: Instant) -> Pass {
+        let mut pass = Pass::default();
+        let mut holding_deadlines = Vec::new();
+        for n in self.groups.read().values() {
+            if !n.is_quiet() {
+                pass.awake.push(n.clone());
+            } else if n.state_machine.has_deadlines() {
+                holding_deadlines.push(n.clone());
+            }
+        }
+        // (A follower waits for its leader's sweep.)
+        let leading = |n: &Arc<Node>| n.inspect(|core| core.role() == Role::Leader);
+        for n in holding_deadlines.iter().filter(|n| leading(n)) {
+            let Some(due) = n.state_machine.sweep_due_at() else {
+                continue;
+            };
+            if due > now {
+                pass.next_deadline = Some(pass.next_deadline.map_or(due, |d| d.min(due)));
+                continue;
+            }
+            n.with_core(|core| {
+                if core.role() == Role::Leader {
+                    core.unquiesce();
+                }
+            });
+        }
+        pass
     }
 
     /// The primary thread's housekeeping, once a second: the rates, and

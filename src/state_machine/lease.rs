@@ -314,6 +314,13 @@ impl LeaseClock {
         )
     }
 
+    /// When the next deadline falls due on this node's monotonic clock
+    /// (by this estimate); `None` if none is held or nothing was applied.
+    pub fn due_at(&self) -> Option<std::time::Instant> {
+        let wait = self.next_deadline?.saturating_sub(self.time);
+        Some(self.at? + std::time::Duration::from_millis(wait))
+    }
+
     /// Whether a lease's deadline has passed (by this estimate).
     pub fn sweep_due(&self) -> bool {
         match (self.next_deadline, self.now()) {

@@ -79,12 +79,20 @@ impl Machine {
         }
     }
 
-    /// Whether any lease is held or key expires: its deadline needs a
-    /// leader that ticks (such a group never goes quiet).
+    /// Whether any lease is held or key expires.
     pub fn has_deadlines(&self) -> bool {
         match self {
             Machine::Kv(kv) => kv.has_deadlines(),
             Machine::User(_) => false,
+        }
+    }
+
+    /// When the next lease or key's deadline falls due here; `None` if
+    /// none is held. A quiet leader is woken then (`runtime/quiet.rs`).
+    pub fn sweep_due_at(&self) -> Option<std::time::Instant> {
+        match self {
+            Machine::Kv(kv) => kv.sweep_due_at(),
+            Machine::User(_) => None,
         }
     }
 

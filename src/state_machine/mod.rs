@@ -261,6 +261,15 @@ impl KvStateMachine {
         self.deadlines_held.load(Ordering::Acquire)
     }
 
+    /// When the next lease or key's deadline falls due here (as of the
+    /// last applied entry); `None` if none is held.
+    pub fn sweep_due_at(&self) -> Option<std::time::Instant> {
+        if !self.deadlines_held.load(Ordering::Acquire) {
+            return None;
+        }
+        self.lease_clock.lock().due_at()
+    }
+
     /// Whether a lease's deadline has passed with nothing applied since to
     /// expire it: the leader of an idle group proposes a sweep.
     pub fn lease_sweep_due(&self) -> bool {
