@@ -10,6 +10,8 @@
 //!
 //! `--no-quiesce` keeps idle groups ticking (issue 23 compares both); with
 //! quiet groups, `idle` first waits for every group to go quiet.
+//! `--ttl-keys` makes every group hold a key with a TTL of an hour while
+//! idle (such a group goes quiet too, woken when a deadline falls due).
 //! `--writes-per-sec N` makes `idle` write to random groups at that rate
 //! meanwhile (how much waking a quiet group costs a write), and `failover`
 //! kills a host process and times the elections of the groups it led
@@ -200,6 +202,9 @@ fn idle_in_process(args: &[String]) {
         threads(),
         base_rss as f64 / 1024.0
     );
+    if args.iter().any(|a| a == "--ttl-keys") {
+        set_ttl_keys(handles.iter().flatten().filter(|f| f.is_leader()));
+    }
     let host_refs: Vec<&Host> = hosts.iter().collect();
     quiet::wait_until_quiet(args, &host_refs, groups * hosts_n as u64, t0);
     let leading: Vec<&Floyd> = handles.iter().flatten().filter(|f| f.is_leader()).collect();
@@ -213,6 +218,15 @@ fn idle_in_process(args: &[String]) {
     drop(handles);
     for h in &hosts {
         h.close();
+    }
+}
+
+/// One key with a TTL of an hour in each group led by `leaders`.
+fn set_ttl_keys<'a>(leaders: impl Iterator<Item = &'a Floyd>) {
+    for f in leaders {
+        wait_for("a key with a TTL set", Duration::from_secs(60), || {
+            f.redis(&[b"SET", b"ttl-key", b"v", b"PX", b"3600000"]).is_ok()
+        });
     }
 }
 
