@@ -229,7 +229,7 @@ impl Node {
                     .peer(m)
                     .is_some_and(|l| l.speaks(crate::transport::DATA_TYPES_VERSION))
             });
-            let speak = handshakes || log_has_redis_entry(core);
+            let speak = handshakes || log_has_redis_entry(core, &mut self.v8_scanned.lock());
             if speak {
                 self.v8_config.store(known, std::sync::atomic::Ordering::Relaxed);
             }
@@ -340,18 +340,38 @@ fn link_grace(opts: &Options) -> Duration {
 
 /// Whether the log holds a Redis command entry after its latest
 /// configuration entry (within the entries scanned).
-fn log_has_redis_entry(core: &RaftCore) -> bool {
+/// How far a look found no Redis command in the log: none after the
+/// configuration entry at `config` up to entry `index` (of `term`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ScanMark {
+    config: u64,
+    index: u64,
+    term: u64,
+}
+
+/// Whether the log holds a Redis command entry after its latest
+/// configuration entry, looking back at most
+/// [`crate::core::MARK_SCAN_ENTRIES`] entries. What an earlier look found
+/// none in (`scanned`: the same configuration, and its last entry still in
+/// the log, so every entry before it too) is not looked at again: each
+/// entry is decoded once, not on every Redis command while a member is
+/// unheard.
+fn log_has_redis_entry(core: &RaftCore, scanned: &mut Option<ScanMark>) -> bool {
     use crate::wire::EntryType;
     let log = core.log();
     let last = log.last_index();
-    let floor = last
+    let config = core.config_index();
+    let mut from = last
         .saturating_sub(crate::core::MARK_SCAN_ENTRIES)
-        .max(log.first_index().max(1));
-    for index in (floor..=last).rev() {
-        let Some(e) = log.entry(index) else { break };
-        if e.r#type == EntryType::EntryConfig as i32 {
-            return false;
+        .max(log.first_index().max(1))
+        .max(config + 1);
+    if let Some(m) = *scanned {
+        if m.config == config && log.term(m.index) == Some(m.term) {
+            from = from.max(m.index + 1);
         }
+    }
+    for index in from..=last {
+        let Some(e) = log.entry(index) else { break };
         if e.r#type == EntryType::EntryCommand as i32
             && matches!(
                 crate::state_machine::decode_command(&e.payload),
@@ -361,5 +381,85 @@ fn log_has_redis_entry(core: &RaftCore) -> bool {
             return true;
         }
     }
+    if let Some(term) = log.term(last).filter(|_| last >= from) {
+        *scanned = Some(ScanMark {
+            config,
+            index: last,
+            term,
+        });
+    }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_has_redis_entry, ScanMark};
+    use crate::core::{Config, RaftCore, Restored};
+    use crate::wire::{command::Op, Command, Entry, EntryType, Put, RedisBatch};
+    use bytes::Bytes;
+    use prost::Message;
+
+    fn entry(index: u64, term: u64, op: Op) -> Entry {
+        let cmd = Command {
+            op: Some(op),
+            ..Default::default()
+        };
+        Entry {
+            index,
+            term,
+            r#type: EntryType::EntryCommand as i32,
+            payload: Bytes::from(cmd.encode_to_vec()),
+            ..Default::default()
+        }
+    }
+
+    fn put(index: u64, term: u64) -> Entry {
+        entry(index, term, Op::Put(Put::default()))
+    }
+
+    fn core_with(entries: Vec<Entry>) -> RaftCore {
+        let disk = Restored {
+            entries,
+            ..Default::default()
+        };
+        RaftCore::new(Config::new("a", vec!["a".to_string()]), disk, 1)
+    }
+
+    #[test]
+    fn a_redis_entry_after_the_last_look_is_found_and_what_was_looked_at_is_not_looked_at_again() {
+        let mut mark = None;
+        let core = core_with((1..=5).map(|i| put(i, 1)).collect());
+        assert!(!log_has_redis_entry(&core, &mut mark));
+        assert_eq!(
+            mark,
+            Some(ScanMark {
+                config: 0,
+                index: 5,
+                term: 1
+            })
+        );
+        // Entries 1..=5 are not decoded again: a Redis entry planted among
+        // them (an impossible log, to see what is looked at) goes unseen,
+        // one appended after them is found.
+        let mut entries: Vec<Entry> = (1..=5).map(|i| put(i, 1)).collect();
+        entries[2] = entry(3, 1, Op::Redis(RedisBatch::default()));
+        assert!(!log_has_redis_entry(&core_with(entries.clone()), &mut mark));
+        entries.push(entry(6, 1, Op::Redis(RedisBatch::default())));
+        assert!(log_has_redis_entry(&core_with(entries), &mut mark));
+    }
+
+    #[test]
+    fn a_log_rewritten_since_the_last_look_is_looked_at_again() {
+        let mut mark = None;
+        assert!(!log_has_redis_entry(
+            &core_with((1..=5).map(|i| put(i, 1)).collect()),
+            &mut mark
+        ));
+        // Entry 5 now of term 2 (the old one was overwritten): the mark no
+        // longer holds, and entry 4, now a Redis command, is found.
+        let mut entries: Vec<Entry> = (1..=3).map(|i| put(i, 1)).collect();
+        entries.push(entry(4, 2, Op::Redis(RedisBatch::default())));
+        entries.push(put(5, 2));
+        assert!(log_has_redis_entry(&core_with(entries), &mut mark));
+    }
 }

@@ -90,6 +90,9 @@ pub struct Node {
     /// speak protocol 8 (`links.rs`, `members_speak_v8`): members are never
     /// downgraded, so it stays known until the configuration changes.
     pub(super) v8_config: std::sync::atomic::AtomicU64,
+    /// How far the log was found to hold no Redis command since its latest
+    /// configuration (`links.rs`): the next look starts after it.
+    pub(super) v8_scanned: Mutex<Option<super::links::ScanMark>>,
     /// The leader and the links, as parked commands look at them.
     pub(super) watch: Mutex<Watch>,
     pub(super) stopping: AtomicBool,
@@ -140,6 +143,7 @@ impl Node {
             apply_again: AtomicBool::new(false),
             lease_sweep: Arc::new(AtomicBool::new(false)),
             v8_config: std::sync::atomic::AtomicU64::new(0),
+            v8_scanned: Mutex::new(None),
             watch: Mutex::new(Watch::default()),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
