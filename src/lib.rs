@@ -57,7 +57,7 @@ pub use logging::{LogCallback, LogLevel};
 pub use options::{GroupOptions, HostOptions, Options, TlsFiles};
 #[doc(hidden)]
 pub use runtime::faults::Faults;
-pub use runtime::host::Host;
+pub use runtime::host::{Host, PeerHost};
 pub use state_machine::history::{EventKind, WatchEvent};
 pub use state_machine::watch::WatchUpdate;
 pub use state_machine::StateMachine;

@@ -8,7 +8,7 @@
 mod common;
 
 use common::raftis::Cluster;
-use common::redis_cluster::{balanced, slot_ranges};
+use common::redis_cluster::{balanced, by_raft_address, slot_ranges};
 use common::wait_until;
 use redis::{Connection, RedisResult, Value};
 use std::collections::BTreeSet;
@@ -263,4 +263,69 @@ fn redis_cli_c_and_redis_benchmark_cluster_work() {
     let mut con = c.connect(2);
     let size: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert!(size > 7, "the benchmark's keys are stored: {size}");
+}
+
+/// Whether every link of node `i`'s host has been up longer than `ms`
+/// (`FLOYD.STATUS HOST`).
+fn links_older_than(c: &Cluster, i: usize, ms: u64) -> bool {
+    let mut con = c.connect(i);
+    let json: String = redis::cmd("FLOYD.STATUS").arg("HOST").query(&mut con).unwrap();
+    let ages: Vec<Option<u64>> = json
+        .split("\"connected_ms\":")
+        .skip(1)
+        .map(|rest| {
+            rest.split(|ch: char| !ch.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .ok()
+        })
+        .collect();
+    ages.len() == 2 && ages.iter().all(|a| a.is_some_and(|a| a > ms))
+}
+
+/// A FLOYD.TRANSFER holds: the balancer hands a group back to the node that
+/// should lead it only within `--balance-window-secs` of that node's host
+/// (re)connecting. Before, it did every 500 ms, so draining the leaders off
+/// a node before its maintenance was undone at once.
+#[test]
+fn a_transfer_holds_until_the_node_it_drained_reconnects() {
+    let mut c = Cluster::start_with_args(
+        3,
+        &["--groups", &GROUPS.to_string(), "--balance-window-secs", "2"],
+    );
+    wait_until("leaders spread over the 3 nodes", || balanced(&c, GROUPS));
+    wait_until("every link up longer than the window", || {
+        (0..3).all(|i| links_older_than(&c, i, 2_000))
+    });
+    // Group g's leader, once balanced, is order[g % 3].
+    let order = by_raft_address(&c);
+    let target = order[2];
+    let mut con = c.connect(target);
+    let _: () = redis::cmd("FLOYD.TRANSFER")
+        .arg(&c.node(target).raft)
+        .query(&mut con)
+        .unwrap();
+    let led_by = |c: &Cluster, viewer: usize| -> Vec<String> {
+        slot_ranges(&mut c.connect(viewer))
+            .into_iter()
+            .map(|r| r.2)
+            .collect()
+    };
+    wait_until("the target leads every range", || {
+        led_by(&c, target).iter().all(|a| *a == c.resp_addr(target))
+    });
+    // order[0] restarts: its groups (0 and 3) come back to it; group 1's
+    // node never reconnected, so group 1 stays where the transfer put it.
+    c.kill9(order[0]);
+    c.restart(order[0]);
+    wait_until("the restarted node leads groups 0 and 3 again", || {
+        let led = led_by(&c, target);
+        led.len() == GROUPS && led[0] == c.resp_addr(order[0]) && led[3] == c.resp_addr(order[0])
+    });
+    assert_eq!(
+        led_by(&c, target)[1],
+        c.resp_addr(target),
+        "group 1 stays drained"
+    );
 }

@@ -47,7 +47,7 @@ use std::time::Instant;
 
 const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT --path DIR
               [--port 6379] [--http-port PORT] [--bind IP] [--join] [--lease-reads]
-              [--groups N] [--moved] [--announce IP:PORT]
+              [--groups N] [--moved] [--announce IP:PORT] [--balance-window-secs 60]
               [--max-clients 10000] [--heartbeat-us N] [--check-leader-us N] [--log-level debug|info|warn|error]
               [--requirepass PASSWORD | --requirepass-file PATH] [--no-admin]
               [--max-request-buffer-bytes 1073741824] [--client-output-buffer-limit 268435456]
@@ -65,6 +65,11 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
                  clients: redis-cli -c, redis-benchmark --cluster); without it such
                  commands are forwarded, and a connection opts in with READWRITE
                  (or READONLY: writes redirected, reads served here)
+  --balance-window-secs
+                 with --groups > 1, how long after a node (re)connects the leaders of
+                 the groups it should lead are handed to it (default 60); after that
+                 leaders stay where they are, so a FLOYD.TRANSFER holds until a node
+                 comes back
   --announce     this node's Redis address as other nodes name it in CLUSTER SLOTS and
                  MOVED (default: --bind's IP, or --local's if --bind is a wildcard, and --port)
   --lease-reads  a leader whose lease holds serves GET without a confirmation round
@@ -91,6 +96,7 @@ struct Args {
     opts: Options,
     groups: usize,
     moved: bool,
+    balance_window: std::time::Duration,
     announce: String,
     bind: String,
     port: u16,
@@ -185,6 +191,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     let (mut port, mut http_port, mut bind, mut join) = (6379u16, None, None, false);
     let (mut lease_reads, mut fault_injection, mut admin) = (false, false, true);
     let (mut groups, mut moved, mut announce) = (1usize, false, None);
+    let mut balance_window_secs = 60u64;
     let (mut requirepass, mut requirepass_file) = (None, None);
     let mut max_request_buffer = limits::DEFAULT_MAX_REQUEST_BUFFER;
     let mut output_limit = DEFAULT_OUTPUT_LIMIT;
@@ -228,6 +235,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--join" => join = true,
             "--groups" => groups = num(a, it.next())?,
             "--moved" => moved = true,
+            "--balance-window-secs" => balance_window_secs = num(a, it.next())?,
             "--announce" => announce = it.next().cloned(),
             "--lease-reads" => lease_reads = true,
             "--fault-injection" => fault_injection = true,
@@ -285,6 +293,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         opts,
         groups,
         moved,
+        balance_window: std::time::Duration::from_secs(balance_window_secs),
         announce,
         bind,
         port,
@@ -359,7 +368,7 @@ fn main() {
         std::process::exit(1);
     }));
     let stop_background = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let background = cluster::start_background(shards.clone(), stop_background.clone());
+    let background = cluster::start_background(shards.clone(), args.balance_window, stop_background.clone());
     let http = args.http_port.map(|p| {
         let addr = listen_addr(&args.bind, p);
         let access = http::Access {

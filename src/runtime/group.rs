@@ -257,11 +257,22 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         })
         .collect();
     let threads: Vec<String> = threads.iter().map(|t| format!("\"{t}\"")).collect();
+    let peers: Vec<String> = host
+        .links
+        .all()
+        .iter()
+        .map(|(id, link)| {
+            let up = link.connected_for();
+            let ms = up.map_or("null".to_string(), |d| d.as_millis().to_string());
+            format!("{{\"host\":\"{id}\",\"connected_ms\":{ms}}}")
+        })
+        .collect();
     format!(
-        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{},\"quiesced_groups\":{},\"wakeups\":{},\"wakeups_per_sec\":{},\"heartbeats_sent\":{},\"heartbeats_per_sec\":{},\"coalesced_beats\":{},\"coalesced_frames\":{}}}",
+        "{{\"host\":\"{}\",\"threads\":[{}],\"groups\":[{}],\"peer_hosts\":[{}],\"unknown_group_frames\":{},\"refused_messages\":{},\"log_writes\":{},\"log_syncs\":{},\"disk_full\":{},\"failed\":{},\"quiesced_groups\":{},\"wakeups\":{},\"wakeups_per_sec\":{},\"heartbeats_sent\":{},\"heartbeats_per_sec\":{},\"coalesced_beats\":{},\"coalesced_frames\":{}}}",
         host.id,
         threads.join(","),
         groups.join(","),
+        peers.join(","),
         host.metrics.refused.get(crate::metrics::Refusal::UnknownGroup),
         host.metrics.refused.messages(),
         host.log_writes.load(Relaxed),

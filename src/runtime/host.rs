@@ -163,6 +163,15 @@ pub struct Host {
     admin: Mutex<()>,
 }
 
+/// Another host this one links to ([`Host::peer_hosts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerHost {
+    /// Its address (`ip:port`), as groups name their members.
+    pub id: String,
+    /// How long its connection has been up; `None` while it is down.
+    pub connected_for: Option<std::time::Duration>,
+}
+
 impl Host {
     /// Opens a host for many groups: its directory, log store, key-value
     /// store, listener and threads. No group runs until `open_group`.
@@ -376,6 +385,22 @@ impl Host {
     /// OpenMetrics text format Prometheus scrapes (README.md, "Metrics").
     pub fn metrics(&self) -> String {
         super::exposition::host_text(&self.shared)
+    }
+
+    /// The other hosts this one has links to, and how long each link's
+    /// connection has been up (`None`: down). A host that restarted or
+    /// came back after a partition has a connection younger than the
+    /// others (raftis's balancer hands leaderships back to it then).
+    pub fn peer_hosts(&self) -> Vec<PeerHost> {
+        self.shared
+            .links
+            .all()
+            .into_iter()
+            .map(|(id, link)| PeerHost {
+                id,
+                connected_for: link.connected_for(),
+            })
+            .collect()
     }
 
     /// The host's threads, open groups and, per group, its role, term,

@@ -99,6 +99,9 @@ pub struct PeerLink {
     control: Sender<Control>,
     snapshot: Sender<SnapshotOffer>,
     connected: Arc<AtomicBool>,
+    /// When the connection up now was made ([`since_epoch_ms`] + 1; 0 while
+    /// there is none).
+    connected_at: Arc<AtomicU64>,
     /// The newest protocol version the peer's last handshake announced; 0
     /// until one has (and from nodes of version 5).
     peer_version: Arc<AtomicU32>,
@@ -111,6 +114,14 @@ pub struct PeerLink {
 }
 
 type SharedConn = Arc<parking_lot::Mutex<Option<Conn>>>;
+
+/// Milliseconds since the first call in this process (a monotonic clock
+/// an atomic can hold).
+fn since_epoch_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
 
 struct Queues {
     raft: Receiver<Outgoing>,
@@ -147,6 +158,8 @@ impl PeerLink {
         let flag = connected.clone();
         let peer_version = Arc::new(AtomicU32::new(0));
         let version_seen = peer_version.clone();
+        let connected_at = Arc::new(AtomicU64::new(0));
+        let connected_at_seen = connected_at.clone();
         let bytes_sent = Arc::new(AtomicU64::new(0));
         let sent = bytes_sent.clone();
         let peer = cfg.peer.clone();
@@ -156,6 +169,7 @@ impl PeerLink {
             super::guarded(&*handler.clone(), || {
                 let mut worker = PeerWorker::new(cfg, handler, flag);
                 worker.peer_version = version_seen;
+                worker.connected_at = connected_at_seen;
                 worker.bytes_sent = sent;
                 worker.run(queues, shared)
             })
@@ -167,6 +181,7 @@ impl PeerLink {
             control,
             snapshot,
             connected,
+            connected_at,
             peer_version,
             conn,
             thread: parking_lot::Mutex::new(Some(thread)),
@@ -266,6 +281,16 @@ impl PeerLink {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// How long the connection up now has been (since its handshake);
+    /// `None` while there is none. A peer host that restarted, or came
+    /// back after a partition, has a new one.
+    pub fn connected_for(&self) -> Option<Duration> {
+        match self.connected_at.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(since_epoch_ms().saturating_sub(at - 1))),
+        }
+    }
+
     /// Whether the peer's last handshake said it speaks protocol 6 (groups,
     /// the per-term time rule); false until a handshake has.
     pub fn speaks_groups(&self) -> bool {
@@ -328,6 +353,7 @@ struct PeerWorker {
     cfg: PeerConfig,
     handler: Arc<dyn Handler>,
     connected: Arc<AtomicBool>,
+    connected_at: Arc<AtomicU64>,
     peer_version: Arc<AtomicU32>,
     bytes_sent: Arc<AtomicU64>,
     conn: Option<Conn>,
@@ -352,6 +378,7 @@ impl PeerWorker {
             cfg,
             handler,
             connected,
+            connected_at: Arc::default(),
             peer_version: Arc::default(),
             bytes_sent: Arc::default(),
             conn: None,
@@ -668,6 +695,7 @@ impl PeerWorker {
         let Some(mut conn) = self.conn.take() else { return };
         let _ = conn.stream.socket().shutdown(Shutdown::Both);
         self.connected.store(false, Ordering::Relaxed);
+        self.connected_at.store(0, Ordering::Relaxed);
         tracing::info!(peer = %self.cfg.peer, reason = %why, "connection lost");
         let ids = conn.in_doubt.take(Instant::now());
         if !ids.is_empty() {
@@ -688,6 +716,7 @@ impl PeerWorker {
         if let Some(conn) = self.conn.take() {
             let _ = conn.stream.socket().shutdown(Shutdown::Both);
             self.connected.store(false, Ordering::Relaxed);
+            self.connected_at.store(0, Ordering::Relaxed);
             self.handler.on_link_state(&self.cfg.peer, false);
         }
     }
@@ -713,6 +742,7 @@ impl PeerWorker {
                 self.backoff = Duration::ZERO;
                 self.refusals.reset();
                 self.peer_version.store(version, Ordering::Relaxed);
+                self.connected_at.store(since_epoch_ms() + 1, Ordering::Relaxed);
                 self.connected.store(true, Ordering::Relaxed);
                 self.handler.on_link_state(&self.cfg.peer, true);
             }

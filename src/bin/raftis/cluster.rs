@@ -268,9 +268,12 @@ fn preferred_leader(g: usize, voters: &[String]) -> Option<String> {
 const TAKER_HEARD_WITHIN_MS: u64 = 2_000;
 
 /// One round of the balancer: each group this node leads but should not,
-/// whose preferred leader is caught up and heard from, is handed to it.
+/// whose preferred leader is caught up, heard from, and came back (its
+/// host connected to this one) within `window`, is handed to it. Later,
+/// leaderships stay where they are: an operator's transfer (say, off a
+/// node before its maintenance) holds until that node reconnects.
 /// Returns how many transfers it asked for.
-pub fn balance_round(shards: &Shards) -> usize {
+pub fn balance_round(shards: &Shards, window: Duration) -> usize {
     let mut moved = 0;
     for g in 0..shards.count() {
         let f = shards.group(g);
@@ -281,7 +284,7 @@ pub fn balance_round(shards: &Shards) -> usize {
         let Some(want) = preferred_leader(g, &s.voters) else {
             continue;
         };
-        if want == s.node {
+        if want == s.node || shards.connected_for(&want).is_none_or(|up| up > window) {
             continue;
         }
         let ready = s.peers.iter().any(|p| {
@@ -300,8 +303,13 @@ pub fn balance_round(shards: &Shards) -> usize {
 }
 
 /// The background thread: keeps the address directory fresh and, with more
-/// than one group, the leaders spread (at start, and when a node is back).
-pub fn start_background(shards: Arc<Shards>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// than one group, the leaders spread (at start, and when a node is back:
+/// for `window` after its host connects).
+pub fn start_background(
+    shards: Arc<Shards>,
+    window: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("raftis-cluster".into())
         .spawn(move || {
@@ -311,7 +319,7 @@ pub fn start_background(shards: Arc<Shards>, stop: Arc<AtomicBool>) -> std::thre
                     announced = shards.refresh_directory();
                 }
                 if shards.count() > 1 {
-                    balance_round(&shards);
+                    balance_round(&shards, window);
                 }
                 round += 1;
                 std::thread::sleep(Duration::from_millis(500));

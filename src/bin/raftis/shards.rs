@@ -201,6 +201,13 @@ impl Shards {
             .count(DIRECTORY_PREFIX, &floyd::prefix_end(DIRECTORY_PREFIX))
     }
 
+    /// How long this node's host has been connected to member `id`'s
+    /// (`None`: not now, or one group, which runs no balancer).
+    pub fn connected_for(&self, id: &str) -> Option<std::time::Duration> {
+        let host = self.host.as_ref()?;
+        host.peer_hosts().into_iter().find(|p| p.id == id)?.connected_for
+    }
+
     pub fn close(&self) {
         for f in &self.groups {
             f.close();
