@@ -292,11 +292,11 @@ fn links_older_than(c: &Cluster, i: usize, ms: u64) -> bool {
 fn a_transfer_holds_until_the_node_it_drained_reconnects() {
     let mut c = Cluster::start_with_args(
         3,
-        &["--groups", &GROUPS.to_string(), "--balance-window-secs", "2"],
+        &["--groups", &GROUPS.to_string(), "--balance-window-secs", "5"],
     );
     wait_until("leaders spread over the 3 nodes", || balanced(&c, GROUPS));
     wait_until("every link up longer than the window", || {
-        (0..3).all(|i| links_older_than(&c, i, 2_000))
+        (0..3).all(|i| links_older_than(&c, i, 5_000))
     });
     // Group g's leader, once balanced, is order[g % 3].
     let order = by_raft_address(&c);

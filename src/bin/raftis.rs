@@ -66,10 +66,10 @@ const USAGE: &str = "usage: raftis --members IP:PORT,IP:PORT,... --local IP:PORT
                  commands are forwarded, and a connection opts in with READWRITE
                  (or READONLY: writes redirected, reads served here)
   --balance-window-secs
-                 with --groups > 1, how long after a node (re)connects the leaders of
-                 the groups it should lead are handed to it (default 60); after that
-                 leaders stay where they are, so a FLOYD.TRANSFER holds until a node
-                 comes back
+                 with --groups > 1, for how long the leaders of the groups a node
+                 should lead are handed to it once it is caught up after it (re)connects
+                 (default 60); otherwise leaders stay where they are, so a FLOYD.TRANSFER
+                 holds until a node comes back
   --announce     this node's Redis address as other nodes name it in CLUSTER SLOTS and
                  MOVED (default: --bind's IP, or --local's if --bind is a wildcard, and --port)
   --lease-reads  a leader whose lease holds serves GET without a confirmation round

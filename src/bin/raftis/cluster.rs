@@ -13,9 +13,10 @@ use crate::resp::Reply;
 use crate::shards::Shards;
 use crate::slots;
 use floyd::ServerStatus;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a connection is answered for a key whose group another node leads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -267,13 +268,93 @@ fn preferred_leader(g: usize, voters: &[String]) -> Option<String> {
 /// How long a member may have been silent and still take a leadership.
 const TAKER_HEARD_WITHIN_MS: u64 = 2_000;
 
+/// Allowed error in telling one connection from the next by when it was
+/// made (its age is read in milliseconds, at a moment of its own).
+const SAME_CONNECTION_SLACK: Duration = Duration::from_secs(1);
+
+/// What the balancer saw of a member in a group since the member's host
+/// last connected to this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Seen from early in the connection (within the window): not caught
+    /// up yet, however long that takes (a snapshot to install).
+    Waiting,
+    /// Caught up and heard from since then: the group is handed back to it
+    /// for the window's length.
+    ReadySince(Instant),
+    /// Seen only once the connection was older than the window, or its
+    /// window is over: leaderships stay where they are (an operator's
+    /// transfer holds).
+    Settled,
+}
+
+/// When the balancer hands a group back to the member that should lead
+/// it: at start and when the member comes back (its host's connection to
+/// this one is new), once it is caught up, for `window`. Otherwise never,
+/// so that an operator's transfer (say, every leader off a node before
+/// its maintenance) holds until that node reconnects.
+#[derive(Default)]
+pub struct Comebacks {
+    /// When each member's connection to this host was made (estimated).
+    connected_at: HashMap<String, Instant>,
+    seen: HashMap<(usize, String), Seen>,
+}
+
+impl Comebacks {
+    /// Whether group `g` goes to `member` now: its host's connection is
+    /// `up` old (`None`: down) and it is `ready` (caught up, heard from).
+    pub fn hand_back(
+        &mut self,
+        g: usize,
+        member: &str,
+        up: Option<Duration>,
+        ready: bool,
+        now: Instant,
+        window: Duration,
+    ) -> bool {
+        let Some(at) = up.and_then(|up| now.checked_sub(up)) else {
+            self.forget(member);
+            return false;
+        };
+        let new_connection = self
+            .connected_at
+            .get(member)
+            .is_none_or(|prev| at > *prev + SAME_CONNECTION_SLACK);
+        if new_connection {
+            self.forget(member);
+            self.connected_at.insert(member.to_string(), at);
+        }
+        let early = now.duration_since(at) <= window;
+        let seen = self.seen.entry((g, member.to_string())).or_insert(if early {
+            Seen::Waiting
+        } else {
+            Seen::Settled
+        });
+        match *seen {
+            Seen::Settled => false,
+            Seen::Waiting if ready => {
+                *seen = Seen::ReadySince(now);
+                true
+            }
+            Seen::Waiting => false,
+            Seen::ReadySince(t) if now.duration_since(t) <= window => ready,
+            Seen::ReadySince(_) => {
+                *seen = Seen::Settled;
+                false
+            }
+        }
+    }
+
+    fn forget(&mut self, member: &str) {
+        self.connected_at.remove(member);
+        self.seen.retain(|(_, m), _| m != member);
+    }
+}
+
 /// One round of the balancer: each group this node leads but should not,
-/// whose preferred leader is caught up, heard from, and came back (its
-/// host connected to this one) within `window`, is handed to it. Later,
-/// leaderships stay where they are: an operator's transfer (say, off a
-/// node before its maintenance) holds until that node reconnects.
-/// Returns how many transfers it asked for.
-pub fn balance_round(shards: &Shards, window: Duration) -> usize {
+/// whose preferred leader is caught up, heard from and came back
+/// ([`Comebacks`]), is handed to it. Returns how many transfers it asked for.
+pub fn balance_round(shards: &Shards, comebacks: &mut Comebacks, window: Duration) -> usize {
     let mut moved = 0;
     for g in 0..shards.count() {
         let f = shards.group(g);
@@ -284,7 +365,7 @@ pub fn balance_round(shards: &Shards, window: Duration) -> usize {
         let Some(want) = preferred_leader(g, &s.voters) else {
             continue;
         };
-        if want == s.node || shards.connected_for(&want).is_none_or(|up| up > window) {
+        if want == s.node {
             continue;
         }
         let ready = s.peers.iter().any(|p| {
@@ -292,7 +373,8 @@ pub fn balance_round(shards: &Shards, window: Duration) -> usize {
                 && p.match_index >= s.commit_index
                 && p.last_contact_ms.is_some_and(|ms| ms <= TAKER_HEARD_WITHIN_MS)
         });
-        if ready {
+        let up = shards.connected_for(&want);
+        if comebacks.hand_back(g, &want, up, ready, Instant::now(), window) {
             moved += 1;
             if let Err(e) = f.transfer_leader(&want) {
                 eprintln!("raftis: group {g}: leadership to {want} not handed over: {e}");
@@ -304,7 +386,7 @@ pub fn balance_round(shards: &Shards, window: Duration) -> usize {
 
 /// The background thread: keeps the address directory fresh and, with more
 /// than one group, the leaders spread (at start, and when a node is back:
-/// for `window` after its host connects).
+/// for `window` once it is caught up).
 pub fn start_background(
     shards: Arc<Shards>,
     window: Duration,
@@ -314,12 +396,13 @@ pub fn start_background(
         .name("raftis-cluster".into())
         .spawn(move || {
             let (mut round, mut announced) = (0u64, false);
+            let mut comebacks = Comebacks::default();
             while !stop.load(Ordering::Relaxed) {
                 if (!announced || round % 10 == 0) && shards.first().has_leader() {
                     announced = shards.refresh_directory();
                 }
                 if shards.count() > 1 {
-                    balance_round(&shards, window);
+                    balance_round(&shards, &mut comebacks, window);
                 }
                 round += 1;
                 std::thread::sleep(Duration::from_millis(500));
@@ -341,6 +424,41 @@ mod tests {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(a, node_id("127.0.0.1:8901"));
         assert_ne!(a, node_id("127.0.0.1:8902"));
+    }
+
+    const WINDOW: Duration = Duration::from_secs(60);
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_member_seen_from_early_in_its_connection_gets_its_group_once_caught_up_however_long_that_takes() {
+        let mut c = Comebacks::default();
+        let t0 = Instant::now();
+        assert!(!c.hand_back(0, "m", Some(S), false, t0, WINDOW));
+        // Catching up for longer than the window (a snapshot to install).
+        assert!(!c.hand_back(0, "m", Some(91 * S), false, t0 + 90 * S, WINDOW));
+        assert!(c.hand_back(0, "m", Some(101 * S), true, t0 + 100 * S, WINDOW));
+        // Handed back for the window's length after that, then never.
+        assert!(c.hand_back(0, "m", Some(131 * S), true, t0 + 130 * S, WINDOW));
+        assert!(!c.hand_back(0, "m", Some(170 * S), true, t0 + 169 * S, WINDOW));
+        assert!(!c.hand_back(0, "m", Some(171 * S), true, t0 + 170 * S, WINDOW));
+    }
+
+    #[test]
+    fn a_transfer_holds_until_the_member_reconnects() {
+        let mut c = Comebacks::default();
+        let t0 = Instant::now() + 1000 * S;
+        // First seen (this node just took the group, by a transfer) on a
+        // connection older than the window: left where it is.
+        assert!(!c.hand_back(3, "m", Some(600 * S), true, t0, WINDOW));
+        assert!(!c.hand_back(3, "m", Some(601 * S), true, t0 + S, WINDOW));
+        // Down, then a new connection (the member restarted).
+        assert!(!c.hand_back(3, "m", None, false, t0 + 10 * S, WINDOW));
+        assert!(!c.hand_back(3, "m", Some(S), false, t0 + 20 * S, WINDOW));
+        assert!(c.hand_back(3, "m", Some(3 * S), true, t0 + 22 * S, WINDOW));
+        // A reconnection seen only through a younger connection (no
+        // round saw the link down) counts too.
+        assert!(!c.hand_back(4, "n", Some(600 * S), true, t0, WINDOW));
+        assert!(c.hand_back(4, "n", Some(2 * S), true, t0 + 30 * S, WINDOW));
     }
 
     #[test]
