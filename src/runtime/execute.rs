@@ -287,7 +287,7 @@ impl Node {
         deadline: Instant,
         done: Completion,
     ) {
-        if !(cmd.needs_protocol_8() && !self.members_speak_v8() && self.a_member_unheard()) {
+        if !self.waits_for_handshakes(&cmd) {
             return self.submit_command_in(cmd, session, deadline, done);
         }
         let until = (Instant::now() + self.opts.leader_wait).min(deadline);
@@ -301,15 +301,15 @@ impl Node {
             renewed: false,
             forwarded: true,
         };
-        let leader = self.id.clone();
-        self.park(
-            op,
-            Wait::Handshakes {
-                leader,
-                until,
-                err: unheard_member_error(),
-            },
-        );
+        self.park_for_handshakes(op, self.id.clone());
+    }
+
+    /// Parks `op` on leader `leader` until every member's link is up or
+    /// another leader comes, within its leader wait.
+    fn park_for_handshakes(&self, op: Command, leader: String) {
+        let until = op.leader_deadline;
+        let err = unheard_member_error();
+        self.park(op, Wait::Handshakes { leader, until, err });
     }
 
     /// A forwarded command parked by [`Node::submit_forwarded`], tried again.
@@ -460,16 +460,10 @@ impl Node {
     }
 
     fn attempt_here(self: &Arc<Self>, op: Command, leader: String) {
-        if leader == self.id
-            && op.cmd.needs_protocol_8()
-            && !self.members_speak_v8()
-            && self.a_member_unheard()
-        {
+        if leader == self.id && self.waits_for_handshakes(&op.cmd) {
             // Refused only once every member's release is known: a leader
             // just elected, or a member restarting, is not an upgrade.
-            let until = op.leader_deadline;
-            let err = unheard_member_error();
-            return self.park(op, Wait::Handshakes { leader, until, err });
+            return self.park_for_handshakes(op, leader);
         }
         let node = Arc::downgrade(self);
         let (cmd, deadline, session) = (op.cmd.clone(), op.deadline, op.session);

@@ -258,13 +258,13 @@ pub(super) fn host_status_json(host: &HostShared, threads: &[String]) -> String 
         .collect();
     let threads: Vec<String> = threads.iter().map(|t| format!("\"{t}\"")).collect();
     let peers: Vec<String> = host
-        .links
-        .all()
+        .peer_hosts()
         .iter()
-        .map(|(id, link)| {
-            let up = link.connected_for();
-            let ms = up.map_or("null".to_string(), |d| d.as_millis().to_string());
-            format!("{{\"host\":\"{id}\",\"connected_ms\":{ms}}}")
+        .map(|p| {
+            let ms = p
+                .connected_for
+                .map_or("null".to_string(), |d| d.as_millis().to_string());
+            format!("{{\"host\":\"{}\",\"connected_ms\":{ms}}}", p.id)
         })
         .collect();
     format!(

@@ -140,6 +140,18 @@ impl HostShared {
         self.disk_full.load(Ordering::Acquire) || self.applies_waiting_for_space.load(Ordering::Acquire) > 0
     }
 
+    /// The other hosts linked to, and each connection's age ([`Host::peer_hosts`]).
+    pub fn peer_hosts(&self) -> Vec<PeerHost> {
+        self.links
+            .all()
+            .into_iter()
+            .map(|(id, link)| PeerHost {
+                id,
+                connected_for: link.connected_for(),
+            })
+            .collect()
+    }
+
     /// A frame for a group this host does not have: dropped (never does it
     /// create a group), counted, and logged like a refused message.
     pub(super) fn unknown_group(&self, from: &str, group: GroupId) {
@@ -392,15 +404,7 @@ impl Host {
     /// came back after a partition has a connection younger than the
     /// others (raftis's balancer hands leaderships back to it then).
     pub fn peer_hosts(&self) -> Vec<PeerHost> {
-        self.shared
-            .links
-            .all()
-            .into_iter()
-            .map(|(id, link)| PeerHost {
-                id,
-                connected_for: link.connected_for(),
-            })
-            .collect()
+        self.shared.peer_hosts()
     }
 
     /// The host's threads, open groups and, per group, its role, term,

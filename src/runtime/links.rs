@@ -240,16 +240,19 @@ impl Node {
     /// Whether some member but this node has no link up, so what release it
     /// runs is not known yet (a leader just elected, a member restarting).
     pub(super) fn a_member_unheard(&self) -> bool {
-        let others: Vec<String> = self.with_core(|core| {
+        self.inspect(|core| {
             core.membership()
                 .members()
                 .filter(|m| **m != self.id)
-                .cloned()
-                .collect()
-        });
-        others
-            .iter()
-            .any(|m| self.host.links.peer(m).is_none_or(|l| !l.is_connected()))
+                .any(|m| self.host.links.peer(m).is_none_or(|l| !l.is_connected()))
+        })
+    }
+
+    /// Whether a command `cmd` on this node as leader waits for members
+    /// not heard from yet (`execute.rs`): a Redis command while some
+    /// member's release is unknown only because its link is down.
+    pub(super) fn waits_for_handshakes(&self, cmd: &crate::state_machine::CommandKind) -> bool {
+        cmd.needs_protocol_8() && !self.members_speak_v8() && self.a_member_unheard()
     }
 
     /// Whether every member of `core`'s configuration but this node speaks
@@ -338,8 +341,6 @@ fn link_grace(opts: &Options) -> Duration {
     Duration::from_micros(opts.check_leader_us.saturating_mul(2)).max(Duration::from_secs(1))
 }
 
-/// Whether the log holds a Redis command entry after its latest
-/// configuration entry (within the entries scanned).
 /// How far a look found no Redis command in the log: none after the
 /// configuration entry at `config` up to entry `index` (of `term`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,7 +371,8 @@ fn log_has_redis_entry(core: &RaftCore, scanned: &mut Option<ScanMark>) -> bool 
             from = from.max(m.index + 1);
         }
     }
-    for index in from..=last {
+    // Newest first: a Redis command is usually among the last entries.
+    for index in (from..=last).rev() {
         let Some(e) = log.entry(index) else { break };
         if e.r#type == EntryType::EntryCommand as i32
             && matches!(

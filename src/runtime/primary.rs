@@ -78,7 +78,8 @@ pub fn run(host: Arc<HostShared>, rx: Receiver<PrimaryEvent>) {
 /// an atomic load each.
 fn tick_every_group(host: &HostShared, now: Instant) -> Instant {
     let pass = host.pass_over_groups(now);
-    let mut next = (now + IDLE_WAIT).min(pass.next_deadline.unwrap_or(now + IDLE_WAIT));
+    let idle = now + IDLE_WAIT;
+    let mut next = pass.next_deadline.map_or(idle, |d| d.min(idle));
     let mut ticked = false;
     for node in pass.awake {
         if node.is_stopping() {

@@ -323,10 +323,7 @@ impl LeaseClock {
 
     /// Whether a lease's deadline has passed (by this estimate).
     pub fn sweep_due(&self) -> bool {
-        match (self.next_deadline, self.now()) {
-            (Some(deadline), Some(now)) => deadline <= now,
-            _ => false,
-        }
+        self.due_at().is_some_and(|due| due <= std::time::Instant::now())
     }
 }
 

@@ -37,7 +37,7 @@ use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError, TrySend
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,7 +98,6 @@ pub struct PeerLink {
     client: Sender<Outgoing>,
     control: Sender<Control>,
     snapshot: Sender<SnapshotOffer>,
-    connected: Arc<AtomicBool>,
     /// When the connection up now was made ([`since_epoch_ms`] + 1; 0 while
     /// there is none).
     connected_at: Arc<AtomicU64>,
@@ -154,12 +153,10 @@ impl PeerLink {
             control: control_rx,
             snapshot: snapshot_rx,
         };
-        let connected = Arc::new(AtomicBool::new(false));
-        let flag = connected.clone();
         let peer_version = Arc::new(AtomicU32::new(0));
         let version_seen = peer_version.clone();
         let connected_at = Arc::new(AtomicU64::new(0));
-        let connected_at_seen = connected_at.clone();
+        let since = connected_at.clone();
         let bytes_sent = Arc::new(AtomicU64::new(0));
         let sent = bytes_sent.clone();
         let peer = cfg.peer.clone();
@@ -167,9 +164,8 @@ impl PeerLink {
         let shared = conn.clone();
         let thread = super::spawn_named(format!("floyd-peer-{}->{}", cfg.name, cfg.peer), move || {
             super::guarded(&*handler.clone(), || {
-                let mut worker = PeerWorker::new(cfg, handler, flag);
+                let mut worker = PeerWorker::new(cfg, handler, since);
                 worker.peer_version = version_seen;
-                worker.connected_at = connected_at_seen;
                 worker.bytes_sent = sent;
                 worker.run(queues, shared)
             })
@@ -180,7 +176,6 @@ impl PeerLink {
             client,
             control,
             snapshot,
-            connected,
             connected_at,
             peer_version,
             conn,
@@ -278,7 +273,7 @@ impl PeerLink {
 
     /// Whether the link has a connection it believes alive.
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.connected_at.load(Ordering::Relaxed) != 0
     }
 
     /// How long the connection up now has been (since its handshake);
@@ -352,7 +347,6 @@ struct Conn {
 struct PeerWorker {
     cfg: PeerConfig,
     handler: Arc<dyn Handler>,
-    connected: Arc<AtomicBool>,
     connected_at: Arc<AtomicU64>,
     peer_version: Arc<AtomicU32>,
     bytes_sent: Arc<AtomicU64>,
@@ -372,13 +366,12 @@ struct PeerWorker {
 }
 
 impl PeerWorker {
-    fn new(cfg: PeerConfig, handler: Arc<dyn Handler>, connected: Arc<AtomicBool>) -> Self {
+    fn new(cfg: PeerConfig, handler: Arc<dyn Handler>, connected_at: Arc<AtomicU64>) -> Self {
         let cfg_rate = cfg.snapshot_bytes_per_sec;
         PeerWorker {
             cfg,
             handler,
-            connected,
-            connected_at: Arc::default(),
+            connected_at,
             peer_version: Arc::default(),
             bytes_sent: Arc::default(),
             conn: None,
@@ -694,7 +687,6 @@ impl PeerWorker {
     fn break_connection(&mut self, why: &str) {
         let Some(mut conn) = self.conn.take() else { return };
         let _ = conn.stream.socket().shutdown(Shutdown::Both);
-        self.connected.store(false, Ordering::Relaxed);
         self.connected_at.store(0, Ordering::Relaxed);
         tracing::info!(peer = %self.cfg.peer, reason = %why, "connection lost");
         let ids = conn.in_doubt.take(Instant::now());
@@ -715,7 +707,6 @@ impl PeerWorker {
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.stream.socket().shutdown(Shutdown::Both);
-            self.connected.store(false, Ordering::Relaxed);
             self.connected_at.store(0, Ordering::Relaxed);
             self.handler.on_link_state(&self.cfg.peer, false);
         }
@@ -743,7 +734,6 @@ impl PeerWorker {
                 self.refusals.reset();
                 self.peer_version.store(version, Ordering::Relaxed);
                 self.connected_at.store(since_epoch_ms() + 1, Ordering::Relaxed);
-                self.connected.store(true, Ordering::Relaxed);
                 self.handler.on_link_state(&self.cfg.peer, true);
             }
             Err(e) => {
