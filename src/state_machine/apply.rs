@@ -6,9 +6,10 @@
 use super::expiry::{self, ExpiryStage};
 use super::history;
 use super::lease::{self, LeaseTable};
+use super::progress::{Layout, Progress};
 use super::revision::View;
 use super::session::{Check, SessionTable};
-use super::{applied_index, lock, read_log_time, txn, Applied, AppliedState, KvStateMachine, TYPED_YES};
+use super::{lock, read_progress_laid_out, txn, Applied, AppliedState, KvStateMachine, TYPED_YES};
 use crate::error::{Error, Result};
 use crate::wire::{command::Op, Entry, EntryType};
 use bytes::Bytes;
@@ -35,16 +36,15 @@ impl KvStateMachine {
         let state = match *cached {
             Some(s) => s,
             None => {
-                let revision = super::range::revision(&db, keys)?;
+                let (progress, layout) = read_progress_laid_out(&db, keys)?;
                 let history_start = history::stored_start(&db, keys)?;
                 AppliedState {
-                    index: applied_index(&db, keys)?,
-                    time: read_log_time(&db, keys)?,
-                    revision,
+                    progress,
+                    layout,
                     legacy: super::revision::legacy_possible(&db, keys)?,
                     legacy_stored: db.get_pinned(keys.legacy())?.is_some(),
                     // A store without a history has none of its revisions so far.
-                    history_start: history_start.unwrap_or(revision + 1),
+                    history_start: history_start.unwrap_or(progress.revision() + 1),
                     history_start_stored: history_start.is_some(),
                 }
             }
@@ -54,10 +54,10 @@ impl KvStateMachine {
         let mut history_start_stored = state.history_start_stored;
         if keep > 0 && history_start == history::NONE_KEPT {
             // Kept again from now on.
-            history_start = state.revision + 1;
+            history_start = state.progress.revision() + 1;
             history_start_stored = false;
         }
-        let (applied, mut time) = (state.index, state.time);
+        let (applied, mut time) = (state.progress.applied, state.progress.time);
         // Until the batch is written, nothing is known for sure: taken out,
         // put back only once it is.
         *cached = None;
@@ -76,7 +76,7 @@ impl KvStateMachine {
             &db,
             keys,
             &mut leases,
-            state.revision,
+            state.progress.revision(),
             state.legacy,
             expiring,
             typed,
@@ -144,14 +144,13 @@ impl KvStateMachine {
             if !history_start_stored {
                 batch.put(keys.history_start(), history_start.to_be_bytes());
             }
-            batch.put(keys.applied(), last.to_be_bytes());
-            batch.put(keys.time(), time.time.to_be_bytes());
-            if let Some(last) = time.encode_last() {
-                batch.put(keys.stamp(), last);
-            }
-            if revision != state.revision {
-                batch.put(keys.revision(), revision.to_be_bytes());
-            }
+            progress_after(&state.progress, last, time, revision).write(
+                &mut batch,
+                keys,
+                self.progress_layout(),
+                &state.progress,
+                state.layout,
+            );
             if legacy && !state.legacy_stored {
                 // Keys from before revisions stay possible once `m:rev` exists.
                 batch.put(keys.legacy(), [1u8]);
@@ -177,10 +176,16 @@ impl KvStateMachine {
         self.sessions_open
             .store(sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *self.sessions.lock() = Some(sessions);
+        let (progress, layout) = match last > applied {
+            true => (
+                progress_after(&state.progress, last, time, revision),
+                self.progress_layout(),
+            ),
+            false => (state.progress, state.layout),
+        };
         *cached = Some(AppliedState {
-            index: last,
-            time,
-            revision,
+            progress,
+            layout,
             legacy,
             legacy_stored: legacy && last > applied || state.legacy_stored,
             history_start,
@@ -189,6 +194,28 @@ impl KvStateMachine {
         // Under the apply's lock: watchers see batches in order.
         self.watches.publish(&changes, revision);
         Ok(out)
+    }
+}
+
+/// The progress after a batch that applied up to `last`: a revision is
+/// stored once one was counted (or the store had one).
+fn progress_after(before: &Progress, last: u64, time: super::log_time::LogTime, revision: u64) -> Progress {
+    let counted = before.revision.is_some() || revision != before.revision();
+    Progress {
+        applied: last,
+        time,
+        revision: counted.then_some(revision),
+    }
+}
+
+impl KvStateMachine {
+    /// One key in a shared store; the separate keys of earlier releases in
+    /// a private one, whose checkpoints they may load (`progress.rs`).
+    fn progress_layout(&self) -> Layout {
+        match self.private {
+            true => Layout::Separate,
+            false => Layout::OneKey,
+        }
     }
 }
 

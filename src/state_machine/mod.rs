@@ -18,6 +18,7 @@ pub mod lease;
 mod lock;
 mod log_time;
 mod machine;
+mod progress;
 pub mod range;
 pub mod redis;
 pub mod revision;
@@ -133,10 +134,10 @@ pub(crate) const TYPED_YES: u8 = 2;
 /// What applying moves besides the data: kept in memory between batches.
 #[derive(Clone, Copy)]
 struct AppliedState {
-    index: u64,
-    time: log_time::LogTime,
-    /// The group's revision (`revision.rs`).
-    revision: u64,
+    /// Applied index, log time and revision (`progress.rs`), and how the
+    /// store holds them.
+    progress: progress::Progress,
+    layout: progress::Layout,
     /// Keys without revisions may exist (`revision::legacy_possible`),
     /// and whether `m:legacy` says so on disk.
     legacy: bool,
@@ -291,7 +292,7 @@ impl KvStateMachine {
         let clock = self.lease_clock.lock().now();
         match clock {
             Some(now) => Ok(now),
-            None => read_u64(db, &self.keys.time(), "log time"),
+            None => Ok(read_progress(db, &self.keys)?.time.time),
         }
     }
 
@@ -313,7 +314,7 @@ impl KvStateMachine {
     /// Locks held at the log's time (not expired), as of the last applied entry.
     pub fn locks_held(&self) -> Result<u64> {
         let db = self.db()?;
-        let now = read_u64(&db, &self.keys.time(), "log time")?;
+        let now = read_progress(&db, &self.keys)?.time.time;
         lock::count_held(&db, &self.keys, now)
     }
 
@@ -387,31 +388,17 @@ fn open_db(dir: &Path) -> Result<DB> {
     DB::open(&crate::storage::memory::kv_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
 }
 
-fn read_log_time(db: &DB, keys: &KvKeys) -> Result<log_time::LogTime> {
-    let time = read_u64(db, &keys.time(), "log time")?;
-    let last = match db.get_pinned(keys.stamp())? {
-        None => None,
-        Some(v) => Some(
-            log_time::LogTime::decode_last(&v)
-                .ok_or_else(|| Error::Corruption("m:stamp is not 16 bytes".into()))?,
-        ),
-    };
-    Ok(log_time::LogTime { time, last })
+/// The group's progress as `db` holds it now, in either layout.
+fn read_progress(db: &DB, keys: &KvKeys) -> Result<progress::Progress> {
+    read_progress_laid_out(db, keys).map(|(p, _)| p)
+}
+
+fn read_progress_laid_out(db: &DB, keys: &KvKeys) -> Result<(progress::Progress, progress::Layout)> {
+    progress::Progress::read(keys, |k| Ok(db.get_pinned(k)?.map(|v| v.to_vec())))
 }
 
 fn applied_index(db: &DB, keys: &KvKeys) -> Result<u64> {
-    read_u64(db, &keys.applied(), "applied index")
-}
-
-fn read_u64(db: &DB, key: &[u8], what: &str) -> Result<u64> {
-    match db.get_pinned(key)? {
-        None => Ok(0),
-        Some(v) => {
-            Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                Error::Corruption(format!("{what} is not 8 bytes"))
-            })?))
-        }
-    }
+    Ok(read_progress(db, keys)?.applied)
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! order, with their revisions, read from one RocksDB snapshot so that a
 //! long scan sees one state and never holds writes up.
 
-use super::revision::{KvMeta, FIRST_REVISION, LEGACY};
+use super::progress::Progress;
+use super::revision::{KvMeta, LEGACY};
 use super::KvKeys;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limits::MAX_RANGE_PAGE_BYTES;
 use crate::wire::{KvList, Range};
 use bytes::Bytes;
@@ -21,10 +22,7 @@ pub fn read(db: &DB, keys: &KvKeys, r: &Range) -> Result<KvList> {
         });
     }
     let snapshot = db.snapshot();
-    let revision = match snapshot.get(keys.revision())? {
-        Some(v) => decode_u64(&v)?,
-        None => FIRST_REVISION,
-    };
+    let revision = Progress::read(keys, |k| Ok(snapshot.get(k)?))?.0.revision();
     let from = keys.data(&r.start);
     // Past the last data key of this group: the byte after its data prefix.
     let past_data = {
@@ -111,14 +109,5 @@ impl<'a> MetaCursor<'a> {
 
 /// The group's revision now.
 pub fn revision(db: &DB, keys: &KvKeys) -> Result<u64> {
-    match db.get_pinned(keys.revision())? {
-        Some(v) => decode_u64(&v),
-        None => Ok(FIRST_REVISION),
-    }
-}
-
-fn decode_u64(v: &[u8]) -> Result<u64> {
-    Ok(u64::from_be_bytes(v.try_into().map_err(|_| {
-        Error::Corruption("the revision is not 8 bytes".into())
-    })?))
+    Ok(super::read_progress(db, keys)?.revision())
 }

@@ -128,7 +128,7 @@ pub fn legacy_possible(db: &DB, keys: &KvKeys) -> Result<bool> {
     if db.get_pinned(keys.legacy())?.is_some() {
         return Ok(true);
     }
-    if db.get_pinned(keys.revision())?.is_some() {
+    if super::read_progress(db, keys)?.revision.is_some() {
         return Ok(false);
     }
     let start = keys.data(b"");

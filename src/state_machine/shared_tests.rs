@@ -181,3 +181,64 @@ fn applying_after_a_snapshot_load_or_a_delete_starts_from_the_stored_state() {
     assert_eq!((value(&a, "fresh").as_deref(), value(&a, "x")), (Some("f"), None));
     assert_eq!(a.applied_index().unwrap(), 1);
 }
+
+/// A group of a shared store keeps its applied index, log time and revision
+/// in one key (`progress.rs`), and exports them as the separate keys of a
+/// private store, which every release reads; a group loading separate keys
+/// (an export, or a store of the previous release) goes on from them and
+/// turns them into the one key.
+#[test]
+fn a_shared_group_keeps_its_progress_in_one_key_and_exports_the_separate_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KvStore::open(&dir.path().join("db")).unwrap();
+    let a = KvStateMachine::in_store(store.clone(), 5);
+    let entries = [put(1, "x", "1"), lock(2, "L"), put(3, "y", "2")];
+    a.apply(&entries).unwrap();
+    let keys = KvKeys::of(5);
+    let stored = |sm: &KvStateMachine, k: Vec<u8>| sm.db().unwrap().get(k).unwrap();
+    assert!(stored(&a, keys.applied()).is_some_and(|v| v.len() > 8));
+    for k in [keys.time(), keys.stamp(), keys.revision()] {
+        assert_eq!(stored(&a, k), None);
+    }
+    // The export holds what a private store applying the same entries holds.
+    let snap = dir.path().join("snap");
+    std::fs::create_dir(&snap).unwrap();
+    assert_eq!(a.export(&snap).unwrap(), 3);
+    let exported = DB::open_default(dir.path().join("exported")).unwrap();
+    exported
+        .ingest_external_file(vec![snap.join(snapshot::EXPORT_FILE)])
+        .unwrap();
+    let private = KvStateMachine::open(&dir.path().join("private")).unwrap();
+    private.apply(&entries).unwrap();
+    let zero = KvKeys::of(0);
+    let separate = |k: &KvKeys| [k.applied(), k.time(), k.stamp(), k.revision()];
+    for (in_export, in_private) in separate(&keys).into_iter().zip(separate(&zero)) {
+        let want = stored(&private, in_private.clone());
+        assert!(want.is_some(), "{in_private:?}");
+        assert_eq!(exported.get(&in_export).unwrap(), want, "{in_private:?}");
+    }
+    // Loaded elsewhere, the separate keys say where to go on from; the next
+    // apply turns them into one key.
+    let other = KvStateMachine::in_store(KvStore::open(&dir.path().join("other")).unwrap(), 5);
+    assert_eq!(other.import(&snap.join(snapshot::EXPORT_FILE)).unwrap(), 3);
+    assert!(stored(&other, keys.time()).is_some());
+    let revision = other.range(&crate::wire::Range::default()).unwrap().revision;
+    assert_eq!(
+        revision,
+        a.range(&crate::wire::Range::default()).unwrap().revision
+    );
+    other.apply(&[put(4, "x", "3")]).unwrap();
+    for k in [keys.time(), keys.stamp(), keys.revision()] {
+        assert_eq!(stored(&other, k), None);
+    }
+    assert_eq!(other.applied_index().unwrap(), 4);
+    assert_eq!(
+        other.range(&crate::wire::Range::default()).unwrap().revision,
+        revision + 1
+    );
+    let time = read_progress(&other.db().unwrap(), &keys).unwrap().time.time;
+    assert_eq!(time, 1_004, "the log's time goes on from the snapshot's");
+    // A private store keeps the separate keys (its checkpoints go to
+    // members of earlier releases as they are).
+    assert!(stored(&private, zero.applied()).is_some_and(|v| v.len() == 8));
+}

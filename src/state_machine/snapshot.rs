@@ -15,6 +15,7 @@
 //! Either holds everything the state machine has, the applied index and the
 //! log's time included, so restoring one restores the point it was taken.
 
+use super::progress::Progress;
 use super::{applied_index, open_db, KvKeys, KvStateMachine};
 use crate::error::{Error, Result};
 use crate::storage::snapshots::io;
@@ -76,10 +77,7 @@ impl KvStateMachine {
     pub fn export(&self, dir: &Path) -> Result<u64> {
         let db = self.db()?;
         let snapshot = db.snapshot();
-        let applied = match snapshot.get(self.keys.applied())? {
-            Some(v) => decode_index(&v)?,
-            None => 0,
-        };
+        let applied = Progress::read(&self.keys, |k| Ok(snapshot.get(k)?))?.0.applied;
         let file = dir.join(EXPORT_FILE);
         write_export(&file, &self.keys, |start| {
             snapshot.iterator(IteratorMode::From(start, rocksdb::Direction::Forward))
@@ -122,7 +120,9 @@ impl KvStateMachine {
 }
 
 /// Writes a table file that replaces every key `keys` covers: range
-/// deletions over all of them, then the keys `scan` finds in those ranges.
+/// deletions over all of them, then the keys `scan` finds in those ranges,
+/// the group's progress in the separate keys every release reads
+/// (`progress.rs`).
 fn write_export<'a, I>(file: &Path, keys: &KvKeys, mut scan: impl FnMut(&[u8]) -> I) -> Result<()>
 where
     I: Iterator<Item = std::result::Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a,
@@ -135,12 +135,34 @@ where
         writer.delete_range(start, end)?;
     }
     for (start, end) in &ranges {
+        // The separate keys of a progress found in one key, each written
+        // at its place in key order.
+        let mut pending = std::collections::VecDeque::new();
         for item in scan(start) {
             let (key, value) = item?;
             if key.as_ref() >= end.as_slice() {
                 break;
             }
+            while pending
+                .front()
+                .is_some_and(|(k, _): &(Vec<u8>, _)| k.as_slice() < key.as_ref())
+            {
+                let (k, v) = pending.pop_front().expect("a pending key");
+                writer.put(k, v)?;
+            }
+            if pending.front().is_some_and(|(k, _)| k.as_slice() == key.as_ref()) {
+                // A separate key left beside the one key (never written so):
+                // the one key holds the progress.
+                continue;
+            }
+            if key.as_ref() == keys.applied().as_slice() && value.len() != 8 {
+                pending = Progress::decode(&value)?.separate_keys(keys).into();
+                continue;
+            }
             writer.put(key, value)?;
+        }
+        for (k, v) in pending {
+            writer.put(&k, v)?;
         }
     }
     writer.finish().map_err(|e| crate::storage::annotate(e, file))?;
@@ -148,12 +170,6 @@ where
     std::fs::File::open(file)
         .and_then(|f| f.sync_all())
         .map_err(|e| io(file, e))
-}
-
-fn decode_index(v: &[u8]) -> Result<u64> {
-    Ok(u64::from_be_bytes(v.try_into().map_err(|_| {
-        Error::Corruption("applied index is not 8 bytes".into())
-    })?))
 }
 
 /// The applied index stored in a checkpoint directory.
