@@ -83,6 +83,14 @@ impl Node {
         if ready.config.is_some() || after.new_leader.is_some() || committed_changed {
             after.link_error = self.reconcile_links(core).err();
         }
+        // Only when there is something to apply, or a leader change to
+        // report: most core calls (a heartbeat, an acknowledgement that
+        // moved nothing) leave the apply worker nothing to do. (Before the
+        // Ready is looked at: what a write made durable is applicable, and
+        // that core call usually produces nothing else.)
+        if core.applicable_index() > core.applied() || after.new_leader.is_some() {
+            self.wake_apply();
+        }
         if ready.is_empty() {
             return after;
         }
@@ -97,12 +105,6 @@ impl Node {
                 self.log_queued.fetch_add(1, Ordering::AcqRel);
                 self.host.log_tx.send(LogEvent::Persist(me, Box::new(ready)));
             }
-        }
-        // Only when there is something to apply, or a leader change to
-        // report: most core calls (a heartbeat, an acknowledgement that
-        // moved nothing) leave the apply thread nothing to do.
-        if core.applicable_index() > core.applied() || after.new_leader.is_some() {
-            self.wake_apply();
         }
         after
     }
@@ -171,5 +173,9 @@ pub(super) fn let_out(node: &Node, readies: Vec<Ready>) {
             node.send_message(env);
         }
     }
-    node.wake_apply();
+    // (No wake of the apply worker here: `on_persisted` wakes it if entries
+    // became applicable, and an installed snapshot wakes it itself. With
+    // many groups, a wake after every log write was an apply turn for
+    // nothing per group and round: a leader's entry is not committed yet
+    // when it is written, and a follower's not known to be.)
 }
