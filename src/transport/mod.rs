@@ -25,6 +25,7 @@ mod identity;
 mod member_union;
 mod outbox;
 mod peer;
+mod peer_worker;
 mod server;
 mod snapshot_receive;
 mod snapshot_send;
