@@ -554,16 +554,20 @@ impl RaftCore {
 
     /// Takes everything produced since the last call.
     pub fn ready(&mut self) -> Ready {
-        let hs = HardState {
-            term: self.term,
-            vote: self.vote.clone(),
-            commit: self.commit,
-        };
-        if hs != self.last_hard_state {
-            if hs.term != self.last_hard_state.term || hs.vote != self.last_hard_state.vote {
+        // Compared in place: most calls change none of them, and building
+        // the state first cloned the vote (a member id) on every call.
+        let last = &self.last_hard_state;
+        let term_or_vote = self.term != last.term || self.vote != last.vote;
+        if term_or_vote || self.commit != last.commit {
+            if term_or_vote {
                 self.ready.must_sync = true;
                 self.ready.term_or_vote_changed = true;
             }
+            let hs = HardState {
+                term: self.term,
+                vote: self.vote.clone(),
+                commit: self.commit,
+            };
             self.last_hard_state = hs.clone();
             self.ready.hard_state = Some(hs);
         }
