@@ -138,13 +138,14 @@ impl KvStateMachine {
         let next_key_deadline = view.expiry.next_deadline();
         let expiry_changes = std::mem::replace(&mut view.expiry, ExpiryStage::new(None)).into_changes();
         let changes = view.events;
+        let after = progress_after(&state.progress, last, time, revision);
         if last > applied {
             let mut batch = view.batch;
             sessions.flush(&mut batch, keys);
             if !history_start_stored {
                 batch.put(keys.history_start(), history_start.to_be_bytes());
             }
-            progress_after(&state.progress, last, time, revision).write(
+            after.write(
                 &mut batch,
                 keys,
                 self.progress_layout(),
@@ -177,10 +178,7 @@ impl KvStateMachine {
             .store(sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *self.sessions.lock() = Some(sessions);
         let (progress, layout) = match last > applied {
-            true => (
-                progress_after(&state.progress, last, time, revision),
-                self.progress_layout(),
-            ),
+            true => (after, self.progress_layout()),
             false => (state.progress, state.layout),
         };
         *cached = Some(AppliedState {

@@ -80,6 +80,21 @@ impl Progress {
         Ok((progress, Layout::Separate))
     }
 
+    /// The group's revision alone, as a scan reads it: without the log's
+    /// time and stamp.
+    pub fn read_revision(
+        keys: &KvKeys,
+        mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<u64> {
+        match get(&keys.applied())? {
+            Some(one_key) if one_key.len() != 8 => Ok(Progress::decode(&one_key)?.revision()),
+            _ => match get(&keys.revision())? {
+                Some(v) => u64_of(&v, "the revision"),
+                None => Ok(FIRST_REVISION),
+            },
+        }
+    }
+
     /// The group's revision (the first one before any was counted).
     pub fn revision(&self) -> u64 {
         self.revision.unwrap_or(FIRST_REVISION)
@@ -107,11 +122,13 @@ impl Progress {
                 }
             }
             Layout::Separate => {
-                for (key, value) in self.separate_keys(keys) {
-                    let unchanged_revision = key == keys.revision() && self.revision == before.revision;
-                    if !unchanged_revision {
-                        batch.put(key, value);
-                    }
+                batch.put(keys.applied(), self.applied.to_be_bytes());
+                batch.put(keys.time(), self.time.time.to_be_bytes());
+                if let Some(stamp) = self.time.encode_last() {
+                    batch.put(keys.stamp(), stamp);
+                }
+                if let Some(rev) = self.revision.filter(|_| self.revision != before.revision) {
+                    batch.put(keys.revision(), rev.to_be_bytes());
                 }
             }
         }
@@ -235,8 +252,13 @@ mod tests {
             let one = store(|b| p.write(b, &keys, Layout::OneKey, &none, Layout::OneKey));
             assert_eq!(one.len(), 1, "{p:?}");
             assert_eq!(read(&one, &keys), (p, Layout::OneKey));
+            let revision_of = |map: &BTreeMap<Vec<u8>, Vec<u8>>| {
+                Progress::read_revision(&keys, |k| Ok(map.get(k).cloned())).unwrap()
+            };
+            assert_eq!(revision_of(&one), p.revision());
             let separate = store(|b| p.write(b, &keys, Layout::Separate, &none, Layout::Separate));
             assert_eq!(read(&separate, &keys), (p, Layout::Separate));
+            assert_eq!(revision_of(&separate), p.revision());
             let expanded: BTreeMap<_, _> = p.separate_keys(&keys).into_iter().collect();
             assert_eq!(expanded, separate);
         }

@@ -22,7 +22,7 @@ pub fn read(db: &DB, keys: &KvKeys, r: &Range) -> Result<KvList> {
         });
     }
     let snapshot = db.snapshot();
-    let revision = Progress::read(keys, |k| Ok(snapshot.get(k)?))?.0.revision();
+    let revision = Progress::read_revision(keys, |k| Ok(snapshot.get(k)?))?;
     let from = keys.data(&r.start);
     // Past the last data key of this group: the byte after its data prefix.
     let past_data = {
@@ -109,5 +109,5 @@ impl<'a> MetaCursor<'a> {
 
 /// The group's revision now.
 pub fn revision(db: &DB, keys: &KvKeys) -> Result<u64> {
-    Ok(super::read_progress(db, keys)?.revision())
+    Progress::read_revision(keys, |k| Ok(db.get_pinned(k)?.map(|v| v.to_vec())))
 }
