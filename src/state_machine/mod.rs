@@ -70,10 +70,17 @@ pub struct KvStore {
 }
 
 impl KvStore {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir`, which a host's
+    /// groups share.
     pub fn open(dir: &Path) -> Result<Arc<KvStore>> {
+        Self::open_as(dir, true)
+    }
+
+    /// Opens (creating if needed) the database in `dir`, a private store
+    /// (group 0 alone) unless `shared`.
+    fn open_as(dir: &Path, shared: bool) -> Result<Arc<KvStore>> {
         snapshot::finish_interrupted_restore(dir)?;
-        let db = open_db(dir)?;
+        let db = open_db(dir, shared)?;
         Ok(Arc::new(KvStore {
             db: Db::new(db, "state machine"),
             dir: dir.to_path_buf(),
@@ -152,7 +159,7 @@ impl KvStateMachine {
     /// Opens (creating if needed) a store in `dir` of its own, for group 0.
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(KvStateMachine {
-            store: KvStore::open(dir)?,
+            store: KvStore::open_as(dir, false)?,
             keys: KvKeys::of(0),
             private: true,
             closed: AtomicBool::new(false),
@@ -384,8 +391,13 @@ impl KvStateMachine {
     }
 }
 
-fn open_db(dir: &Path) -> Result<DB> {
-    DB::open(&crate::storage::memory::kv_options(), dir).map_err(|e| crate::storage::annotate(e, dir))
+/// Opens the database in `dir`: a host's shared store, or a private one.
+fn open_db(dir: &Path, shared: bool) -> Result<DB> {
+    let opts = match shared {
+        true => crate::storage::memory::shared_kv_options()?,
+        false => crate::storage::memory::kv_options(),
+    };
+    DB::open(&opts, dir).map_err(|e| crate::storage::annotate(e, dir))
 }
 
 /// The group's progress as `db` holds it now, in either layout.

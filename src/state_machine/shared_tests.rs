@@ -242,3 +242,46 @@ fn a_shared_group_keeps_its_progress_in_one_key_and_exports_the_separate_keys() 
     // members of earlier releases as they are).
     assert!(stored(&private, zero.applied()).is_some_and(|v| v.len() == 8));
 }
+
+/// The insert hints a store's memtable keeps, as RocksDB recorded the
+/// options it opened with (its newest `OPTIONS-*` file in `dir`).
+fn insert_hint_option(dir: &std::path::Path) -> String {
+    let newest = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("OPTIONS-"))
+        .max()
+        .expect("an OPTIONS file");
+    let text = std::fs::read_to_string(dir.join(newest)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("memtable_insert_with_hint_prefix_extractor=")
+        })
+        .expect("the insert hint option");
+    line.split_once('=').unwrap().1.trim().to_string()
+}
+
+/// A host's shared store inserts each group's keys from its last insert
+/// point of that kind (`memory::shared_kv_options`); a private store, all
+/// group 0, goes without (a hint per distinct key prefix would cost memory
+/// and save nothing). Both still apply and read the same.
+#[test]
+fn a_shared_store_keeps_an_insert_hint_per_group_and_a_private_store_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = KvStore::open(&dir.path().join("shared")).unwrap();
+    let private = KvStateMachine::open(&dir.path().join("private")).unwrap();
+    assert_eq!(
+        insert_hint_option(&dir.path().join("shared")),
+        "rocksdb.FixedPrefix.10"
+    );
+    assert_eq!(insert_hint_option(&dir.path().join("private")), "nullptr");
+    let group = KvStateMachine::in_store(shared, 7);
+    for sm in [&group, &private] {
+        sm.apply(&[put(1, "k", "v"), put(2, "k", "w"), lock(3, "L")])
+            .unwrap();
+        assert_eq!(value(sm, "k").as_deref(), Some("w"));
+        assert_eq!(sm.applied_index().unwrap(), 3);
+    }
+}

@@ -119,10 +119,33 @@ fn options_with(table_options: impl FnOnce(&mut BlockBasedOptions)) -> DbOptions
 /// hint, and a prefix per key would cost a map entry each); its metadata
 /// keys make two prefixes at most.
 pub(crate) fn log_options() -> crate::error::Result<DbOptions> {
-    let mut base = db_options();
+    with_insert_hints(db_options(), "log store")
+}
+
+/// Options for the key-value store a host's groups share: as
+/// [`kv_options`], and its memtable keeps an insert position per group and
+/// kind of key (`G`, the group id, the kind: 10 bytes, `kv_keys.rs`).
+/// Applying a write inserts a group's history record, its progress and its
+/// client session's answer beside the ones before them; searched for from
+/// the top of a skiplist that every group's keys interleave in, those
+/// inserts were a quarter of the apply workers' time with 64 groups
+/// (`BENCHMARKS.md`). A user key's value goes in from its group's last one
+/// (a search from there up as far as needed). Group 0's keys, which have no
+/// group prefix (a host upgraded from one group), make a hint per distinct
+/// first 10 bytes, counted in the memtable's size; a private store, which
+/// holds only group 0, goes without ([`kv_options`]).
+pub(crate) fn shared_kv_options() -> crate::error::Result<DbOptions> {
+    with_insert_hints(kv_options(), "shared key-value store")
+}
+
+/// `base` with the memtable's insert hints per [`INSERT_HINT_PREFIX_LEN`]-byte
+/// prefix.
+///
+/// [`INSERT_HINT_PREFIX_LEN`]: super::keys::INSERT_HINT_PREFIX_LEN
+fn with_insert_hints(mut base: DbOptions, what: &str) -> crate::error::Result<DbOptions> {
     let prefix = super::keys::INSERT_HINT_PREFIX_LEN;
     base.get_options_from_string(format!(
         "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{prefix}"
     ))
-    .map_err(|e| crate::error::Error::Internal(format!("log store options: {e}")))
+    .map_err(|e| crate::error::Error::Internal(format!("{what} options: {e}")))
 }
