@@ -23,6 +23,10 @@
 //! `lease_reads`) through the same node as the writes, then spread over
 //! every node (each thread reads through node `thread % nodes`: follower
 //! reads), then dirty reads.
+//!
+//! Each line gives the rate, latency percentiles and the CPU per operation:
+//! the user and system time of the whole process (every node, the client
+//! threads too) while the operations ran, divided by their number.
 
 // The tests' CA (examples may use the dev-dependencies).
 #[path = "../tests/common/certs.rs"]
@@ -118,7 +122,7 @@ fn wait_for_leader(nodes: &[Floyd]) -> usize {
 /// Runs `op(thread, item)` from `threads` threads and reports rate and latency.
 fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) + Send + Sync + 'static) {
     let op = Arc::new(op);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let op = op.clone();
@@ -134,7 +138,7 @@ fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) 
         })
         .collect();
     let lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    report(label, lat, start.elapsed());
+    report(label, lat, start.elapsed(), cpu_time() - cpu);
 }
 
 /// `write_async` from `threads` threads, each keeping at most `window`
@@ -142,7 +146,7 @@ fn measure(label: &str, threads: usize, items: usize, op: impl Fn(usize, usize) 
 fn measure_async(node: Arc<Vec<Floyd>>, target: usize, a: &Args, value: Vec<u8>) {
     let (items, window) = (a.items, a.window);
     let value = Arc::new(value);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let handles: Vec<_> = (0..a.threads)
         .map(|t| {
             let (node, value) = (node.clone(), value.clone());
@@ -168,14 +172,15 @@ fn measure_async(node: Arc<Vec<Floyd>>, target: usize, a: &Args, value: Vec<u8>)
         })
         .collect();
     let lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    report(&format!("write_async (window {window})"), lat, start.elapsed());
+    let label = format!("write_async (window {window})");
+    report(&label, lat, start.elapsed(), cpu_time() - cpu);
 }
 
-fn report(label: &str, mut lat: Vec<Duration>, elapsed: Duration) {
+fn report(label: &str, mut lat: Vec<Duration>, elapsed: Duration, cpu: Duration) {
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "{label}: {} ops in {:.2?} = {:.0} ops/s | latency p50 {:.2?} p90 {:.2?} p99 {:.2?} p99.9 {:.2?} max {:.2?}",
+        "{label}: {} ops in {:.2?} = {:.0} ops/s | latency p50 {:.2?} p90 {:.2?} p99 {:.2?} p99.9 {:.2?} max {:.2?} | CPU {:.1} µs per op",
         lat.len(),
         elapsed,
         lat.len() as f64 / elapsed.as_secs_f64(),
@@ -183,8 +188,19 @@ fn report(label: &str, mut lat: Vec<Duration>, elapsed: Duration) {
         pct(0.90),
         pct(0.99),
         pct(0.999),
-        lat[lat.len() - 1]
+        lat[lat.len() - 1],
+        cpu.as_secs_f64() * 1e6 / lat.len() as f64
     );
+}
+
+/// The process's user and system CPU time so far.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for getrusage to fill.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn main() {

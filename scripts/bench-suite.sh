@@ -48,19 +48,20 @@ if [ "${1:-}" = growth ]; then
   exit 0
 fi
 
-echo "| workload | ops/s | p50 | p99 | p99.9 |"
-echo "| --- | ---: | ---: | ---: | ---: |"
+echo "| workload | ops/s | p50 | p99 | p99.9 | CPU per op |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 row() { # label, then bench arguments; one table row per result line
   local label="$1"
   shift
   "$BIN" "$@" 2>&1 | grep -E '^(write|read|dirty)' | while IFS= read -r line; do
-    local what rate p50 p99 p999
+    local what rate p50 p99 p999 cpu
     what="${line%%:*}"
     rate="$(sed -E 's/.*= ([0-9]+) ops\/s.*/\1/' <<<"$line")"
     p50="$(sed -E 's/.*p50 ([^ ]+).*/\1/' <<<"$line")"
     p99="$(sed -E 's/.* p99 ([^ ]+).*/\1/' <<<"$line")"
     p999="$(sed -E 's/.*p99\.9 ([^ ]+).*/\1/' <<<"$line")"
-    echo "| $label, $what | $rate | $p50 | $p99 | $p999 |"
+    cpu="$(sed -E 's/.*CPU ([0-9.]+) µs per op.*/\1 µs/' <<<"$line")"
+    echo "| $label, $what | $rate | $p50 | $p99 | $p999 | $cpu |"
   done
 }
 
@@ -71,7 +72,7 @@ cpp_row() { # threads value_size items: the C++ program through the C API (5 nod
   rate="$(sed -E 's/.*: ([0-9]+) writes\/s.*/\1/' <<<"$out")"
   p50="$(sed -E 's/.*p50 ([^,]+),.*/\1/' <<<"$out")"
   p99="$(sed -E 's/.*p99 ([^,]+),.*/\1/' <<<"$out")"
-  echo "| 5 nodes, $1 threads, $2 B, C++ write_bench | $rate | $p50 | $p99 | — |"
+  echo "| 5 nodes, $1 threads, $2 B, C++ write_bench | $rate | $p50 | $p99 | — | — |"
 }
 
 writes() { # nodes threads [extra args]
