@@ -5,7 +5,11 @@
 //! cargo run --example bench -- [--nodes 5] [--threads 20] [--items 2000] [--value-size 128]
 //!     [--via-follower] [--reads [--read-rounds 5] [--lease]]
 //!     [--async [--window 10000]] [--tls] [--no-fsync all|followers|leader]
+//!     [--history N]
 //! ```
+//!
+//! `--history N` keeps N revisions of changes for watches (0: none; the
+//! default otherwise): what the history costs a write.
 //!
 //! `--no-fsync` is a diagnosis, not a setting: the named nodes stop syncing
 //! their logs (acknowledged writes could be lost), which shows what a write
@@ -50,6 +54,8 @@ struct Args {
     window: usize,
     tls: bool,
     no_fsync: Option<String>,
+    /// `--history N`: the changes each node keeps for watches (its default if absent).
+    history: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -77,10 +83,16 @@ fn parse_args() -> Args {
             .iter()
             .position(|a| a == "--no-fsync")
             .map(|i| args.get(i + 1).cloned().unwrap_or_default()),
+        history: args
+            .iter()
+            .position(|a| a == "--history")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok()),
     }
 }
 
-fn start_cluster(n: usize, dir: &std::path::Path, lease: bool, tls: bool) -> Vec<Floyd> {
+fn start_cluster(n: usize, dir: &std::path::Path, a: &Args) -> Vec<Floyd> {
+    let (lease, tls) = (a.lease, a.tls);
     // A CA, and a certificate for each node naming it (floyd://127.0.0.1:port):
     // the nodes share an IP, so one naming only the IP would be refused.
     let ca = tls.then(|| certs::Ca::new(dir, "tls"));
@@ -100,6 +112,9 @@ fn start_cluster(n: usize, dir: &std::path::Path, lease: bool, tls: bool) -> Vec
         .map(|(i, p)| {
             let mut opts = Options::new(&members, "127.0.0.1", *p, dir.join(format!("n{i}")));
             opts.lease_reads = lease;
+            if let Some(h) = a.history {
+                opts.history_revisions = h;
+            }
             opts.tls = ca
                 .as_ref()
                 .map(|ca| ca.member_of(&format!("n{i}"), [format!("127.0.0.1:{p}")]));
@@ -206,7 +221,7 @@ fn cpu_time() -> Duration {
 fn main() {
     let a = parse_args();
     let dir = std::env::temp_dir().join(format!("floyd-bench-{}", std::process::id()));
-    let nodes = Arc::new(start_cluster(a.nodes, &dir, a.lease, a.tls));
+    let nodes = Arc::new(start_cluster(a.nodes, &dir, &a));
     let leader = wait_for_leader(&nodes);
     if let Some(which) = &a.no_fsync {
         for (i, n) in nodes.iter().enumerate() {

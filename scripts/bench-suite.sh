@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite behind BENCHMARKS.md: in-process clusters (every node
 # fsyncs its log before it acknowledges), one row per workload, printed as a
-# Markdown table: throughput and latency percentiles.
+# Markdown table: throughput, latency percentiles and CPU per operation
+# (the whole process's user and system time while the row ran, per op).
 #
 #   scripts/bench-suite.sh [quick|growth]
 #       quick: the write rows of the targets only
