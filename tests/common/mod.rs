@@ -6,6 +6,7 @@ pub mod certs;
 pub mod hosts;
 pub mod metrics_text;
 pub mod raftis;
+pub mod raftis_client;
 pub mod redis_cluster;
 pub mod watch_stream;
 
