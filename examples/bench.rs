@@ -36,6 +36,10 @@
 #[path = "../tests/common/certs.rs"]
 mod certs;
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_time;
+
 use floyd::{Floyd, Options};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -206,16 +210,6 @@ fn report(label: &str, mut lat: Vec<Duration>, elapsed: Duration, cpu: Duration)
         lat[lat.len() - 1],
         cpu.as_secs_f64() * 1e6 / lat.len() as f64
     );
-}
-
-/// The process's user and system CPU time so far.
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is valid, and getrusage only fills it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid rusage for getrusage to fill.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn main() {

@@ -34,6 +34,10 @@
 //! CPU of the process against the same writes with no watcher, and that
 //! every watcher saw every change once.
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_time;
+
 use floyd::{prefix_end, Branch, Error, Floyd, Options, Txn};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -282,15 +286,6 @@ fn scan(args: &[String]) {
     );
     println!("writes, {writers} threads, no scans: {}", summary(quiet));
     println!("writes, {writers} threads, scans going on: {}", summary(busy));
-}
-
-/// The process's user+system CPU time.
-fn cpu_time() -> Duration {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid rusage for getrusage to fill.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn leases(args: &[String]) {

@@ -31,6 +31,10 @@
 
 mod quiet;
 
+#[path = "../common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_time;
+
 use floyd::{Floyd, GroupOptions, Host, HostOptions};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -77,15 +81,6 @@ fn status_kib(field: &str) -> u64 {
 
 fn threads() -> u64 {
     status_kib("Threads:")
-}
-
-/// The process's user+system CPU time.
-fn cpu_time() -> Duration {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid rusage for getrusage to fill.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// A number after `"name":` in a host's status JSON.
