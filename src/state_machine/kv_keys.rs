@@ -286,6 +286,32 @@ mod tests {
         }
     }
 
+    /// What the shared store's insert hints rely on: the first
+    /// `INSERT_HINT_PREFIX_LEN` bytes of a group's key are its group and
+    /// kind, the same for every key of that kind and different from any
+    /// other kind's or group's.
+    #[test]
+    fn a_groups_keys_of_one_kind_share_one_insert_hint_prefix() {
+        let n = crate::storage::INSERT_HINT_PREFIX_LEN;
+        let (a, b) = (KvKeys::of(1), KvKeys::of(256));
+        let prefix = |k: Vec<u8>| k[..n].to_vec();
+        assert_eq!(prefix(a.data(b"x")), prefix(a.data(b"another key")));
+        assert_eq!(prefix(a.history(5, 0)), prefix(a.history(1 << 40, 3)));
+        assert_eq!(prefix(a.session_answer(7, 1)), prefix(a.session_answer(9, 2)));
+        assert_eq!(prefix(a.applied()), prefix(a.revision()));
+        let kinds = [
+            a.data(b"x"),
+            a.meta(b"x"),
+            a.history(5, 0),
+            a.session(7),
+            a.session_answer(7, 1),
+        ];
+        let mut distinct: Vec<_> = kinds.iter().map(|k| prefix(k.clone())).collect();
+        distinct.dedup();
+        assert_eq!(distinct.len(), kinds.len());
+        assert_ne!(prefix(a.data(b"x")), prefix(b.data(b"x")));
+    }
+
     #[test]
     fn each_other_group_is_one_range_apart_from_the_rest() {
         let (a, b) = (KvKeys::of(1), KvKeys::of(256));

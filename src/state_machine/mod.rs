@@ -67,6 +67,8 @@ pub struct KvStore {
     db: Db,
     /// Its directory: a restored checkpoint takes its place (a private store only).
     dir: PathBuf,
+    /// A host's groups share it (its options differ: `open_db`).
+    shared: bool,
 }
 
 impl KvStore {
@@ -84,6 +86,7 @@ impl KvStore {
         Ok(Arc::new(KvStore {
             db: Db::new(db, "state machine"),
             dir: dir.to_path_buf(),
+            shared,
         }))
     }
 

@@ -37,6 +37,12 @@ pub struct Progress {
     pub revision: Option<u64>,
 }
 
+/// Whether `m:applied`'s value is the whole progress in one key (17 to 41
+/// bytes) rather than the applied index alone (8 bytes, the separate keys).
+fn holds_one_key(applied: &[u8]) -> bool {
+    applied.len() != 8
+}
+
 /// How a store holds a group's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -54,7 +60,7 @@ impl Progress {
         let Some(applied) = get(&keys.applied())? else {
             return Ok((Progress::default(), Layout::Separate));
         };
-        if applied.len() != 8 {
+        if holds_one_key(&applied) {
             return Ok((Progress::decode(&applied)?, Layout::OneKey));
         }
         let time = match get(&keys.time())? {
@@ -87,7 +93,7 @@ impl Progress {
         mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>>,
     ) -> Result<u64> {
         match get(&keys.applied())? {
-            Some(one_key) if one_key.len() != 8 => Ok(Progress::decode(&one_key)?.revision()),
+            Some(one_key) if holds_one_key(&one_key) => Ok(Progress::decode(&one_key)?.revision()),
             _ => match get(&keys.revision())? {
                 Some(v) => u64_of(&v, "the revision"),
                 None => Ok(FIRST_REVISION),

@@ -64,8 +64,7 @@ impl KvStateMachine {
             std::fs::rename(&store.dir, &old).map_err(|e| io(&store.dir, e))?;
             std::fs::rename(dir, &store.dir).map_err(|e| io(dir, e))?;
             sync_parent(&store.dir)?;
-            // (Restored whole: a private store's, `restore` checked.)
-            let db = open_db(&store.dir, false)?;
+            let db = open_db(&store.dir, store.shared)?;
             std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
             Ok(db)
         });

@@ -14,7 +14,9 @@ pub type GroupId = u64;
 
 /// The log store's memtables keep an insert position per this many first
 /// bytes of a key (`memory::log_options`): one per group of its entries and
-/// of its metadata; group 0's entry keys are shorter, and go without.
+/// of its metadata; group 0's entry keys are shorter, and go without. A
+/// host's shared key-value store does the same (`memory::shared_kv_options`):
+/// `G`, the group id and the kind of key (`kv_keys.rs`).
 pub const INSERT_HINT_PREFIX_LEN: usize = 10;
 
 /// Prefix of group 0's entry keys; the index follows in big-endian.

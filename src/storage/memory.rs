@@ -160,9 +160,9 @@ pub(crate) fn shared_kv_options() -> crate::error::Result<DbOptions> {
 /// `base` with the memtable's insert hints per [`INSERT_HINT_PREFIX_LEN`]-byte
 /// prefix.
 ///
-/// [`INSERT_HINT_PREFIX_LEN`]: super::keys::INSERT_HINT_PREFIX_LEN
+/// [`INSERT_HINT_PREFIX_LEN`]: super::INSERT_HINT_PREFIX_LEN
 fn with_insert_hints(mut base: DbOptions, what: &str) -> crate::error::Result<DbOptions> {
-    let prefix = super::keys::INSERT_HINT_PREFIX_LEN;
+    let prefix = super::INSERT_HINT_PREFIX_LEN;
     base.get_options_from_string(format!(
         "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.{prefix}"
     ))

@@ -28,6 +28,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, WriteBatch, Wr
 use std::path::Path;
 
 use keys::Meta;
+pub(crate) use keys::INSERT_HINT_PREFIX_LEN;
 pub use keys::{entry_key, GroupId, ENTRY_PREFIX};
 
 /// The column family of the metadata keys (`m:*`).
