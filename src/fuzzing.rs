@@ -340,6 +340,7 @@ fn message(u: &mut Cursor) -> Message {
                 leader_commit: u.small(),
                 read_seq: u.small(),
                 quiesce: u.flag(),
+                commit_notice: u.flag(),
             })
         }
         3 => Message::AppendEntriesResponse(AppendEntriesResponse {

@@ -54,6 +54,7 @@ fn forgeries(me: &str, leader: &str, term: u64, last: u64) -> Vec<Body> {
             leader_commit,
             read_seq: 0,
             quiesce: false,
+            commit_notice: false,
         })
     };
     let ack = |match_index| {

@@ -125,6 +125,7 @@ impl RaftCore {
                     leader_commit: self.commit,
                     read_seq: self.reads.seq,
                     quiesce: true,
+                    commit_notice: false,
                 }),
             );
         }

@@ -73,6 +73,22 @@ impl RaftCore {
         }
     }
 
+    /// Tells `peer`, which is in step (Replicate), that the commit moved: an
+    /// empty AppendEntries at the end of what was sent to it, which it does
+    /// not answer if it matches. An answer would tell the leader nothing new
+    /// (the entries' own answers acknowledge them), and at one writer it
+    /// was two of the eight messages a write takes; a follower that lost
+    /// entries still rejects it and is repaired.
+    fn send_commit_notice(&mut self, peer: &str) {
+        let Some(pr) = self.progress.get(peer) else { return };
+        if let Some(Message::AppendEntries(mut m)) = self.append_message(pr.next_index - 1, Vec::new()) {
+            m.commit_notice = true;
+            self.send(peer, Message::AppendEntries(m));
+        } else {
+            self.send_empty_append(peer);
+        }
+    }
+
     /// `None` when the term at `prev` was compacted away.
     fn append_message(&self, prev: u64, entries: Vec<crate::wire::Entry>) -> Option<Message> {
         Some(Message::AppendEntries(AppendEntries {
@@ -84,6 +100,7 @@ impl RaftCore {
             leader_commit: self.commit,
             read_seq: self.reads.seq,
             quiesce: false,
+            commit_notice: false,
         }))
     }
 
@@ -147,6 +164,7 @@ impl RaftCore {
         let read_seq = m.read_seq;
         // A quiesce heartbeat carries no entries: where it ends and its commit.
         let quiesce = m.quiesce.then_some((m.prev_log_index, m.leader_commit));
+        let notice = m.commit_notice && !m.quiesce;
         let echo = |mut reply: Message| {
             if let Message::AppendEntriesResponse(r) = &mut reply {
                 r.read_seq = read_seq;
@@ -196,6 +214,10 @@ impl RaftCore {
         let new_commit = m.leader_commit.min(last_new);
         if new_commit > self.commit {
             self.commit = new_commit;
+        }
+        if notice && last_new == prev {
+            // Matched, and nothing to acknowledge: the leader asked for no answer.
+            return;
         }
         let mut reply = echo(self.append_response(true, last_new, prev));
         if quiesce.is_some_and(|(end, commit)| !self.follow_into_quiet(from, end, commit)) {
@@ -271,7 +293,21 @@ impl RaftCore {
 
     /// Leader: tells followers the new commit index, then acts on it.
     pub(super) fn commit_advanced(&mut self) {
-        self.broadcast_append(true);
+        // (A ReadIndex round waiting for answers gets them from these.)
+        let notice = self.reads.is_idle();
+        for peer in self.replication_targets() {
+            if !self.send_append(&peer) {
+                match notice
+                    && self
+                        .progress
+                        .get(&peer)
+                        .is_some_and(|p| p.state == ProgressState::Replicate)
+                {
+                    true => self.send_commit_notice(&peer),
+                    false => self.send_empty_append(&peer),
+                }
+            }
+        }
         self.after_leader_commit();
         self.release_reads_after_first_commit();
     }

@@ -95,6 +95,7 @@ fn append(term: u64, leader: &str, prev: (u64, u64), entries: Vec<Entry>, commit
         leader_commit: commit,
         read_seq: 0,
         quiesce: false,
+        commit_notice: false,
     })
 }
 

@@ -366,3 +366,53 @@ fn the_log_says_protocol_6_while_a_marked_entry_follows_the_latest_configuration
         );
     }
 }
+
+/// Messages delivered since the `from`th, counted by `what`.
+fn delivered_since(net: &Net, from: usize, what: impl Fn(&Message) -> bool) -> usize {
+    net.delivered[from..].iter().filter(|(_, e)| what(&e.msg)).count()
+}
+
+/// §5.3, commit notices: once a write commits, the leader tells each
+/// follower in step with it, which takes the commit without answering, so
+/// a write costs each follower one answer (for its entry). A follower that
+/// missed the entry rejects the notice and is repaired.
+#[test]
+fn section_5_3_a_follower_takes_a_commit_notice_without_answering() {
+    let mut net = cluster_of(3, |_| {});
+    let notice = |m: &Message| matches!(m, Message::AppendEntries(a) if a.commit_notice);
+    let answer = |m: &Message| matches!(m, Message::AppendEntriesResponse(_));
+    let before = net.delivered.len();
+    let (index, _) = net.propose("n1", &["x"])[0];
+    net.deliver_all();
+    assert_eq!(delivered_since(&net, before, notice), 2);
+    assert_eq!(
+        delivered_since(&net, before, answer),
+        2,
+        "{:?}",
+        &net.delivered[before..]
+    );
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(net.core(n).commit(), index, "{n}");
+    }
+
+    let before = net.delivered.len();
+    let (index, _) = net.propose("n1", &["y"])[0];
+    let mut lost = false;
+    net.deliver_where(|_, e| {
+        let drop =
+            !lost && e.to == "n3" && matches!(&e.msg, Message::AppendEntries(a) if !a.entries.is_empty());
+        lost |= drop;
+        !drop
+    });
+    assert!(lost);
+    let rejected = |m: &Message| matches!(m, Message::AppendEntriesResponse(r) if !r.success);
+    assert_eq!(
+        delivered_since(&net, before, rejected),
+        1,
+        "n3 rejects the notice"
+    );
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(net.core(n).log().last_index(), index, "{n}");
+        assert_eq!(net.core(n).commit(), index, "{n}");
+    }
+}
