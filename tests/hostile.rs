@@ -70,6 +70,16 @@ fn forgeries(me: &str, leader: &str, term: u64, last: u64) -> Vec<Body> {
         append(u64::MAX, (0, 0), vec![], 0),
         append(u64::MAX - 1, (0, 0), vec![], 0),
         append(term, (last, term), vec![], u64::MAX),
+        // The same as a commit notice, which a matching follower does not answer.
+        Body::AppendEntries(AppendEntries {
+            term,
+            leader: me.to_string(),
+            prev_log_index: last,
+            prev_log_term: term,
+            leader_commit: u64::MAX,
+            commit_notice: true,
+            ..Default::default()
+        }),
         append(term, (last, term), vec![entry(last + 2, term)], 0),
         append(term, (last, term), vec![entry(last + 1, term + 5)], 0),
         ack(u64::MAX),
