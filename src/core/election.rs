@@ -1,5 +1,6 @@
 //! Terms, pre-vote, votes and role changes (§5.1, §5.2, §5.4.1, dissertation §9.6).
 
+use super::replication::Carry;
 use super::{Message, NodeId, Progress, RaftCore, Role};
 use crate::wire::{EntryType, RequestVote, RequestVoteResponse};
 use bytes::Bytes;
@@ -279,7 +280,7 @@ impl RaftCore {
             self.append_config(m)
         };
         self.term_start_index = index;
-        self.broadcast_append(false);
+        self.broadcast_append(Carry::Nothing);
     }
 
     /// Members of the configuration before the latest one that the latest

@@ -10,6 +10,7 @@
 //! catch-up round (§4.2.1) finished within an election timeout and left it
 //! close to the leader's log.
 
+use super::replication::Carry;
 use super::{NodeId, Progress, RaftCore, Role};
 use crate::wire::{Configuration, EntryType};
 use bytes::Bytes;
@@ -263,7 +264,7 @@ impl RaftCore {
             return Ok(ConfChangeAccepted::Deferred);
         }
         let (index, term) = self.append_config(next);
-        self.broadcast_append(false);
+        self.broadcast_append(Carry::Nothing);
         Ok(ConfChangeAccepted::Appended(index, term))
     }
 
@@ -318,7 +319,7 @@ impl RaftCore {
             if let Some(change) = self.deferred_change.take() {
                 if let Ok(Some(next)) = next_membership(self.membership(), &change) {
                     self.append_config(next);
-                    self.broadcast_append(false);
+                    self.broadcast_append(Carry::Nothing);
                 }
             }
         }
@@ -378,7 +379,7 @@ impl RaftCore {
             next.voters.insert(learner);
             self.catch_up = None;
             self.append_config(next);
-            self.broadcast_append(false);
+            self.broadcast_append(Carry::Nothing);
         } else {
             cu.round += 1;
             cu.round_target = last;

@@ -548,7 +548,7 @@ impl RaftCore {
             .into_iter()
             .map(|payload| self.append_local(kind, payload))
             .collect();
-        self.broadcast_append(false);
+        self.broadcast_append(replication::Carry::Nothing);
         Ok(positions)
     }
 

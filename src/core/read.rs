@@ -17,6 +17,7 @@
 //! Results leave in `Ready::read_states` (served: the index to wait for) and
 //! `Ready::read_failures` (lost leadership, or no leader to ask: retry).
 
+use super::replication::Carry;
 use super::{Message, NodeId, RaftCore, Role};
 use crate::wire::{ReadIndexRequest, ReadIndexResponse};
 use std::collections::{BTreeMap, VecDeque};
@@ -128,7 +129,7 @@ impl RaftCore {
             seq,
             index,
         });
-        self.broadcast_append(true);
+        self.broadcast_append(Carry::Commit);
     }
 
     /// Starts a round: the AppendEntries sent next carry it. With lease

@@ -4,13 +4,31 @@
 use super::{Message, ProgressState, RaftCore, Role};
 use crate::wire::{AppendEntries, AppendEntriesResponse};
 
+/// What [`RaftCore::broadcast_append`] sends a follower with no entries to receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carry {
+    /// Nothing.
+    Nothing,
+    /// An empty AppendEntries, which it answers: it learns the commit
+    /// index, and its answer counts for a ReadIndex round.
+    Commit,
+    /// The same as a commit notice, which a follower in step (Replicate)
+    /// takes without answering when it matches. The answer would tell the
+    /// leader nothing new (the entries' own answers acknowledge them), and
+    /// at one writer it was two of the eight messages a write takes; a
+    /// follower that lost entries still rejects the notice and is repaired.
+    /// While a ReadIndex round waits, whose answers these are, as `Commit`.
+    CommitNotice,
+}
+
 impl RaftCore {
-    /// Sends what each follower is missing; with `carry_commit`, an empty
-    /// AppendEntries to followers that are up to date, so they learn the commit index.
-    pub(super) fn broadcast_append(&mut self, carry_commit: bool) {
+    /// Sends what each follower is missing, and to those up to date what
+    /// `carry` says.
+    pub(super) fn broadcast_append(&mut self, carry: Carry) {
+        let notice = carry == Carry::CommitNotice && self.reads.is_idle();
         for peer in self.replication_targets() {
-            if !self.send_append(&peer) && carry_commit {
-                self.send_empty_append(&peer);
+            if !self.send_append(&peer) && carry != Carry::Nothing {
+                self.send_empty_append(&peer, notice);
             }
         }
     }
@@ -52,8 +70,10 @@ impl RaftCore {
     }
 
     /// An AppendEntries without entries just after what was last sent: it
-    /// carries the commit index, and a follower that is missing entries rejects it.
-    fn send_empty_append(&mut self, peer: &str) {
+    /// carries the commit index, and a follower that is missing entries
+    /// rejects it. With `notice`, to a follower in Replicate, a commit
+    /// notice ([`Carry::CommitNotice`]).
+    fn send_empty_append(&mut self, peer: &str, notice: bool) {
         let Some(pr) = self.progress.get(peer) else { return };
         let state = pr.state;
         // In Replicate, at the end of what was sent, not at the match point: a
@@ -66,26 +86,13 @@ impl RaftCore {
             ProgressState::Snapshot => pr.pending_snapshot.max(self.log.start_index()),
             _ => pr.next_index - 1,
         };
-        if let Some(msg) = self.append_message(prev, Vec::new()) {
+        if let Some(mut msg) = self.append_message(prev, Vec::new()) {
+            if let Message::AppendEntries(m) = &mut msg {
+                m.commit_notice = notice && state == ProgressState::Replicate;
+            }
             self.send(peer, msg);
         } else if state != ProgressState::Snapshot {
             self.send_snapshot(peer);
-        }
-    }
-
-    /// Tells `peer`, which is in step (Replicate), that the commit moved: an
-    /// empty AppendEntries at the end of what was sent to it, which it does
-    /// not answer if it matches. An answer would tell the leader nothing new
-    /// (the entries' own answers acknowledge them), and at one writer it
-    /// was two of the eight messages a write takes; a follower that lost
-    /// entries still rejects it and is repaired.
-    fn send_commit_notice(&mut self, peer: &str) {
-        let Some(pr) = self.progress.get(peer) else { return };
-        if let Some(Message::AppendEntries(mut m)) = self.append_message(pr.next_index - 1, Vec::new()) {
-            m.commit_notice = true;
-            self.send(peer, Message::AppendEntries(m));
-        } else {
-            self.send_empty_append(peer);
         }
     }
 
@@ -134,7 +141,7 @@ impl RaftCore {
             }
             pr.acked_since_heartbeat = false;
             if !self.send_append(&peer) {
-                self.send_empty_append(&peer);
+                self.send_empty_append(&peer, false);
             }
         }
     }
@@ -293,21 +300,7 @@ impl RaftCore {
 
     /// Leader: tells followers the new commit index, then acts on it.
     pub(super) fn commit_advanced(&mut self) {
-        // (A ReadIndex round waiting for answers gets them from these.)
-        let notice = self.reads.is_idle();
-        for peer in self.replication_targets() {
-            if !self.send_append(&peer) {
-                match notice
-                    && self
-                        .progress
-                        .get(&peer)
-                        .is_some_and(|p| p.state == ProgressState::Replicate)
-                {
-                    true => self.send_commit_notice(&peer),
-                    false => self.send_empty_append(&peer),
-                }
-            }
-        }
+        self.broadcast_append(Carry::CommitNotice);
         self.after_leader_commit();
         self.release_reads_after_first_commit();
     }
