@@ -132,7 +132,22 @@ fn a_membership_change_in_one_group_and_a_leader_transfer_in_each_while_the_othe
     }
 }
 
-/// A connection to host `target` that passed the handshake as host `as_host`.
+/// Group 1 on all three hosts and group 2 on hosts 0 and 1 only (host 2 is
+/// no member of it), both with a leader: the hosts, group 2's leader and
+/// its other member.
+fn group_2_without_host_2() -> (Hosts, usize, usize) {
+    let mut h = Hosts::start(3);
+    for i in 0..3 {
+        h.open_group(i, 1);
+    }
+    for i in 0..2 {
+        h.open_group_with(i, 2, h.group_options_of(&[0, 1]));
+    }
+    h.wait_for_leader(1);
+    let leader = h.wait_for_leader(2);
+    (h, leader, 1 - leader)
+}
+
 /// Issue 21: frames whose group is wrong, from hosts that passed the
 /// handshake. Group 1 runs on hosts 0, 1 and 2, group 2 on two of them
 /// only. Sent to group 2's leader: a frame for a group it does not have; a
@@ -145,16 +160,7 @@ fn a_membership_change_in_one_group_and_a_leader_transfer_in_each_while_the_othe
 fn frames_naming_an_unknown_a_mismatched_or_a_forged_group_are_dropped_logged_and_counted() {
     use floyd::wire::frame::Body;
     use floyd::wire::{AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse};
-    let mut h = Hosts::start(3);
-    for i in 0..3 {
-        h.open_group(i, 1);
-    }
-    for i in 0..2 {
-        h.open_group_with(i, 2, h.group_options_of(&[0, 1]));
-    }
-    h.wait_for_leader(1);
-    let leader = h.wait_for_leader(2);
-    let member = 1 - leader;
+    let (h, leader, member) = group_2_without_host_2();
     // Group 1's log runs well past group 2's.
     for k in 0..30 {
         h.write(2, 1, format!("k{k}").as_bytes(), b"v");
@@ -278,16 +284,7 @@ fn a_host_that_is_no_member_cannot_make_a_follower_of_a_group_apply_its_entries(
     use floyd::wire::frame::Body;
     use floyd::wire::{command::Op, AppendEntries, Command, Entry, EntryType, Put};
     use prost::Message as _;
-    let mut h = Hosts::start(3);
-    for i in 0..3 {
-        h.open_group(i, 1);
-    }
-    for i in 0..2 {
-        h.open_group_with(i, 2, h.group_options_of(&[0, 1]));
-    }
-    h.wait_for_leader(1);
-    let leader = h.wait_for_leader(2);
-    let member = 1 - leader;
+    let (h, _, member) = group_2_without_host_2();
     h.write(member, 2, b"k", b"before");
     h.wait_applied(member, 2, b"k", b"before");
     let s = h.node(member, 2).server_status();
