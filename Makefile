@@ -151,8 +151,9 @@ examples: lib | $(OUT)
 	$(OUT)/write_bench 4 128 200
 
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/floyd
+	install -d $(DESTDIR)$(PREFIX)/include/floyd $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/floyd
 	install -m 644 include/floyd.h bindings/cpp/floyd.hpp $(DESTDIR)$(PREFIX)/include/
+	install -m 644 bindings/cpp/floyd/*.hpp $(DESTDIR)$(PREFIX)/include/floyd/
 	install -m 755 $(LIBDIR)/libfloyd.so $(DESTDIR)$(PREFIX)/lib/libfloyd.so.$(VERSION)
 	ln -sf libfloyd.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfloyd.so.$(MAJOR)
 	ln -sf libfloyd.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libfloyd.so
@@ -173,6 +174,11 @@ install-test: | $(OUT)
 		$$(pkg-config --cflags floyd) $$(pkg-config --libs floyd) -Wl,-rpath,$(OUT)/prefix/lib \
 		-o $(OUT)/c_cluster_pc'
 	$(OUT)/c_cluster_pc
+	@# The installed C++ header finds its parts (floyd/*.hpp) beside it.
+	printf '#include <floyd.hpp>\nint main() { floyd::HostOptions h; floyd::Options o; return floyd::Status::OK().ok() && h.workers == 0 && o.members.empty() ? 0 : 1; }\n' > $(OUT)/hpp_installed.cpp
+	PKG_CONFIG_PATH=$(OUT)/prefix/lib/pkgconfig sh -c '$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic $(OUT)/hpp_installed.cpp \
+		$$(pkg-config --cflags floyd) $$(pkg-config --libs floyd) -Wl,-rpath,$(OUT)/prefix/lib -o $(OUT)/hpp_installed'
+	$(OUT)/hpp_installed
 	cmake -S examples/cmake -B $(OUT)/cmake-example -DCMAKE_PREFIX_PATH=$(OUT)/prefix \
 		-DCMAKE_BUILD_RPATH=$(OUT)/prefix/lib >/dev/null
 	cmake --build $(OUT)/cmake-example
