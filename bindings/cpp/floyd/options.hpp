@@ -167,25 +167,11 @@ struct Options {
 
   Options(const std::string& cluster_string, const std::string& _local_ip, int _local_port,
           const std::string& _path)
-      : local_ip(_local_ip),
-        local_port(_local_port),
-        path(_path),
-        check_leader_us(1000000),
-        heartbeat_us(100000),
-        append_entries_size_once(4u << 20),
-        append_entries_count_once(4096),
-        single_mode(false),
-        join(false),
-        snapshot_log_entries(50000),
-        snapshot_log_bytes(32u << 20),
-        snapshot_keep_entries(5000),
-        snapshot_chunk_bytes(1u << 20),
-        snapshot_bytes_per_sec(64u << 20),
-        lease_reads(false),
-        quiesce(-1),
-        max_async_in_flight(100000),
-        history_revisions(10000),
-        session_timeout_ms(3600000) {
+      : Options() {
+    // (The defaults are the other constructor's: written once.)
+    local_ip = _local_ip;
+    local_port = _local_port;
+    path = _path;
     SetMembers(cluster_string);
     if (members.size() == 1) single_mode = true;
   }
