@@ -191,12 +191,7 @@ class Host {
     if (h_ == nullptr) return Status::FromCode(FLOYD_STOPPED, "the host is closed");
     char* out = nullptr;
     int rc = floyd_host_get_metrics(h_, &out);
-    if (rc != FLOYD_OK) {
-      floyd_free(out);
-      return Status::FromCode(rc, "floyd_host_get_metrics failed");
-    }
-    detail::TakeBytes(out, out != nullptr ? std::char_traits<char>::length(out) : 0, text);
-    return Status::OK();
+    return detail::TakeTextResult(rc, out, "floyd_host_get_metrics failed", text);
   }
 
   // The host's status as JSON: its address ("host"), threads, open groups
@@ -206,12 +201,7 @@ class Host {
     if (h_ == nullptr) return Status::FromCode(FLOYD_STOPPED, "the host is closed");
     char* text = nullptr;
     int rc = floyd_host_get_status_json(h_, &text);
-    if (rc != FLOYD_OK) {
-      floyd_free(text);
-      return Status::FromCode(rc, "floyd_host_get_status_json failed");
-    }
-    detail::TakeBytes(text, text != nullptr ? std::char_traits<char>::length(text) : 0, json);
-    return Status::OK();
+    return detail::TakeTextResult(rc, text, "floyd_host_get_status_json failed", json);
   }
 
   // Stops every group still open on the host, then its threads, and closes

@@ -468,7 +468,7 @@ class Floyd {
   bool GetLeader(std::string* ip_port) {
     char* p = nullptr;
     if (floyd_get_leader(f_, &p) != FLOYD_OK) return false;
-    detail::TakeBytes(p, p != nullptr ? std::char_traits<char>::length(p) : 0, ip_port);
+    detail::TakeText(p, ip_port);
     return true;
   }
 
@@ -503,7 +503,7 @@ class Floyd {
     int rc = floyd_get_all_servers(f_, &csv, &errmsg);
     if (rc != FLOYD_OK) return detail::TakeStatus(rc, errmsg);
     std::string all;
-    detail::TakeBytes(csv, csv != nullptr ? std::char_traits<char>::length(csv) : 0, &all);
+    detail::TakeText(csv, &all);
     nodes->clear();
     std::string::size_type start = 0;
     while (start < all.size()) {
@@ -520,7 +520,7 @@ class Floyd {
   bool GetServerStatus(std::string* msg) {
     char* text = nullptr;
     if (floyd_get_server_status(f_, &text) != FLOYD_OK) return false;
-    detail::TakeBytes(text, text != nullptr ? std::char_traits<char>::length(text) : 0, msg);
+    detail::TakeText(text, msg);
     return true;
   }
 
@@ -530,12 +530,7 @@ class Floyd {
     if (text == nullptr) return Status::InvalidArgument("text is NULL");
     char* out = nullptr;
     int rc = floyd_get_metrics(f_, &out);
-    if (rc != FLOYD_OK) {
-      floyd_free(out);
-      return Status::FromCode(rc, "floyd_get_metrics failed");
-    }
-    detail::TakeBytes(out, out != nullptr ? std::char_traits<char>::length(out) : 0, text);
-    return Status::OK();
+    return detail::TakeTextResult(rc, out, "floyd_get_metrics failed", text);
   }
 
   // Lowest level written to <path>/LOG: DEBUG=1 INFO=2 WARN=3 ERROR=4 FATAL=5 NONE=6.

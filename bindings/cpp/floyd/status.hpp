@@ -256,6 +256,20 @@ inline void TakeBytes(char* p, size_t len, std::string* out) {
   floyd_free(p);
 }
 
+// A NUL-terminated text from the library, taken like TakeBytes.
+inline void TakeText(char* p, std::string* out) { TakeBytes(p, p != nullptr ? std::strlen(p) : 0, out); }
+
+// The text a call that reports no message gave (`failed` names the call when
+// it failed): into *out, and the library's copy freed either way.
+inline Status TakeTextResult(int rc, char* p, const char* failed, std::string* out) {
+  if (rc != FLOYD_OK) {
+    floyd_free(p);
+    return Status::FromCode(rc, failed);
+  }
+  TakeText(p, out);
+  return Status::OK();
+}
+
 inline bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
 
 }  // namespace detail
